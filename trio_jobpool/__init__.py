@@ -1,0 +1,46 @@
+"""trio_jobpool: a job worker pool for Trio and AnyIO (asyncio).
+
+Open a pool with :func:`open_job_pool`, submit async jobs, and get exact priorities, timeouts,
+cancellation by id, retries with backoff, live resizing and stats. See ``docs/`` for the guide.
+"""
+
+from ._errors import (
+    DuplicateJob,
+    JobCancelled,
+    JobFailed,
+    JobNotFound,
+    JobNotRegistered,
+    JobNotSerializable,
+    JobPoolError,
+    JobTimeout,
+    PoolClosed,
+    QueueFull,
+)
+from ._job import JobHandle, JobStatus, current_job
+from ._pool import JobPool, open_job_pool
+from ._registry import JobRegistry
+from ._retry import RetryPolicy
+from ._stats import PoolStats
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DuplicateJob",
+    "JobCancelled",
+    "JobFailed",
+    "JobHandle",
+    "JobNotFound",
+    "JobNotRegistered",
+    "JobNotSerializable",
+    "JobPool",
+    "JobPoolError",
+    "JobRegistry",
+    "JobStatus",
+    "JobTimeout",
+    "PoolClosed",
+    "PoolStats",
+    "QueueFull",
+    "RetryPolicy",
+    "current_job",
+    "open_job_pool",
+]

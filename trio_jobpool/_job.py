@@ -1,0 +1,267 @@
+"""Job handles, job states and :func:`current_job`."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import outcome
+
+from ._errors import JobCancelled, JobTimeout
+
+if TYPE_CHECKING:
+    from ._pool import JobPool
+    from ._retry import RetryPolicy
+    from ._runtime import CancelScopeLike, EventLike
+
+__all__ = ["JobHandle", "JobStatus", "current_job"]
+
+T = TypeVar("T")
+
+
+class JobStatus(StrEnum):
+    """Where a job is in its life. A ``str``, so it compares equal to its value."""
+
+    QUEUED = "queued"
+    """Accepted, waiting for a worker."""
+    RETRYING = "retrying"
+    """An attempt failed and a retry is scheduled; waiting out the backoff (holding no worker)."""
+    RUNNING = "running"
+    """A worker is running it."""
+    COMPLETED = "completed"
+    """Returned a value."""
+    FAILED = "failed"
+    """Raised an exception (after its last attempt)."""
+    CANCELLED = "cancelled"
+    """Cancelled by id, by its handle, or by the pool's shutdown."""
+    TIMED_OUT = "timed_out"
+    """Ran past its timeout and was cancelled."""
+
+    @property
+    def ended(self) -> bool:
+        """``True`` for the four final states."""
+        return self in _ENDED
+
+
+_ENDED = frozenset(
+    {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
+)
+
+_current_job: ContextVar[JobHandle[Any] | None] = ContextVar(
+    "trio_jobpool.current_job", default=None
+)
+
+
+def current_job() -> JobHandle[Any]:
+    """The handle of the job whose code is running, in the job itself and in tasks it starts.
+
+    Raises:
+        RuntimeError: called outside any job.
+    """
+    job = _current_job.get()
+    if job is None:
+        raise RuntimeError("current_job() called outside of a trio_jobpool job")
+    return job
+
+
+class JobHandle(Generic[T]):
+    """One submitted job: its state, timings, progress and outcome.
+
+    Handles are created by ``JobPool.submit``; every attribute is read-only. Times ending in
+    ``_at`` are wall-clock seconds (``time.time()`` scale, derived from the pool's monotonic
+    clock so they never run backwards); ``exec_time`` is in seconds. Timings are those of the
+    latest attempt.
+    """
+
+    __slots__ = (
+        "_args",
+        "_attempts",
+        "_bounded",
+        "_cancel_reason",
+        "_done",
+        "_exec_time",
+        "_finished_m",
+        "_fn",
+        "_pool",
+        "_progress",
+        "_ready_m",
+        "_result",
+        "_retry",
+        "_scope",
+        "_started_m",
+        "_status",
+        "_submitted_m",
+        "_timeout",
+        "job_id",
+        "priority",
+    )
+
+    job_id: str
+    """The job's id: given at submit, or 32 generated lowercase hex characters."""
+    priority: int
+    """Lower runs first."""
+
+    def __init__(
+        self,
+        pool: JobPool,
+        job_id: str,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        priority: int,
+        timeout: float,
+        retry: RetryPolicy | None,
+        now: float,
+    ) -> None:
+        self._pool = pool
+        self.job_id = job_id
+        self._fn = fn
+        self._args = args
+        self.priority = priority
+        self._timeout = timeout
+        self._retry = retry
+        self._status = JobStatus.QUEUED
+        self._attempts = 0
+        self._progress: tuple[float, str | None] | None = None
+        self._submitted_m = now
+        self._ready_m = now
+        self._started_m: float | None = None
+        self._finished_m: float | None = None
+        self._exec_time: float | None = None
+        # The value (COMPLETED) or the exception (any other end, and while RETRYING the
+        # exception of the failed attempt).
+        self._result: Any = None
+        self._scope: CancelScopeLike | None = None
+        self._cancel_reason: str | None = None
+        self._done: EventLike | None = None
+        self._bounded = False
+
+    def __repr__(self) -> str:
+        return (
+            f"<JobHandle {self.job_id!r} {self._status.value} priority={self.priority} "
+            f"attempts={self._attempts}>"
+        )
+
+    # -- read-only state -------------------------------------------------------------------
+
+    @property
+    def status(self) -> JobStatus:
+        """The job's current :class:`JobStatus`."""
+        return self._status
+
+    @property
+    def attempts(self) -> int:
+        """How many attempts have started."""
+        return self._attempts
+
+    @property
+    def progress(self) -> float:
+        """The last fraction given to :meth:`set_progress` (``0.0`` until then)."""
+        return 0.0 if self._progress is None else self._progress[0]
+
+    @property
+    def progress_message(self) -> str | None:
+        """The last message given to :meth:`set_progress`."""
+        return None if self._progress is None else self._progress[1]
+
+    @property
+    def submitted_at(self) -> float:
+        """When the job was accepted (wall-clock seconds)."""
+        return self._pool._wall(self._submitted_m)
+
+    @property
+    def started_at(self) -> float | None:
+        """When the latest attempt started, or ``None`` if none has."""
+        return None if self._started_m is None else self._pool._wall(self._started_m)
+
+    @property
+    def finished_at(self) -> float | None:
+        """When the job ended, or ``None`` while it is live."""
+        return None if self._finished_m is None else self._pool._wall(self._finished_m)
+
+    @property
+    def exec_time(self) -> float | None:
+        """How long the latest attempt ran, once it has ended; ``None`` before."""
+        return self._exec_time
+
+    @property
+    def error(self) -> BaseException | None:
+        """The job's exception once it ended in any way but ``COMPLETED`` (``JobCancelled``,
+        ``JobTimeout`` or what the job raised); before that, the exception of the latest
+        failed attempt if a retry is under way, else ``None``."""
+        if self._status is JobStatus.COMPLETED:
+            return None
+        result = self._result
+        return result if isinstance(result, BaseException) else None
+
+    # -- waiting for the outcome -----------------------------------------------------------
+
+    async def wait(self) -> outcome.Outcome[T]:
+        """Wait until the job has ended and return its outcome; never raises for the job.
+
+        Returns a fresh ``outcome.Value(result)`` or ``outcome.Error(exc)`` (``exc`` is what the
+        job raised, ``JobCancelled`` or ``JobTimeout``) on each call.
+
+        A checkpoint. Cancelling the wait does not affect the job.
+        """
+        if not self._status.ended:
+            if self._done is None:
+                self._done = self._pool._runtime.Event()
+            await self._done.wait()
+        else:
+            await self._pool._runtime.checkpoint()
+        if self._status is JobStatus.COMPLETED:
+            return outcome.Value(self._result)
+        return outcome.Error(self._result)
+
+    async def result(self) -> T:
+        """Wait until the job has ended; return its value or raise its exception.
+
+        Raises:
+            Exception: what the job raised (``FAILED``).
+            JobCancelled: the job was cancelled.
+            JobTimeout: the job timed out (also a ``TimeoutError``).
+        """
+        return (await self.wait()).unwrap()
+
+    # -- acting on the job -----------------------------------------------------------------
+
+    def cancel(self) -> None:
+        """Cancel the job if it is still live (see ``JobPool.cancel``); otherwise do nothing."""
+        if not self._status.ended:
+            self._pool._cancel_job(self, "cancelled")
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        """Record how far the job has got, for ``progress`` and the pool's observers.
+
+        Raises:
+            ValueError: ``fraction`` is not within ``0.0 … 1.0``.
+            TypeError: ``fraction`` is not a number or ``message`` not a ``str`` or ``None``.
+        """
+        if isinstance(fraction, bool) or not isinstance(fraction, int | float):
+            raise TypeError(f"progress must be a number from 0.0 to 1.0, got {fraction!r}")
+        if not 0.0 <= fraction <= 1.0:  # also rejects NaN
+            raise ValueError(f"progress must be within 0.0 … 1.0, got {fraction!r}")
+        if message is not None and not isinstance(message, str):
+            raise TypeError(f"progress message must be a str or None, got {message!r}")
+        self._progress = (float(fraction), message)
+
+    # -- for the pool ----------------------------------------------------------------------
+
+    def _end_exception(self, status: JobStatus) -> BaseException:
+        if status is JobStatus.TIMED_OUT:
+            return JobTimeout(self.job_id, self._timeout)
+        return JobCancelled(self.job_id, self._cancel_reason or "cancelled")
+
+
+def validate_timeout(name: str, value: float | None) -> float | None:
+    """``None`` stays ``None``; otherwise a non-negative number of seconds (``inf`` allowed)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
+    if math.isnan(value) or value < 0:
+        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+    return float(value)

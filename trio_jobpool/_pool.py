@@ -1,0 +1,773 @@
+"""JobPool and open_job_pool: the nursery, the workers, submission, cancel, resize, join, stop.
+
+How a job moves (every step is synchronous, so the counters are exact between checkpoints):
+
+* ``submit`` accepts a job when the pool has room: an idle worker takes it at once, or it joins
+  the waiting room (:mod:`._promoter`). Without room the submitter parks as an *offer* until a
+  worker frees a place (or, for a rendezvous pool, takes the job straight from the offer).
+* A worker that finishes a job pulls the next one itself (no scheduler round trip when one is
+  ready) and parks as *idle* only when nothing waits.
+* A failed attempt that its :class:`RetryPolicy` retries leaves the worker and sleeps out its
+  backoff in a small task of its own, then re-enters the waiting room behind its priority.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import random
+import secrets
+import time
+from collections import OrderedDict
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, Final, TypeVar, TypeVarTuple
+
+from ._errors import DuplicateJob, JobNotFound, PoolClosed, QueueFull
+from ._job import JobHandle, JobStatus, _current_job, validate_timeout
+from ._promoter import PriorityBuckets
+from ._registry import JobRegistry
+from ._retry import RetryPolicy
+from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
+from ._stats import Counters, PoolStats
+
+__all__ = ["JobPool", "open_job_pool"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_QUEUED: Final = JobStatus.QUEUED
+_RETRYING: Final = JobStatus.RETRYING
+_RUNNING: Final = JobStatus.RUNNING
+_INF: Final = math.inf
+# A worker that keeps finding work ready yields to the scheduler at least this often, so that
+# jobs which never checkpoint cannot starve the rest of the program.
+_YIELD_EVERY: Final = 64
+
+
+class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
+    def _alive(self, item: JobHandle[Any]) -> bool:
+        return item._status is _QUEUED
+
+
+class _Offer:
+    """A submission waiting for room; not yet accepted."""
+
+    __slots__ = ("job", "priority", "slot")
+
+    def __init__(self, job: JobHandle[Any]) -> None:
+        self.job = job
+        self.priority = job.priority
+        self.slot = Slot()
+
+
+class _Offers(PriorityBuckets[_Offer]):
+    def _alive(self, item: _Offer) -> bool:
+        return not item.slot.abandoned
+
+
+@dataclass(frozen=True, slots=True)
+class _Config:
+    max_workers: int
+    queue_size: int
+    job_timeout: float  # inf: none
+    shutdown_timeout: float  # inf: none
+    max_pending: int | None
+    retry: RetryPolicy | None
+    history: int
+    registry: JobRegistry | None
+
+
+def _check_count(name: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+
+
+def _seconds(name: str, value: float | None) -> float:
+    checked = validate_timeout(name, value)
+    return _INF if checked is None else checked
+
+
+class JobPool:
+    """A pool of workers running async jobs; create it with :func:`open_job_pool`.
+
+    All methods must be called from the task tree that opened the pool (the same event loop).
+    The synchronous methods (``submit_nowait``, ``cancel``, ``resize``, ``close``, ``get``,
+    ``stats``) never yield and take effect before they return.
+    """
+
+    def __init__(self, config: _Config, runtime: Runtime, nursery: TaskGroupLike) -> None:
+        self._config = config
+        self._runtime = runtime
+        self._nursery = nursery
+        self._now = runtime.current_time
+        self._wall_offset = time.time() - runtime.current_time()
+        self._max_workers = config.max_workers
+        self._bound = None if config.max_pending is None else config.queue_size + config.max_pending
+        self._counters = Counters()
+        self._live: dict[str, JobHandle[Any]] = {}
+        self._history: OrderedDict[str, JobHandle[Any]] = OrderedDict()
+        self._waiting = _WaitingJobs()
+        self._bounded_waiting = 0  # waiting jobs that count against the bound
+        self._offers = _Offers()
+        self._idle: list[Slot] = []  # parked workers, most recently idle last
+        self._workers = 0  # workers not yet told (or deciding) to exit
+        self._worker_tasks = 0  # worker tasks still alive
+        self._closed = False
+        self._stopping = False
+        self._idle_event: Any = None  # set when the last live job ends, made on demand
+        self._workers_gone = runtime.Event()
+        self._rng = random.Random()
+        self._id_prefix = secrets.token_hex(8)
+        self._id_counter = itertools.count()
+
+    def __repr__(self) -> str:
+        c = self._counters
+        state = "stopped" if self._workers_gone.is_set() else "closed" if self._closed else "open"
+        return (
+            f"<JobPool {state} workers={self._max_workers} running={c.running} "
+            f"queued={c.queued} submitted={c.submitted}>"
+        )
+
+    # -- submitting ------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Submit ``fn(*args)`` as a job and return its handle once the pool accepted it.
+
+        Waits while the pool is full (backpressure). A checkpoint: if it is cancelled, the job
+        was not accepted; if it returns, the job was accepted (on asyncio a cancellation that
+        arrives together with the acceptance is delivered at the caller's next ``await``).
+
+        Args:
+            fn: an async callable (or, with a registry, a registered job's name).
+            job_id: a non-empty ``str``; by default 32 random lowercase hex characters.
+            priority: any ``int``; lower runs first, FIFO within one priority.
+            timeout: seconds from the job's start; ``None``: the pool's ``job_timeout``;
+                ``math.inf``: none.
+            retry: ``None``: the pool's policy; ``RetryPolicy(max_attempts=1)``: no retry.
+
+        Raises:
+            PoolClosed: the pool was closed (before or while waiting for room).
+            DuplicateJob: a live job has this id.
+            TypeError, ValueError: bad arguments.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        runtime = self._runtime
+        await runtime.checkpoint_before()
+        if self._accept(job):
+            await runtime.checkpoint_after()
+            return job
+        offer = _Offer(job)
+        self._offers.push(offer)
+        answer = await runtime.park(offer.slot)
+        if answer is not True:
+            raise answer
+        return job
+
+    def submit_nowait(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Like :meth:`submit`, but never waits.
+
+        Raises:
+            QueueFull: the pool is full.
+            PoolClosed, DuplicateJob, TypeError, ValueError: as for :meth:`submit`.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if not self._accept(job):
+            raise QueueFull(
+                f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are waiting "
+                f"(queue_size + max_pending = {self._bound})"
+            )
+        return job
+
+    def _new_job(
+        self,
+        fn: Callable[..., Awaitable[T]] | str,
+        args: tuple[Any, ...],
+        job_id: str | None,
+        priority: int,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+    ) -> JobHandle[T]:
+        if isinstance(fn, str):
+            if self._config.registry is None:
+                raise TypeError(f"job {fn!r} given by name, but the pool has no registry")
+            fn = self._config.registry.get(fn)
+        elif not callable(fn):
+            raise TypeError(f"a job must be an async callable, got {fn!r}")
+        if job_id is None:
+            job_id = f"{self._id_prefix}{next(self._id_counter):016x}"
+        elif not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {job_id!r}")
+        elif not job_id:
+            raise ValueError("job_id must not be empty")
+        if type(priority) is not int and (
+            isinstance(priority, bool) or not isinstance(priority, int)
+        ):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        seconds = self._config.job_timeout if timeout is None else _seconds("timeout", timeout)
+        if retry is None:
+            retry = self._config.retry
+        elif not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        return JobHandle(self, job_id, fn, args, int(priority), seconds, retry, self._now())
+
+    def _accept(self, job: JobHandle[Any]) -> bool:
+        """Accept ``job`` if there is room now; ``False`` if the pool is full."""
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        if job.job_id in self._live:
+            raise DuplicateJob(job.job_id)
+        slot = self._pop_idle()
+        if slot is None and self._bound is not None and self._bounded_waiting >= self._bound:
+            return False
+        self._register(job)
+        self._place(job, bounded=True, slot=slot)
+        return True
+
+    def _register(self, job: JobHandle[Any]) -> None:
+        """Count an accepted job in as live and queued; its clocks start now."""
+        job._submitted_m = job._ready_m = self._now()
+        self._live[job.job_id] = job
+        self._counters.submitted += 1
+        self._counters.queued += 1
+
+    def _pop_idle(self) -> Slot | None:
+        idle = self._idle
+        while idle:
+            slot = idle.pop()
+            if not slot.abandoned:
+                return slot
+        return None
+
+    def _place(self, job: JobHandle[Any], *, bounded: bool, slot: Slot | None = None) -> None:
+        """Give a queued job to an idle worker (``slot``, else any), or to the waiting room."""
+        if slot is None:
+            slot = self._pop_idle()
+        if slot is not None:
+            self._start(job)
+            self._runtime.unpark(slot, job)
+            return
+        job._status = _QUEUED
+        if bounded:
+            job._bounded = True
+            self._bounded_waiting += 1
+        self._waiting.push(job)
+
+    def _admit_offers(self) -> None:
+        """Accept blocked submissions, best first, while there is room for them."""
+        bound = self._bound
+        offers = self._offers
+        while len(offers) and (bound is None or self._bounded_waiting < bound):
+            offer = offers.pop()
+            if offer is None:
+                return
+            if self._settle_offer(offer):
+                self._place(offer.job, bounded=True)
+
+    def _settle_offer(self, offer: _Offer) -> bool:
+        """Accept an offer taken from ``_offers``; ``False`` if its id became live meanwhile."""
+        job = offer.job
+        if job.job_id in self._live:
+            self._runtime.unpark(offer.slot, DuplicateJob(job.job_id))
+            return False
+        self._register(job)
+        self._runtime.unpark(offer.slot, True)
+        return True
+
+    # -- the workers -----------------------------------------------------------------------
+
+    def _spawn_workers(self, count: int) -> None:
+        for _ in range(count):
+            self._workers += 1
+            self._worker_tasks += 1
+            self._nursery.start_soon(self._worker)
+
+    async def _worker(self) -> None:
+        runtime = self._runtime
+        slot = Slot()
+        counted = True  # still counted in self._workers
+        ready_in_a_row = 0
+        try:
+            while True:
+                if self._workers > self._max_workers:
+                    self._workers -= 1
+                    counted = False
+                    return
+                job = self._take()
+                if job is None:
+                    if self._stopping:
+                        return
+                    self._idle.append(slot)
+                    job = await runtime.park(slot)
+                    if job is None:  # told to exit by resize or stop
+                        counted = False
+                        return
+                    ready_in_a_row = 0
+                else:
+                    ready_in_a_row += 1
+                    if ready_in_a_row >= _YIELD_EVERY:
+                        ready_in_a_row = 0
+                        await runtime.checkpoint()
+                await self._run(job)
+        finally:
+            if counted:
+                self._workers -= 1
+            self._worker_tasks -= 1
+            if self._worker_tasks == 0 and self._stopping:
+                self._workers_gone.set()
+
+    def _take(self) -> JobHandle[Any] | None:
+        """The next job for a free worker, already marked running; ``None`` if none waits."""
+        waiting = self._waiting
+        while True:
+            job = waiting.peek() if len(waiting) else None
+            if len(self._offers):
+                offer = self._offers.peek()
+                if offer is not None and (job is None or offer.priority < job.priority):
+                    self._offers.pop()
+                    if not self._settle_offer(offer):
+                        continue
+                    self._start(offer.job)
+                    return offer.job
+            if job is None:
+                return None
+            waiting.pop()
+            self._start(job)
+            if job._bounded:
+                job._bounded = False
+                self._bounded_waiting -= 1
+                if len(self._offers):
+                    self._admit_offers()
+            return job
+
+    def _start(self, job: JobHandle[Any]) -> None:
+        now = self._now()
+        counters = self._counters
+        counters.queued -= 1
+        counters.running += 1
+        counters.wait_total += now - job._ready_m
+        counters.wait_count += 1
+        job._status = _RUNNING
+        job._attempts += 1
+        job._started_m = now
+        job._exec_time = None
+
+    async def _run(self, job: JobHandle[Any]) -> None:
+        """Run one attempt of ``job`` in its own cancel scope and record how it ended.
+
+        Only cancellation from outside the job's scope (the pool shutting down) or a
+        ``BaseException`` such as ``KeyboardInterrupt`` leaves this function, after the job
+        was recorded as cancelled.
+        """
+        token = _current_job.set(job)
+        scope = self._runtime.CancelScope()
+        if job._timeout != _INF:
+            assert job._started_m is not None
+            scope.deadline = job._started_m + job._timeout
+        job._scope = scope
+        if job._cancel_reason is not None:  # cancelled between hand-off and start
+            scope.cancel()
+        recorded = False
+        try:
+            with scope:
+                try:
+                    value = await job._fn(*job._args)
+                except Exception as exc:
+                    job._scope = None
+                    recorded = True
+                    self._attempt_raised(job, exc, scope.cancel_called)
+                else:
+                    job._scope = None
+                    recorded = True
+                    self._attempt_ended(job, JobStatus.COMPLETED, value)
+            if not recorded:  # the job's own scope caught the cancellation
+                job._scope = None
+                recorded = True
+                self._attempt_ended(job, self._cancel_status(job), None)
+        finally:
+            _current_job.reset(token)
+            if not recorded:
+                job._scope = None
+                if job._cancel_reason is None:
+                    job._cancel_reason = "cancelled by the pool's shutdown"
+                self._attempt_ended(job, JobStatus.CANCELLED, None)
+
+    @staticmethod
+    def _cancel_status(job: JobHandle[Any]) -> JobStatus:
+        return JobStatus.CANCELLED if job._cancel_reason is not None else JobStatus.TIMED_OUT
+
+    def _attempt_raised(self, job: JobHandle[Any], exc: Exception, cancel_called: bool) -> None:
+        if cancel_called:
+            # The job raised while being cancelled or timed out (for example from cleanup
+            # code): it ends as cancelled/timed out, with what it raised as the cause.
+            status = self._cancel_status(job)
+            self._attempt_ended(job, status, None, cause=exc)
+            return
+        policy = job._retry
+        if policy is not None and not self._stopping and policy.should_retry(job._attempts, exc):
+            self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
+            return
+        self._attempt_ended(job, JobStatus.FAILED, exc)
+
+    def _attempt_ended(
+        self,
+        job: JobHandle[Any],
+        status: JobStatus,
+        result: Any,
+        cause: BaseException | None = None,
+    ) -> None:
+        """Record the end of a running attempt that ends the job with ``status``."""
+        counters = self._counters
+        counters.running -= 1
+        now = self._now()
+        self._record_exec(job, now)
+        if status is JobStatus.COMPLETED:
+            counters.completed += 1
+        elif status is JobStatus.FAILED:
+            counters.failed += 1
+        else:
+            result = job._end_exception(status)
+            result.__cause__ = cause
+            if status is JobStatus.CANCELLED:
+                counters.cancelled += 1
+            else:
+                counters.timed_out += 1
+        self._end(job, status, result, now)
+
+    def _record_exec(self, job: JobHandle[Any], now: float) -> None:
+        assert job._started_m is not None
+        job._exec_time = now - job._started_m
+        self._counters.record_exec(job._exec_time)
+
+    def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
+        counters = self._counters
+        counters.running -= 1
+        self._record_exec(job, self._now())
+        counters.queued += 1
+        counters.retried += 1
+        job._status = _RETRYING
+        job._result = exc
+        self._nursery.start_soon(self._retry_later, job, delay)
+
+    async def _retry_later(self, job: JobHandle[Any], delay: float) -> None:
+        if job._status is not _RETRYING:  # cancelled before this task started
+            return
+        with self._runtime.CancelScope() as scope:
+            job._scope = scope
+            await self._runtime.sleep(delay)
+        if job._status is _RETRYING:
+            job._scope = None
+            job._ready_m = self._now()
+            self._place(job, bounded=False)
+
+    def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        """Move a job that is no longer counted as queued or running to its final state."""
+        job._status = status
+        job._result = result
+        job._finished_m = now
+        del self._live[job.job_id]
+        history_size = self._config.history
+        if history_size:
+            history = self._history
+            if job.job_id in history:
+                del history[job.job_id]
+            history[job.job_id] = job
+            if len(history) > history_size:
+                history.popitem(last=False)
+        if job._done is not None:
+            job._done.set()
+        if not self._live and self._idle_event is not None:
+            self._idle_event.set()
+            self._idle_event = None
+
+    # -- cancelling ------------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a live job by id: it ends ``CANCELLED``.
+
+        A waiting or retrying job is removed at once (O(1)) and never runs again. A running
+        job's cancel scope is cancelled; it ends as soon as it reaches a checkpoint, and its
+        worker moves on. A job that shields itself and returns a value ends ``COMPLETED``.
+
+        Raises:
+            JobNotFound: no live job has this id (unknown, or already ended).
+        """
+        job = self._live.get(job_id)
+        if job is None:
+            raise JobNotFound(job_id)
+        self._cancel_job(job, "cancelled")
+
+    def _cancel_job(self, job: JobHandle[Any], reason: str) -> None:
+        status = job._status
+        if status is _RUNNING:
+            if job._cancel_reason is None:
+                job._cancel_reason = reason
+            if job._scope is not None:
+                job._scope.cancel()
+            return
+        job._cancel_reason = reason
+        counters = self._counters
+        counters.queued -= 1
+        counters.cancelled += 1
+        if status is _QUEUED:
+            self._waiting.discard()
+            if job._bounded:
+                job._bounded = False
+                self._bounded_waiting -= 1
+        elif job._scope is not None:  # retrying: stop its backoff timer
+            job._scope.cancel()
+            job._scope = None
+        self._end(job, JobStatus.CANCELLED, job._end_exception(JobStatus.CANCELLED), self._now())
+        if status is _QUEUED and len(self._offers):
+            self._admit_offers()
+
+    # -- looking at jobs -------------------------------------------------------------------
+
+    def get(self, job_id: str) -> JobHandle[Any]:
+        """The handle of a live job, or of one of the last ``history`` ended jobs.
+
+        Raises:
+            JobNotFound: neither.
+        """
+        job = self._live.get(job_id)
+        if job is None:
+            job = self._history.get(job_id)
+            if job is None:
+                raise JobNotFound(job_id)
+        return job
+
+    def stats(self) -> PoolStats:
+        """A snapshot of the pool's counters; O(1) (see :class:`PoolStats`)."""
+        return self._counters.snapshot(self._max_workers)
+
+    @property
+    def max_workers(self) -> int:
+        """The current target number of workers (see :meth:`resize`)."""
+        return self._max_workers
+
+    @property
+    def closed(self) -> bool:
+        """Whether the pool has stopped accepting jobs."""
+        return self._closed
+
+    def _wall(self, monotonic: float) -> float:
+        return self._wall_offset + monotonic
+
+    # -- resizing, joining, stopping -------------------------------------------------------
+
+    def resize(self, max_workers: int) -> None:
+        """Set the number of workers.
+
+        Growing starts the new workers at once. Shrinking never cancels a running job: idle
+        surplus workers exit now, busy ones after their current job, and from now on no more
+        than ``max_workers`` jobs start running at once.
+
+        Raises:
+            ValueError: ``max_workers < 1``.
+            TypeError: not an ``int``.
+            PoolClosed: the pool is stopping or stopped.
+        """
+        _check_count("max_workers", max_workers, 1)
+        if self._stopping:
+            raise PoolClosed(f"cannot resize to {max_workers}: the pool is stopping")
+        self._max_workers = max_workers
+        surplus = self._workers - max_workers
+        if surplus < 0:
+            self._spawn_workers(-surplus)
+            return
+        idle = self._idle
+        while surplus > 0 and idle:
+            slot = idle.pop()
+            if not slot.abandoned:
+                self._workers -= 1
+                surplus -= 1
+                self._runtime.unpark(slot, None)
+
+    async def join(self) -> None:
+        """Wait until no job is waiting, retrying or running. A checkpoint.
+
+        Cancelling the wait does not affect the jobs.
+        """
+        if not self._live:
+            await self._runtime.checkpoint()
+            return
+        while self._live:
+            if self._idle_event is None:
+                self._idle_event = self._runtime.Event()
+            await self._idle_event.wait()
+
+    def close(self) -> None:
+        """Stop accepting jobs: ``submit`` raises :class:`PoolClosed` from now on, and so do
+        submissions that are waiting for room. Jobs already accepted are not affected."""
+        if self._closed:
+            return
+        self._closed = True
+        for offer in self._offers.drain():
+            self._runtime.unpark(
+                offer.slot,
+                PoolClosed(f"cannot accept job {offer.job.job_id!r}: the pool is closed"),
+            )
+
+    async def stop(self, drain: bool = True, timeout: float | None = None) -> None:
+        """Close the pool, finish or cancel its jobs, and wait until its workers have exited.
+
+        With ``drain``, waiting, retrying and running jobs go on for up to ``timeout`` seconds
+        (default: the pool's ``shutdown_timeout``); whatever is left then is cancelled. Without
+        ``drain`` everything is cancelled at once. Returns once every job has ended and every
+        worker has exited. Calling it again, or concurrently, is safe; a call with
+        ``drain=False`` cuts a draining stop short.
+
+        If the call itself is cancelled, every job is cancelled before the cancellation
+        propagates.
+
+        Raises:
+            RuntimeError: called from inside one of this pool's own jobs.
+            ValueError: a negative ``timeout``.
+        """
+        current = _current_job.get()
+        if current is not None and current._pool is self:
+            raise RuntimeError(
+                f"stop() called from inside job {current.job_id!r} of the same pool "
+                "would wait for itself"
+            )
+        seconds = self._config.shutdown_timeout if timeout is None else _seconds("timeout", timeout)
+        self.close()
+        if drain and not self._stopping:
+            try:
+                with self._runtime.CancelScope() as scope:
+                    scope.deadline = self._now() + seconds
+                    await self.join()
+            finally:
+                self._shut_down()
+        else:
+            self._shut_down()
+        await self._workers_gone.wait()
+
+    def _shut_down(self) -> None:
+        """Close, cancel every live job, and tell every worker to exit (idempotent, sync)."""
+        self.close()
+        if not self._stopping:
+            self._stopping = True
+            for job in list(self._live.values()):
+                self._cancel_job(job, "cancelled by the pool's shutdown")
+            idle, self._idle = self._idle, []
+            for slot in idle:
+                if not slot.abandoned:
+                    self._workers -= 1
+                    self._runtime.unpark(slot, None)
+        if self._worker_tasks == 0:
+            self._workers_gone.set()
+
+    def _abort(self) -> None:
+        """Cancel everything at once, including the pool's own tasks (the block failed)."""
+        self._shut_down()
+        self._nursery.cancel_scope.cancel()
+
+
+def open_job_pool(
+    max_workers: int = 10,
+    queue_size: int = 100,
+    *,
+    job_timeout: float | None = 1800.0,
+    shutdown_timeout: float | None = 30.0,
+    max_pending: int | None = 0,
+    retry: RetryPolicy | None = None,
+    history: int = 10_000,
+    store: object = None,
+    registry: JobRegistry | None = None,
+) -> AbstractAsyncContextManager[JobPool]:
+    """Open a job pool for the duration of an ``async with`` block.
+
+    The pool's workers, its retry timers and every running job are tasks of one nursery (task
+    group) opened by the block. Leaving the block normally is ``await pool.stop(drain=True)``.
+    Leaving it by an exception (or a cancellation) cancels every job at once and re-raises that
+    exception itself, not wrapped in an exception group.
+
+    Args:
+        max_workers: jobs that run at once (>= 1).
+        queue_size: jobs that may wait beyond those idle workers take (>= 0).
+        job_timeout: default per-job timeout in seconds, from the job's start; ``None``: none.
+        shutdown_timeout: how long leaving the block (or ``stop()``) lets jobs finish before
+            cancelling them; ``None``: no limit.
+        max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
+        retry: the default :class:`RetryPolicy`; ``None``: no retries.
+        history: how many ended jobs ``get`` can still find (>= 0).
+        store: ``None`` (in memory); durable and distributed stores are not available yet.
+        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name.
+
+    Raises:
+        ValueError, TypeError: bad arguments (raised here, before any task starts).
+        RuntimeError: entered outside Trio or asyncio.
+    """
+    _check_count("max_workers", max_workers, 1)
+    _check_count("queue_size", queue_size, 0)
+    _check_count("max_pending", max_pending, 0, allow_none=True)
+    _check_count("history", history, 0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+    if registry is not None and not isinstance(registry, JobRegistry):
+        raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
+    if store is not None and store != "memory://":
+        raise ValueError(
+            f"store {store!r} is not supported by this version: only the in-memory store "
+            "(store=None) is available"
+        )
+    config = _Config(
+        max_workers=max_workers,
+        queue_size=queue_size,
+        job_timeout=_seconds("job_timeout", job_timeout),
+        shutdown_timeout=_seconds("shutdown_timeout", shutdown_timeout),
+        max_pending=max_pending,
+        retry=retry,
+        history=history,
+        registry=registry,
+    )
+    return _run_pool(config)
+
+
+@asynccontextmanager
+async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
+    runtime = current_runtime()
+    pool: JobPool | None = None
+    single: BaseException | None = None
+    try:
+        async with runtime.open_task_group() as nursery:
+            pool = JobPool(config, runtime, nursery)
+            pool._spawn_workers(config.max_workers)
+            try:
+                yield pool
+            except BaseException:
+                pool._abort()
+                raise
+            await pool.stop(drain=True)
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1:
+            raise
+        single = group.exceptions[0]
+    finally:
+        if pool is not None:  # whatever way the nursery ended, no job is left live
+            pool._shut_down()
+    if single is not None:
+        # Re-raised outside the except block, so it does not get the group as its context.
+        raise single

@@ -1,0 +1,115 @@
+"""The waiting room: jobs (and blocked submissions) ordered by priority, FIFO within one.
+
+The guide's pool had a timer that moved jobs from its priority queue into a channel every so
+often, and a job already in the channel could not be overtaken by a more urgent one. Here there is
+no channel between the waiting room and the workers: a worker that becomes free *pulls* the best
+waiting job itself, synchronously, and a submission that finds an idle worker hands its job over
+directly. Promotion is therefore event-driven by construction, with no timer and no extra task
+hop, and a job never sits in a hand-off where it could be overtaken.
+
+:class:`PriorityBuckets` keeps one FIFO ``deque`` per priority and a heap of the priorities
+present: push and pop are O(1) plus O(log P) for P distinct priorities (usually a handful), and a
+queued job costs one pointer. Removal is lazy: a cancelled job stays in its deque, marked dead,
+until it surfaces or until dead entries outnumber live ones, when the buckets are compacted.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import deque
+from collections.abc import Iterator
+from typing import Generic, Protocol, TypeVar
+
+__all__ = ["PriorityBuckets"]
+
+
+class _Prioritised(Protocol):
+    @property
+    def priority(self) -> int: ...
+
+
+T = TypeVar("T", bound=_Prioritised)
+
+_COMPACT_MIN_DEAD = 1024
+
+
+class PriorityBuckets(Generic[T]):
+    """Items ordered by ``(item.priority, insertion order)``; subclasses say which are alive."""
+
+    __slots__ = ("_buckets", "_dead", "_priorities", "_size")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, deque[T]] = {}
+        self._priorities: list[int] = []  # heap of the keys of _buckets
+        self._size = 0  # entries, dead ones included
+        self._dead = 0  # entries known to be dead (see discard)
+
+    def _alive(self, item: T) -> bool:
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def __len__(self) -> int:
+        """Entries still held, including dead ones not yet dropped (an upper bound)."""
+        return self._size
+
+    def push(self, item: T) -> None:
+        bucket = self._buckets.get(item.priority)
+        if bucket is None:
+            bucket = self._buckets[item.priority] = deque()
+            heapq.heappush(self._priorities, item.priority)
+        bucket.append(item)
+        self._size += 1
+
+    def peek(self) -> T | None:
+        """The best live item, left in place; ``None`` if there is none."""
+        priorities = self._priorities
+        buckets = self._buckets
+        while priorities:
+            bucket = buckets[priorities[0]]
+            while bucket:
+                item = bucket[0]
+                if self._alive(item):
+                    return item
+                bucket.popleft()
+                self._size -= 1
+                if self._dead:  # items may also die unannounced (an abandoned submission)
+                    self._dead -= 1
+            del buckets[heapq.heappop(priorities)]
+        return None
+
+    def pop(self) -> T | None:
+        """Remove and return the best live item; ``None`` if there is none."""
+        item = self.peek()
+        if item is not None:
+            bucket = self._buckets[item.priority]
+            bucket.popleft()
+            self._size -= 1
+            if not bucket:
+                del self._buckets[heapq.heappop(self._priorities)]
+        return item
+
+    def discard(self) -> None:
+        """Note that one held item has just died in place; compact if the dead dominate."""
+        self._dead += 1
+        if self._dead >= _COMPACT_MIN_DEAD and self._dead * 2 > self._size:
+            self._compact()
+
+    def drain(self) -> Iterator[T]:
+        """Yield every live item in order and empty the buckets (items may die meanwhile)."""
+        buckets, self._buckets, self._priorities = self._buckets, {}, []
+        self._size = self._dead = 0
+        for priority in sorted(buckets):
+            for item in buckets[priority]:
+                if self._alive(item):
+                    yield item
+
+    def _compact(self) -> None:
+        alive = self._alive
+        for priority, bucket in list(self._buckets.items()):
+            kept = deque(item for item in bucket if alive(item))
+            if kept:
+                self._buckets[priority] = kept
+            else:
+                del self._buckets[priority]
+        self._priorities = sorted(self._buckets)
+        self._size = sum(len(bucket) for bucket in self._buckets.values())
+        self._dead = 0

@@ -1,0 +1,69 @@
+"""Retry policy: which failures are retried, how often, and how long to wait in between."""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+
+__all__ = ["RetryPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """How a failed job is retried.
+
+    A failed attempt whose exception is an instance of one of ``retry_on`` is queued again after
+    a backoff, as long as fewer than ``max_attempts`` attempts have started. The wait before
+    attempt ``k + 1`` is ``min(max_backoff, backoff * 2 ** (k - 1))`` seconds; with ``jitter``
+    it is multiplied by a uniform factor in ``[0.5, 1.0]`` so that jobs failing together do not
+    come back together. The job holds no worker while it waits.
+
+    Timeouts and cancellations are never retried, whatever ``retry_on`` says.
+    ``RetryPolicy(max_attempts=1)`` means "no retry".
+
+    Raises:
+        ValueError: ``max_attempts < 1``, a negative or NaN ``backoff``/``max_backoff``.
+        TypeError: ``retry_on`` holds something that is not an ``Exception`` subclass.
+    """
+
+    max_attempts: int = 3
+    backoff: float = 1.0
+    max_backoff: float = 60.0
+    jitter: bool = True
+    retry_on: tuple[type[BaseException], ...] = (Exception,)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise TypeError(f"max_attempts must be an int, got {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1, got {self.max_attempts!r}")
+        for name in ("backoff", "max_backoff"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a number of seconds, got {value!r}")
+            if math.isnan(value) or value < 0:
+                raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
+        retry_on: object = self.retry_on
+        if isinstance(retry_on, type):
+            retry_on = (retry_on,)
+            object.__setattr__(self, "retry_on", retry_on)
+        if not isinstance(retry_on, tuple):
+            raise TypeError(f"retry_on must be a tuple of Exception subclasses, got {retry_on!r}")
+        for exc_type in retry_on:
+            if not (isinstance(exc_type, type) and issubclass(exc_type, Exception)):
+                raise TypeError(f"retry_on must hold Exception subclasses, got {exc_type!r}")
+
+    def should_retry(self, attempts: int, exc: BaseException) -> bool:
+        """Whether a job that failed with ``exc`` on attempt number ``attempts`` goes again."""
+        return attempts < self.max_attempts and isinstance(exc, self.retry_on)
+
+    def delay(self, attempts: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after attempt number ``attempts`` (1-based) failed."""
+        exponent = max(0, attempts - 1)
+        # 2**1100 overflows a float; past max_backoff the exact power no longer matters.
+        base = self.max_backoff if exponent > 1000 else self.backoff * 2.0**exponent
+        wait = min(self.max_backoff, base)
+        if self.jitter:
+            wait *= (rng or random).uniform(0.5, 1.0)
+        return wait

@@ -1,0 +1,140 @@
+"""Counters, the latency window and the :class:`PoolStats` snapshot.
+
+Every counter is updated in place as jobs move, so taking a snapshot never walks the jobs.
+Percentiles come from a fixed-size window of the most recent execution times, sorted at most once
+per snapshot that follows new samples.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Counters", "LatencyWindow", "PoolStats"]
+
+
+@dataclass(frozen=True, slots=True)
+class PoolStats:
+    """A consistent snapshot of a pool's counters (see ``JobPool.stats``).
+
+    Whenever no task is mid-step::
+
+        total_submitted == total_completed + total_failed + total_cancelled
+                           + total_timed_out + queued_tasks + active_workers
+
+    ``queued_tasks`` counts jobs waiting for a worker or waiting out a retry backoff;
+    ``active_workers`` counts jobs running now. ``total_retried`` counts retries scheduled.
+    Averages cover every attempt that ended (execution) or started (wait, from submission or
+    re-entry after a backoff to the start); the percentiles cover the last
+    :data:`LatencyWindow.SIZE` attempts that ended. Times are in seconds.
+    """
+
+    total_submitted: int
+    total_completed: int
+    total_failed: int
+    total_cancelled: int
+    total_timed_out: int
+    total_retried: int
+    active_workers: int
+    max_workers: int
+    queued_tasks: int
+    average_exec_time: float
+    average_wait_time: float
+    exec_time_p50: float
+    exec_time_p95: float
+    exec_time_p99: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """The snapshot as a JSON-ready ``dict`` with exactly the field names as keys."""
+        return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+class LatencyWindow:
+    """The last :attr:`SIZE` samples in a ring buffer; percentiles by nearest rank."""
+
+    SIZE = 1024
+    __slots__ = ("_count", "_samples", "_sorted")
+
+    def __init__(self) -> None:
+        self._samples: list[float] = []
+        self._count = 0
+        self._sorted: list[float] | None = []
+
+    def add(self, sample: float) -> None:
+        if len(self._samples) < self.SIZE:
+            self._samples.append(sample)
+        else:
+            self._samples[self._count % self.SIZE] = sample
+        self._count += 1
+        self._sorted = None
+
+    def percentiles(self, *quantiles: float) -> tuple[float, ...]:
+        """Nearest-rank percentiles (``0.0`` for each while the window is empty)."""
+        ordered = self._sorted
+        if ordered is None:
+            ordered = self._sorted = sorted(self._samples)
+        if not ordered:
+            return tuple(0.0 for _ in quantiles)
+        n = len(ordered)
+        return tuple(ordered[min(n, max(1, math.ceil(q * n))) - 1] for q in quantiles)
+
+
+class Counters:
+    """The pool's running totals. The pool updates the fields directly (hot path)."""
+
+    __slots__ = (
+        "submitted",
+        "completed",
+        "failed",
+        "cancelled",
+        "timed_out",
+        "retried",
+        "running",
+        "queued",
+        "exec_total",
+        "exec_count",
+        "wait_total",
+        "wait_count",
+        "window",
+    )
+
+    def __init__(self) -> None:
+        self.submitted = 0
+        self.completed = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.timed_out = 0
+        self.retried = 0
+        self.running = 0
+        self.queued = 0
+        self.exec_total = 0.0
+        self.exec_count = 0
+        self.wait_total = 0.0
+        self.wait_count = 0
+        self.window = LatencyWindow()
+
+    def record_exec(self, seconds: float) -> None:
+        self.exec_total += seconds
+        self.exec_count += 1
+        self.window.add(seconds)
+
+    def snapshot(self, max_workers: int) -> PoolStats:
+        p50, p95, p99 = self.window.percentiles(0.50, 0.95, 0.99)
+        return PoolStats(
+            total_submitted=self.submitted,
+            total_completed=self.completed,
+            total_failed=self.failed,
+            total_cancelled=self.cancelled,
+            total_timed_out=self.timed_out,
+            total_retried=self.retried,
+            active_workers=self.running,
+            max_workers=max_workers,
+            queued_tasks=self.queued,
+            average_exec_time=self.exec_total / self.exec_count if self.exec_count else 0.0,
+            average_wait_time=self.wait_total / self.wait_count if self.wait_count else 0.0,
+            exec_time_p50=p50,
+            exec_time_p95=p95,
+            exec_time_p99=p99,
+        )
