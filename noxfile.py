@@ -1,0 +1,48 @@
+"""Project tasks: ``nox`` runs lint, typecheck, tests and examples; ``nox -s bench`` benchmarks."""
+
+from __future__ import annotations
+
+import glob
+
+import nox
+
+nox.options.sessions = ["lint", "typecheck", "tests", "examples"]
+nox.options.reuse_existing_virtualenvs = True
+nox.options.error_on_external_run = True
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The test suite on both backends (trio and asyncio)."""
+    session.install("-e", ".[test]")
+    session.run("pytest", *session.posargs)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check and ruff format --check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict on the package."""
+    session.install("-e", ".[test]", "mypy")
+    session.run("mypy", "--strict", "trio_jobpool")
+
+
+@nox.session
+def examples(session: nox.Session) -> None:
+    """Run every script in examples/."""
+    session.install("-e", ".[test]")
+    for script in sorted(glob.glob("examples/*.py")):
+        session.run("python", script)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The side-by-side benchmark suite (not part of the default run)."""
+    session.install("-e", ".", "aiojobs", "uvloop")
+    session.run("python", "benchmarks/run.py", *session.posargs)
