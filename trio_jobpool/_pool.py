@@ -298,19 +298,28 @@ class JobPool:
     # -- the workers -----------------------------------------------------------------------
 
     def _spawn_workers(self, count: int) -> None:
+        """Start ``count`` workers. Each is idle (or holds a waiting job) from this moment on,
+        so jobs submitted before its task first runs are handed to it, not queued."""
         for _ in range(count):
             self._workers += 1
             self._worker_tasks += 1
-            self._nursery.start_soon(self._worker)
+            slot = Slot()
+            job = self._take()
+            if job is None:
+                self._idle.append(slot)
+            else:
+                self._runtime.unpark(slot, job)
+            self._nursery.start_soon(self._worker, slot)
 
-    async def _worker(self) -> None:
+    async def _worker(self, slot: Slot) -> None:
         runtime = self._runtime
-        slot = Slot()
         counted = True  # still counted in self._workers
         ready_in_a_row = 0
         try:
-            while True:
-                if self._workers > self._max_workers:
+            job = await runtime.park(slot)
+            while job is not None:
+                await self._run(job)
+                if self._workers > self._max_workers:  # surplus after a resize
                     self._workers -= 1
                     counted = False
                     return
@@ -320,16 +329,13 @@ class JobPool:
                         return
                     self._idle.append(slot)
                     job = await runtime.park(slot)
-                    if job is None:  # told to exit by resize or stop
-                        counted = False
-                        return
                     ready_in_a_row = 0
                 else:
                     ready_in_a_row += 1
                     if ready_in_a_row >= _YIELD_EVERY:
                         ready_in_a_row = 0
                         await runtime.checkpoint()
-                await self._run(job)
+            counted = False  # told to exit by resize or stop, which uncounted it
         finally:
             if counted:
                 self._workers -= 1

@@ -66,17 +66,38 @@ class EventLike(Protocol):
     async def wait(self) -> Any: ...
 
 
-class Slot:
-    """A place where one task waits for one value (see the module docstring)."""
+_EMPTY: Any = object()
 
-    __slots__ = ("_waiter", "abandoned")
+
+class Slot:
+    """A place where one task waits for one value (see the module docstring).
+
+    A value handed over before the task parks is kept, and ``park`` returns it at once.
+    """
+
+    __slots__ = ("_abandoned", "_value", "_waiter")
 
     def __init__(self) -> None:
         self._waiter: Any = None
-        self.abandoned = False
+        self._value: Any = _EMPTY
+        self._abandoned = False
+
+    @property
+    def abandoned(self) -> bool:
+        """Whether the parked task has given up (was cancelled): hand it nothing."""
+        if self._abandoned:
+            return True
+        # On asyncio a cancellation cancels the future at once, but the task only notices
+        # (and sets _abandoned) when it next runs.
+        waiter = self._waiter
+        return isinstance(waiter, asyncio.Future) and waiter.done()
+
+    def _take_early(self) -> Any:
+        value, self._value = self._value, _EMPTY
+        return value
 
     def _abort(self, _raise_cancel: object) -> trio.lowlevel.Abort:
-        self.abandoned = True
+        self._abandoned = True
         return trio.lowlevel.Abort.SUCCEEDED
 
 
@@ -134,11 +155,19 @@ class _TrioRuntime(Runtime):
         self.sleep = trio.sleep  # type: ignore[method-assign]
 
     async def park(self, slot: Slot) -> Any:
+        if slot._value is not _EMPTY:
+            return slot._take_early()
         slot._waiter = trio.lowlevel.current_task()
-        return await trio.lowlevel.wait_task_rescheduled(slot._abort)
+        try:
+            return await trio.lowlevel.wait_task_rescheduled(slot._abort)
+        finally:
+            slot._waiter = None
 
     def unpark(self, slot: Slot, value: object) -> None:
-        trio.lowlevel.reschedule(slot._waiter, outcome.Value(value))
+        if slot._waiter is None:
+            slot._value = value
+        else:
+            trio.lowlevel.reschedule(slot._waiter, outcome.Value(value))
 
 
 class _AsyncioRuntime(Runtime):
@@ -167,6 +196,8 @@ class _AsyncioRuntime(Runtime):
             await anyio.sleep(seconds)
 
     async def park(self, slot: Slot) -> Any:
+        if slot._value is not _EMPTY:
+            return slot._take_early()
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         slot._waiter = future
         try:
@@ -180,11 +211,16 @@ class _AsyncioRuntime(Runtime):
                 task.uncancel()
                 task.cancel(exc.args[0] if exc.args else None)
                 return future.result()
-            slot.abandoned = True
+            slot._abandoned = True
             raise
+        finally:
+            slot._waiter = None
 
     def unpark(self, slot: Slot, value: object) -> None:
-        slot._waiter.set_result(value)
+        if slot._waiter is None:
+            slot._value = value
+        else:
+            slot._waiter.set_result(value)
 
 
 _TRIO = _TrioRuntime()

@@ -1,0 +1,144 @@
+"""The ``trio-jobpool`` command line: ``demo``, ``--help``, bad arguments, missing ``rich``."""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+
+def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trio_jobpool ARGS`` (or ``python -c CODE ARGS``) in a subprocess."""
+    command = (
+        [sys.executable, "-m", "trio_jobpool"] if code is None else [sys.executable, "-c", code]
+    )
+    return subprocess.run(
+        [*command, *args],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        check=False,
+    )
+
+
+def parse_summary(output: str) -> dict[str, str]:
+    """The ``key=value`` pairs of the demo's ``summary:`` line."""
+    lines = [line for line in output.splitlines() if line.startswith("summary: ")]
+    assert len(lines) == 1, output
+    return dict(pair.split("=", 1) for pair in lines[0].removeprefix("summary: ").split())
+
+
+def test_demo_plain_output_adds_up() -> None:
+    result = run_cli("demo", "--jobs", "60", "--no-live", "--seed", "1")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stderr == ""
+    out = result.stdout
+    summary = parse_summary(out)
+    counts = {key: int(value) for key, value in summary.items() if value.isdigit()}
+    assert counts["submitted"] == 60
+    ended = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["timed_out"]
+    assert ended == counts["submitted"]
+    # The workload has every kind of ending: failures, retries, one timeout, one cancellation.
+    assert counts["completed"] > 0
+    assert counts["failed"] >= 1
+    assert counts["retried"] >= 1
+    assert counts["cancelled"] == 1
+    assert counts["timed_out"] == 1
+    assert float(summary["wall"].removesuffix("s")) < 20
+    # The summary table shows the same numbers as the summary line.
+    for status in ("completed", "failed", "cancelled", "timed_out", "submitted"):
+        row = re.search(rf"^\s*{status}\s+(\d+)\b", out, re.MULTILINE)
+        assert row is not None, f"no {status} row in:\n{out}"
+        assert int(row.group(1)) == counts[status]
+    assert "✓ completed + failed + cancelled + timed_out = 60 = submitted" in out
+    # Plain mode logs the notable events as they happen.
+    assert "⏱ timed out" in out
+    assert "⊘ cancelled build monorepo#" in out
+    assert "⇧ resize    pool grown from 8 to 16 workers" in out
+    assert "\x1b[" not in out  # no terminal control codes when not on a terminal
+
+
+def test_demo_live_display_renders() -> None:
+    """The live display, drawn to an in-memory terminal, shows the panels and the summary."""
+    pytest.importorskip("rich")
+    from rich.console import Console
+
+    from trio_jobpool._demo import DemoConfig, run_demo
+
+    buffer = io.StringIO()
+    console = Console(file=buffer, force_terminal=True, width=120, height=40, color_system=None)
+    code = run_demo(DemoConfig(jobs=30, workers=4, seed=3, live=True), console)
+    assert code == 0
+    out = buffer.getvalue()
+    for text in (
+        "trio-jobpool demo: 30 CI jobs on Trio, seed 3",
+        "pool.stats()",
+        "running now: ",
+        "events",
+        "every job has ended",
+        "✓ completed + failed + cancelled + timed_out = 30 = submitted",
+    ):
+        assert text in out
+    summary = parse_summary(out)
+    assert summary["submitted"] == "30"
+
+
+def test_demo_workload_is_seeded() -> None:
+    pytest.importorskip("rich")
+    from trio_jobpool._demo import DemoConfig, make_workload
+
+    def shape(seed: int) -> list[tuple[str, int, float, int]]:
+        specs = make_workload(DemoConfig(jobs=100, seed=seed))
+        return [(s.job_id, s.priority, s.duration, s.fail_attempts) for s in specs]
+
+    assert shape(7) == shape(7)
+    assert shape(7) != shape(8)
+    specs = make_workload(DemoConfig(jobs=100, seed=7))
+    assert len(specs) == 100
+    assert len({spec.job_id for spec in specs}) == 100
+    assert {spec.priority for spec in specs} == {1, 5, 10}
+
+
+def test_help() -> None:
+    result = run_cli("--help")
+    assert result.returncode == 0
+    assert "usage: trio-jobpool" in result.stdout
+    assert "demo" in result.stdout
+    result = run_cli("demo", "--help")
+    assert result.returncode == 0
+    for option in ("--jobs", "--workers", "--seed", "--no-live"):
+        assert option in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("frobnicate",), "invalid choice: 'frobnicate'"),
+        ((), "required: COMMAND"),
+        (("demo", "--jobs", "3"), "must be at least 10"),
+        (("demo", "--workers", "many"), "not an integer"),
+    ],
+)
+def test_bad_arguments_exit_non_zero(args: tuple[str, ...], message: str) -> None:
+    result = run_cli(*args)
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_demo_without_rich_says_what_to_install() -> None:
+    code = (
+        "import sys; sys.modules['rich'] = None\n"  # makes `import rich` fail
+        "from trio_jobpool.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    result = run_cli("demo", "--jobs", "10", code=code)
+    assert result.returncode == 2
+    assert "pip install 'trio-jobpool[cli]'" in result.stderr
+    assert "Traceback" not in result.stderr

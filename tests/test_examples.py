@@ -1,0 +1,88 @@
+"""Every script in ``examples/`` runs to completion and prints what it is meant to show."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SCRIPTS = sorted(EXAMPLES.glob("*.py"))
+
+# For each example, regular expressions that must match somewhere in its output (multiline).
+EXPECTED: dict[str, list[str]] = {
+    "basic.py": [
+        r"^built repo-a$",
+        r"^status=completed attempts=1$",
+        r'"total_submitted": 1,',
+        r'"total_completed": 1,',
+        r'"queued_tasks": 0,',
+    ],
+    "priorities.py": [
+        r"^waiting: +6 jobs behind the busy worker$",
+        r"1\. urgent-1 \(priority 1\)\n"
+        r"\s+2\. urgent-2 \(priority 1\)\n"
+        r"\s+3\. normal-1 \(priority 5\)\n"
+        r"\s+4\. normal-2 \(priority 5\)\n"
+        r"\s+5\. background-1 \(priority 10\)\n"
+        r"\s+6\. background-2 \(priority 10\)",
+        r"^strict priority, then FIFO within each priority: OK$",
+    ],
+    "cancel_and_timeout.py": [
+        r"^before cancel: running is running, queued is queued$",
+        r"^queued +status=cancelled +attempts=0 +error=JobCancelled: ",
+        r"^running +status=cancelled +attempts=1 +error=JobCancelled: ",
+        r"^too-slow +status=timed_out +attempts=1 +error=JobTimeout: .*timed out after 0\.1 s$",
+        r"^  flaky result: deployed on attempt 3$",
+        r"^flaky +status=completed +attempts=3 +error=-$",
+        r"^broken +status=failed +attempts=3 +error=RuntimeError: tests are red$",
+        r"^stats: completed=1 failed=1 cancelled=2 timed_out=1 retried=4$",
+    ],
+    "starlette_lifespan.py": [
+        r"^lifespan started: the pool is open$",
+        r'^POST /jobs \{"repo": "repo-a", "priority": 1\} -> 202$',
+        r"^POST /jobs \(id of a live job\) -> 409$",
+        r'"status": "completed".*"result": "built repo-a"',
+        r'"job_id": "broken", "status": "failed".*"error": "RuntimeError: ',
+        r"^GET /jobs/nope -> 404$",
+        r'^  \{"total_submitted": 2, "total_completed": 1, "total_failed": 1,',
+        r"^lifespan ended: the pool was drained and closed$",
+    ],
+}
+
+
+def run_example(script: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=60,
+        cwd=EXAMPLES.parent,
+        env=env,
+        check=False,
+    )
+
+
+def test_examples_exist() -> None:
+    assert {script.name for script in SCRIPTS} >= set(EXPECTED)
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=[script.name for script in SCRIPTS])
+def test_example_runs(script: Path) -> None:
+    assert script.name in EXPECTED, f"add the expected output of {script.name} to EXPECTED"
+    result = run_example(script)
+    assert result.returncode == 0, result.stdout + result.stderr
+    # An example prints no warning and no traceback.
+    assert result.stderr == "", result.stderr
+    if script.name == "starlette_lifespan.py" and result.stdout.startswith("skipped:"):
+        pytest.skip(result.stdout.strip())
+    for pattern in EXPECTED[script.name]:
+        assert re.search(pattern, result.stdout, re.MULTILINE), (
+            f"{pattern!r} not in the output of {script.name}:\n{result.stdout}"
+        )

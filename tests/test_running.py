@@ -1,0 +1,270 @@
+"""Running jobs: isolation of failures, timeouts, current_job, progress, outcomes."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import anyio
+import outcome
+import pytest
+import trio
+import trio.testing
+
+from trio_jobpool import (
+    JobCancelled,
+    JobStatus,
+    JobTimeout,
+    current_job,
+    open_job_pool,
+)
+
+from ._helpers import Boom, Gate, fail, invariant_holds, noop, sleep_forever
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_a_failing_job_touches_nothing_else() -> None:
+    gate = Gate()
+    async with open_job_pool(max_workers=2) as pool:
+        survivor = await pool.submit(gate.job, "survivor")
+        failing = await pool.submit(fail, "kaput")
+        outcome_ = await failing.wait()
+        assert isinstance(outcome_, outcome.Error)
+        assert isinstance(outcome_.error, Boom)
+        assert failing.status is JobStatus.FAILED
+        assert isinstance(failing.error, Boom)
+        with pytest.raises(Boom, match="kaput"):
+            await failing.result()
+        assert survivor.status is JobStatus.RUNNING
+        after = await pool.submit(noop)  # the worker that ran the failure still works
+        await after.wait()
+        assert after.status is JobStatus.COMPLETED
+        gate.open()
+        assert await survivor.result() == "survivor"
+        assert pool.stats().total_failed == 1
+
+
+async def test_wait_returns_a_fresh_outcome_each_time() -> None:
+    async def value() -> int:
+        await anyio.lowlevel.checkpoint()
+        return 42
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(value)
+        first = await handle.wait()
+        second = await handle.wait()
+        assert first is not second
+        assert first.unwrap() == 42
+        assert second.unwrap() == 42
+        assert handle.error is None
+        bad = await pool.submit(fail)
+        assert (await bad.wait()).error is bad.error  # type: ignore[union-attr]
+        assert isinstance(bad.error, Boom)
+
+
+async def test_timeout_ends_timed_out() -> None:
+    async with open_job_pool() as pool:
+        handle = await pool.submit(sleep_forever, timeout=0.01)
+        result = await handle.wait()
+        assert handle.status is JobStatus.TIMED_OUT
+        assert isinstance(result, outcome.Error)
+        assert isinstance(result.error, JobTimeout)
+        assert isinstance(result.error, TimeoutError)
+        assert handle.job_id in str(result.error)
+        with pytest.raises(JobTimeout):
+            await handle.result()
+        stats = pool.stats()
+        assert stats.total_timed_out == 1
+        assert stats.total_failed == 0
+
+
+async def test_pool_job_timeout_is_the_default() -> None:
+    async with open_job_pool(job_timeout=0.01) as pool:
+        timed = await pool.submit(sleep_forever)
+        await timed.wait()
+        assert timed.status is JobStatus.TIMED_OUT
+        ok = await pool.submit(noop, timeout=math.inf)
+        await ok.wait()
+        assert ok.status is JobStatus.COMPLETED
+
+
+async def test_no_timeout_with_none_pool_timeout() -> None:
+    async with open_job_pool(job_timeout=None) as pool:
+        handle = await pool.submit(noop)
+        await handle.wait()
+        assert handle.status is JobStatus.COMPLETED
+
+
+async def test_current_job_inside_jobs_and_their_tasks() -> None:
+    seen: list[str] = []
+
+    async def child() -> None:
+        seen.append(current_job().job_id)
+
+    async def parent() -> str:
+        me = current_job()
+        me.set_progress(0.5, "halfway")
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child)
+        return me.job_id
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(parent, job_id="parent-job")
+        assert await handle.result() == "parent-job"
+        assert handle.progress == 0.5
+        assert handle.progress_message == "halfway"
+    assert seen == ["parent-job"]
+    with pytest.raises(RuntimeError, match="outside"):
+        current_job()
+
+
+async def test_set_progress_checks_its_arguments() -> None:
+    async def job() -> None:
+        me = current_job()
+        for bad in (-0.1, 1.01, math.nan):
+            with pytest.raises(ValueError, match="progress"):
+                me.set_progress(bad)
+        with pytest.raises(TypeError):
+            me.set_progress("half")  # type: ignore[arg-type]
+        me.set_progress(1)
+        await anyio.lowlevel.checkpoint()
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(job)
+        await handle.result()
+        assert handle.progress == 1.0
+        assert handle.progress_message is None
+
+
+async def test_handle_timings() -> None:
+    async with open_job_pool() as pool:
+        handle = await pool.submit(noop)
+        assert handle.submitted_at > 0
+        await handle.wait()
+        assert handle.started_at is not None
+        assert handle.finished_at is not None
+        assert handle.submitted_at <= handle.started_at <= handle.finished_at
+        assert handle.exec_time is not None
+        assert handle.exec_time >= 0
+        assert handle.attempts == 1
+        assert "completed" in repr(handle)
+
+
+_INTERRUPT_SCRIPT = """
+import sys, anyio
+from trio_jobpool import open_job_pool
+
+async def interrupt():
+    await anyio.lowlevel.checkpoint()
+    raise KeyboardInterrupt
+
+async def main():
+    async with open_job_pool() as pool:
+        await pool.submit(interrupt)
+        await anyio.sleep_forever()
+
+try:
+    anyio.run(main, backend=sys.argv[1])
+except KeyboardInterrupt:
+    print("KeyboardInterrupt propagated")
+"""
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_keyboard_interrupt_is_not_swallowed(backend: str) -> None:
+    # In a subprocess: asyncio lets a KeyboardInterrupt raised in a task escape the event loop
+    # itself, which pytest would take as the user interrupting the test run.
+    done = subprocess.run(
+        [sys.executable, "-c", _INTERRUPT_SCRIPT, backend],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.stdout.strip() == "KeyboardInterrupt propagated", done.stderr
+
+
+@pytest.mark.trio
+async def test_keyboard_interrupt_cancels_the_other_jobs() -> None:
+    async def interrupt() -> None:
+        await trio.lowlevel.checkpoint()
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        async with open_job_pool(max_workers=2) as pool:
+            bystander = pool.submit_nowait(sleep_forever)
+            culprit = pool.submit_nowait(interrupt)
+            waiting = pool.submit_nowait(sleep_forever, priority=9)
+            await trio.sleep_forever()
+    assert culprit.status is JobStatus.CANCELLED
+    assert bystander.status is JobStatus.CANCELLED
+    assert waiting.status is JobStatus.CANCELLED
+    assert invariant_holds(pool.stats())
+
+
+async def test_a_job_that_swallows_cancellation_and_returns_completes() -> None:
+    async def stubborn() -> str:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.01)
+        return "done anyway"
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(stubborn, timeout=0.001)
+        assert await handle.result() == "done anyway"
+        assert handle.status is JobStatus.COMPLETED
+
+
+async def test_exception_while_being_cancelled_counts_as_the_cancel() -> None:
+    async def cleanup_fails() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise Boom("cleanup failed")
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(cleanup_fails, timeout=0.01)
+        await handle.wait()
+        assert handle.status is JobStatus.TIMED_OUT
+        assert isinstance(handle.error, JobTimeout)
+        assert isinstance(handle.error.__cause__, Boom)
+        cancelled = await pool.submit(cleanup_fails)
+        await anyio.wait_all_tasks_blocked()
+        cancelled.cancel()
+        await cancelled.wait()
+        assert isinstance(cancelled.error, JobCancelled)
+
+
+# -- exact timing on Trio's virtual clock ---------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_timeout_is_measured_from_the_start_exactly(autojump_clock: trio.abc.Clock) -> None:
+    gate = Gate()
+    async with open_job_pool(max_workers=1) as pool:
+        await pool.submit(gate.job)
+        timed = await pool.submit(sleep_forever, timeout=5.0)
+        await trio.sleep(100)  # waiting time does not count
+        assert timed.status is JobStatus.QUEUED
+        gate.open()
+        await timed.wait()
+        assert timed.status is JobStatus.TIMED_OUT
+        assert timed.exec_time == pytest.approx(5.0)
+        assert timed.started_at is not None
+        assert timed.started_at - timed.submitted_at == pytest.approx(100.0)
+
+
+@pytest.mark.trio
+async def test_job_longer_than_timeout_by_a_hair(autojump_clock: trio.abc.Clock) -> None:
+    async def takes(seconds: float) -> float:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with open_job_pool(job_timeout=10.0) as pool:
+        fits = await pool.submit(takes, 9.999)
+        too_long = await pool.submit(takes, 10.001)
+        assert await fits.result() == 9.999
+        await too_long.wait()
+        assert too_long.status is JobStatus.TIMED_OUT
+        assert pool.stats().average_exec_time == pytest.approx((9.999 + 10.0) / 2)

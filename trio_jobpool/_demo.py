@@ -1,0 +1,591 @@
+"""The ``trio-jobpool demo`` workload: a simulated CI system on a Trio job pool, shown live.
+
+A few hundred CI-like jobs (builds, tests, lints, docs, deploys) of varied length and priority go
+through one pool. Some fail, some flaky tests are retried with a :class:`RetryPolicy`, a deploy
+times out, a long monorepo build is cancelled by id while it runs, and the pool is resized half
+way through. A ``rich`` live display shows the progress, the pool's stats, the running jobs with
+the progress they report through ``current_job().set_progress()``, and the notable events; a
+summary follows.
+
+Only the public API is used. ``rich`` is needed (the ``[cli]`` extra); :mod:`trio_jobpool.cli`
+checks for it before importing this module.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import trio
+from rich import box
+from rich.console import Console, Group, RenderableType
+from rich.markup import escape
+from rich.panel import Panel
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+from rich.text import Text
+
+from ._job import JobHandle, JobStatus, current_job
+from ._pool import JobPool, open_job_pool
+from ._retry import RetryPolicy
+from ._stats import PoolStats
+
+__all__ = ["DemoConfig", "run_demo"]
+
+_REPOS = ("api", "web", "worker", "mobile", "billing", "auth", "search", "infra")
+_ENVIRONMENTS = ("staging", "canary", "eu-west", "us-east")
+_STATUS_STYLES = {
+    JobStatus.COMPLETED: "green",
+    JobStatus.FAILED: "red",
+    JobStatus.CANCELLED: "yellow",
+    JobStatus.TIMED_OUT: "magenta",
+}
+# How often the live display redraws and, without it, how often a progress line is printed.
+_LIVE_INTERVAL = 0.125
+_PLAIN_INTERVAL = 1.0
+# Rows of running jobs and of events the live display shows.
+_RUNNING_ROWS = 13
+_EVENT_ROWS = 7
+_MIDDLE_HEIGHT = _RUNNING_ROWS + 2
+_PRIORITY_STYLES = {1: "bold red", 5: "default", 10: "dim"}
+# Jobs report progress this often (seconds).
+_TICK = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class DemoConfig:
+    """What ``trio-jobpool demo`` runs: how many jobs, how many workers, which seed, how shown."""
+
+    jobs: int = 300
+    """How many jobs to submit (at least 10)."""
+    workers: int = 8
+    """Workers at the start; the pool is resized to twice as many half way through."""
+    seed: int = 1
+    """Seed of the random workload (kinds, lengths, priorities, failures)."""
+    live: bool = True
+    """A live ``rich`` display; ``False``: plain progress lines (for logs and pipes)."""
+    queue_size: int = 64
+    """The pool's ``queue_size``: the submitter feels backpressure beyond it."""
+
+
+class _Failure(Exception):
+    """A simulated job failure (compile error, failing test, lost runner...)."""
+
+
+@dataclass(slots=True)
+class _Spec:
+    """One simulated CI job."""
+
+    job_id: str
+    kind: str
+    priority: int
+    duration: float
+    steps: tuple[str, ...]
+    fail_attempts: int = 0  # the first ``fail_attempts`` attempts fail
+    failure: str = ""
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+    started: trio.Event | None = None  # set when an attempt starts (the job to cancel)
+
+
+_KINDS: tuple[tuple[str, int, float, float, tuple[str, ...], float], ...] = (
+    # kind, priority, shortest, longest (seconds), steps, share of the workload
+    ("build", 5, 0.20, 0.40, ("checkout", "resolve deps", "compile", "upload artifacts"), 0.30),
+    ("test", 5, 0.15, 0.40, ("set up", "unit tests", "integration tests", "report"), 0.35),
+    ("lint", 10, 0.02, 0.10, ("ruff", "mypy"), 0.18),
+    ("docs", 10, 0.05, 0.20, ("sphinx", "publish"), 0.07),
+    ("deploy", 1, 0.15, 0.30, ("plan", "apply", "smoke test"), 0.10),
+)
+
+_FLAKY_RETRY = RetryPolicy(max_attempts=3, backoff=0.05, max_backoff=0.4)
+_COMPILE_ERRORS = (
+    "error[E0308]: mismatched types in src/handlers.rs:88",
+    "TS2345: argument of type 'string' is not assignable",
+    "undefined reference to `ssl_ctx_new'",
+)
+_TEST_FAILURES = (
+    "3 tests failed: test_checkout_total, test_refund, test_invoice_pdf",
+    "AssertionError: expected 200, got 503",
+    "snapshot mismatch in ProfileCard.test.tsx",
+)
+_FLAKES = (
+    "runner lost connection to the coordinator",
+    "docker pull: TLS handshake timeout",
+    "port 5432 already in use",
+)
+
+
+def make_workload(config: DemoConfig) -> list[_Spec]:
+    """The jobs of one demo run, in submission order (deterministic for a seed)."""
+    rng = random.Random(config.seed)
+    kinds = [kind for kind, *_ in _KINDS]
+    weights = [share for *_, share in _KINDS]
+    table = {kind: (priority, low, high, steps) for kind, priority, low, high, steps, _ in _KINDS}
+    specs: list[_Spec] = []
+    # Flaky tests fail on their first attempt, first two, first one, or all three (in turn).
+    flaky_failures = itertools.cycle((1, 2, 1, 3))
+    for index in range(config.jobs):
+        kind = rng.choices(kinds, weights)[0]
+        priority, low, high, steps = table[kind]
+        number = 100 + index
+        target = rng.choice(_ENVIRONMENTS) if kind == "deploy" else rng.choice(_REPOS)
+        spec = _Spec(
+            job_id=f"{kind} {target}#{number}",
+            kind=kind,
+            priority=priority,
+            duration=rng.uniform(low, high),
+            steps=steps,
+        )
+        roll = rng.random()
+        if kind == "build" and roll < 0.05:
+            spec.fail_attempts, spec.failure = 1, rng.choice(_COMPILE_ERRORS)
+        elif kind == "test" and roll < 0.05:
+            spec.fail_attempts, spec.failure = 1, rng.choice(_TEST_FAILURES)
+        elif kind == "test" and roll < 0.17:
+            # Flaky: retried; most recover on the second or third attempt, some never do.
+            spec.retry = _FLAKY_RETRY
+            spec.fail_attempts = next(flaky_failures)
+            spec.failure = rng.choice(_FLAKES)
+        specs.append(spec)
+
+    # Two special jobs, urgent so that they start at once: a deploy that hangs past its
+    # timeout, and a long monorepo build that the operator cancels while it runs.
+    hang = _Spec(
+        job_id=f"deploy production#{100 + config.jobs}",
+        kind="deploy",
+        priority=1,
+        duration=30.0,
+        steps=("plan", "apply", "waiting for health checks"),
+        timeout=0.6,
+    )
+    long_build = _Spec(
+        job_id=f"build monorepo#{101 + config.jobs}",
+        kind="build",
+        priority=1,
+        duration=4.0,
+        steps=("checkout", "resolve deps", "compile 4,000 crates", "link"),
+        started=trio.Event(),
+    )
+    # They replace two ordinary jobs (the total stays ``config.jobs``) and are submitted early,
+    # but not first, so that the display is already busy.
+    del specs[-2:]
+    specs.insert(config.jobs // 10, long_build)
+    specs.insert(config.jobs // 5, hang)
+    return specs
+
+
+@dataclass(slots=True)
+class _State:
+    """What the display needs besides ``pool.stats()``."""
+
+    config: DemoConfig
+    live: bool
+    console: Console
+    start: float
+    handles: list[JobHandle[Any]] = field(default_factory=list)
+    kinds: dict[str, str] = field(default_factory=dict)  # job id -> kind
+    ended: collections.Counter[JobStatus] = field(default_factory=collections.Counter)
+    events: collections.deque[tuple[float, str]] = field(
+        default_factory=lambda: collections.deque(maxlen=_EVENT_ROWS)
+    )
+    resized: bool = False
+    done: trio.Event = field(default_factory=trio.Event)
+    end: float | None = None
+
+    @property
+    def ended_total(self) -> int:
+        return sum(self.ended.values())
+
+    def elapsed(self) -> float:
+        return (trio.current_time() if self.end is None else self.end) - self.start
+
+    def event(self, markup: str) -> None:
+        """Record a notable event (shown in the live panel or printed at once)."""
+        elapsed = self.elapsed()
+        self.events.append((elapsed, markup))
+        if not self.live:
+            self.console.print(f"{elapsed:6.2f}s  {markup}", highlight=False, soft_wrap=True)
+
+
+# -- the jobs --------------------------------------------------------------------------------
+
+
+async def _ci_job(state: _State, spec: _Spec) -> str:
+    """Simulate one CI job: walk through its steps, report progress, maybe fail."""
+    job = current_job()
+    attempt = job.attempts
+    if attempt > 1:
+        limit = spec.retry.max_attempts if spec.retry else attempt
+        state.event(
+            f"[cyan]↻ retry[/]     [bold]{spec.job_id}[/] attempt {attempt} of {limit} "
+            f"[dim](after: {escape(spec.failure)})[/]"
+        )
+    if spec.started is not None:
+        spec.started.set()
+    steps = spec.steps
+    # A failing attempt breaks somewhere along the way, not necessarily at the end.
+    failing = attempt <= spec.fail_attempts
+    stop_at = spec.duration * ((attempt * 7) % 10 + 1) / 10 if failing else spec.duration
+    done = 0.0
+    while done < stop_at:
+        step = steps[min(len(steps) - 1, int(done / spec.duration * len(steps)))]
+        job.set_progress(done / spec.duration, step)
+        tick = min(_TICK, stop_at - done)
+        await trio.sleep(tick)
+        done += tick
+    if failing:
+        raise _Failure(spec.failure)
+    job.set_progress(1.0, "done")
+    return f"{spec.job_id}: ok"
+
+
+async def _watch(state: _State, pool: JobPool, spec: _Spec, handle: JobHandle[Any]) -> None:
+    """Wait for one job to end; log the notable endings; resize the pool half way."""
+    await handle.wait()
+    status = handle.status
+    state.ended[status] += 1
+    if status is JobStatus.FAILED:
+        state.event(
+            f"[red]✗ failed[/]    [bold]{spec.job_id}[/] after {handle.attempts} "
+            f"attempt{'s' if handle.attempts > 1 else ''}: {escape(str(handle.error))}"
+        )
+    elif status is JobStatus.TIMED_OUT:
+        state.event(f"[magenta]⏱ timed out[/] [bold]{spec.job_id}[/] ({escape(str(handle.error))})")
+    elif status is JobStatus.CANCELLED:
+        state.event(
+            f"[yellow]⊘ cancelled[/] [bold]{spec.job_id}[/] at "
+            f"{handle.progress:.0%} ({escape(handle.progress_message or '')})"
+        )
+    elif handle.attempts > 1:
+        state.event(f"[green]✓ recovered[/] [bold]{spec.job_id}[/] on attempt {handle.attempts}")
+    ended = state.ended_total
+    if not state.resized and ended >= state.config.jobs // 2:
+        state.resized = True
+        before = pool.max_workers
+        pool.resize(before * 2)
+        state.event(f"[blue]⇧ resize[/]    pool grown from {before} to {before * 2} workers")
+    if ended == state.config.jobs:
+        state.end = trio.current_time()
+        state.done.set()
+
+
+async def _cancel_when_running(state: _State, pool: JobPool, spec: _Spec) -> None:
+    """The operator cancels the long monorepo build by id, a while after it started."""
+    assert spec.started is not None
+    await spec.started.wait()
+    state.event(f"[dim]▶ started[/]   [bold]{spec.job_id}[/] (will be cancelled by id)")
+    await trio.sleep(1.5)
+    handle = pool.get(spec.job_id)
+    if handle.status is JobStatus.RUNNING:
+        pool.cancel(spec.job_id)
+
+
+async def _submit_all(
+    state: _State, pool: JobPool, specs: Sequence[_Spec], nursery: trio.Nursery
+) -> None:
+    """Submit every job (waiting when the pool is full) and start a watcher for each."""
+    for spec in specs:
+        handle = await pool.submit(
+            _ci_job,
+            state,
+            spec,
+            job_id=spec.job_id,
+            priority=spec.priority,
+            timeout=spec.timeout,
+            retry=spec.retry,
+        )
+        state.handles.append(handle)
+        state.kinds[handle.job_id] = spec.kind
+        nursery.start_soon(_watch, state, pool, spec, handle)
+        if spec.started is not None:
+            nursery.start_soon(_cancel_when_running, state, pool, spec)
+
+
+# -- the display -----------------------------------------------------------------------------
+
+
+def _stats_panel(state: _State, stats: PoolStats) -> Panel:
+    grid = Table.grid(padding=(0, 2))
+    grid.add_column(style="bold")
+    grid.add_column(justify="right")
+    busy = stats.active_workers
+    grid.add_row("workers", f"[cyan]{busy}[/] busy of {stats.max_workers}")
+    grid.add_row("queued", str(stats.queued_tasks))
+    grid.add_row("submitted", f"{stats.total_submitted} of {state.config.jobs}")
+    grid.add_row("completed", f"[green]{stats.total_completed}[/]")
+    grid.add_row("failed", f"[red]{stats.total_failed}[/]")
+    grid.add_row("cancelled", f"[yellow]{stats.total_cancelled}[/]")
+    grid.add_row("timed out", f"[magenta]{stats.total_timed_out}[/]")
+    grid.add_row("retries", f"[cyan]{stats.total_retried}[/]")
+    grid.add_row("", "")
+    grid.add_row("exec avg", _ms(stats.average_exec_time))
+    grid.add_row("exec p50", _ms(stats.exec_time_p50))
+    grid.add_row("exec p95", _ms(stats.exec_time_p95))
+    grid.add_row("wait avg", _ms(stats.average_wait_time))
+    return Panel(
+        grid, title="pool.stats()", border_style="blue", box=box.ROUNDED, height=_MIDDLE_HEIGHT
+    )
+
+
+def _running_panel(state: _State, width: int) -> Panel:
+    """The running jobs, oldest first, with the progress they report (fits ``width``)."""
+    running = [h for h in state.handles if h.status is JobStatus.RUNNING]
+    running.sort(key=lambda h: h.started_at or 0.0)
+    # Columns to show: a narrow terminal drops the elapsed time, then the step.
+    wide, medium = width >= 115, width >= 95
+    bar_width = 20 if wide else 12 if medium else 10
+    now = time.time()
+    table = Table.grid(padding=(0, 1), expand=True)
+    table.add_column(no_wrap=True, min_width=22)  # job id
+    table.add_column(justify="right", no_wrap=True, width=3)  # priority
+    table.add_column(width=bar_width, no_wrap=True)  # bar
+    table.add_column(justify="right", width=4, no_wrap=True)  # percent
+    if medium:
+        table.add_column(no_wrap=True, overflow="ellipsis", ratio=1)  # step
+    if wide:
+        table.add_column(justify="right", no_wrap=True, width=6)  # elapsed
+    for handle in running[:_RUNNING_ROWS]:
+        attempt = f" [cyan]try {handle.attempts}[/]" if handle.attempts > 1 else ""
+        started = handle.started_at
+        cells: list[RenderableType] = [
+            f"[bold]{handle.job_id}[/]{attempt}",
+            Text(f"p{handle.priority}", style=_PRIORITY_STYLES.get(handle.priority, "default")),
+            ProgressBar(total=1.0, completed=handle.progress, width=bar_width),
+            f"{handle.progress:.0%}",
+        ]
+        if medium:
+            cells.append(Text(handle.progress_message or "", style="dim"))
+        if wide:
+            cells.append(Text("" if started is None else f"{now - started:.2f}s", style="dim"))
+        table.add_row(*cells)
+    if not running and state.done.is_set():
+        table.add_row("[dim]every job has ended[/]")
+    extra = len(running) - _RUNNING_ROWS
+    return Panel(
+        table,
+        title=f"running now: {len(running)}",
+        subtitle=f"…and {extra} more" if extra > 0 else None,
+        border_style="cyan",
+        box=box.ROUNDED,
+        height=_MIDDLE_HEIGHT,
+    )
+
+
+def _events_panel(state: _State) -> Panel:
+    lines = Text()
+    rows = list(state.events)
+    for index, (at, markup) in enumerate(rows):
+        if index:
+            lines.append("\n")
+        lines.append(f"{at:5.2f}s  ", style="dim")
+        lines.append_text(Text.from_markup(markup, overflow="ellipsis"))
+    for _ in range(len(rows), _EVENT_ROWS):
+        lines.append("\n")
+    lines.no_wrap = True
+    lines.overflow = "ellipsis"
+    return Panel(lines, title="events", border_style="dim", box=box.ROUNDED)
+
+
+def _header(state: _State, stats: PoolStats) -> Panel:
+    ended = state.ended_total
+    submitted = stats.total_submitted
+    elapsed = state.elapsed()
+    rate = ended / elapsed if elapsed > 0 else 0.0
+    bar = ProgressBar(total=max(submitted, 1), completed=ended)
+    grid = Table.grid(padding=(0, 2), expand=True)
+    grid.add_column(no_wrap=True)
+    grid.add_column(ratio=1)
+    grid.add_column(no_wrap=True, justify="right")
+    grid.add_row(
+        "[bold]ended / submitted[/]",
+        bar,
+        f"[bold]{ended}[/]/{submitted}  {elapsed:5.1f}s  {rate:4.0f} jobs/s",
+    )
+    title = (
+        f"[bold]trio-jobpool demo[/]: {state.config.jobs} CI jobs on Trio, seed {state.config.seed}"
+    )
+    return Panel(grid, title=title, border_style="bright_blue", box=box.ROUNDED)
+
+
+def _render(state: _State, pool: JobPool) -> RenderableType:
+    stats = pool.stats()
+    middle = Table.grid(padding=(0, 1), expand=True)
+    middle.add_column(width=30)
+    middle.add_column(ratio=1)
+    middle.add_row(_stats_panel(state, stats), _running_panel(state, state.console.width))
+    return Group(_header(state, stats), middle, _events_panel(state))
+
+
+def _plain_line(state: _State, pool: JobPool) -> str:
+    s = pool.stats()
+    return (
+        f"{state.elapsed():6.2f}s  ended {state.ended_total}/{s.total_submitted} "
+        f"(of {state.config.jobs})  running {s.active_workers}/{s.max_workers}  "
+        f"queued {s.queued_tasks}  completed {s.total_completed}  failed {s.total_failed}  "
+        f"retries {s.total_retried}"
+    )
+
+
+async def _display(state: _State, pool: JobPool) -> None:
+    """Redraw the live display (or print a progress line) until every job has ended."""
+    if not state.live:
+        while not state.done.is_set():
+            with trio.move_on_after(_PLAIN_INTERVAL):
+                await state.done.wait()
+            if not state.done.is_set():
+                state.console.print(_plain_line(state, pool), highlight=False, soft_wrap=True)
+        return
+    from rich.live import Live
+
+    with Live(
+        _render(state, pool),
+        console=state.console,
+        auto_refresh=False,  # redrawn from this task: the pool is never touched from a thread
+        transient=False,
+    ) as live:
+        while not state.done.is_set():
+            with trio.move_on_after(_LIVE_INTERVAL):
+                await state.done.wait()
+            live.update(_render(state, pool), refresh=True)
+
+
+# -- the summary -----------------------------------------------------------------------------
+
+
+def _ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def _summary(state: _State, stats: PoolStats, width: int) -> list[RenderableType]:
+    """The end-of-run report: outcome counts, timings, a per-kind table and one plain line."""
+    jobs = stats.total_submitted
+    counts = {
+        JobStatus.COMPLETED: stats.total_completed,
+        JobStatus.FAILED: stats.total_failed,
+        JobStatus.CANCELLED: stats.total_cancelled,
+        JobStatus.TIMED_OUT: stats.total_timed_out,
+    }
+    outcome = Table(title="outcome", box=box.SIMPLE_HEAD, title_justify="left")
+    outcome.add_column("status")
+    outcome.add_column("jobs", justify="right")
+    outcome.add_column("share", justify="right")
+    for status, count in counts.items():
+        share = count / jobs if jobs else 0.0
+        outcome.add_row(f"[{_STATUS_STYLES[status]}]{status.value}[/]", str(count), f"{share:.1%}")
+    outcome.add_section()
+    outcome.add_row("[bold]submitted[/]", f"[bold]{jobs}[/]", "")
+    outcome.add_row("retries", str(stats.total_retried), "")
+
+    wall = state.elapsed()
+    throughput = jobs / wall if wall > 0 else 0.0
+    timing = Table(title="timing", box=box.SIMPLE_HEAD, title_justify="left")
+    timing.add_column("measure")
+    timing.add_column("value", justify="right")
+    timing.add_row("wall time", f"{wall:.2f} s")
+    timing.add_row("throughput", f"{throughput:.1f} jobs/s")
+    timing.add_row("exec avg", _ms(stats.average_exec_time))
+    timing.add_row("exec p50", _ms(stats.exec_time_p50))
+    timing.add_row("exec p95", _ms(stats.exec_time_p95))
+    timing.add_row("exec p99", _ms(stats.exec_time_p99))
+    timing.add_row("wait avg", _ms(stats.average_wait_time))
+    timing.add_row("workers", f"{state.config.workers} → {stats.max_workers}")
+
+    kinds = Table(title="by kind", box=box.SIMPLE_HEAD, title_justify="left")
+    kinds.add_column("kind")
+    kinds.add_column("jobs", justify="right")
+    kinds.add_column("ok", justify="right")
+    kinds.add_column("not ok", justify="right")
+    kinds.add_column("exec avg", justify="right")
+    by_kind: dict[str, list[JobHandle[Any]]] = collections.defaultdict(list)
+    for handle in state.handles:
+        by_kind[state.kinds[handle.job_id]].append(handle)
+    for kind, _, _, _, _, _ in _KINDS:
+        handles = by_kind.get(kind, [])
+        ok = sum(1 for h in handles if h.status is JobStatus.COMPLETED)
+        times = [h.exec_time for h in handles if h.exec_time is not None]
+        average = sum(times) / len(times) if times else 0.0
+        kinds.add_row(
+            kind, str(len(handles)), f"[green]{ok}[/]", str(len(handles) - ok), _ms(average)
+        )
+
+    ended = sum(counts.values())
+    if ended == jobs == state.config.jobs:
+        check = Text.from_markup(
+            f"[green]✓[/] completed + failed + cancelled + timed_out = {ended} = submitted"
+        )
+    else:
+        check = Text.from_markup(f"[red]✗ counts do not add up: {ended} ended, {jobs} submitted[/]")
+    line = (
+        f"summary: submitted={jobs} completed={stats.total_completed} failed={stats.total_failed} "
+        f"cancelled={stats.total_cancelled} timed_out={stats.total_timed_out} "
+        f"retried={stats.total_retried} wall={wall:.2f}s"
+    )
+    tables = Table.grid(padding=(0, 4))
+    if width >= 110:
+        tables.add_row(outcome, timing, kinds)
+        parts: list[RenderableType] = [tables]
+    else:
+        tables.add_row(outcome, timing)
+        parts = [tables, kinds]
+    return [*parts, check, Text(line, style="dim")]
+
+
+# -- entry point -----------------------------------------------------------------------------
+
+
+async def _main(config: DemoConfig, console: Console) -> int:
+    specs = make_workload(config)
+    state = _State(config=config, live=config.live, console=console, start=trio.current_time())
+    if not config.live:
+        console.print(
+            f"trio-jobpool demo: {config.jobs} CI jobs on Trio, {config.workers} workers "
+            f"(→ {config.workers * 2} half way), seed {config.seed}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    async with open_job_pool(
+        max_workers=config.workers,
+        queue_size=config.queue_size,
+        job_timeout=10.0,
+        shutdown_timeout=5.0,
+    ) as pool:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_display, state, pool)
+            await _submit_all(state, pool, specs, nursery)
+            await state.done.wait()
+        stats = pool.stats()
+    console.print()
+    for part in _summary(state, stats, console.width):
+        console.print(part, soft_wrap=isinstance(part, Text))
+    ended = (
+        stats.total_completed + stats.total_failed + stats.total_cancelled + stats.total_timed_out
+    )
+    return 0 if ended == stats.total_submitted == config.jobs else 1
+
+
+def run_demo(config: DemoConfig, console: Console | None = None) -> int:
+    """Run the demo workload on Trio and print its summary; return the exit code (0: OK).
+
+    Raises:
+        ValueError: ``config.jobs < 10`` or ``config.workers < 1``.
+        KeyboardInterrupt: interrupted (every job is cancelled first).
+    """
+    if config.jobs < 10:
+        raise ValueError(f"the demo needs at least 10 jobs, got {config.jobs}")
+    if config.workers < 1:
+        raise ValueError(f"the demo needs at least 1 worker, got {config.workers}")
+    if console is None:
+        console = Console()
+    try:
+        return trio.run(_main, config, console)
+    except BaseExceptionGroup as group:
+        # Ctrl-C arrives wrapped by the demo's nursery: give the caller a plain interrupt.
+        interrupt, rest = group.split(KeyboardInterrupt)
+        if interrupt is not None and rest is None:
+            raise KeyboardInterrupt from None
+        raise
