@@ -88,9 +88,10 @@ def test_messages_name_the_job() -> None:
     assert "abc" in str(JobNotFound("abc"))
     assert "abc" in str(DuplicateJob("abc"))
     assert "abc" in str(JobCancelled("abc"))
-    assert "abc" in str(JobTimeout("abc", 1.5)) and "1.5" in str(JobTimeout("abc", 1.5))
+    assert "abc" in str(JobTimeout("abc", 1.5))
+    assert "1.5" in str(JobTimeout("abc", 1.5))
     failed = JobFailed("abc", "ValueError", "bad input", "Traceback ...")
-    assert "abc" in str(failed) and "ValueError" in str(failed) and "bad input" in str(failed)
+    assert str(failed) == "job 'abc' failed: ValueError: bad input"
     assert failed.traceback_text == "Traceback ..."
 
 

@@ -192,7 +192,7 @@ async def test_keyboard_interrupt_cancels_the_other_jobs() -> None:
         await trio.lowlevel.checkpoint()
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt):  # noqa: PT012 - the block is the subject
         async with open_job_pool(max_workers=2) as pool:
             bystander = pool.submit_nowait(sleep_forever)
             culprit = pool.submit_nowait(interrupt)

@@ -6,11 +6,11 @@ import functools
 import re
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from trio_jobpool import (
     DuplicateJob,
-    JobStatus,
     PoolClosed,
     QueueFull,
     open_job_pool,
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.anyio
 
 async def test_readme_example_returns_the_result() -> None:
     async def build(repo: str) -> str:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         return f"built {repo}"
 
     async with open_job_pool(max_workers=10, queue_size=100) as pool:
@@ -284,7 +284,8 @@ async def test_close_rejects_blocked_submissions_but_keeps_accepted_jobs() -> No
     ],
 )
 def test_bad_pool_arguments_raise_before_anything_starts(kwargs: dict[str, int]) -> None:
-    with pytest.raises(ValueError):  # raised by the call, outside any event loop
+    name = next(iter(kwargs))
+    with pytest.raises(ValueError, match=name):  # raised by the call, outside any event loop
         open_job_pool(**kwargs)  # type: ignore[arg-type]
 
 

@@ -1,0 +1,157 @@
+"""Stats: exact counters, the invariant, averages and percentiles, bounded history."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+import trio
+import trio.testing
+
+from trio_jobpool import JobNotFound, RetryPolicy, open_job_pool
+
+from ._helpers import Gate, fail, invariant_holds, noop, settle, sleep_forever
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_counters_follow_every_kind_of_end() -> None:
+    gate = Gate()
+    async with open_job_pool(max_workers=2, max_pending=None) as pool:
+        stats = pool.stats()
+        assert stats.total_submitted == 0
+        assert stats.max_workers == 2
+        assert stats.average_exec_time == 0.0
+        assert stats.exec_time_p99 == 0.0
+        done = [await pool.submit(noop) for _ in range(3)]
+        failed = await pool.submit(fail)
+        timed = await pool.submit(sleep_forever, timeout=0.001)
+        for handle in [*done, failed, timed]:
+            await handle.wait()
+        running = [await pool.submit(gate.job) for _ in range(2)]
+        queued = await pool.submit(gate.job)
+        cancelled = await pool.submit(gate.job)
+        cancelled.cancel()
+        retrying = await pool.submit(fail, retry=RetryPolicy(max_attempts=2, backoff=3600))
+        await settle()
+        stats = pool.stats()
+        assert stats.total_submitted == 10
+        assert stats.total_completed == 3
+        assert stats.total_failed == 1
+        assert stats.total_timed_out == 1
+        assert stats.total_cancelled == 1
+        assert stats.active_workers == 2
+        assert stats.queued_tasks == 2  # one waiting, one retrying
+        assert stats.total_retried == 0  # the retrying job has not started its first attempt yet
+        assert invariant_holds(stats)
+        gate.open()
+        for handle in [*running, queued]:
+            await handle.wait()
+        await settle()
+        assert retrying.status == "retrying"
+        stats = pool.stats()
+        assert stats.total_retried == 1
+        assert invariant_holds(stats)
+        retrying.cancel()
+    stats = pool.stats()
+    assert invariant_holds(stats)
+    assert stats.queued_tasks == 0
+    assert stats.active_workers == 0
+    assert stats.as_dict()["total_cancelled"] == 2
+
+
+@pytest.mark.trio
+async def test_averages_and_percentiles_are_exact(autojump_clock: trio.abc.Clock) -> None:
+    async def takes(seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async with open_job_pool(max_workers=1, max_pending=None) as pool:
+        for seconds in range(1, 101):  # 1 s … 100 s, one after another
+            pool.submit_nowait(takes, float(seconds))
+        await pool.join()
+        stats = pool.stats()
+    assert stats.average_exec_time == pytest.approx(50.5)
+    # job k waited for jobs 1..k-1: sum over k of (k-1)k/2 seconds, averaged
+    assert stats.average_wait_time == pytest.approx(
+        sum(k * (k - 1) / 2 for k in range(1, 101)) / 100
+    )
+    assert stats.exec_time_p50 == pytest.approx(50.0)
+    assert stats.exec_time_p95 == pytest.approx(95.0)
+    assert stats.exec_time_p99 == pytest.approx(99.0)
+
+
+@pytest.mark.trio
+async def test_percentiles_cover_a_recent_window(autojump_clock: trio.abc.Clock) -> None:
+    async def takes(seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async with open_job_pool(max_workers=4, max_pending=None) as pool:
+        for _ in range(2000):
+            pool.submit_nowait(takes, 100.0)
+        await pool.join()
+        for _ in range(1100):
+            pool.submit_nowait(takes, 1.0)
+        await pool.join()
+        stats = pool.stats()
+    assert stats.exec_time_p99 == pytest.approx(1.0)  # the slow jobs left the window
+    assert stats.average_exec_time == pytest.approx((2000 * 100 + 1100) / 3100)
+
+
+async def test_history_is_bounded() -> None:
+    async with open_job_pool(max_workers=1, history=50, max_pending=None) as pool:
+        handles = [pool.submit_nowait(noop) for _ in range(500)]
+        await pool.join()
+        for old in handles[:450]:
+            with pytest.raises(JobNotFound):
+                pool.get(old.job_id)
+        for recent in handles[450:]:
+            assert pool.get(recent.job_id) is recent
+
+
+async def test_no_history() -> None:
+    async with open_job_pool(history=0) as pool:
+        handle = await pool.submit(noop)
+        assert pool.get(handle.job_id) is handle  # live
+        await handle.wait()
+        with pytest.raises(JobNotFound):
+            pool.get(handle.job_id)
+
+
+async def test_stats_is_a_snapshot() -> None:
+    async with open_job_pool() as pool:
+        before = pool.stats()
+        await (await pool.submit(noop)).wait()
+        assert before.total_submitted == 0
+        assert pool.stats().total_submitted == 1
+        assert "open" in repr(pool)
+    assert "stopped" in repr(pool)
+
+
+async def test_memory_per_job_stays_flat() -> None:
+    """Ended jobs beyond `history` are released: the pool's own containers stay bounded."""
+    async with open_job_pool(max_workers=8, history=100) as pool:
+        for _ in range(20_000):
+            await pool.submit(noop)
+        await pool.join()
+        assert len(pool._history) == 100
+        assert not pool._live
+        assert len(pool._waiting) == 0
+        assert len(pool._counters.window._samples) == 1024
+
+
+async def test_invariant_holds_between_every_step_of_a_busy_pool() -> None:
+    async def short(i: int) -> None:
+        for _ in range(i % 4):
+            await anyio.lowlevel.checkpoint()
+        if i % 7 == 0:
+            raise ValueError(i)
+
+    async with open_job_pool(max_workers=3, queue_size=4) as pool:
+        for i in range(300):
+            await pool.submit(short, i, priority=i % 3)
+            assert invariant_holds(pool.stats())
+            if i % 50 == 0:
+                pool.resize(1 + i % 5)
+        await pool.join()
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert stats.total_failed == len(range(0, 300, 7))
