@@ -81,6 +81,7 @@ class JobHandle(Generic[T]):
         "_attempts",
         "_bounded",
         "_cancel_reason",
+        "_deadline",
         "_done",
         "_exec_time",
         "_finished_m",
@@ -130,6 +131,7 @@ class JobHandle(Generic[T]):
         self._started_m: float | None = None
         self._finished_m: float | None = None
         self._exec_time: float | None = None
+        self._deadline = math.inf  # of the attempt in progress, on the pool's clock
         # The value (COMPLETED) or the exception (any other end, and while RETRYING the
         # exception of the failed attempt).
         self._result: Any = None

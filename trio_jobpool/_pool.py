@@ -105,8 +105,8 @@ class JobPool:
         self._config = config
         self._runtime = runtime
         self._nursery = nursery
-        self._now = runtime.current_time
-        self._wall_offset = time.time() - runtime.current_time()
+        self._now = runtime.clock()
+        self._wall_offset = time.time() - self._now()
         self._max_workers = config.max_workers
         self._bound = None if config.max_pending is None else config.queue_size + config.max_pending
         self._counters = Counters()
@@ -312,50 +312,121 @@ class JobPool:
             self._nursery.start_soon(self._worker, slot)
 
     async def _worker(self, slot: Slot) -> None:
+        """Run jobs until told to exit (resize, stop) or cancelled (the pool is torn down).
+
+        Each attempt runs in a cancel scope that belongs to that attempt alone: cancelling the
+        job cancels the scope, and the scope's deadline is the job's timeout. Creating a scope
+        costs more than the rest of a short job, so one scope serves a run of consecutive
+        attempts: it is re-armed (deadline, cancel) for each and replaced as soon as it has been
+        cancelled, i.e. once it fired or was cancelled for the job that used it. Between jobs
+        the worker keeps the scope while it looks for work or parks; a stale deadline that fires
+        then hits no job (it is noticed, and the scope replaced, before the next job starts).
+        """
         runtime = self._runtime
-        counted = True  # still counted in self._workers
+        running: JobHandle[Any] | None = None  # the job whose attempt is in progress
         ready_in_a_row = 0
         try:
-            job = await runtime.park(slot)
+            job: JobHandle[Any] | None = await runtime.park(slot)
             while job is not None:
-                await self._run(job)
-                if self._workers > self._max_workers:  # surplus after a resize
-                    self._workers -= 1
-                    counted = False
-                    return
-                job = self._take()
-                if job is None:
-                    if self._stopping:
-                        return
-                    self._idle.append(slot)
-                    job = await runtime.park(slot)
-                    ready_in_a_row = 0
-                else:
-                    ready_in_a_row += 1
-                    if ready_in_a_row >= _YIELD_EVERY:
-                        ready_in_a_row = 0
-                        await runtime.checkpoint()
-            counted = False  # told to exit by resize or stop, which uncounted it
+                scope = runtime.CancelScope()
+                with scope:
+                    while job is not None and not scope.cancel_called:
+                        running, job = job, None
+                        _current_job.set(running)
+                        running._scope = scope
+                        scope.deadline = running._deadline
+                        if running._cancel_reason is not None:  # cancelled before it started
+                            scope.cancel()
+                        try:
+                            value = await running._fn(*running._args)
+                        except Exception as exc:
+                            running._scope = None
+                            self._attempt_raised(running, exc, scope.cancel_called)
+                        else:
+                            running._scope = None
+                            self._attempt_ended(running, JobStatus.COMPLETED, value)
+                        running = None
+                        ready_in_a_row += 1
+                        if ready_in_a_row >= _YIELD_EVERY:
+                            ready_in_a_row = 0
+                            await runtime.checkpoint()  # never starve the rest of the program
+                        # The next job, without a scheduler round trip when one is ready.
+                        if self._workers > self._max_workers:  # surplus after a resize
+                            self._workers -= 1
+                            return
+                        job = self._take()
+                        if job is None:
+                            ready_in_a_row = 0
+                            job = await self._idle_wait(slot)
+                    # Leaving the loop without an exception: told to exit (job is None), or the
+                    # scope was cancelled and the pending job needs a fresh one.
+                if scope.cancelled_caught:
+                    if running is not None:  # the scope caught this job's cancellation
+                        running._scope = None
+                        self._attempt_ended(running, self._cancel_status(running), None)
+                        running = None
+                    else:  # a stale deadline fired between jobs; the slot may be abandoned
+                        slot = Slot()
+                    job = await self._next_job(slot)
+        except BaseException:
+            # Cancelled from outside (the pool is going away) or a KeyboardInterrupt: record
+            # the job it interrupted, and let the exception go on.
+            if running is not None:
+                running._scope = None
+                if running._cancel_reason is None:
+                    running._cancel_reason = "cancelled by the pool's shutdown"
+                self._attempt_ended(running, JobStatus.CANCELLED, None)
+            self._workers -= 1
+            raise
         finally:
-            if counted:
-                self._workers -= 1
             self._worker_tasks -= 1
             if self._worker_tasks == 0 and self._stopping:
                 self._workers_gone.set()
 
+    async def _next_job(self, slot: Slot) -> JobHandle[Any] | None:
+        """The next job for this worker, parking if none waits; ``None``: exit (uncounted)."""
+        if self._workers > self._max_workers:
+            self._workers -= 1
+            return None
+        job = self._take()
+        if job is None:
+            job = await self._idle_wait(slot)
+        return job
+
+    async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
+        """Park as an idle worker until handed a job; ``None``: exit (already uncounted)."""
+        if self._stopping:
+            self._workers -= 1
+            return None
+        _current_job.set(None)
+        self._idle.append(slot)
+        job: JobHandle[Any] | None = await self._runtime.park(slot)
+        return job
+
     def _take(self) -> JobHandle[Any] | None:
         """The next job for a free worker, already marked running; ``None`` if none waits."""
+        if len(self._offers):
+            return self._take_contended()
+        job = self._waiting.pop()
+        if job is not None:
+            self._start(job)
+            if job._bounded:
+                job._bounded = False
+                self._bounded_waiting -= 1
+        return job
+
+    def _take_contended(self) -> JobHandle[Any] | None:
+        """``_take`` while blocked submissions wait: the best of the queue and the offers."""
         waiting = self._waiting
         while True:
-            job = waiting.peek() if len(waiting) else None
-            if len(self._offers):
-                offer = self._offers.peek()
-                if offer is not None and (job is None or offer.priority < job.priority):
-                    self._offers.pop()
-                    if not self._settle_offer(offer):
-                        continue
-                    self._start(offer.job)
-                    return offer.job
+            job = waiting.peek()
+            offer = self._offers.peek()
+            if offer is not None and (job is None or offer.priority < job.priority):
+                self._offers.pop()
+                if not self._settle_offer(offer):
+                    continue
+                self._start(offer.job)
+                return offer.job
             if job is None:
                 return None
             waiting.pop()
@@ -363,8 +434,7 @@ class JobPool:
             if job._bounded:
                 job._bounded = False
                 self._bounded_waiting -= 1
-                if len(self._offers):
-                    self._admit_offers()
+                self._admit_offers()
             return job
 
     def _start(self, job: JobHandle[Any]) -> None:
@@ -377,47 +447,8 @@ class JobPool:
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
+        job._deadline = now + job._timeout
         job._exec_time = None
-
-    async def _run(self, job: JobHandle[Any]) -> None:
-        """Run one attempt of ``job`` in its own cancel scope and record how it ended.
-
-        Only cancellation from outside the job's scope (the pool shutting down) or a
-        ``BaseException`` such as ``KeyboardInterrupt`` leaves this function, after the job
-        was recorded as cancelled.
-        """
-        token = _current_job.set(job)
-        scope = self._runtime.CancelScope()
-        if job._timeout != _INF:
-            assert job._started_m is not None
-            scope.deadline = job._started_m + job._timeout
-        job._scope = scope
-        if job._cancel_reason is not None:  # cancelled between hand-off and start
-            scope.cancel()
-        recorded = False
-        try:
-            with scope:
-                try:
-                    value = await job._fn(*job._args)
-                except Exception as exc:
-                    job._scope = None
-                    recorded = True
-                    self._attempt_raised(job, exc, scope.cancel_called)
-                else:
-                    job._scope = None
-                    recorded = True
-                    self._attempt_ended(job, JobStatus.COMPLETED, value)
-            if not recorded:  # the job's own scope caught the cancellation
-                job._scope = None
-                recorded = True
-                self._attempt_ended(job, self._cancel_status(job), None)
-        finally:
-            _current_job.reset(token)
-            if not recorded:
-                job._scope = None
-                if job._cancel_reason is None:
-                    job._cancel_reason = "cancelled by the pool's shutdown"
-                self._attempt_ended(job, JobStatus.CANCELLED, None)
 
     @staticmethod
     def _cancel_status(job: JobHandle[Any]) -> JobStatus:
