@@ -19,9 +19,8 @@ def test_register_by_decorator_with_and_without_a_name() -> None:
     async def run_tests() -> None:
         return None
 
-    assert (
-        registry.get("test_register_by_decorator_with_and_without_a_name.<locals>.build") is build
-    )
+    build_name = "test_register_by_decorator_with_and_without_a_name.<locals>.build"
+    assert registry.get(build_name) is build
     assert registry.get("tests.run") is run_tests
     assert registry.name_of(run_tests) == "tests.run"
     assert "tests.run" in registry
