@@ -268,3 +268,66 @@ async def test_job_longer_than_timeout_by_a_hair(autojump_clock: trio.abc.Clock)
         await too_long.wait()
         assert too_long.status is JobStatus.TIMED_OUT
         assert pool.stats().average_exec_time == pytest.approx((9.999 + 10.0) / 2)
+
+
+@pytest.mark.trio
+async def test_mixed_timeouts_each_fire_on_time(autojump_clock: trio.abc.Clock) -> None:
+    """Deadlines earlier and later than the pool's next wake-up, and ones that never fire."""
+
+    async def takes(seconds: float) -> float:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with open_job_pool(max_workers=8, job_timeout=100.0) as pool:
+        long_ok = await pool.submit(takes, 50.0)
+        long_timeout = await pool.submit(takes, 500.0)  # the pool's default: 100 s
+        await trio.sleep(10.0)
+        short = await pool.submit(takes, 500.0, timeout=5.0)  # earlier than anything armed
+        zero = await pool.submit(takes, 1.0, timeout=0.0)
+        none = await pool.submit(takes, 1000.0, timeout=math.inf)
+        for handle in (long_ok, long_timeout, short, zero, none):
+            await handle.wait()
+    assert long_ok.status is JobStatus.COMPLETED
+    assert long_timeout.status is JobStatus.TIMED_OUT
+    assert long_timeout.exec_time == pytest.approx(100.0)
+    assert short.status is JobStatus.TIMED_OUT
+    assert short.exec_time == pytest.approx(5.0)
+    assert zero.status is JobStatus.TIMED_OUT
+    assert zero.exec_time == pytest.approx(0.0)
+    assert none.status is JobStatus.COMPLETED
+    assert none.exec_time == pytest.approx(1000.0)
+
+
+@pytest.mark.trio
+async def test_a_worker_whose_job_timed_out_runs_the_next_job_normally(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async def takes(seconds: float) -> float:
+        await trio.sleep(seconds)
+        return seconds
+
+    async with open_job_pool(max_workers=1, job_timeout=10.0) as pool:
+        first = await pool.submit(takes, 20.0)
+        second = await pool.submit(takes, 9.0)
+        third = await pool.submit(takes, 9.5)
+        assert await second.result() == 9.0
+        assert await third.result() == 9.5
+    assert first.status is JobStatus.TIMED_OUT
+    assert trio.current_time() == pytest.approx(10.0 + 9.0 + 9.5)
+
+
+@pytest.mark.trio
+async def test_cancel_wins_over_a_later_timeout_and_vice_versa(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    async with open_job_pool(job_timeout=10.0) as pool:
+        cancelled = await pool.submit(sleep_forever)
+        timed = await pool.submit(sleep_forever)
+        await trio.sleep(5.0)
+        cancelled.cancel()
+        await trio.sleep(10.0)
+        assert timed.status is JobStatus.TIMED_OUT
+        timed.cancel()  # already ended: nothing happens
+    assert cancelled.status is JobStatus.CANCELLED
+    assert cancelled.exec_time == pytest.approx(5.0)
+    assert timed.exec_time == pytest.approx(10.0)

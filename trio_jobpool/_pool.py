@@ -44,6 +44,8 @@ _INF: Final = math.inf
 # A worker that keeps finding work ready yields to the scheduler at least this often, so that
 # jobs which never checkpoint cannot starve the rest of the program.
 _YIELD_EVERY: Final = 64
+# The cancel reason the deadline watcher gives a job that ran past its timeout.
+_TIMED_OUT: Final = "timed out"
 
 
 class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
@@ -116,6 +118,9 @@ class JobPool:
         self._bounded_waiting = 0  # waiting jobs that count against the bound
         self._offers = _Offers()
         self._idle: list[Slot] = []  # parked workers, most recently idle last
+        self._running: set[JobHandle[Any]] = set()
+        self._watch_target = _INF  # when the deadline watcher wakes next
+        self._watch_scope = runtime.CancelScope()
         self._workers = 0  # workers not yet told (or deciding) to exit
         self._worker_tasks = 0  # worker tasks still alive
         self._closed = False
@@ -315,12 +320,11 @@ class JobPool:
         """Run jobs until told to exit (resize, stop) or cancelled (the pool is torn down).
 
         Each attempt runs in a cancel scope that belongs to that attempt alone: cancelling the
-        job cancels the scope, and the scope's deadline is the job's timeout. Creating a scope
-        costs more than the rest of a short job, so one scope serves a run of consecutive
-        attempts: it is re-armed (deadline, cancel) for each and replaced as soon as it has been
-        cancelled, i.e. once it fired or was cancelled for the job that used it. Between jobs
-        the worker keeps the scope while it looks for work or parks; a stale deadline that fires
-        then hits no job (it is noticed, and the scope replaced, before the next job starts).
+        job (by id, by its timeout through the deadline watcher, or by the pool's shutdown)
+        cancels that scope. Creating a scope costs more than the rest of a short job, so one
+        scope serves a run of consecutive attempts and is replaced as soon as it has been
+        cancelled for the job that used it. The scope has no deadline and nothing else ever
+        cancels it, so between jobs it is inert.
         """
         runtime = self._runtime
         running: JobHandle[Any] | None = None  # the job whose attempt is in progress
@@ -330,21 +334,21 @@ class JobPool:
             while job is not None:
                 scope = runtime.CancelScope()
                 with scope:
-                    while job is not None and not scope.cancel_called:
+                    while job is not None:
                         running, job = job, None
                         _current_job.set(running)
                         running._scope = scope
-                        scope.deadline = running._deadline
                         if running._cancel_reason is not None:  # cancelled before it started
                             scope.cancel()
                         try:
                             value = await running._fn(*running._args)
                         except Exception as exc:
                             running._scope = None
-                            self._attempt_raised(running, exc, scope.cancel_called)
+                            self._attempt_raised(running, exc)
                         else:
                             running._scope = None
                             self._attempt_ended(running, JobStatus.COMPLETED, value)
+                        spent = running._cancel_reason is not None
                         running = None
                         ready_in_a_row += 1
                         if ready_in_a_row >= _YIELD_EVERY:
@@ -358,22 +362,21 @@ class JobPool:
                         if job is None:
                             ready_in_a_row = 0
                             job = await self._idle_wait(slot)
+                        if spent:  # the next job needs a fresh scope
+                            break
                     # Leaving the loop without an exception: told to exit (job is None), or the
                     # scope was cancelled and the pending job needs a fresh one.
-                if scope.cancelled_caught:
-                    if running is not None:  # the scope caught this job's cancellation
-                        running._scope = None
-                        self._attempt_ended(running, self._cancel_status(running), None)
-                        running = None
-                    else:  # a stale deadline fired between jobs; the slot may be abandoned
-                        slot = Slot()
+                if running is not None:  # the scope caught this job's cancellation
+                    running._scope = None
+                    self._attempt_ended(running, self._cancel_status(running), None)
+                    running = None
                     job = await self._next_job(slot)
         except BaseException:
             # Cancelled from outside (the pool is going away) or a KeyboardInterrupt: record
             # the job it interrupted, and let the exception go on.
             if running is not None:
                 running._scope = None
-                if running._cancel_reason is None:
+                if running._cancel_reason in (None, _TIMED_OUT):
                     running._cancel_reason = "cancelled by the pool's shutdown"
                 self._attempt_ended(running, JobStatus.CANCELLED, None)
             self._workers -= 1
@@ -402,6 +405,35 @@ class JobPool:
         self._idle.append(slot)
         job: JobHandle[Any] | None = await self._runtime.park(slot)
         return job
+
+    async def _watch_deadlines(self) -> None:
+        """Time out running jobs: one task per pool sleeps until the earliest deadline.
+
+        Arming a cancel scope's deadline for every job costs about as much as a short job's
+        whole run, so timeouts are kept here instead: starting a job with a deadline earlier
+        than the watcher's next wake-up moves that wake-up (rare: with a common timeout, later
+        jobs have later deadlines); otherwise starting and ending a job costs a set insertion.
+        When it wakes, the watcher cancels the scope of every running job whose deadline has
+        passed (exactly as the scope's own deadline would have) and sleeps until the next one.
+        """
+        runtime = self._runtime
+        while True:
+            with self._watch_scope:  # cancelled by _shut_down, or its deadline passes
+                await runtime.sleep(_INF)
+            if self._stopping:
+                return
+            now = self._now()
+            target = _INF
+            for job in list(self._running):
+                if job._deadline <= now:
+                    if job._cancel_reason is None:
+                        job._cancel_reason = _TIMED_OUT
+                        if job._scope is not None:
+                            job._scope.cancel()
+                elif job._deadline < target:
+                    target = job._deadline
+            self._watch_scope = runtime.CancelScope()
+            self._watch_scope.deadline = self._watch_target = target
 
     def _take(self) -> JobHandle[Any] | None:
         """The next job for a free worker, already marked running; ``None`` if none waits."""
@@ -447,15 +479,18 @@ class JobPool:
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
-        job._deadline = now + job._timeout
         job._exec_time = None
+        deadline = job._deadline = now + job._timeout
+        self._running.add(job)
+        if deadline < self._watch_target:
+            self._watch_target = self._watch_scope.deadline = deadline
 
     @staticmethod
     def _cancel_status(job: JobHandle[Any]) -> JobStatus:
-        return JobStatus.CANCELLED if job._cancel_reason is not None else JobStatus.TIMED_OUT
+        return JobStatus.TIMED_OUT if job._cancel_reason == _TIMED_OUT else JobStatus.CANCELLED
 
-    def _attempt_raised(self, job: JobHandle[Any], exc: Exception, cancel_called: bool) -> None:
-        if cancel_called:
+    def _attempt_raised(self, job: JobHandle[Any], exc: Exception) -> None:
+        if job._cancel_reason is not None:
             # The job raised while being cancelled or timed out (for example from cleanup
             # code): it ends as cancelled/timed out, with what it raised as the cause.
             status = self._cancel_status(job)
@@ -477,6 +512,7 @@ class JobPool:
         """Record the end of a running attempt that ends the job with ``status``."""
         counters = self._counters
         counters.running -= 1
+        self._running.discard(job)
         now = self._now()
         self._record_exec(job, now)
         if status is JobStatus.COMPLETED:
@@ -500,6 +536,7 @@ class JobPool:
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
         counters = self._counters
         counters.running -= 1
+        self._running.discard(job)
         self._record_exec(job, self._now())
         counters.queued += 1
         counters.retried += 1
@@ -713,6 +750,7 @@ class JobPool:
                 if not slot.abandoned:
                     self._workers -= 1
                     self._runtime.unpark(slot, None)
+            self._watch_scope.cancel()
         if self._worker_tasks == 0:
             self._workers_gone.set()
 
@@ -791,6 +829,7 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     try:
         async with runtime.open_task_group() as nursery:
             pool = JobPool(config, runtime, nursery)
+            nursery.start_soon(pool._watch_deadlines)
             pool._spawn_workers(config.max_workers)
             try:
                 yield pool
