@@ -114,7 +114,6 @@ class JobHandle(Generic[T]):
         priority: int,
         timeout: float,
         retry: RetryPolicy | None,
-        now: float,
     ) -> None:
         self._pool = pool
         self.job_id = job_id
@@ -126,8 +125,8 @@ class JobHandle(Generic[T]):
         self._status = JobStatus.QUEUED
         self._attempts = 0
         self._progress: tuple[float, str | None] | None = None
-        self._submitted_m = now
-        self._ready_m = now
+        self._submitted_m = 0.0  # set when the pool accepts the job
+        self._ready_m = 0.0
         self._started_m: float | None = None
         self._finished_m: float | None = None
         self._exec_time: float | None = None

@@ -110,7 +110,11 @@ class JobPool:
         self._now = runtime.clock()
         self._wall_offset = time.time() - self._now()
         self._max_workers = config.max_workers
-        self._bound = None if config.max_pending is None else config.queue_size + config.max_pending
+        # how many waiting jobs count as full (inf: no bound)
+        self._bound = _INF if config.max_pending is None else config.queue_size + config.max_pending
+        self._default_timeout = config.job_timeout
+        self._default_retry = config.retry
+        self._history_size = config.history
         self._counters = Counters()
         self._live: dict[str, JobHandle[Any]] = {}
         self._history: OrderedDict[str, JobHandle[Any]] = OrderedDict()
@@ -230,24 +234,40 @@ class JobPool:
             isinstance(priority, bool) or not isinstance(priority, int)
         ):
             raise TypeError(f"priority must be an int, got {priority!r}")
-        seconds = self._config.job_timeout if timeout is None else _seconds("timeout", timeout)
+        seconds = self._default_timeout if timeout is None else _seconds("timeout", timeout)
         if retry is None:
-            retry = self._config.retry
+            retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        return JobHandle(self, job_id, fn, args, int(priority), seconds, retry, self._now())
+        return JobHandle(self, job_id, fn, args, int(priority), seconds, retry)
 
     def _accept(self, job: JobHandle[Any]) -> bool:
-        """Accept ``job`` if there is room now; ``False`` if the pool is full."""
+        """Accept ``job`` if there is room now; ``False`` if the pool is full.
+
+        The hot path of every submission: ``_register`` and ``_place`` written out.
+        """
         if self._closed:
             raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
-        if job.job_id in self._live:
-            raise DuplicateJob(job.job_id)
-        slot = self._pop_idle()
-        if slot is None and self._bound is not None and self._bounded_waiting >= self._bound:
+        live = self._live
+        job_id = job.job_id
+        if job_id in live:
+            raise DuplicateJob(job_id)
+        slot = self._pop_idle() if self._idle else None
+        if slot is None and self._bounded_waiting >= self._bound:
             return False
-        self._register(job)
-        self._place(job, bounded=True, slot=slot)
+        now = self._now()
+        job._submitted_m = job._ready_m = now
+        live[job_id] = job
+        counters = self._counters
+        counters.submitted += 1
+        counters.queued += 1
+        if slot is not None:
+            self._start(job, now)
+            self._runtime.unpark(slot, job)
+        else:
+            job._bounded = True
+            self._bounded_waiting += 1
+            self._waiting.push(job)
         return True
 
     def _register(self, job: JobHandle[Any]) -> None:
@@ -283,7 +303,7 @@ class JobPool:
         """Accept blocked submissions, best first, while there is room for them."""
         bound = self._bound
         offers = self._offers
-        while len(offers) and (bound is None or self._bounded_waiting < bound):
+        while len(offers) and self._bounded_waiting < bound:
             offer = offers.pop()
             if offer is None:
                 return
@@ -469,8 +489,9 @@ class JobPool:
                 self._admit_offers()
             return job
 
-    def _start(self, job: JobHandle[Any]) -> None:
-        now = self._now()
+    def _start(self, job: JobHandle[Any], now: float | None = None) -> None:
+        if now is None:
+            now = self._now()
         counters = self._counters
         counters.queued -= 1
         counters.running += 1
@@ -514,7 +535,8 @@ class JobPool:
         counters.running -= 1
         self._running.discard(job)
         now = self._now()
-        self._record_exec(job, now)
+        exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
+        counters.record_exec(exec_time)
         if status is JobStatus.COMPLETED:
             counters.completed += 1
         elif status is JobStatus.FAILED:
@@ -560,15 +582,17 @@ class JobPool:
         job._status = status
         job._result = result
         job._finished_m = now
-        del self._live[job.job_id]
-        history_size = self._config.history
-        if history_size:
+        job_id = job.job_id
+        del self._live[job_id]
+        if self._history_size:
             history = self._history
-            if job.job_id in history:
-                del history[job.job_id]
-            history[job.job_id] = job
-            if len(history) > history_size:
-                history.popitem(last=False)
+            if job_id in history:  # an id used again: the newest job takes the newest place
+                history.move_to_end(job_id)
+                history[job_id] = job
+            else:
+                history[job_id] = job
+                if len(history) > self._history_size:
+                    history.popitem(last=False)
         if job._done is not None:
             job._done.set()
         if not self._live and self._idle_event is not None:

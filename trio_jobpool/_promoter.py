@@ -78,14 +78,21 @@ class PriorityBuckets(Generic[T]):
 
     def pop(self) -> T | None:
         """Remove and return the best live item; ``None`` if there is none."""
-        item = self.peek()
-        if item is not None:
-            bucket = self._buckets[item.priority]
-            bucket.popleft()
-            self._size -= 1
-            if not bucket:
-                del self._buckets[heapq.heappop(self._priorities)]
-        return item
+        priorities = self._priorities
+        buckets = self._buckets
+        while priorities:
+            bucket = buckets[priorities[0]]
+            while bucket:
+                item = bucket.popleft()
+                self._size -= 1
+                if self._alive(item):
+                    if not bucket:
+                        del buckets[heapq.heappop(priorities)]
+                    return item
+                if self._dead:
+                    self._dead -= 1
+            del buckets[heapq.heappop(priorities)]
+        return None
 
     def discard(self) -> None:
         """Note that one held item has just died in place; compact if the dead dominate."""

@@ -63,11 +63,12 @@ class LatencyWindow:
         self._sorted: list[float] | None = []
 
     def add(self, sample: float) -> None:
-        if len(self._samples) < self.SIZE:
+        count = self._count
+        if count < self.SIZE:
             self._samples.append(sample)
         else:
-            self._samples[self._count % self.SIZE] = sample
-        self._count += 1
+            self._samples[count % self.SIZE] = sample
+        self._count = count + 1
         self._sorted = None
 
     def percentiles(self, *quantiles: float) -> tuple[float, ...]:
