@@ -1,0 +1,107 @@
+"""The implementations measured, and the small interface the workload drivers use.
+
+An implementation module (``impls_trio``, ``impls_asyncio``, ``impls_jobpool``) has a
+``make_env(variant) -> Env``. ``Env.open_pool(kind, workers, queue)`` is an async context manager
+(``queue=None``: unbounded; ``kind``: ``"plain"``, ``"priority"`` or ``"cancel"``, the features the
+workload needs) yielding a pool with:
+
+* ``await pool.submit(fn, *args, priority=5)`` - returns a handle once the job is accepted;
+* ``pool.job_id(handle)`` - what ``cancel`` takes;
+* ``await pool.cancel_many(ids)`` - cancels each waiting job by id, one call per job;
+* ``await pool.abort()`` - cancel everything now (teardown of the memory workload);
+* ``pool.counts()`` - ``{"completed": .., "cancelled": ..}`` for the sanity checks, or ``None``.
+
+Leaving the block drains the pool: it returns once every accepted job has ended. A pool that
+cannot do what a workload needs raises :class:`NotSupported` (reported as n/a).
+
+This module imports no async library, so the runner can read the registry cheaply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["BY_NAME", "IMPLS", "LIMIT", "Env", "Impl", "NotSupported", "peer_of"]
+
+
+class NotSupported(Exception):
+    """The implementation has no way to run this workload (reported as n/a)."""
+
+
+@dataclass(frozen=True)
+class Env:
+    jobs: Any  # jobs.Jobs
+    run: Callable[[Callable[[], Any]], Any]  # runs an async function to completion
+    open_pool: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Impl:
+    name: str
+    label: str
+    backend: str  # whose job bodies it runs: "trio" or "asyncio"
+    loop: str  # event loop: "trio", "asyncio" or "uvloop"
+    module: str
+    variant: str
+    unsupported: frozenset[str] = frozenset()  # workloads that are n/a, with no process spawned
+
+
+_NO_PRIORITIES = frozenset({"W3"})
+IMPLS: tuple[Impl, ...] = (
+    Impl("trio-loop", "Trio loop (the limit)", "trio", "trio", "impls_trio", "loop"),
+    Impl("trio-fast", "Trio loop, nowait fast paths", "trio", "trio", "impls_trio", "fast"),
+    Impl("jobpool-trio", "trio_jobpool on Trio", "trio", "trio", "impls_jobpool", "trio"),
+    Impl(
+        "asyncio-loop",
+        "asyncio loop (asyncio.Queue)",
+        "asyncio",
+        "asyncio",
+        "impls_asyncio",
+        "loop",
+    ),
+    Impl(
+        "aiojobs",
+        "aiojobs on asyncio",
+        "asyncio",
+        "asyncio",
+        "impls_asyncio",
+        "aiojobs",
+        _NO_PRIORITIES,
+    ),
+    Impl(
+        "aiojobs-uvloop",
+        "aiojobs on uvloop",
+        "asyncio",
+        "uvloop",
+        "impls_asyncio",
+        "aiojobs-uvloop",
+        _NO_PRIORITIES,
+    ),
+    Impl(
+        "jobpool-asyncio",
+        "trio_jobpool on asyncio (AnyIO)",
+        "asyncio",
+        "asyncio",
+        "impls_jobpool",
+        "asyncio",
+    ),
+    Impl(
+        "jobpool-uvloop",
+        "trio_jobpool on uvloop (AnyIO)",
+        "asyncio",
+        "uvloop",
+        "impls_jobpool",
+        "uvloop",
+    ),
+)
+BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}
+LIMIT = "trio-loop"
+
+
+def peer_of(impl: Impl) -> str | None:
+    """The aiojobs run on the same event loop, for the asyncio ratios."""
+    if impl.backend != "asyncio":
+        return None
+    return "aiojobs-uvloop" if impl.loop == "uvloop" else "aiojobs"

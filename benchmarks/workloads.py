@@ -1,0 +1,396 @@
+"""The workloads, each written once against the interface in :mod:`impls`.
+
+A driver takes an :class:`impls.Env` and a job count ``n`` and returns its metrics (plus a list of
+``problems`` found by its sanity checks). Every load loop is ``for ... in range(n)``. Times are
+``time.perf_counter()`` wall time.
+
+This module imports no async library: the runner reads the registry (:data:`WORKLOADS`) from here.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import os
+import random
+import time
+import tracemalloc
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["WORKLOADS", "Metric", "Workload", "count_inversions"]
+
+clock = time.perf_counter
+
+W1_WORKERS, W1_QUEUE = 10, 100
+W2_WORKERS, W2_QUEUE, W2_SLEEP = 100, 100, 0.001
+W3_SEED = 20_240_601
+W4_WORKERS = 10
+FLAT_SAMPLE_AT = 100_000
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def rss_bytes() -> int:
+    """Resident set size of this process now (Linux ``/proc/self/statm``)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+async def wait_started(jobs: Any, started: list[int], count: int) -> None:
+    """Yield until ``count`` blocker jobs run (bounded: a pool that never starts them fails)."""
+    for _ in range(10_000):
+        if len(started) >= count:
+            return
+        await jobs.checkpoint()
+    raise RuntimeError(f"only {len(started)} of {count} blocker jobs started")
+
+
+def check_counts(pool: Any, problems: list[str], **expected: int) -> None:
+    """Compare the pool's own counters (if it keeps any) with what the workload did."""
+    counts = pool.counts()
+    if counts is None:
+        return
+    for key, value in expected.items():
+        if counts[key] != value:
+            problems.append(f"{key}: expected {value}, pool says {counts[key]}")
+    if "submitted" in counts:  # trio_jobpool: the stats invariant, once everything ended
+        ended = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["timed_out"]
+        total = ended + counts["queued"] + counts["active"]
+        if counts["submitted"] != total or counts["queued"] or counts["active"]:
+            problems.append(f"stats invariant broken after the pool stopped: {counts}")
+
+
+def percentile(ordered: list[float], fraction: float) -> float:
+    """Nearest-rank percentile of an already sorted list."""
+    rank = max(1, math.ceil(fraction * len(ordered)))
+    return ordered[rank - 1]
+
+
+def count_inversions(order: list[int], priorities: list[int]) -> tuple[int, int]:
+    """Count jobs that started while a strictly more urgent job was waiting, and FIFO breaks.
+
+    ``order``: job indices in the order they started; all of them were submitted before the
+    first one started. A job is an inversion if some job started after it has a lower (more
+    urgent) priority. A FIFO break is a job that started before an earlier-submitted job of the
+    same priority.
+    """
+    inversions = 0
+    best_later = math.inf
+    for index in reversed(order):
+        priority = priorities[index]
+        if priority > best_later:
+            inversions += 1
+        best_later = min(best_later, priority)
+    fifo_breaks = 0
+    last_index: dict[int, int] = {}
+    for index in order:
+        priority = priorities[index]
+        if last_index.get(priority, -1) > index:
+            fifo_breaks += 1
+        last_index[priority] = max(index, last_index.get(priority, -1))
+    return inversions, fifo_breaks
+
+
+# -- the drivers -------------------------------------------------------------------------------
+
+
+async def w1_throughput(env: Any, n: int) -> dict[str, Any]:
+    """n no-op jobs, 10 workers, queue 100: submit loop + drain, wall time / n."""
+    noop = env.jobs.noop
+    problems: list[str] = []
+    async with env.open_pool("plain", W1_WORKERS, W1_QUEUE) as pool:
+        submit = pool.submit
+        start = clock()
+        for _ in range(n):
+            await submit(noop)
+    elapsed = clock() - start
+    check_counts(pool, problems, completed=n)
+    return {"us_per_job": elapsed / n * 1e6, "wall_s": elapsed, "problems": problems}
+
+
+async def w1_latency(env: Any, n: int) -> dict[str, Any]:
+    """Like W1; per job, the time from just before the submit call to the end of the job body."""
+    stamped = env.jobs.stamped
+    submitted = [0.0] * n
+    done = [0.0] * n
+    problems: list[str] = []
+    async with env.open_pool("plain", W1_WORKERS, W1_QUEUE) as pool:
+        submit = pool.submit
+        start = clock()
+        for i in range(n):
+            submitted[i] = clock()
+            await submit(stamped, done, i)
+    elapsed = clock() - start
+    check_counts(pool, problems, completed=n)
+    if done.count(0.0):
+        problems.append(f"{done.count(0.0)} jobs never ran")
+    latencies = sorted(end - begin for end, begin in zip(done, submitted, strict=True))
+    return {
+        "p50_us": percentile(latencies, 0.50) * 1e6,
+        "p99_us": percentile(latencies, 0.99) * 1e6,
+        "max_us": latencies[-1] * 1e6,
+        "us_per_job": elapsed / n * 1e6,
+        "problems": problems,
+    }
+
+
+async def w2_sleep(env: Any, n: int) -> dict[str, Any]:
+    """n jobs of sleep(1 ms), 100 workers, queue 100: wall time / ideal (n / 100 * 1 ms)."""
+    sleep_1ms = env.jobs.sleep_1ms
+    problems: list[str] = []
+    async with env.open_pool("plain", W2_WORKERS, W2_QUEUE) as pool:
+        submit = pool.submit
+        start = clock()
+        for _ in range(n):
+            await submit(sleep_1ms)
+    elapsed = clock() - start
+    check_counts(pool, problems, completed=n)
+    ideal = n / W2_WORKERS * W2_SLEEP
+    return {"x_ideal": elapsed / ideal, "wall_s": elapsed, "problems": problems}
+
+
+async def w3_priorities(env: Any, n: int) -> dict[str, Any]:
+    """n jobs with random priorities 1..10 queued behind one blocked worker, then released."""
+    jobs = env.jobs
+    record = jobs.record
+    rng = random.Random(W3_SEED)
+    priorities = [rng.randint(1, 10) for _ in range(n)]
+    order: list[int] = []
+    release, started = jobs.Event(), []
+    problems: list[str] = []
+    async with env.open_pool("priority", 1, None) as pool:
+        submit = pool.submit
+        await submit(jobs.blocker, release, started)
+        await wait_started(jobs, started, 1)
+        start = clock()
+        for i in range(n):
+            await submit(record, order, i, priority=priorities[i])
+        released = clock()
+        release.set()
+    drained = clock()
+    check_counts(pool, problems, completed=n + 1)
+    inversions, fifo_breaks = count_inversions(order, priorities)
+    if len(order) != n or len(set(order)) != n:
+        problems.append(f"{len(order)} starts recorded ({len(set(order))} distinct) for {n} jobs")
+    if inversions or fifo_breaks:
+        problems.append(f"{inversions} priority inversions, {fifo_breaks} FIFO breaks")
+    return {
+        "drain_us_per_job": (drained - released) / n * 1e6,
+        "submit_us_per_job": (released - start) / n * 1e6,
+        "inversions": inversions,
+        "fifo_breaks": fifo_breaks,
+        "problems": problems,
+    }
+
+
+async def w4_memory(env: Any, n: int) -> dict[str, Any]:
+    """n no-op jobs queued behind 10 blocked workers (unbounded queue): bytes per queued job."""
+    jobs = env.jobs
+    noop = jobs.noop
+    release, started = jobs.Event(), []
+    async with env.open_pool("plain", W4_WORKERS, None) as pool:
+        submit = pool.submit
+        for _ in range(W4_WORKERS):
+            await submit(jobs.blocker, release, started)
+        await wait_started(jobs, started, W4_WORKERS)
+        gc.collect()
+        rss_before = rss_bytes()
+        tracemalloc.start()
+        traced_before = tracemalloc.get_traced_memory()[0]
+        overhead_before = tracemalloc.get_tracemalloc_memory()
+        for _ in range(n):
+            await submit(noop)
+        traced_after = tracemalloc.get_traced_memory()[0]
+        overhead_after = tracemalloc.get_tracemalloc_memory()
+        rss_after = rss_bytes()
+        tracemalloc.stop()
+        release.set()  # teardown only: the pool cancels its queued jobs, or runs them out if
+        await pool.abort()  # that is faster
+    # RSS also grew by tracemalloc's own tables; take those out.
+    rss_growth = rss_after - rss_before - (overhead_after - overhead_before)
+    return {
+        "bytes_per_job": (traced_after - traced_before) / n,
+        "rss_bytes_per_job": rss_growth / n,
+        "problems": [],
+    }
+
+
+async def w5_cancel(env: Any, n: int) -> dict[str, Any]:
+    """n jobs queued behind one blocked worker, then each cancelled by id."""
+    jobs = env.jobs
+    noop = jobs.noop
+    release, started = jobs.Event(), []
+    handles: list[Any] = []
+    append = handles.append
+    problems: list[str] = []
+    async with env.open_pool("cancel", 1, None) as pool:
+        submit = pool.submit
+        await submit(jobs.blocker, release, started)
+        await wait_started(jobs, started, 1)
+        start = clock()
+        for _ in range(n):
+            append(await submit(noop))
+        submitted = clock()
+        ids = [pool.job_id(handle) for handle in handles]
+        cancel_start = clock()
+        await pool.cancel_many(ids)
+        cancelled = clock()
+        release.set()
+    drained = clock()
+    check_counts(pool, problems, completed=1, cancelled=n)
+    untimed = cancel_start - submitted  # collecting the ids is not part of any figure
+    return {
+        "cancel_us_per_job": (cancelled - cancel_start) / n * 1e6,
+        "submit_us_per_job": (submitted - start) / n * 1e6,
+        "total_us_per_job": (drained - start - untimed) / n * 1e6,
+        "problems": problems,
+    }
+
+
+async def flat_memory(env: Any, n: int) -> dict[str, Any]:
+    """W1's pool with n no-op jobs; RSS after the first 100k (or n/10) jobs and at the end."""
+    noop = env.jobs.noop
+    sample_at = min(FLAT_SAMPLE_AT, n // 10)
+    rss_sample = 0
+    problems: list[str] = []
+    async with env.open_pool("plain", W1_WORKERS, W1_QUEUE) as pool:
+        submit = pool.submit
+        start = clock()
+        for i in range(n):
+            await submit(noop)
+            if i + 1 == sample_at:
+                rss_sample = rss_bytes()
+        rss_end = rss_bytes()
+    elapsed = clock() - start
+    rss_after_stop = rss_bytes()
+    check_counts(pool, problems, completed=n)
+    return {
+        "rss_delta_mb": (rss_end - rss_sample) / 2**20,
+        "rss_sample_mb": rss_sample / 2**20,
+        "rss_end_mb": rss_end / 2**20,
+        "rss_after_stop_mb": rss_after_stop / 2**20,
+        "sample_at": sample_at,
+        "us_per_job": elapsed / n * 1e6,
+        "problems": problems,
+    }
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Metric:
+    key: str
+    label: str
+    digits: int = 1
+
+
+@dataclass(frozen=True)
+class Workload:
+    key: str
+    title: str
+    what: str
+    driver: Callable[[Any, int], Awaitable[dict[str, Any]]]
+    n: int
+    quick_n: int
+    metrics: tuple[Metric, ...]  # the first one is the headline figure
+    impls: tuple[str, ...] | None = None  # None: every implementation
+
+    @property
+    def primary(self) -> Metric:
+        return self.metrics[0]
+
+
+US = "\N{MICRO SIGN}s"
+
+WORKLOADS: dict[str, Workload] = {
+    w.key: w
+    for w in (
+        Workload(
+            "W1",
+            "W1 throughput",
+            "no-op jobs, 10 workers, queue 100; submit loop + drain",
+            w1_throughput,
+            100_000,
+            5_000,
+            (Metric("us_per_job", f"{US}/job", 2),),
+        ),
+        Workload(
+            "W1L",
+            "W1 latency",
+            "as W1; per job, from just before submit to the end of the job body",
+            w1_latency,
+            100_000,
+            5_000,
+            (
+                Metric("p50_us", f"p50 {US}", 0),
+                Metric("p99_us", f"p99 {US}", 0),
+                Metric("us_per_job", f"{US}/job", 2),
+            ),
+        ),
+        Workload(
+            "W2",
+            "W2 sleep(1 ms)",
+            "sleep(1 ms) jobs, 100 workers, queue 100; wall time / ideal (n/100 ms)",
+            w2_sleep,
+            20_000,
+            2_000,
+            (Metric("x_ideal", "\N{MULTIPLICATION SIGN} ideal", 2), Metric("wall_s", "wall s", 3)),
+        ),
+        Workload(
+            "W3",
+            "W3 priorities",
+            "random priorities 1..10 behind 1 blocked worker, unbounded queue; drain after release",
+            w3_priorities,
+            100_000,
+            5_000,
+            (
+                Metric("drain_us_per_job", f"drain {US}/job", 2),
+                Metric("submit_us_per_job", f"submit {US}/job", 2),
+                Metric("inversions", "inversions", 0),
+                Metric("fifo_breaks", "FIFO breaks", 0),
+            ),
+        ),
+        Workload(
+            "W4",
+            "W4 memory",
+            "no-op jobs queued behind 10 blocked workers, unbounded queue; tracemalloc and RSS",
+            w4_memory,
+            200_000,
+            10_000,
+            (Metric("bytes_per_job", "bytes/job", 0), Metric("rss_bytes_per_job", "RSS B/job", 0)),
+        ),
+        Workload(
+            "W5",
+            "W5 cancel",
+            "jobs queued behind 1 blocked worker, then each cancelled by id",
+            w5_cancel,
+            100_000,
+            5_000,
+            (
+                Metric("cancel_us_per_job", f"cancel {US}/job", 2),
+                Metric("submit_us_per_job", f"submit {US}/job", 2),
+                Metric("total_us_per_job", f"total {US}/job", 2),
+            ),
+        ),
+        Workload(
+            "FLAT",
+            "Memory flatness",
+            "no-op jobs through W1's pool (trio_jobpool on Trio); RSS after the first 100,000 "
+            "jobs (n/10 if fewer) and at the end",
+            flat_memory,
+            1_000_000,
+            150_000,  # the sample must come after the pool's history (10,000 jobs) is full
+            (
+                Metric("rss_delta_mb", "RSS delta MB", 1),
+                Metric("rss_sample_mb", "RSS after 100k MB", 1),
+                Metric("rss_end_mb", "RSS at end MB", 1),
+                Metric("us_per_job", f"{US}/job", 2),
+            ),
+            impls=("jobpool-trio",),
+        ),
+    )
+}
