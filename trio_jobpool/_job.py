@@ -79,13 +79,12 @@ class JobHandle(Generic[T]):
     __slots__ = (
         "_args",
         "_attempts",
-        "_bounded",
         "_cancel_reason",
-        "_deadline",
         "_done",
         "_exec_time",
         "_finished_m",
         "_fn",
+        "_key",
         "_pool",
         "_progress",
         "_ready_m",
@@ -96,19 +95,16 @@ class JobHandle(Generic[T]):
         "_status",
         "_submitted_m",
         "_timeout",
-        "job_id",
         "priority",
     )
 
-    job_id: str
-    """The job's id: given at submit, or 32 generated lowercase hex characters."""
     priority: int
     """Lower runs first."""
 
     def __init__(
         self,
         pool: JobPool,
-        job_id: str,
+        key: str | int,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         priority: int,
@@ -116,7 +112,7 @@ class JobHandle(Generic[T]):
         retry: RetryPolicy | None,
     ) -> None:
         self._pool = pool
-        self.job_id = job_id
+        self._key = key  # the id, or the counter of a generated id (see JobPool._key)
         self._fn = fn
         self._args = args
         self.priority = priority
@@ -130,14 +126,12 @@ class JobHandle(Generic[T]):
         self._started_m: float | None = None
         self._finished_m: float | None = None
         self._exec_time: float | None = None
-        self._deadline = math.inf  # of the attempt in progress, on the pool's clock
         # The value (COMPLETED) or the exception (any other end, and while RETRYING the
         # exception of the failed attempt).
         self._result: Any = None
         self._scope: CancelScopeLike | None = None
         self._cancel_reason: str | None = None
         self._done: EventLike | None = None
-        self._bounded = False
 
     def __repr__(self) -> str:
         return (
@@ -146,6 +140,12 @@ class JobHandle(Generic[T]):
         )
 
     # -- read-only state -------------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        """The job's id: given at submit, or 32 generated lowercase hex characters."""
+        key = self._key
+        return key if isinstance(key, str) else self._pool._job_id(key)
 
     @property
     def status(self) -> JobStatus:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import itertools
 import math
 import random
+import re
 import secrets
 import time
 from collections import OrderedDict
@@ -46,6 +47,7 @@ _INF: Final = math.inf
 _YIELD_EVERY: Final = 64
 # The cancel reason the deadline watcher gives a job that ran past its timeout.
 _TIMED_OUT: Final = "timed out"
+_HEX16: Final = re.compile("[0-9a-f]{16}")
 
 
 class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
@@ -79,6 +81,12 @@ class _Config:
     retry: RetryPolicy | None
     history: int
     registry: JobRegistry | None
+
+
+def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The first exception in ``group`` that is not itself a group."""
+    first = group.exceptions[0]
+    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
 
 
 def _check_count(name: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
@@ -116,8 +124,8 @@ class JobPool:
         self._default_retry = config.retry
         self._history_size = config.history
         self._counters = Counters()
-        self._live: dict[str, JobHandle[Any]] = {}
-        self._history: OrderedDict[str, JobHandle[Any]] = OrderedDict()
+        self._live: dict[str | int, JobHandle[Any]] = {}  # by key (see _key)
+        self._history: OrderedDict[str | int, JobHandle[Any]] = OrderedDict()
         self._waiting = _WaitingJobs()
         self._bounded_waiting = 0  # waiting jobs that count against the bound
         self._offers = _Offers()
@@ -224,12 +232,15 @@ class JobPool:
             fn = self._config.registry.get(fn)
         elif not callable(fn):
             raise TypeError(f"a job must be an async callable, got {fn!r}")
+        key: str | int
         if job_id is None:
-            job_id = f"{self._id_prefix}{next(self._id_counter):016x}"
+            key = next(self._id_counter)
         elif not isinstance(job_id, str):
             raise TypeError(f"job_id must be a str, got {job_id!r}")
         elif not job_id:
             raise ValueError("job_id must not be empty")
+        else:
+            key = self._key(job_id)
         if type(priority) is not int and (
             isinstance(priority, bool) or not isinstance(priority, int)
         ):
@@ -239,7 +250,23 @@ class JobPool:
             retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        return JobHandle(self, job_id, fn, args, int(priority), seconds, retry)
+        return JobHandle(self, key, fn, args, int(priority), seconds, retry)
+
+    def _key(self, job_id: str) -> str | int:
+        """The key of ``job_id`` in the pool's maps.
+
+        Generated ids are this pool's 16-hex-digit prefix plus a 16-hex-digit counter, and only
+        the counter is kept (the id string costs more memory than the rest of a queued job);
+        the string is made again when asked for. Any other id is its own key.
+        """
+        if len(job_id) == 32 and job_id.startswith(self._id_prefix):
+            suffix = job_id[16:]
+            if _HEX16.fullmatch(suffix):
+                return int(suffix, 16)
+        return job_id
+
+    def _job_id(self, key: str | int) -> str:
+        return key if isinstance(key, str) else f"{self._id_prefix}{key:016x}"
 
     def _accept(self, job: JobHandle[Any]) -> bool:
         """Accept ``job`` if there is room now; ``False`` if the pool is full.
@@ -249,15 +276,15 @@ class JobPool:
         if self._closed:
             raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
         live = self._live
-        job_id = job.job_id
-        if job_id in live:
-            raise DuplicateJob(job_id)
+        key = job._key
+        if key in live:
+            raise DuplicateJob(job.job_id)
         slot = self._pop_idle() if self._idle else None
         if slot is None and self._bounded_waiting >= self._bound:
             return False
         now = self._now()
         job._submitted_m = job._ready_m = now
-        live[job_id] = job
+        live[key] = job
         counters = self._counters
         counters.submitted += 1
         counters.queued += 1
@@ -265,7 +292,6 @@ class JobPool:
             self._start(job, now)
             self._runtime.unpark(slot, job)
         else:
-            job._bounded = True
             self._bounded_waiting += 1
             self._waiting.push(job)
         return True
@@ -273,7 +299,7 @@ class JobPool:
     def _register(self, job: JobHandle[Any]) -> None:
         """Count an accepted job in as live and queued; its clocks start now."""
         job._submitted_m = job._ready_m = self._now()
-        self._live[job.job_id] = job
+        self._live[job._key] = job
         self._counters.submitted += 1
         self._counters.queued += 1
 
@@ -294,8 +320,7 @@ class JobPool:
             self._runtime.unpark(slot, job)
             return
         job._status = _QUEUED
-        if bounded:
-            job._bounded = True
+        if bounded:  # a first attempt (a retry re-enters beyond the bound)
             self._bounded_waiting += 1
         self._waiting.push(job)
 
@@ -313,7 +338,7 @@ class JobPool:
     def _settle_offer(self, offer: _Offer) -> bool:
         """Accept an offer taken from ``_offers``; ``False`` if its id became live meanwhile."""
         job = offer.job
-        if job.job_id in self._live:
+        if job._key in self._live:
             self._runtime.unpark(offer.slot, DuplicateJob(job.job_id))
             return False
         self._register(job)
@@ -347,6 +372,7 @@ class JobPool:
         cancels it, so between jobs it is inert.
         """
         runtime = self._runtime
+        cancelled_exc = runtime.cancelled_exc
         running: JobHandle[Any] | None = None  # the job whose attempt is in progress
         ready_in_a_row = 0
         try:
@@ -354,22 +380,41 @@ class JobPool:
             while job is not None:
                 scope = runtime.CancelScope()
                 with scope:
-                    while job is not None:
-                        running, job = job, None
-                        _current_job.set(running)
-                        running._scope = scope
-                        if running._cancel_reason is not None:  # cancelled before it started
-                            scope.cancel()
-                        try:
-                            value = await running._fn(*running._args)
-                        except Exception as exc:
-                            running._scope = None
-                            self._attempt_raised(running, exc)
+                    while True:
+                        if job._cancel_reason is not None or not job._timeout:
+                            # Cancelled (or given no time at all) before it started: its code
+                            # never runs, as for a job cancelled while waiting.
+                            self._end_unstarted(job)
                         else:
-                            running._scope = None
-                            self._attempt_ended(running, JobStatus.COMPLETED, value)
-                        spent = running._cancel_reason is not None
-                        running = None
+                            running = job
+                            _current_job.set(running)
+                            running._scope = scope
+                            try:
+                                value = await running._fn(*running._args)
+                            except Exception as exc:
+                                running._scope = None
+                                self._attempt_raised(running, exc)
+                            except BaseExceptionGroup as group:
+                                running._scope = None
+                                cancelled, rest = group.split(cancelled_exc)
+                                if cancelled is None or not isinstance(rest, ExceptionGroup):
+                                    raise  # only cancellation, or a KeyboardInterrupt &c.
+                                # Exceptions of the job's own tasks raised while it was being
+                                # cancelled: they are the cause of its cancellation.
+                                if running._cancel_reason is None:  # cancelled from outside
+                                    self._end_cancelled(running, rest)
+                                    running = None
+                                    raise _first_leaf(cancelled) from None
+                                self._attempt_ended(
+                                    running, self._cancel_status(running), None, cause=rest
+                                )
+                            else:
+                                running._scope = None
+                                self._attempt_ended(running, JobStatus.COMPLETED, value)
+                            spent = running._cancel_reason is not None
+                            running = None
+                            if spent:  # this scope was cancelled: a fresh one for the next job
+                                break
                         ready_in_a_row += 1
                         if ready_in_a_row >= _YIELD_EVERY:
                             ready_in_a_row = 0
@@ -382,29 +427,37 @@ class JobPool:
                         if job is None:
                             ready_in_a_row = 0
                             job = await self._idle_wait(slot)
-                        if spent:  # the next job needs a fresh scope
-                            break
-                    # Leaving the loop without an exception: told to exit (job is None), or the
-                    # scope was cancelled and the pending job needs a fresh one.
+                            if job is None:  # told to exit
+                                return
                 if running is not None:  # the scope caught this job's cancellation
                     running._scope = None
                     self._attempt_ended(running, self._cancel_status(running), None)
                     running = None
-                    job = await self._next_job(slot)
+                job = await self._next_job(slot)
         except BaseException:
             # Cancelled from outside (the pool is going away) or a KeyboardInterrupt: record
             # the job it interrupted, and let the exception go on.
             if running is not None:
-                running._scope = None
-                if running._cancel_reason in (None, _TIMED_OUT):
-                    running._cancel_reason = "cancelled by the pool's shutdown"
-                self._attempt_ended(running, JobStatus.CANCELLED, None)
+                self._end_cancelled(running, None)
             self._workers -= 1
             raise
         finally:
             self._worker_tasks -= 1
             if self._worker_tasks == 0 and self._stopping:
                 self._workers_gone.set()
+
+    def _end_unstarted(self, job: JobHandle[Any]) -> None:
+        """End a job handed to this worker that must not start (see ``_worker``)."""
+        if job._cancel_reason is None:
+            job._cancel_reason = _TIMED_OUT
+        self._attempt_ended(job, self._cancel_status(job), None)
+
+    def _end_cancelled(self, job: JobHandle[Any], cause: BaseException | None) -> None:
+        """End a running job whose worker is being cancelled from outside."""
+        job._scope = None
+        if job._cancel_reason in (None, _TIMED_OUT):
+            job._cancel_reason = "cancelled by the pool's shutdown"
+        self._attempt_ended(job, JobStatus.CANCELLED, None, cause=cause)
 
     async def _next_job(self, slot: Slot) -> JobHandle[Any] | None:
         """The next job for this worker, parking if none waits; ``None``: exit (uncounted)."""
@@ -445,13 +498,14 @@ class JobPool:
             now = self._now()
             target = _INF
             for job in list(self._running):
-                if job._deadline <= now:
+                deadline = job._started_m + job._timeout  # type: ignore[operator]
+                if deadline <= now:
                     if job._cancel_reason is None:
                         job._cancel_reason = _TIMED_OUT
                         if job._scope is not None:
                             job._scope.cancel()
-                elif job._deadline < target:
-                    target = job._deadline
+                elif deadline < target:
+                    target = deadline
             self._watch_scope = runtime.CancelScope()
             self._watch_scope.deadline = self._watch_target = target
 
@@ -461,10 +515,9 @@ class JobPool:
             return self._take_contended()
         job = self._waiting.pop()
         if job is not None:
-            self._start(job)
-            if job._bounded:
-                job._bounded = False
+            if not job._attempts:  # a first attempt counts against the bound; a retry does not
                 self._bounded_waiting -= 1
+            self._start(job)
         return job
 
     def _take_contended(self) -> JobHandle[Any] | None:
@@ -482,9 +535,9 @@ class JobPool:
             if job is None:
                 return None
             waiting.pop()
+            bounded = not job._attempts
             self._start(job)
-            if job._bounded:
-                job._bounded = False
+            if bounded:
                 self._bounded_waiting -= 1
                 self._admit_offers()
             return job
@@ -501,7 +554,7 @@ class JobPool:
         job._attempts += 1
         job._started_m = now
         job._exec_time = None
-        deadline = job._deadline = now + job._timeout
+        deadline = now + job._timeout
         self._running.add(job)
         if deadline < self._watch_target:
             self._watch_target = self._watch_scope.deadline = deadline
@@ -582,15 +635,15 @@ class JobPool:
         job._status = status
         job._result = result
         job._finished_m = now
-        job_id = job.job_id
-        del self._live[job_id]
+        key = job._key
+        del self._live[key]
         if self._history_size:
             history = self._history
-            if job_id in history:  # an id used again: the newest job takes the newest place
-                history.move_to_end(job_id)
-                history[job_id] = job
+            if key in history:  # an id used again: the newest job takes the newest place
+                history.move_to_end(key)
+                history[key] = job
             else:
-                history[job_id] = job
+                history[key] = job
                 if len(history) > self._history_size:
                     history.popitem(last=False)
         if job._done is not None:
@@ -611,7 +664,7 @@ class JobPool:
         Raises:
             JobNotFound: no live job has this id (unknown, or already ended).
         """
-        job = self._live.get(job_id)
+        job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
         if job is None:
             raise JobNotFound(job_id)
         self._cancel_job(job, "cancelled")
@@ -630,8 +683,7 @@ class JobPool:
         counters.cancelled += 1
         if status is _QUEUED:
             self._waiting.discard()
-            if job._bounded:
-                job._bounded = False
+            if not job._attempts:
                 self._bounded_waiting -= 1
         elif job._scope is not None:  # retrying: stop its backoff timer
             job._scope.cancel()
@@ -648,11 +700,12 @@ class JobPool:
         Raises:
             JobNotFound: neither.
         """
-        job = self._live.get(job_id)
+        if not isinstance(job_id, str):
+            raise JobNotFound(job_id)
+        key = self._key(job_id)
+        job = self._live.get(key) or self._history.get(key)
         if job is None:
-            job = self._history.get(job_id)
-            if job is None:
-                raise JobNotFound(job_id)
+            raise JobNotFound(job_id)
         return job
 
     def stats(self) -> PoolStats:
@@ -706,7 +759,12 @@ class JobPool:
         """Wait until no job is waiting, retrying or running. A checkpoint.
 
         Cancelling the wait does not affect the jobs.
+
+        Raises:
+            RuntimeError: called from inside one of this pool's own jobs (it would wait for
+                itself).
         """
+        self._refuse_inside_own_job("join()")
         if not self._live:
             await self._runtime.checkpoint()
             return
@@ -743,12 +801,7 @@ class JobPool:
             RuntimeError: called from inside one of this pool's own jobs.
             ValueError: a negative ``timeout``.
         """
-        current = _current_job.get()
-        if current is not None and current._pool is self:
-            raise RuntimeError(
-                f"stop() called from inside job {current.job_id!r} of the same pool "
-                "would wait for itself"
-            )
+        self._refuse_inside_own_job("stop()")
         seconds = self._config.shutdown_timeout if timeout is None else _seconds("timeout", timeout)
         self.close()
         if drain and not self._stopping:
@@ -761,6 +814,14 @@ class JobPool:
         else:
             self._shut_down()
         await self._workers_gone.wait()
+
+    def _refuse_inside_own_job(self, what: str) -> None:
+        current = _current_job.get()
+        if current is not None and current._pool is self:
+            raise RuntimeError(
+                f"{what} called from inside job {current.job_id!r} of the same pool "
+                "would wait for itself"
+            )
 
     def _shut_down(self) -> None:
         """Close, cancel every live job, and tell every worker to exit (idempotent, sync)."""

@@ -1,0 +1,200 @@
+"""Cancellation at the edges: absorbed cancels, job-owned task groups, jobs not yet started."""
+
+from __future__ import annotations
+
+import anyio
+import pytest
+
+from trio_jobpool import JobCancelled, JobStatus, JobTimeout, open_job_pool
+
+from ._helpers import Boom, Gate, invariant_holds, noop, settle, sleep_forever
+
+pytestmark = pytest.mark.anyio
+
+
+async def _one_worker_still_works(pool: object) -> None:
+    from trio_jobpool import JobPool
+
+    assert isinstance(pool, JobPool)
+    after = await pool.submit(noop)
+    await after.wait()
+    assert after.status is JobStatus.COMPLETED
+    assert invariant_holds(pool.stats())
+
+
+async def test_a_cancel_that_lands_as_the_job_finishes() -> None:
+    async with open_job_pool(max_workers=1) as pool:
+        event = anyio.Event()
+        handle = await pool.submit(event.wait)
+        await settle()
+        event.set()  # the job is woken...
+        handle.cancel()  # ...and cancelled in the same step: it returns normally all the same
+        await handle.wait()
+        assert handle.status is JobStatus.COMPLETED
+        await _one_worker_still_works(pool)
+
+
+async def test_a_job_that_shields_itself_and_returns() -> None:
+    async def stubborn() -> str:
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.01)
+        return "done"
+
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(stubborn)
+        await settle()
+        handle.cancel()
+        assert await handle.result() == "done"
+        await _one_worker_still_works(pool)
+
+
+async def test_a_job_that_raises_while_being_cancelled() -> None:
+    async def cleanup_fails() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise Boom("cleanup")
+
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(cleanup_fails)
+        await settle()
+        handle.cancel()
+        await handle.wait()
+        assert isinstance(handle.error, JobCancelled)
+        assert isinstance(handle.error.__cause__, Boom)
+        await _one_worker_still_works(pool)
+
+
+async def test_a_child_task_failing_while_the_job_times_out() -> None:
+    """The job's own task group raises Cancelled and an error together: the job timed out,
+    and the pool is unharmed."""
+
+    async def child_fails_on_cancel() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise Boom("child cleanup")
+
+    async def job_with_children() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child_fails_on_cancel)
+            await anyio.sleep_forever()
+
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(job_with_children, timeout=0.01)
+        await handle.wait()
+        assert handle.status is JobStatus.TIMED_OUT
+        assert isinstance(handle.error, JobTimeout)
+        cause = handle.error.__cause__
+        assert isinstance(cause, ExceptionGroup)
+        assert cause.subgroup(Boom) is not None
+        await _one_worker_still_works(pool)
+
+
+async def test_a_child_task_failing_when_the_pool_is_cancelled() -> None:
+    async def child_fails_on_cancel() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise Boom("child cleanup")
+
+    async def job_with_children() -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(child_fails_on_cancel)
+            await anyio.sleep_forever()
+
+    with anyio.CancelScope() as outer:
+        async with open_job_pool(max_workers=1) as pool:
+            handle = await pool.submit(job_with_children)
+            await settle()
+            outer.cancel()
+            await anyio.sleep_forever()
+    assert outer.cancelled_caught
+    assert handle.status is JobStatus.CANCELLED
+    assert isinstance(handle.error, JobCancelled)
+    assert isinstance(handle.error.__cause__, ExceptionGroup)
+    assert invariant_holds(pool.stats())
+
+
+async def test_a_job_failing_with_an_exception_group_is_failed() -> None:
+    async def two_children_fail() -> None:
+        async def fail_soon() -> None:
+            await anyio.lowlevel.checkpoint()
+            raise Boom("child")
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(fail_soon)
+            tg.start_soon(fail_soon)
+
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(two_children_fail)
+        await handle.wait()
+        assert handle.status is JobStatus.FAILED
+        assert isinstance(handle.error, ExceptionGroup)
+        await _one_worker_still_works(pool)
+
+
+async def test_a_job_cancelled_right_after_hand_off_never_runs() -> None:
+    ran: list[str] = []
+
+    async def record() -> None:
+        ran.append("ran")
+        await anyio.lowlevel.checkpoint()
+
+    async with open_job_pool(max_workers=1) as pool:
+        await settle()
+        handle = pool.submit_nowait(record)  # handed to the idle worker, which has not run
+        assert handle.status is JobStatus.RUNNING
+        handle.cancel()
+        await handle.wait()
+        assert handle.status is JobStatus.CANCELLED
+        await _one_worker_still_works(pool)
+    assert ran == []
+
+
+async def test_timeout_zero_never_runs_the_job() -> None:
+    ran: list[str] = []
+
+    async def record() -> None:
+        ran.append("ran")
+        await anyio.lowlevel.checkpoint()
+
+    async with open_job_pool(max_workers=2) as pool:
+        for _ in range(20):
+            handle = await pool.submit(record, timeout=0)
+            await handle.wait()
+            assert handle.status is JobStatus.TIMED_OUT
+            assert isinstance(handle.error, JobTimeout)
+    assert ran == []
+
+
+async def test_join_from_inside_a_job_is_refused() -> None:
+    from trio_jobpool import current_job
+
+    async def joiner() -> None:
+        await current_job()._pool.join()
+
+    async with open_job_pool() as pool:
+        handle = await pool.submit(joiner)
+        await handle.wait()
+        assert isinstance(handle.error, RuntimeError)
+        assert "would wait for itself" in str(handle.error)
+
+
+async def test_cancel_storm_with_one_worker_keeps_the_worker() -> None:
+    gate = Gate()
+    async with open_job_pool(max_workers=1, max_pending=None) as pool:
+        handles = [pool.submit_nowait(gate.job, i) for i in range(50)]
+        await settle()
+        for handle in handles[::3]:
+            handle.cancel()
+        gate.open()
+        for handle in handles:
+            await handle.wait()
+        await _one_worker_still_works(pool)
+        assert pool.stats().total_cancelled == len(handles[::3])
+        job = await pool.submit(sleep_forever)
+        await settle()
+        job.cancel()
+        await job.wait()
+        await _one_worker_still_works(pool)
