@@ -133,6 +133,7 @@ async def test_memory_per_job_stays_flat() -> None:
             await pool.submit(noop)
         await pool.join()
         assert len(pool._history) == 100
+        assert len(pool._ended) == 100
         assert not pool._live
         assert len(pool._waiting) == 0
         assert len(pool._counters.window._samples) == 1024
@@ -155,3 +156,23 @@ async def test_invariant_holds_between_every_step_of_a_busy_pool() -> None:
         stats = pool.stats()
         assert invariant_holds(stats)
         assert stats.total_failed == len(range(0, 300, 7))
+
+
+async def test_history_with_reused_ids() -> None:
+    async with open_job_pool(max_workers=1, history=3) as pool:
+
+        async def run(job_id: str) -> object:
+            handle = await pool.submit(noop, job_id=job_id)
+            await handle.wait()
+            return handle
+
+        await run("x")
+        second = await run("x")
+        assert pool.get("x") is second
+        await run("a")
+        await run("b")  # the first "x" leaves the history; the second stays findable
+        assert pool.get("x") is second
+        await run("c")
+        with pytest.raises(JobNotFound):
+            pool.get("x")
+        assert pool.get("a").job_id == "a"

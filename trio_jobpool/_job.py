@@ -6,7 +6,7 @@ import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import outcome
 
@@ -195,6 +195,8 @@ class JobHandle(Generic[T]):
         if self._status is JobStatus.COMPLETED:
             return None
         result = self._result
+        if type(result) is Unbuilt:
+            return self._build_error(result)
         return result if isinstance(result, BaseException) else None
 
     # -- waiting for the outcome -----------------------------------------------------------
@@ -215,7 +217,10 @@ class JobHandle(Generic[T]):
             await self._pool._runtime.checkpoint()
         if self._status is JobStatus.COMPLETED:
             return outcome.Value(self._result)
-        return outcome.Error(self._result)
+        result = self._result
+        if type(result) is Unbuilt:
+            result = self._build_error(result)
+        return outcome.Error(result)
 
     async def result(self) -> T:
         """Wait until the job has ended; return its value or raise its exception.
@@ -251,10 +256,32 @@ class JobHandle(Generic[T]):
 
     # -- for the pool ----------------------------------------------------------------------
 
-    def _end_exception(self, status: JobStatus) -> BaseException:
-        if status is JobStatus.TIMED_OUT:
-            return JobTimeout(self.job_id, self._timeout)
-        return JobCancelled(self.job_id, self._cancel_reason or "cancelled")
+    def _build_error(self, unbuilt: Unbuilt) -> BaseException:
+        error: BaseException
+        if self._status is JobStatus.TIMED_OUT:
+            error = JobTimeout(self.job_id, self._timeout)
+        else:
+            error = JobCancelled(self.job_id, self._cancel_reason or "cancelled")
+        error.__cause__ = unbuilt.cause
+        self._result = error
+        return error
+
+
+class Unbuilt:
+    """The outcome of a cancelled or timed-out job before anyone has asked for it.
+
+    Building a ``JobCancelled`` (a formatted message, an exception object for the garbage
+    collector to track) costs more than the rest of a cancel, and most are never looked at:
+    the handle builds it on first access and keeps it, so every later access gets the same one.
+    """
+
+    __slots__ = ("cause",)
+
+    def __init__(self, cause: BaseException | None) -> None:
+        self.cause = cause
+
+
+NO_CAUSE: Final = Unbuilt(None)
 
 
 def validate_timeout(name: str, value: float | None) -> float | None:

@@ -19,14 +19,14 @@ import random
 import re
 import secrets
 import time
-from collections import OrderedDict
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, TypeVarTuple
 
 from ._errors import DuplicateJob, JobNotFound, PoolClosed, QueueFull
-from ._job import JobHandle, JobStatus, _current_job, validate_timeout
+from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt, _current_job, validate_timeout
 from ._promoter import PriorityBuckets
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
@@ -106,7 +106,7 @@ def _seconds(name: str, value: float | None) -> float:
 class JobPool:
     """A pool of workers running async jobs; create it with :func:`open_job_pool`.
 
-    All methods must be called from the task tree that opened the pool (the same event loop).
+    All methods must be called from tasks of the event loop that opened the pool.
     The synchronous methods (``submit_nowait``, ``cancel``, ``resize``, ``close``, ``get``,
     ``stats``) never yield and take effect before they return.
     """
@@ -125,7 +125,9 @@ class JobPool:
         self._history_size = config.history
         self._counters = Counters()
         self._live: dict[str | int, JobHandle[Any]] = {}  # by key (see _key)
-        self._history: OrderedDict[str | int, JobHandle[Any]] = OrderedDict()
+        # The last `history` ended jobs, oldest first, and the newest of them for each key.
+        self._ended: deque[JobHandle[Any]] = deque()
+        self._history: dict[str | int, JobHandle[Any]] = {}
         self._waiting = _WaitingJobs()
         self._bounded_waiting = 0  # waiting jobs that count against the bound
         self._offers = _Offers()
@@ -164,13 +166,17 @@ class JobPool:
     ) -> JobHandle[T]:
         """Submit ``fn(*args)`` as a job and return its handle once the pool accepted it.
 
-        Waits while the pool is full (backpressure). A checkpoint: if it is cancelled, the job
-        was not accepted; if it returns, the job was accepted (on asyncio a cancellation that
-        arrives together with the acceptance is delivered at the caller's next ``await``).
+        Waits while the pool is full (backpressure). Always a cancel point: if it is cancelled,
+        the job was not accepted; if it returns, the job was accepted (on asyncio a cancellation
+        that arrives together with the acceptance is delivered at the caller's next ``await``).
+        A schedule point whenever it waits, and otherwise at least every 0.5 ms of consecutive
+        submits to this pool (see ``trio_jobpool._runtime.SCHEDULE_INTERVAL``): a submit loop
+        never starves other tasks, yet does not pay a trip through the scheduler per job.
 
         Args:
             fn: an async callable (or, with a registry, a registered job's name).
-            job_id: a non-empty ``str``; by default 32 random lowercase hex characters.
+            job_id: a non-empty ``str``; by default 32 lowercase hex characters, unique: a
+                random prefix per pool and a counter.
             priority: any ``int``; lower runs first, FIFO within one priority.
             timeout: seconds from the job's start; ``None``: the pool's ``job_timeout``;
                 ``math.inf``: none.
@@ -595,8 +601,7 @@ class JobPool:
         elif status is JobStatus.FAILED:
             counters.failed += 1
         else:
-            result = job._end_exception(status)
-            result.__cause__ = cause
+            result = NO_CAUSE if cause is None else Unbuilt(cause)
             if status is JobStatus.CANCELLED:
                 counters.cancelled += 1
             else:
@@ -638,14 +643,13 @@ class JobPool:
         key = job._key
         del self._live[key]
         if self._history_size:
-            history = self._history
-            if key in history:  # an id used again: the newest job takes the newest place
-                history.move_to_end(key)
-                history[key] = job
-            else:
-                history[key] = job
-                if len(history) > self._history_size:
-                    history.popitem(last=False)
+            self._history[key] = job  # an id used again: the newest job is the one found
+            ended = self._ended
+            ended.append(job)
+            if len(ended) > self._history_size:
+                oldest = ended.popleft()
+                if self._history.get(oldest._key) is oldest:
+                    del self._history[oldest._key]
         if job._done is not None:
             job._done.set()
         if not self._live and self._idle_event is not None:
@@ -688,7 +692,7 @@ class JobPool:
         elif job._scope is not None:  # retrying: stop its backoff timer
             job._scope.cancel()
             job._scope = None
-        self._end(job, JobStatus.CANCELLED, job._end_exception(JobStatus.CANCELLED), self._now())
+        self._end(job, JobStatus.CANCELLED, NO_CAUSE, self._now())
         if status is _QUEUED and len(self._offers):
             self._admit_offers()
 
@@ -799,7 +803,8 @@ class JobPool:
 
         Raises:
             RuntimeError: called from inside one of this pool's own jobs.
-            ValueError: a negative ``timeout``.
+            ValueError: a negative or NaN ``timeout``.
+            TypeError: a ``timeout`` that is not a number.
         """
         self._refuse_inside_own_job("stop()")
         seconds = self._config.shutdown_timeout if timeout is None else _seconds("timeout", timeout)

@@ -110,17 +110,18 @@ SCHEDULE_INTERVAL = 0.0005
 """Seconds of consecutive non-blocking submits after which ``submit`` yields to the scheduler.
 
 Trio's rule is that an async operation is both a cancel point and a schedule point. ``submit``
-is always a cancel point (a cancelled submit raises and accepts nothing), but a schedule point
-on *every* call would cost a full trip through the scheduler per job, more than all the rest of
-the pool's work. So a submit that does not have to wait yields only if no submit has yielded in
-the last half millisecond: a task looping over ``submit`` still lets every other task run at
-least every 0.5 ms. This is the "skip schedule points if we've done one recently enough"
-optimisation Trio's maintainers proposed for Trio itself (python-trio/trio#1757).
+is always a cancel point (a submit in a cancelled scope raises and accepts nothing), but a
+schedule point on *every* call would cost a full trip through the scheduler per job, more than
+all the rest of the pool's work. So a submit that does not have to wait yields only if no submit
+to the same pool has yielded in the last half millisecond: a task looping over ``submit`` still
+lets every other task run at least every 0.5 ms. This is the "skip schedule points if we've done
+one recently enough" optimisation Trio's maintainers proposed for Trio itself
+(python-trio/trio#1757). A submit that waits for room always yields.
 """
 
 
 class Runtime:
-    """Backend primitives; one instance per backend, shared by every pool on it."""
+    """Backend primitives, and the pacing of ``submit``'s schedule points; one per pool."""
 
     name: str
     open_task_group: Callable[[], AbstractAsyncContextManager[Any]]
@@ -260,12 +261,8 @@ class _AsyncioRuntime(Runtime):
             slot._waiter.set_result(value)
 
 
-_TRIO = _TrioRuntime()
-_ASYNCIO = _AsyncioRuntime()
-
-
 def current_runtime() -> Runtime:
-    """The runtime for the async library running the current task.
+    """A new runtime (one per pool) for the async library running the current task.
 
     Raises:
         RuntimeError: not inside Trio or asyncio.
@@ -275,7 +272,7 @@ def current_runtime() -> Runtime:
     except sniffio.AsyncLibraryNotFoundError:
         raise RuntimeError("trio_jobpool must be used from inside trio or asyncio") from None
     if library == "trio":
-        return _TRIO
+        return _TrioRuntime()
     if library == "asyncio":
-        return _ASYNCIO
+        return _AsyncioRuntime()
     raise RuntimeError(f"trio_jobpool supports trio and asyncio, not {library!r}")
