@@ -41,6 +41,7 @@ Ts = TypeVarTuple("Ts")
 _QUEUED: Final = JobStatus.QUEUED
 _RETRYING: Final = JobStatus.RETRYING
 _RUNNING: Final = JobStatus.RUNNING
+_CANCELLED: Final = JobStatus.CANCELLED
 _INF: Final = math.inf
 # A worker that keeps finding work ready yields to the scheduler at least this often, so that
 # jobs which never checkpoint cannot starve the rest of the program.
@@ -641,18 +642,20 @@ class JobPool:
         job._result = result
         job._finished_m = now
         key = job._key
-        del self._live[key]
+        live = self._live
+        del live[key]
         if self._history_size:
-            self._history[key] = job  # an id used again: the newest job is the one found
+            history = self._history
+            history[key] = job  # an id used again: the newest job is the one found
             ended = self._ended
             ended.append(job)
             if len(ended) > self._history_size:
                 oldest = ended.popleft()
-                if self._history.get(oldest._key) is oldest:
-                    del self._history[oldest._key]
+                if history.get(oldest._key) is oldest:
+                    del history[oldest._key]
         if job._done is not None:
             job._done.set()
-        if not self._live and self._idle_event is not None:
+        if not live and self._idle_event is not None:
             self._idle_event.set()
             self._idle_event = None
 
@@ -671,7 +674,20 @@ class JobPool:
         job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
         if job is None:
             raise JobNotFound(job_id)
-        self._cancel_job(job, "cancelled")
+        if job._status is _QUEUED:  # the common case, written out (see _cancel_job)
+            job._cancel_reason = "cancelled"
+            counters = self._counters
+            counters.queued -= 1
+            counters.cancelled += 1
+            self._waiting.discard()
+            bounded = not job._attempts
+            self._end(job, _CANCELLED, NO_CAUSE, self._now())
+            if bounded:
+                self._bounded_waiting -= 1
+                if len(self._offers):
+                    self._admit_offers()
+        else:
+            self._cancel_job(job, "cancelled")
 
     def _cancel_job(self, job: JobHandle[Any], reason: str) -> None:
         status = job._status
