@@ -192,7 +192,8 @@ class JobPool:
         runtime = self._runtime
         await runtime.checkpoint_before()
         if self._accept(job):
-            await runtime.checkpoint_after()
+            if runtime.yield_due():
+                await runtime.schedule_point()
             return job
         offer = _Offer(job)
         self._offers.push(offer)

@@ -102,10 +102,6 @@ class Slot:
         return trio.lowlevel.Abort.SUCCEEDED
 
 
-async def _return_none() -> None:
-    return None
-
-
 SCHEDULE_INTERVAL = 0.0005
 """Seconds of consecutive non-blocking submits after which ``submit`` yields to the scheduler.
 
@@ -141,8 +137,13 @@ class Runtime:
         """The first half of a checkpoint that may end without blocking (see ``submit``)."""
         raise NotImplementedError  # pragma: no cover - overridden
 
-    async def checkpoint_after(self) -> None:
-        """The second half: after this pair the caller has been both cancellable and yielding."""
+    def yield_due(self) -> bool:
+        """Whether an operation that did not block must still yield now (and then it will:
+        the pacing clock restarts). See :data:`SCHEDULE_INTERVAL`."""
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    async def schedule_point(self) -> None:
+        """Yield to the scheduler without being a cancel point (the operation is done)."""
         raise NotImplementedError  # pragma: no cover - overridden
 
     async def park(self, slot: Slot) -> Any:
@@ -170,17 +171,19 @@ class _TrioRuntime(Runtime):
         # Trio's own checkpoint protocol, as in trio.MemorySendChannel.send: a cancel point
         # first (free when not cancelled), a schedule point once the operation is done.
         self.checkpoint_before = trio.lowlevel.checkpoint_if_cancelled  # type: ignore[method-assign]
+        self.schedule_point = trio.lowlevel.cancel_shielded_checkpoint  # type: ignore[method-assign]
         self._last_yield = 0.0
         self.sleep = trio.sleep  # type: ignore[method-assign]
 
     def clock(self) -> Callable[[], float]:
         return trio.lowlevel.current_clock().current_time
 
-    async def checkpoint_after(self) -> None:
+    def yield_due(self) -> bool:
         now = time.perf_counter()
         if now - self._last_yield >= SCHEDULE_INTERVAL:
-            await trio.lowlevel.cancel_shielded_checkpoint()
-            self._last_yield = time.perf_counter()
+            self._last_yield = now
+            return True
+        return False
 
     async def park(self, slot: Slot) -> Any:
         if slot._value is not _EMPTY:
@@ -207,11 +210,16 @@ class _AsyncioRuntime(Runtime):
         self.Event = anyio.Event
         self.checkpoint = anyio.lowlevel.checkpoint
         self.cancelled_exc = asyncio.CancelledError
-        self.checkpoint_after = _return_none  # type: ignore[method-assign]
         self._last_yield = 0.0
 
     def current_time(self) -> float:
         return asyncio.get_running_loop().time()
+
+    def yield_due(self) -> bool:
+        return False  # checkpoint_before has yielded whenever a yield was due
+
+    async def schedule_point(self) -> None:  # pragma: no cover - never due on asyncio
+        await asyncio.sleep(0)
 
     def clock(self) -> Callable[[], float]:
         return asyncio.get_running_loop().time
