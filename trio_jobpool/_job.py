@@ -95,11 +95,8 @@ class JobHandle(Generic[T]):
         "_status",
         "_submitted_m",
         "_timeout",
-        "priority",
+        "_priority",
     )
-
-    priority: int
-    """Lower runs first."""
 
     def __init__(
         self,
@@ -115,7 +112,7 @@ class JobHandle(Generic[T]):
         self._key = key  # the id, or the counter of a generated id (see JobPool._key)
         self._fn = fn
         self._args = args
-        self.priority = priority
+        self._priority = priority
         self._timeout = timeout
         self._retry = retry
         self._status = JobStatus.QUEUED
@@ -135,7 +132,7 @@ class JobHandle(Generic[T]):
 
     def __repr__(self) -> str:
         return (
-            f"<JobHandle {self.job_id!r} {self._status.value} priority={self.priority} "
+            f"<JobHandle {self.job_id!r} {self._status.value} priority={self._priority} "
             f"attempts={self._attempts}>"
         )
 
@@ -146,6 +143,24 @@ class JobHandle(Generic[T]):
         """The job's id: given at submit, or 32 generated lowercase hex characters."""
         key = self._key
         return key if isinstance(key, str) else self._pool._job_id(key)
+
+    @property
+    def priority(self) -> int:
+        """The job's priority: lower runs first."""
+        return self._priority
+
+    @property
+    def deadline(self) -> float | None:
+        """When the running attempt times out, on the pool's clock (``trio.current_time()``,
+        or the asyncio loop's ``time()``); ``None`` unless running with a finite timeout.
+
+        Timeouts are enforced by the pool, not by a deadline on the job's cancel scope, so
+        ``trio.current_effective_deadline()`` inside a job does not show it; this does.
+        """
+        if self._status is not JobStatus.RUNNING or self._started_m is None:
+            return None
+        deadline = self._started_m + self._timeout
+        return None if math.isinf(deadline) else deadline
 
     @property
     def status(self) -> JobStatus:
@@ -197,6 +212,9 @@ class JobHandle(Generic[T]):
         result = self._result
         if type(result) is Unbuilt:
             return self._build_error(result)
+        if type(result) is tuple:  # FAILED: (exception, its traceback)
+            error: BaseException = result[0]
+            return error
         return result if isinstance(result, BaseException) else None
 
     # -- waiting for the outcome -----------------------------------------------------------
@@ -218,9 +236,15 @@ class JobHandle(Generic[T]):
         if self._status is JobStatus.COMPLETED:
             return outcome.Value(self._result)
         result = self._result
-        if type(result) is Unbuilt:
-            result = self._build_error(result)
-        return outcome.Error(result)
+        if type(result) is tuple:  # FAILED
+            error, traceback = result
+        else:
+            error = self._build_error(result) if type(result) is Unbuilt else result
+            traceback = None  # a JobCancelled/JobTimeout has no traceback of its own
+        # The same exception object is raised by every result() call: start each time from
+        # its own traceback, or the frames of every earlier raise would pile up on it.
+        error.__traceback__ = traceback
+        return outcome.Error(error)
 
     async def result(self) -> T:
         """Wait until the job has ended; return its value or raise its exception.

@@ -13,7 +13,6 @@ How a job moves (every step is synchronous, so the counters are exact between ch
 
 from __future__ import annotations
 
-import itertools
 import math
 import random
 import re
@@ -59,11 +58,11 @@ class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
 class _Offer:
     """A submission waiting for room; not yet accepted."""
 
-    __slots__ = ("job", "priority", "slot")
+    __slots__ = ("_priority", "job", "slot")
 
     def __init__(self, job: JobHandle[Any]) -> None:
         self.job = job
-        self.priority = job.priority
+        self._priority = job._priority
         self.slot = Slot()
 
 
@@ -88,6 +87,18 @@ def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
     """The first exception in ``group`` that is not itself a group."""
     first = group.exceptions[0]
     return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
+
+
+def _same_error(seen: BaseException, raised: BaseException) -> bool:
+    """Whether ``seen`` is ``raised`` itself or a copy an exception group split derived."""
+    if seen is raised:
+        return True
+    return (
+        isinstance(seen, BaseExceptionGroup)
+        and isinstance(raised, BaseExceptionGroup)
+        and seen.message == raised.message
+        and seen.__traceback__ is raised.__traceback__
+    )
 
 
 def _check_count(name: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
@@ -144,7 +155,7 @@ class JobPool:
         self._workers_gone = runtime.Event()
         self._rng = random.Random()
         self._id_prefix = secrets.token_hex(8)
-        self._id_counter = itertools.count()
+        self._next_id = 0  # the counter of the next generated id (see _key)
 
     def __repr__(self) -> str:
         c = self._counters
@@ -197,7 +208,14 @@ class JobPool:
             return job
         offer = _Offer(job)
         self._offers.push(offer)
-        answer = await runtime.park(offer.slot)
+        try:
+            answer = await runtime.park(offer.slot)
+        except BaseException:
+            if offer.slot.late is True:  # asyncio: accepted in the instant it was cancelled
+                self._revoke(job)
+            elif offer.slot.abandoned:
+                self._offers.discard()
+            raise
         if answer is not True:
             raise answer
         return job
@@ -242,13 +260,18 @@ class JobPool:
             raise TypeError(f"a job must be an async callable, got {fn!r}")
         key: str | int
         if job_id is None:
-            key = next(self._id_counter)
+            key = self._next_id
+            self._next_id = key + 1
         elif not isinstance(job_id, str):
             raise TypeError(f"job_id must be a str, got {job_id!r}")
         elif not job_id:
             raise ValueError("job_id must not be empty")
         else:
             key = self._key(job_id)
+            if type(key) is int and key >= self._next_id:
+                # An id in this pool's generated form that it has not generated yet: never
+                # generate it (or anything before it) later.
+                self._next_id = key + 1
         if type(priority) is not int and (
             isinstance(priority, bool) or not isinstance(priority, int)
         ):
@@ -343,6 +366,30 @@ class JobPool:
             if self._settle_offer(offer):
                 self._place(offer.job, bounded=True)
 
+    def _revoke(self, job: JobHandle[Any]) -> None:
+        """Undo the acceptance of a job whose ``submit`` was cancelled in the same instant.
+
+        Only on asyncio, for a plain ``task.cancel()`` (see ``Runtime.park``). A job still
+        waiting is taken back as if never submitted; one already handed to a worker is
+        cancelled (it does not start unless its worker already started it).
+        """
+        if job._status is _QUEUED and not job._attempts:
+            job._status = _CANCELLED  # dead in the waiting room; never counted as ended
+            job._cancel_reason = "its submit was cancelled"
+            del self._live[job._key]
+            counters = self._counters
+            counters.submitted -= 1
+            counters.queued -= 1
+            self._bounded_waiting -= 1
+            self._waiting.discard()
+            if not self._live and self._idle_event is not None:
+                self._idle_event.set()
+                self._idle_event = None
+            if len(self._offers):
+                self._admit_offers()
+        elif not job._status.ended:
+            self._cancel_job(job, "cancelled: its submit was cancelled")
+
     def _settle_offer(self, offer: _Offer) -> bool:
         """Accept an offer taken from ``_offers``; ``False`` if its id became live meanwhile."""
         job = offer.job
@@ -402,20 +449,17 @@ class JobPool:
                             except Exception as exc:
                                 running._scope = None
                                 self._attempt_raised(running, exc)
-                            except BaseExceptionGroup as group:
-                                running._scope = None
-                                cancelled, rest = group.split(cancelled_exc)
-                                if cancelled is None or not isinstance(rest, ExceptionGroup):
-                                    raise  # only cancellation, or a KeyboardInterrupt &c.
-                                # Exceptions of the job's own tasks raised while it was being
-                                # cancelled: they are the cause of its cancellation.
-                                if running._cancel_reason is None:  # cancelled from outside
-                                    self._end_cancelled(running, rest)
-                                    running = None
-                                    raise _first_leaf(cancelled) from None
-                                self._attempt_ended(
-                                    running, self._cancel_status(running), None, cause=rest
-                                )
+                            except BaseException as exc:
+                                # Cancellation (of this job, of the pool, or one the job's
+                                # code raised by itself), or KeyboardInterrupt and the like.
+                                job, running = running, None
+                                job._scope = None
+                                propagate = self._job_base_exception(job, exc, cancelled_exc)
+                                if propagate is exc:
+                                    raise
+                                if propagate is not None:
+                                    raise propagate from None
+                                running = job
                             else:
                                 running._scope = None
                                 self._attempt_ended(running, JobStatus.COMPLETED, value)
@@ -437,16 +481,17 @@ class JobPool:
                             job = await self._idle_wait(slot)
                             if job is None:  # told to exit
                                 return
-                if running is not None:  # the scope caught this job's cancellation
-                    running._scope = None
-                    self._attempt_ended(running, self._cancel_status(running), None)
-                    running = None
+                # Here the scope was spent: it was cancelled for the job that used it (which
+                # is recorded already, and whose cancellation the scope caught).
                 job = await self._next_job(slot)
         except BaseException:
             # Cancelled from outside (the pool is going away) or a KeyboardInterrupt: record
-            # the job it interrupted, and let the exception go on.
+            # the job it interrupted (or was being handed), and let the exception go on.
             if running is not None:
                 self._end_cancelled(running, None)
+            late = slot.late
+            if isinstance(late, JobHandle) and late._status is _RUNNING:
+                self._end_cancelled(late, None)
             self._workers -= 1
             raise
         finally:
@@ -454,17 +499,64 @@ class JobPool:
             if self._worker_tasks == 0 and self._stopping:
                 self._workers_gone.set()
 
+    def _job_base_exception(
+        self, job: JobHandle[Any], exc: BaseException, cancelled_exc: type[BaseException]
+    ) -> BaseException | None:
+        """Record how a job that raised a ``BaseException`` ended; return what must propagate.
+
+        * The job's own cancel scope was cancelled (by id, timeout or shutdown): the job ends
+          cancelled or timed out; its scope catches the cancellation on the way out.
+        * Something around the pool is being cancelled: the job ends cancelled and the
+          cancellation goes on (if the job's tasks raised errors as well, they become the
+          cause, and one plain cancellation goes on).
+        * The job raised a cancellation although nothing cancelled it (on asyncio, for
+          example, by awaiting a task that someone else cancelled): that is the job's own
+          outcome; it ends cancelled and the worker carries on.
+        * ``KeyboardInterrupt``, ``SystemExit`` and the like are never swallowed: the job ends
+          cancelled and the exception goes on.
+        """
+        cancelled: BaseException
+        rest: BaseExceptionGroup[BaseException] | None
+        if isinstance(exc, BaseExceptionGroup):
+            cancelled_part, rest = exc.split(cancelled_exc)
+            if cancelled_part is None or (
+                rest is not None and not isinstance(rest, ExceptionGroup)
+            ):
+                self._end_cancelled(job, None, f"interrupted by {type(exc).__name__}")
+                return exc
+            cancelled = _first_leaf(cancelled_part)
+        elif isinstance(exc, cancelled_exc):
+            cancelled, rest = exc, None
+        else:
+            self._end_cancelled(job, None, f"interrupted by {type(exc).__name__}")
+            return exc
+        if job._cancel_reason is not None:  # this job's scope
+            self._attempt_ended(job, self._cancel_status(job), None, cause=rest)
+            return exc if rest is None else None
+        if self._runtime.outer_cancelled():
+            self._end_cancelled(job, rest)
+            return exc if rest is None else cancelled
+        self._runtime.forget_stray_cancel()
+        job._cancel_reason = "cancelled by its own code"
+        self._attempt_ended(job, JobStatus.CANCELLED, None, cause=exc)
+        return None
+
     def _end_unstarted(self, job: JobHandle[Any]) -> None:
         """End a job handed to this worker that must not start (see ``_worker``)."""
         if job._cancel_reason is None:
             job._cancel_reason = _TIMED_OUT
         self._attempt_ended(job, self._cancel_status(job), None)
 
-    def _end_cancelled(self, job: JobHandle[Any], cause: BaseException | None) -> None:
-        """End a running job whose worker is being cancelled from outside."""
+    def _end_cancelled(
+        self,
+        job: JobHandle[Any],
+        cause: BaseException | None,
+        reason: str = "cancelled by the pool's shutdown",
+    ) -> None:
+        """End a running job whose worker is being cancelled from outside (or interrupted)."""
         job._scope = None
         if job._cancel_reason in (None, _TIMED_OUT):
-            job._cancel_reason = "cancelled by the pool's shutdown"
+            job._cancel_reason = reason
         self._attempt_ended(job, JobStatus.CANCELLED, None, cause=cause)
 
     async def _next_job(self, slot: Slot) -> JobHandle[Any] | None:
@@ -534,7 +626,7 @@ class JobPool:
         while True:
             job = waiting.peek()
             offer = self._offers.peek()
-            if offer is not None and (job is None or offer.priority < job.priority):
+            if offer is not None and (job is None or offer._priority < job._priority):
                 self._offers.pop()
                 if not self._settle_offer(offer):
                     continue
@@ -582,7 +674,8 @@ class JobPool:
         if policy is not None and not self._stopping and policy.should_retry(job._attempts, exc):
             self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
             return
-        self._attempt_ended(job, JobStatus.FAILED, exc)
+        # A failed job's outcome keeps the traceback it ended with (see JobHandle.wait).
+        self._attempt_ended(job, JobStatus.FAILED, (exc, exc.__traceback__))
 
     def _attempt_ended(
         self,
@@ -645,6 +738,7 @@ class JobPool:
         key = job._key
         live = self._live
         del live[key]
+        job._args = ()  # an ended job no longer holds on to its arguments
         if self._history_size:
             history = self._history
             history[key] = job  # an id used again: the newest job is the one found
@@ -839,7 +933,7 @@ class JobPool:
 
     def _refuse_inside_own_job(self, what: str) -> None:
         current = _current_job.get()
-        if current is not None and current._pool is self:
+        if current is not None and current._pool is self and current._status is _RUNNING:
             raise RuntimeError(
                 f"{what} called from inside job {current.job_id!r} of the same pool "
                 "would wait for itself"
@@ -933,6 +1027,7 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     runtime = current_runtime()
     pool: JobPool | None = None
     single: BaseException | None = None
+    body_error: BaseException | None = None
     try:
         async with runtime.open_task_group() as nursery:
             pool = JobPool(config, runtime, nursery)
@@ -940,7 +1035,8 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
             pool._spawn_workers(config.max_workers)
             try:
                 yield pool
-            except BaseException:
+            except BaseException as exc:
+                body_error = exc
                 pool._abort()
                 raise
             await pool.stop(drain=True)
@@ -948,6 +1044,10 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
         if len(group.exceptions) != 1:
             raise
         single = group.exceptions[0]
+        if body_error is not None and _same_error(single, body_error):
+            # Trio's cancelled scope may have split (and so copied) a group the block raised:
+            # re-raise the block's own exception object.
+            single = body_error
     finally:
         if pool is not None:  # whatever way the nursery ended, no job is left live
             pool._shut_down()

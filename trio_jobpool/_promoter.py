@@ -25,7 +25,7 @@ __all__ = ["PriorityBuckets"]
 
 class _Prioritised(Protocol):
     @property
-    def priority(self) -> int: ...
+    def _priority(self) -> int: ...
 
 
 T = TypeVar("T", bound=_Prioritised)
@@ -34,7 +34,7 @@ _COMPACT_MIN_DEAD = 1024
 
 
 class PriorityBuckets(Generic[T]):
-    """Items ordered by ``(item.priority, insertion order)``; subclasses say which are alive."""
+    """Items ordered by ``(item._priority, insertion order)``; subclasses say which are alive."""
 
     __slots__ = ("_buckets", "_dead", "_priorities", "_size")
 
@@ -52,10 +52,10 @@ class PriorityBuckets(Generic[T]):
         return self._size
 
     def push(self, item: T) -> None:
-        bucket = self._buckets.get(item.priority)
+        bucket = self._buckets.get(item._priority)
         if bucket is None:
-            bucket = self._buckets[item.priority] = deque()
-            heapq.heappush(self._priorities, item.priority)
+            bucket = self._buckets[item._priority] = deque()
+            heapq.heappush(self._priorities, item._priority)
         bucket.append(item)
         self._size += 1
 

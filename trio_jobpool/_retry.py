@@ -61,8 +61,10 @@ class RetryPolicy:
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
         """Seconds to wait after attempt number ``attempts`` (1-based) failed."""
         exponent = max(0, attempts - 1)
-        # 2**1100 overflows a float; past max_backoff the exact power no longer matters.
-        base = self.max_backoff if exponent > 1000 else self.backoff * 2.0**exponent
+        if exponent > 1000:  # 2**1001 overflows a float; the power no longer matters
+            base = math.inf if self.backoff > 0 else 0.0
+        else:
+            base = self.backoff * 2.0**exponent
         wait = min(self.max_backoff, base)
         if self.jitter:
             wait *= (rng or random).uniform(0.5, 1.0)

@@ -7,11 +7,11 @@ package is written once, against :class:`Runtime`.
 
 Parking is the pool's only hand-off mechanism: a task that must wait (an idle worker, a submitter
 facing a full queue) parks on a :class:`Slot`; whoever has something for it calls
-:meth:`Runtime.unpark`. On both backends **an unpark wins against a concurrent cancellation**: once
-a value has been handed to a parked task, ``park`` returns it, and a cancellation that arrived in
-the same instant is delivered at the task's next checkpoint instead (Trio does this by itself; on
-asyncio the cancel request is re-armed). So a job handed to a submitter or worker is never lost.
-If the cancellation wins, the slot is marked ``abandoned`` and whoever looks at it next skips it.
+:meth:`Runtime.unpark`. Under Trio, a task is either woken with the value or cancelled, never
+both. If the cancellation comes first, the slot is marked ``abandoned`` and whoever looks at it
+next skips it. Under asyncio a plain ``task.cancel()`` can land in the same loop iteration as
+the value; then the cancellation wins and the value is left in ``slot.late`` for the parked task
+to undo (AnyIO's own cancel scopes never race like this).
 """
 
 from __future__ import annotations
@@ -76,12 +76,14 @@ class Slot:
     A value handed over before the task parks is kept, and ``park`` returns it at once.
     """
 
-    __slots__ = ("_abandoned", "_value", "_waiter")
+    __slots__ = ("_abandoned", "_value", "_waiter", "late")
 
     def __init__(self) -> None:
         self._waiter: Any = None
         self._value: Any = _EMPTY
         self._abandoned = False
+        # On asyncio only: a value handed over in the same instant as a cancellation that won.
+        self.late: Any = None
 
     @property
     def abandoned(self) -> bool:
@@ -157,6 +159,13 @@ class Runtime:
     async def sleep(self, seconds: float) -> None:
         raise NotImplementedError  # pragma: no cover - overridden
 
+    def outer_cancelled(self) -> bool:
+        """Whether a cancel scope around the current point is cancelled."""
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def forget_stray_cancel(self) -> None:
+        """Undo a native cancel request on the current task that no cancel scope made."""
+
 
 class _TrioRuntime(Runtime):
     name = "trio"
@@ -177,6 +186,9 @@ class _TrioRuntime(Runtime):
 
     def clock(self) -> Callable[[], float]:
         return trio.lowlevel.current_clock().current_time
+
+    def outer_cancelled(self) -> bool:
+        return trio.current_effective_deadline() == -math.inf
 
     def yield_due(self) -> bool:
         now = time.perf_counter()
@@ -218,6 +230,15 @@ class _AsyncioRuntime(Runtime):
     def yield_due(self) -> bool:
         return False  # checkpoint_before has yielded whenever a yield was due
 
+    def outer_cancelled(self) -> bool:
+        return anyio.current_effective_deadline() == -math.inf
+
+    def forget_stray_cancel(self) -> None:
+        # e.g. the job called asyncio.current_task().cancel() on its own worker task
+        task = asyncio.current_task()
+        if task is not None and task.cancelling():
+            task.uncancel()
+
     async def schedule_point(self) -> None:  # pragma: no cover - never due on asyncio
         await asyncio.sleep(0)
 
@@ -248,16 +269,15 @@ class _AsyncioRuntime(Runtime):
         slot._waiter = future
         try:
             return await future
-        except asyncio.CancelledError as exc:
+        except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                # The value was handed over before the cancellation reached us: keep it, and
-                # re-arm the cancellation for this task's next await (as Trio would deliver it).
-                task = asyncio.current_task()
-                assert task is not None
-                task.uncancel()
-                task.cancel(exc.args[0] if exc.args else None)
-                return future.result()
-            slot._abandoned = True
+                # A value was handed over in the same loop iteration as a plain task.cancel()
+                # (AnyIO never does this: it does not cancel a task whose future has a result).
+                # The cancellation wins, as callers such as asyncio.timeout() expect; the
+                # caller finds the value in `late` and undoes what it meant.
+                slot.late = future.result()
+            else:
+                slot._abandoned = True
             raise
         finally:
             slot._waiter = None
