@@ -7,7 +7,7 @@ import asyncio
 import anyio
 import pytest
 
-from trio_jobpool import JobStatus, open_job_pool
+from trio_jobpool import open_job_pool
 
 from ._helpers import Gate, invariant_holds
 

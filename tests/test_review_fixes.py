@@ -155,19 +155,18 @@ def test_zero_backoff_stays_zero() -> None:
 
 @pytest.mark.anyio
 async def test_stop_from_a_task_a_finished_job_left_behind() -> None:
-    async with anyio.create_task_group() as outside:
-        async with open_job_pool() as pool:
+    async with anyio.create_task_group() as outside, open_job_pool() as pool:
 
-            async def leaves_a_task() -> None:
-                async def later() -> None:
-                    await anyio.sleep(0.01)
-                    await pool.stop()  # the job has ended: this is no longer "inside" it
+        async def leaves_a_task() -> None:
+            async def later() -> None:
+                await anyio.sleep(0.01)
+                await pool.stop()  # the job has ended: this is no longer "inside" it
 
-                outside.start_soon(later)
+            outside.start_soon(later)
 
-            handle = await pool.submit(leaves_a_task)
-            await handle.wait()
-            await pool.join()
+        handle = await pool.submit(leaves_a_task)
+        await handle.wait()
+        await pool.join()
 
 
 @pytest.mark.anyio
