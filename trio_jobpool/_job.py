@@ -80,13 +80,12 @@ class JobHandle(Generic[T]):
         "_args",
         "_attempts",
         "_cancel_reason",
-        "_done",
         "_exec_time",
         "_finished_m",
         "_fn",
         "_key",
         "_pool",
-        "_progress",
+        "_extra",
         "_ready_m",
         "_result",
         "_retry",
@@ -117,7 +116,7 @@ class JobHandle(Generic[T]):
         self._retry = retry
         self._status = JobStatus.QUEUED
         self._attempts = 0
-        self._progress: tuple[float, str | None] | None = None
+        self._extra: _Extra | None = None  # progress and waiters: most jobs have neither
         self._submitted_m = 0.0  # set when the pool accepts the job
         self._ready_m = 0.0
         self._started_m: float | None = None
@@ -128,7 +127,6 @@ class JobHandle(Generic[T]):
         self._result: Any = None
         self._scope: CancelScopeLike | None = None
         self._cancel_reason: str | None = None
-        self._done: EventLike | None = None
 
     def __repr__(self) -> str:
         return (
@@ -175,12 +173,12 @@ class JobHandle(Generic[T]):
     @property
     def progress(self) -> float:
         """The last fraction given to :meth:`set_progress` (``0.0`` until then)."""
-        return 0.0 if self._progress is None else self._progress[0]
+        return 0.0 if self._extra is None else self._extra.progress
 
     @property
     def progress_message(self) -> str | None:
         """The last message given to :meth:`set_progress`."""
-        return None if self._progress is None else self._progress[1]
+        return None if self._extra is None else self._extra.message
 
     @property
     def submitted_at(self) -> float:
@@ -228,9 +226,12 @@ class JobHandle(Generic[T]):
         A checkpoint. Cancelling the wait does not affect the job.
         """
         if not self._status.ended:
-            if self._done is None:
-                self._done = self._pool._runtime.Event()
-            await self._done.wait()
+            extra = self._extra
+            if extra is None:
+                extra = self._extra = _Extra()
+            if extra.done is None:
+                extra.done = self._pool._runtime.Event()
+            await extra.done.wait()
         else:
             await self._pool._runtime.checkpoint()
         if self._status is JobStatus.COMPLETED:
@@ -276,7 +277,11 @@ class JobHandle(Generic[T]):
             raise ValueError(f"progress must be within 0.0 … 1.0, got {fraction!r}")
         if message is not None and not isinstance(message, str):
             raise TypeError(f"progress message must be a str or None, got {message!r}")
-        self._progress = (float(fraction), message)
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = _Extra()
+        extra.progress = float(fraction)
+        extra.message = message
 
     # -- for the pool ----------------------------------------------------------------------
 
@@ -289,6 +294,17 @@ class JobHandle(Generic[T]):
         error.__cause__ = unbuilt.cause
         self._result = error
         return error
+
+
+class _Extra:
+    """What few jobs need: reported progress, and an event for tasks waiting on the job."""
+
+    __slots__ = ("done", "message", "progress")
+
+    def __init__(self) -> None:
+        self.progress = 0.0
+        self.message: str | None = None
+        self.done: EventLike | None = None
 
 
 class Unbuilt:

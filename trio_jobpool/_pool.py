@@ -748,8 +748,9 @@ class JobPool:
                 oldest = ended.popleft()
                 if history.get(oldest._key) is oldest:
                     del history[oldest._key]
-        if job._done is not None:
-            job._done.set()
+        extra = job._extra
+        if extra is not None and extra.done is not None:
+            extra.done.set()
         if not live and self._idle_event is not None:
             self._idle_event.set()
             self._idle_event = None
