@@ -18,6 +18,7 @@ from trio_jobpool import (
     PoolClosed,
     PoolStats,
     QueueFull,
+    StoreError,
 )
 
 API_NAMES = {
@@ -39,6 +40,8 @@ API_NAMES = {
     "JobNotRegistered",
     "JobNotSerializable",
     "JobFailed",
+    "SqliteStore",
+    "StoreError",
 }
 
 
@@ -72,6 +75,7 @@ def test_the_package_is_typed() -> None:
         JobNotRegistered,
         JobNotSerializable,
         JobFailed,
+        StoreError,
     ],
 )
 def test_every_error_is_a_job_pool_error(exc: type[Exception]) -> None:

@@ -215,3 +215,23 @@ async def test_deadline_on_the_pool_clock(autojump_clock: trio.abc.Clock) -> Non
         handle = await pool.submit(look)
         assert await handle.result() == pytest.approx(15.0)
         await settle()
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_job_cancelling_its_task_and_returning_at_once_harms_nothing() -> None:
+    async def cancels_then_returns() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # no await afterwards: the request is still pending when it returns
+        return "done"
+
+    reached = []
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(cancels_then_returns)
+        assert await handle.result() == "done"
+        after = await pool.submit(noop)
+        await after.wait()
+        assert after.status is JobStatus.COMPLETED
+        reached.append("end of block")
+    assert reached == ["end of block"]

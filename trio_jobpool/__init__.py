@@ -15,12 +15,14 @@ from ._errors import (
     JobTimeout,
     PoolClosed,
     QueueFull,
+    StoreError,
 )
 from ._job import JobHandle, JobStatus, current_job
 from ._pool import JobPool, open_job_pool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
 from ._stats import PoolStats
+from .stores import SqliteStore
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,8 @@ __all__ = [
     "PoolStats",
     "QueueFull",
     "RetryPolicy",
+    "SqliteStore",
+    "StoreError",
     "current_job",
     "open_job_pool",
 ]

@@ -16,6 +16,7 @@ __all__ = [
     "JobTimeout",
     "PoolClosed",
     "QueueFull",
+    "StoreError",
 ]
 
 
@@ -51,7 +52,10 @@ class JobNotFound(JobPoolError, LookupError):
 
 
 class JobCancelled(JobPoolError):
-    """The job was cancelled (by id, by its handle, or because the pool shut down)."""
+    """The job ended cancelled; the message says why: ``cancelled`` (by id or handle),
+    ``cancelled by the pool's shutdown``, ``cancelled by its own code`` (it raised a
+    cancellation nothing had asked for), ``interrupted by KeyboardInterrupt`` (or another
+    ``BaseException``), or ``cancelled: its submit was cancelled`` (asyncio only)."""
 
     def __init__(self, job_id: str, reason: str = "cancelled") -> None:
         super().__init__(f"job {job_id!r} was {reason}")
@@ -88,3 +92,8 @@ class JobNotRegistered(JobPoolError):
 
 class JobNotSerializable(JobPoolError):
     """A job's arguments (or result) cannot be represented as JSON."""
+
+
+class StoreError(JobPoolError):
+    """A store cannot be opened, read or written: a corrupt or non-SQLite file, a read-only
+    path, a full disk, or a file another pool holds. The message names the store's path."""

@@ -36,7 +36,8 @@ class JobStatus(StrEnum):
     FAILED = "failed"
     """Raised an exception (after its last attempt)."""
     CANCELLED = "cancelled"
-    """Cancelled by id, by its handle, or by the pool's shutdown."""
+    """Cancelled by id, by its handle or by the pool's shutdown; or interrupted (a
+    ``KeyboardInterrupt``); or it raised a cancellation of its own (see ``JobCancelled``)."""
     TIMED_OUT = "timed_out"
     """Ran past its timeout and was cancelled."""
 

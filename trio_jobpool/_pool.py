@@ -13,6 +13,7 @@ How a job moves (every step is synchronous, so the counters are exact between ch
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import re
@@ -24,13 +25,30 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, TypeVarTuple
 
-from ._errors import DuplicateJob, JobNotFound, PoolClosed, QueueFull
+from ._durable import (
+    SHUTDOWN_REASON,
+    DurableJob,
+    error_fields,
+    job_from_record,
+    policy_to_json,
+    wall_clock_converter,
+)
+from ._errors import (
+    DuplicateJob,
+    JobNotFound,
+    JobNotSerializable,
+    PoolClosed,
+    QueueFull,
+    StoreError,
+)
 from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt, _current_job, validate_timeout
 from ._promoter import PriorityBuckets
-from ._registry import JobRegistry
+from ._registry import JobRegistry, check_json
 from ._retry import RetryPolicy
 from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
 from ._stats import Counters, PoolStats
+from .stores._base import JobRecord, Store
+from .stores.sqlite import SqliteStore
 
 __all__ = ["JobPool", "open_job_pool"]
 
@@ -81,6 +99,7 @@ class _Config:
     retry: RetryPolicy | None
     history: int
     registry: JobRegistry | None
+    store: Store | None
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -135,6 +154,7 @@ class JobPool:
         self._default_timeout = config.job_timeout
         self._default_retry = config.retry
         self._history_size = config.history
+        self._store = config.store
         self._counters = Counters()
         self._live: dict[str | int, JobHandle[Any]] = {}  # by key (see _key)
         # The last `history` ended jobs, oldest first, and the newest of them for each key.
@@ -179,8 +199,11 @@ class JobPool:
         """Submit ``fn(*args)`` as a job and return its handle once the pool accepted it.
 
         Waits while the pool is full (backpressure). Always a cancel point: if it is cancelled,
-        the job was not accepted; if it returns, the job was accepted (on asyncio a cancellation
-        that arrives together with the acceptance is delivered at the caller's next ``await``).
+        the job was not accepted; if it returns, the job was accepted. (One exception, on
+        asyncio only: a plain ``task.cancel()`` that lands in the same loop iteration as the
+        acceptance wins, and the job is taken back -- or, if a worker was handed it already,
+        cancelled before it starts unless it had started.) With a store, it returns once the
+        job is written; that write is not interrupted by a cancellation.
         A schedule point whenever it waits, and otherwise at least every 0.5 ms of consecutive
         submits to this pool (see ``trio_jobpool._runtime.SCHEDULE_INTERVAL``): a submit loop
         never starves other tasks, yet does not pay a trip through the scheduler per job.
@@ -202,14 +225,24 @@ class JobPool:
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         runtime = self._runtime
         await runtime.checkpoint_before()
+        if self._store is not None:
+            if not self._reserve(job):
+                await self._wait_for_room(job)
+            await self._make_durable(job)
+            return job
         if self._accept(job):
             if runtime.yield_due():
                 await runtime.schedule_point()
             return job
+        await self._wait_for_room(job)
+        return job
+
+    async def _wait_for_room(self, job: JobHandle[Any]) -> None:
+        """Park a submission until the pool accepts it (or, with a store, reserves it room)."""
         offer = _Offer(job)
         self._offers.push(offer)
         try:
-            answer = await runtime.park(offer.slot)
+            answer = await self._runtime.park(offer.slot)
         except BaseException:
             if offer.slot.late is True:  # asyncio: accepted in the instant it was cancelled
                 self._revoke(job)
@@ -218,7 +251,6 @@ class JobPool:
             raise
         if answer is not True:
             raise answer
-        return job
 
     def submit_nowait(
         self,
@@ -236,6 +268,14 @@ class JobPool:
             PoolClosed, DuplicateJob, TypeError, ValueError: as for :meth:`submit`.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if self._store is not None:
+            if not self._reserve(job):
+                raise QueueFull(
+                    f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are "
+                    f"waiting (queue_size + max_pending = {self._bound})"
+                )
+            self._make_durable_now(job)
+            return job
         if not self._accept(job):
             raise QueueFull(
                 f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are waiting "
@@ -277,11 +317,42 @@ class JobPool:
         ):
             raise TypeError(f"priority must be an int, got {priority!r}")
         seconds = self._default_timeout if timeout is None else _seconds("timeout", timeout)
+        given_retry = retry
         if retry is None:
             retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if self._store is not None:
+            return self._new_durable_job(
+                key, fn, args, int(priority), seconds, retry, timeout, given_retry
+            )
         return JobHandle(self, key, fn, args, int(priority), seconds, retry)
+
+    def _new_durable_job(
+        self,
+        key: str | int,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        priority: int,
+        seconds: float,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        given_retry: RetryPolicy | None,
+    ) -> DurableJob[T]:
+        """A job for a pool with a store: a registered function and JSON arguments only."""
+        assert self._config.registry is not None
+        name = self._config.registry.name_of(fn)
+        job_id = self._job_id(key)
+        check_json(list(args), f"an argument of job {job_id!r}")
+        record = JobRecord(
+            job_id=job_id,
+            name=name,
+            args=list(args),
+            priority=priority,
+            timeout=None if timeout is None else seconds,
+            retry=policy_to_json(given_retry),
+        )
+        return DurableJob(self, key, fn, args, priority, seconds, retry, record)
 
     def _key(self, job_id: str) -> str | int:
         """The key of ``job_id`` in the pool's maps.
@@ -329,10 +400,58 @@ class JobPool:
 
     def _register(self, job: JobHandle[Any]) -> None:
         """Count an accepted job in as live and queued; its clocks start now."""
-        job._submitted_m = job._ready_m = self._now()
+        now = self._now()
+        job._submitted_m = job._ready_m = now
+        if isinstance(job, DurableJob):
+            job._record.submitted_at = self._wall(now)
         self._live[job._key] = job
         self._counters.submitted += 1
         self._counters.queued += 1
+
+    def _reserve(self, job: JobHandle[Any]) -> bool:
+        """With a store: accept ``job`` into a place of the waiting room, where it stays out of
+        the workers' reach until it is on disk (``_make_durable``); ``False`` if full."""
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        if job._key in self._live:
+            raise DuplicateJob(job.job_id)
+        if self._bounded_waiting >= self._bound:
+            return False
+        self._register(job)
+        self._bounded_waiting += 1
+        return True
+
+    async def _make_durable(self, job: JobHandle[Any]) -> None:
+        """Write a reserved job to the store, then let the workers have it.
+
+        The write is shielded: once it has begun, ``submit`` finishes (a cancellation is
+        delivered at the caller's next checkpoint), so "returned" and "on disk" stay the same
+        thing. If the write fails, the job is taken back and the error raised.
+        """
+        assert isinstance(job, DurableJob)
+        assert self._store is not None
+        try:
+            with self._runtime.CancelScope(shield=True):
+                await self._store.add(job._record)
+        except BaseException:
+            self._revoke(job)
+            raise
+        self._place_reserved(job)
+
+    def _make_durable_now(self, job: JobHandle[Any]) -> None:
+        assert isinstance(job, DurableJob)
+        assert isinstance(self._store, SqliteStore)
+        try:
+            self._store.add_now(job._record)
+        except BaseException:
+            self._revoke(job)
+            raise
+        self._place_reserved(job)
+
+    def _place_reserved(self, job: JobHandle[Any]) -> None:
+        if job._status is _QUEUED:  # not cancelled while it was being written
+            self._bounded_waiting -= 1  # its reservation; _place counts it again if it waits
+            self._place(job, bounded=True)
 
     def _pop_idle(self) -> Slot | None:
         idle = self._idle
@@ -364,7 +483,10 @@ class JobPool:
             if offer is None:
                 return
             if self._settle_offer(offer):
-                self._place(offer.job, bounded=True)
+                if self._store is None:
+                    self._place(offer.job, bounded=True)
+                else:  # reserved: its submitter writes it to the store, then places it
+                    self._bounded_waiting += 1
 
     def _revoke(self, job: JobHandle[Any]) -> None:
         """Undo the acceptance of a job whose ``submit`` was cancelled in the same instant.
@@ -428,6 +550,7 @@ class JobPool:
         """
         runtime = self._runtime
         cancelled_exc = runtime.cancelled_exc
+        stray_cancel = runtime.stray_cancel_check()
         running: JobHandle[Any] | None = None  # the job whose attempt is in progress
         ready_in_a_row = 0
         try:
@@ -436,7 +559,9 @@ class JobPool:
                 scope = runtime.CancelScope()
                 with scope:
                     while True:
-                        if job._cancel_reason is not None or not job._timeout:
+                        if self._store is not None and not await self._make_start_durable(job):
+                            pass  # it could not be recorded as started, so it ended failed
+                        elif job._cancel_reason is not None or not job._timeout:
                             # Cancelled (or given no time at all) before it started: its code
                             # never runs, as for a job cancelled while waiting.
                             self._end_unstarted(job)
@@ -467,6 +592,8 @@ class JobPool:
                             running = None
                             if spent:  # this scope was cancelled: a fresh one for the next job
                                 break
+                            if stray_cancel is not None and stray_cancel():
+                                await runtime.absorb_stray_cancel()
                         ready_in_a_row += 1
                         if ready_in_a_row >= _YIELD_EVERY:
                             ready_in_a_row = 0
@@ -571,7 +698,16 @@ class JobPool:
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
         """Park as an idle worker until handed a job; ``None``: exit (already uncounted)."""
-        if self._stopping:
+        if self._store is not None and not self._stopping:
+            # Commit the ends of this worker's jobs now rather than with a later job's start
+            # (a failed commit is raised to whoever needs it next: a submit, a start).
+            with contextlib.suppress(StoreError):
+                await self._store.flush()
+            if self._workers <= self._max_workers:
+                ready = self._take()
+                if ready is not None:
+                    return ready
+        if self._stopping or self._workers > self._max_workers:
             self._workers -= 1
             return None
         _current_job.set(None)
@@ -626,7 +762,11 @@ class JobPool:
         while True:
             job = waiting.peek()
             offer = self._offers.peek()
-            if offer is not None and (job is None or offer._priority < job._priority):
+            if (
+                offer is not None
+                and self._store is None  # with a store, an offer must be written first
+                and (job is None or offer._priority < job._priority)
+            ):
                 self._offers.pop()
                 if not self._settle_offer(offer):
                     continue
@@ -655,6 +795,8 @@ class JobPool:
         job._started_m = now
         job._exec_time = None
         deadline = now + job._timeout
+        if self._store is not None:
+            self._persist_start(job, now)
         self._running.add(job)
         if deadline < self._watch_target:
             self._watch_target = self._watch_scope.deadline = deadline
@@ -671,7 +813,9 @@ class JobPool:
             self._attempt_ended(job, status, None, cause=exc)
             return
         policy = job._retry
-        if policy is not None and not self._stopping and policy.should_retry(job._attempts, exc):
+        # An attempt a crash interrupted is counted in attempts but is not a failure.
+        failures = job._attempts - (job._record.crashes if isinstance(job, DurableJob) else 0)
+        if policy is not None and not self._stopping and policy.should_retry(failures, exc):
             self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
             return
         # A failed job's outcome keeps the traceback it ended with (see JobHandle.wait).
@@ -691,6 +835,11 @@ class JobPool:
         now = self._now()
         exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
         counters.record_exec(exec_time)
+        if status is JobStatus.COMPLETED and self._store is not None:
+            try:
+                check_json(result, f"the result of job {job.job_id!r}")
+            except JobNotSerializable as exc:  # a durable job's result must be storable
+                status, result = JobStatus.FAILED, (exc, exc.__traceback__)
         if status is JobStatus.COMPLETED:
             counters.completed += 1
         elif status is JobStatus.FAILED:
@@ -717,6 +866,8 @@ class JobPool:
         counters.retried += 1
         job._status = _RETRYING
         job._result = exc
+        if isinstance(job, DurableJob):
+            self._persist_retry(job, exc, delay)
         self._nursery.start_soon(self._retry_later, job, delay)
 
     async def _retry_later(self, job: JobHandle[Any], delay: float) -> None:
@@ -748,12 +899,119 @@ class JobPool:
                 oldest = ended.popleft()
                 if history.get(oldest._key) is oldest:
                     del history[oldest._key]
+        if self._store is not None:
+            self._persist_end(job, status, result, now)
         extra = job._extra
         if extra is not None and extra.done is not None:
             extra.done.set()
         if not live and self._idle_event is not None:
             self._idle_event.set()
             self._idle_event = None
+
+    # -- the store -------------------------------------------------------------------------
+
+    def _persist_start(self, job: JobHandle[Any], now: float) -> None:
+        assert isinstance(job, DurableJob)
+        assert self._store is not None
+        record = job._record
+        record.status = "running"
+        record.attempts = job._attempts
+        record.started_at = self._wall(now)
+        record.retry_at = None
+        self._store.update(record)
+
+    def _persist_retry(self, job: DurableJob[Any], exc: Exception, delay: float) -> None:
+        assert self._store is not None
+        record = job._record
+        record.status = "retrying"
+        record.exec_time = job._exec_time
+        record.retry_at = time.time() + delay
+        record.error_type, record.error_message, record.error_traceback = error_fields(exc)
+        self._store.update(record)
+
+    def _persist_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        assert isinstance(job, DurableJob)
+        assert self._store is not None
+        record = job._record
+        if status is _CANCELLED and job._cancel_reason == SHUTDOWN_REASON:
+            # Not the job's end, only this pool's: the next pool on the store runs it.
+            if record.status == "running":
+                record.status = "queued"
+                self._store.update(record)
+            return
+        record.status = status.value
+        record.finished_at = self._wall(now)
+        record.exec_time = job._exec_time
+        if status is JobStatus.COMPLETED:
+            record.result = result
+        elif status is JobStatus.FAILED:
+            record.error_type, record.error_message, record.error_traceback = error_fields(
+                result[0]
+            )
+        else:
+            error = job.error
+            assert error is not None
+            record.error_type = f"trio_jobpool.{type(error).__name__}"
+            record.error_message = str(error)
+            record.error_traceback = ""
+        self._store.update(record)
+
+    async def _make_start_durable(self, job: JobHandle[Any]) -> bool:
+        """Before a job's code runs: its start must be on disk, so that a crash during the run
+        is counted against the job. ``False`` if that failed (then the job ended failed)."""
+        store = self._store
+        assert store is not None
+        try:
+            with self._runtime.CancelScope(shield=True):
+                await store.flush()
+        except StoreError as exc:
+            self._attempt_ended(job, JobStatus.FAILED, (exc, exc.__traceback__))
+            return False
+        return True
+
+    def _load(self, job_id: str) -> JobHandle[Any] | None:
+        """An ended job of an earlier run, read back from the store."""
+        assert self._store is not None
+        record = self._store.load(job_id)
+        if record is None or not JobStatus(record.status).ended:
+            return None
+        return self._job_from_record(record, self._key(job_id))
+
+    def _job_from_record(self, record: JobRecord, key: str | int) -> DurableJob[Any]:
+        registry = self._config.registry
+        fn = registry._by_name.get(record.name) if registry is not None else None
+        return job_from_record(
+            self,
+            record,
+            fn,
+            key,
+            self._default_timeout,
+            self._default_retry,
+            wall_clock_converter(self._now()),
+        )
+
+    def _recover(self, records: list[JobRecord]) -> None:
+        """Take over the live jobs a store returned on opening, in their stored order.
+
+        They count as submitted to this pool. A recovered backlog counts against the bound
+        (first attempts) like any waiting job, so new submissions wait for it to drain.
+        """
+        wall_now = time.time()
+        for record in records:
+            key = self._key(record.job_id)
+            if type(key) is int and key >= self._next_id:
+                self._next_id = key + 1
+            job = self._job_from_record(record, key)
+            self._live[key] = job
+            self._counters.submitted += 1
+            self._counters.queued += 1
+            if record.status == "retrying":
+                job._status = _RETRYING
+                delay = max(0.0, (record.retry_at or wall_now) - wall_now)
+                self._nursery.start_soon(self._retry_later, job, delay)
+            else:
+                job._status = _QUEUED
+                self._place(job, bounded=not job._attempts)
 
     # -- cancelling ------------------------------------------------------------------------
 
@@ -820,6 +1078,8 @@ class JobPool:
             raise JobNotFound(job_id)
         key = self._key(job_id)
         job = self._live.get(key) or self._history.get(key)
+        if job is None and self._store is not None:
+            job = self._load(job_id)
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -990,8 +1250,12 @@ def open_job_pool(
         max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
         retry: the default :class:`RetryPolicy`; ``None``: no retries.
         history: how many ended jobs ``get`` can still find (>= 0).
-        store: ``None`` (in memory); durable and distributed stores are not available yet.
-        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name.
+        store: ``None`` (in memory), ``"sqlite:///path/jobs.db"`` or a :class:`SqliteStore`:
+            every accepted job is written to the store before ``submit`` returns, and the
+            next pool on the same store resumes what a crash left (see docs/durability.md).
+            A store needs a ``registry``, and room for at least one waiting job.
+        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name. With
+            a store, only registered functions with JSON arguments can be submitted.
 
     Raises:
         ValueError, TypeError: bad arguments (raised here, before any task starts).
@@ -1005,11 +1269,15 @@ def open_job_pool(
         raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
     if registry is not None and not isinstance(registry, JobRegistry):
         raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
-    if store is not None and store != "memory://":
-        raise ValueError(
-            f"store {store!r} is not supported by this version: only the in-memory store "
-            "(store=None) is available"
-        )
+    the_store = _open_store(store)
+    if the_store is not None:
+        if registry is None:
+            raise ValueError(f"a pool on {the_store.url} needs a registry: it stores jobs by name")
+        if max_pending is not None and queue_size + max_pending < 1:
+            raise ValueError(
+                f"a pool on {the_store.url} needs queue_size + max_pending >= 1: a job is "
+                "written to the store before a worker may take it"
+            )
     config = _Config(
         max_workers=max_workers,
         queue_size=queue_size,
@@ -1019,8 +1287,27 @@ def open_job_pool(
         retry=retry,
         history=history,
         registry=registry,
+        store=the_store,
     )
     return _run_pool(config)
+
+
+def _open_store(store: object) -> Store | None:
+    """The store named by ``open_job_pool``'s ``store=`` argument."""
+    if store is None or store == "memory://":
+        return None
+    if isinstance(store, str):
+        if store.startswith("sqlite:///"):
+            path = store[len("sqlite:///") :]
+            if not path:
+                raise ValueError(f"store URL {store!r} names no file")
+            return SqliteStore(path)
+        raise ValueError(
+            f"store {store!r} is not supported: use None, 'memory://' or 'sqlite:///path'"
+        )
+    if isinstance(store, SqliteStore):
+        return store
+    raise TypeError(f"store must be None, a URL or a SqliteStore, got {store!r}")
 
 
 @asynccontextmanager
@@ -1029,10 +1316,13 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     pool: JobPool | None = None
     single: BaseException | None = None
     body_error: BaseException | None = None
+    store = config.store
+    recovered = [] if store is None else await store.open()
     try:
         async with runtime.open_task_group() as nursery:
             pool = JobPool(config, runtime, nursery)
             nursery.start_soon(pool._watch_deadlines)
+            pool._recover(recovered)
             pool._spawn_workers(config.max_workers)
             try:
                 yield pool
@@ -1052,6 +1342,8 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     finally:
         if pool is not None:  # whatever way the nursery ended, no job is left live
             pool._shut_down()
+        if store is not None:
+            await store.aclose()  # shielded: what was queued gets written
     if single is not None:
         # Re-raised outside the except block, so it does not get the group as its context.
         raise single

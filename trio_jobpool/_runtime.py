@@ -166,6 +166,15 @@ class Runtime:
     def forget_stray_cancel(self) -> None:
         """Undo a native cancel request on the current task that no cancel scope made."""
 
+    def stray_cancel_check(self) -> Callable[[], int] | None:
+        """For a worker: a cheap test whether its task has a pending native cancel request
+        (on asyncio, ``task.cancelling``); ``None`` where there is no such thing (Trio)."""
+        return None
+
+    async def absorb_stray_cancel(self) -> None:
+        """Take delivery of a pending cancel request that no cancel scope made (see
+        ``_AsyncioRuntime``); do nothing if a cancel scope around is cancelled."""
+
 
 class _TrioRuntime(Runtime):
     name = "trio"
@@ -238,6 +247,23 @@ class _AsyncioRuntime(Runtime):
         task = asyncio.current_task()
         if task is not None and task.cancelling():
             task.uncancel()
+
+    def stray_cancel_check(self) -> Callable[[], int] | None:
+        task = asyncio.current_task()
+        return None if task is None else task.cancelling
+
+    async def absorb_stray_cancel(self) -> None:
+        # A job called asyncio.current_task().cancel() -- on its worker's task -- and ended
+        # before any await delivered it. That request was the job's, not the pool's: take
+        # delivery here, where it harms nothing, instead of letting it kill the worker.
+        if self.outer_cancelled():
+            return
+        try:
+            await asyncio.sleep(0)
+        except asyncio.CancelledError:
+            if self.outer_cancelled():  # the pool itself was cancelled meanwhile
+                raise
+        self.forget_stray_cancel()
 
     async def schedule_point(self) -> None:  # pragma: no cover - never due on asyncio
         await asyncio.sleep(0)

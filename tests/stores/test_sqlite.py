@@ -1,0 +1,276 @@
+"""The SQLite store: crash recovery (real processes killed with SIGKILL), restarts, faults."""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.durable_app import append, block_unless, double, fail, registry
+from trio_jobpool import (
+    DuplicateJob,
+    JobFailed,
+    JobNotFound,
+    JobNotRegistered,
+    JobNotSerializable,
+    JobStatus,
+    SqliteStore,
+    StoreError,
+    open_job_pool,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run_child(module: str, *args: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", module, *map(str, args)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def _lines(path: Path) -> list[str]:
+    return path.read_text().split() if path.exists() else []
+
+
+def _statuses(db: Path) -> dict[str, str]:
+    with sqlite3.connect(db) as connection:
+        return dict(connection.execute("SELECT job_id, status FROM jobs ORDER BY seq"))
+
+
+def test_sigkill_mid_run_loses_nothing_and_reruns_only_what_was_running(tmp_path: Path) -> None:
+    db, log, marker = tmp_path / "jobs.db", tmp_path / "log.txt", tmp_path / "submitted"
+    n_jobs, workers = 200, 4
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tests.stores._crash_child",
+            *map(str, (db, log, marker, n_jobs, workers)),
+        ],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        # Watching another process: poll its files, bounded in time.
+        while not (marker.exists() and len(_lines(log)) >= 40):
+            assert child.poll() is None, child.stderr.read() if child.stderr else ""
+            assert time.monotonic() < deadline, "the child made no progress"
+            time.sleep(0.002)
+        child.send_signal(signal.SIGKILL)
+    finally:
+        child.wait(timeout=30)
+        if child.stderr:
+            child.stderr.close()
+    assert child.returncode == -signal.SIGKILL
+
+    at_kill = _statuses(db)
+    assert len(at_kill) == n_jobs  # every accepted job is on disk
+    ended = {job for job, status in at_kill.items() if status == "completed"}
+    running = {job for job, status in at_kill.items() if status == "running"}
+    assert ended, "the kill came before any job ended: the test proves nothing"
+    assert len(running) <= workers
+    logged_before = len(_lines(log))
+
+    restart = _run_child("tests.stores._crash_child", db, log, marker, 0, workers)
+    assert restart.returncode == 0, restart.stderr
+
+    runs = collections.Counter(_lines(log))
+    assert set(runs) == {f"job-{i:04d}" for i in range(n_jobs)}  # every job ran at least once
+    duplicates = {job for job, count in runs.items() if count > 1}
+    assert duplicates <= running  # only jobs running at the moment of the kill ran twice
+    assert not ended & set(_lines(log)[logged_before:])  # no ended job ran again
+    assert set(_statuses(db).values()) == {"completed"}
+
+
+def test_a_job_that_kills_its_process_ends_as_poison(tmp_path: Path) -> None:
+    db = tmp_path / "jobs.db"
+    for run in range(3):  # max_crashes=2: the third crash is one too many
+        child = _run_child("tests.stores._poison_child", db, 2)
+        assert child.returncode == 3, (run, child.stdout, child.stderr)
+    final = _run_child("tests.stores._poison_child", db, 2)
+    assert final.returncode == 0, final.stderr
+    assert "status=failed" in final.stdout
+    assert "attempts=3" in final.stdout
+    assert "PoisonJob" in final.stdout
+    assert "3 crashes" in final.stdout
+
+
+@pytest.mark.anyio
+async def test_restart_keeps_the_order_of_waiting_jobs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db, log, go = tmp_path / "jobs.db", tmp_path / "log.txt", tmp_path / "go"
+    monkeypatch.setenv("JOBPOOL_TEST_LOG", str(log))
+    rng = random.Random(11)
+    priorities = [rng.randint(1, 5) for _ in range(60)]
+
+    class OwnerGoesAway(Exception):
+        pass
+
+    with pytest.raises(OwnerGoesAway):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(
+            1, 10, max_pending=None, store=f"sqlite:///{db}", registry=registry
+        ) as pool:
+            await pool.submit(block_unless, str(go), job_id="blocker", priority=0)
+            await anyio.wait_all_tasks_blocked()
+            for i, priority in enumerate(priorities):
+                await pool.submit(append, f"{i}", priority=priority, job_id=f"job-{i}")
+            raise OwnerGoesAway
+    assert _lines(log) == []
+    go.touch()
+    async with open_job_pool(1, 10, store=f"sqlite:///{db}", registry=registry) as pool:
+        assert pool.stats().total_submitted == 61  # recovered: waiting, and the blocker
+        await pool.join()
+        assert pool.get("blocker").attempts == 2  # its first attempt was cut short
+    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
+    assert _lines(log) == [str(i) for i in expected]
+
+
+@pytest.mark.anyio
+async def test_results_and_errors_of_earlier_runs_are_readable(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    async with open_job_pool(2, 10, store=url, registry=registry) as pool:
+        await (await pool.submit(double, 21, job_id="ok")).wait()
+        await (await pool.submit(fail, "broken input", job_id="bad")).wait()
+    async with open_job_pool(2, 10, store=url, registry=registry, history=0) as pool:
+        ok = pool.get("ok")
+        assert ok.status is JobStatus.COMPLETED
+        assert await ok.result() == 42
+        assert ok.attempts == 1
+        assert ok.finished_at is not None
+        bad = pool.get("bad")
+        assert bad.status is JobStatus.FAILED
+        with pytest.raises(JobFailed) as info:
+            await bad.result()
+        assert info.value.type_name == "ValueError"
+        assert info.value.message == "broken input"
+        assert "Traceback" in info.value.traceback_text
+        assert "broken input" in str(info.value)
+        with pytest.raises(JobNotFound):
+            pool.get("never-submitted")
+
+
+@pytest.mark.anyio
+async def test_durable_pools_take_registered_functions_and_json_only(tmp_path: Path) -> None:
+    async def not_registered() -> None:
+        await anyio.lowlevel.checkpoint()
+
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    async with open_job_pool(store=url, registry=registry) as pool:
+        with pytest.raises(JobNotRegistered):
+            await pool.submit(not_registered)
+        with pytest.raises(JobNotSerializable, match="argument"):
+            await pool.submit(double, {1, 2})  # type: ignore[arg-type]
+        with pytest.raises(JobNotSerializable, match="nan"):
+            pool.submit_nowait(double, float("nan"))  # type: ignore[arg-type]
+        by_name = await pool.submit("double", 4)
+        assert await by_name.result() == 8
+        assert pool.stats().total_submitted == 1
+
+
+@pytest.mark.anyio
+async def test_duplicate_ids_are_refused_against_the_disk(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    go = tmp_path / "go"
+
+    class Leave(Exception):
+        pass
+
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, store=url, registry=registry) as pool:
+            await pool.submit(block_unless, str(go), job_id="blocker")
+            await pool.submit(double, 1, job_id="twin")
+            raise Leave
+    async with open_job_pool(1, 10, store=url, registry=registry) as pool:
+        with pytest.raises(DuplicateJob, match="twin"):
+            await pool.submit(double, 2, job_id="twin")
+        go.touch()
+        pool.cancel("blocker")
+        assert await pool.get("twin").result() == 2
+        again = await pool.submit(double, 3, job_id="twin")  # ended: the id may be used again
+        assert await again.result() == 6
+
+
+@pytest.mark.anyio
+async def test_a_result_that_json_cannot_hold_fails_the_job(tmp_path: Path) -> None:
+    local = type(registry)()
+
+    @local.job(name="returns_a_set")
+    async def returns_a_set() -> set[int]:
+        await anyio.lowlevel.checkpoint()
+        return {1}
+
+    async with open_job_pool(store=f"sqlite:///{tmp_path / 'jobs.db'}", registry=local) as pool:
+        handle = await pool.submit(returns_a_set)
+        await handle.wait()
+        assert handle.status is JobStatus.FAILED
+        assert isinstance(handle.error, JobNotSerializable)
+
+
+@pytest.mark.anyio
+async def test_store_faults_are_clear_errors(tmp_path: Path) -> None:
+    not_sqlite = tmp_path / "notes.txt"
+    not_sqlite.write_text("this is not a database\n" * 100)
+    with pytest.raises(StoreError, match=str(not_sqlite)):
+        async with open_job_pool(store=f"sqlite:///{not_sqlite}", registry=registry):
+            pass
+    missing_dir = tmp_path / "no" / "such" / "dir" / "jobs.db"
+    with pytest.raises(StoreError, match=r"jobs\.db"):
+        async with open_job_pool(store=f"sqlite:///{missing_dir}", registry=registry):
+            pass
+
+
+@pytest.mark.anyio
+async def test_a_second_pool_on_the_same_file_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    async with open_job_pool(store=url, registry=registry):
+        with pytest.raises(StoreError, match="in use by another pool"):
+            async with open_job_pool(store=url, registry=registry):
+                pass
+    async with open_job_pool(store=url, registry=registry):  # released with the first
+        pass
+
+
+@pytest.mark.anyio
+async def test_prune_deletes_old_ended_jobs_only(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "jobs.db")
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        for i in range(5):
+            await (await pool.submit(double, i, job_id=f"old-{i}")).wait()
+        assert await store.prune(older_than=3600) == 0
+        assert await store.prune(older_than=0) == 5
+        with pytest.raises(ValueError, match="older_than"):
+            await store.prune(older_than=-1)
+    async with open_job_pool(store=SqliteStore(tmp_path / "jobs.db"), registry=registry) as pool:
+        with pytest.raises(JobNotFound):
+            pool.get("old-0")
+
+
+def test_store_arguments_are_checked() -> None:
+    with pytest.raises(ValueError, match="registry"):
+        open_job_pool(store="sqlite:///x.db")
+    with pytest.raises(ValueError, match="queue_size"):
+        open_job_pool(queue_size=0, store="sqlite:///x.db", registry=registry)
+    with pytest.raises(ValueError, match="not supported"):
+        open_job_pool(store="postgres://x", registry=registry)
+    with pytest.raises(TypeError, match="store"):
+        open_job_pool(store=42, registry=registry)
+    with pytest.raises(ValueError, match="synchronous"):
+        SqliteStore("x.db", synchronous="OFF")
+    assert not os.path.exists("x.db")  # nothing was opened

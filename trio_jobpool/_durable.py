@@ -1,0 +1,175 @@
+"""Jobs of a pool with a durable store: their record, and the conversions to and from it."""
+
+from __future__ import annotations
+
+import builtins
+import importlib
+import math
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ._errors import JobFailed, JobNotRegistered
+from ._job import JobHandle, JobStatus, Unbuilt
+from ._retry import RetryPolicy
+from .stores._base import JobRecord
+
+if TYPE_CHECKING:
+    from ._pool import JobPool
+
+__all__ = ["DurableJob", "error_fields", "policy_from_json", "policy_to_json"]
+
+T = TypeVar("T")
+
+SHUTDOWN_REASON = "cancelled by the pool's shutdown"
+
+
+class DurableJob(JobHandle[T]):
+    """A job of a pool with a store: the handle plus the record the store keeps of it."""
+
+    __slots__ = ("_record",)
+
+    def __init__(
+        self,
+        pool: JobPool,
+        key: str | int,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        priority: int,
+        timeout: float,
+        retry: RetryPolicy | None,
+        record: JobRecord,
+    ) -> None:
+        super().__init__(pool, key, fn, args, priority, timeout, retry)
+        self._record = record
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        super().set_progress(fraction, message)
+        record = self._record
+        record.progress = float(fraction)
+        record.progress_message = message
+        store = self._pool._store
+        if store is not None and not self._status.ended:
+            store.update(record)
+
+
+def policy_to_json(policy: RetryPolicy | None) -> dict[str, Any] | None:
+    if policy is None:
+        return None
+    return {
+        "max_attempts": policy.max_attempts,
+        "backoff": policy.backoff,
+        "max_backoff": policy.max_backoff,
+        "jitter": policy.jitter,
+        "retry_on": [f"{cls.__module__}.{cls.__qualname__}" for cls in policy.retry_on],
+    }
+
+
+def policy_from_json(
+    data: dict[str, Any] | None, default: RetryPolicy | None
+) -> RetryPolicy | None:
+    """The policy a record names; exception classes that no longer import become
+    ``Exception`` (retrying too much beats losing the retry)."""
+    if data is None:
+        return default
+    retry_on = tuple(
+        _exception_class(name) for name in data.get("retry_on", ["builtins.Exception"])
+    )
+    return RetryPolicy(
+        max_attempts=data["max_attempts"],
+        backoff=data["backoff"],
+        max_backoff=data["max_backoff"],
+        jitter=data["jitter"],
+        retry_on=retry_on or (Exception,),
+    )
+
+
+def _exception_class(qualified: str) -> type[BaseException]:
+    module_name, _, qualname = qualified.rpartition(".")
+    try:
+        value: Any = importlib.import_module(module_name or "builtins")
+        for part in qualname.split("."):
+            value = getattr(value, part)
+    except (ImportError, AttributeError, ValueError):
+        return Exception
+    if isinstance(value, type) and issubclass(value, Exception):
+        return value
+    return Exception
+
+
+def error_fields(error: BaseException) -> tuple[str, str, str]:
+    """(qualified type name, message, formatted traceback) of an exception."""
+    kind = type(error)
+    module = "" if kind.__module__ == builtins.__name__ else f"{kind.__module__}."
+    text = "".join(traceback.format_exception(error))
+    return f"{module}{kind.__qualname__}", str(error), text
+
+
+def job_from_record(
+    pool: JobPool,
+    record: JobRecord,
+    fn: Callable[..., Awaitable[Any]] | None,
+    key: str | int,
+    default_timeout: float,
+    default_retry: RetryPolicy | None,
+    wall_to_monotonic: Callable[[float], float],
+) -> DurableJob[Any]:
+    """A handle for a stored job (live: to resume; ended: read back by ``get``)."""
+    timeout = default_timeout if record.timeout is None else record.timeout
+    job: DurableJob[Any] = DurableJob(
+        pool,
+        key,
+        fn if fn is not None else _unregistered(record.name),
+        tuple(record.args),
+        record.priority,
+        timeout,
+        policy_from_json(record.retry, default_retry),
+        record,
+    )
+    job._attempts = record.attempts
+    job._submitted_m = job._ready_m = wall_to_monotonic(record.submitted_at)
+    if record.started_at is not None:
+        job._started_m = wall_to_monotonic(record.started_at)
+    if record.finished_at is not None:
+        job._finished_m = wall_to_monotonic(record.finished_at)
+    job._exec_time = record.exec_time
+    if record.progress or record.progress_message is not None:
+        JobHandle.set_progress(job, min(1.0, max(0.0, record.progress)), record.progress_message)
+    status = JobStatus(record.status)
+    if status.ended:
+        job._status = status
+        job._args = ()
+        if status is JobStatus.COMPLETED:
+            job._result = record.result
+        elif status is JobStatus.FAILED:
+            error = JobFailed(
+                record.job_id,
+                record.error_type or "Exception",
+                record.error_message or "",
+                record.error_traceback or "",
+            )
+            job._result = (error, None)
+        else:
+            job._cancel_reason = record.error_message or None
+            if status is JobStatus.TIMED_OUT:
+                job._cancel_reason = "timed out"
+            job._result = Unbuilt(None)
+    return job
+
+
+def _unregistered(name: str) -> Callable[..., Awaitable[Any]]:
+    async def unregistered(*args: Any) -> Any:
+        raise JobNotRegistered(f"no job is registered as {name!r}")
+
+    return unregistered
+
+
+def wall_clock_converter(now_monotonic: float) -> Callable[[float], float]:
+    """Map wall-clock times (as stored) onto a pool's monotonic clock."""
+    offset = time.time() - now_monotonic
+    return lambda wall: wall - offset
+
+
+def finite_or_none(value: float) -> float | None:
+    return None if math.isinf(value) else value

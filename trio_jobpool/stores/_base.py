@@ -1,0 +1,90 @@
+"""The narrow protocol between a pool and the store that keeps its jobs durable.
+
+The pool keeps its waiting room, workers and timers in memory as always; a store is the
+write-ahead record of every job, so that the next pool on the same store can pick up what a
+crashed one left. The pool talks to a store through these calls only:
+
+* ``open()`` once, before any job runs: recover from a crash and return the jobs to resume;
+* ``add(record)`` for each accepted job, durable when it returns;
+* ``update(record)`` for every later change (start, end, retry, progress): queued, not awaited;
+* ``flush()`` to wait until every change queued so far is durable;
+* ``load(job_id)`` to read an ended job back (``JobPool.get`` beyond its memory);
+* ``aclose()`` when the pool is done.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+__all__ = ["LIVE_STATUSES", "JobRecord", "Store"]
+
+LIVE_STATUSES = ("queued", "retrying", "running")
+
+
+@dataclass(slots=True)
+class JobRecord:
+    """One job as a store keeps it: JSON-ready values only.
+
+    Times are wall-clock seconds (``time.time()``). ``timeout`` and ``retry`` are ``None`` for
+    "the pool's default"; ``retry`` is a :class:`RetryPolicy` as a JSON object.
+    """
+
+    job_id: str
+    name: str
+    args: list[Any]
+    priority: int
+    status: str = "queued"
+    timeout: float | None = None
+    retry: dict[str, Any] | None = None
+    attempts: int = 0
+    crashes: int = 0  # attempts cut short by a crash of the process running them
+    progress: float = 0.0
+    progress_message: str | None = None
+    result: Any = None
+    error_type: str | None = None
+    error_message: str | None = None
+    error_traceback: str | None = None
+    submitted_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    exec_time: float | None = None
+    retry_at: float | None = None  # when a retrying job goes back to the queue
+
+
+class Store(Protocol):
+    """What a pool needs of a durable store (see the module docstring)."""
+
+    @property
+    def url(self) -> str:
+        """Where the store keeps its jobs, for messages."""
+        ...
+
+    async def open(self) -> list[JobRecord]:
+        """Recover and return the live jobs to resume, in (priority, submission) order.
+
+        Jobs a crash interrupted while running go back to the queue with the interrupted
+        attempt counted (``attempts``) and recorded as a crash (``crashes``); those
+        interrupted by more crashes than the store allows end ``failed`` instead.
+        """
+        ...
+
+    async def add(self, record: JobRecord) -> None:
+        """Store a new live job; durable when this returns."""
+        ...
+
+    def update(self, record: JobRecord) -> None:
+        """Queue a write of ``record``'s current state (identified by its live ``job_id``)."""
+        ...
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is durable."""
+        ...
+
+    def load(self, job_id: str) -> JobRecord | None:
+        """The most recent job stored under ``job_id``, if any."""
+        ...
+
+    async def aclose(self) -> None:
+        """Write what is queued and release the store."""
+        ...

@@ -1,0 +1,454 @@
+"""SqliteStore: the embedded durable store (the standard library's ``sqlite3``, no server).
+
+Durability: the database runs in WAL mode. With ``synchronous="NORMAL"`` (the default) a
+committed write is in the WAL file, so it survives the process being killed (``kill -9``) but
+not necessarily a power cut or an operating-system crash; ``synchronous="FULL"`` syncs every
+commit to the disk as well, at a higher cost per commit.
+
+Group commit: writes queue up in memory; whichever task first needs them on disk (a submit, or
+a worker about to start a job) becomes the committer and writes *everything* queued so far in
+one transaction, in a worker thread, while the others wait for that commit. A burst of submits
+from many tasks therefore costs one commit, not one each.
+
+One pool at a time: the store takes an exclusive lock on ``<path>-lock``; a second pool opening
+the same file fails at once with :class:`StoreError` naming the path.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any, Final
+
+import anyio
+import anyio.to_thread
+
+from .._errors import StoreError
+from ._base import LIVE_STATUSES, JobRecord
+
+fcntl: Any
+try:  # POSIX file locks; elsewhere the database's own locking is all there is
+    import fcntl
+except ImportError:  # pragma: no cover - not on the platforms we test
+    fcntl = None
+
+__all__ = ["SqliteStore"]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    timeout REAL,
+    retry TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
+    progress REAL NOT NULL DEFAULT 0,
+    progress_message TEXT,
+    result TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    exec_time REAL,
+    retry_at REAL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_live_id ON jobs (job_id)
+    WHERE status IN ('queued', 'retrying', 'running');
+CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
+CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (priority, seq)
+    WHERE status IN ('queued', 'retrying', 'running');
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
+    WHERE finished_at IS NOT NULL;
+"""
+
+_COLUMNS: Final = (
+    "job_id, name, args, priority, status, timeout, retry, attempts, crashes, progress, "
+    "progress_message, result, error_type, error_message, error_traceback, submitted_at, "
+    "started_at, finished_at, exec_time, retry_at"
+)
+_INSERT: Final = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
+_UPDATE: Final = """
+UPDATE jobs SET status = ?, attempts = ?, crashes = ?, progress = ?, progress_message = ?,
+    result = ?, error_type = ?, error_message = ?, error_traceback = ?, started_at = ?,
+    finished_at = ?, exec_time = ?, retry_at = ?
+WHERE job_id = ? AND status IN ('queued', 'retrying', 'running')
+"""
+_LIVE_SQL: Final = "('queued', 'retrying', 'running')"
+
+
+_NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
+
+
+def _timeout_in(value: float | None) -> float | None:
+    return _NO_TIMEOUT if value is not None and math.isinf(value) else value
+
+
+def _timeout_out(value: float | None) -> float | None:
+    return math.inf if value == _NO_TIMEOUT else value
+
+
+class SqliteStore:
+    """A durable job store in one SQLite file (see the module docstring).
+
+    Args:
+        path: the database file; created (with its schema) if missing.
+        synchronous: SQLite's ``synchronous`` setting: ``"NORMAL"`` (survives the process
+            being killed) or ``"FULL"`` (survives power loss too).
+        max_crashes: a job interrupted by more crashes than this ends ``failed`` as poison
+            instead of running again, so a job that kills its process cannot loop forever.
+
+    Raises:
+        ValueError: a bad ``synchronous`` or ``max_crashes``.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", max_crashes: int = 3
+    ) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(f"synchronous must be 'NORMAL' or 'FULL', got {synchronous!r}")
+        if isinstance(max_crashes, bool) or not isinstance(max_crashes, int) or max_crashes < 0:
+            raise ValueError(f"max_crashes must be an int >= 0, got {max_crashes!r}")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self.max_crashes = max_crashes
+        self._db: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._lock_file: Any = None
+        self._queue: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet committed
+        self._issued = 0  # writes queued so far
+        self._committed = 0  # writes durable so far
+        self._committing = False
+        # AnyIO objects need a running event loop: made by open().
+        self._commit_done: anyio.Event | None = None
+        self._failure: StoreError | None = None
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._connection_lock = threading.Lock()  # one writer on the connection at a time
+
+    @property
+    def url(self) -> str:
+        return f"sqlite:///{self.path}"
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"
+
+    # -- opening and closing ---------------------------------------------------------------
+
+    async def open(self) -> list[JobRecord]:
+        """Lock, open (creating if need be) and recover the database; return the live jobs.
+
+        Raises:
+            StoreError: the file is in use by another pool, is not an SQLite database, or
+                cannot be opened or written (the message names the path and the cause).
+        """
+        self._commit_done = anyio.Event()
+        self._limiter = anyio.CapacityLimiter(1)
+        return await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+
+    def _open_sync(self) -> list[JobRecord]:
+        self._lock()
+        try:
+            db = sqlite3.connect(
+                self.path, isolation_level=None, check_same_thread=False, timeout=5.0
+            )
+            self._db = db
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(f"PRAGMA synchronous={self.synchronous}")
+            db.executescript(_SCHEMA)
+            self._recover(db)
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE status IN {_LIVE_SQL} ORDER BY priority, seq"
+            ).fetchall()
+            self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+        except sqlite3.Error as exc:
+            self._close_sync()
+            raise self._error("cannot open", exc) from None
+        except BaseException:
+            self._close_sync()
+            raise
+        return [_record(row) for row in rows]
+
+    def _lock(self) -> None:
+        if fcntl is None:  # pragma: no cover
+            return
+        lock_path = Path(f"{self.path}-lock")
+        try:
+            handle = open(lock_path, "a+")  # noqa: SIM115 - held until aclose()
+        except OSError as exc:
+            raise StoreError(
+                f"{self.url}: cannot create the lock file {lock_path}: {exc}"
+            ) from None
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.close()
+            raise StoreError(
+                f"{self.url} is in use by another pool (locked through {lock_path})"
+            ) from None
+        self._lock_file = handle
+
+    def _recover(self, db: sqlite3.Connection) -> None:
+        """Put jobs a crash interrupted back in the queue, or end them as poison."""
+        now = time.time()
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            db.execute(
+                "UPDATE jobs SET status = 'queued', crashes = crashes + 1, progress = 0, "
+                "progress_message = NULL WHERE status = 'running'"
+            )
+            db.execute(
+                "UPDATE jobs SET status = 'failed', error_type = 'trio_jobpool.PoisonJob', "
+                "error_message = 'interrupted by ' || crashes || ' crashes of the process "
+                "running it', error_traceback = '', finished_at = ? "
+                "WHERE status = 'queued' AND crashes > ?",
+                (now, self.max_crashes),
+            )
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    async def aclose(self) -> None:
+        """Commit what is queued, then close the database and release the lock.
+
+        Runs to completion even if cancelled (the writes it is making are not abandoned).
+        """
+        if self._db is None:
+            return
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.flush()
+            finally:
+                await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
+
+    def _close_sync(self) -> None:
+        for attribute in ("_db", "_reader"):
+            connection = getattr(self, attribute)
+            if connection is not None:
+                connection.close()
+                setattr(self, attribute, None)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+    # -- writing ---------------------------------------------------------------------------
+
+    async def add(self, record: JobRecord) -> None:
+        """Insert a live job; returns once it is committed (with whatever else is queued).
+
+        Raises:
+            StoreError: the write failed (disk full, read-only file, ...); nothing was added.
+        """
+        self._queue.append(("insert", _insert_values(record)))
+        self._issued += 1
+        await self._commit_through(self._issued)
+
+    def add_now(self, record: JobRecord) -> None:
+        """Insert a live job and commit it (with everything queued) before returning.
+
+        Blocks the calling thread for one commit: for ``submit_nowait``, which may not wait.
+
+        Raises:
+            StoreError: the write failed; nothing was added.
+        """
+        if self._failure is not None:
+            raise self._failure
+        batch, self._queue = self._queue, []
+        batch.append(("insert", _insert_values(record)))
+        self._issued += 1
+        upto = self._issued
+        try:
+            self._write(batch)
+        except StoreError as exc:
+            self._failure = exc
+            raise
+        self._committed = max(self._committed, upto)
+
+    def update(self, record: JobRecord) -> None:
+        """Queue a write of the job's state; committed by the next ``add`` or ``flush``."""
+        self._queue.append(("update", _update_values(record)))
+        self._issued += 1
+
+    async def flush(self) -> None:
+        """Wait until every write queued so far is committed.
+
+        Raises:
+            StoreError: a commit failed.
+        """
+        if self._committed < self._issued:
+            await self._commit_through(self._issued)
+
+    async def _commit_through(self, ticket: int) -> None:
+        while self._committed < ticket:
+            if self._failure is not None:
+                raise self._failure
+            if self._committing:
+                assert self._commit_done is not None
+                await self._commit_done.wait()
+                continue
+            self._committing = True
+            batch, self._queue = self._queue, []
+            upto = self._issued
+            try:
+                await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
+                self._committed = max(self._committed, upto)
+            except StoreError as exc:
+                self._failure = exc
+                raise
+            finally:
+                self._committing = False
+                done, self._commit_done = self._commit_done, anyio.Event()
+                assert done is not None
+                done.set()
+
+    def _write(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        with self._connection_lock:
+            self._write_locked(batch)
+
+    def _write_locked(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+        db = self._db
+        if db is None:
+            raise StoreError(f"{self.url} is closed")
+        try:
+            db.execute("BEGIN")
+            try:
+                for kind, values in batch:
+                    db.execute(_INSERT if kind == "insert" else _UPDATE, values)
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise self._error("cannot write", exc) from None
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def load(self, job_id: str) -> JobRecord | None:
+        """The most recent job stored under ``job_id`` (a quick indexed read, synchronous)."""
+        reader = self._reader
+        if reader is None:
+            return None
+        try:
+            row = reader.execute(
+                f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                (job_id,),
+            ).fetchone()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        return None if row is None else _record(row)
+
+    async def prune(self, older_than: float) -> int:
+        """Delete ended jobs that finished more than ``older_than`` seconds ago; return how
+        many. Live jobs are never pruned.
+
+        Raises:
+            ValueError: a negative ``older_than``.
+            StoreError: the database could not be written.
+        """
+        if not older_than >= 0:
+            raise ValueError(f"older_than must be >= 0 seconds, got {older_than!r}")
+        await self.flush()
+        cutoff = time.time() - older_than
+        return await anyio.to_thread.run_sync(self._prune_sync, cutoff, limiter=self._limiter)
+
+    def _prune_sync(self, cutoff: float) -> int:
+        db = self._db
+        if db is None:
+            raise StoreError(f"{self.url} is closed")
+        try:
+            cursor = db.execute(
+                f"DELETE FROM jobs WHERE status NOT IN {_LIVE_SQL} AND finished_at < ?",
+                (cutoff,),
+            )
+        except sqlite3.Error as exc:
+            raise self._error("cannot prune", exc) from None
+        return cursor.rowcount
+
+    def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
+        return StoreError(f"{self.url}: {what}: {exc}")
+
+
+def _insert_values(record: JobRecord) -> tuple[Any, ...]:
+    return (
+        record.job_id,
+        record.name,
+        json.dumps(record.args),
+        record.priority,
+        record.status,
+        _timeout_in(record.timeout),
+        None if record.retry is None else json.dumps(record.retry),
+        record.attempts,
+        record.crashes,
+        record.progress,
+        record.progress_message,
+        json.dumps(record.result),
+        record.error_type,
+        record.error_message,
+        record.error_traceback,
+        record.submitted_at,
+        record.started_at,
+        record.finished_at,
+        record.exec_time,
+        record.retry_at,
+    )
+
+
+def _update_values(record: JobRecord) -> tuple[Any, ...]:
+    return (
+        record.status,
+        record.attempts,
+        record.crashes,
+        record.progress,
+        record.progress_message,
+        json.dumps(record.result),
+        record.error_type,
+        record.error_message,
+        record.error_traceback,
+        record.started_at,
+        record.finished_at,
+        record.exec_time,
+        record.retry_at,
+        record.job_id,
+    )
+
+
+def _record(row: tuple[Any, ...]) -> JobRecord:
+    (job_id, name, args, priority, status, timeout, retry, attempts, crashes, progress,
+     progress_message, result, error_type, error_message, error_traceback, submitted_at,
+     started_at, finished_at, exec_time, retry_at) = row  # fmt: skip
+    return JobRecord(
+        job_id=job_id,
+        name=name,
+        args=json.loads(args),
+        priority=priority,
+        status=status,
+        timeout=_timeout_out(timeout),
+        retry=None if retry is None else json.loads(retry),
+        attempts=attempts,
+        crashes=crashes,
+        progress=progress,
+        progress_message=progress_message,
+        result=None if result is None else json.loads(result),
+        error_type=error_type,
+        error_message=error_message,
+        error_traceback=error_traceback,
+        submitted_at=submitted_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        exec_time=exec_time,
+        retry_at=retry_at,
+    )
+
+
+assert LIVE_STATUSES == ("queued", "retrying", "running")  # the SQL above spells them out
