@@ -166,6 +166,7 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.executescript(_SCHEMA)
+            self.configure(db)
             self._recover(db)
             rows = db.execute(
                 f"SELECT {_COLUMNS} FROM jobs WHERE status IN {_LIVE_SQL} ORDER BY priority, seq"
@@ -178,6 +179,11 @@ class SqliteStore:
             self._close_sync()
             raise
         return [_record(row) for row in rows]
+
+    def configure(self, connection: sqlite3.Connection) -> None:
+        """Called once with the writing connection after it is set up (WAL, schema): a hook
+        for subclasses to add their own settings (``PRAGMA cache_size``, ...). Runs in the
+        store's worker thread."""
 
     def _lock(self) -> None:
         if fcntl is None:  # pragma: no cover
