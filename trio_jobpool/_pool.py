@@ -948,11 +948,11 @@ class JobPool:
             record.error_type, record.error_message, record.error_traceback = error_fields(
                 result[0]
             )
-        else:
-            error = job.error
-            assert error is not None
-            record.error_type = f"trio_jobpool.{type(error).__name__}"
-            record.error_message = str(error)
+        else:  # cancelled or timed out: the reason is enough to build the error again
+            record.error_type = (
+                f"trio_jobpool.{'JobTimeout' if status is not _CANCELLED else 'JobCancelled'}"
+            )
+            record.error_message = job._cancel_reason or "cancelled"
             record.error_traceback = ""
         self._store.update(record)
 

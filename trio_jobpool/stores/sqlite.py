@@ -132,7 +132,7 @@ class SqliteStore:
         self._committing = False
         # AnyIO objects need a running event loop: made by open().
         self._commit_done: anyio.Event | None = None
-        self._failure: StoreError | None = None
+        self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
         self._limiter: anyio.CapacityLimiter | None = None
         self._connection_lock = threading.Lock()  # one writer on the connection at a time
 
@@ -268,18 +268,17 @@ class SqliteStore:
         Raises:
             StoreError: the write failed; nothing was added.
         """
-        if self._failure is not None:
-            raise self._failure
         batch, self._queue = self._queue, []
         batch.append(("insert", _insert_values(record)))
         self._issued += 1
-        upto = self._issued
+        first, upto = self._committed, self._issued
         try:
             self._write(batch)
         except StoreError as exc:
-            self._failure = exc
+            self._note_failure(first, upto, exc)
             raise
-        self._committed = max(self._committed, upto)
+        finally:
+            self._committed = max(self._committed, upto)
 
     def update(self, record: JobRecord) -> None:
         """Queue a write of the job's state; committed by the next ``add`` or ``flush``."""
@@ -296,27 +295,36 @@ class SqliteStore:
             await self._commit_through(self._issued)
 
     async def _commit_through(self, ticket: int) -> None:
+        """Wait until write number ``ticket`` has been committed, committing if need be.
+
+        A batch that fails is not retried: its inserts raise (those jobs were not accepted)
+        and its updates are lost, which after a crash means at worst a job runs again.
+        """
         while self._committed < ticket:
-            if self._failure is not None:
-                raise self._failure
             if self._committing:
                 assert self._commit_done is not None
                 await self._commit_done.wait()
                 continue
             self._committing = True
             batch, self._queue = self._queue, []
-            upto = self._issued
+            first, upto = self._committed, self._issued
             try:
                 await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
-                self._committed = max(self._committed, upto)
             except StoreError as exc:
-                self._failure = exc
-                raise
+                self._note_failure(first, upto, exc)
             finally:
+                self._committed = max(self._committed, upto)
                 self._committing = False
                 done, self._commit_done = self._commit_done, anyio.Event()
                 assert done is not None
                 done.set()
+        for after, last, error in self._failures:
+            if after < ticket <= last:
+                raise error
+
+    def _note_failure(self, first: int, upto: int, exc: StoreError) -> None:
+        self._failures.append((first, upto, exc))
+        del self._failures[:-16]  # waiters look only at the failures of their own batch
 
     def _write(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         with self._connection_lock:
