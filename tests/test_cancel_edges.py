@@ -22,6 +22,20 @@ async def _one_worker_still_works(pool: object) -> None:
     assert invariant_holds(pool.stats())
 
 
+async def child_fails_on_cancel() -> None:
+    try:
+        await anyio.sleep_forever()
+    finally:
+        raise Boom("child cleanup")
+
+
+async def job_with_children() -> None:
+    """A job whose own task group fails while the job is being cancelled."""
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(child_fails_on_cancel)
+        await anyio.sleep_forever()
+
+
 async def test_a_cancel_that_lands_as_the_job_finishes() -> None:
     async with open_job_pool(max_workers=1) as pool:
         event = anyio.Event()
@@ -69,17 +83,6 @@ async def test_a_child_task_failing_while_the_job_times_out() -> None:
     """The job's own task group raises Cancelled and an error together: the job timed out,
     and the pool is unharmed."""
 
-    async def child_fails_on_cancel() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            raise Boom("child cleanup")
-
-    async def job_with_children() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(child_fails_on_cancel)
-            await anyio.sleep_forever()
-
     async with open_job_pool(max_workers=1) as pool:
         handle = await pool.submit(job_with_children, timeout=0.01)
         await handle.wait()
@@ -92,17 +95,6 @@ async def test_a_child_task_failing_while_the_job_times_out() -> None:
 
 
 async def test_a_child_task_failing_when_the_pool_is_cancelled() -> None:
-    async def child_fails_on_cancel() -> None:
-        try:
-            await anyio.sleep_forever()
-        finally:
-            raise Boom("child cleanup")
-
-    async def job_with_children() -> None:
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(child_fails_on_cancel)
-            await anyio.sleep_forever()
-
     with anyio.CancelScope() as outer:
         async with open_job_pool(max_workers=1) as pool:
             handle = await pool.submit(job_with_children)

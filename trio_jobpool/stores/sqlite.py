@@ -73,18 +73,18 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 """
 
-_COLUMNS: Final = (
-    "job_id, name, args, priority, status, timeout, retry, attempts, crashes, progress, "
-    "progress_message, result, error_type, error_message, error_traceback, submitted_at, "
-    "started_at, finished_at, exec_time, retry_at"
+# A job's fixed columns, then the ones that change as it runs (see _state).
+_FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
+_STATE: Final = (
+    "status", "attempts", "crashes", "progress", "progress_message", "result", "error_type",
+    "error_message", "error_traceback", "started_at", "finished_at", "exec_time", "retry_at",
+)  # fmt: skip
+_COLUMNS: Final = ", ".join(_FIXED + _STATE)
+_INSERT: Final = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIXED + _STATE))})"
+_UPDATE: Final = (
+    f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} "
+    "WHERE job_id = ? AND status IN ('queued', 'retrying', 'running')"
 )
-_INSERT: Final = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 20)})"
-_UPDATE: Final = """
-UPDATE jobs SET status = ?, attempts = ?, crashes = ?, progress = ?, progress_message = ?,
-    result = ?, error_type = ?, error_message = ?, error_traceback = ?, started_at = ?,
-    finished_at = ?, exec_time = ?, retry_at = ?
-WHERE job_id = ? AND status IN ('queued', 'retrying', 'running')
-"""
 _LIVE_SQL: Final = "('queued', 'retrying', 'running')"
 
 
@@ -393,53 +393,44 @@ class SqliteStore:
         return StoreError(f"{self.url}: {what}: {exc}")
 
 
-def _insert_values(record: JobRecord) -> tuple[Any, ...]:
+def _state(record: JobRecord) -> tuple[Any, ...]:
     return (
+        record.status,
+        record.attempts,
+        record.crashes,
+        record.progress,
+        record.progress_message,
+        json.dumps(record.result),
+        record.error_type,
+        record.error_message,
+        record.error_traceback,
+        record.started_at,
+        record.finished_at,
+        record.exec_time,
+        record.retry_at,
+    )
+
+
+def _insert_values(record: JobRecord) -> tuple[Any, ...]:
+    fixed = (
         record.job_id,
         record.name,
         json.dumps(record.args),
         record.priority,
-        record.status,
         _timeout_in(record.timeout),
         None if record.retry is None else json.dumps(record.retry),
-        record.attempts,
-        record.crashes,
-        record.progress,
-        record.progress_message,
-        json.dumps(record.result),
-        record.error_type,
-        record.error_message,
-        record.error_traceback,
         record.submitted_at,
-        record.started_at,
-        record.finished_at,
-        record.exec_time,
-        record.retry_at,
     )
+    return fixed + _state(record)
 
 
 def _update_values(record: JobRecord) -> tuple[Any, ...]:
-    return (
-        record.status,
-        record.attempts,
-        record.crashes,
-        record.progress,
-        record.progress_message,
-        json.dumps(record.result),
-        record.error_type,
-        record.error_message,
-        record.error_traceback,
-        record.started_at,
-        record.finished_at,
-        record.exec_time,
-        record.retry_at,
-        record.job_id,
-    )
+    return (*_state(record), record.job_id)
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
-    (job_id, name, args, priority, status, timeout, retry, attempts, crashes, progress,
-     progress_message, result, error_type, error_message, error_traceback, submitted_at,
+    (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
+     progress, progress_message, result, error_type, error_message, error_traceback,
      started_at, finished_at, exec_time, retry_at) = row  # fmt: skip
     return JobRecord(
         job_id=job_id,
