@@ -830,11 +830,7 @@ class JobPool:
     ) -> None:
         """Record the end of a running attempt that ends the job with ``status``."""
         counters = self._counters
-        counters.running -= 1
-        self._running.discard(job)
-        now = self._now()
-        exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
-        counters.record_exec(exec_time)
+        now = self._attempt_over(job)
         if status is JobStatus.COMPLETED and self._store is not None:
             try:
                 check_json(result, f"the result of job {job.job_id!r}")
@@ -852,16 +848,18 @@ class JobPool:
                 counters.timed_out += 1
         self._end(job, status, result, now)
 
-    def _record_exec(self, job: JobHandle[Any], now: float) -> None:
-        assert job._started_m is not None
-        job._exec_time = now - job._started_m
-        self._counters.record_exec(job._exec_time)
+    def _attempt_over(self, job: JobHandle[Any]) -> float:
+        """Count a running attempt out (its run time into the stats); return the time."""
+        self._counters.running -= 1
+        self._running.discard(job)
+        now = self._now()
+        exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
+        self._counters.record_exec(exec_time)
+        return now
 
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
         counters = self._counters
-        counters.running -= 1
-        self._running.discard(job)
-        self._record_exec(job, self._now())
+        self._attempt_over(job)
         counters.queued += 1
         counters.retried += 1
         job._status = _RETRYING
