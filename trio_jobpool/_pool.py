@@ -1092,6 +1092,11 @@ class JobPool:
         return self._max_workers
 
     @property
+    def store(self) -> Store | None:
+        """The pool's durable store (a :class:`SqliteStore`), or ``None`` for a pool in memory."""
+        return self._store
+
+    @property
     def closed(self) -> bool:
         """Whether the pool has stopped accepting jobs."""
         return self._closed

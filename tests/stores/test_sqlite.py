@@ -253,6 +253,7 @@ async def test_prune_deletes_old_ended_jobs_only(tmp_path: Path) -> None:
     async with open_job_pool(1, 10, store=store, registry=registry) as pool:
         for i in range(5):
             await (await pool.submit(double, i, job_id=f"old-{i}")).wait()
+        assert pool.store is store
         assert await store.prune(older_than=3600) == 0
         assert await store.prune(older_than=0) == 5
         with pytest.raises(ValueError, match="older_than"):
