@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import os
+from typing import Any
 
 import anyio
 
+import trio_jobpool
 from trio_jobpool import JobRegistry
 
 registry = JobRegistry()
@@ -46,3 +49,127 @@ async def crash() -> None:
     """Kill the process running it, as a job with a fatal bug would."""
     await anyio.lowlevel.checkpoint()
     os._exit(3)
+
+
+# -- in-process jobs for the store conformance tests (tests/stores/test_conformance.py) ------
+#
+# These coordinate with the test that runs them through `board`, so they only make sense in
+# the test's own process (they are registered here so that durable pools accept them).
+
+
+class Board:
+    """What the conformance jobs record, and the events they wait for (reset per test)."""
+
+    def __init__(self) -> None:
+        self.started: list[str] = []  # names, in the order their attempts started
+        self.calls: collections.Counter[str] = collections.Counter()
+        self.seen: dict[str, Any] = {}
+        self._events: dict[str, anyio.Event] = {}
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+    def event(self, name: str) -> anyio.Event:
+        """The event named ``name`` (made on first use: call inside the event loop)."""
+        event = self._events.get(name)
+        if event is None:
+            event = self._events[name] = anyio.Event()
+        return event
+
+    def open(self, name: str = "gate") -> None:
+        self.event(name).set()
+
+    def start(self, name: str) -> None:
+        """Record that an attempt of ``name`` started; sets the event ``started:<name>``."""
+        self.started.append(name)
+        self.event(f"started:{name}").set()
+
+    async def wait_started(self, name: str) -> None:
+        """Wait until an attempt of ``name`` has started (at any time since the reset)."""
+        await self.event(f"started:{name}").wait()
+
+
+board = Board()
+
+
+@registry.job(name="note")
+async def note(name: str) -> str:
+    """Record the start, return ``name`` after one checkpoint."""
+    board.start(name)
+    await anyio.lowlevel.checkpoint()
+    return name
+
+
+@registry.job(name="hold")
+async def hold(name: str, gate: str = "gate") -> str:
+    """Record the start, then wait until ``board.open(gate)``."""
+    board.start(name)
+    await board.event(gate).wait()
+    return name
+
+
+@registry.job(name="hang")
+async def hang(name: str) -> None:
+    """Record the start, then run until cancelled (or timed out)."""
+    board.start(name)
+    await anyio.sleep_forever()
+
+
+@registry.job(name="flaky")
+async def flaky(name: str, failures: int) -> str:
+    """Fail (``ValueError``) on the first ``failures`` calls under ``name``, then succeed.
+
+    Sets the event ``failed:<name>:<call>`` as it raises: a test waiting for it resumes once
+    the pool has dealt with the failure (the raise and its handling take no checkpoint).
+    """
+    board.start(name)
+    board.calls[name] += 1
+    call = board.calls[name]
+    await anyio.lowlevel.checkpoint()
+    if call <= failures:
+        board.event(f"failed:{name}:{call}").set()
+        raise ValueError(f"{name} failure {call}")
+    return f"{name} ok after {call}"
+
+
+@registry.job(name="hang_once_then_flaky")
+async def hang_once_then_flaky(name: str, failures: int) -> str:
+    """The first call runs until cancelled; later calls behave as ``flaky``."""
+    board.start(name)
+    board.calls[name] += 1
+    if board.calls[name] == 1:
+        await anyio.sleep_forever()
+    await anyio.lowlevel.checkpoint()
+    if board.calls[name] - 1 <= failures:
+        raise ValueError(f"{name} failure {board.calls[name] - 1}")
+    return f"{name} ok"
+
+
+@registry.job(name="report_progress")
+async def report_progress(name: str) -> str:
+    """Record ``current_job()`` (here and in a child task) and progress, around a gate."""
+    board.start(name)
+    job = trio_jobpool.current_job()
+    board.seen[name] = job
+    job.set_progress(0.5, "half")
+    try:
+        job.set_progress(1.5)
+    except ValueError as exc:
+        board.seen[f"{name}:bad_progress"] = exc
+
+    async def child() -> None:
+        board.seen[f"{name}:child"] = trio_jobpool.current_job()
+        await anyio.lowlevel.checkpoint()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(child)
+    await board.event(name).wait()
+    job.set_progress(1.0, "done")
+    return job.job_id
+
+
+@registry.job(name="blob")
+async def blob(data: str) -> int:
+    """A job with a large argument (the full-disk tests); returns its length."""
+    await anyio.lowlevel.checkpoint()
+    return len(data)

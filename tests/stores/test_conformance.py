@@ -1,0 +1,742 @@
+"""The store conformance suite: the pool's contract, through the public API, on every store.
+
+Each test runs four ways ({trio, asyncio} x {memory, sqlite}; redis joins through
+``conftest.STORES``). Jobs are registered ones (tests/durable_app.py), since durable pools run
+nothing else, and they synchronise with the test through ``durable_app.board``: exact events,
+no sleeps. The tests at the end are for stores that outlive their pool (sqlite): what is on
+disk after each kind of end, and what the next pool on the same store does with it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.durable_app import (
+    board,
+    fail,
+    flaky,
+    hang,
+    hang_once_then_flaky,
+    hold,
+    note,
+    registry,
+    report_progress,
+)
+from trio_jobpool import (
+    JobCancelled,
+    JobFailed,
+    JobHandle,
+    JobNotFound,
+    JobPoolError,
+    JobStatus,
+    JobTimeout,
+    PoolClosed,
+    PoolStats,
+    QueueFull,
+    RetryPolicy,
+    current_job,
+    open_job_pool,
+)
+
+pytestmark = pytest.mark.anyio
+
+SHORT = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.001, jitter=False)
+SHUTDOWN = "cancelled by the pool's shutdown"
+
+
+class Leave(Exception):
+    """Raised to leave a pool's block by an exception (the pool cancels every job)."""
+
+
+def db_path(pool_kwargs: dict[str, Any]) -> Path | None:
+    """The database file of a sqlite pool's keyword arguments; ``None`` for memory."""
+    store = pool_kwargs.get("store")
+    return None if store is None else Path(str(store).removeprefix("sqlite:///"))
+
+
+def stored(db: Path) -> dict[str, dict[str, Any]]:
+    """The newest row of every job id in a store's database (read when no pool has it open)."""
+    connection = sqlite3.connect(db)
+    try:
+        connection.row_factory = sqlite3.Row
+        rows = connection.execute("SELECT * FROM jobs ORDER BY seq").fetchall()
+    finally:
+        connection.close()
+    return {row["job_id"]: dict(row) for row in rows}
+
+
+def invariant_holds(stats: PoolStats) -> bool:
+    return stats.total_submitted == (
+        stats.total_completed
+        + stats.total_failed
+        + stats.total_cancelled
+        + stats.total_timed_out
+        + stats.queued_tasks
+        + stats.active_workers
+    )
+
+
+def status(handle: JobHandle[Any]) -> JobStatus:
+    """``handle.status`` (through a call, so that type checkers do not narrow it for good)."""
+    return handle.status
+
+
+def counters(stats: PoolStats) -> dict[str, int]:
+    return {k: v for k, v in stats.as_dict().items() if isinstance(v, int)}
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Let the other tasks run until ``predicate()`` holds (bounded: a hang fails the test)."""
+    with anyio.fail_after(10):
+        while not predicate():
+            await anyio.wait_all_tasks_blocked()
+
+
+# -- ordering ----------------------------------------------------------------------------------
+
+
+async def test_waiting_jobs_start_by_priority_then_fifo(pool_kwargs: dict[str, Any]) -> None:
+    rng = random.Random(5)
+    priorities = [rng.choice([-3, 0, 1, 5, 5, 10]) for _ in range(40)]
+    async with open_job_pool(1, 100, **pool_kwargs) as pool:
+        await pool.submit(hold, "blocker", priority=100)
+        await board.wait_started("blocker")
+        for i, priority in enumerate(priorities):
+            if i % 2:
+                await pool.submit(note, f"{i}", priority=priority)
+            else:
+                pool.submit_nowait(note, f"{i}", priority=priority)
+        assert board.started == ["blocker"]
+        board.open()
+        await pool.join()
+    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
+    assert board.started == ["blocker", *map(str, expected)]
+
+
+async def test_an_urgent_job_overtakes_fifty_waiting_jobs(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 100, **pool_kwargs) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        for i in range(50):
+            await pool.submit(note, f"p5-{i}", priority=5)
+        urgent = await pool.submit(note, "p1", priority=1)
+        assert urgent.status is JobStatus.QUEUED
+        assert pool.stats().queued_tasks == 51
+        board.open()
+        await pool.join()
+    assert board.started == ["blocker", "p1", *(f"p5-{i}" for i in range(50))]
+
+
+# -- cancelling --------------------------------------------------------------------------------
+
+
+async def test_a_cancelled_waiting_job_never_runs(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        waiting = await pool.submit(note, "waiting", job_id="waiting")
+        after = await pool.submit(note, "after")
+        pool.cancel("waiting")
+        assert waiting.status is JobStatus.CANCELLED
+        assert pool.stats().total_cancelled == 1
+        assert pool.stats().queued_tasks == 1
+        with pytest.raises(JobCancelled, match="'waiting' was cancelled"):
+            await waiting.result()
+        with pytest.raises(JobNotFound, match="waiting"):
+            pool.cancel("waiting")  # ended: no longer live
+        waiting.cancel()  # the handle's cancel of an ended job does nothing
+        board.open()
+        assert await after.result() == "after"
+        await pool.join()
+        assert waiting.attempts == 0
+        assert waiting.started_at is None
+    assert board.started == ["blocker", "after"]
+
+
+async def test_a_cancelled_running_job_ends_and_its_worker_moves_on(
+    pool_kwargs: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        running = await pool.submit(hang, "running", job_id="running")
+        await board.wait_started("running")
+        assert status(running) is JobStatus.RUNNING
+        assert pool.stats().active_workers == 1
+        pool.cancel("running")
+        outcome = await running.wait()
+        assert running.status is JobStatus.CANCELLED
+        with pytest.raises(JobCancelled, match="'running' was cancelled") as info:
+            outcome.unwrap()
+        assert running.error is info.value
+        assert running.attempts == 1
+        assert running.exec_time is not None
+        assert await (await pool.submit(note, "next")).result() == "next"
+        stats = pool.stats()
+    assert stats.total_cancelled == 1
+    assert stats.total_completed == 1
+    assert board.started == ["running", "next"]
+
+
+async def test_a_cancelled_retrying_job_never_runs_again(pool_kwargs: dict[str, Any]) -> None:
+    long_wait = RetryPolicy(max_attempts=5, backoff=3600, jitter=False)
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        retrying = await pool.submit(flaky, "r", 10, job_id="r", retry=long_wait)
+        await board.event("failed:r:1").wait()
+        assert status(retrying) is JobStatus.RETRYING
+        assert isinstance(retrying.error, ValueError)  # the failed attempt's, while retrying
+        stats = pool.stats()
+        assert (stats.queued_tasks, stats.active_workers, stats.total_retried) == (1, 0, 1)
+        assert invariant_holds(stats)
+        pool.cancel("r")
+        assert retrying.status is JobStatus.CANCELLED
+        with pytest.raises(JobCancelled):
+            await retrying.result()
+        stats = pool.stats()
+        # the pool ends at once (a 3600 s backoff would keep a draining pool waiting)
+    assert retrying.attempts == 1
+    assert board.calls["r"] == 1
+    assert (stats.queued_tasks, stats.total_cancelled, stats.total_failed) == (0, 1, 0)
+
+
+async def test_unknown_and_ended_ids_are_not_found(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        with pytest.raises(JobNotFound, match="nobody") as info:
+            pool.cancel("nobody")
+        assert isinstance(info.value, LookupError)
+        assert isinstance(info.value, JobPoolError)
+        with pytest.raises(JobNotFound, match="nobody"):
+            pool.get("nobody")
+        done = await pool.submit(note, "done", job_id="done")
+        await done.wait()
+        with pytest.raises(JobNotFound, match="done"):
+            pool.cancel("done")
+        assert pool.get("done").status is JobStatus.COMPLETED  # within the history
+        again = await pool.submit(note, "again", job_id="done")  # an ended id may be reused
+        assert await again.result() == "again"
+        assert pool.get("done") is again
+
+
+# -- timeouts and retries ----------------------------------------------------------------------
+
+
+async def test_a_job_past_its_timeout_ends_timed_out_and_is_never_retried(
+    pool_kwargs: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 10, retry=SHORT, **pool_kwargs) as pool:
+        late = await pool.submit(hang, "late", timeout=0.05)
+        outcome = await late.wait()
+        assert late.status is JobStatus.TIMED_OUT
+        error = outcome.error  # type: ignore[attr-defined]
+        assert isinstance(error, JobTimeout)
+        assert isinstance(error, TimeoutError)
+        assert error.timeout == 0.05
+        assert late.job_id in str(error)
+        with pytest.raises(JobTimeout):
+            await late.result()
+        assert late.attempts == 1  # the pool's retry policy does not apply to timeouts
+        assert late.exec_time is not None
+        assert late.exec_time >= 0.05
+        unlimited = await pool.submit(note, "unlimited", timeout=math.inf)
+        assert await unlimited.result() == "unlimited"
+        stats = pool.stats()
+    assert (stats.total_timed_out, stats.total_retried, stats.total_completed) == (1, 0, 1)
+    assert board.started == ["late", "unlimited"]
+
+
+async def test_retries_with_backoff_until_success(pool_kwargs: dict[str, Any]) -> None:
+    backoff = RetryPolicy(max_attempts=3, backoff=0.02, max_backoff=0.03, jitter=False)
+    async with open_job_pool(2, 10, **pool_kwargs) as pool:
+        start = time.monotonic()
+        handle = await pool.submit(flaky, "f", 2, retry=backoff)
+        assert await handle.result() == "f ok after 3"
+        assert time.monotonic() - start >= 0.02 + 0.03  # min(max_backoff, backoff * 2**(k-1))
+        assert handle.attempts == 3
+        assert handle.error is None
+        stats = pool.stats()
+    assert (stats.total_retried, stats.total_completed, stats.total_failed) == (2, 1, 0)
+    assert board.started == ["f", "f", "f"]
+
+
+async def test_a_job_waiting_out_its_backoff_holds_no_worker(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        later = await pool.submit(flaky, "later", 1, retry=RetryPolicy(backoff=3600))
+        await board.event("failed:later:1").wait()
+        assert later.status is JobStatus.RETRYING
+        assert await (await pool.submit(note, "meanwhile")).result() == "meanwhile"
+        assert later.status is JobStatus.RETRYING
+        later.cancel()
+    assert board.started == ["later", "meanwhile"]
+
+
+async def test_retries_until_giving_up(pool_kwargs: dict[str, Any]) -> None:
+    only_key_errors = RetryPolicy(max_attempts=3, backoff=0.001, retry_on=(KeyError,))
+    async with open_job_pool(2, 10, retry=SHORT, **pool_kwargs) as pool:
+        hopeless = await pool.submit(flaky, "hopeless", 10)  # the pool's policy
+        with pytest.raises(ValueError, match="hopeless failure 3"):
+            await hopeless.result()
+        assert hopeless.status is JobStatus.FAILED
+        assert hopeless.attempts == 3
+        other = await pool.submit(flaky, "other", 10, retry=only_key_errors)
+        with pytest.raises(ValueError, match="other failure 1"):
+            await other.result()
+        assert other.attempts == 1  # a ValueError is not retried by this policy
+        once = await pool.submit(flaky, "once", 10, retry=RetryPolicy(max_attempts=1))
+        await once.wait()
+        assert once.attempts == 1
+        stats = pool.stats()
+    assert (stats.total_retried, stats.total_failed, stats.total_completed) == (2, 3, 0)
+    assert board.calls == {"hopeless": 3, "other": 1, "once": 1}
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+async def test_exact_counters_and_the_invariant_after_a_mixed_workload(
+    pool_kwargs: dict[str, Any],
+) -> None:
+    def check(**expected: int) -> None:
+        stats = pool.stats()
+        assert invariant_holds(stats), stats
+        got = counters(stats)
+        assert {k: got[k] for k in expected} == expected
+
+    give_up = RetryPolicy(max_attempts=2, backoff=0.001, jitter=False)
+    async with open_job_pool(2, 10, **pool_kwargs) as pool:
+        check(total_submitted=0, max_workers=2, active_workers=0, queued_tasks=0)
+        for i in range(3):
+            await (await pool.submit(note, f"ok-{i}")).wait()
+        await (await pool.submit(fail, "broken")).wait()
+        await (await pool.submit(flaky, "comeback", 1, retry=SHORT)).wait()
+        await (await pool.submit(flaky, "quitter", 5, retry=give_up)).wait()
+        await (await pool.submit(hang, "slow", timeout=0.02)).wait()
+        check(
+            total_submitted=7,
+            total_completed=4,
+            total_failed=2,
+            total_timed_out=1,
+            total_retried=2,
+            total_cancelled=0,
+        )
+        running = await pool.submit(hold, "running")
+        await board.wait_started("running")
+        other = await pool.submit(hold, "other")
+        await board.wait_started("other")
+        waiting = await pool.submit(hold, "waiting")
+        check(total_submitted=10, active_workers=2, queued_tasks=1)
+        waiting.cancel()
+        check(total_cancelled=1, queued_tasks=0, active_workers=2)
+        running.cancel()
+        await running.wait()
+        check(total_cancelled=2, active_workers=1)
+        board.open()
+        await other.wait()
+        await pool.join()
+        check(
+            total_submitted=10,
+            total_completed=5,
+            total_failed=2,
+            total_cancelled=2,
+            total_timed_out=1,
+            total_retried=2,
+            active_workers=0,
+            queued_tasks=0,
+        )
+        stats = pool.stats()
+        assert stats.average_exec_time > 0
+        assert stats.exec_time_p50 <= stats.exec_time_p95 <= stats.exec_time_p99
+    assert invariant_holds(pool.stats())
+
+
+async def test_history_bound(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, history=2, **pool_kwargs) as pool:
+        for name in ["first", "second", "third"]:
+            await (await pool.submit(note, name, job_id=name)).wait()
+        await pool.submit(hold, "live", job_id="live")
+        await board.wait_started("live")
+        assert pool.get("second").status is JobStatus.COMPLETED
+        assert await pool.get("third").result() == "third"
+        assert pool.get("live").status is JobStatus.RUNNING  # live jobs are always found
+        if db_path(pool_kwargs) is None:
+            with pytest.raises(JobNotFound, match="first"):
+                pool.get("first")  # beyond the history: gone
+        else:
+            old = pool.get("first")  # beyond the history, but read back from the disk
+            assert old.status is JobStatus.COMPLETED
+            assert await old.result() == "first"
+            assert old.attempts == 1
+        with pytest.raises(JobNotFound):
+            pool.get("never")
+        board.open()
+
+
+# -- inside jobs -------------------------------------------------------------------------------
+
+
+async def test_current_job_and_progress(pool_kwargs: dict[str, Any]) -> None:
+    with pytest.raises(RuntimeError, match="outside"):
+        current_job()
+    async with open_job_pool(2, 10, **pool_kwargs) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        handle = await pool.submit(report_progress, "p", job_id="p")
+        assert (handle.progress, handle.progress_message) == (0.0, None)
+        await board.wait_started("p")
+        await until(lambda: "p:child" in board.seen)
+        assert board.seen["p"] is handle
+        assert board.seen["p:child"] is handle  # a task the job started sees its job
+        assert isinstance(board.seen["p:bad_progress"], ValueError)
+        assert (handle.progress, handle.progress_message) == (0.5, "half")
+        assert pool.get("p").progress == 0.5
+        board.open("p")
+        board.open()
+        assert await handle.result() == "p"
+        assert (handle.progress, handle.progress_message) == (1.0, "done")
+    with pytest.raises(RuntimeError):
+        current_job()
+    db = db_path(pool_kwargs)
+    if db is not None:
+        row = stored(db)["p"]
+        assert (row["progress"], row["progress_message"]) == (1.0, "done")
+
+
+async def test_a_failing_job_harms_no_other_job(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(2, 10, **pool_kwargs) as pool:
+        neighbour = await pool.submit(hold, "neighbour")
+        await board.wait_started("neighbour")
+        broken = await pool.submit(fail, "bad input")
+        outcome = await broken.wait()
+        assert broken.status is JobStatus.FAILED
+        assert isinstance(outcome.error, ValueError)  # type: ignore[attr-defined]
+        assert str(broken.error) == "bad input"
+        assert neighbour.status is JobStatus.RUNNING
+        # the failed job's worker is still there: two more jobs run side by side
+        second = await pool.submit(hold, "second")
+        await board.wait_started("second")
+        assert pool.stats().active_workers == 2
+        board.open()
+        assert await neighbour.result() == "neighbour"
+        assert await second.result() == "second"
+        stats = pool.stats()
+    assert (stats.total_failed, stats.total_completed) == (1, 2)
+
+
+# -- the bound, closing and shutting down ------------------------------------------------------
+
+
+async def test_the_bound_queue_full_and_backpressure(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(2, 1, max_pending=1, **pool_kwargs) as pool:
+        for i in range(2):
+            pool.submit_nowait(hold, f"busy-{i}")  # taken by the idle workers at once
+        for i in range(2):
+            await board.wait_started(f"busy-{i}")
+        first = pool.submit_nowait(note, "w1", job_id="w1")
+        await pool.submit(note, "w2", job_id="w2")
+        before = pool.stats()
+        assert before.queued_tasks == 2
+        with pytest.raises(QueueFull, match="refused"):
+            pool.submit_nowait(note, "refused", job_id="refused")
+        with pytest.raises(JobNotFound):
+            pool.get("refused")
+        assert pool.stats() == before
+
+        accepted: list[JobHandle[Any]] = []
+
+        async def submit_blocked() -> None:
+            accepted.append(await pool.submit(note, "w3", job_id="w3"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_blocked)
+            await anyio.wait_all_tasks_blocked()
+            assert accepted == []  # backpressure: the submit waits for room
+            assert pool.stats().total_submitted == before.total_submitted
+            first.cancel()  # makes room
+        assert [h.job_id for h in accepted] == ["w3"]
+        board.open()
+        await pool.join()
+    assert sorted(board.started[:2]) == ["busy-0", "busy-1"]
+    assert sorted(board.started[2:]) == ["w2", "w3"]  # and never "w1" or "refused"
+
+
+async def test_pool_closed_after_close_and_after_the_block(pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        accepted = await pool.submit(hold, "accepted")
+        pool.close()
+        assert pool.closed
+        with pytest.raises(PoolClosed):
+            await pool.submit(note, "late")
+        with pytest.raises(PoolClosed):
+            pool.submit_nowait(note, "late")
+        board.open()
+        assert await accepted.result() == "accepted"  # accepted jobs are not affected
+    with pytest.raises(PoolClosed):
+        await pool.submit(note, "after")
+    assert pool.stats().total_submitted == 1
+    assert board.started == ["accepted"]
+
+
+async def test_leaving_the_block_by_an_exception_cancels_every_job(
+    pool_kwargs: dict[str, Any],
+) -> None:
+    handles: dict[str, JobHandle[Any]] = {}
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, **pool_kwargs) as pool:
+            handles["running"] = await pool.submit(hold, "running", job_id="running")
+            await board.wait_started("running")
+            handles["waiting"] = await pool.submit(note, "waiting", job_id="waiting")
+            raise Leave
+    for handle in handles.values():
+        assert handle.status is JobStatus.CANCELLED
+        with pytest.raises(JobCancelled, match=SHUTDOWN):
+            await handle.result()
+    stats = pool.stats()
+    assert (stats.total_cancelled, stats.queued_tasks, stats.active_workers) == (2, 0, 0)
+    assert board.started == ["running"]
+
+
+# -- stores that outlive their pool ------------------------------------------------------------
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "jobs.db"
+
+
+def sqlite(db: Path) -> dict[str, Any]:
+    return {"store": f"sqlite:///{db}", "registry": registry}
+
+
+async def test_the_stored_row_after_each_kind_of_end(db: Path) -> None:
+    async with open_job_pool(2, 10, **sqlite(db)) as pool:
+        await (await pool.submit(note, "done", job_id="completed")).wait()
+        await (await pool.submit(fail, "bad input", job_id="failed")).wait()
+        await (await pool.submit(flaky, "fr", 10, job_id="failed-retried", retry=SHORT)).wait()
+        await (await pool.submit(flaky, "ok", 1, job_id="completed-retried", retry=SHORT)).wait()
+        await (await pool.submit(hang, "slow", job_id="timed-out", timeout=0.02)).wait()
+        running = await pool.submit(hang, "running", job_id="cancelled-running")
+        await board.wait_started("running")
+        blocker = await pool.submit(hold, "blocker", job_id="blocker")
+        await board.wait_started("blocker")
+        await pool.submit(note, "waiting", job_id="cancelled-waiting")
+        pool.cancel("cancelled-waiting")
+        running.cancel()
+        board.open()
+        await blocker.wait()
+    rows = stored(db)
+    assert {job: row["status"] for job, row in rows.items()} == {
+        "completed": "completed",
+        "failed": "failed",
+        "failed-retried": "failed",
+        "completed-retried": "completed",
+        "timed-out": "timed_out",
+        "cancelled-running": "cancelled",
+        "blocker": "completed",
+        "cancelled-waiting": "cancelled",
+    }
+    attempts = {job: row["attempts"] for job, row in rows.items()}
+    assert attempts == {
+        "completed": 1,
+        "failed": 1,
+        "failed-retried": 3,
+        "completed-retried": 2,
+        "timed-out": 1,
+        "cancelled-running": 1,
+        "blocker": 1,
+        "cancelled-waiting": 0,
+    }
+    assert rows["completed"]["result"] == '"done"'
+    assert rows["completed-retried"]["result"] == '"ok ok after 2"'
+    assert rows["failed"]["error_type"] == "ValueError"
+    assert rows["failed"]["error_message"] == "bad input"
+    assert "Traceback" in rows["failed"]["error_traceback"]
+    assert rows["failed-retried"]["error_message"] == "fr failure 3"
+    assert rows["timed-out"]["error_type"] == "trio_jobpool.JobTimeout"
+    assert rows["cancelled-running"]["error_type"] == "trio_jobpool.JobCancelled"
+    for job, row in rows.items():
+        assert row["finished_at"] is not None, job
+        assert (row["exec_time"] is None) == (job == "cancelled-waiting"), job
+
+    async with open_job_pool(1, 10, history=0, **sqlite(db)) as pool:  # read back
+        assert pool.stats().total_submitted == 0  # nothing live to resume
+        assert await pool.get("completed").result() == "done"
+        with pytest.raises(JobFailed, match="bad input") as info:
+            await pool.get("failed").result()
+        assert info.value.type_name == "ValueError"
+        with pytest.raises(JobTimeout):
+            await pool.get("timed-out").result()
+        for job in ["cancelled-running", "cancelled-waiting"]:
+            assert pool.get(job).status is JobStatus.CANCELLED
+            with pytest.raises(JobCancelled):
+                await pool.get(job).result()
+        assert pool.get("failed-retried").attempts == 3
+    assert board.started.count("running") == 1  # ended jobs never run again
+
+
+@pytest.mark.parametrize("how", ["exception", "stop-without-drain", "drain-timeout"])
+async def test_jobs_cut_short_by_the_shutdown_stay_queued_and_run_on_the_next_pool(
+    db: Path, how: str
+) -> None:
+    first: dict[str, JobHandle[Any]] = {}
+    with pytest.raises(Leave) if how == "exception" else contextlib.nullcontext():
+        async with open_job_pool(2, 10, shutdown_timeout=0.05, **sqlite(db)) as pool:
+            first["running"] = await pool.submit(hold, "running", job_id="running")
+            await board.wait_started("running")
+            by_id = await pool.submit(hold, "by-id", "other-gate", job_id="running-by-id")
+            await board.wait_started("by-id")
+            by_id.cancel()
+            await by_id.wait()
+            first["running-2"] = await pool.submit(hold, "running-2", job_id="running-2")
+            await board.wait_started("running-2")
+            first["waiting"] = await pool.submit(note, "waiting", job_id="waiting")
+            await pool.submit(note, "waiting-by-id", job_id="waiting-by-id")
+            pool.cancel("waiting-by-id")
+            if how == "exception":
+                raise Leave
+            if how == "stop-without-drain":
+                await pool.stop(drain=False)
+            # else: leaving normally drains for shutdown_timeout, then cancels the rest
+    for handle in first.values():  # in this pool, they ended by its shutdown...
+        assert handle.status is JobStatus.CANCELLED
+        assert str(handle.error).endswith(SHUTDOWN)
+    rows = stored(db)  # ... but on disk they are not over
+    assert {job: (row["status"], row["attempts"]) for job, row in rows.items()} == {
+        "running": ("queued", 1),
+        "running-by-id": ("cancelled", 1),
+        "running-2": ("queued", 1),
+        "waiting": ("queued", 0),
+        "waiting-by-id": ("cancelled", 0),
+    }
+    assert board.started == ["running", "by-id", "running-2"]
+
+    board.reset()
+    board.open()
+    board.open("other-gate")
+    async with open_job_pool(2, 10, **sqlite(db)) as pool:
+        assert pool.stats().total_submitted == 3  # resumed: the jobs that had not ended
+        await pool.join()
+        for job, attempts in [("running", 2), ("running-2", 2), ("waiting", 1)]:
+            assert await pool.get(job).result() == job
+            assert pool.get(job).attempts == attempts
+        assert pool.get("running-by-id").status is JobStatus.CANCELLED
+        assert pool.get("waiting-by-id").status is JobStatus.CANCELLED
+    assert sorted(board.started) == ["running", "running-2", "waiting"]  # never the cancelled
+    assert {job: row["status"] for job, row in stored(db).items()} == {
+        "running": "completed",
+        "running-by-id": "cancelled",
+        "running-2": "completed",
+        "waiting": "completed",
+        "waiting-by-id": "cancelled",
+    }
+
+
+async def test_a_retrying_job_is_resumed_by_the_next_pool(db: Path) -> None:
+    hour = RetryPolicy(max_attempts=3, backoff=3600, max_backoff=3600, jitter=False)
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, **sqlite(db)) as pool:
+            handle = await pool.submit(flaky, "r", 1, job_id="r", retry=hour)
+            await board.event("failed:r:1").wait()
+            assert handle.status is JobStatus.RETRYING
+            # Let the worker's write of the retry get under way: leaving at once loses it on
+            # asyncio (see test_writes_queued_just_before_the_block_fails_are_not_lost).
+            await anyio.wait_all_tasks_blocked()
+            raise Leave
+    row = stored(db)["r"]
+    assert (row["status"], row["attempts"], row["error_message"]) == ("retrying", 1, "r failure 1")
+    retry_at = row["retry_at"]
+    assert 3500 < retry_at - time.time() <= 3600
+
+    async with open_job_pool(1, 10, **sqlite(db)) as pool:
+        resumed = pool.get("r")
+        assert resumed.status is JobStatus.RETRYING
+        assert resumed.attempts == 1
+        stats = pool.stats()
+        assert (stats.total_submitted, stats.queued_tasks, stats.active_workers) == (1, 1, 0)
+        await pool.stop(drain=False)
+    row = stored(db)["r"]
+    assert (row["status"], row["attempts"], row["retry_at"]) == ("retrying", 1, retry_at)
+
+    with sqlite3.connect(db) as connection:  # the hour has passed
+        connection.execute("UPDATE jobs SET retry_at = ? WHERE job_id = 'r'", (time.time(),))
+    connection.close()
+    async with open_job_pool(1, 10, **sqlite(db)) as pool:
+        resumed = pool.get("r")
+        assert await resumed.result() == "r ok after 2"
+        assert resumed.attempts == 2
+        assert pool.stats().total_retried == 0  # the retry was scheduled by the first pool
+    assert board.calls["r"] == 2
+    assert (stored(db)["r"]["status"], stored(db)["r"]["attempts"]) == ("completed", 2)
+
+
+# -- bugs ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: JobPool.get of an ended job beyond the history reads the disk, where its end "
+    "is not committed yet (still 'queued'), and raises JobNotFound",
+)
+async def test_get_finds_a_just_ended_job_beyond_the_history(db: Path) -> None:
+    async with open_job_pool(1, 10, history=1, **sqlite(db)) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        await pool.submit(note, "a", job_id="a")
+        await pool.submit(note, "b", job_id="b")
+        pool.cancel("a")
+        pool.cancel("b")  # pushes "a" out of the in-memory history
+        try:
+            assert pool.get("a").status is JobStatus.CANCELLED
+        finally:
+            board.open()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="bug: an attempt cut short by the pool's shutdown counts as a failed attempt for "
+    "the RetryPolicy of the next pool (an attempt cut short by a crash does not)",
+)
+async def test_an_attempt_cut_short_by_the_shutdown_does_not_use_up_a_retry(db: Path) -> None:
+    twice = RetryPolicy(max_attempts=2, backoff=0, jitter=False)
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, **sqlite(db)) as pool:
+            await pool.submit(hang_once_then_flaky, "j", 1, job_id="j", retry=twice)
+            await board.wait_started("j")
+            raise Leave
+    async with open_job_pool(1, 10, **sqlite(db)) as pool:
+        await pool.join()
+        job = pool.get("j")
+        # attempt 1: cut short by the shutdown; attempt 2: fails (its first failure);
+        # attempt 3: the one retry of max_attempts=2, succeeds.
+        assert job.status is JobStatus.COMPLETED, (job.status, job.error)
+        assert job.attempts == 3
+
+
+async def test_writes_queued_just_before_the_block_fails_are_not_lost(
+    db: Path, anyio_backend: str, request: pytest.FixtureRequest
+) -> None:
+    if anyio_backend == "asyncio":
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="bug: on asyncio the worker's flush of a job's end, cancelled by the "
+                "pool's abort before its thread starts, counts its batch as committed: the end "
+                "is never written and the next pool runs the ended job again",
+            )
+        )
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, **sqlite(db)) as pool:
+            handle = await pool.submit(note, "once", job_id="once")
+            assert await handle.result() == "once"
+            raise Leave  # right after the job ended
+    assert stored(db)["once"]["status"] == "completed"
+    async with open_job_pool(1, 10, **sqlite(db)) as pool:
+        await pool.join()
+        assert pool.get("once").attempts == 1
+    assert board.started == ["once"]  # an ended job never runs again
