@@ -503,7 +503,8 @@ class JobPool:
             counters.submitted -= 1
             counters.queued -= 1
             self._bounded_waiting -= 1
-            self._waiting.discard()
+            if self._store is None:  # (with a store it was only reserved, never queued)
+                self._waiting.discard()
             if not self._live and self._idle_event is not None:
                 self._idle_event.set()
                 self._idle_event = None
@@ -813,8 +814,10 @@ class JobPool:
             self._attempt_ended(job, status, None, cause=exc)
             return
         policy = job._retry
-        # An attempt a crash interrupted is counted in attempts but is not a failure.
-        failures = job._attempts - (job._record.crashes if isinstance(job, DurableJob) else 0)
+        # An attempt a crash or a shutdown cut short is counted in attempts, not as a failure.
+        failures = job._attempts
+        if isinstance(job, DurableJob):
+            failures -= job._record.crashes + job._record.interrupted
         if policy is not None and not self._stopping and policy.should_retry(failures, exc):
             self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
             return
@@ -932,9 +935,11 @@ class JobPool:
         assert self._store is not None
         record = job._record
         if status is _CANCELLED and job._cancel_reason == SHUTDOWN_REASON:
-            # Not the job's end, only this pool's: the next pool on the store runs it.
+            # Not the job's end, only this pool's: the next pool on the store runs it. An
+            # attempt the shutdown cut short does not count (it does not use up a retry).
             if record.status == "running":
                 record.status = "queued"
+                record.interrupted += 1
                 self._store.update(record)
             return
         record.status = status.value
@@ -969,8 +974,17 @@ class JobPool:
 
     def _load(self, job_id: str) -> JobHandle[Any] | None:
         """An ended job of an earlier run, read back from the store."""
-        assert self._store is not None
-        record = self._store.load(job_id)
+        store = self._store
+        assert store is not None
+        record = store.load(job_id)
+        if (
+            record is not None
+            and not JobStatus(record.status).ended
+            and isinstance(store, SqliteStore)
+        ):
+            # Live on disk but not here: it ended a moment ago and its end is still queued.
+            store.flush_now()
+            record = store.load(job_id)
         if record is None or not JobStatus(record.status).ended:
             return None
         return self._job_from_record(record, self._key(job_id))

@@ -675,14 +675,9 @@ async def test_a_retrying_job_is_resumed_by_the_next_pool(db: Path) -> None:
     assert (stored(db)["r"]["status"], stored(db)["r"]["attempts"]) == ("completed", 2)
 
 
-# -- bugs ----------------------------------------------------------------------------------------
+# -- found in review (each failed before its fix) -------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: JobPool.get of an ended job beyond the history reads the disk, where its end "
-    "is not committed yet (still 'queued'), and raises JobNotFound",
-)
 async def test_get_finds_a_just_ended_job_beyond_the_history(db: Path) -> None:
     async with open_job_pool(1, 10, history=1, **sqlite(db)) as pool:
         await pool.submit(hold, "blocker")
@@ -697,11 +692,6 @@ async def test_get_finds_a_just_ended_job_beyond_the_history(db: Path) -> None:
             board.open()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: an attempt cut short by the pool's shutdown counts as a failed attempt for "
-    "the RetryPolicy of the next pool (an attempt cut short by a crash does not)",
-)
 async def test_an_attempt_cut_short_by_the_shutdown_does_not_use_up_a_retry(db: Path) -> None:
     twice = RetryPolicy(max_attempts=2, backoff=0, jitter=False)
     with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
@@ -719,17 +709,8 @@ async def test_an_attempt_cut_short_by_the_shutdown_does_not_use_up_a_retry(db: 
 
 
 async def test_writes_queued_just_before_the_block_fails_are_not_lost(
-    db: Path, anyio_backend: str, request: pytest.FixtureRequest
+    db: Path,
 ) -> None:
-    if anyio_backend == "asyncio":
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="bug: on asyncio the worker's flush of a job's end, cancelled by the "
-                "pool's abort before its thread starts, counts its batch as committed: the end "
-                "is never written and the next pool runs the ended job again",
-            )
-        )
     with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
         async with open_job_pool(1, 10, **sqlite(db)) as pool:
             handle = await pool.submit(note, "once", job_id="once")

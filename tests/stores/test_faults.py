@@ -113,11 +113,6 @@ async def test_a_full_disk_refuses_the_job_that_does_not_fit(tmp_path: Path, sub
     assert set(statuses(db).values()) == {"completed"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a full disk is reported as 'cannot rollback - no transaction is active' "
-    "(SQLite already rolled back; the explicit ROLLBACK's error replaces the real cause)",
-)
 async def test_a_full_disk_is_reported_as_a_full_disk(tmp_path: Path) -> None:
     db = tmp_path / "jobs.db"
     async with open_job_pool(1, 10, store=SmallDisk(db, room=2), registry=registry) as pool:
@@ -295,11 +290,6 @@ class HeldCommit(SmallDisk):
             time.sleep(0.001)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bug: a submit_nowait that fails while another submit's commit is in flight makes "
-    "that submit raise StoreError although its job was committed (and runs on the next pool)",
-)
 async def test_a_failed_submit_nowait_does_not_fail_a_submit_that_was_written(
     tmp_path: Path,
 ) -> None:

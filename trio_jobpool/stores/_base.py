@@ -39,6 +39,7 @@ class JobRecord:
     retry: dict[str, Any] | None = None
     attempts: int = 0
     crashes: int = 0  # attempts cut short by a crash of the process running them
+    interrupted: int = 0  # attempts cut short by a pool's shutdown (not failures either)
     progress: float = 0.0
     progress_message: str | None = None
     result: Any = None

@@ -52,6 +52,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     retry TEXT,
     attempts INTEGER NOT NULL DEFAULT 0,
     crashes INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0,
     progress REAL NOT NULL DEFAULT 0,
     progress_message TEXT,
     result TEXT,
@@ -76,8 +77,9 @@ CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
 # A job's fixed columns, then the ones that change as it runs (see _state).
 _FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
 _STATE: Final = (
-    "status", "attempts", "crashes", "progress", "progress_message", "result", "error_type",
-    "error_message", "error_traceback", "started_at", "finished_at", "exec_time", "retry_at",
+    "status", "attempts", "crashes", "interrupted", "progress", "progress_message", "result",
+    "error_type", "error_message", "error_traceback", "started_at", "finished_at", "exec_time",
+    "retry_at",
 )  # fmt: skip
 _COLUMNS: Final = ", ".join(_FIXED + _STATE)
 _INSERT: Final = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIXED + _STATE))})"
@@ -268,17 +270,23 @@ class SqliteStore:
         Raises:
             StoreError: the write failed; nothing was added.
         """
-        batch, self._queue = self._queue, []
-        batch.append(("insert", _insert_values(record)))
-        self._issued += 1
-        first, upto = self._committed, self._issued
-        try:
-            self._write(batch)
-        except StoreError as exc:
-            self._note_failure(first, upto, exc)
-            raise
-        finally:
-            self._committed = max(self._committed, upto)
+        # Only this insert: a new job has no queued writes that must come first, and the
+        # queue's writes keep their own order and their own waiters.
+        self._write([("insert", _insert_values(record))])
+
+    def flush_now(self) -> None:
+        """Commit every queued write before returning, blocking the calling thread.
+
+        For the rare read that must see writes still queued (``JobPool.get`` of a job that
+        ended a moment ago). If the commit fails, the writes go back to the queue, so the next
+        ``flush`` reports the failure to whoever waits for them.
+        """
+        with self._connection_lock:  # waits for a commit in flight to finish
+            batch, self._queue = self._queue, []
+            try:
+                self._write_locked(batch)
+            except StoreError:
+                self._queue[:0] = batch
 
     def update(self, record: JobRecord) -> None:
         """Queue a write of the job's state; committed by the next ``add`` or ``flush``."""
@@ -312,8 +320,15 @@ class SqliteStore:
                 await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
             except StoreError as exc:
                 self._note_failure(first, upto, exc)
+                self._committed = upto
+            except BaseException:
+                # Cancelled before the thread started (once started, the call is not
+                # cancellable): nothing was written; the next committer writes it.
+                self._queue[:0] = batch
+                raise
+            else:
+                self._committed = upto
             finally:
-                self._committed = max(self._committed, upto)
                 self._committing = False
                 done, self._commit_done = self._commit_done, anyio.Event()
                 assert done is not None
@@ -341,7 +356,8 @@ class SqliteStore:
                     db.execute(_INSERT if kind == "insert" else _UPDATE, values)
                 db.execute("COMMIT")
             except BaseException:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # SQLite may have rolled back already (a full disk)
+                    db.execute("ROLLBACK")
                 raise
         except sqlite3.Error as exc:
             raise self._error("cannot write", exc) from None
@@ -398,6 +414,7 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
         record.status,
         record.attempts,
         record.crashes,
+        record.interrupted,
         record.progress,
         record.progress_message,
         json.dumps(record.result),
@@ -430,8 +447,8 @@ def _update_values(record: JobRecord) -> tuple[Any, ...]:
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
-     progress, progress_message, result, error_type, error_message, error_traceback,
-     started_at, finished_at, exec_time, retry_at) = row  # fmt: skip
+     interrupted, progress, progress_message, result, error_type, error_message,
+     error_traceback, started_at, finished_at, exec_time, retry_at) = row  # fmt: skip
     return JobRecord(
         job_id=job_id,
         name=name,
@@ -442,6 +459,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         retry=None if retry is None else json.loads(retry),
         attempts=attempts,
         crashes=crashes,
+        interrupted=interrupted,
         progress=progress,
         progress_message=progress_message,
         result=None if result is None else json.loads(result),
