@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 from impls import BY_NAME, IMPLS, LIMIT, peer_of
-from workloads import WORKLOADS, Metric
+from workloads import D_TARGET, WORKLOADS, Metric
 
-__all__ = ["machine_info", "render_markdown", "source_digest", "summarise"]
+__all__ = [
+    "durable_verdicts",
+    "machine_info",
+    "render_markdown",
+    "source_digest",
+    "subset",
+    "summarise",
+]
 
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
@@ -133,8 +140,53 @@ def _add_ratios(rows: dict[str, Any], primary: str) -> None:
     for name, row in rows.items():
         mine = median(name)
         peer = median(peer_of(BY_NAME[name]))
+        twin = median(BY_NAME[name].memory_twin)
         row["ratio_to_limit"] = None if mine is None or not limit else mine / limit
         row["ratio_to_aiojobs"] = None if mine is None or not peer else mine / peer
+        row["ratio_to_memory"] = None if mine is None or not twin else mine / twin
+
+
+def subset(results: dict[str, Any], durable: bool) -> dict[str, Any] | None:
+    """The part of a run's results for the durable workloads (or for the others); ``None`` if
+    the run measured none of them."""
+    keys = [key for key in results["config"]["workloads"] if WORKLOADS[key].durable == durable]
+    if not keys:
+        return None
+    config = {**results["config"], "workloads": keys}
+    config["n"] = {key: results["config"]["n"][key] for key in keys}
+    return {
+        **results,
+        "config": config,
+        "summary": {key: rows for key, rows in results["summary"].items() if key in keys},
+        "records": [r for r in results["records"] if r["workload"] in keys],
+    }
+
+
+def durable_verdicts(summary: dict[str, Any]) -> list[str]:
+    """One line per durable workload and backend: both figures, the ratio, target met or not."""
+    lines = []
+    for key, rows in summary.items():
+        workload = WORKLOADS[key]
+        if not workload.durable:
+            continue
+        metric = workload.primary
+        for name, row in rows.items():
+            impl = BY_NAME[name]
+            twin = rows.get(impl.memory_twin) if impl.memory_twin else None
+            if twin is None:
+                continue
+            ratio = row.get("ratio_to_memory")
+            mine, theirs = _cell(row, metric), _cell(twin, metric)
+            if ratio is None:
+                verdict = "no ratio (a measurement failed)"
+            else:
+                met = "met" if ratio >= D_TARGET else "MISSED"
+                verdict = f"{ratio:.1%} of in-memory: target (>= {D_TARGET:.0%}) {met}"
+            lines.append(
+                f"{key} {impl.backend:<7} durable {mine} {metric.label}, "
+                f"in-memory {theirs} {metric.label}: {verdict}"
+            )
+    return lines
 
 
 # -- markdown ----------------------------------------------------------------------------------
@@ -169,6 +221,64 @@ def _cell(row: dict[str, Any] | None, metric: Metric, *, spread: bool = False) -
         low, high = _number(figure["min"], metric.digits), _number(figure["max"], metric.digits)
         text += f" ({low}{DASH}{high})"
     return text
+
+
+def _percent(value: float | None) -> str:
+    return "" if value is None else f"{value:.1%}"
+
+
+def _durable_pairs(rows: dict[str, Any]) -> list[tuple[str, dict[str, Any] | None, dict[str, Any]]]:
+    """(backend, in-memory row, durable row) for each durable implementation measured."""
+    pairs = []
+    for impl in IMPLS:
+        if impl.memory_twin is not None and impl.name in rows:
+            pairs.append((impl.backend, rows.get(impl.memory_twin), rows[impl.name]))
+    return pairs
+
+
+def _durable_summary_table(summary: dict[str, Any]) -> list[str]:
+    head = ["workload", "backend", "in memory", "SQLite store", "durable ÷ in-memory"]
+    head.append(f"target ≥ {D_TARGET:.0%}")
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for key, rows in summary.items():
+        workload = WORKLOADS[key]
+        if not workload.durable:
+            continue
+        metric = workload.primary
+        for backend, memory, durable in _durable_pairs(rows):
+            ratio = durable.get("ratio_to_memory")
+            verdict = "" if ratio is None else "met" if ratio >= D_TARGET else "**missed**"
+            cells = [workload.title, backend]
+            cells += [
+                f"{_cell(memory, metric)} {metric.label}",
+                f"{_cell(durable, metric)} {metric.label}",
+            ]
+            cells += [_percent(ratio), verdict]
+            lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
+def _durable_detail_table(key: str, rows: dict[str, Any]) -> list[str]:
+    workload = WORKLOADS[key]
+    head = ["implementation", f"{workload.primary.label} (min{DASH}max)", "durable ÷ in-memory"]
+    head += [metric.label for metric in workload.metrics[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    # Each in-memory pool, then the same pool on a store.
+    ordered = [impl for impl in IMPLS if impl.memory_twin is None]
+    ordered = [
+        twin
+        for impl in ordered
+        for twin in [impl, *(i for i in IMPLS if i.memory_twin == impl.name)]
+    ]
+    for impl in ordered:
+        row = rows.get(impl.name)
+        if row is None:
+            continue
+        cells = [impl.label, _cell(row, workload.primary, spread=True)]
+        cells.append(_percent(row.get("ratio_to_memory")))
+        cells += [_cell(row, metric) for metric in workload.metrics[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
 
 
 def _summary_table(summary: dict[str, Any]) -> list[str]:
@@ -235,15 +345,26 @@ def render_markdown(results: dict[str, Any]) -> str:
     machine, config, summary = results["machine"], results["config"], results["summary"]
     load_start = tuple(round(x, 2) for x in machine["loadavg"])
     load_end = tuple(round(x, 2) for x in results["loadavg_end"])
+    durable = [key for key in summary if WORKLOADS[key].durable]
+    others = [key for key in summary if not WORKLOADS[key].durable]
     notes = [
         f"- Machine: {_machine_line(machine)}.",
         f"- Load average at start {load_start}, at end {load_end}.",
         f"- {config['rounds']} round(s), implementations interleaved, one fresh process per "
         f"measurement; medians (min{DASH}max over rounds). Total run time "
         f"{results['duration_s'] / 60:.1f} min.",
-        f"- {TIMES} Trio loop: ratio of the median to the hand-written Trio loop's (\"the "
-        f'limit"); {TIMES} aiojobs: to aiojobs on the same event loop. Lower is better.',
     ]
+    if others:
+        notes.append(
+            f"- {TIMES} Trio loop: ratio of the median to the hand-written Trio loop's (\"the "
+            f'limit"); {TIMES} aiojobs: to aiojobs on the same event loop. Lower is better.'
+        )
+    if durable:
+        notes.append(
+            "- Durable workloads: jobs per second (higher is better); durable ÷ in-memory: the "
+            "SQLite-store pool's median ÷ the in-memory pool's on the same backend, in the same "
+            f"run; the target is ≥ {D_TARGET:.0%}."
+        )
     if config["quick"]:
         notes.append("- **Quick smoke run: small n, one round; not for comparison.**")
     if results["source_changed"]:
@@ -256,17 +377,19 @@ def render_markdown(results: dict[str, Any]) -> str:
         "",
         *notes,
         "",
-        "## Summary",
-        "",
-        *_summary_table(summary),
-        "",
     ]
+    if others:
+        out += ["## Summary", "", *_summary_table(summary), ""]
+    if durable:
+        out += ["## Durable store: summary", "", *_durable_summary_table(summary), ""]
     for key, rows in summary.items():
         workload = WORKLOADS[key]
         n = config["n"][key]
         out += [f"## {workload.title}: {n:,} jobs", "", f"{workload.what}.", ""]
         if key == "FLAT":
             out += _flat_table(rows)
+        elif workload.durable:
+            out += _durable_detail_table(key, rows)
         else:
             out += _detail_table(key, rows)
         out.append("")
@@ -280,10 +403,13 @@ def render_markdown(results: dict[str, Any]) -> str:
     if problems:
         out += [f"- {key} {BY_NAME[name].label}: {item}" for key, name, item in problems]
     else:
-        out.append(
+        text = (
             "None: every pool ran (or cancelled) exactly the jobs it was given, trio_jobpool's "
-            "counters add up, and no pool started a job out of priority order."
+            "counters add up"
         )
+        if durable:
+            text += ", every job of a durable pool ended `completed` on disk"
+        out.append(text + ", and no pool started a job out of priority order.")
     out.append("")
     return "\n".join(out)
 

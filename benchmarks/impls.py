@@ -11,6 +11,16 @@ workload needs) yielding a pool with:
 * ``await pool.abort()`` - cancel everything now (teardown of the memory workload);
 * ``pool.counts()`` - ``{"completed": .., "cancelled": ..}`` for the sanity checks, or ``None``.
 
+The durable workloads (D1-D3) run trio_jobpool only, in memory and on a SQLite store, through
+``open_pool("durable", workers, queue)``, whose pool also has:
+
+* ``await pool.hold_workers(count)`` - submits ``count`` registered jobs that hold a worker each,
+  and returns once all of them run; ``pool.release_workers()`` lets them end;
+* ``pool.stored()`` - after the block: ``{status: rows}`` of the store's file, or ``None`` (in
+  memory);
+
+and ``Env.gather(fns)`` runs async functions concurrently (one task each) until all return.
+
 Leaving the block drains the pool: it returns once every accepted job has ended. A pool that
 cannot do what a workload needs raises :class:`NotSupported` (reported as n/a).
 
@@ -19,7 +29,7 @@ This module imports no async library, so the runner can read the registry cheapl
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,6 +45,7 @@ class Env:
     jobs: Any  # jobs.Jobs
     run: Callable[[Callable[[], Any]], Any]  # runs an async function to completion
     open_pool: Callable[..., Any]
+    gather: Callable[[list[Callable[[], Coroutine[Any, Any, Any]]]], Awaitable[None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,8 @@ class Impl:
     module: str
     variant: str
     unsupported: frozenset[str] = frozenset()  # workloads that are n/a, with no process spawned
+    store: str | None = None  # "sqlite": runs the durable workloads (D1-D3) only
+    memory_twin: str | None = None  # the same pool in memory, for the durable ÷ in-memory ratio
 
 
 _NO_PRIORITIES = frozenset({"W3"})
@@ -94,6 +107,26 @@ IMPLS: tuple[Impl, ...] = (
         "uvloop",
         "impls_jobpool",
         "uvloop",
+    ),
+    Impl(
+        "jobpool-trio-sqlite",
+        "trio_jobpool on Trio, SQLite store",
+        "trio",
+        "trio",
+        "impls_jobpool",
+        "trio-sqlite",
+        store="sqlite",
+        memory_twin="jobpool-trio",
+    ),
+    Impl(
+        "jobpool-asyncio-sqlite",
+        "trio_jobpool on asyncio (AnyIO), SQLite store",
+        "asyncio",
+        "asyncio",
+        "impls_jobpool",
+        "asyncio-sqlite",
+        store="sqlite",
+        memory_twin="jobpool-asyncio",
     ),
 )
 BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}

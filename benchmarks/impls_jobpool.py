@@ -5,27 +5,50 @@ users get it) except ``shutdown_timeout=None``, so that leaving the block drains
 long that takes. ``queue=None`` maps to ``max_pending=None`` (no bound at all); otherwise
 ``queue_size=queue, max_pending=0``. The adapter adds no layer on the hot path: ``submit`` is the
 pool's own bound method.
+
+The durable workloads open their pool with ``open_pool("durable", ...)``: the same settings plus a
+:class:`JobRegistry` holding the backend's no-op job (registered as ``"noop"``) and a job that
+holds a worker (``"hold"``). The ``-sqlite`` variants add ``store="sqlite:///<tmp>/jobs.db"``: a
+fresh file in a new temporary directory (under ``$JOBPOOL_BENCH_DIR`` if set, else the system's
+temporary directory), with the store's defaults (WAL, ``synchronous=NORMAL``).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+import os
+import shutil
+import sqlite3
+import tempfile
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from impls import Env
-from jobs import asyncio_jobs, trio_jobs
+from jobs import Jobs, asyncio_jobs, trio_jobs
 
-from trio_jobpool import JobPool, open_job_pool
+from trio_jobpool import JobPool, JobRegistry, open_job_pool
 
 __all__ = ["make_env"]
 
 
+class Gate:
+    """What the registered ``hold`` jobs wait on (made inside the running event loop)."""
+
+    def __init__(self, jobs: Jobs) -> None:
+        self.count = 0
+        self.started = 0
+        self.all_started = jobs.Event()
+        self.release = jobs.Event()
+
+
 class JobPoolAdapter:
-    def __init__(self, pool: JobPool) -> None:
+    def __init__(self, pool: JobPool, gate: Gate | None = None) -> None:
         self.pool = pool
         self.submit = pool.submit
+        self._gate = gate
+        self.stored_statuses: dict[str, int] | None = None
 
     @staticmethod
     def job_id(handle: Any) -> str:
@@ -38,6 +61,21 @@ class JobPoolAdapter:
 
     async def abort(self) -> None:
         await self.pool.stop(drain=False)
+
+    async def hold_workers(self, count: int) -> None:
+        gate = self._gate
+        assert gate is not None, "hold_workers needs open_pool('durable', ...)"
+        gate.count = count
+        for _ in range(count):
+            await self.pool.submit("hold")
+        await gate.all_started.wait()
+
+    def release_workers(self) -> None:
+        assert self._gate is not None
+        self._gate.release.set()
+
+    def stored(self) -> dict[str, int] | None:
+        return self.stored_statuses
 
     def counts(self) -> dict[str, int]:
         """The pool's own counters (``stats()`` stays valid after the pool stopped)."""
@@ -53,16 +91,65 @@ class JobPoolAdapter:
         }
 
 
-@asynccontextmanager
-async def open_pool(kind: str, workers: int, queue: int | None) -> AsyncIterator[Any]:
-    if queue is None:
-        pool_cm = open_job_pool(max_workers=workers, max_pending=None, shutdown_timeout=None)
-    else:
-        pool_cm = open_job_pool(
-            max_workers=workers, queue_size=queue, max_pending=0, shutdown_timeout=None
+def _registry(jobs: Jobs, gate: Gate) -> JobRegistry:
+    registry = JobRegistry()
+    registry.register(jobs.noop, name="noop")
+
+    async def hold() -> None:
+        gate.started += 1
+        if gate.started == gate.count:
+            gate.all_started.set()
+        await gate.release.wait()
+
+    registry.register(hold, name="hold")
+    return registry
+
+
+def _statuses(db: Path) -> dict[str, int]:
+    connection = sqlite3.connect(db)
+    try:
+        return dict(connection.execute("SELECT status, count(*) FROM jobs GROUP BY status"))
+    finally:
+        connection.close()
+
+
+def _make_open_pool(jobs: Jobs, store: str | None) -> Callable[..., Any]:
+    @asynccontextmanager
+    async def open_pool(kind: str, workers: int, queue: int | None) -> AsyncIterator[Any]:
+        sizes: dict[str, Any] = {"max_workers": workers, "shutdown_timeout": None}
+        if queue is None:
+            sizes["max_pending"] = None
+        else:
+            sizes.update(queue_size=queue, max_pending=0)
+        if kind != "durable":
+            async with open_job_pool(**sizes) as pool:
+                yield JobPoolAdapter(pool)
+            return
+        gate = Gate(jobs)
+        registry = _registry(jobs, gate)
+        directory = Path(
+            tempfile.mkdtemp(prefix="jobpool-bench-", dir=os.environ.get("JOBPOOL_BENCH_DIR"))
         )
-    async with pool_cm as pool:
-        yield JobPoolAdapter(pool)
+        db = directory / "jobs.db"
+        try:
+            url = None if store is None else f"sqlite:///{db}"
+            async with open_job_pool(**sizes, store=url, registry=registry) as pool:
+                adapter = JobPoolAdapter(pool, gate)
+                yield adapter
+            if store is not None:
+                adapter.stored_statuses = _statuses(db)
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+
+    return open_pool
+
+
+async def _gather(fns: list[Callable[[], Coroutine[Any, Any, Any]]]) -> None:
+    import anyio
+
+    async with anyio.create_task_group() as group:
+        for fn in fns:
+            group.start_soon(fn)
 
 
 def _run_anyio(fn: Callable[[], Any], *, uvloop: bool) -> Any:
@@ -72,13 +159,19 @@ def _run_anyio(fn: Callable[[], Any], *, uvloop: bool) -> Any:
 
 
 def make_env(variant: str) -> Env:
-    """``variant``: ``"trio"``, ``"asyncio"`` or ``"uvloop"``."""
-    if variant == "trio":
+    """``variant``: ``"trio"``, ``"asyncio"`` or ``"uvloop"``, optionally with ``"-sqlite"``."""
+    backend, _, store = variant.partition("-")
+    if backend == "trio":
         import trio
 
-        return Env(jobs=trio_jobs(), run=trio.run, open_pool=open_pool)
+        jobs = trio_jobs()
+        return Env(
+            jobs=jobs, run=trio.run, open_pool=_make_open_pool(jobs, store or None), gather=_gather
+        )
+    jobs = asyncio_jobs()
     return Env(
-        jobs=asyncio_jobs(),
-        run=partial(_run_anyio, uvloop=variant == "uvloop"),
-        open_pool=open_pool,
+        jobs=jobs,
+        run=partial(_run_anyio, uvloop=backend == "uvloop"),
+        open_pool=_make_open_pool(jobs, store or None),
+        gather=_gather,
     )

@@ -3,12 +3,14 @@
     python benchmarks/run.py                  # 5 rounds, full size (about 10-15 minutes)
     python benchmarks/run.py --quick          # small n, 1 round: a smoke test
     python benchmarks/run.py --rounds 3 --only W1,W3 --impls trio-loop,jobpool-trio
+    python benchmarks/run.py --rounds 3 --only D1,D2,D3   # the durable store against memory
 
 Each measurement is one fresh process (``_one.py <impl> <workload> <n>``). Every round runs each
 selected workload through every implementation, in an order rotated from round to round, so
 that drift in the machine's load is spread over all of them. The report (markdown and JSON) goes
-to ``benchmarks/results/latest.*`` (``quick.*`` for ``--quick``); ``--update-docs`` also puts the
-tables into ``docs/performance.md``.
+to ``benchmarks/results/latest.*`` (``quick.*`` for ``--quick``, ``durable.*`` for a run of the
+durable workloads D1-D3 alone); ``--update-docs`` also puts the tables into
+``docs/performance.md`` (the durable workloads' into its "Durable store" section).
 """
 
 from __future__ import annotations
@@ -24,7 +26,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from _report import machine_info, render_markdown, source_digest, summarise
+from _report import (
+    durable_verdicts,
+    machine_info,
+    render_markdown,
+    source_digest,
+    subset,
+    summarise,
+)
 from impls import BY_NAME, IMPLS
 from workloads import WORKLOADS
 
@@ -32,7 +41,12 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent / "trio_jobpool"
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "performance.md"
-DOCS_BEGIN, DOCS_END = "<!-- results:begin -->", "<!-- results:end -->"
+# Where --update-docs puts the report: the in-memory workloads' and the durable ones' (D1-D3)
+# each between their own markers, so a run of one group leaves the other's figures alone.
+DOCS_MARKERS = {
+    False: ("<!-- results:begin -->", "<!-- results:end -->"),
+    True: ("<!-- durable:begin -->", "<!-- durable:end -->"),
+}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -77,7 +91,8 @@ def plan(args: argparse.Namespace) -> list[tuple[int, str, str]]:
             names = [
                 impl.name
                 for impl in IMPLS
-                if impl.name in args.impl_names and (allowed is None or impl.name in allowed)
+                if impl.name in args.impl_names
+                and (impl.name in allowed if allowed is not None else impl.store is None)
             ]
             shift = round_ % len(names) if names else 0
             steps += [(round_, key, name) for name in names[shift:] + names[:shift]]
@@ -129,18 +144,25 @@ def _progress(step: int, total: int, record: dict[str, Any], seconds: float) -> 
         value = "n/a"
     else:
         value = "ERROR: " + record["error"].strip().splitlines()[-1]
-    where = f"{record['workload']:<4} {record['impl']:<16}"
+    where = f"{record['workload']:<4} {record['impl']:<22}"
     return f"[{step:>3}/{total}] {where} {value}  ({seconds:.1f} s)"
 
 
-def write_docs(markdown: str) -> None:
-    """Put the report (below its title) between the markers in docs/performance.md."""
+def write_docs(results: dict[str, Any]) -> None:
+    """Put the report of each group of workloads the run measured (below its title) between
+    that group's markers in docs/performance.md."""
     text = DOCS.read_text()
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
-    if begin < 0 or end < begin:
-        sys.exit(f"{DOCS} has no {DOCS_BEGIN} ... {DOCS_END} markers")
-    body = markdown.split("\n", 1)[1].strip().replace("\n## ", "\n### ")
-    DOCS.write_text(text[: begin + len(DOCS_BEGIN)] + "\n" + body + "\n" + text[end:])
+    for durable, (marker_begin, marker_end) in DOCS_MARKERS.items():
+        part = subset(results, durable)
+        if part is None:
+            continue
+        begin, end = text.find(marker_begin), text.find(marker_end)
+        if begin < 0 or end < begin:
+            sys.exit(f"{DOCS} has no {marker_begin} ... {marker_end} markers")
+        markdown = render_markdown(part)
+        body = markdown.split("\n", 1)[1].strip().replace("\n## ", "\n### ")
+        text = text[: begin + len(marker_begin)] + "\n" + body + "\n" + text[end:]
+    DOCS.write_text(text)
 
 
 def write_report(results: dict[str, Any], stem: str, update_docs: bool) -> None:
@@ -149,8 +171,13 @@ def write_report(results: dict[str, Any], stem: str, update_docs: bool) -> None:
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown)
     if update_docs:
-        write_docs(markdown)
+        write_docs(results)
     print(markdown)
+    verdicts = durable_verdicts(results["summary"])
+    if verdicts:
+        print("Durable store (the SQLite pool's throughput against the in-memory pool's):")
+        print("\n".join(f"  {line}" for line in verdicts))
+        print()
     print(f"written: {RESULTS / stem}.md and .json")
 
 
@@ -197,7 +224,13 @@ def main(argv: list[str]) -> int:
         "records": records,
     }
     print()
-    write_report(results, "quick" if args.quick else "latest", args.update_docs)
+    if args.quick:
+        stem = "quick"
+    elif all(WORKLOADS[key].durable for key in args.workloads):
+        stem = "durable"  # a run of the durable workloads alone leaves the full run's report
+    else:
+        stem = "latest"
+    write_report(results, stem, args.update_docs)
     return 1 if any("error" in record for record in records) else 0
 
 

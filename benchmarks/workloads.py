@@ -9,6 +9,7 @@ This module imports no async library: the runner reads the registry (:data:`WORK
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import os
@@ -19,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["WORKLOADS", "Metric", "Workload", "count_inversions"]
+__all__ = ["D_TARGET", "WORKLOADS", "Metric", "Workload", "count_inversions"]
 
 clock = time.perf_counter
 
@@ -28,6 +29,14 @@ W2_WORKERS, W2_QUEUE, W2_SLEEP = 100, 100, 0.001
 W3_SEED = 20_240_601
 W4_WORKERS = 10
 FLAT_SAMPLE_AT = 100_000
+D_WORKERS, D_QUEUE, D_SUBMITTERS = 10, 100, 16
+D_TARGET = 0.25  # the durable pool's throughput ÷ the in-memory pool's, at least
+DURABLE_IMPLS = (
+    "jobpool-trio",
+    "jobpool-trio-sqlite",
+    "jobpool-asyncio",
+    "jobpool-asyncio-sqlite",
+)
 
 
 # -- helpers -----------------------------------------------------------------------------------
@@ -61,6 +70,16 @@ def check_counts(pool: Any, problems: list[str], **expected: int) -> None:
         total = ended + counts["queued"] + counts["active"]
         if counts["submitted"] != total or counts["queued"] or counts["active"]:
             problems.append(f"stats invariant broken after the pool stopped: {counts}")
+
+
+def check_stored(pool: Any, problems: list[str], **expected: int) -> None:
+    """Compare the rows of a durable pool's file (after the pool closed) with what the workload
+    did: every job on disk, ended, in the expected status."""
+    stored = pool.stored()
+    if stored is None:
+        return
+    if stored != expected:
+        problems.append(f"the store holds {stored}, expected {expected}")
 
 
 def percentile(ordered: list[float], fraction: float) -> float:
@@ -278,6 +297,75 @@ async def flat_memory(env: Any, n: int) -> dict[str, Any]:
     }
 
 
+async def d1_submit_one(env: Any, n: int) -> dict[str, Any]:
+    """n no-op jobs submitted by one task, one after the other, while every worker is held by a
+    job of its own (unbounded queue): only the submit loop is timed. Then drained, untimed."""
+    noop = env.jobs.noop
+    problems: list[str] = []
+    async with env.open_pool("durable", D_WORKERS, None) as pool:
+        await pool.hold_workers(D_WORKERS)
+        submit = pool.submit
+        start = clock()
+        for _ in range(n):
+            await submit(noop)
+        elapsed = clock() - start
+        pool.release_workers()
+    check_counts(pool, problems, completed=n + D_WORKERS)
+    check_stored(pool, problems, completed=n + D_WORKERS)
+    return {"jobs_per_s": n / elapsed, "us_per_job": elapsed / n * 1e6, "problems": problems}
+
+
+def _shares(n: int, parts: int) -> list[int]:
+    """``n`` split into ``parts`` near-equal whole shares."""
+    each, extra = divmod(n, parts)
+    return [each + (i < extra) for i in range(parts)]
+
+
+async def d2_submit_many(env: Any, n: int) -> dict[str, Any]:
+    """As D1, but 16 tasks submit at once (n/16 jobs each): the case group commit is for.
+    Timed from before the submitters start until the last of them returned."""
+    noop = env.jobs.noop
+    problems: list[str] = []
+    async with env.open_pool("durable", D_WORKERS, None) as pool:
+        await pool.hold_workers(D_WORKERS)
+        submit = pool.submit
+
+        async def submitter(count: int) -> None:
+            for _ in range(count):
+                await submit(noop)
+
+        submitters = [functools.partial(submitter, k) for k in _shares(n, D_SUBMITTERS)]
+        start = clock()
+        await env.gather(submitters)
+        elapsed = clock() - start
+        pool.release_workers()
+    check_counts(pool, problems, completed=n + D_WORKERS)
+    check_stored(pool, problems, completed=n + D_WORKERS)
+    return {"jobs_per_s": n / elapsed, "us_per_job": elapsed / n * 1e6, "problems": problems}
+
+
+async def d3_end_to_end(env: Any, n: int) -> dict[str, Any]:
+    """n no-op jobs submitted by 16 tasks (n/16 each) into W1's pool (10 workers, queue 100),
+    run to completion: from before the submitters start until the pool has drained (and, with a
+    store, committed and closed its file)."""
+    noop = env.jobs.noop
+    problems: list[str] = []
+    async with env.open_pool("durable", D_WORKERS, D_QUEUE) as pool:
+        submit = pool.submit
+
+        async def submitter(count: int) -> None:
+            for _ in range(count):
+                await submit(noop)
+
+        submitters = [functools.partial(submitter, k) for k in _shares(n, D_SUBMITTERS)]
+        start = clock()
+        await env.gather(submitters)
+    elapsed = clock() - start
+    check_counts(pool, problems, completed=n)
+    check_stored(pool, problems, completed=n)
+    return {"jobs_per_s": n / elapsed, "us_per_job": elapsed / n * 1e6, "problems": problems}
+
+
 # -- the registry ------------------------------------------------------------------------------
 
 
@@ -297,7 +385,8 @@ class Workload:
     n: int
     quick_n: int
     metrics: tuple[Metric, ...]  # the first one is the headline figure
-    impls: tuple[str, ...] | None = None  # None: every implementation
+    impls: tuple[str, ...] | None = None  # None: every in-memory implementation
+    durable: bool = False  # a durable workload: jobs/s (higher is better), durable ÷ in-memory
 
     @property
     def primary(self) -> Metric:
@@ -391,6 +480,42 @@ WORKLOADS: dict[str, Workload] = {
                 Metric("us_per_job", f"{US}/job", 2),
             ),
             impls=("jobpool-trio",),
+        ),
+        Workload(
+            "D1",
+            "D1 durable submits, one task",
+            f"no-op jobs submitted by one task while the {D_WORKERS} workers are held, unbounded "
+            "queue; the submit loop is timed",
+            d1_submit_one,
+            20_000,
+            2_000,
+            (Metric("jobs_per_s", "jobs/s", 0), Metric("us_per_job", f"{US}/submit", 1)),
+            impls=DURABLE_IMPLS,
+            durable=True,
+        ),
+        Workload(
+            "D2",
+            "D2 durable submits, 16 tasks",
+            f"no-op jobs submitted by {D_SUBMITTERS} concurrent tasks while the {D_WORKERS} "
+            "workers are held, unbounded queue; the submitters are timed",
+            d2_submit_many,
+            20_000,
+            2_000,
+            (Metric("jobs_per_s", "jobs/s", 0), Metric("us_per_job", f"{US}/submit", 1)),
+            impls=DURABLE_IMPLS,
+            durable=True,
+        ),
+        Workload(
+            "D3",
+            "D3 durable end to end",
+            f"no-op jobs submitted by {D_SUBMITTERS} concurrent tasks into {D_WORKERS} workers, "
+            f"queue {D_QUEUE}, run to completion; timed until the pool has drained and closed",
+            d3_end_to_end,
+            20_000,
+            2_000,
+            (Metric("jobs_per_s", "jobs/s", 0), Metric("us_per_job", f"{US}/job", 1)),
+            impls=DURABLE_IMPLS,
+            durable=True,
         ),
     )
 }

@@ -42,6 +42,15 @@ EXPECTED: dict[str, list[str]] = {
         r"^broken +status=failed +attempts=3 +error=RuntimeError: tests are red$",
         r"^stats: completed=1 failed=1 cancelled=2 timed_out=1 retried=4$",
     ],
+    "durable.py": [
+        r"^first pool: deploy-v2 is running, 3 jobs wait; the owner gives up$",
+        r"^second pool: resumed 4 jobs from the file$",
+        r"^  deploy-v2: deployed v2 \(attempt 2\)$",
+        r"^  build-repo-d: built repo-d \(attempt 1\)$",
+        r"^read back from disk: build-repo-a -> 'built repo-a' \(completed\)$",
+        r"^read back from disk: test-repo-broken -> JobFailed: RuntimeError: tests are red$",
+        r"^pruned 6 ended jobs; get\('build-repo-a'\) now raises JobNotFound$",
+    ],
     "starlette_lifespan.py": [
         r"^lifespan started: the pool is open$",
         r'^POST /jobs \{"repo": "repo-a", "priority": 1\} -> 202$',
