@@ -101,7 +101,13 @@ def _exception_class(qualified: str) -> type[BaseException]:
 def error_fields(error: BaseException) -> tuple[str, str, str]:
     """(qualified type name, message, formatted traceback) of an exception."""
     kind = type(error)
-    module = "" if kind.__module__ == builtins.__name__ else f"{kind.__module__}."
+    module = kind.__module__
+    if module == builtins.__name__:
+        module = ""
+    elif module.startswith("trio_jobpool."):  # our errors by their public name
+        module = "trio_jobpool."
+    else:
+        module = f"{module}."
     text = "".join(traceback.format_exception(error))
     return f"{module}{kind.__qualname__}", str(error), text
 

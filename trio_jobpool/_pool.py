@@ -1334,6 +1334,7 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     single: BaseException | None = None
     body_error: BaseException | None = None
     store = config.store
+    close_error: StoreError | None = None
     recovered = [] if store is None else await store.open()
     try:
         async with runtime.open_task_group() as nursery:
@@ -1360,7 +1361,12 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
         if pool is not None:  # whatever way the nursery ended, no job is left live
             pool._shut_down()
         if store is not None:
-            await store.aclose()  # shielded: what was queued gets written
+            try:
+                await store.aclose()  # shielded: what was queued gets written
+            except StoreError as exc:  # raised below unless another exception is on its way
+                close_error = exc
     if single is not None:
         # Re-raised outside the except block, so it does not get the group as its context.
         raise single
+    if close_error is not None:
+        raise close_error

@@ -263,7 +263,7 @@ class SqliteStore:
         await self._commit_through(self._issued)
 
     def add_now(self, record: JobRecord) -> None:
-        """Insert a live job and commit it (with everything queued) before returning.
+        """Insert a live job and commit it before returning (queued writes wait their turn).
 
         Blocks the calling thread for one commit: for ``submit_nowait``, which may not wait.
 
@@ -313,6 +313,11 @@ class SqliteStore:
                 assert self._commit_done is not None
                 await self._commit_done.wait()
                 continue
+            # Let the other tasks that are about to write queue theirs first: one commit for
+            # all of them (without this, the first to wake commits alone).
+            await anyio.lowlevel.cancel_shielded_checkpoint()
+            if self._committing or self._committed >= ticket:
+                continue
             self._committing = True
             batch, self._queue = self._queue, []
             first, upto = self._committed, self._issued
@@ -321,6 +326,11 @@ class SqliteStore:
             except StoreError as exc:
                 self._note_failure(first, upto, exc)
                 self._committed = upto
+                # Job updates are not given up on: they go first into the next commit (a
+                # transient fault heals; a lasting one fails that commit too). Inserts are not
+                # retried: their submitters got the error, and the jobs were not accepted.
+                self._queue[:0] = [op for op in batch if op[0] == "update"]
+                self._issued += sum(1 for op in batch if op[0] == "update")
             except BaseException:
                 # Cancelled before the thread started (once started, the call is not
                 # cancellable): nothing was written; the next committer writes it.
