@@ -578,6 +578,8 @@ class JobPool:
                             except BaseException as exc:
                                 # Cancellation (of this job, of the pool, or one the job's
                                 # code raised by itself), or KeyboardInterrupt and the like.
+                                # _job_base_exception records the job; `running` is cleared
+                                # meanwhile so that the handler below cannot record it again.
                                 job, running = running, None
                                 job._scope = None
                                 propagate = self._job_base_exception(job, exc, cancelled_exc)
