@@ -16,18 +16,21 @@ the same file fails at once with :class:`StoreError` naming the path.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
 
 import anyio
 import anyio.to_thread
+import sniffio
+import trio
 
 from .._errors import StoreError
 from ._base import LIVE_STATUSES, JobRecord
@@ -128,13 +131,20 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: Any = None
-        self._queue: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet committed
+        # Writes are numbered in the order they are queued (tickets). The writer thread takes
+        # whatever is queued, commits it, and reports back how far it got.
+        self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing
+        self._queue: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet taken
         self._issued = 0  # writes queued so far
-        self._committed = 0  # writes durable so far
-        self._committing = False
-        # AnyIO objects need a running event loop: made by open().
-        self._commit_done: anyio.Event | None = None
+        self._written = 0  # writes the thread has finished with (committed or failed)
+        self._closing = False
+        self._writer: threading.Thread | None = None
+        self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
+        self._retry: list[tuple[str, tuple[Any, ...]]] = []  # updates of failed commits
+        # Made by open(), in the event loop that uses the store.
+        self._progress: anyio.Event | None = None
+        self._call_soon: Callable[..., Any] | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._connection_lock = threading.Lock()  # one writer on the connection at a time
 
@@ -154,9 +164,16 @@ class SqliteStore:
             StoreError: the file is in use by another pool, is not an SQLite database, or
                 cannot be opened or written (the message names the path and the cause).
         """
-        self._commit_done = anyio.Event()
+        self._progress = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
-        return await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        self._call_soon = _call_soon_threadsafe()
+        records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
+        self._closing = False
+        self._writer = threading.Thread(
+            target=self._writer_loop, name=f"trio_jobpool writer {self.path.name}", daemon=True
+        )
+        self._writer.start()
+        return records
 
     def _open_sync(self) -> list[JobRecord]:
         self._lock()
@@ -238,6 +255,12 @@ class SqliteStore:
             try:
                 await self.flush()
             finally:
+                with self._wake:
+                    self._closing = True
+                    self._wake.notify_all()
+                if self._writer is not None:
+                    await anyio.to_thread.run_sync(self._writer.join)
+                    self._writer = None
                 await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
 
     def _close_sync(self) -> None:
@@ -258,9 +281,7 @@ class SqliteStore:
         Raises:
             StoreError: the write failed (disk full, read-only file, ...); nothing was added.
         """
-        self._queue.append(("insert", _insert_values(record)))
-        self._issued += 1
-        await self._commit_through(self._issued)
+        await self._wait_for(self._enqueue(("insert", _insert_values(record))))
 
     def add_now(self, record: JobRecord) -> None:
         """Insert a live job and commit it before returning (queued writes wait their turn).
@@ -275,23 +296,17 @@ class SqliteStore:
         self._write([("insert", _insert_values(record))])
 
     def flush_now(self) -> None:
-        """Commit every queued write before returning, blocking the calling thread.
-
-        For the rare read that must see writes still queued (``JobPool.get`` of a job that
-        ended a moment ago). If the commit fails, the writes go back to the queue, so the next
-        ``flush`` reports the failure to whoever waits for them.
-        """
-        with self._connection_lock:  # waits for a commit in flight to finish
-            batch, self._queue = self._queue, []
-            try:
-                self._write_locked(batch)
-            except StoreError:
-                self._queue[:0] = batch
+        """Wait, blocking the calling thread, until the writer has finished with every write
+        queued so far. For the rare read that must see them (``JobPool.get`` of a job that
+        ended a moment ago); failures are reported to the writes' own waiters as usual."""
+        with self._wake:
+            target = self._issued
+            while self._written < target and self._writer is not None:
+                self._wake.wait()
 
     def update(self, record: JobRecord) -> None:
-        """Queue a write of the job's state; committed by the next ``add`` or ``flush``."""
-        self._queue.append(("update", _update_values(record)))
-        self._issued += 1
+        """Queue a write of the job's state; the writer commits it with what else is queued."""
+        self._enqueue(("update", _update_values(record)))
 
     async def flush(self) -> None:
         """Wait until every write queued so far is committed.
@@ -299,57 +314,79 @@ class SqliteStore:
         Raises:
             StoreError: a commit failed.
         """
-        if self._committed < self._issued:
-            await self._commit_through(self._issued)
+        if self._retry:
+            self._enqueue()
+        if self._committed < self._issued:  # (failures already reported are not raised again)
+            await self._wait_for(self._issued)
 
-    async def _commit_through(self, ticket: int) -> None:
-        """Wait until write number ``ticket`` has been committed, committing if need be.
+    def _enqueue(self, op: tuple[str, tuple[Any, ...]] | None = None) -> int:
+        """Queue ``op`` (after any updates of failed commits); return its ticket."""
+        with self._wake:
+            if self._retry:
+                # Updates are not given up on when a commit fails: they go into the next one
+                # (a passing fault heals; a lasting one fails that commit too). Inserts are
+                # not retried: their submitters got the error, the jobs were not accepted.
+                self._queue.extend(self._retry)
+                self._issued += len(self._retry)
+                self._retry = []
+            if op is not None:
+                self._queue.append(op)
+                self._issued += 1
+            self._wake.notify()
+            return self._issued
 
-        A batch that fails is not retried: its inserts raise (those jobs were not accepted)
-        and its updates are lost, which after a crash means at worst a job runs again.
-        """
+    async def _wait_for(self, ticket: int) -> None:
+        """Wait until the writer has finished with write ``ticket``; raise its failure."""
         while self._committed < ticket:
-            if self._committing:
-                assert self._commit_done is not None
-                await self._commit_done.wait()
-                continue
-            # Let the other tasks that are about to write queue theirs first: one commit for
-            # all of them (without this, the first to wake commits alone).
-            await anyio.lowlevel.cancel_shielded_checkpoint()
-            if self._committing or self._committed >= ticket:
-                continue
-            self._committing = True
-            batch, self._queue = self._queue, []
-            first, upto = self._committed, self._issued
-            try:
-                await anyio.to_thread.run_sync(self._write, batch, limiter=self._limiter)
-            except StoreError as exc:
-                self._note_failure(first, upto, exc)
-                self._committed = upto
-                # Job updates are not given up on: they go first into the next commit (a
-                # transient fault heals; a lasting one fails that commit too). Inserts are not
-                # retried: their submitters got the error, and the jobs were not accepted.
-                self._queue[:0] = [op for op in batch if op[0] == "update"]
-                self._issued += sum(1 for op in batch if op[0] == "update")
-            except BaseException:
-                # Cancelled before the thread started (once started, the call is not
-                # cancellable): nothing was written; the next committer writes it.
-                self._queue[:0] = batch
-                raise
-            else:
-                self._committed = upto
-            finally:
-                self._committing = False
-                done, self._commit_done = self._commit_done, anyio.Event()
-                assert done is not None
-                done.set()
+            assert self._progress is not None
+            await self._progress.wait()
         for after, last, error in self._failures:
             if after < ticket <= last:
                 raise error
 
-    def _note_failure(self, first: int, upto: int, exc: StoreError) -> None:
-        self._failures.append((first, upto, exc))
-        del self._failures[:-16]  # waiters look only at the failures of their own batch
+    def _writer_loop(self) -> None:
+        """The writer thread: commit whatever is queued, as one transaction, until closed.
+
+        While it commits, the event loop goes on queueing: the next transaction takes all of
+        that (group commit), and the loop never waits for a thread to start.
+        """
+        while True:
+            with self._wake:
+                while not self._queue and not self._closing:
+                    self._wake.wait()
+                if not self._queue:
+                    return
+                batch, self._queue = self._queue, []
+                upto = self._issued
+            error: StoreError | None = None
+            try:
+                self._write(batch)
+            except StoreError as exc:
+                error = exc
+            except Exception as exc:  # reported to the waiters, not lost
+                error = StoreError(f"{self.url}: cannot write: {exc!r}")
+            with self._wake:
+                self._written = upto
+                self._wake.notify_all()  # flush_now
+            assert self._call_soon is not None
+            self._call_soon(self._on_written, upto - len(batch), upto, error, batch)
+
+    def _on_written(
+        self,
+        after: int,
+        upto: int,
+        error: StoreError | None,
+        batch: list[tuple[str, tuple[Any, ...]]],
+    ) -> None:
+        """In the event loop: the writer finished writes ``after+1 … upto``."""
+        if error is not None:
+            self._failures.append((after, upto, error))
+            del self._failures[:-16]  # waiters look only at the failures of their own batch
+            self._retry.extend(op for op in batch if op[0] == "update")
+        self._committed = max(self._committed, upto)
+        progress, self._progress = self._progress, anyio.Event()
+        assert progress is not None
+        progress.set()
 
     def _write(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         with self._connection_lock:
@@ -417,6 +454,13 @@ class SqliteStore:
 
     def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self.url}: {what}: {exc}")
+
+
+def _call_soon_threadsafe() -> Callable[..., Any]:
+    """How a thread schedules a call in the running event loop (Trio's or asyncio's)."""
+    if sniffio.current_async_library() == "trio":
+        return trio.lowlevel.current_trio_token().run_sync_soon
+    return asyncio.get_running_loop().call_soon_threadsafe
 
 
 def _state(record: JobRecord) -> tuple[Any, ...]:
