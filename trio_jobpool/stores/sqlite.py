@@ -17,12 +17,15 @@ the same file fails at once with :class:`StoreError` naming the path.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
+import operator
 import os
 import sqlite3
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Final
@@ -71,8 +74,6 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE UNIQUE INDEX IF NOT EXISTS jobs_live_id ON jobs (job_id)
     WHERE status IN ('queued', 'retrying', 'running');
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (priority, seq)
-    WHERE status IN ('queued', 'retrying', 'running');
 CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
     WHERE finished_at IS NOT NULL;
 """
@@ -142,8 +143,8 @@ class SqliteStore:
         self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
         self._retry: list[tuple[str, tuple[Any, ...]]] = []  # updates of failed commits
+        self._waiters: deque[tuple[int, anyio.Event]] = deque()  # (ticket, its event)
         # Made by open(), in the event loop that uses the store.
-        self._progress: anyio.Event | None = None
         self._call_soon: Callable[..., Any] | None = None
         self._limiter: anyio.CapacityLimiter | None = None
         self._connection_lock = threading.Lock()  # one writer on the connection at a time
@@ -164,7 +165,6 @@ class SqliteStore:
             StoreError: the file is in use by another pool, is not an SQLite database, or
                 cannot be opened or written (the message names the path and the cause).
         """
-        self._progress = anyio.Event()
         self._limiter = anyio.CapacityLimiter(1)
         self._call_soon = _call_soon_threadsafe()
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
@@ -337,9 +337,12 @@ class SqliteStore:
 
     async def _wait_for(self, ticket: int) -> None:
         """Wait until the writer has finished with write ``ticket``; raise its failure."""
-        while self._committed < ticket:
-            assert self._progress is not None
-            await self._progress.wait()
+        if self._committed < ticket:
+            # Tickets only grow, so the waiters queue up in ticket order and each is woken
+            # exactly once, by the report that covers its ticket.
+            done = anyio.Event()
+            self._waiters.append((ticket, done))
+            await done.wait()
         for after, last, error in self._failures:
             if after < ticket <= last:
                 raise error
@@ -383,10 +386,10 @@ class SqliteStore:
             self._failures.append((after, upto, error))
             del self._failures[:-16]  # waiters look only at the failures of their own batch
             self._retry.extend(op for op in batch if op[0] == "update")
-        self._committed = max(self._committed, upto)
-        progress, self._progress = self._progress, anyio.Event()
-        assert progress is not None
-        progress.set()
+        self._committed = committed = max(self._committed, upto)
+        waiters = self._waiters
+        while waiters and waiters[0][0] <= committed:
+            waiters.popleft()[1].set()
 
     def _write(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
         with self._connection_lock:
@@ -399,8 +402,11 @@ class SqliteStore:
         try:
             db.execute("BEGIN")
             try:
-                for kind, values in batch:
-                    db.execute(_INSERT if kind == "insert" else _UPDATE, values)
+                # Runs of the same statement go to SQLite in one executemany call.
+                for kind, run in itertools.groupby(batch, key=operator.itemgetter(0)):
+                    db.executemany(
+                        _INSERT if kind == "insert" else _UPDATE, [values for _, values in run]
+                    )
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk)
@@ -471,7 +477,7 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
         record.interrupted,
         record.progress,
         record.progress_message,
-        json.dumps(record.result),
+        "null" if record.result is None else json.dumps(record.result),
         record.error_type,
         record.error_message,
         record.error_traceback,
