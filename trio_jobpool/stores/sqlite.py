@@ -5,10 +5,12 @@ committed write is in the WAL file, so it survives the process being killed (``k
 not necessarily a power cut or an operating-system crash; ``synchronous="FULL"`` syncs every
 commit to the disk as well, at a higher cost per commit.
 
-Group commit: writes queue up in memory; whichever task first needs them on disk (a submit, or
-a worker about to start a job) becomes the committer and writes *everything* queued so far in
-one transaction, in a worker thread, while the others wait for that commit. A burst of submits
-from many tasks therefore costs one commit, not one each.
+Group commit: writes queue up in memory, numbered in order. A writer thread of the store's own
+commits *everything* queued so far in one transaction, then tells the event loop (one
+thread-safe call) how far it got, and starts on what was queued meanwhile. Tasks that need their
+write on disk (a submit, a worker about to start a job) wait for that report; each is woken once.
+A burst of submits from many tasks therefore costs one commit, not one each, and the event loop
+never waits for a thread to be handed work.
 
 One pool at a time: the store takes an exclusive lock on ``<path>-lock``; a second pool opening
 the same file fails at once with :class:`StoreError` naming the path.
