@@ -142,6 +142,7 @@ class SqliteStore:
         self._written = 0  # writes the thread has finished with (committed or failed)
         self._closing = False
         self._writer: threading.Thread | None = None
+        self._writer_running = False
         self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
         self._retry: list[tuple[str, tuple[Any, ...]]] = []  # updates of failed commits
@@ -171,6 +172,7 @@ class SqliteStore:
         self._call_soon = _call_soon_threadsafe()
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
+        self._writer_running = True
         self._writer = threading.Thread(
             target=self._writer_loop, name=f"trio_jobpool writer {self.path.name}", daemon=True
         )
@@ -303,7 +305,7 @@ class SqliteStore:
         ended a moment ago); failures are reported to the writes' own waiters as usual."""
         with self._wake:
             target = self._issued
-            while self._written < target and self._writer is not None:
+            while self._written < target and self._writer_running:
                 self._wake.wait()
 
     def update(self, record: JobRecord) -> None:
@@ -355,6 +357,14 @@ class SqliteStore:
         While it commits, the event loop goes on queueing: the next transaction takes all of
         that (group commit), and the loop never waits for a thread to start.
         """
+        try:
+            self._write_until_closed()
+        finally:
+            with self._wake:
+                self._writer_running = False
+                self._wake.notify_all()
+
+    def _write_until_closed(self) -> None:
         while True:
             with self._wake:
                 while not self._queue and not self._closing:
@@ -374,7 +384,10 @@ class SqliteStore:
                 self._written = upto
                 self._wake.notify_all()  # flush_now
             assert self._call_soon is not None
-            self._call_soon(self._on_written, upto - len(batch), upto, error, batch)
+            try:
+                self._call_soon(self._on_written, upto - len(batch), upto, error, batch)
+            except RuntimeError:  # the event loop is gone: nobody is left to tell
+                return
 
     def _on_written(
         self,
