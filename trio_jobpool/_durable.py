@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import builtins
 import importlib
-import math
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -175,7 +174,3 @@ def wall_clock_converter(now_monotonic: float) -> Callable[[float], float]:
     """Map wall-clock times (as stored) onto a pool's monotonic clock."""
     offset = time.time() - now_monotonic
     return lambda wall: wall - offset
-
-
-def finite_or_none(value: float) -> float | None:
-    return None if math.isinf(value) else value

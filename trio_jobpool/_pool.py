@@ -681,7 +681,7 @@ class JobPool:
         self,
         job: JobHandle[Any],
         cause: BaseException | None,
-        reason: str = "cancelled by the pool's shutdown",
+        reason: str = SHUTDOWN_REASON,
     ) -> None:
         """End a running job whose worker is being cancelled from outside (or interrupted)."""
         job._scope = None
@@ -993,7 +993,7 @@ class JobPool:
 
     def _job_from_record(self, record: JobRecord, key: str | int) -> DurableJob[Any]:
         registry = self._config.registry
-        fn = registry._by_name.get(record.name) if registry is not None else None
+        fn = registry.get(record.name) if registry is not None and record.name in registry else None
         return job_from_record(
             self,
             record,
@@ -1225,7 +1225,7 @@ class JobPool:
         if not self._stopping:
             self._stopping = True
             for job in list(self._live.values()):
-                self._cancel_job(job, "cancelled by the pool's shutdown")
+                self._cancel_job(job, SHUTDOWN_REASON)
             idle, self._idle = self._idle, []
             for slot in idle:
                 if not slot.abandoned:

@@ -128,9 +128,6 @@ class Runtime:
     checkpoint: Callable[[], Awaitable[None]]
     cancelled_exc: type[BaseException]
 
-    def current_time(self) -> float:  # pragma: no cover - overridden
-        raise NotImplementedError
-
     def clock(self) -> Callable[[], float]:
         """The fastest way to read the current run's clock (Trio's may be a MockClock)."""
         raise NotImplementedError  # pragma: no cover - overridden
@@ -185,7 +182,6 @@ class _TrioRuntime(Runtime):
         self.Event = trio.Event
         self.checkpoint = trio.lowlevel.checkpoint
         self.cancelled_exc = trio.Cancelled
-        self.current_time = trio.current_time  # type: ignore[method-assign]
         # Trio's own checkpoint protocol, as in trio.MemorySendChannel.send: a cancel point
         # first (free when not cancelled), a schedule point once the operation is done.
         self.checkpoint_before = trio.lowlevel.checkpoint_if_cancelled  # type: ignore[method-assign]
@@ -232,9 +228,6 @@ class _AsyncioRuntime(Runtime):
         self.checkpoint = anyio.lowlevel.checkpoint
         self.cancelled_exc = asyncio.CancelledError
         self._last_yield = 0.0
-
-    def current_time(self) -> float:
-        return asyncio.get_running_loop().time()
 
     def yield_due(self) -> bool:
         return False  # checkpoint_before has yielded whenever a yield was due
