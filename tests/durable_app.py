@@ -108,6 +108,19 @@ async def hold(name: str, gate: str = "gate") -> str:
     return name
 
 
+@registry.job(name="progress_burst")
+async def progress_burst(name: str, reports: int) -> str:
+    """Report progress ``reports`` times without a checkpoint between, then wait for the
+    gate, reporting once more (0.5, "after")."""
+    job = trio_jobpool.current_job()
+    for i in range(1, reports + 1):
+        job.set_progress(i / (2 * reports), f"step {i}")
+    board.start(name)
+    await board.event("gate").wait()
+    job.set_progress(1.0, "after")
+    return name
+
+
 @registry.job(name="hang")
 async def hang(name: str) -> None:
     """Record the start, then run until cancelled (or timed out)."""

@@ -27,7 +27,7 @@ SHUTDOWN_REASON = "cancelled by the pool's shutdown"
 class DurableJob(JobHandle[T]):
     """A job of a pool with a store: the handle plus the record the store keeps of it."""
 
-    __slots__ = ("_record",)
+    __slots__ = ("_record", "_ticket")
 
     def __init__(
         self,
@@ -42,6 +42,7 @@ class DurableJob(JobHandle[T]):
     ) -> None:
         super().__init__(pool, key, fn, args, priority, timeout, retry)
         self._record = record
+        self._ticket = 0  # the store's ticket for the write of its latest start
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         super().set_progress(fraction, message)
@@ -50,7 +51,7 @@ class DurableJob(JobHandle[T]):
         record.progress_message = message
         store = self._pool._store
         if store is not None and not self._status.ended:
-            store.update(record)
+            store.progressed(record)
 
 
 def policy_to_json(policy: RetryPolicy | None) -> dict[str, Any] | None:

@@ -424,15 +424,16 @@ class JobPool:
     async def _make_durable(self, job: JobHandle[Any]) -> None:
         """Write a reserved job to the store, then let the workers have it.
 
-        The write is shielded: once it has begun, ``submit`` finishes (a cancellation is
-        delivered at the caller's next checkpoint), so "returned" and "on disk" stay the same
-        thing. If the write fails, the job is taken back and the error raised.
+        The wait for the write is shielded (``Store.wait``): once it has begun, ``submit``
+        finishes (a cancellation is delivered at the caller's next checkpoint), so "returned"
+        and "on disk" stay the same thing. If the write fails, the job is taken back and the
+        error raised.
         """
         assert isinstance(job, DurableJob)
-        assert self._store is not None
+        store = self._store
+        assert store is not None
         try:
-            with self._runtime.CancelScope(shield=True):
-                await self._store.add(job._record)
+            await store.wait(store.add(job._record))
         except BaseException:
             self._revoke(job)
             raise
@@ -560,7 +561,7 @@ class JobPool:
                 scope = runtime.CancelScope()
                 with scope:
                     while True:
-                        if self._store is not None and not await self._make_start_durable(job):
+                        if isinstance(job, DurableJob) and not await self._make_start_durable(job):
                             pass  # it could not be recorded as started, so it ended failed
                         elif job._cancel_reason is not None or not job._timeout:
                             # Cancelled (or given no time at all) before it started: its code
@@ -921,7 +922,7 @@ class JobPool:
         record.attempts = job._attempts
         record.started_at = self._wall(now)
         record.retry_at = None
-        self._store.update(record)
+        job._ticket = self._store.started(record)
 
     def _persist_retry(self, job: DurableJob[Any], exc: Exception, delay: float) -> None:
         assert self._store is not None
@@ -930,7 +931,7 @@ class JobPool:
         record.exec_time = job._exec_time
         record.retry_at = time.time() + delay
         record.error_type, record.error_message, record.error_traceback = error_fields(exc)
-        self._store.update(record)
+        self._store.changed(record)
 
     def _persist_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
         assert isinstance(job, DurableJob)
@@ -942,7 +943,7 @@ class JobPool:
             if record.status == "running":
                 record.status = "queued"
                 record.interrupted += 1
-                self._store.update(record)
+                self._store.changed(record)
             return
         record.status = status.value
         record.finished_at = self._wall(now)
@@ -959,16 +960,17 @@ class JobPool:
             )
             record.error_message = job._cancel_reason or "cancelled"
             record.error_traceback = ""
-        self._store.update(record)
+        self._store.changed(record)
 
-    async def _make_start_durable(self, job: JobHandle[Any]) -> bool:
+    async def _make_start_durable(self, job: DurableJob[Any]) -> bool:
         """Before a job's code runs: its start must be on disk, so that a crash during the run
-        is counted against the job. ``False`` if that failed (then the job ended failed)."""
+        is counted against the job (and the end of the worker's previous job is on disk with
+        it: at a crash, at most one job per worker can have run without its end on record).
+        ``False`` if that failed (then the job ended failed)."""
         store = self._store
         assert store is not None
         try:
-            with self._runtime.CancelScope(shield=True):
-                await store.flush()
+            await store.wait(job._ticket)
         except StoreError as exc:
             self._attempt_ended(job, JobStatus.FAILED, (exc, exc.__traceback__))
             return False
@@ -1317,10 +1319,7 @@ def _open_store(store: object) -> Store | None:
         return None
     if isinstance(store, str):
         if store.startswith("sqlite:///"):
-            path = store[len("sqlite:///") :]
-            if not path:
-                raise ValueError(f"store URL {store!r} names no file")
-            return SqliteStore(path)
+            return SqliteStore.from_url(store)
         raise ValueError(
             f"store {store!r} is not supported: use None, 'memory://' or 'sqlite:///path'"
         )

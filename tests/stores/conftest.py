@@ -10,7 +10,9 @@ import pytest
 
 from tests.durable_app import board, registry
 
-STORES = ["memory", "sqlite"]  # redis joins here
+# "sqlite" commits on the event loop with a start journal (synchronous=NORMAL, the default);
+# "sqlite-full" commits in the store's writer thread, and every start waits for its commit.
+STORES = ["memory", "sqlite", "sqlite-full"]  # redis joins here
 
 
 @pytest.fixture(params=STORES)
@@ -18,10 +20,12 @@ def pool_kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any
     """The store-related keyword arguments of ``open_job_pool`` for each store.
 
     Combined with ``anyio_backend`` (tests/conftest.py), an ``@pytest.mark.anyio`` test that
-    takes this fixture runs four ways: {trio, asyncio} x {memory, sqlite}.
+    takes this fixture runs six ways: {trio, asyncio} x {memory, sqlite, sqlite-full}.
     """
     if request.param == "memory":
         return {"registry": registry}
+    if request.param == "sqlite-full":
+        return {"store": f"sqlite:///{tmp_path / 'jobs.db'}?synchronous=FULL", "registry": registry}
     return {"store": f"sqlite:///{tmp_path / 'jobs.db'}", "registry": registry}
 
 

@@ -1,6 +1,6 @@
 """The store conformance suite: the pool's contract, through the public API, on every store.
 
-Each test runs four ways ({trio, asyncio} x {memory, sqlite}; redis joins through
+Each test runs six ways ({trio, asyncio} x {memory, sqlite, sqlite-full}; redis joins through
 ``conftest.STORES``). Jobs are registered ones (tests/durable_app.py), since durable pools run
 nothing else, and they synchronise with the test through ``durable_app.board``: exact events,
 no sleeps. The tests at the end are for stores that outlive their pool (sqlite): what is on
@@ -61,7 +61,7 @@ class Leave(Exception):
 def db_path(pool_kwargs: dict[str, Any]) -> Path | None:
     """The database file of a sqlite pool's keyword arguments; ``None`` for memory."""
     store = pool_kwargs.get("store")
-    return None if store is None else Path(str(store).removeprefix("sqlite:///"))
+    return None if store is None else Path(str(store).removeprefix("sqlite:///").partition("?")[0])
 
 
 def stored(db: Path) -> dict[str, dict[str, Any]]:

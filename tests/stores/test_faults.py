@@ -57,8 +57,8 @@ def names(path: Path) -> str:
 class SmallDisk(SqliteStore):
     """A store whose database may grow by ``room`` pages only: a disk that fills up."""
 
-    def __init__(self, path: Path, room: int) -> None:
-        super().__init__(path)
+    def __init__(self, path: Path, room: int, synchronous: str = "NORMAL") -> None:
+        super().__init__(path, synchronous=synchronous)
         self.room = room
 
     def configure(self, connection: sqlite3.Connection) -> None:
@@ -264,10 +264,12 @@ LOOP_THREAD = threading.get_ident()
 
 class HeldCommit(SmallDisk):
     """A small disk whose next commit made in a worker thread can be held at its BEGIN until
-    the event loop's thread is inside ``submit_nowait`` (waiting for the connection)."""
+    the event loop's thread is inside ``submit_nowait`` (waiting for the connection). Commits
+    are made in a thread with ``synchronous="FULL"`` only (on the loop's thread otherwise,
+    where nothing can come between them and ``submit_nowait``)."""
 
     def __init__(self, path: Path, room: int) -> None:
-        super().__init__(path, room)
+        super().__init__(path, room, synchronous="FULL")
         self.armed = False
         self.held = threading.Event()
 

@@ -5,11 +5,15 @@ write-ahead record of every job, so that the next pool on the same store can pic
 crashed one left. The pool talks to a store through these calls only:
 
 * ``open()`` once, before any job runs: recover from a crash and return the jobs to resume;
-* ``add(record)`` for each accepted job, durable when it returns;
-* ``update(record)`` for every later change (start, end, retry, progress): queued, not awaited;
-* ``flush()`` to wait until every change queued so far is durable;
+* ``add(record)`` for each accepted job, and for every later change ``started(record)``,
+  ``progressed(record)`` or ``changed(record)`` (its end, a retry, a requeue): each queues a
+  write and returns its *ticket* at once;
+* ``wait(ticket)`` where a write must be durable before the pool goes on (a submit returns, a
+  job starts); ``flush()`` to wait for every write queued so far;
 * ``load(job_id)`` to read an ended job back (``JobPool.get`` beyond its memory);
 * ``aclose()`` when the pool is done.
+
+Writes are applied in the order they were queued.
 """
 
 from __future__ import annotations
@@ -51,6 +55,7 @@ class JobRecord:
     finished_at: float | None = None
     exec_time: float | None = None
     retry_at: float | None = None  # when a retrying job goes back to the queue
+    seq: int = 0  # the store's number for this job (submission order); 0: not stored yet
 
 
 class Store(Protocol):
@@ -70,16 +75,34 @@ class Store(Protocol):
         """
         ...
 
-    async def add(self, record: JobRecord) -> None:
-        """Store a new live job; durable when this returns."""
+    def add(self, record: JobRecord) -> int:
+        """Queue the insert of a new live job (numbering it: ``record.seq``); its ticket."""
         ...
 
-    def update(self, record: JobRecord) -> None:
-        """Queue a write of ``record``'s current state (identified by its live ``job_id``)."""
+    def started(self, record: JobRecord) -> int:
+        """Queue a write of a job's start (``status``, ``attempts``, ``started_at``)."""
+        ...
+
+    def progressed(self, record: JobRecord) -> int:
+        """Queue a write of a job's progress; a store may fold it into a queued one."""
+        ...
+
+    def changed(self, record: JobRecord) -> int:
+        """Queue a write of every changing field of ``record`` (an end, a retry, a requeue)."""
+        ...
+
+    async def wait(self, ticket: int) -> None:
+        """Wait until write ``ticket`` is durable. A cancellation does not end the wait (it is
+        delivered at the caller's next checkpoint), so a caller knows whether the write made
+        it.
+
+        Raises:
+            StoreError: the write failed.
+        """
         ...
 
     async def flush(self) -> None:
-        """Wait until every write queued so far is durable."""
+        """Wait until every write queued so far is durable (as :meth:`wait`)."""
         ...
 
     def load(self, job_id: str) -> JobRecord | None:

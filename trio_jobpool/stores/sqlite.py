@@ -5,12 +5,30 @@ committed write is in the WAL file, so it survives the process being killed (``k
 not necessarily a power cut or an operating-system crash; ``synchronous="FULL"`` syncs every
 commit to the disk as well, at a higher cost per commit.
 
-Group commit: writes queue up in memory, numbered in order. A writer thread of the store's own
-commits *everything* queued so far in one transaction, then tells the event loop (one
-thread-safe call) how far it got, and starts on what was queued meanwhile. Tasks that need their
-write on disk (a submit, a worker about to start a job) wait for that report; each is woken once.
-A burst of submits from many tasks therefore costs one commit, not one each, and the event loop
-never waits for a thread to be handed work.
+Group commit: writes queue up in memory, numbered in order (tickets), and one transaction
+commits *everything* queued so far. Tasks that need their write on disk (a submit; with
+``synchronous="FULL"`` also a worker about to start a job) wait for the commit that covers it;
+each is woken once. A burst of submits from many tasks therefore costs one commit, not one each.
+Who commits depends on ``synchronous``:
+
+* ``"NORMAL"``: the event loop's own thread, in a callback scheduled by the first write queued
+  after the last commit (so it runs once the tasks that are ready have queued theirs). Such a
+  commit only hands pages to the operating system, a few microseconds per row, and never
+  waits for the disk: SQLite's checkpoints, which do (``fsync``), are taken off the loop by a
+  checkpoint thread of the store's own. A thread would cost more than the work: it needs the
+  GIL for every row, and a busy event loop gives it up only every ``sys.getswitchinterval()``
+  (5 ms), measured to halve throughput.
+* ``"FULL"``: every commit waits for ``fsync``, which must not block the event loop: a writer
+  thread of the store's own commits, then tells the event loop (one thread-safe call) how far
+  it got, and starts on what was queued meanwhile.
+
+Cheap writes: the store numbers every job itself (``seq``, the table's row id, which is also the
+submission order), so every later write finds its row by the primary key and sets only what
+changed: a start sets three columns, a progress report two. The only other index maintained on
+each write is the one on ``(finished_at, priority, seq)`` (live jobs are the rows without
+``finished_at``: what recovery reads, in order, and what ``prune`` skips) and the one on
+``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is the pool's check, made in
+memory where every live job is: the lock below keeps any other pool off the file.
 
 One pool at a time: the store takes an exclusive lock on ``<path>-lock``; a second pool opening
 the same file fails at once with :class:`StoreError` naming the path.
@@ -19,6 +37,7 @@ the same file fails at once with :class:`StoreError` naming the path.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import math
@@ -27,8 +46,9 @@ import os
 import sqlite3
 import threading
 import time
+import urllib.parse
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
 
@@ -38,6 +58,7 @@ import sniffio
 import trio
 
 from .._errors import StoreError
+from .._runtime import Runtime, Slot, current_runtime
 from ._base import LIVE_STATUSES, JobRecord
 
 fcntl: Any
@@ -50,7 +71,7 @@ __all__ = ["SqliteStore"]
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,  -- submission order
+    seq INTEGER PRIMARY KEY,  -- the job's number, given by the store: submission order
     job_id TEXT NOT NULL,
     name TEXT NOT NULL,
     args TEXT NOT NULL,
@@ -73,12 +94,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     exec_time REAL,
     retry_at REAL
 );
-CREATE UNIQUE INDEX IF NOT EXISTS jobs_live_id ON jobs (job_id)
-    WHERE status IN ('queued', 'retrying', 'running');
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
-CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at)
-    WHERE finished_at IS NOT NULL;
+-- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at, priority, seq);
 """
+_SCHEMA_VERSION: Final = 2
+# Indexes of version 1 (a partial index on status made every status change cost an index write).
+_OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
 
 # A job's fixed columns, then the ones that change as it runs (see _state).
 _FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
@@ -88,13 +110,23 @@ _STATE: Final = (
     "retry_at",
 )  # fmt: skip
 _COLUMNS: Final = ", ".join(_FIXED + _STATE)
-_INSERT: Final = f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * len(_FIXED + _STATE))})"
-_UPDATE: Final = (
-    f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} "
-    "WHERE job_id = ? AND status IN ('queued', 'retrying', 'running')"
+_INSERT: Final = (
+    f"INSERT INTO jobs (seq, {_COLUMNS}) VALUES ({', '.join('?' * (1 + len(_FIXED + _STATE)))})"
 )
+_START: Final = (
+    "UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL "
+    "WHERE seq = ?"
+)
+_PROGRESS: Final = "UPDATE jobs SET progress = ?, progress_message = ? WHERE seq = ?"
+_CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} WHERE seq = ?"
 _LIVE_SQL: Final = "('queued', 'retrying', 'running')"
+_LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
 
+# A queued write: its statement (one of the above) and its values.
+_Write = tuple[str, tuple[Any, ...]]
+
+
+_CHECKPOINT_ROWS: Final = 4096  # rows committed on the loop between two checkpoints
 
 _NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
 
@@ -134,23 +166,58 @@ class SqliteStore:
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._lock_file: Any = None
-        # Writes are numbered in the order they are queued (tickets). The writer thread takes
-        # whatever is queued, commits it, and reports back how far it got.
-        self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing
-        self._queue: list[tuple[str, tuple[Any, ...]]] = []  # writes not yet taken
+        # Writes are numbered in the order they are queued (tickets). The committer (a
+        # callback on the loop, or the writer thread) takes whatever is queued, commits it,
+        # and reports how far it got.
+        self._on_loop = synchronous == "NORMAL"  # who commits (see the module docstring)
+        self._commit_scheduled = False  # on the loop: a commit callback is on its way
+        self._unchecked_rows = 0  # on the loop: rows committed since the last checkpoint
+        self._checkpoint_due = False
+        self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing, ...
+        self._queue: list[_Write] = []  # writes not yet taken
+        self._queued_progress: dict[int, int] = {}  # seq: index in _queue of its progress
+        self._next_seq = 1
         self._issued = 0  # writes queued so far
         self._written = 0  # writes the thread has finished with (committed or failed)
         self._closing = False
-        self._writer: threading.Thread | None = None
+        self._thread: threading.Thread | None = None  # the writer, or the checkpointer
         self._writer_running = False
         self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
-        self._retry: list[tuple[str, tuple[Any, ...]]] = []  # updates of failed commits
-        self._waiters: deque[tuple[int, anyio.Event]] = deque()  # (ticket, its event)
+        self._retry: list[_Write] = []  # updates of failed commits
+        self._waiters: deque[tuple[int, Slot]] = deque()  # (ticket, where its task waits)
         # Made by open(), in the event loop that uses the store.
-        self._call_soon: Callable[..., Any] | None = None
+        self._runtime: Runtime | None = None
+        self._call_soon: Callable[..., Any] | None = None  # from another thread
+        self._call_soon_here: Callable[..., Any] | None = None  # from the loop's thread
         self._limiter: anyio.CapacityLimiter | None = None
         self._connection_lock = threading.Lock()  # one writer on the connection at a time
+
+    @classmethod
+    def from_url(cls, url: str) -> SqliteStore:
+        """The store a URL names: ``sqlite:///path/jobs.db``, optionally with the settings as
+        a query: ``sqlite:///jobs.db?synchronous=FULL&max_crashes=5``.
+
+        Raises:
+            ValueError: not such a URL, no file, or an unknown or bad setting.
+        """
+        if not url.startswith("sqlite:///"):
+            raise ValueError(f"not a sqlite:/// URL: {url!r}")
+        path, _, query = url[len("sqlite:///") :].partition("?")
+        if not path:
+            raise ValueError(f"store URL {url!r} names no file")
+        settings: dict[str, Any] = {}
+        for key, value in urllib.parse.parse_qsl(query, keep_blank_values=True):
+            if key == "synchronous":
+                settings[key] = value.upper()
+            elif key == "max_crashes" and value.isdigit():
+                settings[key] = int(value)
+            else:
+                raise ValueError(
+                    f"store URL {url!r}: unknown or bad setting {key}={value!r} (known: "
+                    "synchronous=NORMAL|FULL, max_crashes=<int>)"
+                )
+        return cls(path, **settings)
 
     @property
     def url(self) -> str:
@@ -169,14 +236,19 @@ class SqliteStore:
                 cannot be opened or written (the message names the path and the cause).
         """
         self._limiter = anyio.CapacityLimiter(1)
-        self._call_soon = _call_soon_threadsafe()
+        self._runtime = current_runtime()
+        self._call_soon, self._call_soon_here = _call_soon_functions()
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
-        self._writer_running = True
-        self._writer = threading.Thread(
-            target=self._writer_loop, name=f"trio_jobpool writer {self.path.name}", daemon=True
+        if self._on_loop:
+            target, role = self._checkpoint_loop, "checkpointer"
+        else:
+            target, role = self._writer_loop, "writer"
+            self._writer_running = True
+        self._thread = threading.Thread(
+            target=target, name=f"trio_jobpool {role} {self.path.name}", daemon=True
         )
-        self._writer.start()
+        self._thread.start()
         return records
 
     def _open_sync(self) -> list[JobRecord]:
@@ -188,12 +260,15 @@ class SqliteStore:
             self._db = db
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
-            db.executescript(_SCHEMA)
+            if self._on_loop:  # checkpoints wait for the disk: the checkpoint thread's job
+                db.execute("PRAGMA wal_autocheckpoint=0")
+            self._create_schema(db)
             self.configure(db)
             self._recover(db)
             rows = db.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE status IN {_LIVE_SQL} ORDER BY priority, seq"
+                f"SELECT {_COLUMNS}, seq FROM jobs WHERE {_LIVE_ROWS} ORDER BY priority, seq"
             ).fetchall()
+            self._next_seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
         except sqlite3.Error as exc:
             self._close_sync()
@@ -202,6 +277,25 @@ class SqliteStore:
             self._close_sync()
             raise
         return [_record(row) for row in rows]
+
+    @staticmethod
+    def _create_schema(db: sqlite3.Connection) -> None:
+        """Create the table and indexes, or bring a file of an earlier version up to date."""
+        if db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
+            return
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for index in _OLD_INDEXES:
+                db.execute(f"DROP INDEX IF EXISTS {index}")
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def configure(self, connection: sqlite3.Connection) -> None:
         """Called once with the writing connection after it is set up (WAL, schema): a hook
@@ -234,13 +328,13 @@ class SqliteStore:
         try:
             db.execute(
                 "UPDATE jobs SET status = 'queued', crashes = crashes + 1, progress = 0, "
-                "progress_message = NULL WHERE status = 'running'"
+                "progress_message = NULL WHERE finished_at IS NULL AND status = 'running'"
             )
             db.execute(
                 "UPDATE jobs SET status = 'failed', error_type = 'trio_jobpool.PoisonJob', "
                 "error_message = 'interrupted by ' || crashes || ' crashes of the process "
                 "running it', error_traceback = '', finished_at = ? "
-                "WHERE status = 'queued' AND crashes > ?",
+                "WHERE finished_at IS NULL AND status = 'queued' AND crashes > ?",
                 (now, self.max_crashes),
             )
             db.execute("COMMIT")
@@ -262,9 +356,9 @@ class SqliteStore:
                 with self._wake:
                     self._closing = True
                     self._wake.notify_all()
-                if self._writer is not None:
-                    await anyio.to_thread.run_sync(self._writer.join)
-                    self._writer = None
+                if self._thread is not None:
+                    await anyio.to_thread.run_sync(self._thread.join)
+                    self._thread = None
                 await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
 
     def _close_sync(self) -> None:
@@ -279,41 +373,88 @@ class SqliteStore:
 
     # -- writing ---------------------------------------------------------------------------
 
-    async def add(self, record: JobRecord) -> None:
-        """Insert a live job; returns once it is committed (with whatever else is queued).
-
-        Raises:
-            StoreError: the write failed (disk full, read-only file, ...); nothing was added.
-        """
-        await self._wait_for(self._enqueue(("insert", _insert_values(record))))
+    def add(self, record: JobRecord) -> int:
+        """Number a new live job (``record.seq``) and queue its insert; return the ticket to
+        :meth:`wait` for. Until that returns, the job is not on disk."""
+        with self._wake:
+            record.seq = self._next_seq
+            self._next_seq += 1
+        return self._enqueue((_INSERT, _insert_values(record)))
 
     def add_now(self, record: JobRecord) -> None:
         """Insert a live job and commit it before returning (queued writes wait their turn).
 
-        Blocks the calling thread for one commit: for ``submit_nowait``, which may not wait.
+        Blocks the calling thread for one commit: for ``submit_nowait``, which may not wait
+        (with ``synchronous="FULL"`` that includes an ``fsync``).
 
         Raises:
             StoreError: the write failed; nothing was added.
         """
+        with self._wake:
+            record.seq = self._next_seq
+            self._next_seq += 1
         # Only this insert: a new job has no queued writes that must come first, and the
         # queue's writes keep their own order and their own waiters.
-        self._write([("insert", _insert_values(record))])
+        self._write([(_INSERT, _insert_values(record))])
+
+    def started(self, record: JobRecord) -> int:
+        """Queue the write of a job's start (status, attempts, start time); its ticket."""
+        return self._enqueue((_START, (record.attempts, record.started_at, record.seq)))
+
+    def progressed(self, record: JobRecord) -> int:
+        """Queue the write of a job's progress; its ticket. A progress write of the same job
+        that the writer has not taken yet is brought up to date instead: a job reporting
+        progress in a tight loop costs one write per commit, not one per report."""
+        values = (record.progress, record.progress_message, record.seq)
+        with self._wake:
+            index = self._queued_progress.get(record.seq)
+            if index is not None:
+                self._queue[index] = (_PROGRESS, values)
+                return self._issued - len(self._queue) + index + 1
+            ticket = self._enqueue_locked((_PROGRESS, values))
+            self._queued_progress[record.seq] = len(self._queue) - 1
+            return ticket
+
+    def changed(self, record: JobRecord) -> int:
+        """Queue the write of every changing field of a job (an end, a retry, a requeue)."""
+        return self._enqueue((_CHANGE, _change_values(record)))
 
     def flush_now(self) -> None:
-        """Wait, blocking the calling thread, until the writer has finished with every write
-        queued so far. For the rare read that must see them (``JobPool.get`` of a job that
-        ended a moment ago); failures are reported to the writes' own waiters as usual."""
+        """Commit every write queued so far before returning (blocking the calling thread:
+        on the loop, or until the writer thread is done with them). For the rare read that
+        must see them (``JobPool.get`` of a job that ended a moment ago); failures are
+        reported to the writes' own waiters as usual."""
+        if self._on_loop:
+            self._commit_queued()
+            return
         with self._wake:
             target = self._issued
             while self._written < target and self._writer_running:
                 self._wake.wait()
 
-    def update(self, record: JobRecord) -> None:
-        """Queue a write of the job's state; the writer commits it with what else is queued."""
-        self._enqueue(("update", _update_values(record)))
+    async def wait(self, ticket: int) -> None:
+        """Wait until the writer has committed write ``ticket`` (see ``Store.wait``): a
+        cancellation does not end the wait, it is delivered at the caller's next checkpoint.
+
+        Raises:
+            StoreError: the write failed (with everything committed alongside it).
+        """
+        if self._committed < ticket:
+            # Tickets only grow, so the waiters queue up in ticket order and each is woken
+            # exactly once, by the report that covers its ticket.
+            assert self._runtime is not None
+            slot = Slot()
+            self._waiters.append((ticket, slot))
+            error: StoreError | None = await self._runtime.park_shielded(slot)
+            if error is not None:
+                raise StoreError(*error.args)
+            return
+        for after, last, error in self._failures:
+            if after < ticket <= last:
+                raise StoreError(*error.args)
 
     async def flush(self) -> None:
-        """Wait until every write queued so far is committed.
+        """Wait until every write queued so far is committed (as :meth:`wait`).
 
         Raises:
             StoreError: a commit failed.
@@ -321,35 +462,78 @@ class SqliteStore:
         if self._retry:
             self._enqueue()
         if self._committed < self._issued:  # (failures already reported are not raised again)
-            await self._wait_for(self._issued)
+            await self.wait(self._issued)
 
-    def _enqueue(self, op: tuple[str, tuple[Any, ...]] | None = None) -> int:
+    def _enqueue(self, op: _Write | None = None) -> int:
         """Queue ``op`` (after any updates of failed commits); return its ticket."""
         with self._wake:
-            if self._retry:
-                # Updates are not given up on when a commit fails: they go into the next one
-                # (a passing fault heals; a lasting one fails that commit too). Inserts are
-                # not retried: their submitters got the error, the jobs were not accepted.
-                self._queue.extend(self._retry)
-                self._issued += len(self._retry)
-                self._retry = []
-            if op is not None:
-                self._queue.append(op)
-                self._issued += 1
-            self._wake.notify()
-            return self._issued
+            return self._enqueue_locked(op)
 
-    async def _wait_for(self, ticket: int) -> None:
-        """Wait until the writer has finished with write ``ticket``; raise its failure."""
-        if self._committed < ticket:
-            # Tickets only grow, so the waiters queue up in ticket order and each is woken
-            # exactly once, by the report that covers its ticket.
-            done = anyio.Event()
-            self._waiters.append((ticket, done))
-            await done.wait()
-        for after, last, error in self._failures:
-            if after < ticket <= last:
-                raise error
+    def _enqueue_locked(self, op: _Write | None) -> int:
+        if self._retry:
+            # Updates are not given up on when a commit fails: they go into the next one (a
+            # passing fault heals; a lasting one fails that commit too). Inserts are not
+            # retried: their submitters got the error, the jobs were not accepted.
+            self._queue.extend(self._retry)
+            self._issued += len(self._retry)
+            self._retry = []
+        if op is not None:
+            self._queue.append(op)
+            self._issued += 1
+        if not self._on_loop:
+            self._wake.notify()
+        elif not self._commit_scheduled and self._call_soon_here is not None:
+            self._commit_scheduled = True
+            self._call_soon_here(self._commit_queued)
+        return self._issued
+
+    def _commit_queued(self) -> None:
+        """On the loop (``synchronous="NORMAL"``): commit everything queued, report it."""
+        self._commit_scheduled = False
+        with self._wake:
+            batch, self._queue = self._queue, []
+            self._queued_progress.clear()
+            upto = self._issued
+        if not batch:
+            return
+        error = self._write_batch(batch)
+        self._written = upto
+        self._on_written(upto - len(batch), upto, error, batch)
+        self._unchecked_rows += len(batch)
+        if self._unchecked_rows >= _CHECKPOINT_ROWS:
+            self._unchecked_rows = 0
+            with self._wake:
+                self._checkpoint_due = True
+                self._wake.notify_all()
+
+    def _checkpoint_loop(self) -> None:
+        """The checkpoint thread (``synchronous="NORMAL"``): copy the WAL back into the
+        database whenever the loop has committed enough rows, off the event loop."""
+        connection = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
+        try:
+            while True:
+                with self._wake:
+                    while not self._checkpoint_due and not self._closing:
+                        self._wake.wait()
+                    if self._closing:
+                        return
+                    self._checkpoint_due = False
+                # PASSIVE: never blocks the writer; a checkpoint that cannot finish now (a
+                # reader, a busy file) is finished by a later one, and by the close.
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
+    def _write_batch(self, batch: list[_Write]) -> StoreError | None:
+        """Commit ``batch``; the error to report to its waiters, if it failed."""
+        try:
+            self._write(batch)
+        except StoreError as exc:
+            return exc
+        except Exception as exc:  # reported to the waiters, not lost
+            return StoreError(f"{self.url}: cannot write: {exc!r}")
+        return None
 
     def _writer_loop(self) -> None:
         """The writer thread: commit whatever is queued, as one transaction, until closed.
@@ -372,14 +556,9 @@ class SqliteStore:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
+                self._queued_progress.clear()
                 upto = self._issued
-            error: StoreError | None = None
-            try:
-                self._write(batch)
-            except StoreError as exc:
-                error = exc
-            except Exception as exc:  # reported to the waiters, not lost
-                error = StoreError(f"{self.url}: cannot write: {exc!r}")
+            error = self._write_batch(batch)
             with self._wake:
                 self._written = upto
                 self._wake.notify_all()  # flush_now
@@ -394,34 +573,43 @@ class SqliteStore:
         after: int,
         upto: int,
         error: StoreError | None,
-        batch: list[tuple[str, tuple[Any, ...]]],
+        batch: list[_Write],
     ) -> None:
         """In the event loop: the writer finished writes ``after+1 … upto``."""
         if error is not None:
             self._failures.append((after, upto, error))
             del self._failures[:-16]  # waiters look only at the failures of their own batch
-            self._retry.extend(op for op in batch if op[0] == "update")
+            self._retry.extend(op for op in batch if op[0] is not _INSERT)
         self._committed = committed = max(self._committed, upto)
         waiters = self._waiters
-        while waiters and waiters[0][0] <= committed:
-            waiters.popleft()[1].set()
+        if waiters:
+            unpark = self._runtime.unpark  # type: ignore[union-attr]
+            while waiters and waiters[0][0] <= committed:
+                unpark(waiters.popleft()[1], error)
 
-    def _write(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write(self, batch: list[_Write]) -> None:
         with self._connection_lock:
             self._write_locked(batch)
 
-    def _write_locked(self, batch: Iterable[tuple[str, tuple[Any, ...]]]) -> None:
+    def _write_locked(self, batch: list[_Write]) -> None:
         db = self._db
         if db is None:
             raise StoreError(f"{self.url} is closed")
         try:
             db.execute("BEGIN")
             try:
-                # Runs of the same statement go to SQLite in one executemany call.
-                for kind, run in itertools.groupby(batch, key=operator.itemgetter(0)):
-                    db.executemany(
-                        _INSERT if kind == "insert" else _UPDATE, [values for _, values in run]
-                    )
+                # Inserts first (a job's insert is queued before any write of its row, and
+                # rows are told apart by seq alone, so this changes nothing), then runs of one
+                # statement each in one executemany call, in the order they were queued.
+                inserts = [values for statement, values in batch if statement is _INSERT]
+                if inserts:
+                    db.executemany(_INSERT, inserts)
+                    if len(inserts) < len(batch):
+                        batch = [op for op in batch if op[0] is not _INSERT]
+                    else:
+                        batch = []
+                for statement, run in itertools.groupby(batch, key=operator.itemgetter(0)):
+                    db.executemany(statement, [values for _, values in run])
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk)
@@ -439,7 +627,7 @@ class SqliteStore:
             return None
         try:
             row = reader.execute(
-                f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                f"SELECT {_COLUMNS}, seq FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
                 (job_id,),
             ).fetchone()
         except sqlite3.Error as exc:
@@ -466,7 +654,7 @@ class SqliteStore:
             raise StoreError(f"{self.url} is closed")
         try:
             cursor = db.execute(
-                f"DELETE FROM jobs WHERE status NOT IN {_LIVE_SQL} AND finished_at < ?",
+                f"DELETE FROM jobs WHERE finished_at < ? AND status NOT IN {_LIVE_SQL}",
                 (cutoff,),
             )
         except sqlite3.Error as exc:
@@ -477,11 +665,14 @@ class SqliteStore:
         return StoreError(f"{self.url}: {what}: {exc}")
 
 
-def _call_soon_threadsafe() -> Callable[..., Any]:
-    """How a thread schedules a call in the running event loop (Trio's or asyncio's)."""
+def _call_soon_functions() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """How another thread, and the loop's own, schedule a call in the running event loop
+    (Trio's or asyncio's), to run after the tasks that are ready now."""
     if sniffio.current_async_library() == "trio":
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return asyncio.get_running_loop().call_soon_threadsafe
+        run_sync_soon = trio.lowlevel.current_trio_token().run_sync_soon
+        return run_sync_soon, run_sync_soon
+    loop = asyncio.get_running_loop()
+    return loop.call_soon_threadsafe, loop.call_soon
 
 
 def _state(record: JobRecord) -> tuple[Any, ...]:
@@ -505,6 +696,7 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
 
 def _insert_values(record: JobRecord) -> tuple[Any, ...]:
     fixed = (
+        record.seq,
         record.job_id,
         record.name,
         json.dumps(record.args),
@@ -516,14 +708,14 @@ def _insert_values(record: JobRecord) -> tuple[Any, ...]:
     return fixed + _state(record)
 
 
-def _update_values(record: JobRecord) -> tuple[Any, ...]:
-    return (*_state(record), record.job_id)
+def _change_values(record: JobRecord) -> tuple[Any, ...]:
+    return (*_state(record), record.seq)
 
 
 def _record(row: tuple[Any, ...]) -> JobRecord:
     (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
      interrupted, progress, progress_message, result, error_type, error_message,
-     error_traceback, started_at, finished_at, exec_time, retry_at) = row  # fmt: skip
+     error_traceback, started_at, finished_at, exec_time, retry_at, seq) = row  # fmt: skip
     return JobRecord(
         job_id=job_id,
         name=name,
@@ -546,6 +738,7 @@ def _record(row: tuple[Any, ...]) -> JobRecord:
         finished_at=finished_at,
         exec_time=exec_time,
         retry_at=retry_at,
+        seq=seq,
     )
 
 
