@@ -343,7 +343,8 @@ class JobPool:
         assert self._config.registry is not None
         name = self._config.registry.name_of(fn)
         job_id = self._job_id(key)
-        check_json(list(args), f"an argument of job {job_id!r}")
+        if args:
+            check_json(args, f"an argument of job {job_id!r}")
         record = JobRecord(
             job_id=job_id,
             name=name,

@@ -699,7 +699,7 @@ def _insert_values(record: JobRecord) -> tuple[Any, ...]:
         record.seq,
         record.job_id,
         record.name,
-        json.dumps(record.args),
+        json.dumps(record.args) if record.args else "[]",
         record.priority,
         _timeout_in(record.timeout),
         None if record.retry is None else json.dumps(record.retry),
