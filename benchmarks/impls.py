@@ -57,7 +57,7 @@ class Impl:
     module: str
     variant: str
     unsupported: frozenset[str] = frozenset()  # workloads that are n/a, with no process spawned
-    store: str | None = None  # "sqlite": runs the durable workloads (D1-D3) only
+    store: str | None = None  # "sqlite" or "sqlitefull": runs the durable workloads (D1-D3) only
     memory_twin: str | None = None  # the same pool in memory, for the durable ÷ in-memory ratio
 
 
@@ -127,6 +127,16 @@ IMPLS: tuple[Impl, ...] = (
         "asyncio-sqlite",
         store="sqlite",
         memory_twin="jobpool-asyncio",
+    ),
+    Impl(
+        "jobpool-trio-sqlite-full",
+        "trio_jobpool on Trio, SQLite store with synchronous=FULL (an fsync per commit)",
+        "trio",
+        "trio",
+        "impls_jobpool",
+        "trio-sqlitefull",
+        store="sqlitefull",
+        memory_twin="jobpool-trio",
     ),
 )
 BY_NAME: dict[str, Impl] = {impl.name: impl for impl in IMPLS}

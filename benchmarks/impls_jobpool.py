@@ -133,6 +133,8 @@ def _make_open_pool(jobs: Jobs, store: str | None) -> Callable[..., Any]:
         db = directory / "jobs.db"
         try:
             url = None if store is None else f"sqlite:///{db}"
+            if store == "sqlitefull":
+                url = f"{url}?synchronous=FULL"
             async with open_job_pool(**sizes, store=url, registry=registry) as pool:
                 adapter = JobPoolAdapter(pool, gate)
                 yield adapter
@@ -159,7 +161,8 @@ def _run_anyio(fn: Callable[[], Any], *, uvloop: bool) -> Any:
 
 
 def make_env(variant: str) -> Env:
-    """``variant``: ``"trio"``, ``"asyncio"`` or ``"uvloop"``, optionally with ``"-sqlite"``."""
+    """``variant``: ``"trio"``, ``"asyncio"`` or ``"uvloop"``, optionally with ``"-sqlite"`` or
+    ``"-sqlitefull"`` (``synchronous=FULL``)."""
     backend, _, store = variant.partition("-")
     if backend == "trio":
         import trio

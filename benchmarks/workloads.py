@@ -34,6 +34,7 @@ D_TARGET = 0.25  # the durable pool's throughput ÷ the in-memory pool's, at lea
 DURABLE_IMPLS = (
     "jobpool-trio",
     "jobpool-trio-sqlite",
+    "jobpool-trio-sqlite-full",
     "jobpool-asyncio",
     "jobpool-asyncio-sqlite",
 )
@@ -387,6 +388,9 @@ class Workload:
     metrics: tuple[Metric, ...]  # the first one is the headline figure
     impls: tuple[str, ...] | None = None  # None: every in-memory implementation
     durable: bool = False  # a durable workload: jobs/s (higher is better), durable ÷ in-memory
+    # The durable target (D_TARGET) is about the no-op throughput, end to end (D3); D1 and D2
+    # set a submit's wait for its commit against an in-memory enqueue of 2-3 µs: figures only.
+    durable_target: bool = False
 
     @property
     def primary(self) -> Metric:
@@ -516,6 +520,7 @@ WORKLOADS: dict[str, Workload] = {
             (Metric("jobs_per_s", "jobs/s", 0), Metric("us_per_job", f"{US}/job", 1)),
             impls=DURABLE_IMPLS,
             durable=True,
+            durable_target=True,
         ),
     )
 }

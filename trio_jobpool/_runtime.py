@@ -161,8 +161,7 @@ class Runtime:
         """As :meth:`park`, but a cancellation does not end the wait: the task waits for its
         value all the same, and the cancellation is delivered at its next checkpoint. For
         waits that must not be abandoned half-way (a write to a store that may already be
-        on disk), and that are short. (On asyncio a plain ``task.cancel()``, which no cancel
-        scope made and none can hold back, still ends the wait.)"""
+        on disk), and that are short."""
         raise NotImplementedError  # pragma: no cover - overridden
 
     async def sleep(self, seconds: float) -> None:
@@ -326,21 +325,38 @@ class _AsyncioRuntime(Runtime):
             slot._waiter = None
 
     def unpark(self, slot: Slot, value: object) -> None:
-        if slot._waiter is None:
+        waiter = slot._waiter
+        if waiter is None or waiter.done():  # (done: see park_shielded)
             slot._value = value
         else:
-            slot._waiter.set_result(value)
+            waiter.set_result(value)
 
     async def park_shielded(self, slot: Slot) -> Any:
-        if slot._value is not _EMPTY:
-            return slot._take_early()
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        slot._waiter = future
+        # Without an AnyIO shielded scope, which costs more than the rest of a durable submit:
+        # a cancellation (AnyIO's scopes cancel a waiting task with task.cancel()) is taken
+        # back (uncancel) and the task parks again until the value comes; then it is handed
+        # on. An AnyIO scope re-delivers its cancellation by itself, at the next checkpoint;
+        # a plain task.cancel() is requested again here, to the same effect.
+        task = asyncio.current_task()
+        assert task is not None
+        loop = task.get_loop()
+        deferred = 0
         try:
-            with anyio.CancelScope(shield=True):
-                return await future
+            while slot._value is _EMPTY:
+                future: asyncio.Future[Any] = loop.create_future()
+                slot._waiter = future
+                try:
+                    return await future
+                except asyncio.CancelledError:
+                    if future.done() and not future.cancelled():
+                        return future.result()  # it came in the same instant: keep it
+                    deferred += 1
+                    task.uncancel()
+            return slot._take_early()
         finally:
             slot._waiter = None
+            if deferred and not self.outer_cancelled():
+                task.cancel()
 
 
 def current_runtime() -> Runtime:

@@ -390,3 +390,37 @@ async def test_a_file_of_the_first_schema_is_upgraded_and_resumed(tmp_path: Path
     assert indexes == {"jobs_by_id", "jobs_by_end"}
     assert version == 2
     assert statuses == {"done": "completed", "second": "completed", "first": "completed"}
+
+
+class CancelDuringCommit(SqliteStore):
+    """Cancels ``scope`` from inside its next commit (made on the event loop's thread)."""
+
+    scope: anyio.CancelScope | None = None
+
+    def configure(self, connection: sqlite3.Connection) -> None:
+        connection.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
+        if statement.startswith("INSERT") and self.scope is not None:
+            self.scope.cancel()
+            self.scope = None
+
+
+@pytest.mark.anyio
+async def test_a_submit_cancelled_while_its_job_is_written_returns_the_job(tmp_path: Path) -> None:
+    board.reset()
+    store = CancelDuringCommit(tmp_path / "jobs.db")
+    returned, went_on = [], []
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        with anyio.CancelScope() as scope:
+            store.scope = scope
+            returned.append(await pool.submit(double, 21, job_id="mid-write"))
+            await anyio.lowlevel.checkpoint()  # the cancellation is delivered here
+            went_on.append(True)
+        assert scope.cancelled_caught
+        assert returned
+        assert not went_on
+        assert await returned[0].result() == 42  # accepted, so it ran
+    with sqlite3.connect(tmp_path / "jobs.db") as connection:
+        assert connection.execute("SELECT status FROM jobs").fetchall() == [("completed",)]
+    connection.close()

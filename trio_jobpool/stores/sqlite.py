@@ -171,6 +171,7 @@ class SqliteStore:
         # and reports how far it got.
         self._on_loop = synchronous == "NORMAL"  # who commits (see the module docstring)
         self._commit_scheduled = False  # on the loop: a commit callback is on its way
+        self._extra_passes = 0  # on the loop: scheduler passes between a write and its commit
         self._unchecked_rows = 0  # on the loop: rows committed since the last checkpoint
         self._checkpoint_due = False
         self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing, ...
@@ -238,6 +239,10 @@ class SqliteStore:
         self._limiter = anyio.CapacityLimiter(1)
         self._runtime = current_runtime()
         self._call_soon, self._call_soon_here = _call_soon_functions()
+        # asyncio runs a call_soon callback right after the tasks that are ready now, before
+        # the ones those wake; two more passes make commits twice as big (measured: D3 about
+        # a fifth faster). Trio's callbacks already come a pass later: no gain measured there.
+        self._extra_passes = 0 if self._runtime.name == "trio" else 2
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
         if self._on_loop:
@@ -484,11 +489,16 @@ class SqliteStore:
             self._wake.notify()
         elif not self._commit_scheduled and self._call_soon_here is not None:
             self._commit_scheduled = True
-            self._call_soon_here(self._commit_queued)
+            self._call_soon_here(self._commit_queued, self._extra_passes)
         return self._issued
 
-    def _commit_queued(self) -> None:
-        """On the loop (``synchronous="NORMAL"``): commit everything queued, report it."""
+    def _commit_queued(self, passes: int = 0) -> None:
+        """On the loop (``synchronous="NORMAL"``): commit everything queued, report it; or,
+        with ``passes`` left, let the scheduler run that many more times first."""
+        if passes:
+            assert self._call_soon_here is not None
+            self._call_soon_here(self._commit_queued, passes - 1)
+            return
         self._commit_scheduled = False
         with self._wake:
             batch, self._queue = self._queue, []
