@@ -13,11 +13,13 @@ Who commits depends on ``synchronous``:
 
 * ``"NORMAL"``: the event loop's own thread, in a callback scheduled by the first write queued
   after the last commit (so it runs once the tasks that are ready have queued theirs). Such a
-  commit only hands pages to the operating system, a few microseconds per row, and never
-  waits for the disk: SQLite's checkpoints, which do (``fsync``), are taken off the loop by a
-  checkpoint thread of the store's own. A thread would cost more than the work: it needs the
-  GIL for every row, and a busy event loop gives it up only every ``sys.getswitchinterval()``
-  (5 ms), measured to halve throughput.
+  commit only hands pages to the operating system, a few microseconds per row; only SQLite's
+  automatic checkpoint (once the WAL holds 1,000 pages, some hundreds of jobs) waits for the
+  disk, two ``fsync`` calls inside that commit. A thread would cost more than the work: it
+  needs the GIL for every row, and a busy event loop gives it up only every
+  ``sys.getswitchinterval()`` (5 ms), measured to halve throughput. (A checkpoint thread was
+  tried: a checkpoint made by another connection while the loop keeps committing does not let
+  the WAL start over, and it grew without bound.)
 * ``"FULL"``: every commit waits for ``fsync``, which must not block the event loop: a writer
   thread of the store's own commits, then tells the event loop (one thread-safe call) how far
   it got, and starts on what was queued meanwhile.
@@ -37,7 +39,6 @@ the same file fails at once with :class:`StoreError` naming the path.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 import math
@@ -126,7 +127,7 @@ _LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
 _Write = tuple[str, tuple[Any, ...]]
 
 
-_CHECKPOINT_ROWS: Final = 4096  # rows committed on the loop between two checkpoints
+_WAL_LIMIT: Final = 64 << 20  # bytes: a WAL that starts over is truncated to this
 
 _NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
 
@@ -172,8 +173,6 @@ class SqliteStore:
         self._on_loop = synchronous == "NORMAL"  # who commits (see the module docstring)
         self._commit_scheduled = False  # on the loop: a commit callback is on its way
         self._extra_passes = 0  # on the loop: scheduler passes between a write and its commit
-        self._unchecked_rows = 0  # on the loop: rows committed since the last checkpoint
-        self._checkpoint_due = False
         self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing, ...
         self._queue: list[_Write] = []  # writes not yet taken
         self._queued_progress: dict[int, int] = {}  # seq: index in _queue of its progress
@@ -181,7 +180,7 @@ class SqliteStore:
         self._issued = 0  # writes queued so far
         self._written = 0  # writes the thread has finished with (committed or failed)
         self._closing = False
-        self._thread: threading.Thread | None = None  # the writer, or the checkpointer
+        self._thread: threading.Thread | None = None  # the writer (synchronous="FULL")
         self._writer_running = False
         self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
@@ -245,15 +244,12 @@ class SqliteStore:
         self._extra_passes = 0 if self._runtime.name == "trio" else 2
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
-        if self._on_loop:
-            target, role = self._checkpoint_loop, "checkpointer"
-        else:
-            target, role = self._writer_loop, "writer"
+        if not self._on_loop:
             self._writer_running = True
-        self._thread = threading.Thread(
-            target=target, name=f"trio_jobpool {role} {self.path.name}", daemon=True
-        )
-        self._thread.start()
+            self._thread = threading.Thread(
+                target=self._writer_loop, name=f"trio_jobpool writer {self.path.name}", daemon=True
+            )
+            self._thread.start()
         return records
 
     def _open_sync(self) -> list[JobRecord]:
@@ -265,8 +261,7 @@ class SqliteStore:
             self._db = db
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
-            if self._on_loop:  # checkpoints wait for the disk: the checkpoint thread's job
-                db.execute("PRAGMA wal_autocheckpoint=0")
+            db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
             self._create_schema(db)
             self.configure(db)
             self._recover(db)
@@ -509,31 +504,6 @@ class SqliteStore:
         error = self._write_batch(batch)
         self._written = upto
         self._on_written(upto - len(batch), upto, error, batch)
-        self._unchecked_rows += len(batch)
-        if self._unchecked_rows >= _CHECKPOINT_ROWS:
-            self._unchecked_rows = 0
-            with self._wake:
-                self._checkpoint_due = True
-                self._wake.notify_all()
-
-    def _checkpoint_loop(self) -> None:
-        """The checkpoint thread (``synchronous="NORMAL"``): copy the WAL back into the
-        database whenever the loop has committed enough rows, off the event loop."""
-        connection = sqlite3.connect(self.path, isolation_level=None, timeout=1.0)
-        try:
-            while True:
-                with self._wake:
-                    while not self._checkpoint_due and not self._closing:
-                        self._wake.wait()
-                    if self._closing:
-                        return
-                    self._checkpoint_due = False
-                # PASSIVE: never blocks the writer; a checkpoint that cannot finish now (a
-                # reader, a busy file) is finished by a later one, and by the close.
-                with contextlib.suppress(sqlite3.Error):
-                    connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        finally:
-            connection.close()
 
     def _write_batch(self, batch: list[_Write]) -> StoreError | None:
         """Commit ``batch``; the error to report to its waiters, if it failed."""
