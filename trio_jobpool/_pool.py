@@ -838,7 +838,7 @@ class JobPool:
         """Record the end of a running attempt that ends the job with ``status``."""
         counters = self._counters
         now = self._attempt_over(job)
-        if status is JobStatus.COMPLETED and self._store is not None:
+        if status is JobStatus.COMPLETED and self._store is not None and result is not None:
             try:
                 check_json(result, f"the result of job {job.job_id!r}")
             except JobNotSerializable as exc:  # a durable job's result must be storable

@@ -111,8 +111,10 @@ _STATE: Final = (
     "retry_at",
 )  # fmt: skip
 _COLUMNS: Final = ", ".join(_FIXED + _STATE)
+# A new job: its fixed columns (the rest take their defaults: it is queued, never started).
 _INSERT: Final = (
-    f"INSERT INTO jobs (seq, {_COLUMNS}) VALUES ({', '.join('?' * (1 + len(_FIXED + _STATE)))})"
+    f"INSERT INTO jobs (seq, {', '.join(_FIXED)}, status) "
+    f"VALUES ({', '.join('?' * (1 + len(_FIXED)))}, 'queued')"
 )
 _START: Final = (
     "UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL "
@@ -120,6 +122,11 @@ _START: Final = (
 )
 _PROGRESS: Final = "UPDATE jobs SET progress = ?, progress_message = ? WHERE seq = ?"
 _CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} WHERE seq = ?"
+# The most common change: a job completed (its start and progress are written already).
+_COMPLETE: Final = (
+    "UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? "
+    "WHERE seq = ?"
+)
 _LIVE_SQL: Final = "('queued', 'retrying', 'running')"
 _LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
 
@@ -173,7 +180,8 @@ class SqliteStore:
         self._on_loop = synchronous == "NORMAL"  # who commits (see the module docstring)
         self._commit_scheduled = False  # on the loop: a commit callback is on its way
         self._extra_passes = 0  # on the loop: scheduler passes between a write and its commit
-        self._wake = threading.Condition()  # guards _queue, _issued, _written, _closing, ...
+        # With the writer thread: guards _queue, _issued, _written, _closing, _writer_running.
+        self._wake = threading.Condition()
         self._queue: list[_Write] = []  # writes not yet taken
         self._queued_progress: dict[int, int] = {}  # seq: index in _queue of its progress
         self._next_seq = 1
@@ -374,11 +382,10 @@ class SqliteStore:
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, record: JobRecord) -> int:
-        """Number a new live job (``record.seq``) and queue its insert; return the ticket to
-        :meth:`wait` for. Until that returns, the job is not on disk."""
-        with self._wake:
-            record.seq = self._next_seq
-            self._next_seq += 1
+        """Number a new job (``record.seq``; queued, never started) and queue its insert;
+        return the ticket to :meth:`wait` for. Until that returns, the job is not on disk."""
+        record.seq = self._next_seq  # (only ever on the loop's thread)
+        self._next_seq += 1
         return self._enqueue((_INSERT, _insert_values(record)))
 
     def add_now(self, record: JobRecord) -> None:
@@ -390,9 +397,8 @@ class SqliteStore:
         Raises:
             StoreError: the write failed; nothing was added.
         """
-        with self._wake:
-            record.seq = self._next_seq
-            self._next_seq += 1
+        record.seq = self._next_seq
+        self._next_seq += 1
         # Only this insert: a new job has no queued writes that must come first, and the
         # queue's writes keep their own order and their own waiters.
         self._write([(_INSERT, _insert_values(record))])
@@ -406,17 +412,27 @@ class SqliteStore:
         that the writer has not taken yet is brought up to date instead: a job reporting
         progress in a tight loop costs one write per commit, not one per report."""
         values = (record.progress, record.progress_message, record.seq)
+        if self._on_loop:
+            return self._progressed_locked(values)
         with self._wake:
-            index = self._queued_progress.get(record.seq)
-            if index is not None:
-                self._queue[index] = (_PROGRESS, values)
-                return self._issued - len(self._queue) + index + 1
-            ticket = self._enqueue_locked((_PROGRESS, values))
-            self._queued_progress[record.seq] = len(self._queue) - 1
-            return ticket
+            return self._progressed_locked(values)
+
+    def _progressed_locked(self, values: tuple[Any, ...]) -> int:
+        seq = values[-1]
+        index = self._queued_progress.get(seq)
+        if index is not None:
+            self._queue[index] = (_PROGRESS, values)
+            return self._issued - len(self._queue) + index + 1
+        ticket = self._enqueue_locked((_PROGRESS, values))
+        self._queued_progress[seq] = len(self._queue) - 1
+        return ticket
 
     def changed(self, record: JobRecord) -> int:
         """Queue the write of every changing field of a job (an end, a retry, a requeue)."""
+        if record.status == "completed":
+            result = "null" if record.result is None else json.dumps(record.result)
+            values = (result, record.finished_at, record.exec_time, record.seq)
+            return self._enqueue((_COMPLETE, values))
         return self._enqueue((_CHANGE, _change_values(record)))
 
     def flush_now(self) -> None:
@@ -466,6 +482,8 @@ class SqliteStore:
 
     def _enqueue(self, op: _Write | None = None) -> int:
         """Queue ``op`` (after any updates of failed commits); return its ticket."""
+        if self._on_loop:  # the queue has no other thread to guard against
+            return self._enqueue_locked(op)
         with self._wake:
             return self._enqueue_locked(op)
 
@@ -675,7 +693,7 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
 
 
 def _insert_values(record: JobRecord) -> tuple[Any, ...]:
-    fixed = (
+    return (
         record.seq,
         record.job_id,
         record.name,
@@ -685,7 +703,6 @@ def _insert_values(record: JobRecord) -> tuple[Any, ...]:
         None if record.retry is None else json.dumps(record.retry),
         record.submitted_at,
     )
-    return fixed + _state(record)
 
 
 def _change_values(record: JobRecord) -> tuple[Any, ...]:
