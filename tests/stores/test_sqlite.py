@@ -441,3 +441,32 @@ async def test_the_wal_file_stays_small_under_a_steady_load(
         await pool.join()
         wal = db.with_name("jobs.db-wal").stat().st_size
     assert wal < 16 << 20, wal
+
+
+class SmallCommits(SqliteStore):
+    """Commits at most 8 writes at a time on the loop; records each commit's size."""
+
+    _max_batch = 8
+
+    def configure(self, connection: sqlite3.Connection) -> None:
+        self.sizes: list[int] = []
+        connection.set_trace_callback(self._trace)
+
+    def _trace(self, statement: str) -> None:
+        if statement == "BEGIN":
+            self.sizes.append(0)
+        elif statement.startswith(("INSERT", "UPDATE")) and self.sizes:
+            self.sizes[-1] += 1
+
+
+@pytest.mark.anyio
+async def test_a_burst_of_submits_is_committed_in_parts(tmp_path: Path) -> None:
+    store = SmallCommits(tmp_path / "jobs.db")
+    async with open_job_pool(2, 100, store=store, registry=registry) as pool:
+        async with anyio.create_task_group() as tg:
+            for i in range(50):
+                tg.start_soon(pool.submit, double, i)
+        await pool.join()
+        assert pool.stats().total_completed == 50
+    assert max(store.sizes) == 8  # the burst was split, and no part was larger
+    assert sum(store.sizes) == 150  # each job: inserted, started, ended

@@ -124,8 +124,7 @@ _PROGRESS: Final = "UPDATE jobs SET progress = ?, progress_message = ? WHERE seq
 _CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} WHERE seq = ?"
 # The most common change: a job completed (its start and progress are written already).
 _COMPLETE: Final = (
-    "UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? "
-    "WHERE seq = ?"
+    "UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? WHERE seq = ?"
 )
 _LIVE_SQL: Final = "('queued', 'retrying', 'running')"
 _LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
@@ -160,6 +159,8 @@ class SqliteStore:
     Raises:
         ValueError: a bad ``synchronous`` or ``max_crashes``.
     """
+
+    _max_batch = 1000  # writes per commit on the loop, at most (see _commit_queued)
 
     def __init__(
         self, path: str | os.PathLike[str], *, synchronous: str = "NORMAL", max_crashes: int = 3
@@ -441,7 +442,8 @@ class SqliteStore:
         must see them (``JobPool.get`` of a job that ended a moment ago); failures are
         reported to the writes' own waiters as usual."""
         if self._on_loop:
-            self._commit_queued()
+            while self._queue:
+                self._commit_queued()
             return
         with self._wake:
             target = self._issued
@@ -513,12 +515,24 @@ class SqliteStore:
             self._call_soon_here(self._commit_queued, passes - 1)
             return
         self._commit_scheduled = False
-        with self._wake:
-            batch, self._queue = self._queue, []
-            self._queued_progress.clear()
-            upto = self._issued
-        if not batch:
+        queue = self._queue
+        if not queue:
             return
+        limit = self._max_batch
+        if len(queue) > limit:
+            # A burst: commit it in parts, each its own callback, so that the loop is never
+            # blocked for more than one part (about 10 µs a row).
+            batch, self._queue = queue[:limit], queue[limit:]
+            self._queued_progress = {
+                seq: index - limit for seq, index in self._queued_progress.items() if index >= limit
+            }
+            self._commit_scheduled = True
+            assert self._call_soon_here is not None
+            self._call_soon_here(self._commit_queued, 0)
+        else:
+            batch, self._queue = queue, []
+            self._queued_progress.clear()
+        upto = self._issued - len(self._queue)
         error = self._write_batch(batch)
         self._written = upto
         self._on_written(upto - len(batch), upto, error, batch)
