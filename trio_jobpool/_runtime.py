@@ -333,10 +333,11 @@ class _AsyncioRuntime(Runtime):
 
     async def park_shielded(self, slot: Slot) -> Any:
         # Without an AnyIO shielded scope, which costs more than the rest of a durable submit:
-        # a cancellation (AnyIO's scopes cancel a waiting task with task.cancel()) is taken
-        # back (uncancel) and the task parks again until the value comes; then it is handed
-        # on. An AnyIO scope re-delivers its cancellation by itself, at the next checkpoint;
-        # a plain task.cancel() is requested again here, to the same effect.
+        # the task parks again after a cancellation, until the value comes. A cancellation of
+        # an AnyIO scope is left to AnyIO, which counts its own requests (and takes them back
+        # when its scope exits) and delivers it again at the next checkpoint. A plain
+        # task.cancel() is taken back here and requested again once the value is in, to the
+        # same effect.
         task = asyncio.current_task()
         assert task is not None
         loop = task.get_loop()
@@ -348,14 +349,15 @@ class _AsyncioRuntime(Runtime):
                 try:
                     return await future
                 except asyncio.CancelledError:
+                    if not self.outer_cancelled():  # not AnyIO's: take it, hand it on later
+                        task.uncancel()
+                        deferred += 1
                     if future.done() and not future.cancelled():
                         return future.result()  # it came in the same instant: keep it
-                    deferred += 1
-                    task.uncancel()
             return slot._take_early()
         finally:
             slot._waiter = None
-            if deferred and not self.outer_cancelled():
+            if deferred:
                 task.cancel()
 
 

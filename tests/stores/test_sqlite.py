@@ -35,6 +35,7 @@ from trio_jobpool import (
     StoreError,
     open_job_pool,
 )
+from trio_jobpool.stores._base import JobRecord
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -470,3 +471,27 @@ async def test_a_burst_of_submits_is_committed_in_parts(tmp_path: Path) -> None:
         assert pool.stats().total_completed == 50
     assert max(store.sizes) == 8  # the burst was split, and no part was larger
     assert sum(store.sizes) == 150  # each job: inserted, started, ended
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+async def test_a_late_write_never_brings_an_ended_job_back(
+    tmp_path: Path, synchronous: str
+) -> None:
+    # E.g. the write of a retry whose commit failed, retried after the job was cancelled.
+    db = tmp_path / "jobs.db"
+    store = SqliteStore(db, synchronous=synchronous)
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        assert await (await pool.submit(double, 1, job_id="x")).result() == 2
+        await store.flush()
+        with sqlite3.connect(db) as connection:
+            (seq,) = connection.execute("SELECT seq FROM jobs WHERE job_id = 'x'").fetchone()
+        connection.close()
+        late = JobRecord("x", "double", [1], 5, status="retrying", attempts=9, seq=seq)
+        late.progress = 0.5
+        for ticket in (store.changed(late), store.started(late), store.progressed(late)):
+            await store.wait(ticket)
+    assert _statuses(db) == {"x": "completed"}
+    async with open_job_pool(1, 10, store=SqliteStore(db), registry=registry) as pool:
+        assert pool.get("x").attempts == 1
+        assert pool.get("x").progress == 0.0

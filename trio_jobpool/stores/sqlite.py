@@ -39,6 +39,7 @@ the same file fails at once with :class:`StoreError` naming the path.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
 import json
 import math
@@ -48,7 +49,6 @@ import sqlite3
 import threading
 import time
 import urllib.parse
-from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Final
@@ -116,15 +116,17 @@ _INSERT: Final = (
     f"INSERT INTO jobs (seq, {', '.join(_FIXED)}, status) "
     f"VALUES ({', '.join('?' * (1 + len(_FIXED)))}, 'queued')"
 )
+# Updates find their row by seq and never touch an ended one (finished_at set): a write of a
+# failed commit that is retried after a later write ended the job cannot bring it back.
+_LIVE_ROW: Final = "WHERE seq = ? AND finished_at IS NULL"
 _START: Final = (
-    "UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL "
-    "WHERE seq = ?"
+    f"UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL {_LIVE_ROW}"
 )
-_PROGRESS: Final = "UPDATE jobs SET progress = ?, progress_message = ? WHERE seq = ?"
-_CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} WHERE seq = ?"
+_PROGRESS: Final = f"UPDATE jobs SET progress = ?, progress_message = ? {_LIVE_ROW}"
+_CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} {_LIVE_ROW}"
 # The most common change: a job completed (its start and progress are written already).
 _COMPLETE: Final = (
-    "UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? WHERE seq = ?"
+    f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? {_LIVE_ROW}"
 )
 _LIVE_SQL: Final = "('queued', 'retrying', 'running')"
 _LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
@@ -133,6 +135,7 @@ _LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
 _Write = tuple[str, tuple[Any, ...]]
 
 
+_PRUNE_PART: Final = 1000  # rows deleted per transaction by prune
 _WAL_LIMIT: Final = 64 << 20  # bytes: a WAL that starts over is truncated to this
 
 _NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
@@ -194,7 +197,10 @@ class SqliteStore:
         self._committed = 0  # the same as _written, as the event loop has been told
         self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
         self._retry: list[_Write] = []  # updates of failed commits
-        self._waiters: deque[tuple[int, Slot]] = deque()  # (ticket, where its task waits)
+        # (ticket, arrival, where its task waits), a heap: tickets are not always waited for
+        # in the order they were issued (a worker waits for a start queued a while before).
+        self._waiters: list[tuple[int, int, Slot]] = []
+        self._arrivals = 0
         # Made by open(), in the event loop that uses the store.
         self._runtime: Runtime | None = None
         self._call_soon: Callable[..., Any] | None = None  # from another thread
@@ -245,6 +251,7 @@ class SqliteStore:
                 cannot be opened or written (the message names the path and the cause).
         """
         self._limiter = anyio.CapacityLimiter(1)
+        self._commit_scheduled = False
         self._runtime = current_runtime()
         self._call_soon, self._call_soon_here = _call_soon_functions()
         # asyncio runs a call_soon callback right after the tasks that are ready now, before
@@ -371,11 +378,12 @@ class SqliteStore:
                 await anyio.to_thread.run_sync(self._close_sync, limiter=self._limiter)
 
     def _close_sync(self) -> None:
-        for attribute in ("_db", "_reader"):
-            connection = getattr(self, attribute)
-            if connection is not None:
-                connection.close()
-                setattr(self, attribute, None)
+        with self._connection_lock:
+            for attribute in ("_db", "_reader"):
+                connection = getattr(self, attribute)
+                if connection is not None:
+                    connection.close()
+                    setattr(self, attribute, None)
         if self._lock_file is not None:
             self._lock_file.close()
             self._lock_file = None
@@ -441,6 +449,8 @@ class SqliteStore:
         on the loop, or until the writer thread is done with them). For the rare read that
         must see them (``JobPool.get`` of a job that ended a moment ago); failures are
         reported to the writes' own waiters as usual."""
+        if self._retry:
+            self._enqueue()
         if self._on_loop:
             while self._queue:
                 self._commit_queued()
@@ -458,11 +468,13 @@ class SqliteStore:
             StoreError: the write failed (with everything committed alongside it).
         """
         if self._committed < ticket:
-            # Tickets only grow, so the waiters queue up in ticket order and each is woken
-            # exactly once, by the report that covers its ticket.
+            # Each waiter is woken exactly once, by the report that covers its ticket.
+            if self._db is None or (not self._on_loop and not self._writer_running):
+                raise StoreError(f"{self.url} is closed")
             assert self._runtime is not None
             slot = Slot()
-            self._waiters.append((ticket, slot))
+            self._arrivals += 1
+            heapq.heappush(self._waiters, (ticket, self._arrivals, slot))
             error: StoreError | None = await self._runtime.park_shielded(slot)
             if error is not None:
                 raise StoreError(*error.args)
@@ -490,6 +502,10 @@ class SqliteStore:
             return self._enqueue_locked(op)
 
     def _enqueue_locked(self, op: _Write | None) -> int:
+        if self._queued_progress and op is not None and op[0] is not _PROGRESS:
+            # A later progress report must not be folded into one queued before this write
+            # (an update's last value is its seq; an insert's job has no progress queued).
+            self._queued_progress.pop(op[1][-1], None)
         if self._retry:
             # Updates are not given up on when a commit fails: they go into the next one (a
             # passing fault heals; a lasting one fails that commit too). Inserts are not
@@ -590,14 +606,14 @@ class SqliteStore:
         """In the event loop: the writer finished writes ``after+1 … upto``."""
         if error is not None:
             self._failures.append((after, upto, error))
-            del self._failures[:-16]  # waiters look only at the failures of their own batch
+            del self._failures[:-1024]  # for a wait that comes after its write's report
             self._retry.extend(op for op in batch if op[0] is not _INSERT)
         self._committed = committed = max(self._committed, upto)
         waiters = self._waiters
         if waiters:
             unpark = self._runtime.unpark  # type: ignore[union-attr]
             while waiters and waiters[0][0] <= committed:
-                unpark(waiters.popleft()[1], error)
+                unpark(heapq.heappop(waiters)[2], error)
 
     def _write(self, batch: list[_Write]) -> None:
         with self._connection_lock:
@@ -658,20 +674,29 @@ class SqliteStore:
             raise ValueError(f"older_than must be >= 0 seconds, got {older_than!r}")
         await self.flush()
         cutoff = time.time() - older_than
-        return await anyio.to_thread.run_sync(self._prune_sync, cutoff, limiter=self._limiter)
+        # In parts, each a transaction of its own in a worker thread: the connection is the
+        # one the loop commits on, so the loop waits for at most one part.
+        deleted = 0
+        while True:
+            part = await anyio.to_thread.run_sync(self._prune_sync, cutoff, limiter=self._limiter)
+            deleted += part
+            if part < _PRUNE_PART:
+                return deleted
 
     def _prune_sync(self, cutoff: float) -> int:
-        db = self._db
-        if db is None:
-            raise StoreError(f"{self.url} is closed")
-        try:
-            cursor = db.execute(
-                f"DELETE FROM jobs WHERE finished_at < ? AND status NOT IN {_LIVE_SQL}",
-                (cutoff,),
-            )
-        except sqlite3.Error as exc:
-            raise self._error("cannot prune", exc) from None
-        return cursor.rowcount
+        with self._connection_lock:
+            db = self._db
+            if db is None:
+                raise StoreError(f"{self.url} is closed")
+            try:
+                cursor = db.execute(
+                    "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at < ? "
+                    f"AND status NOT IN {_LIVE_SQL} LIMIT {_PRUNE_PART})",
+                    (cutoff,),
+                )
+            except sqlite3.Error as exc:
+                raise self._error("cannot prune", exc) from None
+            return cursor.rowcount
 
     def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self.url}: {what}: {exc}")
