@@ -495,3 +495,16 @@ async def test_a_late_write_never_brings_an_ended_job_back(
     async with open_job_pool(1, 10, store=SqliteStore(db), registry=registry) as pool:
         assert pool.get("x").attempts == 1
         assert pool.get("x").progress == 0.0
+
+
+@pytest.mark.anyio
+async def test_prune_deletes_in_parts_and_counts_them_all(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "jobs.db")
+    async with open_job_pool(10, 100, store=store, registry=registry) as pool:
+        for i in range(2_500):  # two whole parts of 1,000 and a last one of 500
+            await pool.submit(double, i)
+        await pool.join()
+        live = await pool.submit(block_unless, str(tmp_path / "never"), job_id="live")
+        assert await store.prune(older_than=0) == 2_500
+        assert live.status is not JobStatus.COMPLETED
+        live.cancel()
