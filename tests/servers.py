@@ -1,0 +1,96 @@
+"""Real servers for the tests that need one: started here, on loopback ports chosen here.
+
+A test that needs Redis gets it from :func:`redis_server`: a ``redis-server`` process of its own
+on a free port of 127.0.0.1 (nothing on disk, nothing kept), stopped and waited for afterwards;
+or, if ``$REDIS_URL`` is set, that server (then the tests keep to keys of their own and delete
+nothing else). Without a ``redis-server`` binary the test is skipped, except under ``CI=true``,
+where a missing server is a failure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+__all__ = ["free_port", "redis_binary", "redis_server"]
+
+START_TIMEOUT = 10.0  # seconds for a server to answer PING
+STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM (then SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that nothing listened on a moment ago."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def redis_binary() -> str:
+    """The ``redis-server`` to start: skips the test if there is none, fails it under CI."""
+    found = shutil.which("redis-server")
+    if found is None:
+        message = "redis-server is not installed (.ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message, pytrace=False)
+        pytest.skip(message)
+    return found
+
+
+def _ping(port: int) -> bool:
+    """Whether a Redis server on ``port`` answers PING (one short attempt)."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as connection:
+            connection.sendall(b"PING\r\n")
+            return connection.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+@contextlib.contextmanager
+def redis_server(workdir: Path, *extra: str) -> Iterator[str]:
+    """A ``redis-server`` of this test's own; yields its URL (``redis://127.0.0.1:<port>``).
+
+    ``extra`` arguments go to the server (``--cluster-enabled yes``, ...). It runs in
+    ``workdir`` (where a cluster keeps its nodes file), is stopped with SIGTERM when the block
+    ends (SIGKILL if it does not exit in time), and always waited for.
+    """
+    binary = redis_binary()
+    port = free_port()
+    command = [
+        binary,
+        "--port", str(port),
+        "--bind", "127.0.0.1",
+        "--save", "",
+        "--appendonly", "no",
+        "--dir", str(workdir),
+        *extra,
+    ]  # fmt: skip
+    log = (workdir / f"redis-{port}.log").open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        deadline = time.monotonic() + START_TIMEOUT
+        # Another process coming up: poll it, bounded in time.
+        while not _ping(port):
+            if process.poll() is not None or time.monotonic() > deadline:
+                log.flush()
+                output = (workdir / f"redis-{port}.log").read_text(errors="replace")
+                raise RuntimeError(f"redis-server on port {port} did not start:\n{output}")
+            time.sleep(0.01)
+        yield f"redis://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
