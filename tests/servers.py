@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["free_port", "redis_binary", "redis_server"]
+__all__ = ["free_port", "redis_binary", "redis_cluster", "redis_server"]
 
 START_TIMEOUT = 10.0  # seconds for a server to answer PING
 STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM (then SIGKILL)
@@ -31,6 +32,24 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_cluster_port() -> int:
+    """A free port for a cluster node: at most 55535, and its bus port (+10000) free too."""
+    for _ in range(200):  # bounded: ports are taken only rarely
+        port = random.randrange(20_000, 55_536)
+        if _bindable(port) and _bindable(port + 10_000):
+            return port
+    raise RuntimeError("no free pair of loopback ports for a cluster node")
 
 
 def redis_binary() -> str:
@@ -63,7 +82,7 @@ def redis_server(workdir: Path, *extra: str) -> Iterator[str]:
     ends (SIGKILL if it does not exit in time), and always waited for.
     """
     binary = redis_binary()
-    port = free_port()
+    port = free_cluster_port() if "--cluster-enabled" in extra else free_port()
     command = [
         binary,
         "--port", str(port),
@@ -94,3 +113,46 @@ def redis_server(workdir: Path, *extra: str) -> Iterator[str]:
             process.kill()
             process.wait()
         log.close()
+
+
+@contextlib.contextmanager
+def redis_cluster(workdir: Path, nodes: int = 3) -> Iterator[list[str]]:
+    """A Redis Cluster of ``nodes`` masters (no replicas) on loopback ports of its own; yields
+    the nodes' URLs once the cluster says it is ``ok``. Stopped like :func:`redis_server`."""
+    with contextlib.ExitStack() as stack:
+        urls = []
+        for index in range(nodes):
+            directory = workdir / f"node{index}"
+            directory.mkdir()
+            urls.append(
+                stack.enter_context(
+                    redis_server(
+                        directory, "--cluster-enabled", "yes", "--cluster-node-timeout", "2000"
+                    )
+                )
+            )
+        addresses = [url.removeprefix("redis://") for url in urls]
+        cli = shutil.which("redis-cli") or str(Path(redis_binary()).with_name("redis-cli"))
+        subprocess.run(
+            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
+            check=True,
+            capture_output=True,
+            timeout=START_TIMEOUT,
+        )
+        host, port = addresses[0].split(":")
+        deadline = time.monotonic() + START_TIMEOUT
+        # The nodes agreeing on the slots: poll, bounded in time.
+        while True:
+            info = subprocess.run(
+                [cli, "-h", host, "-p", port, "cluster", "info"],
+                capture_output=True,
+                text=True,
+                timeout=START_TIMEOUT,
+                check=False,
+            ).stdout
+            if "cluster_state:ok" in info:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster did not come up:\n{info}")
+            time.sleep(0.05)
+        yield urls

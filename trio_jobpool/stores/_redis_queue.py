@@ -1,0 +1,272 @@
+"""The job queue in Redis that the distributed pool (issue #5) is being built on.
+
+Not public yet: the pool does not use it so far. What it does, each step one Lua script (atomic
+on the server, one round trip, a batch of jobs per call):
+
+* ``submit``: store jobs and queue them, in (priority, submission) order across every process.
+* ``claim``: pop the best waiting jobs for one process and give each a lease (server time).
+* ``renew``: extend the leases of a process's running jobs; say which it no longer holds.
+* ``end``: record the end of running jobs, if the process still holds them.
+* ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
+  counting a crash against each; a job with too many ends failed as poison.
+* ``cancel``: end a waiting job at once; for a running one, tell its process (pub/sub).
+
+Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q``:
+``{q}:seq`` (submission counter), ``{q}:job:<id>`` (a hash per job), ``{q}:waiting`` (a sorted
+set scored by priority whose members start with the zero-padded submission number, so that
+Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
+expiry, in milliseconds of server time) and the channel ``{q}:events``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Final
+
+import coredis
+
+__all__ = ["RedisQueue", "Claimed"]
+
+_MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
+
+_SUBMIT: Final = """
+local prefix = KEYS[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local out = {}
+for i = 1, #ARGV, 5 do
+  local id, name, args, priority, options = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  local key = prefix .. ':job:' .. id
+  local status = redis.call('HGET', key, 'status')
+  if status == 'queued' or status == 'running' or status == 'retrying' then
+    out[#out+1] = -1
+  else
+    local seq = redis.call('INCR', prefix .. ':seq')
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
+               'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
+               'seq', seq, 'submitted_at', now)
+    redis.call('ZADD', prefix .. ':waiting', priority, string.format('%016d:', seq) .. id)
+    out[#out+1] = seq
+  end
+end
+redis.call('PUBLISH', prefix .. ':events', 'new')
+return out
+"""
+
+_CLAIM: Final = """
+local prefix = KEYS[1]
+local owner, count, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
+local out = {}
+for i = 1, #popped, 2 do
+  local id = string.sub(popped[i], 18)
+  local key = prefix .. ':job:' .. id
+  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+  redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now_ms / 1000)
+  redis.call('ZADD', prefix .. ':leases', now_ms + lease, id)
+  local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes', 'seq')
+  out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6]}
+end
+return out
+"""
+
+_RENEW: Final = """
+local prefix = KEYS[1]
+local owner, lease = ARGV[1], tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lost = {}
+for i = 3, #ARGV do
+  local id = ARGV[i]
+  local key = prefix .. ':job:' .. id
+  local job = redis.call('HMGET', key, 'owner', 'status')
+  if job[1] == owner and job[2] == 'running' then
+    redis.call('ZADD', prefix .. ':leases', 'XX', now_ms + lease, id)
+  else
+    lost[#lost+1] = id
+  end
+end
+return lost
+"""
+
+_END: Final = """
+local prefix = KEYS[1]
+local owner = ARGV[1]
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+local done = {}
+for i = 2, #ARGV, 2 do
+  local id = ARGV[i]
+  local key = prefix .. ':job:' .. id
+  local job = redis.call('HMGET', key, 'owner', 'status')
+  if job[1] == owner and job[2] == 'running' then
+    local fields = cjson.decode(ARGV[i+1])
+    for name, value in pairs(fields) do
+      redis.call('HSET', key, name, value)
+    end
+    redis.call('HSET', key, 'finished_at', now)
+    redis.call('HDEL', key, 'owner')
+    redis.call('ZREM', prefix .. ':leases', id)
+    redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+    done[#done+1] = id
+  end
+end
+return done
+"""
+
+_REAP: Final = """
+local prefix = KEYS[1]
+local max_crashes = tonumber(ARGV[1])
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now_ms, 'LIMIT', 0, 1000)
+local requeued, poisoned = 0, 0
+for _, id in ipairs(lapsed) do
+  redis.call('ZREM', prefix .. ':leases', id)
+  local key = prefix .. ':job:' .. id
+  local crashes = redis.call('HINCRBY', key, 'crashes', 1)
+  redis.call('HDEL', key, 'owner')
+  if crashes > max_crashes then
+    local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
+    redis.call('HSET', key, 'status', 'failed', 'error_type', 'trio_jobpool.PoisonJob',
+               'error_message', message, 'finished_at', now_ms / 1000)
+    redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+    poisoned = poisoned + 1
+  else
+    local job = redis.call('HMGET', key, 'priority', 'seq')
+    redis.call('HSET', key, 'status', 'queued')
+    redis.call('ZADD', prefix .. ':waiting', job[1],
+               string.format('%016d:', tonumber(job[2])) .. id)
+    requeued = requeued + 1
+  end
+end
+if requeued > 0 then
+  redis.call('PUBLISH', prefix .. ':events', 'new')
+end
+return {requeued, poisoned}
+"""
+
+_CANCEL: Final = """
+local prefix = KEYS[1]
+local id = ARGV[1]
+local key = prefix .. ':job:' .. id
+local job = redis.call('HMGET', key, 'status', 'seq')
+if job[1] == 'queued' then
+  redis.call('ZREM', prefix .. ':waiting', string.format('%016d:', tonumber(job[2])) .. id)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
+  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+  return 'cancelled'
+elseif job[1] == 'running' then
+  redis.call('PUBLISH', prefix .. ':events', 'cancel:' .. id)
+  return 'running'
+end
+return 'not live'
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Claimed:
+    """A job a process claimed: it holds its lease until it ends it or the lease lapses."""
+
+    job_id: str
+    name: str
+    args: list[Any]
+    priority: int
+    options: dict[str, Any]
+    attempts: int
+    crashes: int
+    seq: int
+
+
+class RedisQueue:
+    """The scripts of one queue on one Redis (or Redis Cluster) client (see the module)."""
+
+    def __init__(self, client: coredis.Redis[str], queue: str) -> None:
+        if not queue or any(c in queue for c in "{}:"):
+            raise ValueError(
+                f"queue must be a non-empty name without '{{', '}}' or ':', got {queue!r}"
+            )
+        self.client = client
+        self.prefix = f"{{{queue}}}"
+        self._submit = client.register_script(_SUBMIT)
+        self._claim = client.register_script(_CLAIM)
+        self._renew = client.register_script(_RENEW)
+        self._end = client.register_script(_END)
+        self._reap = client.register_script(_REAP)
+        self._cancel = client.register_script(_CANCEL)
+
+    @property
+    def events(self) -> str:
+        """The pub/sub channel: ``new``, ``ended:<id>``, ``cancel:<id>``."""
+        return f"{self.prefix}:events"
+
+    async def submit(
+        self, jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]]
+    ) -> list[int | None]:
+        """Queue ``(job_id, name, args, priority, options)`` jobs in one round trip; for each,
+        its submission number, or ``None`` if a live job has its id (nothing was queued).
+
+        Raises:
+            ValueError: a priority a sorted-set score cannot hold exactly.
+        """
+        argv: list[str | int] = []
+        for job_id, name, args, priority, options in jobs:
+            if not -_MAX_PRIORITY < priority < _MAX_PRIORITY:
+                raise ValueError(f"priority {priority} is out of range for the Redis queue")
+            argv += [job_id, name, json.dumps(args), priority, json.dumps(options)]
+        seqs: list[int] = await self._submit(keys=[self.prefix], args=argv)
+        return [None if seq == -1 else int(seq) for seq in seqs]
+
+    async def claim(self, owner: str, count: int, lease_ms: int) -> list[Claimed]:
+        """Pop up to ``count`` of the best waiting jobs for ``owner``, each with a lease of
+        ``lease_ms`` (server time)."""
+        rows: list[list[Any]] = await self._claim(keys=[self.prefix], args=[owner, count, lease_ms])
+        return [
+            Claimed(
+                job_id=row[0],
+                name=row[1],
+                args=json.loads(row[2]),
+                priority=int(row[3]),
+                options=json.loads(row[4]),
+                attempts=int(row[5]),
+                crashes=int(row[6]),
+                seq=int(row[7]),
+            )
+            for row in rows
+        ]
+
+    async def renew(self, owner: str, job_ids: list[str], lease_ms: int) -> list[str]:
+        """Extend ``owner``'s leases of ``job_ids``; return those it no longer holds."""
+        if not job_ids:
+            return []
+        return list(await self._renew(keys=[self.prefix], args=[owner, lease_ms, *job_ids]))
+
+    async def end(self, owner: str, ends: dict[str, dict[str, str | int | float]]) -> list[str]:
+        """Record the end of ``owner``'s running jobs (``{job_id: fields}``, ``status`` among
+        them); return the ids it still held, whose end was recorded."""
+        if not ends:
+            return []
+        argv: list[str] = [owner]
+        for job_id, fields in ends.items():
+            argv += [job_id, json.dumps(fields)]
+        return list(await self._end(keys=[self.prefix], args=argv))
+
+    async def reap(self, max_crashes: int) -> tuple[int, int]:
+        """Requeue the jobs whose lease lapsed (a crash each); return (requeued, poisoned)."""
+        counts: list[int] = await self._reap(keys=[self.prefix], args=[max_crashes])
+        return int(counts[0]), int(counts[1])
+
+    async def cancel(self, job_id: str) -> str:
+        """``"cancelled"`` (it was waiting), ``"running"`` (its process is told) or
+        ``"not live"``."""
+        return str(await self._cancel(keys=[self.prefix], args=[job_id]))
+
+    async def job(self, job_id: str) -> dict[str, str]:
+        """Every stored field of a job (empty if unknown)."""
+        return dict(await self.client.hgetall(f"{self.prefix}:job:{job_id}"))
