@@ -25,6 +25,7 @@ __all__ = ["free_port", "redis_binary", "redis_cluster", "redis_server"]
 
 START_TIMEOUT = 10.0  # seconds for a server to answer PING
 STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM (then SIGKILL)
+CLUSTER_TIMEOUT = 60.0  # seconds for three nodes to form a cluster (about 1-2 s when idle)
 
 
 def free_port() -> int:
@@ -44,9 +45,10 @@ def _bindable(port: int) -> bool:
 
 
 def free_cluster_port() -> int:
-    """A free port for a cluster node: at most 55535, and its bus port (+10000) free too."""
+    """A free port for a cluster node, its bus port (+10000) free too: both below Linux's
+    ephemeral range (32768 and up), where an outgoing connection could take one meanwhile."""
     for _ in range(200):  # bounded: ports are taken only rarely
-        port = random.randrange(20_000, 55_536)
+        port = random.randrange(20_000, 22_768)
         if _bindable(port) and _bindable(port + 10_000):
             return port
     raise RuntimeError("no free pair of loopback ports for a cluster node")
@@ -133,14 +135,30 @@ def redis_cluster(workdir: Path, nodes: int = 3) -> Iterator[list[str]]:
             )
         addresses = [url.removeprefix("redis://") for url in urls]
         cli = shutil.which("redis-cli") or str(Path(redis_binary()).with_name("redis-cli"))
-        subprocess.run(
-            [cli, "--cluster", "create", *addresses, "--cluster-replicas", "0", "--cluster-yes"],
-            check=True,
-            capture_output=True,
-            timeout=START_TIMEOUT,
-        )
+        try:
+            subprocess.run(
+                [
+                    cli,
+                    "--cluster",
+                    "create",
+                    *addresses,
+                    "--cluster-replicas",
+                    "0",
+                    "--cluster-yes",
+                ],
+                check=True,
+                capture_output=True,
+                timeout=CLUSTER_TIMEOUT,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
+            logs = "\n".join(
+                log.read_text(errors="replace")[-2000:] for log in workdir.glob("node*/redis-*.log")
+            )
+            raise RuntimeError(
+                f"the cluster was not created ({exc}); the nodes said:\n{logs}"
+            ) from None
         host, port = addresses[0].split(":")
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + CLUSTER_TIMEOUT
         # The nodes agreeing on the slots: poll, bounded in time.
         while True:
             info = subprocess.run(
