@@ -32,18 +32,18 @@ def job(job_id: str, priority: int = 5) -> tuple[str, str, list[int], int, dict[
 async def test_claims_come_by_priority_then_submission_order(queue: RedisQueue) -> None:
     seqs = await queue.submit([job("a", 5), job("b", 1), job("c", 5), job("d", 1)])
     assert seqs == [1, 2, 3, 4]
-    first = await queue.claim("p1", 3, lease_ms=10_000)
-    second = await queue.claim("p2", 3, lease_ms=10_000)
+    first, _ = await queue.claim("p1", 3, lease_ms=10_000)
+    second, _ = await queue.claim("p2", 3, lease_ms=10_000)
     assert [c.job_id for c in first] == ["b", "d", "a"]
     assert [c.job_id for c in second] == ["c"]
     assert first[0].args == [1]
     assert first[0].attempts == 1
-    assert await queue.claim("p2", 3, lease_ms=10_000) == []
+    assert await queue.claim("p2", 3, lease_ms=10_000) == ([], None)
 
 
 async def test_a_live_id_is_refused_and_an_ended_one_can_be_used_again(queue: RedisQueue) -> None:
     assert await queue.submit([job("x"), job("x")]) == [1, None]
-    assert len(await queue.claim("p1", 1, lease_ms=10_000)) == 1
+    assert len((await queue.claim("p1", 1, lease_ms=10_000))[0]) == 1
     assert await queue.submit([job("x")]) == [None]  # running counts as live
     assert await queue.end("p1", {"x": {"status": "completed", "result": "2"}}) == ["x"]
     assert await queue.submit([job("x")]) == [2]  # (a refused submit takes no number)
@@ -65,7 +65,7 @@ async def test_a_lapsed_lease_puts_the_job_back_in_its_place(queue: RedisQueue) 
     await queue.claim("p1", 1, lease_ms=0)  # a, leased until now: lapsed at once
     assert await queue.reap(max_crashes=3) == (1, 0)
     assert await queue.end("p1", {"a": {"status": "completed"}}) == []  # fenced off
-    again = await queue.claim("p2", 2, lease_ms=10_000)
+    again, _ = await queue.claim("p2", 2, lease_ms=10_000)
     assert [c.job_id for c in again] == ["a", "b"]  # a kept its place ahead of b
     assert (again[0].attempts, again[0].crashes) == (2, 1)
 
@@ -79,7 +79,7 @@ async def test_a_job_whose_leases_keep_lapsing_ends_as_poison(queue: RedisQueue)
     stored = await queue.job("p")
     assert stored["status"] == "failed"
     assert stored["error_type"] == "trio_jobpool.PoisonJob"
-    assert await queue.claim("p1", 1, lease_ms=10_000) == []
+    assert await queue.claim("p1", 1, lease_ms=10_000) == ([], None)
 
 
 async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
@@ -99,7 +99,31 @@ async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
                 messages.append(message["data"])
     assert messages == ["ended:w", "cancel:r"]
     assert (await queue.job("w"))["status"] == "cancelled"
-    assert await queue.claim("p2", 5, lease_ms=10_000) == []
+    assert await queue.claim("p2", 5, lease_ms=10_000) == ([], None)
+
+
+async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: RedisQueue) -> None:
+    await queue.submit([job("a", 1), job("b", 1), job("c", 1)])
+    running, _ = await queue.claim("p1", 2, lease_ms=10_000)
+    assert [c.job_id for c in running] == ["a", "b"]
+    error = {"error_type": "ValueError", "error_message": "flaky"}
+    assert await queue.retry("p2", {"a": (0, error)}) == []  # not its job
+    assert await queue.retry("p1", {"a": (60_000, error)}) == ["a"]
+    assert await queue.renew("p1", ["a"], lease_ms=10_000) == ["a"]  # no lease while waiting
+    stored = await queue.job("a")
+    assert (stored["status"], stored["error_message"]) == ("retrying", "flaky")
+    claimed, next_retry = await queue.claim("p2", 5, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["c"]  # a is not due yet
+    assert next_retry is not None
+    assert 55_000 < next_retry <= 60_000
+    assert await queue.end("p1", {"b": {"status": "completed"}}) == ["b"]
+    await queue.submit([job("d", 1)])
+    assert await queue.retry("p2", {"c": (0, error)}) == ["c"]  # due at once
+    again, next_retry = await queue.claim("p3", 5, lease_ms=10_000)
+    assert [(j.job_id, j.attempts) for j in again] == [("c", 2), ("d", 1)]  # c kept its place
+    assert next_retry is not None  # a is still waiting for its retry
+    assert await queue.cancel("a") == "cancelled"  # a retrying job is cancelled at once
+    assert await queue.claim("p3", 5, lease_ms=10_000) == ([], None)
 
 
 async def test_an_out_of_range_priority_is_refused(queue: RedisQueue) -> None:
@@ -116,11 +140,11 @@ async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
         async with coredis.RedisCluster(host, int(port), decode_responses=True) as client:
             queue = RedisQueue(client, "clustered")  # type: ignore[arg-type]
             assert await queue.submit([job("a", 5), job("b", 1)]) == [1, 2]
-            claimed = await queue.claim("p1", 2, lease_ms=0)
+            claimed, _ = await queue.claim("p1", 2, lease_ms=0)
             assert [c.job_id for c in claimed] == ["b", "a"]
             assert await queue.reap(max_crashes=3) == (2, 0)
             assert await queue.cancel("a") == "cancelled"
-            (b,) = await queue.claim("p2", 2, lease_ms=10_000)
+            (b,), _ = await queue.claim("p2", 2, lease_ms=10_000)
             assert await queue.end("p2", {b.job_id: {"status": "completed"}}) == ["b"]
             assert (await queue.job("b"))["status"] == "completed"
     gc.collect()  # (the leaked streams are collected here, under this test's filter)

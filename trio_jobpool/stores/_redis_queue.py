@@ -7,15 +7,19 @@ on the server, one round trip, a batch of jobs per call):
 * ``claim``: pop the best waiting jobs for one process and give each a lease (server time).
 * ``renew``: extend the leases of a process's running jobs; say which it no longer holds.
 * ``end``: record the end of running jobs, if the process still holds them.
+* ``retry``: put a running job aside until its backoff is over (no process holds it meanwhile);
+  ``claim`` returns it to the queue, in its place, once it is due.
 * ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
   counting a crash against each; a job with too many ends failed as poison.
-* ``cancel``: end a waiting job at once; for a running one, tell its process (pub/sub).
+* ``cancel``: end a waiting or retrying job at once; for a running one, tell its process
+  (pub/sub).
 
 Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q``:
 ``{q}:seq`` (submission counter), ``{q}:job:<id>`` (a hash per job), ``{q}:waiting`` (a sorted
 set scored by priority whose members start with the zero-padded submission number, so that
 Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
-expiry, in milliseconds of server time) and the channel ``{q}:events``.
+expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due)
+and the channel ``{q}:events``.
 """
 
 from __future__ import annotations
@@ -60,6 +64,14 @@ local prefix = KEYS[1]
 local owner, count, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local t = redis.call('TIME')
 local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now_ms, 'LIMIT', 0, 1000)
+for _, id in ipairs(due) do
+  redis.call('ZREM', prefix .. ':retrying', id)
+  local key = prefix .. ':job:' .. id
+  local job = redis.call('HMGET', key, 'priority', 'seq')
+  redis.call('HSET', key, 'status', 'queued')
+  redis.call('ZADD', prefix .. ':waiting', job[1], string.format('%016d:', tonumber(job[2])) .. id)
+end
 local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
 local out = {}
 for i = 1, #popped, 2 do
@@ -71,7 +83,39 @@ for i = 1, #popped, 2 do
   local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes', 'seq')
   out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6]}
 end
-return out
+local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
+local next_retry = -1
+if #first > 0 then
+  next_retry = math.max(0, tonumber(first[2]) - now_ms)
+end
+return {out, next_retry}
+"""
+
+_RETRY: Final = """
+local prefix = KEYS[1]
+local owner = ARGV[1]
+local t = redis.call('TIME')
+local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local done = {}
+for i = 2, #ARGV, 3 do
+  local id, delay = ARGV[i], tonumber(ARGV[i+1])
+  local key = prefix .. ':job:' .. id
+  local job = redis.call('HMGET', key, 'owner', 'status')
+  if job[1] == owner and job[2] == 'running' then
+    for name, value in pairs(cjson.decode(ARGV[i+2])) do
+      redis.call('HSET', key, name, value)
+    end
+    redis.call('HSET', key, 'status', 'retrying', 'retry_at', (now_ms + delay) / 1000)
+    redis.call('HDEL', key, 'owner')
+    redis.call('ZREM', prefix .. ':leases', id)
+    redis.call('ZADD', prefix .. ':retrying', now_ms + delay, id)
+    done[#done+1] = id
+  end
+end
+if #done > 0 then
+  redis.call('PUBLISH', prefix .. ':events', 'retry')
+end
+return done
 """
 
 _RENEW: Final = """
@@ -162,6 +206,13 @@ if job[1] == 'queued' then
   redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
   redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
   return 'cancelled'
+elseif job[1] == 'retrying' then
+  redis.call('ZREM', prefix .. ':retrying', id)
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
+  redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
+  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+  return 'cancelled'
 elseif job[1] == 'running' then
   redis.call('PUBLISH', prefix .. ':events', 'cancel:' .. id)
   return 'running'
@@ -198,6 +249,7 @@ class RedisQueue:
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._end = client.register_script(_END)
+        self._retry = client.register_script(_RETRY)
         self._reap = client.register_script(_REAP)
         self._cancel = client.register_script(_CANCEL)
 
@@ -223,11 +275,16 @@ class RedisQueue:
         seqs: list[int] = await self._submit(keys=[self.prefix], args=argv)
         return [None if seq == -1 else int(seq) for seq in seqs]
 
-    async def claim(self, owner: str, count: int, lease_ms: int) -> list[Claimed]:
+    async def claim(
+        self, owner: str, count: int, lease_ms: int
+    ) -> tuple[list[Claimed], int | None]:
         """Pop up to ``count`` of the best waiting jobs for ``owner``, each with a lease of
-        ``lease_ms`` (server time)."""
-        rows: list[list[Any]] = await self._claim(keys=[self.prefix], args=[owner, count, lease_ms])
-        return [
+        ``lease_ms`` (server time), after putting the retries that are due back in the queue.
+        Also return in how many milliseconds the next retry is due (``None``: no retry)."""
+        reply: list[Any] = await self._claim(keys=[self.prefix], args=[owner, count, lease_ms])
+        rows: list[list[Any]] = reply[0]
+        next_retry = None if int(reply[1]) < 0 else int(reply[1])
+        claimed = [
             Claimed(
                 job_id=row[0],
                 name=row[1],
@@ -240,6 +297,7 @@ class RedisQueue:
             )
             for row in rows
         ]
+        return claimed, next_retry
 
     async def renew(self, owner: str, job_ids: list[str], lease_ms: int) -> list[str]:
         """Extend ``owner``'s leases of ``job_ids``; return those it no longer holds."""
@@ -257,13 +315,25 @@ class RedisQueue:
             argv += [job_id, json.dumps(fields)]
         return list(await self._end(keys=[self.prefix], args=argv))
 
+    async def retry(
+        self, owner: str, retries: dict[str, tuple[int, dict[str, str | int | float]]]
+    ) -> list[str]:
+        """Put ``owner``'s running jobs aside for a retry: ``{job_id: (delay_ms, fields)}``
+        (the error of the failed attempt among the fields); return the ids it still held."""
+        if not retries:
+            return []
+        argv: list[str | int] = [owner]
+        for job_id, (delay_ms, fields) in retries.items():
+            argv += [job_id, delay_ms, json.dumps(fields)]
+        return list(await self._retry(keys=[self.prefix], args=argv))
+
     async def reap(self, max_crashes: int) -> tuple[int, int]:
         """Requeue the jobs whose lease lapsed (a crash each); return (requeued, poisoned)."""
         counts: list[int] = await self._reap(keys=[self.prefix], args=[max_crashes])
         return int(counts[0]), int(counts[1])
 
     async def cancel(self, job_id: str) -> str:
-        """``"cancelled"`` (it was waiting), ``"running"`` (its process is told) or
+        """``"cancelled"`` (it was waiting or retrying), ``"running"`` (its process is told) or
         ``"not live"``."""
         return str(await self._cancel(keys=[self.prefix], args=[job_id]))
 
