@@ -126,6 +126,24 @@ async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: Redis
     assert await queue.claim("p3", 5, lease_ms=10_000) == ([], None)
 
 
+async def test_end_and_claim_is_one_step(queue: RedisQueue) -> None:
+    await queue.submit([job("a", 1), job("b", 2), job("c", 3)])
+    (first,), _ = await queue.claim("p1", 1, lease_ms=10_000)
+    assert first.job_id == "a"
+    ended, claimed, next_retry = await queue.end_and_claim(
+        "p1",
+        {"a": {"status": "completed", "result": "2"}, "zz": {"status": "completed"}},
+        5,
+        10_000,
+    )
+    assert ended == ["a"]  # zz was never p1's
+    assert [c.job_id for c in claimed] == ["b", "c"]
+    assert next_retry is None
+    assert (await queue.job("a"))["status"] == "completed"
+    ended, claimed, _ = await queue.end_and_claim("p1", {}, 0, 10_000)  # a renewal of nothing
+    assert (ended, claimed) == ([], [])
+
+
 async def test_an_out_of_range_priority_is_refused(queue: RedisQueue) -> None:
     with pytest.raises(ValueError, match="out of range"):
         await queue.submit([job("a", 2**60)])

@@ -59,37 +59,96 @@ redis.call('PUBLISH', prefix .. ':events', 'new')
 return out
 """
 
-_CLAIM: Final = """
-local prefix = KEYS[1]
-local owner, count, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now_ms, 'LIMIT', 0, 1000)
-for _, id in ipairs(due) do
-  redis.call('ZREM', prefix .. ':retrying', id)
-  local key = prefix .. ':job:' .. id
-  local job = redis.call('HMGET', key, 'priority', 'seq')
-  redis.call('HSET', key, 'status', 'queued')
-  redis.call('ZADD', prefix .. ':waiting', job[1], string.format('%016d:', tonumber(job[2])) .. id)
+# Lua shared by the scripts below: ending jobs and claiming jobs, so that one script can do both.
+_LIB: Final = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
-local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
-local out = {}
-for i = 1, #popped, 2 do
-  local id = string.sub(popped[i], 18)
-  local key = prefix .. ':job:' .. id
-  local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-  redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now_ms / 1000)
-  redis.call('ZADD', prefix .. ':leases', now_ms + lease, id)
-  local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes', 'seq')
-  out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6]}
+
+-- Record the ends in ARGV[first], ARGV[first+1], ... (id, JSON fields) of owner's jobs.
+local function end_jobs(prefix, owner, first, last, now)
+  local done = {}
+  for i = first, last, 2 do
+    local id = ARGV[i]
+    local key = prefix .. ':job:' .. id
+    local job = redis.call('HMGET', key, 'owner', 'status')
+    if job[1] == owner and job[2] == 'running' then
+      for name, value in pairs(cjson.decode(ARGV[i+1])) do
+        redis.call('HSET', key, name, value)
+      end
+      redis.call('HSET', key, 'finished_at', now / 1000)
+      redis.call('HDEL', key, 'owner')
+      redis.call('ZREM', prefix .. ':leases', id)
+      redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+      done[#done+1] = id
+    end
+  end
+  return done
 end
-local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
-local next_retry = -1
-if #first > 0 then
-  next_retry = math.max(0, tonumber(first[2]) - now_ms)
+
+-- Put due retries back in their place, pop up to count jobs for owner with a lease each;
+-- also say in how many ms the next retry is due (-1: none).
+local function claim(prefix, owner, count, lease, now)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', prefix .. ':retrying', id)
+    local key = prefix .. ':job:' .. id
+    local job = redis.call('HMGET', key, 'priority', 'seq')
+    redis.call('HSET', key, 'status', 'queued')
+    redis.call('ZADD', prefix .. ':waiting', job[1],
+               string.format('%016d:', tonumber(job[2])) .. id)
+  end
+  local out = {}
+  if count > 0 then
+    local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
+    for i = 1, #popped, 2 do
+      local id = string.sub(popped[i], 18)
+      local key = prefix .. ':job:' .. id
+      local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+      redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now / 1000)
+      redis.call('ZADD', prefix .. ':leases', now + lease, id)
+      local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes', 'seq')
+      out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6]}
+    end
+  end
+  local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
+  local next_retry = -1
+  if #first > 0 then
+    next_retry = math.max(0, tonumber(first[2]) - now)
+  end
+  return out, next_retry
 end
-return {out, next_retry}
 """
+
+# ARGV: owner, count, lease_ms.
+_CLAIM: Final = (
+    _LIB
+    + """
+local claimed, next_retry = claim(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
+return {claimed, next_retry}
+"""
+)
+
+# ARGV: owner, then (id, JSON fields) per job.
+_END: Final = (
+    _LIB
+    + """
+return end_jobs(KEYS[1], ARGV[1], 2, #ARGV, now_ms())
+"""
+)
+
+# ARGV: owner, count, lease_ms, then (id, JSON fields) per ended job: one round trip for a
+# process that ends some jobs and takes as many new ones.
+_END_AND_CLAIM: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local done = end_jobs(KEYS[1], ARGV[1], 4, #ARGV, now)
+local claimed, next_retry = claim(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+return {done, claimed, next_retry}
+"""
+)
 
 _RETRY: Final = """
 local prefix = KEYS[1]
@@ -135,31 +194,6 @@ for i = 3, #ARGV do
   end
 end
 return lost
-"""
-
-_END: Final = """
-local prefix = KEYS[1]
-local owner = ARGV[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local done = {}
-for i = 2, #ARGV, 2 do
-  local id = ARGV[i]
-  local key = prefix .. ':job:' .. id
-  local job = redis.call('HMGET', key, 'owner', 'status')
-  if job[1] == owner and job[2] == 'running' then
-    local fields = cjson.decode(ARGV[i+1])
-    for name, value in pairs(fields) do
-      redis.call('HSET', key, name, value)
-    end
-    redis.call('HSET', key, 'finished_at', now)
-    redis.call('HDEL', key, 'owner')
-    redis.call('ZREM', prefix .. ':leases', id)
-    redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
-    done[#done+1] = id
-  end
-end
-return done
 """
 
 _REAP: Final = """
@@ -249,6 +283,7 @@ class RedisQueue:
         self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
         self._end = client.register_script(_END)
+        self._end_and_claim = client.register_script(_END_AND_CLAIM)
         self._retry = client.register_script(_RETRY)
         self._reap = client.register_script(_REAP)
         self._cancel = client.register_script(_CANCEL)
@@ -282,22 +317,22 @@ class RedisQueue:
         ``lease_ms`` (server time), after putting the retries that are due back in the queue.
         Also return in how many milliseconds the next retry is due (``None``: no retry)."""
         reply: list[Any] = await self._claim(keys=[self.prefix], args=[owner, count, lease_ms])
-        rows: list[list[Any]] = reply[0]
-        next_retry = None if int(reply[1]) < 0 else int(reply[1])
-        claimed = [
-            Claimed(
-                job_id=row[0],
-                name=row[1],
-                args=json.loads(row[2]),
-                priority=int(row[3]),
-                options=json.loads(row[4]),
-                attempts=int(row[5]),
-                crashes=int(row[6]),
-                seq=int(row[7]),
-            )
-            for row in rows
-        ]
-        return claimed, next_retry
+        return _claimed(reply[0]), _next_retry(reply[1])
+
+    async def end_and_claim(
+        self,
+        owner: str,
+        ends: dict[str, dict[str, str | int | float]],
+        count: int,
+        lease_ms: int,
+    ) -> tuple[list[str], list[Claimed], int | None]:
+        """:meth:`end` and then :meth:`claim`, in one round trip: (the ids whose end was
+        recorded, the jobs claimed, when the next retry is due)."""
+        argv: list[str | int] = [owner, count, lease_ms]
+        for job_id, fields in ends.items():
+            argv += [job_id, json.dumps(fields)]
+        reply: list[Any] = await self._end_and_claim(keys=[self.prefix], args=argv)
+        return list(reply[0]), _claimed(reply[1]), _next_retry(reply[2])
 
     async def renew(self, owner: str, job_ids: list[str], lease_ms: int) -> list[str]:
         """Extend ``owner``'s leases of ``job_ids``; return those it no longer holds."""
@@ -340,3 +375,23 @@ class RedisQueue:
     async def job(self, job_id: str) -> dict[str, str]:
         """Every stored field of a job (empty if unknown)."""
         return dict(await self.client.hgetall(f"{self.prefix}:job:{job_id}"))
+
+
+def _claimed(rows: list[list[Any]]) -> list[Claimed]:
+    return [
+        Claimed(
+            job_id=row[0],
+            name=row[1],
+            args=json.loads(row[2]),
+            priority=int(row[3]),
+            options=json.loads(row[4]),
+            attempts=int(row[5]),
+            crashes=int(row[6]),
+            seq=int(row[7]),
+        )
+        for row in rows
+    ]
+
+
+def _next_retry(value: Any) -> int | None:
+    return None if int(value) < 0 else int(value)
