@@ -34,53 +34,63 @@ __all__ = ["RedisQueue", "Claimed"]
 
 _MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
-_SUBMIT: Final = """
-local prefix = KEYS[1]
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-local out = {}
-for i = 1, #ARGV, 5 do
-  local id, name, args, priority, options = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
-  local key = prefix .. ':job:' .. id
-  local status = redis.call('HGET', key, 'status')
-  if status == 'queued' or status == 'running' or status == 'retrying' then
-    out[#out+1] = -1
-  else
-    local seq = redis.call('INCR', prefix .. ':seq')
-    redis.call('DEL', key)
-    redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
-               'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
-               'seq', seq, 'submitted_at', now)
-    redis.call('ZADD', prefix .. ':waiting', priority, string.format('%016d:', seq) .. id)
-    out[#out+1] = seq
-  end
-end
-redis.call('PUBLISH', prefix .. ':events', 'new')
-return out
-"""
-
-# Lua shared by the scripts below: ending jobs and claiming jobs, so that one script can do both.
+# Lua shared by every script: one definition of each step on a job's keys.
 _LIB: Final = """
+local prefix = KEYS[1]
+
 local function now_ms()
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
--- Record the ends in ARGV[first], ARGV[first+1], ... (id, JSON fields) of owner's jobs.
-local function end_jobs(prefix, owner, first, last, now)
+local function job_key(id)
+  return prefix .. ':job:' .. id
+end
+
+-- A job's member of the waiting set: its submission number first, for FIFO in one priority.
+local function member(seq, id)
+  return string.format('%016d:', tonumber(seq)) .. id
+end
+
+-- Put a job back in the waiting set, in the place its priority and number give it.
+local function requeue(id)
+  local key = job_key(id)
+  local job = redis.call('HMGET', key, 'priority', 'seq')
+  redis.call('HSET', key, 'status', 'queued')
+  redis.call('ZADD', prefix .. ':waiting', job[1], member(job[2], id))
+end
+
+-- Whether owner holds the running job id.
+local function holds(id, owner)
+  local job = redis.call('HMGET', job_key(id), 'owner', 'status')
+  return job[1] == owner and job[2] == 'running'
+end
+
+-- The job is no longer held: store the fields (JSON) its holder sent, drop owner and lease.
+local function release(id, fields)
+  local key = job_key(id)
+  for name, value in pairs(cjson.decode(fields)) do
+    redis.call('HSET', key, name, value)
+  end
+  redis.call('HDEL', key, 'owner')
+  redis.call('ZREM', prefix .. ':leases', id)
+end
+
+-- The job ended (its status among the fields given as name, value, ...): tell everyone.
+local function finish(id, now, ...)
+  redis.call('HSET', job_key(id), 'finished_at', now / 1000, ...)
+  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+end
+
+-- Record the ends in ARGV[first], ARGV[first+1], ... (id, JSON fields, status among them) of
+-- owner's jobs; return the ids it still held.
+local function end_jobs(owner, first, last, now)
   local done = {}
   for i = first, last, 2 do
     local id = ARGV[i]
-    local key = prefix .. ':job:' .. id
-    local job = redis.call('HMGET', key, 'owner', 'status')
-    if job[1] == owner and job[2] == 'running' then
-      for name, value in pairs(cjson.decode(ARGV[i+1])) do
-        redis.call('HSET', key, name, value)
-      end
-      redis.call('HSET', key, 'finished_at', now / 1000)
-      redis.call('HDEL', key, 'owner')
-      redis.call('ZREM', prefix .. ':leases', id)
-      redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+    if holds(id, owner) then
+      release(id, ARGV[i+1])
+      finish(id, now)
       done[#done+1] = id
     end
   end
@@ -89,22 +99,18 @@ end
 
 -- Put due retries back in their place, pop up to count jobs for owner with a lease each;
 -- also say in how many ms the next retry is due (-1: none).
-local function claim(prefix, owner, count, lease, now)
+local function claim(owner, count, lease, now)
   local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', prefix .. ':retrying', id)
-    local key = prefix .. ':job:' .. id
-    local job = redis.call('HMGET', key, 'priority', 'seq')
-    redis.call('HSET', key, 'status', 'queued')
-    redis.call('ZADD', prefix .. ':waiting', job[1],
-               string.format('%016d:', tonumber(job[2])) .. id)
+    requeue(id)
   end
   local out = {}
   if count > 0 then
     local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
     for i = 1, #popped, 2 do
       local id = string.sub(popped[i], 18)
-      local key = prefix .. ':job:' .. id
+      local key = job_key(id)
       local attempts = redis.call('HINCRBY', key, 'attempts', 1)
       redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now / 1000)
       redis.call('ZADD', prefix .. ':leases', now + lease, id)
@@ -121,11 +127,38 @@ local function claim(prefix, owner, count, lease, now)
 end
 """
 
+# ARGV: (id, name, JSON args, priority, JSON options) per job.
+_SUBMIT: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local out = {}
+for i = 1, #ARGV, 5 do
+  local id, name, args, priority, options = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+  local key = job_key(id)
+  local status = redis.call('HGET', key, 'status')
+  if status == 'queued' or status == 'running' or status == 'retrying' then
+    out[#out+1] = -1
+  else
+    local seq = redis.call('INCR', prefix .. ':seq')
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
+               'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
+               'seq', seq, 'submitted_at', now / 1000)
+    redis.call('ZADD', prefix .. ':waiting', priority, member(seq, id))
+    out[#out+1] = seq
+  end
+end
+redis.call('PUBLISH', prefix .. ':events', 'new')
+return out
+"""
+)
+
 # ARGV: owner, count, lease_ms.
 _CLAIM: Final = (
     _LIB
     + """
-local claimed, next_retry = claim(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
+local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
 return {claimed, next_retry}
 """
 )
@@ -134,7 +167,7 @@ return {claimed, next_retry}
 _END: Final = (
     _LIB
     + """
-return end_jobs(KEYS[1], ARGV[1], 2, #ARGV, now_ms())
+return end_jobs(ARGV[1], 2, #ARGV, now_ms())
 """
 )
 
@@ -144,30 +177,24 @@ _END_AND_CLAIM: Final = (
     _LIB
     + """
 local now = now_ms()
-local done = end_jobs(KEYS[1], ARGV[1], 4, #ARGV, now)
-local claimed, next_retry = claim(KEYS[1], ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+local done = end_jobs(ARGV[1], 4, #ARGV, now)
+local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 return {done, claimed, next_retry}
 """
 )
 
-_RETRY: Final = """
-local prefix = KEYS[1]
-local owner = ARGV[1]
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+# ARGV: owner, then (id, delay in ms, JSON fields) per job.
+_RETRY: Final = (
+    _LIB
+    + """
+local owner, now = ARGV[1], now_ms()
 local done = {}
 for i = 2, #ARGV, 3 do
-  local id, delay = ARGV[i], tonumber(ARGV[i+1])
-  local key = prefix .. ':job:' .. id
-  local job = redis.call('HMGET', key, 'owner', 'status')
-  if job[1] == owner and job[2] == 'running' then
-    for name, value in pairs(cjson.decode(ARGV[i+2])) do
-      redis.call('HSET', key, name, value)
-    end
-    redis.call('HSET', key, 'status', 'retrying', 'retry_at', (now_ms + delay) / 1000)
-    redis.call('HDEL', key, 'owner')
-    redis.call('ZREM', prefix .. ':leases', id)
-    redis.call('ZADD', prefix .. ':retrying', now_ms + delay, id)
+  local id, due = ARGV[i], now + tonumber(ARGV[i+1])
+  if holds(id, owner) then
+    release(id, ARGV[i+2])
+    redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
+    redis.call('ZADD', prefix .. ':retrying', due, id)
     done[#done+1] = id
   end
 end
@@ -176,49 +203,43 @@ if #done > 0 then
 end
 return done
 """
+)
 
-_RENEW: Final = """
-local prefix = KEYS[1]
-local owner, lease = ARGV[1], tonumber(ARGV[2])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+# ARGV: owner, lease_ms, then the ids.
+_RENEW: Final = (
+    _LIB
+    + """
+local owner, until_ms = ARGV[1], now_ms() + tonumber(ARGV[2])
 local lost = {}
 for i = 3, #ARGV do
   local id = ARGV[i]
-  local key = prefix .. ':job:' .. id
-  local job = redis.call('HMGET', key, 'owner', 'status')
-  if job[1] == owner and job[2] == 'running' then
-    redis.call('ZADD', prefix .. ':leases', 'XX', now_ms + lease, id)
+  if holds(id, owner) then
+    redis.call('ZADD', prefix .. ':leases', 'XX', until_ms, id)
   else
     lost[#lost+1] = id
   end
 end
 return lost
 """
+)
 
-_REAP: Final = """
-local prefix = KEYS[1]
-local max_crashes = tonumber(ARGV[1])
-local t = redis.call('TIME')
-local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now_ms, 'LIMIT', 0, 1000)
+# ARGV: max_crashes.
+_REAP: Final = (
+    _LIB
+    + """
+local max_crashes, now = tonumber(ARGV[1]), now_ms()
+local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
 local requeued, poisoned = 0, 0
 for _, id in ipairs(lapsed) do
-  redis.call('ZREM', prefix .. ':leases', id)
-  local key = prefix .. ':job:' .. id
-  local crashes = redis.call('HINCRBY', key, 'crashes', 1)
-  redis.call('HDEL', key, 'owner')
+  release(id, '{}')
+  local crashes = redis.call('HINCRBY', job_key(id), 'crashes', 1)
   if crashes > max_crashes then
     local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
-    redis.call('HSET', key, 'status', 'failed', 'error_type', 'trio_jobpool.PoisonJob',
-               'error_message', message, 'finished_at', now_ms / 1000)
-    redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+    finish(id, now, 'status', 'failed', 'error_type', 'trio_jobpool.PoisonJob',
+           'error_message', message)
     poisoned = poisoned + 1
   else
-    local job = redis.call('HMGET', key, 'priority', 'seq')
-    redis.call('HSET', key, 'status', 'queued')
-    redis.call('ZADD', prefix .. ':waiting', job[1],
-               string.format('%016d:', tonumber(job[2])) .. id)
+    requeue(id)
     requeued = requeued + 1
   end
 end
@@ -227,32 +248,28 @@ if requeued > 0 then
 end
 return {requeued, poisoned}
 """
+)
 
-_CANCEL: Final = """
-local prefix = KEYS[1]
+# ARGV: the id.
+_CANCEL: Final = (
+    _LIB
+    + """
 local id = ARGV[1]
-local key = prefix .. ':job:' .. id
-local job = redis.call('HMGET', key, 'status', 'seq')
+local job = redis.call('HMGET', job_key(id), 'status', 'seq')
 if job[1] == 'queued' then
-  redis.call('ZREM', prefix .. ':waiting', string.format('%016d:', tonumber(job[2])) .. id)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-  redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
-  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
-  return 'cancelled'
+  redis.call('ZREM', prefix .. ':waiting', member(job[2], id))
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
-  local t = redis.call('TIME')
-  local now = tonumber(t[1]) + tonumber(t[2]) / 1e6
-  redis.call('HSET', key, 'status', 'cancelled', 'finished_at', now)
-  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
-  return 'cancelled'
 elseif job[1] == 'running' then
   redis.call('PUBLISH', prefix .. ':events', 'cancel:' .. id)
   return 'running'
+else
+  return 'not live'
 end
-return 'not live'
+finish(id, now_ms(), 'status', 'cancelled')
+return 'cancelled'
 """
+)
 
 
 @dataclass(frozen=True, slots=True)
