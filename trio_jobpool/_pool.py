@@ -562,7 +562,7 @@ class JobPool:
                 scope = runtime.CancelScope()
                 with scope:
                     while True:
-                        if isinstance(job, DurableJob) and not await self._make_start_durable(job):
+                        if self._store is not None and not await self._make_start_durable(job):
                             pass  # it could not be recorded as started, so it ended failed
                         elif job._cancel_reason is not None or not job._timeout:
                             # Cancelled (or given no time at all) before it started: its code
@@ -963,13 +963,14 @@ class JobPool:
             record.error_traceback = ""
         self._store.changed(record)
 
-    async def _make_start_durable(self, job: DurableJob[Any]) -> bool:
+    async def _make_start_durable(self, job: JobHandle[Any]) -> bool:
         """Before a job's code runs: its start must be on disk, so that a crash during the run
         is counted against the job (and the end of the worker's previous job is on disk with
         it: at a crash, at most one job per worker can have run without its end on record).
         ``False`` if that failed (then the job ended failed)."""
         store = self._store
         assert store is not None
+        assert isinstance(job, DurableJob)
         try:
             await store.wait(job._ticket)
         except StoreError as exc:

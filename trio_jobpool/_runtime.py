@@ -161,8 +161,12 @@ class Runtime:
         """As :meth:`park`, but a cancellation does not end the wait: the task waits for its
         value all the same, and the cancellation is delivered at its next checkpoint. For
         waits that must not be abandoned half-way (a write to a store that may already be
-        on disk), and that are short."""
+        on disk), and that are short. The value comes with :meth:`unpark_shielded`."""
         raise NotImplementedError  # pragma: no cover - overridden
+
+    def unpark_shielded(self, slot: Slot, value: object) -> None:
+        """Hand ``value`` to the task in :meth:`park_shielded` on ``slot``."""
+        self.unpark(slot, value)
 
     async def sleep(self, seconds: float) -> None:
         raise NotImplementedError  # pragma: no cover - overridden
@@ -325,8 +329,14 @@ class _AsyncioRuntime(Runtime):
             slot._waiter = None
 
     def unpark(self, slot: Slot, value: object) -> None:
+        if slot._waiter is None:
+            slot._value = value
+        else:
+            slot._waiter.set_result(value)
+
+    def unpark_shielded(self, slot: Slot, value: object) -> None:
         waiter = slot._waiter
-        if waiter is None or waiter.done():  # (done: see park_shielded)
+        if waiter is None or waiter.done():  # cancelled: park_shielded parks again for it
             slot._value = value
         else:
             waiter.set_result(value)

@@ -307,15 +307,23 @@ def test_a_store_url_carries_its_settings(tmp_path: Path) -> None:
         SqliteStore.from_url("redis://localhost")
 
 
-class CountingStore(SqliteStore):
+class TracingStore(SqliteStore):
+    """A store that shows its subclass every statement its writing connection runs (each
+    row of an ``executemany`` too)."""
+
+    def configure(self, connection: sqlite3.Connection) -> None:
+        connection.set_trace_callback(self.statement)
+
+    def statement(self, statement: str) -> None:
+        raise NotImplementedError
+
+
+class CountingStore(TracingStore):
     """Counts the progress rows its connection writes."""
 
     progress_rows = 0
 
-    def configure(self, connection: sqlite3.Connection) -> None:
-        connection.set_trace_callback(self._trace)
-
-    def _trace(self, statement: str) -> None:
+    def statement(self, statement: str) -> None:
         if statement.startswith("UPDATE jobs SET progress"):
             self.progress_rows += 1
 
@@ -325,7 +333,6 @@ class CountingStore(SqliteStore):
 async def test_progress_reports_between_two_commits_are_one_write(
     tmp_path: Path, synchronous: str
 ) -> None:
-    board.reset()
     store = CountingStore(tmp_path / "jobs.db", synchronous=synchronous)
     async with open_job_pool(1, 10, store=store, registry=registry) as pool:
         job = await pool.submit(progress_burst, "p", 1000, job_id="p")
@@ -340,7 +347,6 @@ async def test_progress_reports_between_two_commits_are_one_write(
             "SELECT progress, progress_message, status FROM jobs WHERE job_id = 'p'"
         ).fetchone()
     assert row == (1.0, "after", "completed")
-    board.reset()
 
 
 # The schema of the first release of the store (version 1): kept to test the upgrade.
@@ -393,15 +399,12 @@ async def test_a_file_of_the_first_schema_is_upgraded_and_resumed(tmp_path: Path
     assert statuses == {"done": "completed", "second": "completed", "first": "completed"}
 
 
-class CancelDuringCommit(SqliteStore):
+class CancelDuringCommit(TracingStore):
     """Cancels ``scope`` from inside its next commit (made on the event loop's thread)."""
 
     scope: anyio.CancelScope | None = None
 
-    def configure(self, connection: sqlite3.Connection) -> None:
-        connection.set_trace_callback(self._trace)
-
-    def _trace(self, statement: str) -> None:
+    def statement(self, statement: str) -> None:
         if statement.startswith("INSERT") and self.scope is not None:
             self.scope.cancel()
             self.scope = None
@@ -409,7 +412,6 @@ class CancelDuringCommit(SqliteStore):
 
 @pytest.mark.anyio
 async def test_a_submit_cancelled_while_its_job_is_written_returns_the_job(tmp_path: Path) -> None:
-    board.reset()
     store = CancelDuringCommit(tmp_path / "jobs.db")
     returned, went_on = [], []
     async with open_job_pool(1, 10, store=store, registry=registry) as pool:
@@ -444,16 +446,16 @@ async def test_the_wal_file_stays_small_under_a_steady_load(
     assert wal < 16 << 20, wal
 
 
-class SmallCommits(SqliteStore):
+class SmallCommits(TracingStore):
     """Commits at most 8 writes at a time on the loop; records each commit's size."""
 
     _max_batch = 8
 
     def configure(self, connection: sqlite3.Connection) -> None:
         self.sizes: list[int] = []
-        connection.set_trace_callback(self._trace)
+        super().configure(connection)
 
-    def _trace(self, statement: str) -> None:
+    def statement(self, statement: str) -> None:
         if statement == "BEGIN":
             self.sizes.append(0)
         elif statement.startswith(("INSERT", "UPDATE")) and self.sizes:

@@ -190,7 +190,7 @@ class SqliteStore:
         self._queued_progress: dict[int, int] = {}  # seq: index in _queue of its progress
         self._next_seq = 1
         self._issued = 0  # writes queued so far
-        self._written = 0  # writes the thread has finished with (committed or failed)
+        self._written = 0  # writes the writer thread has finished with (committed or failed)
         self._closing = False
         self._thread: threading.Thread | None = None  # the writer (synchronous="FULL")
         self._writer_running = False
@@ -550,7 +550,6 @@ class SqliteStore:
             self._queued_progress.clear()
         upto = self._issued - len(self._queue)
         error = self._write_batch(batch)
-        self._written = upto
         self._on_written(upto - len(batch), upto, error, batch)
 
     def _write_batch(self, batch: list[_Write]) -> StoreError | None:
@@ -611,7 +610,7 @@ class SqliteStore:
         self._committed = committed = max(self._committed, upto)
         waiters = self._waiters
         if waiters:
-            unpark = self._runtime.unpark  # type: ignore[union-attr]
+            unpark = self._runtime.unpark_shielded  # type: ignore[union-attr]
             while waiters and waiters[0][0] <= committed:
                 unpark(heapq.heappop(waiters)[2], error)
 
