@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 import importlib
+import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable
@@ -17,7 +18,15 @@ from .stores._base import JobRecord
 if TYPE_CHECKING:
     from ._pool import JobPool
 
-__all__ = ["DurableJob", "error_fields", "policy_from_json", "policy_to_json"]
+__all__ = [
+    "DurableJob",
+    "apply_end",
+    "error_fields",
+    "policy_from_json",
+    "policy_to_json",
+    "record_from_fields",
+    "unregistered",
+]
 
 T = TypeVar("T")
 
@@ -126,7 +135,7 @@ def job_from_record(
     job: DurableJob[Any] = DurableJob(
         pool,
         key,
-        fn if fn is not None else _unregistered(record.name),
+        fn if fn is not None else unregistered(record.name),
         tuple(record.args),
         record.priority,
         timeout,
@@ -135,6 +144,17 @@ def job_from_record(
     )
     job._attempts = record.attempts
     job._submitted_m = job._ready_m = wall_to_monotonic(record.submitted_at)
+    if JobStatus(record.status).ended:
+        apply_end(job, record, wall_to_monotonic)
+    else:
+        _apply_run(job, record, wall_to_monotonic)
+    return job
+
+
+def _apply_run(
+    job: JobHandle[Any], record: JobRecord, wall_to_monotonic: Callable[[float], float]
+) -> None:
+    """Give ``job`` the timings and progress of the latest attempt ``record`` stores."""
     if record.started_at is not None:
         job._started_m = wall_to_monotonic(record.started_at)
     if record.finished_at is not None:
@@ -142,29 +162,69 @@ def job_from_record(
     job._exec_time = record.exec_time
     if record.progress or record.progress_message is not None:
         JobHandle.set_progress(job, min(1.0, max(0.0, record.progress)), record.progress_message)
+
+
+def apply_end(
+    job: JobHandle[Any], record: JobRecord, wall_to_monotonic: Callable[[float], float]
+) -> None:
+    """Give ``job`` the end ``record`` stores: status, outcome, and the latest timings."""
     status = JobStatus(record.status)
-    if status.ended:
-        job._status = status
-        job._args = ()
-        if status is JobStatus.COMPLETED:
-            job._result = record.result
-        elif status is JobStatus.FAILED:
-            error = JobFailed(
-                record.job_id,
-                record.error_type or "Exception",
-                record.error_message or "",
-                record.error_traceback or "",
-            )
-            job._result = (error, None)
-        else:
-            job._cancel_reason = record.error_message or None
-            if status is JobStatus.TIMED_OUT:
-                job._cancel_reason = "timed out"
-            job._result = Unbuilt(None)
-    return job
+    _apply_run(job, record, wall_to_monotonic)
+    job._status = status
+    job._args = ()
+    if status is JobStatus.COMPLETED:
+        job._result = record.result
+    elif status is JobStatus.FAILED:
+        error = JobFailed(
+            record.job_id,
+            record.error_type or "Exception",
+            record.error_message or "",
+            record.error_traceback or "",
+        )
+        job._result = (error, None)
+    else:
+        job._cancel_reason = record.error_message or None
+        if status is JobStatus.TIMED_OUT:
+            job._cancel_reason = "timed out"
+        job._result = Unbuilt(None)
 
 
-def _unregistered(name: str) -> Callable[..., Awaitable[Any]]:
+def record_from_fields(job_id: str, fields: dict[str, str]) -> JobRecord:
+    """A job as a Redis hash holds it (``stores/_redis_queue.py``) as a :class:`JobRecord`."""
+
+    def number(name: str) -> float | None:
+        value = fields.get(name)
+        return None if value in (None, "") else float(value)
+
+    options = json.loads(fields.get("options") or "{}")
+    result = fields.get("result")
+    return JobRecord(
+        job_id=job_id,
+        name=fields.get("name", ""),
+        args=json.loads(fields.get("args") or "[]"),
+        priority=int(fields.get("priority") or 0),
+        status=fields.get("status", "queued"),
+        timeout=options.get("timeout"),
+        retry=options.get("retry"),
+        attempts=int(fields.get("attempts") or 0),
+        crashes=int(fields.get("crashes") or 0),
+        interrupted=int(fields.get("interrupted") or 0),
+        progress=number("progress") or 0.0,
+        progress_message=fields.get("progress_message"),
+        result=None if result is None else json.loads(result),
+        error_type=fields.get("error_type"),
+        error_message=fields.get("error_message"),
+        error_traceback=fields.get("error_traceback"),
+        submitted_at=number("submitted_at") or 0.0,
+        started_at=number("started_at"),
+        finished_at=number("finished_at"),
+        exec_time=number("exec_time"),
+        retry_at=number("retry_at"),
+        seq=int(fields.get("seq") or 0),
+    )
+
+
+def unregistered(name: str) -> Callable[..., Awaitable[Any]]:
     async def unregistered(*args: Any) -> Any:
         raise JobNotRegistered(f"no job is registered as {name!r}")
 

@@ -18,12 +18,13 @@ import math
 import random
 import re
 import secrets
+import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
 
 from ._durable import (
     SHUTDOWN_REASON,
@@ -49,6 +50,9 @@ from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
 from ._stats import Counters, PoolStats
 from .stores._base import JobRecord, Store
 from .stores.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from .stores.redis import RedisStore
 
 __all__ = ["JobPool", "open_job_pool"]
 
@@ -100,6 +104,7 @@ class _Config:
     history: int
     registry: JobRegistry | None
     store: Store | None
+    distributed: RedisStore | None = None  # a distributed pool's queue (then store is None)
 
 
 def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -141,6 +146,8 @@ class JobPool:
     The synchronous methods (``submit_nowait``, ``cancel``, ``resize``, ``close``, ``get``,
     ``stats``) never yield and take effect before they return.
     """
+
+    _distributed = False  # a DistributedPool: jobs live in Redis (see _distributed.py)
 
     def __init__(self, config: _Config, runtime: Runtime, nursery: TaskGroupLike) -> None:
         self._config = config
@@ -322,7 +329,7 @@ class JobPool:
             retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        if self._store is not None:
+        if self._store is not None or self._distributed:
             return self._new_durable_job(
                 key, fn, args, int(priority), seconds, retry, timeout, given_retry
             )
@@ -1106,6 +1113,13 @@ class JobPool:
         """A snapshot of the pool's counters; O(1) (see :class:`PoolStats`)."""
         return self._counters.snapshot(self._max_workers)
 
+    async def cluster_stats(self) -> PoolStats:
+        """The stats of every process sharing this pool's queue. A pool in one process (in
+        memory or on SQLite) is the whole cluster: this is :meth:`stats`, after a checkpoint.
+        A distributed pool reads them from Redis."""
+        await self._runtime.checkpoint()
+        return self.stats()
+
     @property
     def max_workers(self) -> int:
         """The current target number of workers (see :meth:`resize`)."""
@@ -1208,12 +1222,16 @@ class JobPool:
             try:
                 with self._runtime.CancelScope() as scope:
                     scope.deadline = self._now() + seconds
-                    await self.join()
+                    await self._drain()
             finally:
                 self._shut_down()
         else:
             self._shut_down()
         await self._workers_gone.wait()
+
+    async def _drain(self) -> None:
+        """What ``stop(drain=True)`` waits for before it cancels the rest."""
+        await self.join()
 
     def _refuse_inside_own_job(self, what: str) -> None:
         current = _current_job.get()
@@ -1238,6 +1256,12 @@ class JobPool:
             self._watch_scope.cancel()
         if self._worker_tasks == 0:
             self._workers_gone.set()
+
+    def _after_stop(self) -> None:
+        """Once stopped: end the pool's own service tasks (a distributed pool has some)."""
+
+    async def _final_flush(self) -> None:
+        """Once the nursery is gone: send what is still queued for a shared store."""
 
     def _abort(self) -> None:
         """Cancel everything at once, including the pool's own tasks (the block failed)."""
@@ -1284,7 +1308,10 @@ def open_job_pool(
         ValueError, TypeError: bad arguments (raised here, before any task starts).
         RuntimeError: entered outside Trio or asyncio.
     """
-    _check_count("max_workers", max_workers, 1)
+    the_store = _open_store(store)
+    local_store = the_store if isinstance(the_store, SqliteStore) else None
+    distributed = None if isinstance(the_store, SqliteStore) else the_store
+    _check_count("max_workers", max_workers, 0 if distributed is not None else 1)
     _check_count("queue_size", queue_size, 0)
     _check_count("max_pending", max_pending, 0, allow_none=True)
     _check_count("history", history, 0)
@@ -1292,7 +1319,6 @@ def open_job_pool(
         raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
     if registry is not None and not isinstance(registry, JobRegistry):
         raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
-    the_store = _open_store(store)
     if the_store is not None:
         if registry is None:
             raise ValueError(f"a pool on {the_store.url} needs a registry: it stores jobs by name")
@@ -1310,28 +1336,53 @@ def open_job_pool(
         retry=retry,
         history=history,
         registry=registry,
-        store=the_store,
+        store=local_store,
+        distributed=distributed,
     )
     return _run_pool(config)
 
 
-def _open_store(store: object) -> Store | None:
-    """The store named by ``open_job_pool``'s ``store=`` argument."""
+def _open_store(store: object) -> SqliteStore | RedisStore | None:
+    """The store named by ``open_job_pool``'s ``store=`` argument. (The Redis store is
+    imported only when asked for: it needs the ``redis`` extra.)"""
     if store is None or store == "memory://":
         return None
     if isinstance(store, str):
         if store.startswith("sqlite:///"):
             return SqliteStore.from_url(store)
+        if store.startswith(("redis://", "rediss://")):
+            try:
+                from .stores.redis import RedisStore
+            except ImportError as exc:
+                raise ImportError(
+                    f"store {store!r} needs coredis: pip install 'trio-jobpool[redis]'"
+                ) from exc
+            return RedisStore.from_url(store)
         raise ValueError(
-            f"store {store!r} is not supported: use None, 'memory://' or 'sqlite:///path'"
+            f"store {store!r} is not supported: use None, 'memory://', 'sqlite:///path' "
+            "or 'redis://host:port/db'"
         )
     if isinstance(store, SqliteStore):
         return store
-    raise TypeError(f"store must be None, a URL or a SqliteStore, got {store!r}")
+    redis_module = sys.modules.get("trio_jobpool.stores.redis")
+    if redis_module is not None and isinstance(store, redis_module.RedisStore):
+        return store  # type: ignore[no-any-return]
+    raise TypeError(f"store must be None, a URL, a SqliteStore or a RedisStore, got {store!r}")
 
 
 @asynccontextmanager
 async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
+    if config.distributed is None:
+        async with _pool_block(config, None) as pool:
+            yield pool
+        return
+    async with config.distributed._connect() as queue, _pool_block(config, queue) as pool:
+        yield pool
+
+
+@asynccontextmanager
+async def _pool_block(config: _Config, queue: Any) -> AsyncIterator[JobPool]:
+    """The pool's nursery and its life; ``queue``: a distributed pool's (else ``None``)."""
     runtime = current_runtime()
     pool: JobPool | None = None
     single: BaseException | None = None
@@ -1341,7 +1392,14 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     recovered = [] if store is None else await store.open()
     try:
         async with runtime.open_task_group() as nursery:
-            pool = JobPool(config, runtime, nursery)
+            if queue is None:
+                pool = JobPool(config, runtime, nursery)
+            else:
+                from ._distributed import DistributedPool
+
+                assert config.distributed is not None
+                pool = DistributedPool(config, runtime, nursery, config.distributed, queue)
+                await nursery.start(pool._serve)
             nursery.start_soon(pool._watch_deadlines)
             pool._recover(recovered)
             pool._spawn_workers(config.max_workers)
@@ -1352,6 +1410,7 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
                 pool._abort()
                 raise
             await pool.stop(drain=True)
+            pool._after_stop()
     except BaseExceptionGroup as group:
         if len(group.exceptions) != 1:
             raise
@@ -1363,6 +1422,7 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
     finally:
         if pool is not None:  # whatever way the nursery ended, no job is left live
             pool._shut_down()
+            await pool._final_flush()
         if store is not None:
             try:
                 await store.aclose()  # shielded: what was queued gets written

@@ -30,8 +30,8 @@ def job(job_id: str, priority: int = 5) -> tuple[str, str, list[int], int, dict[
 
 
 async def test_claims_come_by_priority_then_submission_order(queue: RedisQueue) -> None:
-    seqs = await queue.submit([job("a", 5), job("b", 1), job("c", 5), job("d", 1)])
-    assert seqs == [1, 2, 3, 4]
+    seqs, waiting = await queue.submit([job("a", 5), job("b", 1), job("c", 5), job("d", 1)], None)
+    assert (seqs, waiting) == ([1, 2, 3, 4], 4)
     first, _ = await queue.claim("p1", 3, lease_ms=10_000)
     second, _ = await queue.claim("p2", 3, lease_ms=10_000)
     assert [c.job_id for c in first] == ["b", "d", "a"]
@@ -42,36 +42,36 @@ async def test_claims_come_by_priority_then_submission_order(queue: RedisQueue) 
 
 
 async def test_a_live_id_is_refused_and_an_ended_one_can_be_used_again(queue: RedisQueue) -> None:
-    assert await queue.submit([job("x"), job("x")]) == [1, None]
+    assert (await queue.submit([job("x"), job("x")], None))[0] == [1, -1]
     assert len((await queue.claim("p1", 1, lease_ms=10_000))[0]) == 1
-    assert await queue.submit([job("x")]) == [None]  # running counts as live
-    assert await queue.end("p1", {"x": {"status": "completed", "result": "2"}}) == ["x"]
-    assert await queue.submit([job("x")]) == [2]  # (a refused submit takes no number)
+    assert (await queue.submit([job("x")], None))[0] == [-1]  # running counts as live
+    assert await queue.end("p1", [("x", "completed", {"result": "2"})]) == ["x"]
+    assert (await queue.submit([job("x")], None))[0] == [2]  # (a refused submit takes no number)
     assert (await queue.job("x"))["status"] == "queued"
 
 
 async def test_only_the_holder_of_a_lease_renews_or_ends_it(queue: RedisQueue) -> None:
-    await queue.submit([job("a"), job("b")])
+    await queue.submit([job("a"), job("b")], None)
     await queue.claim("p1", 2, lease_ms=10_000)
     assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == []
     assert await queue.renew("p2", ["a"], lease_ms=10_000) == ["a"]
-    assert await queue.end("p2", {"a": {"status": "completed"}}) == []
-    assert await queue.end("p1", {"a": {"status": "completed"}}) == ["a"]
+    assert await queue.end("p2", [("a", "completed", {})]) == []
+    assert await queue.end("p1", [("a", "completed", {})]) == ["a"]
     assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == ["a"]  # a has ended
 
 
 async def test_a_lapsed_lease_puts_the_job_back_in_its_place(queue: RedisQueue) -> None:
-    await queue.submit([job("a", 1), job("b", 1)])
+    await queue.submit([job("a", 1), job("b", 1)], None)
     await queue.claim("p1", 1, lease_ms=0)  # a, leased until now: lapsed at once
     assert await queue.reap(max_crashes=3) == (1, 0)
-    assert await queue.end("p1", {"a": {"status": "completed"}}) == []  # fenced off
+    assert await queue.end("p1", [("a", "completed", {})]) == []  # fenced off
     again, _ = await queue.claim("p2", 2, lease_ms=10_000)
     assert [c.job_id for c in again] == ["a", "b"]  # a kept its place ahead of b
     assert (again[0].attempts, again[0].crashes) == (2, 1)
 
 
 async def test_a_job_whose_leases_keep_lapsing_ends_as_poison(queue: RedisQueue) -> None:
-    await queue.submit([job("p")])
+    await queue.submit([job("p")], None)
     await queue.claim("p1", 1, lease_ms=0)
     assert await queue.reap(max_crashes=1) == (1, 0)  # one crash is allowed
     await queue.claim("p1", 1, lease_ms=0)
@@ -85,7 +85,7 @@ async def test_a_job_whose_leases_keep_lapsing_ends_as_poison(queue: RedisQueue)
 async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
     queue: RedisQueue,
 ) -> None:
-    await queue.submit([job("w"), job("r", 1)])
+    await queue.submit([job("w"), job("r", 1)], None)
     await queue.claim("p1", 1, lease_ms=10_000)  # r
     async with queue.client.pubsub(channels=[queue.events]) as pubsub:
         assert await queue.cancel("w") == "cancelled"
@@ -97,18 +97,18 @@ async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
             assert message is not None
             if message["type"] == "message":
                 messages.append(message["data"])
-    assert messages == ["ended:w", "cancel:r"]
+    assert messages == ['ended:["w"]', "cancel:r"]
     assert (await queue.job("w"))["status"] == "cancelled"
     assert await queue.claim("p2", 5, lease_ms=10_000) == ([], None)
 
 
 async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: RedisQueue) -> None:
-    await queue.submit([job("a", 1), job("b", 1), job("c", 1)])
+    await queue.submit([job("a", 1), job("b", 1), job("c", 1)], None)
     running, _ = await queue.claim("p1", 2, lease_ms=10_000)
     assert [c.job_id for c in running] == ["a", "b"]
     error = {"error_type": "ValueError", "error_message": "flaky"}
-    assert await queue.retry("p2", {"a": (0, error)}) == []  # not its job
-    assert await queue.retry("p1", {"a": (60_000, error)}) == ["a"]
+    assert await queue.retry("p2", [("a", 0, error)]) == []  # not its job
+    assert await queue.retry("p1", [("a", 60_000, error)]) == ["a"]
     assert await queue.renew("p1", ["a"], lease_ms=10_000) == ["a"]  # no lease while waiting
     stored = await queue.job("a")
     assert (stored["status"], stored["error_message"]) == ("retrying", "flaky")
@@ -116,9 +116,9 @@ async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: Redis
     assert [c.job_id for c in claimed] == ["c"]  # a is not due yet
     assert next_retry is not None
     assert 55_000 < next_retry <= 60_000
-    assert await queue.end("p1", {"b": {"status": "completed"}}) == ["b"]
-    await queue.submit([job("d", 1)])
-    assert await queue.retry("p2", {"c": (0, error)}) == ["c"]  # due at once
+    assert await queue.end("p1", [("b", "completed", {})]) == ["b"]
+    await queue.submit([job("d", 1)], None)
+    assert await queue.retry("p2", [("c", 0, error)]) == ["c"]  # due at once
     again, next_retry = await queue.claim("p3", 5, lease_ms=10_000)
     assert [(j.job_id, j.attempts) for j in again] == [("c", 2), ("d", 1)]  # c kept its place
     assert next_retry is not None  # a is still waiting for its retry
@@ -127,12 +127,12 @@ async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: Redis
 
 
 async def test_end_and_claim_is_one_step(queue: RedisQueue) -> None:
-    await queue.submit([job("a", 1), job("b", 2), job("c", 3)])
+    await queue.submit([job("a", 1), job("b", 2), job("c", 3)], None)
     (first,), _ = await queue.claim("p1", 1, lease_ms=10_000)
     assert first.job_id == "a"
     ended, claimed, next_retry = await queue.end_and_claim(
         "p1",
-        {"a": {"status": "completed", "result": "2"}, "zz": {"status": "completed"}},
+        [("a", "completed", {"result": "2"}), ("zz", "completed", {})],
         5,
         10_000,
     )
@@ -140,13 +140,13 @@ async def test_end_and_claim_is_one_step(queue: RedisQueue) -> None:
     assert [c.job_id for c in claimed] == ["b", "c"]
     assert next_retry is None
     assert (await queue.job("a"))["status"] == "completed"
-    ended, claimed, _ = await queue.end_and_claim("p1", {}, 0, 10_000)  # a renewal of nothing
+    ended, claimed, _ = await queue.end_and_claim("p1", [], 0, 10_000)  # a renewal of nothing
     assert (ended, claimed) == ([], [])
 
 
 async def test_an_out_of_range_priority_is_refused(queue: RedisQueue) -> None:
     with pytest.raises(ValueError, match="out of range"):
-        await queue.submit([job("a", 2**60)])
+        await queue.submit([job("a", 2**60)], None)
 
 
 # coredis 6.9's cluster client on asyncio leaves the memory streams of connections it drops
@@ -157,12 +157,12 @@ async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
         host, port = urls[0].removeprefix("redis://").split(":")
         async with coredis.RedisCluster(host, int(port), decode_responses=True) as client:
             queue = RedisQueue(client, "clustered")  # type: ignore[arg-type]
-            assert await queue.submit([job("a", 5), job("b", 1)]) == [1, 2]
+            assert (await queue.submit([job("a", 5), job("b", 1)], None))[0] == [1, 2]
             claimed, _ = await queue.claim("p1", 2, lease_ms=0)
             assert [c.job_id for c in claimed] == ["b", "a"]
             assert await queue.reap(max_crashes=3) == (2, 0)
             assert await queue.cancel("a") == "cancelled"
             (b,), _ = await queue.claim("p2", 2, lease_ms=10_000)
-            assert await queue.end("p2", {b.job_id: {"status": "completed"}}) == ["b"]
+            assert await queue.end("p2", [(b.job_id, "completed", {})]) == ["b"]
             assert (await queue.job("b"))["status"] == "completed"
     gc.collect()  # (the leaked streams are collected here, under this test's filter)

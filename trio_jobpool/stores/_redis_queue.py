@@ -1,24 +1,28 @@
-"""The job queue in Redis that the distributed pool (issue #5) is being built on.
+"""The job queue in Redis under the distributed pool (``RedisStore``, ``_distributed.py``).
 
-Not public yet: the pool does not use it so far. What it does, each step one Lua script (atomic
-on the server, one round trip, a batch of jobs per call):
+Each step is one Lua script (atomic on the server, one round trip, a batch of jobs per call):
 
-* ``submit``: store jobs and queue them, in (priority, submission) order across every process.
-* ``claim``: pop the best waiting jobs for one process and give each a lease (server time).
+* ``submit``: store jobs and queue them, in (priority, submission) order across every process,
+  while the waiting set is below the submitter's bound.
+* ``end_and_claim``: record the ends of a process's jobs, then pop the best waiting jobs for
+  it and give each a lease (server time); ``claim`` and ``end`` are its two halves.
 * ``renew``: extend the leases of a process's running jobs; say which it no longer holds.
-* ``end``: record the end of running jobs, if the process still holds them.
 * ``retry``: put a running job aside until its backoff is over (no process holds it meanwhile);
-  ``claim`` returns it to the queue, in its place, once it is due.
+  a claim returns it to the queue, in its place, once it is due.
+* ``give_back``: a process shutting down puts its unfinished jobs back in their place.
 * ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
   counting a crash against each; a job with too many ends failed as poison.
 * ``cancel``: end a waiting or retrying job at once; for a running one, tell its process
   (pub/sub).
+* ``fetch``, ``stats``: read jobs, and the queue's counters.
 
 Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q``:
 ``{q}:seq`` (submission counter), ``{q}:job:<id>`` (a hash per job), ``{q}:waiting`` (a sorted
 set scored by priority whose members start with the zero-padded submission number, so that
 Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
-expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due)
+expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due),
+``{q}:stats`` (counters), ``{q}:processes`` and ``{q}:seen`` (each process's stats, and when it
+was last seen), ``{q}:full`` (a submit found no room), ``{q}:reaper`` (who reaps, for how long)
 and the channel ``{q}:events``.
 """
 
@@ -30,7 +34,7 @@ from typing import Any, Final
 
 import coredis
 
-__all__ = ["RedisQueue", "Claimed"]
+__all__ = ["DUPLICATE", "FULL", "Claimed", "Fields", "QueueStats", "RedisQueue"]
 
 _MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
@@ -52,6 +56,22 @@ local function member(seq, id)
   return string.format('%016d:', tonumber(seq)) .. id
 end
 
+local function publish(message)
+  redis.call('PUBLISH', prefix .. ':events', message)
+end
+
+-- The queue's counters (cluster_stats): submitted, retried and one per way of ending.
+local function count(name)
+  redis.call('HINCRBY', prefix .. ':stats', name, 1)
+end
+
+-- Jobs left the waiting set: if a submit was refused for want of room, say there is some.
+local function room()
+  if redis.call('DEL', prefix .. ':full') == 1 then
+    publish('room')
+  end
+end
+
 -- Put a job back in the waiting set, in the place its priority and number give it.
 local function requeue(id)
   local key = job_key(id)
@@ -66,34 +86,43 @@ local function holds(id, owner)
   return job[1] == owner and job[2] == 'running'
 end
 
--- The job is no longer held: store the fields (JSON) its holder sent, drop owner and lease.
+-- The job is no longer held: store the fields its holder sent (a JSON array of name, value,
+-- ...), drop its owner and its lease.
 local function release(id, fields)
   local key = job_key(id)
-  for name, value in pairs(cjson.decode(fields)) do
-    redis.call('HSET', key, name, value)
+  local flat = cjson.decode(fields)
+  if #flat > 0 then
+    redis.call('HSET', key, unpack(flat))
   end
   redis.call('HDEL', key, 'owner')
   redis.call('ZREM', prefix .. ':leases', id)
 end
 
--- The job ended (its status among the fields given as name, value, ...): tell everyone.
-local function finish(id, now, ...)
-  redis.call('HSET', job_key(id), 'finished_at', now / 1000, ...)
-  redis.call('PUBLISH', prefix .. ':events', 'ended:' .. id)
+local function finish(id, status, now)
+  redis.call('HSET', job_key(id), 'status', status, 'finished_at', now / 1000)
+  count(status)
 end
 
--- Record the ends in ARGV[first], ARGV[first+1], ... (id, JSON fields, status among them) of
--- owner's jobs; return the ids it still held.
-local function end_jobs(owner, first, last, now)
+-- Tell every process which jobs ended (one message per script call).
+local function announce(ended)
+  if #ended > 0 then
+    publish('ended:' .. cjson.encode(ended))
+  end
+end
+
+-- Record the ends in ARGV[first], ARGV[first+1], ... (id, status, fields per job) of owner's
+-- jobs; return the ids it still held, whose end was recorded.
+local function end_jobs(owner, first, now)
   local done = {}
-  for i = first, last, 2 do
+  for i = first, #ARGV, 3 do
     local id = ARGV[i]
     if holds(id, owner) then
-      release(id, ARGV[i+1])
-      finish(id, now)
+      release(id, ARGV[i+2])
+      finish(id, ARGV[i+1], now)
       done[#done+1] = id
     end
   end
+  announce(done)
   return done
 end
 
@@ -114,8 +143,13 @@ local function claim(owner, count, lease, now)
       local attempts = redis.call('HINCRBY', key, 'attempts', 1)
       redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now / 1000)
       redis.call('ZADD', prefix .. ':leases', now + lease, id)
-      local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes', 'seq')
-      out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6]}
+      local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
+                             'seq', 'interrupted', 'retry_at', 'submitted_at')
+      out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6], job[7],
+                     job[8] or job[9]}
+    end
+    if #popped > 0 then
+      room()
     end
   end
   local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
@@ -127,57 +161,49 @@ local function claim(owner, count, lease, now)
 end
 """
 
-# ARGV: (id, name, JSON args, priority, JSON options) per job.
+# ARGV: the bound on waiting jobs (-1: none), then (id, name, JSON args, priority, JSON
+# options) per job. Returns (per job its number, -1 if a live job has its id, -2 if there was
+# no room; the number of waiting jobs after).
 _SUBMIT: Final = (
     _LIB
     + """
 local now = now_ms()
+local bound = tonumber(ARGV[1])
+local waiting = redis.call('ZCARD', prefix .. ':waiting')
 local out = {}
-for i = 1, #ARGV, 5 do
+for i = 2, #ARGV, 5 do
   local id, name, args, priority, options = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
   local key = job_key(id)
   local status = redis.call('HGET', key, 'status')
   if status == 'queued' or status == 'running' or status == 'retrying' then
     out[#out+1] = -1
+  elseif bound >= 0 and waiting >= bound then
+    redis.call('SET', prefix .. ':full', 1)
+    out[#out+1] = -2
   else
     local seq = redis.call('INCR', prefix .. ':seq')
     redis.call('DEL', key)
     redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
                'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
-               'seq', seq, 'submitted_at', now / 1000)
+               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000)
     redis.call('ZADD', prefix .. ':waiting', priority, member(seq, id))
+    count('submitted')
+    waiting = waiting + 1
     out[#out+1] = seq
   end
 end
-redis.call('PUBLISH', prefix .. ':events', 'new')
-return out
+publish('new')
+return {out, waiting}
 """
 )
 
-# ARGV: owner, count, lease_ms.
-_CLAIM: Final = (
-    _LIB
-    + """
-local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now_ms())
-return {claimed, next_retry}
-"""
-)
-
-# ARGV: owner, then (id, JSON fields) per job.
-_END: Final = (
-    _LIB
-    + """
-return end_jobs(ARGV[1], 2, #ARGV, now_ms())
-"""
-)
-
-# ARGV: owner, count, lease_ms, then (id, JSON fields) per ended job: one round trip for a
-# process that ends some jobs and takes as many new ones.
+# ARGV: owner, count, lease_ms, then (id, status, JSON fields) per ended job: a process ends
+# some jobs and takes as many new ones in one round trip.
 _END_AND_CLAIM: Final = (
     _LIB
     + """
 local now = now_ms()
-local done = end_jobs(ARGV[1], 4, #ARGV, now)
+local done = end_jobs(ARGV[1], 4, now)
 local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 return {done, claimed, next_retry}
 """
@@ -195,23 +221,54 @@ for i = 2, #ARGV, 3 do
     release(id, ARGV[i+2])
     redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
     redis.call('ZADD', prefix .. ':retrying', due, id)
+    count('retried')
     done[#done+1] = id
   end
 end
 if #done > 0 then
-  redis.call('PUBLISH', prefix .. ':events', 'retry')
+  publish('retry')
 end
 return done
 """
 )
 
-# ARGV: owner, lease_ms, then the ids.
+# ARGV: owner, then (id, 1 if it never started else 0, JSON fields) per job: jobs a process
+# hands back unfinished (it is shutting down): they go back to their place, no crash counted;
+# an attempt that never started is not counted either.
+_GIVE_BACK: Final = (
+    _LIB
+    + """
+local owner = ARGV[1]
+local done = {}
+for i = 2, #ARGV, 3 do
+  local id = ARGV[i]
+  if holds(id, owner) then
+    release(id, ARGV[i+2])
+    if ARGV[i+1] == '1' then
+      redis.call('HINCRBY', job_key(id), 'attempts', -1)
+    end
+    requeue(id)
+    done[#done+1] = id
+  end
+end
+if #done > 0 then
+  publish('new')
+end
+return done
+"""
+)
+
+# ARGV: owner, lease_ms, the process's stats (JSON), then the ids. Also records that the
+# process is alive (cluster_stats).
 _RENEW: Final = (
     _LIB
     + """
-local owner, until_ms = ARGV[1], now_ms() + tonumber(ARGV[2])
+local owner, now = ARGV[1], now_ms()
+local until_ms = now + tonumber(ARGV[2])
+redis.call('HSET', prefix .. ':processes', owner, ARGV[3])
+redis.call('ZADD', prefix .. ':seen', now, owner)
 local lost = {}
-for i = 3, #ARGV do
+for i = 4, #ARGV do
   local id = ARGV[i]
   if holds(id, owner) then
     redis.call('ZADD', prefix .. ':leases', 'XX', until_ms, id)
@@ -223,30 +280,41 @@ return lost
 """
 )
 
-# ARGV: max_crashes.
+# ARGV: max_crashes, every_ms. Only one process reaps per every_ms (the others return at once).
 _REAP: Final = (
     _LIB
     + """
 local max_crashes, now = tonumber(ARGV[1]), now_ms()
+if tonumber(ARGV[2]) > 0 and not redis.call('SET', prefix .. ':reaper', 1, 'NX', 'PX', ARGV[2]) then
+  return {0, 0}
+end
+-- processes not seen for an hour are forgotten
+local gone = redis.call('ZRANGEBYSCORE', prefix .. ':seen', '-inf', now - 3600000)
+for _, owner in ipairs(gone) do
+  redis.call('HDEL', prefix .. ':processes', owner)
+  redis.call('ZREM', prefix .. ':seen', owner)
+end
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
-local requeued, poisoned = 0, 0
+local requeued, ended = 0, {}
 for _, id in ipairs(lapsed) do
-  release(id, '{}')
+  release(id, '[]')
   local crashes = redis.call('HINCRBY', job_key(id), 'crashes', 1)
   if crashes > max_crashes then
     local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
-    finish(id, now, 'status', 'failed', 'error_type', 'trio_jobpool.PoisonJob',
-           'error_message', message)
-    poisoned = poisoned + 1
+    redis.call('HSET', job_key(id), 'error_type', 'trio_jobpool.PoisonJob',
+               'error_message', message, 'error_traceback', '')
+    finish(id, 'failed', now)
+    ended[#ended+1] = id
   else
     requeue(id)
     requeued = requeued + 1
   end
 end
 if requeued > 0 then
-  redis.call('PUBLISH', prefix .. ':events', 'new')
+  publish('new')
 end
-return {requeued, poisoned}
+announce(ended)
+return {requeued, #ended}
 """
 )
 
@@ -258,18 +326,63 @@ local id = ARGV[1]
 local job = redis.call('HMGET', job_key(id), 'status', 'seq')
 if job[1] == 'queued' then
   redis.call('ZREM', prefix .. ':waiting', member(job[2], id))
+  room()
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
 elseif job[1] == 'running' then
-  redis.call('PUBLISH', prefix .. ':events', 'cancel:' .. id)
+  publish('cancel:' .. id)
   return 'running'
 else
   return 'not live'
 end
-finish(id, now_ms(), 'status', 'cancelled')
+redis.call('HSET', job_key(id), 'error_message', 'cancelled')
+finish(id, 'cancelled', now_ms())
+announce({id})
 return 'cancelled'
 """
 )
+
+# ARGV: the ids. Every field of each job (an empty list for an unknown id).
+_FETCH: Final = (
+    _LIB
+    + """
+local out = {}
+for i = 1, #ARGV do
+  out[i] = redis.call('HGETALL', job_key(ARGV[i]))
+end
+return out
+"""
+)
+
+# ARGV: how long ago (ms) a process must have been seen to count. Returns (counters as a flat
+# list, waiting, retrying, running, the stats (JSON) of the processes seen since).
+_STATS: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local seen = redis.call('ZRANGEBYSCORE', prefix .. ':seen', now - tonumber(ARGV[1]), '+inf')
+local processes = {}
+if #seen > 0 then
+  processes = redis.call('HMGET', prefix .. ':processes', unpack(seen))
+end
+return {
+  redis.call('HGETALL', prefix .. ':stats'),
+  redis.call('ZCARD', prefix .. ':waiting'),
+  redis.call('ZCARD', prefix .. ':retrying'),
+  redis.call('ZCARD', prefix .. ':leases'),
+  processes,
+}
+"""
+)
+
+
+Fields = dict[str, str | int | float]
+"""Fields of a job's hash that its holder writes (values as Redis stores them)."""
+
+DUPLICATE: Final = -1
+"""What :meth:`RedisQueue.submit` answers for a job whose id a live job has."""
+FULL: Final = -2
+"""What :meth:`RedisQueue.submit` answers for a job there was no room for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,6 +397,19 @@ class Claimed:
     attempts: int
     crashes: int
     seq: int
+    interrupted: int
+    ready_at: float  # when it entered the queue (or came back from a retry), server time
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """What :meth:`RedisQueue.stats` reads: the queue's counters and its processes' stats."""
+
+    counters: dict[str, int]
+    waiting: int
+    retrying: int
+    running: int
+    processes: list[dict[str, Any]]
 
 
 class RedisQueue:
@@ -296,36 +422,41 @@ class RedisQueue:
             )
         self.client = client
         self.prefix = f"{{{queue}}}"
+        self._keys = [self.prefix]
         self._submit = client.register_script(_SUBMIT)
-        self._claim = client.register_script(_CLAIM)
         self._renew = client.register_script(_RENEW)
-        self._end = client.register_script(_END)
         self._end_and_claim = client.register_script(_END_AND_CLAIM)
         self._retry = client.register_script(_RETRY)
+        self._give_back = client.register_script(_GIVE_BACK)
         self._reap = client.register_script(_REAP)
         self._cancel = client.register_script(_CANCEL)
+        self._fetch = client.register_script(_FETCH)
+        self._stats = client.register_script(_STATS)
 
     @property
     def events(self) -> str:
-        """The pub/sub channel: ``new``, ``ended:<id>``, ``cancel:<id>``."""
+        """The pub/sub channel: ``new``, ``room``, ``retry``, ``ended:<JSON list of ids>`` and
+        ``cancel:<id>``."""
         return f"{self.prefix}:events"
 
     async def submit(
-        self, jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]]
-    ) -> list[int | None]:
-        """Queue ``(job_id, name, args, priority, options)`` jobs in one round trip; for each,
-        its submission number, or ``None`` if a live job has its id (nothing was queued).
+        self, jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]], bound: int | None
+    ) -> tuple[list[int], int]:
+        """Queue ``(job_id, name, args, priority, options)`` jobs in one round trip while fewer
+        than ``bound`` jobs wait (``None``: no bound). For each job, its submission number, or
+        :data:`DUPLICATE` (a live job has its id) or :data:`FULL` (no room): then nothing was
+        queued. Also the number of jobs waiting after.
 
         Raises:
             ValueError: a priority a sorted-set score cannot hold exactly.
         """
-        argv: list[str | int] = []
+        argv: list[str | int] = [-1 if bound is None else bound]
         for job_id, name, args, priority, options in jobs:
             if not -_MAX_PRIORITY < priority < _MAX_PRIORITY:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
             argv += [job_id, name, json.dumps(args), priority, json.dumps(options)]
-        seqs: list[int] = await self._submit(keys=[self.prefix], args=argv)
-        return [None if seq == -1 else int(seq) for seq in seqs]
+        reply: list[Any] = await self._submit(keys=self._keys, args=argv)
+        return [int(seq) for seq in reply[0]], int(reply[1])
 
     async def claim(
         self, owner: str, count: int, lease_ms: int
@@ -333,65 +464,107 @@ class RedisQueue:
         """Pop up to ``count`` of the best waiting jobs for ``owner``, each with a lease of
         ``lease_ms`` (server time), after putting the retries that are due back in the queue.
         Also return in how many milliseconds the next retry is due (``None``: no retry)."""
-        reply: list[Any] = await self._claim(keys=[self.prefix], args=[owner, count, lease_ms])
-        return _claimed(reply[0]), _next_retry(reply[1])
+        _, claimed, next_retry = await self.end_and_claim(owner, [], count, lease_ms)
+        return claimed, next_retry
 
     async def end_and_claim(
         self,
         owner: str,
-        ends: dict[str, dict[str, str | int | float]],
+        ends: list[tuple[str, str, Fields]],
         count: int,
         lease_ms: int,
     ) -> tuple[list[str], list[Claimed], int | None]:
         """:meth:`end` and then :meth:`claim`, in one round trip: (the ids whose end was
         recorded, the jobs claimed, when the next retry is due)."""
         argv: list[str | int] = [owner, count, lease_ms]
-        for job_id, fields in ends.items():
-            argv += [job_id, json.dumps(fields)]
-        reply: list[Any] = await self._end_and_claim(keys=[self.prefix], args=argv)
+        for job_id, status, fields in ends:
+            argv += [job_id, status, _flat(fields)]
+        reply: list[Any] = await self._end_and_claim(keys=self._keys, args=argv)
         return list(reply[0]), _claimed(reply[1]), _next_retry(reply[2])
 
-    async def renew(self, owner: str, job_ids: list[str], lease_ms: int) -> list[str]:
-        """Extend ``owner``'s leases of ``job_ids``; return those it no longer holds."""
-        if not job_ids:
-            return []
-        return list(await self._renew(keys=[self.prefix], args=[owner, lease_ms, *job_ids]))
+    async def end(self, owner: str, ends: list[tuple[str, str, Fields]]) -> list[str]:
+        """Record the end of ``owner``'s running jobs (``(job_id, status, fields)``); return
+        the ids it still held, whose end was recorded."""
+        return (await self.end_and_claim(owner, ends, 0, 0))[0]
 
-    async def end(self, owner: str, ends: dict[str, dict[str, str | int | float]]) -> list[str]:
-        """Record the end of ``owner``'s running jobs (``{job_id: fields}``, ``status`` among
-        them); return the ids it still held, whose end was recorded."""
-        if not ends:
-            return []
-        argv: list[str] = [owner]
-        for job_id, fields in ends.items():
-            argv += [job_id, json.dumps(fields)]
-        return list(await self._end(keys=[self.prefix], args=argv))
-
-    async def retry(
-        self, owner: str, retries: dict[str, tuple[int, dict[str, str | int | float]]]
+    async def renew(
+        self, owner: str, job_ids: list[str], lease_ms: int, stats: dict[str, Any] | None = None
     ) -> list[str]:
-        """Put ``owner``'s running jobs aside for a retry: ``{job_id: (delay_ms, fields)}``
-        (the error of the failed attempt among the fields); return the ids it still held."""
+        """Extend ``owner``'s leases of ``job_ids`` and record it as alive with ``stats``;
+        return the ids it no longer holds."""
+        argv: list[str | int] = [owner, lease_ms, json.dumps(stats or {}), *job_ids]
+        return list(await self._renew(keys=self._keys, args=argv))
+
+    async def retry(self, owner: str, retries: list[tuple[str, int, Fields]]) -> list[str]:
+        """Put ``owner``'s running jobs aside for a retry: ``(job_id, delay_ms, fields)`` (the
+        error of the failed attempt among the fields); return the ids it still held."""
         if not retries:
             return []
         argv: list[str | int] = [owner]
-        for job_id, (delay_ms, fields) in retries.items():
-            argv += [job_id, delay_ms, json.dumps(fields)]
-        return list(await self._retry(keys=[self.prefix], args=argv))
+        for job_id, delay_ms, fields in retries:
+            argv += [job_id, delay_ms, _flat(fields)]
+        return list(await self._retry(keys=self._keys, args=argv))
 
-    async def reap(self, max_crashes: int) -> tuple[int, int]:
-        """Requeue the jobs whose lease lapsed (a crash each); return (requeued, poisoned)."""
-        counts: list[int] = await self._reap(keys=[self.prefix], args=[max_crashes])
+    async def give_back(self, owner: str, jobs: list[tuple[str, bool, Fields]]) -> list[str]:
+        """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields)``;
+        return the ids it still held."""
+        if not jobs:
+            return []
+        argv: list[str | int] = [owner]
+        for job_id, started, fields in jobs:
+            argv += [job_id, 0 if started else 1, _flat(fields)]
+        return list(await self._give_back(keys=self._keys, args=argv))
+
+    async def leave(self, owner: str) -> None:
+        """Forget ``owner``'s stats: its process is gone (cluster_stats)."""
+        await self.client.hdel(f"{self.prefix}:processes", [owner])
+        await self.client.zrem(f"{self.prefix}:seen", [owner])
+
+    async def reap(self, max_crashes: int, every_ms: int = 0) -> tuple[int, int]:
+        """Requeue the jobs whose lease lapsed (a crash each), unless some process reaped in
+        the last ``every_ms``; return (requeued, ended as poison)."""
+        counts: list[int] = await self._reap(keys=self._keys, args=[max_crashes, every_ms])
         return int(counts[0]), int(counts[1])
 
     async def cancel(self, job_id: str) -> str:
         """``"cancelled"`` (it was waiting or retrying), ``"running"`` (its process is told) or
         ``"not live"``."""
-        return str(await self._cancel(keys=[self.prefix], args=[job_id]))
+        return str(await self._cancel(keys=self._keys, args=[job_id]))
+
+    async def fetch(self, job_ids: list[str]) -> list[dict[str, str]]:
+        """Every stored field of each job (empty for an unknown id), in one round trip."""
+        if not job_ids:
+            return []
+        rows: list[Any] = await self._fetch(keys=self._keys, args=job_ids)
+        return [_pairs(row) for row in rows]
 
     async def job(self, job_id: str) -> dict[str, str]:
         """Every stored field of a job (empty if unknown)."""
-        return dict(await self.client.hgetall(f"{self.prefix}:job:{job_id}"))
+        return (await self.fetch([job_id]))[0]
+
+    async def stats(self, seen_within_ms: int) -> QueueStats:
+        """The queue's counters, its waiting, retrying and running jobs, and the stats of the
+        processes seen in the last ``seen_within_ms``."""
+        reply: list[Any] = await self._stats(keys=self._keys, args=[seen_within_ms])
+        counters = {name: int(value) for name, value in _pairs(reply[0]).items()}
+        processes = [json.loads(text) for text in reply[4] if text]
+        return QueueStats(counters, int(reply[1]), int(reply[2]), int(reply[3]), processes)
+
+
+def _flat(fields: Fields) -> str:
+    """Fields as the JSON array of names and values that the scripts' ``release`` takes."""
+    flat: list[str | int | float] = []
+    for name, value in fields.items():
+        flat += [name, value]
+    return json.dumps(flat)
+
+
+def _pairs(value: Any) -> dict[str, str]:
+    """A hash as the scripts return it: a flat list (RESP2 style) or a map (RESP3)."""
+    if isinstance(value, dict):
+        return {str(k): str(v) for k, v in value.items()}
+    items = list(value)
+    return {str(items[i]): str(items[i + 1]) for i in range(0, len(items), 2)}
 
 
 def _claimed(rows: list[list[Any]]) -> list[Claimed]:
@@ -405,6 +578,8 @@ def _claimed(rows: list[list[Any]]) -> list[Claimed]:
             attempts=int(row[5]),
             crashes=int(row[6]),
             seq=int(row[7]),
+            interrupted=int(row[8] or 0),
+            ready_at=float(row[9]),
         )
         for row in rows
     ]

@@ -1,0 +1,859 @@
+"""The distributed pool: a JobPool whose waiting jobs live in Redis (see docs/distributed.md).
+
+What stays local is what runs here: the workers, the jobs they run (each in its own cancel
+scope, timed out by the pool's deadline watcher), and the handles of the jobs this process
+submitted. What is shared lives in Redis (``stores/_redis_queue.py``). Four service tasks,
+children of the pool's nursery, connect the two:
+
+* the *link* sends everything that waits to be sent, in as few round trips as it can: the
+  submits of every task that submitted since the last trip (one script call), cancels,
+  retries, the jobs handed back at shutdown, and then the ends of this process's jobs together
+  with a claim of as many waiting jobs as it has idle workers (one script call). It sleeps on an
+  event: something to send, a worker going idle while Redis has work ("new" on pub/sub), or
+  the next retry coming due (the only timer).
+* the *listener* follows the queue's pub/sub channel: new work, room in the queue, jobs that
+  ended (so the handles of jobs submitted here end too), and cancels of jobs running here.
+* the *keeper* renews the leases of the jobs running here every third of the lease timeout,
+  reaps lapsed leases (one process per interval does the work), and *fences*: a job whose
+  lease it could not renew is cancelled before the lease can lapse, so that no job runs in two
+  places at once (it runs again elsewhere, or here, once its lease is reaped).
+
+Redis lost mid-run: submits fail with :class:`StoreError`; what this process has to tell Redis
+waits and is sent when it is back (a job whose lease lapsed meanwhile was fenced here, and
+Redis refuses the late end); the listener reconnects and checks the handles it follows.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import secrets
+import socket
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar, TypeVarTuple
+
+import anyio
+
+from ._durable import (
+    SHUTDOWN_REASON,
+    DurableJob,
+    apply_end,
+    error_fields,
+    policy_from_json,
+    record_from_fields,
+    unregistered,
+)
+from ._errors import (
+    DuplicateJob,
+    JobNotFound,
+    JobNotSerializable,
+    PoolClosed,
+    QueueFull,
+    StoreError,
+)
+from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
+from ._pool import JobPool, _Config
+from ._registry import check_json
+from ._retry import RetryPolicy
+from ._runtime import Runtime, Slot, TaskGroupLike
+from ._stats import PoolStats
+from .stores._base import JobRecord
+from .stores._redis_queue import DUPLICATE, FULL, Claimed, Fields, RedisQueue
+from .stores.redis import REDIS_ERRORS, RedisStore
+
+__all__ = ["DistributedPool"]
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_QUEUED: Final = JobStatus.QUEUED
+_RUNNING: Final = JobStatus.RUNNING
+_RETRYING: Final = JobStatus.RETRYING
+FENCED: Final = "cancelled here: its lease could not be renewed, so it runs again elsewhere"
+_NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED)  # cancel reasons that hand the job back
+_RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
+_MAX_RECONNECT_DELAY: Final = 2.0
+_ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
+
+
+class _Submission:
+    """A submit waiting for the link to send it."""
+
+    __slots__ = ("job", "slot")
+
+    def __init__(self, job: DurableJob[Any], slot: Slot | None) -> None:
+        self.job = job
+        self.slot = slot  # None: submit_nowait (the answer goes to the handle)
+
+
+class DistributedPool(JobPool):
+    """A :class:`JobPool` on a :class:`RedisStore` (created by ``open_job_pool``).
+
+    Differences from a pool in one process (docs/distributed.md has them all):
+
+    * ``submit`` returns once Redis has the job (one round trip, shared by concurrent
+      submits); ``submit_nowait`` returns at once and sends the job with the next trip: if
+      Redis then refuses it (a live job has its id, or there is no room), the handle ends
+      ``FAILED`` with that error.
+    * ``cancel``, ``get`` act on what this process knows: jobs it submitted or runs.
+      ``await acancel(id)`` and ``await aget(id)`` ask Redis, for jobs of any process.
+    * ``stats()`` is this process's view: ``total_submitted`` counts the jobs it submitted,
+      the other totals the attempts its workers ended, ``queued_tasks`` jobs it claimed that
+      have not started yet. The invariant holds for ``await cluster_stats()``.
+    * Leaving the block (``stop``) drains the jobs running here, not the shared queue: jobs
+      that wait in Redis stay there for the other processes (or the next pool).
+    """
+
+    _distributed = True
+
+    def __init__(
+        self,
+        config: _Config,
+        runtime: Runtime,
+        nursery: TaskGroupLike,
+        store: RedisStore,
+        queue: RedisQueue,
+    ) -> None:
+        super().__init__(config, runtime, nursery)
+        self._redis = store
+        self._queue = queue
+        self._owner = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+        self._lease = store.lease_timeout
+        self._lease_ms = max(1, round(store.lease_timeout * 1000))
+        # The jobs this process submitted, until they end (wherever they run), by key.
+        self._remote: dict[str | int, DurableJob[Any]] = {}
+        # What the link has to send.
+        self._submits: list[_Submission] = []
+        self._ends: list[tuple[str, str, Fields]] = []
+        self._retries: list[tuple[str, int, Fields]] = []
+        self._give_backs: list[tuple[str, bool, Fields]] = []
+        self._cancels: list[str] = []
+        self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
+        self._in_flight = 0  # ends and hand-backs sent but not yet answered
+        self._more = True  # Redis may have jobs for idle workers
+        self._retry_due = math.inf  # when the next retry comes due (pool clock)
+        self._wake = anyio.Event()
+        self._changed = anyio.Event()  # set (and replaced) whenever join() should look again
+        self._room = anyio.Event()  # set (and replaced) when Redis says there is room
+        self._leases: dict[str, float] = {}  # running here: job id -> when its lease lapses
+        self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
+        self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
+        self._service_scope = anyio.CancelScope()
+        self._lost: BaseException | None = None  # the error while Redis is unreachable
+
+    # -- services ----------------------------------------------------------------------------
+
+    async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run the link, the listener and the keeper until :meth:`_close_services`."""
+        with self._service_scope:
+            async with anyio.create_task_group() as tg:
+                await tg.start(self._listen)
+                tg.start_soon(self._link)
+                tg.start_soon(self._keep)
+                task_status.started()
+
+    def _after_stop(self) -> None:
+        self._service_scope.cancel()
+
+    async def _final_flush(self) -> None:
+        """When the pool is gone (its services too): send what is left, shielded, for as
+        long as Redis answers within the store's timeout. Whatever is not sent is recovered
+        by Redis anyway: the leases of jobs not handed back lapse and are reaped."""
+        queue, owner = self._queue, self._owner
+        with anyio.CancelScope(shield=True), anyio.move_on_after(self._redis.timeout):
+            try:
+                for job_id in self._cancels:
+                    await queue.cancel(job_id)
+                if self._retries:
+                    await queue.retry(owner, self._retries)
+                if self._give_backs:
+                    await queue.give_back(owner, self._give_backs)
+                if self._ends:
+                    await queue.end(owner, self._ends)
+                await queue.leave(owner)
+            except REDIS_ERRORS:
+                pass
+            self._cancels, self._retries, self._give_backs, self._ends = [], [], [], []
+
+    def _lost_error(self, what: str, exc: BaseException) -> StoreError:
+        return StoreError(f"{what}: Redis at {self._redis.url} did not answer: {exc!r}")
+
+    def _wake_link(self) -> None:
+        self._wake.set()
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    async def _wait_changed(self) -> None:
+        await self._changed.wait()
+
+    def _pending_writes(self) -> bool:
+        return bool(
+            self._submits
+            or self._ends
+            or self._retries
+            or self._give_backs
+            or self._cancels
+            or self._in_flight
+        )
+
+    def _claimable(self) -> int:
+        """How many jobs the idle workers could take now."""
+        if self._closed or not self._more:
+            return 0
+        idle = sum(1 for slot in self._idle if not slot.abandoned)
+        return max(0, idle - len(self._waiting))
+
+    async def _link(self) -> None:
+        delay = _RECONNECT_DELAY
+        while True:
+            with anyio.CancelScope(deadline=self._retry_due):
+                await self._wake.wait()
+            if self._now() >= self._retry_due:
+                self._retry_due = math.inf
+                self._more = True
+            self._wake = anyio.Event()
+            try:
+                await self._send()
+            except REDIS_ERRORS as exc:
+                self._lost = exc
+                self._wake.set()  # try again after the delay
+                await anyio.sleep(delay)
+                delay = min(_MAX_RECONNECT_DELAY, delay * 2)
+                continue
+            if self._lost is not None:
+                self._lost = None
+                self._more = True
+            delay = _RECONNECT_DELAY
+            self._notify()
+
+    async def _send(self) -> None:
+        """One turn of the link: send everything that waits (see the module docstring)."""
+        queue, owner = self._queue, self._owner
+        if self._submits:
+            submits, self._submits = self._submits, []
+            try:
+                await self._send_submits(submits)
+            except REDIS_ERRORS as exc:
+                error = self._lost_error("cannot submit", exc)
+                for submission in submits:
+                    self._submit_answer(submission, error)
+                raise
+        if self._cancels:
+            cancels, self._cancels = self._cancels, []
+            for index, job_id in enumerate(cancels):
+                try:
+                    answer = await queue.cancel(job_id)
+                except REDIS_ERRORS:
+                    self._cancels[:0] = cancels[index:]
+                    raise
+                if answer == "cancelled":
+                    self._fetches.add(job_id)
+        if self._fetches:
+            ids = list(self._fetches)
+            rows = await queue.fetch(ids)
+            self._fetches.difference_update(ids)
+            for job_id, fields in zip(ids, rows, strict=True):
+                self._remote_ended(job_id, fields)
+        if self._retries:
+            retries, self._retries = self._retries, []
+            try:
+                await queue.retry(owner, retries)
+            except REDIS_ERRORS:
+                self._retries[:0] = retries
+                raise
+        if self._give_backs:
+            give_backs, self._give_backs = self._give_backs, []
+            try:
+                await queue.give_back(owner, give_backs)
+            except REDIS_ERRORS:
+                self._give_backs[:0] = give_backs
+                raise
+        count = self._claimable()
+        if self._ends or count:
+            ends, self._ends = self._ends, []
+            self._in_flight += len(ends)
+            self._cancels_seen.clear()
+            sent = self._now()
+            try:
+                _, claimed, next_retry = await queue.end_and_claim(
+                    owner, ends, count, self._lease_ms
+                )
+            except REDIS_ERRORS:
+                self._ends[:0] = ends
+                raise
+            finally:
+                self._in_flight -= len(ends)
+            if count:
+                self._more = len(claimed) == count
+                if next_retry is not None:
+                    self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
+                self._take_in(claimed, sent)
+            if self._claimable() or self._ends:
+                self._wake.set()  # more to do at once (workers went idle meanwhile)
+
+    # -- submitting --------------------------------------------------------------------------
+
+    async def submit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Submit a job to the shared queue; return once Redis has it (see the class).
+
+        Waits while the queue holds ``queue_size + max_pending`` waiting jobs. The round trip
+        is not interrupted by a cancellation once the job has been handed to the link (the
+        cancellation is delivered at the caller's next checkpoint): returned means queued.
+
+        Raises:
+            PoolClosed, DuplicateJob, TypeError, ValueError: as for a pool in memory.
+            StoreError: Redis cannot be reached.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        await self._runtime.checkpoint_before()
+        assert isinstance(job, DurableJob)
+        while True:
+            self._check_submittable(job)
+            room = self._room  # (taken now: a "room" message after the refusal sets it)
+            slot = Slot()
+            self._remote[job._key] = job
+            self._submits.append(_Submission(job, slot))
+            self._wake_link()
+            answer = await self._runtime.park_shielded(slot)
+            if answer is True:
+                return job
+            if answer is not _ROOM:
+                raise answer
+            await room.wait()
+
+    def submit_nowait(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Hand a job to the link and return its handle at once (see the class).
+
+        Raises:
+            QueueFull: by the latest count from Redis (plus the submits not yet sent), the
+                queue is full.
+            PoolClosed, DuplicateJob (of a job this process knows), TypeError, ValueError.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        assert isinstance(job, DurableJob)
+        self._check_submittable(job)
+        if self._waiting_estimate + len(self._submits) >= self._bound:
+            raise QueueFull(
+                f"cannot accept job {job.job_id!r}: about {self._waiting_estimate} jobs are "
+                f"waiting in Redis (queue_size + max_pending = {self._bound})"
+            )
+        self._remote[job._key] = job
+        self._submits.append(_Submission(job, None))
+        self._wake_link()
+        return job
+
+    def _check_submittable(self, job: DurableJob[Any]) -> None:
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        if job._key in self._remote or job._key in self._live:
+            raise DuplicateJob(job.job_id)
+
+    async def _send_submits(self, submits: list[_Submission]) -> None:
+        jobs = []
+        for submission in submits:
+            record = submission.job._record
+            options = {"timeout": record.timeout, "retry": record.retry}
+            jobs.append((record.job_id, record.name, record.args, record.priority, options))
+        bound = None if math.isinf(self._bound) else int(self._bound)
+        answers, self._waiting_estimate = await self._queue.submit(jobs, bound)
+        for submission, seq in zip(submits, answers, strict=True):
+            if seq == DUPLICATE:
+                self._submit_answer(submission, DuplicateJob(submission.job.job_id))
+            elif seq == FULL:
+                self._submit_answer(submission, _ROOM)
+            else:
+                submission.job._record.seq = seq
+                self._counters.submitted += 1
+                self._submit_answer(submission, True)
+
+    def _submit_answer(self, submission: _Submission, answer: object) -> None:
+        job = submission.job
+        if answer is not True and self._remote.get(job._key) is job:
+            del self._remote[job._key]
+        if submission.slot is not None:
+            self._runtime.unpark_shielded(submission.slot, answer)
+        elif answer is not True:  # submit_nowait: the refusal goes to the handle
+            error = answer
+            if answer is _ROOM:
+                error = QueueFull(f"Redis refused job {job.job_id!r}: the queue is full")
+            assert isinstance(error, Exception)
+            self._end_here(job, JobStatus.FAILED, (error, None))
+        if job._cancel_reason is not None and answer is True:
+            self._cancels.append(job.job_id)  # cancelled before Redis had it
+
+    # -- taking jobs in, and handing them back ---------------------------------------------
+
+    def _take_in(self, claimed: list[Claimed], sent: float) -> None:
+        """Give jobs just claimed to the idle workers; their leases run from ``sent``."""
+        registry = self._config.registry
+        assert registry is not None
+        for c in claimed:
+            if self._stopping:  # no worker will take it: straight back to the queue
+                self._give_backs.append((c.job_id, False, {}))
+                self._wake_link()
+                continue
+            key = self._key(c.job_id)
+            job = self._remote.get(key)
+            if job is None:
+                fn = registry.get(c.name) if c.name in registry else None
+                job = self._job_from_claim(c, key, fn)
+            record = job._record
+            record.crashes, record.interrupted = c.crashes, c.interrupted
+            job._attempts = c.attempts - 1  # _start counts the attempt
+            job._status = _QUEUED
+            job._ready_m = c.ready_at - self._wall_offset
+            self._live[key] = job
+            self._leases[c.job_id] = sent + self._lease
+            self._counters.queued += 1
+            if c.job_id in self._cancels_seen:
+                job._cancel_reason = "cancelled"
+            self._place(job, bounded=False)
+
+    def _job_from_claim(
+        self, c: Claimed, key: str | int, fn: Callable[..., Awaitable[Any]] | None
+    ) -> DurableJob[Any]:
+        record = JobRecord(
+            job_id=c.job_id,
+            name=c.name,
+            args=c.args,
+            priority=c.priority,
+            timeout=c.options.get("timeout"),
+            retry=c.options.get("retry"),
+            seq=c.seq,
+        )
+        timeout = self._default_timeout if record.timeout is None else record.timeout
+        retry = policy_from_json(record.retry, self._default_retry)
+        return DurableJob(
+            self, key, fn or unregistered(c.name), tuple(c.args), c.priority, timeout, retry, record
+        )
+
+    def _release(self, job: DurableJob[Any]) -> None:
+        """This process no longer holds ``job`` (it ended, went to retry or was handed back)."""
+        del self._live[job._key]
+        self._leases.pop(job.job_id, None)
+        if not self._live:
+            self._notify()
+
+    def _hand_back(self, job: DurableJob[Any], started: bool) -> None:
+        """Give an unfinished job back to the queue (shutdown, or fenced), no crash counted."""
+        record = job._record
+        fields: Fields = {}
+        if started:
+            fields["interrupted"] = record.interrupted + 1
+        self._give_backs.append((job.job_id, started, fields))
+        self._wake_link()
+
+    # -- how jobs end here -------------------------------------------------------------------
+
+    def _attempt_ended(
+        self,
+        job: JobHandle[Any],
+        status: JobStatus,
+        result: Any,
+        cause: BaseException | None = None,
+    ) -> None:
+        assert isinstance(job, DurableJob)
+        reason = job._cancel_reason
+        if status is JobStatus.CANCELLED and reason in _NOT_ENDS:
+            # Not the job's end, only its run here: it goes back to the queue.
+            self._attempt_over(job)
+            self._release(job)
+            self._hand_back(job, started=True)
+            if reason == FENCED:
+                job._status = _QUEUED  # live, in Redis; a handle of this process follows it
+                job._cancel_reason = None
+                job._scope = None
+                return
+            self._counters.cancelled += 1
+            self._end_here(job, status, NO_CAUSE if cause is None else Unbuilt(cause))
+            return
+        if status is JobStatus.COMPLETED and result is not None:
+            try:
+                check_json(result, f"the result of job {job.job_id!r}")
+            except JobNotSerializable as exc:  # a distributed job's result must be storable
+                status, result = JobStatus.FAILED, (exc, exc.__traceback__)
+        super()._attempt_ended(job, status, result, cause)
+
+    def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        """A job that ran here ended: record it, and send its end with the next trip."""
+        assert isinstance(job, DurableJob)
+        self._release(job)
+        self._end_here(job, status, result, now)
+        fields: Fields = {}
+        if job._exec_time is not None:
+            fields["exec_time"] = job._exec_time
+        if job._extra is not None:
+            fields["progress"] = job.progress
+            if job.progress_message is not None:
+                fields["progress_message"] = job.progress_message
+        if status is JobStatus.COMPLETED:
+            fields["result"] = json.dumps(result)
+        elif status is JobStatus.FAILED:
+            error_type, message, text = error_fields(result[0])
+            fields.update(error_type=error_type, error_message=message, error_traceback=text)
+        else:
+            fields["error_message"] = job._cancel_reason or "cancelled"
+        self._ends.append((job.job_id, status.value, fields))
+        self._wake_link()
+
+    def _end_here(
+        self, job: DurableJob[Any], status: JobStatus, result: Any, now: float | None = None
+    ) -> None:
+        """Move a handle of this process to its final state (the base pool's ``_end``, for a
+        job that is not in ``_live``)."""
+        key = job._key
+        if self._remote.get(key) is job:
+            del self._remote[key]
+        self._live[key] = job  # (the base _end takes it out again)
+        super()._end(job, status, result, self._now() if now is None else now)
+        self._notify()
+
+    def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
+        """A failed attempt is retried: the job waits out its backoff in Redis."""
+        assert isinstance(job, DurableJob)
+        self._attempt_over(job)
+        self._counters.retried += 1
+        job._status = _RETRYING
+        job._result = exc
+        self._release(job)
+        error_type, message, text = error_fields(exc)
+        fields: Fields = {"error_type": error_type, "error_message": message}
+        fields["error_traceback"] = text
+        if job._exec_time is not None:
+            fields["exec_time"] = job._exec_time
+        self._retries.append((job.job_id, max(0, round(delay * 1000)), fields))
+        self._wake_link()
+
+    def _remote_ended(self, job_id: str, fields: dict[str, str]) -> None:
+        """A job submitted here ended elsewhere (or was cancelled in Redis): end its handle."""
+        key = self._key(job_id)
+        job = self._remote.get(key)
+        if job is None or key in self._live or not fields:
+            return
+        record = record_from_fields(job_id, fields)
+        if not JobStatus(record.status).ended:
+            return  # submitted again since (an ended id may be reused)
+        job._attempts = record.attempts
+        apply_end(job, record, lambda wall: wall - self._wall_offset)
+        status, result = job._status, job._result
+        job._status = _QUEUED  # (for _end_here, which sets the final state again)
+        self._end_here(job, status, result, job._finished_m)
+
+    # -- cancelling and looking up -----------------------------------------------------------
+
+    def cancel(self, job_id: str) -> None:
+        """Cancel a job this process submitted or runs (see the class; ``acancel`` for any).
+
+        A job running here is cancelled at once; any other is cancelled in Redis with the
+        link's next trip (a waiting or retrying job never runs again; a job running in
+        another process is cancelled there through pub/sub), and its handle ends when Redis
+        has done it.
+
+        Raises:
+            JobNotFound: this process knows of no live job with this id.
+        """
+        key = self._key(job_id) if isinstance(job_id, str) else None
+        job = None if key is None else self._live.get(key) or self._remote.get(key)
+        if job is None or job._status.ended:
+            raise JobNotFound(job_id)
+        self._cancel_job(job, "cancelled")
+
+    def _cancel_job(self, job: JobHandle[Any], reason: str) -> None:
+        assert isinstance(job, DurableJob)
+        if job._key in self._live:  # held here
+            if job._status is _RUNNING:
+                super()._cancel_job(job, reason)
+                return
+            # claimed, waiting here for a worker
+            job._cancel_reason = reason
+            self._waiting.discard()
+            counters = self._counters
+            counters.queued -= 1
+            counters.cancelled += 1
+            if reason == SHUTDOWN_REASON:
+                self._release(job)
+                self._hand_back(job, started=False)
+                self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)
+            else:
+                self._end(job, JobStatus.CANCELLED, NO_CAUSE, self._now())
+            return
+        if reason == SHUTDOWN_REASON or job._cancel_reason is not None:
+            return  # a job of the shared queue: the shutdown of this pool leaves it there
+        job._cancel_reason = reason
+        if not any(s.job is job for s in self._submits):  # else: once Redis has it
+            self._cancels.append(job.job_id)
+            self._wake_link()
+
+    async def acancel(self, job_id: str) -> None:
+        """Cancel a live job of any process, through Redis; return once it is done (a
+        waiting or retrying job) or its process has been told (a running job).
+
+        Raises:
+            JobNotFound: no live job has this id.
+            StoreError: Redis cannot be reached.
+        """
+        key = self._key(job_id) if isinstance(job_id, str) else None
+        held = None if key is None else self._live.get(key)
+        if held is not None:
+            self._cancel_job(held, "cancelled")
+            await self._runtime.checkpoint()
+            return
+        try:
+            answer = await self._queue.cancel(job_id)
+        except REDIS_ERRORS as exc:
+            raise self._lost_error(f"cannot cancel {job_id!r}", exc) from exc
+        if answer == "not live":
+            raise JobNotFound(job_id)
+        if answer == "cancelled" and key is not None and key in self._remote:
+            self._fetches.add(job_id)
+            self._wake_link()
+
+    def get(self, job_id: str) -> JobHandle[Any]:
+        """The handle of a job this process submitted or runs, or of one of its last
+        ``history`` ended jobs (``aget`` reads any job from Redis).
+
+        Raises:
+            JobNotFound: neither.
+        """
+        key = self._key(job_id) if isinstance(job_id, str) else None
+        job = (
+            None
+            if key is None
+            else (self._live.get(key) or self._remote.get(key) or self._history.get(key))
+        )
+        if job is None:
+            raise JobNotFound(job_id)
+        return job
+
+    async def aget(self, job_id: str) -> JobHandle[Any]:
+        """A job of any process as Redis has it now (a handle of this process if it has one
+        that is live; otherwise a snapshot that does not change).
+
+        Raises:
+            JobNotFound: Redis knows no job with this id.
+            StoreError: Redis cannot be reached.
+        """
+        key = self._key(job_id) if isinstance(job_id, str) else None
+        if key is not None and (key in self._live or key in self._remote):
+            await self._runtime.checkpoint()
+            return self.get(job_id)
+        try:
+            fields = await self._queue.job(job_id) if key is not None else {}
+        except REDIS_ERRORS as exc:
+            raise self._lost_error(f"cannot read {job_id!r}", exc) from exc
+        if not fields:
+            raise JobNotFound(job_id)
+        assert key is not None
+        return self._job_from_record(record_from_fields(job_id, fields), key)
+
+    # -- stats, joining, stopping ------------------------------------------------------------
+
+    async def cluster_stats(self) -> PoolStats:
+        """Every process on this queue together, read from Redis in one round trip.
+
+        The totals and ``queued_tasks`` (waiting or retrying) and ``active_workers`` (jobs
+        running under a lease) come from counters that each step updates atomically, so the
+        invariant holds exactly. ``max_workers`` sums the processes seen within three lease
+        renewals; averages are weighted by their counts, and each percentile is the largest
+        of the processes' (an upper bound).
+
+        Raises:
+            StoreError: Redis cannot be reached.
+        """
+        with anyio.move_on_after(self._redis.timeout):  # this process's news first
+            while self._pending_writes():
+                self._wake_link()
+                await self._wait_changed()
+        try:
+            read = await self._queue.stats(self._lease_ms)
+        except REDIS_ERRORS as exc:
+            raise self._lost_error("cannot read the stats", exc) from exc
+        counters = read.counters
+        # the others as they last said, this one as it is now
+        processes = [p for p in read.processes if p.get("owner") != self._owner]
+        processes.append(self._process_stats())
+        exec_count = sum(p.get("exec_count", 0) for p in processes)
+        wait_count = sum(p.get("wait_count", 0) for p in processes)
+
+        def weighted(total: str, count: int) -> float:
+            return sum(p.get(total, 0.0) for p in processes) / count if count else 0.0
+
+        def largest(name: str) -> float:
+            return max((p.get(name, 0.0) for p in processes), default=0.0)
+
+        return PoolStats(
+            total_submitted=counters.get("submitted", 0),
+            total_completed=counters.get("completed", 0),
+            total_failed=counters.get("failed", 0),
+            total_cancelled=counters.get("cancelled", 0),
+            total_timed_out=counters.get("timed_out", 0),
+            total_retried=counters.get("retried", 0),
+            active_workers=read.running,
+            max_workers=sum(p.get("max_workers", 0) for p in processes),
+            queued_tasks=read.waiting + read.retrying,
+            average_exec_time=weighted("exec_total", exec_count),
+            average_wait_time=weighted("wait_total", wait_count),
+            exec_time_p50=largest("p50"),
+            exec_time_p95=largest("p95"),
+            exec_time_p99=largest("p99"),
+        )
+
+    def _process_stats(self) -> dict[str, Any]:
+        """What this process tells the others (with each lease renewal) for cluster_stats."""
+        c = self._counters
+        p50, p95, p99 = c.window.percentiles(0.50, 0.95, 0.99)
+        return {
+            "owner": self._owner,
+            "max_workers": self._max_workers,
+            "active_workers": c.running,
+            "exec_total": c.exec_total,
+            "exec_count": c.exec_count,
+            "wait_total": c.wait_total,
+            "wait_count": c.wait_count,
+            "p50": p50,
+            "p95": p95,
+            "p99": p99,
+        }
+
+    def _busy(self) -> bool:
+        return bool(self._live or self._remote or self._pending_writes())
+
+    async def join(self) -> None:
+        """Wait until every job this process submitted has ended (wherever it ran), no job
+        runs here, and Redis has been told everything. A checkpoint.
+
+        Raises:
+            RuntimeError: called from inside one of this pool's own jobs.
+        """
+        self._refuse_inside_own_job("join()")
+        await self._runtime.checkpoint()
+        while self._busy():
+            await self._wait_changed()
+
+    async def _drain(self) -> None:
+        """``stop(drain=True)``: no more claims; the jobs running here finish."""
+        self._wake_link()
+        while self._live or self._pending_writes():
+            await self._wait_changed()
+
+    # -- the keeper --------------------------------------------------------------------------
+
+    async def _keep(self) -> None:
+        """Renew leases every third of the lease timeout, reap, and fence (see the module)."""
+        interval = self._lease / 3
+        margin = self._lease / 10  # a fenced job has this long to reach a checkpoint
+        queue, owner = self._queue, self._owner
+        next_renewal = self._now()  # the first renewal tells the others this process is here
+        while True:
+            fence_at = min(self._leases.values(), default=math.inf) - margin
+            await anyio.sleep_until(min(next_renewal, fence_at))
+            now = self._now()
+            if now >= next_renewal:
+                next_renewal = now + interval
+                held = list(self._leases)
+                # A renewal must not outlast the earliest lease it is meant to save.
+                limit = min(interval, max(0.0, fence_at - now))
+                with anyio.move_on_after(limit):
+                    try:
+                        lost = await queue.renew(owner, held, self._lease_ms, self._process_stats())
+                    except REDIS_ERRORS:
+                        pass
+                    else:
+                        lapse = now + self._lease
+                        for job_id in held:
+                            if job_id in self._leases:
+                                self._leases[job_id] = lapse
+                        for job_id in lost:
+                            self._fence(job_id)
+                        await queue.reap(self._redis.max_crashes, round(interval * 1000))
+            now = self._now()
+            for job_id, lapse in list(self._leases.items()):
+                if lapse - margin <= now:
+                    self._fence(job_id)
+
+    def _fence(self, job_id: str) -> None:
+        """Stop running a job whose lease this process may no longer hold."""
+        job = self._live.get(self._key(job_id))
+        self._leases.pop(job_id, None)
+        if job is None:
+            return
+        if job._status is _RUNNING:
+            job._cancel_reason = FENCED
+            if job._scope is not None:
+                job._scope.cancel()
+        elif job._cancel_reason is None:
+            job._cancel_reason = FENCED
+
+    # -- the listener ------------------------------------------------------------------------
+
+    async def _listen(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
+        """Follow the queue's channel; after a lost connection, subscribe again and look up
+        the jobs whose end it may have missed."""
+        from coredis.retry import NoRetryPolicy
+
+        delay = _RECONNECT_DELAY
+        started = False
+        while True:
+            try:
+                async with self._queue.client.pubsub(
+                    channels=[self._queue.events],
+                    ignore_subscribe_messages=True,
+                    retry_policy=NoRetryPolicy(),
+                ) as pubsub:
+                    if not started:
+                        started = True
+                        task_status.started()
+                    else:  # back after a loss: what ended meanwhile, and new work
+                        self._fetches.update(
+                            job.job_id for job in self._remote.values() if job.job_id
+                        )
+                        self._more = True
+                        self._wake_link()
+                    delay = _RECONNECT_DELAY
+                    async for message in pubsub:
+                        self._on_message(str(message["data"]))
+            except REDIS_ERRORS as exc:
+                if not started:
+                    raise self._lost_error("cannot subscribe", exc) from exc
+                await anyio.sleep(delay)
+                delay = min(_MAX_RECONNECT_DELAY, delay * 2)
+
+    def _on_message(self, data: str) -> None:
+        if data in ("new", "retry"):
+            self._more = True
+            if self._claimable():
+                self._wake_link()
+        elif data == "room":
+            self._room.set()
+            self._room = anyio.Event()
+        elif data.startswith("ended:"):
+            mine = [i for i in json.loads(data[6:]) if self._key(i) in self._remote]
+            if mine:
+                self._fetches.update(mine)
+                self._wake_link()
+        elif data.startswith("cancel:"):
+            job_id = data[7:]
+            job = self._live.get(self._key(job_id))
+            if job is None:
+                self._cancels_seen.add(job_id)  # a claim in flight may bring it
+            elif job._cancel_reason is None:
+                self._cancel_job(job, "cancelled")
