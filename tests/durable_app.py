@@ -181,6 +181,13 @@ async def report_progress(name: str) -> str:
     return job.job_id
 
 
+@registry.job(name="returns_object")
+async def returns_object() -> object:
+    """A job whose result is not JSON."""
+    await anyio.lowlevel.checkpoint()
+    return object()
+
+
 @registry.job(name="blob")
 async def blob(data: str) -> int:
     """A job with a large argument (the full-disk tests); returns its length."""

@@ -132,8 +132,10 @@ class DistributedPool(JobPool):
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
         self._in_flight = 0  # ends and hand-backs sent but not yet answered
         self._more = True  # Redis may have jobs for idle workers
+        self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
         self._wake = anyio.Event()
+        self._wake.set()  # a first trip at once: claim what waits already
         self._changed = anyio.Event()  # set (and replaced) whenever join() should look again
         self._room = anyio.Event()  # set (and replaced) when Redis says there is room
         self._leases: dict[str, float] = {}  # running here: job id -> when its lease lapses
@@ -199,9 +201,14 @@ class DistributedPool(JobPool):
             or self._in_flight
         )
 
+    async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
+        if self._more:
+            self._wake_link()  # a worker is free: the link claims for it
+        return await super()._idle_wait(slot)
+
     def _claimable(self) -> int:
         """How many jobs the idle workers could take now."""
-        if self._closed or not self._more:
+        if self._draining or self._stopping or not self._more:
             return 0
         idle = sum(1 for slot in self._idle if not slot.abandoned)
         return max(0, idle - len(self._waiting))
@@ -751,6 +758,7 @@ class DistributedPool(JobPool):
 
     async def _drain(self) -> None:
         """``stop(drain=True)``: no more claims; the jobs running here finish."""
+        self._draining = True
         self._wake_link()
         while self._live or self._pending_writes():
             await self._wait_changed()

@@ -1376,8 +1376,27 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
         async with _pool_block(config, None) as pool:
             yield pool
         return
-    async with config.distributed._connect() as queue, _pool_block(config, queue) as pool:
-        yield pool
+    # The client's own task group wraps what leaves the block in an exception group: take the
+    # block's exception out again (see _pool_block).
+    body_error: BaseException | None = None
+    single: BaseException | None = None
+    try:
+        async with config.distributed._connect() as queue:
+            try:
+                async with _pool_block(config, queue) as pool:
+                    yield pool
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except BaseExceptionGroup as group:
+        if len(group.exceptions) != 1 or body_error is None:
+            raise
+        single = group.exceptions[0]
+        if not _same_error(single, body_error):
+            raise
+        single = body_error
+    if single is not None:
+        raise single
 
 
 @asynccontextmanager

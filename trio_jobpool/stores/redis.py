@@ -125,15 +125,25 @@ class RedisStore:
             "connect_timeout": self.timeout,
             "stream_timeout": self.timeout,
         }
-        async with AsyncExitStack() as stack:
-            try:
-                client: Any
-                if self.cluster:
-                    client = coredis.RedisCluster.from_url(self._url, **options)
-                else:
-                    client = coredis.Redis.from_url(self._url, **options)
-                await stack.enter_async_context(client)
-                await client.ping()
-            except REDIS_ERRORS as exc:
-                raise StoreError(f"cannot reach Redis at {self.url}: {exc}") from exc
-            yield RedisQueue(client, self.queue)
+        error: StoreError | None = None
+        try:
+            async with AsyncExitStack() as stack:
+                try:
+                    client: Any
+                    if self.cluster:
+                        client = coredis.RedisCluster.from_url(self._url, **options)
+                    else:
+                        client = coredis.Redis.from_url(self._url, **options)
+                    await stack.enter_async_context(client)
+                    await client.ping()
+                except REDIS_ERRORS as exc:
+                    error = StoreError(f"cannot reach Redis at {self.url}: {exc}")
+                    error.__cause__ = exc
+                    raise error from exc
+                yield RedisQueue(client, self.queue)
+        except BaseExceptionGroup as group:
+            # the client's task group wraps our error: raise it as itself
+            if error is None or len(group.exceptions) != 1 or group.exceptions[0] is not error:
+                raise
+        if error is not None:
+            raise error

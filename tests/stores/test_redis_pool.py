@@ -1,0 +1,560 @@
+"""The distributed pool (store="redis://...") through the public API, on Trio and asyncio.
+
+The store conformance suite's cases (tests/stores/test_conformance.py), written for what a pool
+whose queue lives in Redis promises (docs/distributed.md): a job submitted here may run in any
+process, so handles end once Redis has the end, ``stats()`` is this process's view and the
+invariant is checked on ``cluster_stats()``. Several pools on one queue in one event loop stand
+for several processes here; tests/stores/test_redis_processes.py runs real ones.
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import random
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import pytest
+
+from tests.durable_app import (
+    board,
+    double,
+    fail,
+    flaky,
+    hang,
+    hold,
+    note,
+    registry,
+    report_progress,
+)
+from trio_jobpool import (
+    DuplicateJob,
+    JobCancelled,
+    JobFailed,
+    JobHandle,
+    JobNotFound,
+    JobNotSerializable,
+    JobPool,
+    JobStatus,
+    JobTimeout,
+    PoolClosed,
+    PoolStats,
+    QueueFull,
+    RetryPolicy,
+    StoreError,
+    current_job,
+    open_job_pool,
+)
+from trio_jobpool.stores.redis import RedisStore
+
+pytestmark = pytest.mark.anyio
+
+SHORT = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.001, jitter=False)
+SHUTDOWN = "cancelled by the pool's shutdown"
+
+
+class Leave(Exception):
+    """Raised to leave a pool's block by an exception."""
+
+
+@pytest.fixture
+def queue_url(redis_url: str) -> str:
+    """A queue of this test's own on the session's server."""
+    return f"{redis_url}/0?queue=t{uuid.uuid4().hex[:12]}&lease_timeout=5"
+
+
+@pytest.fixture
+def kw(queue_url: str) -> dict[str, Any]:
+    return {"store": queue_url, "registry": registry}
+
+
+def invariant_holds(stats: PoolStats) -> bool:
+    return stats.total_submitted == (
+        stats.total_completed
+        + stats.total_failed
+        + stats.total_cancelled
+        + stats.total_timed_out
+        + stats.queued_tasks
+        + stats.active_workers
+    )
+
+
+def counters(stats: PoolStats) -> dict[str, int]:
+    return {k: v for k, v in stats.as_dict().items() if isinstance(v, int)}
+
+
+def status(handle: JobHandle[Any]) -> JobStatus:
+    return handle.status
+
+
+async def until(predicate: Callable[[], bool]) -> None:
+    """Let other tasks (and Redis round trips) run until ``predicate()`` holds; bounded."""
+    with anyio.fail_after(10):
+        while not predicate():
+            await anyio.sleep(0.001)
+
+
+# -- ordering ----------------------------------------------------------------------------------
+
+
+async def test_waiting_jobs_start_by_priority_then_fifo(kw: dict[str, Any]) -> None:
+    rng = random.Random(5)
+    priorities = [rng.choice([-3, 0, 1, 5, 5, 10]) for _ in range(40)]
+    async with open_job_pool(1, 100, **kw) as pool:
+        await pool.submit(hold, "blocker", priority=100)
+        await board.wait_started("blocker")
+        for i, priority in enumerate(priorities):
+            await pool.submit(note, f"{i}", priority=priority)
+        assert board.started == ["blocker"]
+        board.open()
+        await pool.join()
+    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
+    assert board.started == ["blocker", *map(str, expected)]
+
+
+async def test_order_holds_across_processes(kw: dict[str, Any]) -> None:
+    """Jobs submitted by a front end (max_workers=0) run by priority in two worker pools."""
+    async with open_job_pool(0, 100, **kw) as front:
+        for i in range(20):
+            await front.submit(note, f"p5-{i}", priority=5)
+        await front.submit(note, "p1", priority=1)
+        stats = await front.cluster_stats()
+        assert (stats.queued_tasks, stats.max_workers, stats.total_submitted) == (21, 0, 21)
+        async with open_job_pool(1, 100, **kw) as a, open_job_pool(1, 100, **kw) as b:
+            await front.join()  # every job it submitted has ended, wherever it ran
+            ran = a.stats().total_completed + b.stats().total_completed
+        assert ran == 21
+        assert front.stats().total_completed == 0  # it ran nothing itself
+    assert board.started[0] == "p1"
+    assert sorted(board.started[1:], key=lambda n: int(n[3:])) == [f"p5-{i}" for i in range(20)]
+    # two workers take jobs in order: a later job never starts two places before an earlier one
+    positions = [int(n[3:]) for n in board.started[1:]]
+    assert all(positions[i] < positions[i + 2] for i in range(len(positions) - 2))
+
+
+async def test_an_urgent_job_overtakes_fifty_waiting_jobs(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 100, **kw) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        for i in range(50):
+            await pool.submit(note, f"p5-{i}", priority=5)
+        urgent = await pool.submit(note, "p1", priority=1)
+        assert urgent.status is JobStatus.QUEUED
+        stats = await pool.cluster_stats()
+        assert (stats.queued_tasks, stats.active_workers) == (51, 1)
+        board.open()
+        await pool.join()
+    assert board.started == ["blocker", "p1", *(f"p5-{i}" for i in range(50))]
+
+
+# -- results, errors, handles ------------------------------------------------------------------
+
+
+async def test_results_and_errors_reach_the_submitting_process(kw: dict[str, Any]) -> None:
+    async with open_job_pool(0, 10, **kw) as front, open_job_pool(2, 10, **kw):
+        ok = await front.submit(double, 21, job_id="ok")
+        bad = await front.submit(fail, "bad input", job_id="bad")
+        assert await ok.result() == 42
+        assert ok.status is JobStatus.COMPLETED
+        assert ok.attempts == 1
+        assert ok.exec_time is not None
+        assert ok.started_at is not None
+        assert ok.finished_at is not None
+        assert ok.submitted_at <= ok.started_at <= ok.finished_at
+        with pytest.raises(JobFailed, match="ValueError: bad input") as info:
+            await bad.result()
+        assert "raise ValueError(message)" in info.value.traceback_text
+        assert front.get("ok") is ok
+        snapshot = await front.aget("bad")  # as Redis has it
+        assert (snapshot.status, snapshot.attempts) == (JobStatus.FAILED, 1)
+    async with open_job_pool(0, 10, **kw) as later:
+        read = await later.aget("ok")  # any process reads any job from Redis
+        assert (read.status, await read.result()) == (JobStatus.COMPLETED, 42)
+        with pytest.raises(JobNotFound):
+            await later.aget("nobody")
+        with pytest.raises(JobNotFound):
+            later.get("ok")  # get() knows this process's jobs only
+
+
+async def test_only_registered_jobs_with_json_arguments_and_results(kw: dict[str, Any]) -> None:
+    async def unregistered() -> None:
+        return None
+
+    async with open_job_pool(1, 10, **kw) as pool:
+        with pytest.raises(Exception, match="not registered"):
+            await pool.submit(unregistered)
+        with pytest.raises(JobNotSerializable):
+            await pool.submit(note, object())  # type: ignore[arg-type]
+        by_name = await pool.submit("double", 4)
+        assert await by_name.result() == 8
+        bad_result = await pool.submit("returns_object")
+        with pytest.raises(JobNotSerializable):
+            await bad_result.result()
+
+
+async def test_a_failing_job_harms_no_other_job(kw: dict[str, Any]) -> None:
+    async with open_job_pool(2, 10, **kw) as pool:
+        neighbour = await pool.submit(hold, "neighbour")
+        await board.wait_started("neighbour")
+        broken = await pool.submit(fail, "bad input")
+        outcome = await broken.wait()
+        assert isinstance(outcome.error, ValueError)  # type: ignore[attr-defined]
+        assert status(neighbour) is JobStatus.RUNNING
+        second = await pool.submit(hold, "second")
+        await board.wait_started("second")
+        assert pool.stats().active_workers == 2
+        board.open()
+        assert await neighbour.result() == "neighbour"
+        assert await second.result() == "second"
+    assert (pool.stats().total_failed, pool.stats().total_completed) == (1, 2)
+
+
+async def test_current_job_and_progress(kw: dict[str, Any]) -> None:
+    async with open_job_pool(2, 10, **kw) as pool:
+        handle = await pool.submit(report_progress, "p", job_id="p")
+        await board.wait_started("p")
+        await until(lambda: "p:child" in board.seen)
+        assert board.seen["p"] is handle  # the job runs here: its handle is the submitted one
+        assert board.seen["p:child"] is handle
+        assert isinstance(board.seen["p:bad_progress"], ValueError)
+        assert (handle.progress, handle.progress_message) == (0.5, "half")
+        board.open("p")
+        assert await handle.result() == "p"
+    with pytest.raises(RuntimeError):
+        current_job()
+    async with open_job_pool(0, 10, **kw) as other:
+        read = await other.aget("p")
+        assert (read.progress, read.progress_message) == (1.0, "done")
+
+
+# -- cancelling --------------------------------------------------------------------------------
+
+
+async def test_a_cancelled_waiting_job_never_runs(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        waiting = await pool.submit(note, "waiting", job_id="waiting")
+        after = await pool.submit(note, "after")
+        pool.cancel("waiting")
+        with pytest.raises(JobCancelled, match="'waiting' was cancelled"):
+            await waiting.result()
+        assert waiting.status is JobStatus.CANCELLED
+        assert waiting.attempts == 0
+        with pytest.raises(JobNotFound, match="waiting"):
+            pool.cancel("waiting")
+        with pytest.raises(JobNotFound, match="waiting"):
+            await pool.acancel("waiting")
+        board.open()
+        assert await after.result() == "after"
+        stats = await pool.cluster_stats()
+        assert (stats.total_cancelled, stats.total_completed) == (1, 2)
+    assert board.started == ["blocker", "after"]
+
+
+async def test_cancel_from_another_process_stops_a_running_job(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as worker, open_job_pool(0, 10, **kw) as front:
+        running = await front.submit(hang, "running", job_id="running")
+        await board.wait_started("running")
+        with pytest.raises(JobNotFound):
+            front.cancel("nobody")
+        await front.acancel("running")  # reaches the worker's process through pub/sub
+        with pytest.raises(JobCancelled):
+            await running.result()
+        assert worker.stats().total_cancelled == 1
+        assert await (await front.submit(note, "next")).result() == "next"  # worker moved on
+        stats = await front.cluster_stats()
+        assert invariant_holds(stats), stats
+        assert (stats.total_cancelled, stats.total_completed, stats.active_workers) == (1, 1, 0)
+
+
+async def test_a_cancelled_retrying_job_never_runs_again(kw: dict[str, Any]) -> None:
+    long_wait = RetryPolicy(max_attempts=5, backoff=3600, jitter=False)
+    async with open_job_pool(1, 10, **kw) as pool:
+        retrying = await pool.submit(flaky, "r", 10, job_id="r", retry=long_wait)
+        await board.event("failed:r:1").wait()
+        assert status(retrying) is JobStatus.RETRYING
+        stats = await pool.cluster_stats()
+        assert (stats.queued_tasks, stats.active_workers, stats.total_retried) == (1, 0, 1)
+        assert invariant_holds(stats)
+        pool.cancel("r")
+        with pytest.raises(JobCancelled):
+            await retrying.result()
+        stats = await pool.cluster_stats()
+    assert board.calls["r"] == 1
+    assert (stats.queued_tasks, stats.total_cancelled, stats.total_failed) == (0, 1, 0)
+
+
+# -- timeouts and retries ----------------------------------------------------------------------
+
+
+async def test_a_job_past_its_timeout_ends_timed_out_and_is_never_retried(
+    kw: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 10, retry=SHORT, **kw) as pool:
+        late = await pool.submit(hang, "late", timeout=0.05)
+        outcome = await late.wait()
+        error = outcome.error  # type: ignore[attr-defined]
+        assert isinstance(error, JobTimeout)
+        assert late.attempts == 1
+        unlimited = await pool.submit(note, "unlimited", timeout=math.inf)
+        assert await unlimited.result() == "unlimited"
+        stats = await pool.cluster_stats()
+    assert (stats.total_timed_out, stats.total_retried, stats.total_completed) == (1, 0, 1)
+
+
+async def test_the_timeout_travels_with_the_job(kw: dict[str, Any]) -> None:
+    """A job's own timeout applies in whichever process runs it; None means the runner's."""
+    async with (
+        open_job_pool(0, 10, job_timeout=3600, **kw) as front,
+        open_job_pool(1, 10, job_timeout=0.05, **kw),
+    ):
+        own = await front.submit(hang, "own", timeout=0.02)
+        runners = await front.submit(hang, "runners")
+        assert isinstance((await own.wait()).error, JobTimeout)  # type: ignore[attr-defined]
+        assert isinstance((await runners.wait()).error, JobTimeout)  # type: ignore[attr-defined]
+
+
+async def test_retries_with_backoff_until_success(kw: dict[str, Any]) -> None:
+    backoff = RetryPolicy(max_attempts=3, backoff=0.02, max_backoff=0.03, jitter=False)
+    async with open_job_pool(2, 10, **kw) as pool:
+        start = time.monotonic()
+        handle = await pool.submit(flaky, "f", 2, retry=backoff)
+        assert await handle.result() == "f ok after 3"
+        assert time.monotonic() - start >= 0.02 + 0.03
+        assert handle.attempts == 3
+        stats = await pool.cluster_stats()
+    assert (stats.total_retried, stats.total_completed, stats.total_failed) == (2, 1, 0)
+
+
+async def test_a_job_waiting_out_its_backoff_holds_no_worker(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        later = await pool.submit(flaky, "later", 1, retry=RetryPolicy(backoff=3600))
+        await board.event("failed:later:1").wait()
+        assert await (await pool.submit(note, "meanwhile")).result() == "meanwhile"
+        assert later.status is JobStatus.RETRYING
+        later.cancel()
+        await later.wait()
+    assert board.started == ["later", "meanwhile"]
+
+
+async def test_retries_until_giving_up(kw: dict[str, Any]) -> None:
+    only_key_errors = RetryPolicy(max_attempts=3, backoff=0.001, retry_on=(KeyError,))
+    async with open_job_pool(2, 10, retry=SHORT, **kw) as pool:
+        hopeless = await pool.submit(flaky, "hopeless", 10)
+        with pytest.raises(ValueError, match="hopeless failure 3"):
+            await hopeless.result()
+        assert hopeless.attempts == 3
+        other = await pool.submit(flaky, "other", 10, retry=only_key_errors)
+        with pytest.raises(ValueError, match="other failure 1"):
+            await other.result()
+        stats = await pool.cluster_stats()
+    assert (stats.total_retried, stats.total_failed, stats.total_completed) == (2, 2, 0)
+    assert board.calls == {"hopeless": 3, "other": 1}
+
+
+# -- stats -------------------------------------------------------------------------------------
+
+
+async def test_exact_cluster_counters_and_the_invariant_after_a_mixed_workload(
+    kw: dict[str, Any],
+) -> None:
+    async def check(**expected: int) -> None:
+        stats = await pool.cluster_stats()
+        assert invariant_holds(stats), stats
+        got = counters(stats)
+        assert {k: got[k] for k in expected} == expected
+
+    give_up = RetryPolicy(max_attempts=2, backoff=0.001, jitter=False)
+    async with open_job_pool(2, 10, **kw) as pool:
+        await check(total_submitted=0, max_workers=2, active_workers=0, queued_tasks=0)
+        for i in range(3):
+            await (await pool.submit(note, f"ok-{i}")).wait()
+        await (await pool.submit(fail, "broken")).wait()
+        await (await pool.submit(flaky, "comeback", 1, retry=SHORT)).wait()
+        await (await pool.submit(flaky, "quitter", 5, retry=give_up)).wait()
+        await (await pool.submit(hang, "slow", timeout=0.02)).wait()
+        await check(
+            total_submitted=7,
+            total_completed=4,
+            total_failed=2,
+            total_timed_out=1,
+            total_retried=2,
+            total_cancelled=0,
+        )
+        running = await pool.submit(hold, "running")
+        await board.wait_started("running")
+        await pool.submit(hold, "other")
+        await board.wait_started("other")
+        waiting = await pool.submit(hold, "waiting")
+        await check(total_submitted=10, active_workers=2, queued_tasks=1)
+        waiting.cancel()
+        await waiting.wait()
+        await check(total_cancelled=1, queued_tasks=0, active_workers=2)
+        running.cancel()
+        await running.wait()
+        await check(total_cancelled=2, active_workers=1)
+        board.open()
+        await pool.join()
+        await check(
+            total_submitted=10,
+            total_completed=5,
+            total_failed=2,
+            total_cancelled=2,
+            total_timed_out=1,
+            total_retried=2,
+            active_workers=0,
+            queued_tasks=0,
+        )
+        local = pool.stats()  # this process ran every job: its view agrees
+        assert (local.total_submitted, local.total_completed, local.total_failed) == (10, 5, 2)
+        stats = await pool.cluster_stats()
+        assert stats.average_exec_time > 0
+        assert stats.exec_time_p50 <= stats.exec_time_p95 <= stats.exec_time_p99
+
+
+# -- the bound, closing, shutting down ----------------------------------------------------------
+
+
+async def test_the_bound_queue_full_and_backpressure(kw: dict[str, Any]) -> None:
+    async with open_job_pool(0, 1, max_pending=1, **kw) as front:
+        await front.submit(note, "w1", job_id="w1")
+        await front.submit(note, "w2", job_id="w2")
+        with pytest.raises(QueueFull, match="refused"):
+            front.submit_nowait(note, "refused", job_id="refused")
+        with pytest.raises(JobNotFound):
+            front.get("refused")
+
+        accepted: list[JobHandle[Any]] = []
+
+        async def submit_blocked() -> None:
+            accepted.append(await front.submit(note, "w3", job_id="w3"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_blocked)
+            await anyio.sleep(0.05)  # (Redis round trips: no exact way to wait for "blocked")
+            assert accepted == []  # backpressure: the submit waits for room
+            assert (await front.cluster_stats()).total_submitted == 2
+            await front.acancel("w1")  # makes room; the waiting submit goes on
+        assert [h.job_id for h in accepted] == ["w3"]
+        async with open_job_pool(1, 10, **kw):
+            await front.join()
+    assert board.started == ["w2", "w3"]
+
+
+async def test_a_live_id_is_a_duplicate_in_every_process(kw: dict[str, Any]) -> None:
+    async with open_job_pool(0, 10, **kw) as a, open_job_pool(0, 10, **kw) as b:
+        await a.submit(note, "x", job_id="x")
+        with pytest.raises(DuplicateJob, match="'x'"):
+            await a.submit(note, "x", job_id="x")
+        with pytest.raises(DuplicateJob, match="'x'"):
+            await b.submit(note, "x", job_id="x")
+        late = b.submit_nowait(note, "x", job_id="x")  # found out by Redis: on the handle
+        with pytest.raises(DuplicateJob):
+            await late.result()
+
+
+async def test_pool_closed_after_close_and_after_the_block(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        accepted = await pool.submit(hold, "accepted")
+        pool.close()
+        with pytest.raises(PoolClosed):
+            await pool.submit(note, "late")
+        with pytest.raises(PoolClosed):
+            pool.submit_nowait(note, "late")
+        board.open()
+        assert await accepted.result() == "accepted"
+    with pytest.raises(PoolClosed):
+        await pool.submit(note, "after")
+
+
+async def test_leaving_by_an_exception_hands_running_jobs_back(kw: dict[str, Any]) -> None:
+    handles: dict[str, JobHandle[Any]] = {}
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, **kw) as pool:
+            handles["running"] = await pool.submit(hang, "running", job_id="running")
+            await board.wait_started("running")
+            handles["waiting"] = await pool.submit(note, "waiting", job_id="waiting")
+            raise Leave
+    with pytest.raises(JobCancelled, match=SHUTDOWN):
+        await handles["running"].result()  # this process's run of it was cut short
+    assert handles["waiting"].status is JobStatus.QUEUED  # it waits in Redis for others
+    async with open_job_pool(0, 10, **kw) as front:
+        stats = await front.cluster_stats()
+        assert (stats.queued_tasks, stats.active_workers, stats.total_cancelled) == (2, 0, 0)
+        running = await front.aget("running")
+        assert (running.status, running.attempts) == (JobStatus.QUEUED, 1)
+    async with open_job_pool(2, 10, **kw) as pool:
+        await until(lambda: board.started.count("running") == 2 and "waiting" in board.started)
+        await pool.acancel("running")
+
+
+async def test_a_stopped_pool_leaves_waiting_jobs_to_the_others(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        await pool.submit(hold, "running")
+        await board.wait_started("running")
+        waiting = await pool.submit(note, "waiting")
+        board.open()
+    assert waiting.status is JobStatus.QUEUED  # not drained: the queue is shared
+    async with open_job_pool(1, 10, **kw) as pool:
+        await until(lambda: "waiting" in board.started)
+
+
+# -- arguments and errors of the store ---------------------------------------------------------
+
+
+async def test_max_workers_zero_is_for_distributed_pools_only(kw: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="max_workers"):
+        open_job_pool(0, 10, registry=registry)
+    async with open_job_pool(0, 10, **kw) as front:
+        assert front.stats().max_workers == 0
+
+
+async def test_a_distributed_pool_needs_a_registry(queue_url: str) -> None:
+    with pytest.raises(ValueError, match="registry"):
+        open_job_pool(1, 10, store=queue_url)
+
+
+def test_store_settings_from_the_url_and_bad_ones() -> None:
+    store = RedisStore.from_url(
+        "redis://u:secret@127.0.0.1:7777/2?queue=jobs&lease_timeout=7.5&max_crashes=1"
+    )
+    assert (store.queue, store.lease_timeout, store.max_crashes) == ("jobs", 7.5, 1)
+    assert "secret" not in store.url
+    assert "7777" in store.url
+    bad = {
+        "redis://h?queue=a:b": "queue must be",
+        "redis://h?lease_timeout=0": "lease_timeout must be",
+        "redis://h?color=red": "unknown settings",
+        "redis://h?max_crashes=x": "bad setting",
+    }
+    for url, message in bad.items():
+        with pytest.raises(ValueError, match=message):
+            RedisStore.from_url(url)
+    with pytest.raises(ValueError, match="redis://"):
+        RedisStore("http://localhost")
+
+
+# coredis 6.9 leaves the memory streams of a connection that failed unclosed (ResourceWarning
+# from their __del__): coredis's, not ours.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+async def test_redis_down_at_the_start_is_a_clear_error() -> None:
+    from tests.servers import free_port
+
+    url = f"redis://127.0.0.1:{free_port()}/0?timeout=1"
+    with pytest.raises(StoreError, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
+        async with open_job_pool(1, 10, store=url, registry=registry):
+            pass  # pragma: no cover - never entered
+    gc.collect()  # (the leaked streams are collected here, under this test's filter)
+
+
+async def test_a_store_object_works_like_its_url(queue_url: str) -> None:
+    store = RedisStore.from_url(queue_url)
+    for _ in range(2):  # one store object may serve one pool after another
+        async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+            assert isinstance(pool, JobPool)
+            assert await (await pool.submit(double, 2)).result() == 4
