@@ -130,7 +130,7 @@ class DistributedPool(JobPool):
         self._give_backs: list[tuple[str, bool, Fields]] = []
         self._cancels: list[str] = []
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
-        self._in_flight = 0  # ends and hand-backs sent but not yet answered
+        self._sending = False  # a trip is under way (what it carries is in none of the lists)
         self._more = True  # Redis may have jobs for idle workers
         self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
@@ -198,7 +198,7 @@ class DistributedPool(JobPool):
             or self._retries
             or self._give_backs
             or self._cancels
-            or self._in_flight
+            or self._sending
         )
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
@@ -222,6 +222,7 @@ class DistributedPool(JobPool):
                 self._retry_due = math.inf
                 self._more = True
             self._wake = anyio.Event()
+            self._sending = True
             try:
                 await self._send()
             except REDIS_ERRORS as exc:
@@ -230,6 +231,8 @@ class DistributedPool(JobPool):
                 await anyio.sleep(delay)
                 delay = min(_MAX_RECONNECT_DELAY, delay * 2)
                 continue
+            finally:
+                self._sending = False
             if self._lost is not None:
                 self._lost = None
                 self._more = True
@@ -281,7 +284,6 @@ class DistributedPool(JobPool):
         count = self._claimable()
         if self._ends or count:
             ends, self._ends = self._ends, []
-            self._in_flight += len(ends)
             self._cancels_seen.clear()
             sent = self._now()
             try:
@@ -291,8 +293,6 @@ class DistributedPool(JobPool):
             except REDIS_ERRORS:
                 self._ends[:0] = ends
                 raise
-            finally:
-                self._in_flight -= len(ends)
             if count:
                 self._more = len(claimed) == count
                 if next_retry is not None:
