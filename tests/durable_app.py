@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import os
+import time
 from typing import Any
 
 import anyio
@@ -20,6 +21,41 @@ async def append(item: str, seconds: float = 0.0) -> str:
     with open(os.environ["JOBPOOL_TEST_LOG"], "a") as log:
         log.write(f"{item}\n")
     await anyio.sleep(seconds)
+    return item
+
+
+def _log(*words: object) -> None:
+    """One line in $JOBPOOL_TEST_LOG: this process's id, the words, the wall-clock time."""
+    with open(os.environ["JOBPOOL_TEST_LOG"], "a") as log:
+        log.write(" ".join(map(str, (os.getpid(), *words, time.time()))) + "\n")
+
+
+@registry.job(name="logged")
+async def logged(item: str, seconds: float = 0.0) -> str:
+    """Log ``<pid> start <item> <time>``, take ``seconds``, log ``<pid> end <item> <time>``;
+    a cancellation is logged as ``<pid> cancelled <item> <time>``."""
+    _log("start", item)
+    try:
+        await anyio.sleep(seconds)
+    except anyio.get_cancelled_exc_class():
+        _log("cancelled", item)
+        raise
+    _log("end", item)
+    return item
+
+
+@registry.job(name="logged_until")
+async def logged_until(item: str, path: str) -> str:
+    """As ``logged``, but runs until cancelled unless the file ``path`` exists."""
+    _log("start", item)
+    try:
+        if not os.path.exists(path):
+            await anyio.sleep_forever()
+        await anyio.lowlevel.checkpoint()
+    except anyio.get_cancelled_exc_class():
+        _log("cancelled", item)
+        raise
+    _log("end", item)
     return item
 
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -21,7 +22,13 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["free_port", "redis_binary", "redis_cluster", "redis_server"]
+__all__ = [
+    "free_port",
+    "redis_binary",
+    "redis_cluster",
+    "redis_server",
+    "redis_server_process",
+]
 
 START_TIMEOUT = 10.0  # seconds for a server to answer PING
 STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM (then SIGKILL)
@@ -83,6 +90,15 @@ def redis_server(workdir: Path, *extra: str) -> Iterator[str]:
     ``workdir`` (where a cluster keeps its nodes file), is stopped with SIGTERM when the block
     ends (SIGKILL if it does not exit in time), and always waited for.
     """
+    with redis_server_process(workdir, *extra) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def redis_server_process(
+    workdir: Path, *extra: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """As :func:`redis_server`, also yielding the server's process (to pause it, say)."""
     binary = redis_binary()
     port = free_cluster_port() if "--cluster-enabled" in extra else free_port()
     command = [
@@ -105,9 +121,10 @@ def redis_server(workdir: Path, *extra: str) -> Iterator[str]:
                 output = (workdir / f"redis-{port}.log").read_text(errors="replace")
                 raise RuntimeError(f"redis-server on port {port} did not start:\n{output}")
             time.sleep(0.01)
-        yield f"redis://127.0.0.1:{port}"
+        yield f"redis://127.0.0.1:{port}", process
     finally:
         if process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # (a test may have paused it)
             process.terminate()
         try:
             process.wait(timeout=STOP_TIMEOUT)
