@@ -131,7 +131,15 @@ class RedisStore:
                 try:
                     client: Any
                     if self.cluster:
-                        client = coredis.RedisCluster.from_url(self._url, **options)
+                        parts = urllib.parse.urlsplit(self._url)
+                        client = coredis.RedisCluster(
+                            parts.hostname or "127.0.0.1",
+                            parts.port or 6379,
+                            username=parts.username,
+                            password=parts.password,
+                            ssl=parts.scheme == "rediss",
+                            **options,
+                        )
                     else:
                         client = coredis.Redis.from_url(self._url, **options)
                     await stack.enter_async_context(client)
