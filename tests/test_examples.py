@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,56 @@ def test_example_runs(script: Path) -> None:
         assert re.search(pattern, result.stdout, re.MULTILINE), (
             f"{pattern!r} not in the output of {script.name}:\n{result.stdout}"
         )
+
+
+def test_the_distributed_example_in_three_processes(tmp_path: Path) -> None:
+    """examples/distributed/: two workers and a producer, on a Redis server of the test's own."""
+    from tests.servers import redis_server
+
+    folder = EXAMPLES / "distributed"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    with redis_server(tmp_path) as url:
+        workers = [
+            subprocess.Popen(
+                [sys.executable, str(folder / "worker.py"), f"{url}/0", "--workers", "2"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                env=env,
+            )
+            for _ in range(2)
+        ]
+        try:
+            for worker in workers:  # each says when its pool is open
+                assert worker.stdout is not None
+                assert "Ctrl+C to stop" in worker.stdout.readline()
+            producer = subprocess.run(
+                [sys.executable, str(folder / "producer.py"), f"{url}/0"],
+                capture_output=True,
+                text=True,
+                timeout=60,
+                env=env,
+                check=False,
+            )
+        finally:
+            for worker in workers:
+                worker.send_signal(signal.SIGTERM)  # a graceful stop
+            outputs = [worker.communicate(timeout=30) for worker in workers]
+    assert producer.returncode == 0, producer.stdout + producer.stderr
+    assert producer.stderr == ""
+    for i in range(6):
+        assert re.search(rf"^  build-{i}: built repo-{i} in process \d+$", producer.stdout, re.M)
+    assert "  test-repo-0: tested repo-0\n" in producer.stdout
+    assert "  test-repo-broken: failed: RuntimeError: tests are red\n" in producer.stdout
+    assert "cluster: submitted=8 completed=7 failed=1 running=0 waiting=0 workers=4" in (
+        producer.stdout
+    )
+    completed = failed = 0
+    for worker, (out, err) in zip(workers, outputs, strict=True):
+        assert worker.returncode == 0, err
+        assert err == ""
+        done = re.search(r"done, (\d+) completed, (\d+) failed", out)
+        assert done is not None, out
+        completed += int(done.group(1))
+        failed += int(done.group(2))
+    assert (completed, failed) == (7, 1)  # between them, the workers ran every job once
