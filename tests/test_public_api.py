@@ -41,6 +41,7 @@ API_NAMES = {
     "JobNotSerializable",
     "JobFailed",
     "SqliteStore",
+    "RedisStore",
     "StoreError",
 }
 
@@ -55,6 +56,20 @@ def test_all_matches_the_public_names() -> None:
     assert public == API_NAMES
     for name in trio_jobpool.__all__:
         assert getattr(trio_jobpool, name) is not None
+
+
+def test_importing_the_package_needs_no_extra() -> None:
+    """coredis (the ``redis`` extra) is imported when a pool on Redis opens, not before."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, trio_jobpool; assert trio_jobpool.RedisStore; print('coredis' in sys.modules)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "False"
 
 
 def test_the_package_is_typed() -> None:

@@ -22,7 +22,7 @@ from ._pool import JobPool, open_job_pool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
 from ._stats import PoolStats
-from .stores import SqliteStore
+from .stores import RedisStore, SqliteStore
 
 __version__ = "0.1.0"
 
@@ -42,6 +42,7 @@ __all__ = [
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "RedisStore",
     "RetryPolicy",
     "SqliteStore",
     "StoreError",

@@ -59,8 +59,8 @@ from ._retry import RetryPolicy
 from ._runtime import Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
 from .stores._base import JobRecord
-from .stores._redis_queue import DUPLICATE, FULL, Claimed, Fields, RedisQueue
-from .stores.redis import REDIS_ERRORS, RedisStore
+from .stores._redis_queue import DUPLICATE, FULL, REDIS_ERRORS, Claimed, Fields, RedisQueue
+from .stores.redis import RedisStore
 
 __all__ = ["DistributedPool"]
 

@@ -18,13 +18,12 @@ import math
 import random
 import re
 import secrets
-import sys
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 from ._durable import (
     SHUTDOWN_REASON,
@@ -49,10 +48,8 @@ from ._retry import RetryPolicy
 from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
 from ._stats import Counters, PoolStats
 from .stores._base import JobRecord, Store
+from .stores.redis import RedisStore
 from .stores.sqlite import SqliteStore
-
-if TYPE_CHECKING:
-    from .stores.redis import RedisStore
 
 __all__ = ["JobPool", "open_job_pool"]
 
@@ -1343,30 +1340,20 @@ def open_job_pool(
 
 
 def _open_store(store: object) -> SqliteStore | RedisStore | None:
-    """The store named by ``open_job_pool``'s ``store=`` argument. (The Redis store is
-    imported only when asked for: it needs the ``redis`` extra.)"""
+    """The store named by ``open_job_pool``'s ``store=`` argument."""
     if store is None or store == "memory://":
         return None
     if isinstance(store, str):
         if store.startswith("sqlite:///"):
             return SqliteStore.from_url(store)
         if store.startswith(("redis://", "rediss://")):
-            try:
-                from .stores.redis import RedisStore
-            except ImportError as exc:
-                raise ImportError(
-                    f"store {store!r} needs coredis: pip install 'trio-jobpool[redis]'"
-                ) from exc
             return RedisStore.from_url(store)
         raise ValueError(
             f"store {store!r} is not supported: use None, 'memory://', 'sqlite:///path' "
             "or 'redis://host:port/db'"
         )
-    if isinstance(store, SqliteStore):
+    if isinstance(store, SqliteStore | RedisStore):
         return store
-    redis_module = sys.modules.get("trio_jobpool.stores.redis")
-    if redis_module is not None and isinstance(store, redis_module.RedisStore):
-        return store  # type: ignore[no-any-return]
     raise TypeError(f"store must be None, a URL, a SqliteStore or a RedisStore, got {store!r}")
 
 

@@ -1,6 +1,7 @@
-"""Durable stores for job pools: the protocol and the SQLite store."""
+"""Stores for job pools: the protocol of durable stores, SQLite, and Redis (distributed)."""
 
 from ._base import JobRecord, Store
+from .redis import RedisStore
 from .sqlite import SqliteStore
 
-__all__ = ["JobRecord", "SqliteStore", "Store"]
+__all__ = ["JobRecord", "RedisStore", "SqliteStore", "Store"]

@@ -33,8 +33,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import coredis
+import coredis.exceptions
 
-__all__ = ["DUPLICATE", "FULL", "Claimed", "Fields", "QueueStats", "RedisQueue"]
+__all__ = ["DUPLICATE", "FULL", "REDIS_ERRORS", "Claimed", "Fields", "QueueStats", "RedisQueue"]
+
+REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
+"""What a lost or unreachable Redis raises: a command that fails with one of these is retried
+later (ends, leases) or reported as a :class:`StoreError` (submits)."""
 
 _MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 

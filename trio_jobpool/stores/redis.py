@@ -12,19 +12,14 @@ import math
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
-
-import coredis
-import coredis.exceptions
+from typing import TYPE_CHECKING, Any
 
 from .._errors import StoreError
-from ._redis_queue import RedisQueue
 
-__all__ = ["REDIS_ERRORS", "RedisStore"]
+if TYPE_CHECKING:
+    from ._redis_queue import RedisQueue
 
-REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
-"""What a lost or unreachable Redis raises: a command that fails with one of these is retried
-later (ends, leases) or reported as a :class:`StoreError` (submits)."""
+__all__ = ["RedisStore"]
 
 
 class RedisStore:
@@ -119,7 +114,16 @@ class RedisStore:
 
         Raises:
             StoreError: Redis cannot be reached (or refuses the client).
+            ImportError: coredis is not installed (the ``redis`` extra).
         """
+        try:
+            import coredis
+        except ImportError as exc:
+            raise ImportError(
+                f"a pool on {self.url} needs coredis: pip install 'trio-jobpool[redis]'"
+            ) from exc
+        from ._redis_queue import REDIS_ERRORS, RedisQueue
+
         options: dict[str, Any] = {
             "decode_responses": True,
             "connect_timeout": self.timeout,
