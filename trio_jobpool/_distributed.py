@@ -39,6 +39,7 @@ from ._durable import (
     SHUTDOWN_REASON,
     DurableJob,
     apply_end,
+    apply_run,
     error_fields,
     policy_from_json,
     record_from_fields,
@@ -129,6 +130,7 @@ class DistributedPool(JobPool):
         self._retries: list[tuple[str, int, Fields]] = []
         self._give_backs: list[tuple[str, bool, Fields]] = []
         self._cancels: list[str] = []
+        self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
         self._sending = False  # a trip is under way (what it carries is in none of the lists)
         self._more = True  # Redis may have jobs for idle workers
@@ -198,6 +200,7 @@ class DistributedPool(JobPool):
             or self._retries
             or self._give_backs
             or self._cancels
+            or self._progress
             or self._sending
         )
 
@@ -267,6 +270,9 @@ class DistributedPool(JobPool):
             self._fetches.difference_update(ids)
             for job_id, fields in zip(ids, rows, strict=True):
                 self._remote_ended(job_id, fields)
+        if self._progress:
+            progress, self._progress = self._progress, {}
+            await queue.progress(owner, list(progress.items()))  # (lost with Redis: not kept)
         if self._retries:
             retries, self._retries = self._retries, []
             try:
@@ -453,9 +459,18 @@ class DistributedPool(JobPool):
             self, key, fn or unregistered(c.name), tuple(c.args), c.priority, timeout, retry, record
         )
 
+    def _progressed(self, job: DurableJob[Any]) -> None:
+        """Send a running job's progress with the link's next trip (the latest only)."""
+        if job._key in self._live:
+            fields: Fields = {"progress": job.progress}
+            fields["progress_message"] = job.progress_message or ""
+            self._progress[job.job_id] = fields
+            self._wake_link()
+
     def _release(self, job: DurableJob[Any]) -> None:
         """This process no longer holds ``job`` (it ended, went to retry or was handed back)."""
         del self._live[job._key]
+        self._progress.pop(job.job_id, None)  # (its end carries the last progress)
         self._leases.pop(job.job_id, None)
         if not self._live:
             self._notify()
@@ -660,17 +675,32 @@ class DistributedPool(JobPool):
             StoreError: Redis cannot be reached.
         """
         key = self._key(job_id) if isinstance(job_id, str) else None
-        if key is not None and (key in self._live or key in self._remote):
+        if key is not None and key in self._live:  # running here: the handle is up to date
             await self._runtime.checkpoint()
-            return self.get(job_id)
+            return self._live[key]
         try:
             fields = await self._queue.job(job_id) if key is not None else {}
         except REDIS_ERRORS as exc:
             raise self._lost_error(f"cannot read {job_id!r}", exc) from exc
+        assert key is not None
+        job = self._remote.get(key)
+        if job is not None and key not in self._live:
+            self._refresh(job, fields)
+            return job
         if not fields:
             raise JobNotFound(job_id)
-        assert key is not None
         return self._job_from_record(record_from_fields(job_id, fields), key)
+
+    def _refresh(self, job: DurableJob[Any], fields: dict[str, str]) -> None:
+        """Bring the handle of a job submitted here, live elsewhere, up to date."""
+        record = record_from_fields(job.job_id, fields)
+        status = JobStatus(record.status)
+        if status.ended:
+            self._remote_ended(job.job_id, fields)
+            return
+        job._status = status
+        job._attempts = record.attempts
+        apply_run(job, record, lambda wall: wall - self._wall_offset)
 
     # -- stats, joining, stopping ------------------------------------------------------------
 

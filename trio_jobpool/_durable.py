@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DurableJob",
     "apply_end",
+    "apply_run",
     "error_fields",
     "policy_from_json",
     "policy_to_json",
@@ -58,9 +59,13 @@ class DurableJob(JobHandle[T]):
         record = self._record
         record.progress = float(fraction)
         record.progress_message = message
-        store = self._pool._store
-        if store is not None and not self._status.ended:
-            store.progressed(record)
+        pool = self._pool
+        if self._status.ended:
+            return
+        if pool._store is not None:
+            pool._store.progressed(record)
+        elif pool._distributed:
+            pool._progressed(self)
 
 
 def policy_to_json(policy: RetryPolicy | None) -> dict[str, Any] | None:
@@ -147,11 +152,11 @@ def job_from_record(
     if JobStatus(record.status).ended:
         apply_end(job, record, wall_to_monotonic)
     else:
-        _apply_run(job, record, wall_to_monotonic)
+        apply_run(job, record, wall_to_monotonic)
     return job
 
 
-def _apply_run(
+def apply_run(
     job: JobHandle[Any], record: JobRecord, wall_to_monotonic: Callable[[float], float]
 ) -> None:
     """Give ``job`` the timings and progress of the latest attempt ``record`` stores."""
@@ -169,7 +174,7 @@ def apply_end(
 ) -> None:
     """Give ``job`` the end ``record`` stores: status, outcome, and the latest timings."""
     status = JobStatus(record.status)
-    _apply_run(job, record, wall_to_monotonic)
+    apply_run(job, record, wall_to_monotonic)
     job._status = status
     job._args = ()
     if status is JobStatus.COMPLETED:

@@ -1254,6 +1254,9 @@ class JobPool:
         if self._worker_tasks == 0:
             self._workers_gone.set()
 
+    def _progressed(self, job: DurableJob[Any]) -> None:
+        """A distributed pool's job reported progress (see ``DurableJob.set_progress``)."""
+
     def _after_stop(self) -> None:
         """Once stopped: end the pool's own service tasks (a distributed pool has some)."""
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import math
 import random
+import signal
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,7 @@ from tests.durable_app import (
     registry,
     report_progress,
 )
-from tests.servers import redis_cluster
+from tests.servers import redis_cluster, redis_server_process
 from trio_jobpool import (
     DuplicateJob,
     JobCancelled,
@@ -231,6 +232,28 @@ async def test_current_job_and_progress(kw: dict[str, Any]) -> None:
     async with open_job_pool(0, 10, **kw) as other:
         read = await other.aget("p")
         assert (read.progress, read.progress_message) == (1.0, "done")
+
+
+async def test_aget_brings_the_handle_of_a_job_running_elsewhere_up_to_date(
+    kw: dict[str, Any],
+) -> None:
+    async with open_job_pool(0, 10, **kw) as front, open_job_pool(1, 10, **kw):
+        handle = await front.submit(report_progress, "p")
+        await board.wait_started("p")
+        assert status(handle) is JobStatus.QUEUED  # as far as this process has heard
+        with anyio.fail_after(10):  # the progress reaches Redis with the worker's next trip
+            while (await front.aget(handle.job_id)).progress != 0.5:
+                await anyio.sleep(0.005)
+        assert (await front.aget(handle.job_id)) is handle
+        assert (status(handle), handle.attempts, handle.progress_message) == (
+            JobStatus.RUNNING,
+            1,
+            "half",
+        )
+        assert handle.started_at is not None
+        board.open("p")
+        assert await handle.result() == handle.job_id
+        assert (handle.progress, handle.progress_message) == (1.0, "done")
 
 
 # -- cancelling --------------------------------------------------------------------------------
@@ -552,6 +575,37 @@ async def test_redis_down_at_the_start_is_a_clear_error() -> None:
         async with open_job_pool(1, 10, store=url, registry=registry):
             pass  # pragma: no cover - never entered
     gc.collect()  # (the leaked streams are collected here, under this test's filter)
+
+
+async def test_redis_lost_mid_run_fails_submits_and_the_pool_carries_on(tmp_path: Path) -> None:
+    with redis_server_process(tmp_path) as (server_url, server):
+        url = f"{server_url}/0?queue=lost&lease_timeout=3&timeout=0.3"
+        async with open_job_pool(1, 10, store=url, registry=registry) as pool:
+            assert await (await pool.submit(double, 1)).result() == 2
+            server.send_signal(signal.SIGSTOP)  # Redis stops answering
+            try:
+                with pytest.raises(StoreError, match="cannot submit: Redis at redis://"):
+                    await pool.submit(double, 2, job_id="maybe")
+                with pytest.raises(StoreError, match="did not answer"):
+                    await pool.cluster_stats()
+            finally:
+                server.send_signal(signal.SIGCONT)
+            assert await (await pool.submit(double, 3)).result() == 6  # back: it carries on
+            # A submit that failed for want of an answer may still have reached Redis (as
+            # here, where the paused server read it later): its id tells (docs/distributed.md).
+            try:
+                maybe = await pool.aget("maybe")
+            except JobNotFound:
+                expected = 2
+            else:
+                expected = 3
+                with anyio.fail_after(10):
+                    while not maybe.status.ended:
+                        await anyio.sleep(0.01)
+                        maybe = await pool.aget("maybe")
+                assert await maybe.result() == 4
+            stats = await pool.cluster_stats()
+        assert (stats.total_submitted, stats.total_completed) == (expected, expected)
 
 
 async def test_a_store_object_works_like_its_url(queue_url: str) -> None:

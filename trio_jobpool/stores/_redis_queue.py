@@ -237,6 +237,21 @@ return done
 """
 )
 
+# ARGV: owner, then (id, JSON fields) per job: progress of running jobs, if owner holds them.
+_PROGRESS: Final = (
+    _LIB
+    + """
+local owner = ARGV[1]
+for i = 2, #ARGV, 2 do
+  local flat = cjson.decode(ARGV[i+1])
+  if holds(ARGV[i], owner) and #flat > 0 then
+    redis.call('HSET', job_key(ARGV[i]), unpack(flat))
+  end
+end
+return 0
+"""
+)
+
 # ARGV: owner, then (id, 1 if it never started else 0, JSON fields) per job: jobs a process
 # hands back unfinished (it is shutting down): they go back to their place, no crash counted;
 # an attempt that never started is not counted either.
@@ -433,6 +448,7 @@ class RedisQueue:
         self._end_and_claim = client.register_script(_END_AND_CLAIM)
         self._retry = client.register_script(_RETRY)
         self._give_back = client.register_script(_GIVE_BACK)
+        self._progress = client.register_script(_PROGRESS)
         self._reap = client.register_script(_REAP)
         self._cancel = client.register_script(_CANCEL)
         self._fetch = client.register_script(_FETCH)
@@ -509,6 +525,13 @@ class RedisQueue:
         for job_id, delay_ms, fields in retries:
             argv += [job_id, delay_ms, _flat(fields)]
         return list(await self._retry(keys=self._keys, args=argv))
+
+    async def progress(self, owner: str, jobs: list[tuple[str, Fields]]) -> None:
+        """Store the progress ``(job_id, fields)`` of ``owner``'s running jobs."""
+        argv: list[str | int] = [owner]
+        for job_id, fields in jobs:
+            argv += [job_id, _flat(fields)]
+        await self._progress(keys=self._keys, args=argv)
 
     async def give_back(self, owner: str, jobs: list[tuple[str, bool, Fields]]) -> list[str]:
         """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields)``;
