@@ -1088,7 +1088,27 @@ class JobPool:
         if status is _QUEUED and len(self._offers):
             self._admit_offers()
 
+    async def acancel(self, job_id: str) -> None:
+        """:meth:`cancel`, as a checkpoint. The same call works on every pool: on a distributed
+        pool it reaches jobs of any process, through Redis.
+
+        Raises:
+            JobNotFound: no live job has this id.
+        """
+        self.cancel(job_id)
+        await self._runtime.checkpoint()
+
     # -- looking at jobs -------------------------------------------------------------------
+
+    async def aget(self, job_id: str) -> JobHandle[Any]:
+        """:meth:`get`, as a checkpoint. The same call works on every pool: on a distributed
+        pool it reads any job from Redis.
+
+        Raises:
+            JobNotFound: no such job.
+        """
+        await self._runtime.checkpoint()
+        return self.get(job_id)
 
     def get(self, job_id: str) -> JobHandle[Any]:
         """The handle of a live job, or of one of the last ``history`` ended jobs.
@@ -1123,9 +1143,10 @@ class JobPool:
         return self._max_workers
 
     @property
-    def store(self) -> Store | None:
-        """The pool's durable store (a :class:`SqliteStore`), or ``None`` for a pool in memory."""
-        return self._store
+    def store(self) -> Store | RedisStore | None:
+        """The pool's store (a :class:`SqliteStore` or a :class:`RedisStore`), or ``None`` for a
+        pool in memory."""
+        return self._store if self._store is not None else self._config.distributed
 
     @property
     def closed(self) -> bool:

@@ -225,6 +225,24 @@ async def test_unknown_and_ended_ids_are_not_found(pool_kwargs: dict[str, Any]) 
         assert pool.get("done") is again
 
 
+async def test_acancel_and_aget_are_the_async_forms_of_cancel_and_get(
+    pool_kwargs: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        running = await pool.submit(hang, "running", job_id="running")
+        await board.wait_started("running")
+        assert await pool.aget("running") is running
+        await pool.acancel("running")
+        assert status(running) in (JobStatus.RUNNING, JobStatus.CANCELLED)
+        await running.wait()
+        assert (await pool.aget("running")).status is JobStatus.CANCELLED
+        with pytest.raises(JobNotFound):
+            await pool.acancel("running")
+        with pytest.raises(JobNotFound):
+            await pool.aget("nobody")
+        assert await pool.cluster_stats() == pool.stats()  # one process: the whole cluster
+
+
 # -- timeouts and retries ----------------------------------------------------------------------
 
 

@@ -9,7 +9,6 @@ for several processes here; tests/stores/test_redis_processes.py runs real ones.
 
 from __future__ import annotations
 
-import gc
 import math
 import random
 import signal
@@ -564,9 +563,6 @@ def test_store_settings_from_the_url_and_bad_ones() -> None:
         RedisStore("http://localhost")
 
 
-# coredis 6.9 leaves the memory streams of a connection that failed unclosed (ResourceWarning
-# from their __del__): coredis's, not ours.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_redis_down_at_the_start_is_a_clear_error() -> None:
     from tests.servers import free_port
 
@@ -574,7 +570,6 @@ async def test_redis_down_at_the_start_is_a_clear_error() -> None:
     with pytest.raises(StoreError, match=r"cannot reach Redis at redis://127\.0\.0\.1"):
         async with open_job_pool(1, 10, store=url, registry=registry):
             pass  # pragma: no cover - never entered
-    gc.collect()  # (the leaked streams are collected here, under this test's filter)
 
 
 async def test_redis_lost_mid_run_fails_submits_and_the_pool_carries_on(tmp_path: Path) -> None:
@@ -613,21 +608,17 @@ async def test_a_store_object_works_like_its_url(queue_url: str) -> None:
     for _ in range(2):  # one store object may serve one pool after another
         async with open_job_pool(1, 10, store=store, registry=registry) as pool:
             assert isinstance(pool, JobPool)
+            assert pool.store is store
             assert await (await pool.submit(double, 2)).result() == 4
 
 
 # -- Redis Cluster -----------------------------------------------------------------------------
 
 
-# coredis 6.9's cluster client leaves the memory streams of connections it drops unclosed
-# (ResourceWarning from their __del__): coredis's, not ours.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_the_core_cases_on_a_three_node_cluster(tmp_path: Path) -> None:
     with redis_cluster(tmp_path) as urls:
         url = f"{urls[1]}/0?cluster=1&queue=c{uuid.uuid4().hex[:8]}&lease_timeout=5"
         await _core_cases_on(url)
-    gc.collect()  # the leaked streams are collected here, under this test's filter (the
-    # pools, which hold the client, had to go first: hence the helper)
 
 
 async def _core_cases_on(url: str) -> None:

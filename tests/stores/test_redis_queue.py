@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -149,9 +148,6 @@ async def test_an_out_of_range_priority_is_refused(queue: RedisQueue) -> None:
         await queue.submit([job("a", 2**60)], None)
 
 
-# coredis 6.9's cluster client on asyncio leaves the memory streams of connections it drops
-# unclosed (ResourceWarning from their __del__): coredis's, not ours; to be reported upstream.
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
     with redis_cluster(tmp_path) as urls:
         host, port = urls[0].removeprefix("redis://").split(":")
@@ -165,4 +161,3 @@ async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
             (b,), _ = await queue.claim("p2", 2, lease_ms=10_000)
             assert await queue.end("p2", [(b.job_id, "completed", {})]) == ["b"]
             assert (await queue.job("b"))["status"] == "completed"
-    gc.collect()  # (the leaked streams are collected here, under this test's filter)
