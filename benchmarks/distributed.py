@@ -1,0 +1,718 @@
+"""Distributed job queues on one Redis, side by side: no-op jobs through 1 and 2 worker processes.
+
+    python benchmarks/distributed.py                     # 10,000 jobs, 3 rounds (5-10 minutes)
+    python benchmarks/distributed.py --quick             # 2,000 jobs, 1 round: a smoke test
+    python benchmarks/distributed.py --rounds 5 --only-impls jobpool-trio,saq --procs 2
+    python benchmarks/distributed.py --render benchmarks/results/distributed.json
+
+Issue #5: N no-op jobs through P worker processes (concurrency 10 each) on one redis-server,
+for trio_jobpool's distributed pool (under Trio and under asyncio), the closest peers (saq, arq,
+streaq) and a hand-written coredis loop as the limit of one client per round trip. The target:
+trio_jobpool at least 5x the best of saq/arq/streaq in jobs/s. ``distributed_impls.py`` has
+the producers and workers of each implementation and how each is run.
+
+Method, for each measurement (one implementation, one P):
+
+1. A fresh ``redis-server`` on a free loopback port (``tests/servers.py``: ``--save ""
+   --appendonly no``), stopped after the measurement.
+2. A producer process enqueues the N jobs through the implementation's own client API, from 50
+   concurrent tasks (one job per call; trio_jobpool: a pool with ``max_workers=0``,
+   ``max_pending=None``), reported as "enqueue jobs/s"; then it closes its client and waits.
+3. P worker processes start together; each imports everything, says "ready" and waits; once
+   all are ready the harness says "go" to all of them at once. Process start-up (the
+   interpreter, imports) is thus outside the measurement, and the workers start together.
+4. **jobs/s** = N / (the last job's end - the first job's start), both taken on the system-wide
+   monotonic clock by the no-op job itself (in memory: no Redis command per job) in whichever
+   process ran it; each worker reports its tally every 20 ms. Worker set-up after "go"
+   (connecting, loading scripts) is outside it too: it ends before the first job starts.
+5. Then the producer polls the implementation's own store (every 5 ms) until it says all N
+   jobs are done (trio_jobpool: ``cluster_stats()``; saq: its incomplete/queued/active counts;
+   arq: its queue sorted set; streaq: its queue, running set and results set; the coredis loops:
+   the list's length). The time from the last job's end to that confirmation is "confirm lag"
+   (it includes the harness noticing the end, up to 20 ms, and the producer connecting).
+6. SIGTERM to the workers (graceful stop, the implementations' own handlers); each reports its
+   final tally (a total above N means some job ran twice).
+
+Also reported, to tell where the time goes: the server's commands per job (those run inside
+Lua scripts included) and its CPU per job (``INFO commandstats`` and ``INFO cpu`` from the
+workers' start to the end of the run), and the worker processes' CPU per job (all threads,
+from their first job on).
+
+Every (implementation, P) runs once per round, in an order rotated from round to round; each
+measurement has a hard timeout (``--timeout``, default 120 s), each process a watchdog of its
+own. The report gives medians with min-max over the rounds, the ratio of trio_jobpool to the
+best peer at the same P, and the coredis loops as the limit. It goes to
+``benchmarks/results/distributed.md`` and ``.json`` (``distributed-quick.*`` for ``--quick``).
+trio_jobpool is imported from a snapshot copy taken at the start, so that edits to the tree
+during the run do not mix versions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import queue
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis
+from _report import machine_info, source_digest
+from distributed_impls import IMPLS, JOBPOOLS, LIMITS, PEER_SETTINGS, PEERS
+from run import snapshot
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PACKAGE = ROOT / "trio_jobpool"
+RESULTS = HERE / "results"
+IMPLS_SCRIPT = HERE / "distributed_impls.py"
+sys.path.insert(0, str(ROOT))  # for tests.servers
+
+from tests.servers import redis_server  # noqa: E402
+
+N = 10_000
+QUICK_N = 2_000
+CONCURRENCY = 10  # jobs at once per worker process
+ENQUEUE_TASKS = 50  # concurrent producer tasks
+STOP_TIMEOUT = 15.0  # seconds a worker may take to stop after SIGTERM (then SIGKILL)
+TARGET = 5.0  # trio_jobpool's jobs/s over the best peer's
+TIMES = "\N{MULTIPLICATION SIGN}"
+DASH = "\N{EN DASH}"
+VERSIONS = ("trio-jobpool", "trio", "anyio", "coredis", "saq", "arq", "streaq", "redis")
+
+
+# -- the processes of one measurement ------------------------------------------------------------
+
+
+class MeasurementError(Exception):
+    """The measurement could not finish (a process failed or a deadline passed)."""
+
+
+@dataclass
+class Child:
+    """A producer or worker process and what it said (``@@`` lines of its stdout)."""
+
+    name: str
+    process: subprocess.Popen[str]
+    stderr_path: Path
+    records: list[dict[str, Any]] = field(default_factory=list)
+    tally: dict[str, Any] = field(default_factory=lambda: {"count": 0})
+    reader: threading.Thread | None = None
+
+    def take(self, record: dict[str, Any]) -> None:
+        """A message: a tally (every 20 ms) replaces the last one; others are kept."""
+        if "count" in record and "final" not in record:
+            self.tally = record
+        else:
+            self.records.append(record)
+
+    def find(self, key: str) -> dict[str, Any] | None:
+        return next((r for r in self.records if key in r), None)
+
+    def send(self, line: str) -> None:
+        try:
+            assert self.process.stdin is not None
+            self.process.stdin.write(line + "\n")
+            self.process.stdin.flush()
+        except (BrokenPipeError, OSError):
+            pass  # it died: its EOF says so
+
+    def stderr_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.stderr_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+    def terminate(self) -> None:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait(self, deadline: float) -> int:
+        """The exit status; SIGKILL if the process is still there at the deadline."""
+        try:
+            return self.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+class Children:
+    """The processes of one measurement, their messages in one inbox."""
+
+    def __init__(self, workdir: Path, env: dict[str, str]) -> None:
+        self.workdir = workdir
+        self.env = env
+        self.inbox: queue.Queue[tuple[Child, dict[str, Any] | None]] = queue.Queue()
+        self.children: list[Child] = []
+
+    def spawn(self, name: str, *args: str) -> Child:
+        stderr_path = self.workdir / f"{name}.stderr"
+        with stderr_path.open("w") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, str(IMPLS_SCRIPT), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+                text=True,
+                env=self.env,
+                cwd=self.workdir,
+            )
+        child = Child(name, process, stderr_path)
+        child.reader = threading.Thread(target=self._read, args=(child,), daemon=True)
+        child.reader.start()
+        self.children.append(child)
+        return child
+
+    def _read(self, child: Child) -> None:
+        stdout = child.process.stdout
+        assert stdout is not None
+        for line in stdout:  # until the process closes its stdout (exits)
+            if line.startswith("@@"):
+                self.inbox.put((child, json.loads(line[2:])))
+        self.inbox.put((child, None))
+
+    def pump(self, done: Callable[[], bool], deadline: float, what: str) -> None:
+        """Take messages in until ``done()``; raise MeasurementError at the deadline, or when a
+        process reports an error or exits meanwhile."""
+        while not done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise MeasurementError(f"timed out waiting for {what}")
+            try:
+                child, record = self.inbox.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if record is None:
+                if not done():
+                    status = child.process.wait(timeout=STOP_TIMEOUT)
+                    raise MeasurementError(
+                        f"{child.name} exited (status {status}) while waiting for {what}:\n"
+                        + child.stderr_tail()
+                    )
+                continue
+            if "error" in record:
+                raise MeasurementError(f"{child.name} failed:\n{record['error']}")
+            child.take(record)
+
+    def stop_all(self) -> dict[str, int]:
+        """SIGTERM to every process at once, SIGKILL to those still there after STOP_TIMEOUT;
+        then take in what they said last. Their exit statuses."""
+        for child in self.children:
+            child.terminate()
+        deadline = time.monotonic() + STOP_TIMEOUT
+        statuses = {child.name: child.wait(deadline) for child in self.children}
+        for child in self.children:
+            if child.reader is not None:
+                child.reader.join(timeout=max(0.0, deadline - time.monotonic()) + 1.0)
+        with contextlib.suppress(queue.Empty):
+            while True:
+                child, record = self.inbox.get_nowait()
+                if record is not None:
+                    child.take(record)
+        return statuses
+
+
+def measure(
+    impl: str, procs: int, n: int, timeout: float, env: dict[str, str], snapshot_dir: str
+) -> dict[str, Any]:
+    """One measurement, in fresh processes on a fresh redis-server; always returns a record."""
+    record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n}
+    record["loadavg_1m"] = os.getloadavg()[0]  # (others' work on the machine shows here)
+    started = time.monotonic()
+    deadline = started + timeout
+    budget = str(timeout + STOP_TIMEOUT + 5)  # the processes' watchdog
+    statuses: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="jobpool-dist-") as tmp:
+        workdir = Path(tmp)
+        children = Children(workdir, env)
+        try:
+            with redis_server(workdir) as url:
+                try:
+                    queue_name = f"bench{time.time_ns()}"
+                    producer = children.spawn(
+                        "producer", "produce", impl, url, queue_name, str(n),
+                        str(ENQUEUE_TASKS), budget,
+                    )  # fmt: skip
+                    children.pump(
+                        lambda: producer.find("enqueued") is not None, deadline, "enqueue"
+                    )
+                    enqueued = producer.find("enqueued")
+                    assert enqueued is not None
+                    record["enqueue_jobs_per_s"] = n / enqueued["seconds"]
+                    _run_workers(
+                        record, children, producer, impl, url, queue_name, procs, n, deadline
+                    )
+                finally:
+                    statuses = children.stop_all()  # (Redis still up: they stop gracefully)
+        except MeasurementError as exc:
+            record["error"] = str(exc)
+        except Exception as exc:  # the server did not start, say: reported, the run goes on
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        workers = [c for c in children.children if c.name != "producer"]
+        if workers and "error" not in record:
+            _finish(record, workers, statuses, n, snapshot_dir)
+    record["measurement_s"] = time.monotonic() - started
+    return record
+
+
+def _run_workers(
+    record: dict[str, Any],
+    children: Children,
+    producer: Child,
+    impl: str,
+    url: str,
+    queue_name: str,
+    procs: int,
+    n: int,
+    deadline: float,
+) -> None:
+    budget = str(deadline - time.monotonic() + STOP_TIMEOUT + 5)
+    before = redis_counters(url)
+    spawned = time.monotonic()
+    workers = [
+        children.spawn(f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY), budget)
+        for k in range(procs)
+    ]
+    children.pump(lambda: all(w.find("ready") for w in workers), deadline, "workers ready")
+    go = time.monotonic()
+    record["ready_s"] = go - spawned
+    for worker in workers:
+        worker.send("go")
+    children.pump(lambda: sum(w.tally["count"] for w in workers) >= n, deadline, "all jobs run")
+    noticed = time.monotonic()
+    after = redis_counters(url)  # (before the check's polls)
+    producer.send("check")
+    children.pump(lambda: producer.find("confirmed") is not None, deadline, "the store's check")
+    confirmed = producer.find("confirmed")
+    assert confirmed is not None
+    first = min(w.tally["first"] for w in workers if w.tally["count"])
+    last = max(w.tally["last"] for w in workers if w.tally["count"])
+    record["jobs_per_s"] = n / (last - first)
+    record["run_s"] = last - first
+    record["start_lag_s"] = first - go  # "go" to the first job: the workers' set-up
+    record["notice_lag_s"] = noticed - last
+    record["confirm_lag_s"] = confirmed["at"] - last
+    record["confirmed"] = confirmed["confirmed"]
+    record["store"] = confirmed["store"]
+    calls = {
+        name: count - before["calls"].get(name, 0)
+        for name, count in after["calls"].items()
+        if count > before["calls"].get(name, 0)
+    }
+    record["redis_commands_per_job"] = sum(calls.values()) / n
+    record["redis_cpu_us_per_job"] = (after["cpu_s"] - before["cpu_s"]) / n * 1e6
+    record["redis_calls"] = dict(sorted(calls.items(), key=lambda item: -item[1]))
+    # (from each worker's last tally before the end was noticed: up to 20 ms after its last job)
+    record["worker_cpu_us_per_job"] = sum(w.tally.get("cpu", 0.0) for w in workers) / n * 1e6
+
+
+def redis_counters(url: str) -> dict[str, Any]:
+    """The server's CPU seconds and its calls per command (those run by scripts included)."""
+    client = redis.Redis.from_url(url, socket_timeout=10)
+    try:
+        cpu: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
+        stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
+    finally:
+        client.close()
+    return {
+        "cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
+        "calls": {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()},
+    }
+
+
+def _finish(
+    record: dict[str, Any],
+    workers: list[Child],
+    statuses: dict[str, int],
+    n: int,
+    snapshot_dir: str,
+) -> None:
+    """The workers' final tallies and exit statuses; what looks wrong goes to ``problems``."""
+    problems: list[str] = []
+    finals = []
+    for worker in workers:
+        final = worker.find("final")
+        if final is None:
+            status = statuses.get(worker.name)
+            problems.append(f"{worker.name}: no final report (exit status {status})")
+            final = worker.tally
+        elif statuses.get(worker.name):
+            problems.append(
+                f"{worker.name}: exit status {statuses[worker.name]}: {worker.stderr_tail(3)}"
+            )
+        finals.append(final)
+        imported = final.get("trio_jobpool_file")
+        if imported and not imported.startswith(snapshot_dir):
+            problems.append(f"{worker.name}: imported trio_jobpool from {imported}")
+    stderr = {w.name: w.stderr_tail(5) for w in workers if w.stderr_tail(5)}
+    if stderr:
+        record["stderr"] = stderr  # (warnings, say: kept for a look, not a problem)
+    counts = [int(f.get("count", 0)) for f in finals]
+    record["per_worker"] = counts
+    record["worker_finals"] = [
+        {k: v for k, v in f.items() if k not in ("count", "first", "last", "final")} for f in finals
+    ]
+    if sum(counts) != n:
+        problems.append(f"the workers ran {sum(counts)} jobs, not {n}")
+    if "confirmed" in record and not record["confirmed"]:
+        problems.append(f"the store did not confirm all jobs done: {record['store']}")
+    if problems:
+        record["problems"] = problems
+
+
+# -- a run: the plan, the summary, the report ----------------------------------------------------
+
+
+def plan(impls: list[str], procs: list[int], rounds: int) -> list[tuple[int, str, int]]:
+    """(round, implementation, processes) in run order, rotated from round to round."""
+    pairs = [(impl, p) for p in procs for impl in impls]
+    steps = []
+    for round_ in range(rounds):
+        shift = round_ % len(pairs)
+        steps += [(round_, impl, p) for impl, p in pairs[shift:] + pairs[:shift]]
+    return steps
+
+
+def _stats(values: list[float]) -> dict[str, Any] | None:
+    if not values:
+        return None
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "values": values,
+    }
+
+
+METRICS = (
+    "jobs_per_s",
+    "enqueue_jobs_per_s",
+    "confirm_lag_s",
+    "start_lag_s",
+    "redis_commands_per_job",
+    "redis_cpu_us_per_job",
+    "worker_cpu_us_per_job",
+)
+
+
+def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per P and implementation: the metrics' medians, min, max; ratios to the best peer."""
+    summary: dict[str, Any] = {}
+    for procs in sorted({r["procs"] for r in records}):
+        rows: dict[str, Any] = {}
+        for impl in IMPLS:
+            mine = [r for r in records if r["impl"] == impl and r["procs"] == procs]
+            if not mine:
+                continue
+            ok = [r for r in mine if "jobs_per_s" in r]
+            rows[impl] = {
+                "runs": len(ok),
+                "errors": [r["error"] for r in mine if "error" in r],
+                "problems": sorted({p for r in mine for p in r.get("problems", [])}),
+                **{m: _stats([r[m] for r in ok if m in r]) for m in METRICS},
+            }
+        medians = {name: _median(rows.get(name)) for name in PEERS}
+        peers = {name: value for name, value in medians.items() if value}
+        best = max(peers, key=peers.__getitem__) if peers else None
+        limit = _median(rows.get(LIMITS[0])) if LIMITS else None
+        for row in rows.values():
+            value = _median(row)
+            row["ratio_to_best_peer"] = value / peers[best] if value and best else None
+            row["ratio_to_limit"] = value / limit if value and limit else None
+        summary[str(procs)] = {"best_peer": best, "rows": rows}
+    return summary
+
+
+def _median(row: dict[str, Any] | None, metric: str = "jobs_per_s") -> float | None:
+    if row is None or row.get(metric) is None:
+        return None
+    return float(row[metric]["median"])
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def _spread(figure: dict[str, Any] | None, digits: int = 0) -> str:
+    if figure is None:
+        return ""
+    text = _num(figure["median"], digits)
+    if len(figure["values"]) > 1:
+        text += f" ({_num(figure['min'], digits)}{DASH}{_num(figure['max'], digits)})"
+    return text
+
+
+def _ratio(value: float | None) -> str:
+    return "" if value is None else f"{TIMES}{value:.2f}"
+
+
+def _ms(figure: dict[str, Any] | None) -> str:
+    return "" if figure is None else f"{figure['median'] * 1000:,.0f}"
+
+
+def render_markdown(results: dict[str, Any]) -> str:
+    config, machine, summary = results["config"], results["machine"], results["summary"]
+    procs = list(summary)
+    lines = [
+        "# Distributed job queues on one Redis: no-op jobs",
+        "",
+        f"{config['n']:,} no-op jobs enqueued first, then run by P worker processes "
+        f"({config['concurrency']} jobs at once each) on one fresh redis-server per "
+        f"measurement; {config['rounds']} round(s), medians (min{DASH}max). jobs/s = N / "
+        "(last job's end - first job's start) across the workers, process start-up "
+        "excluded. Method: `benchmarks/distributed.py`.",
+        "",
+        f"Machine: {_machine_line(machine)}.",
+        "",
+    ]
+    load = _load_line(results)
+    if load:
+        lines += [load, ""]
+    header = ["implementation"]
+    for p in procs:
+        header += [f"P={p} jobs/s", f"P={p} vs best peer"]
+    header += [f"P={p} enqueue jobs/s" for p in procs]
+    lines += ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for impl in IMPLS:
+        if not any(impl in summary[p]["rows"] for p in procs):
+            continue
+        cells = [f"`{impl}`" + (" (limit)" if impl in LIMITS else "")]
+        for p in procs:
+            row = summary[p]["rows"].get(impl)
+            if row is None:
+                cells += ["", ""]
+                continue
+            jobs = _spread(row["jobs_per_s"]) or ("error" if row["errors"] else "")
+            cells += [jobs, _ratio(row["ratio_to_best_peer"])]
+        for p in procs:
+            row = summary[p]["rows"].get(impl)
+            cells.append(_spread(row["enqueue_jobs_per_s"]) if row else "")
+        lines.append("| " + " | ".join(cells) + " |")
+    lines += ["", _verdicts(summary), ""]
+    lines += [
+        'Details (medians): start lag = from "go" to the first job (the workers\' set-up); '
+        "confirm lag = from the last job's end until the implementation's own store said all "
+        "jobs were done (includes the harness noticing, up to 20 ms); share = jobs per "
+        "worker process in the last round; Redis commands (those run by scripts included) and "
+        "Redis CPU per job, from the server's INFO between the workers' start and the last job; "
+        "worker CPU per job: the worker processes' CPU time (all threads) from their first job "
+        "to their last tally (up to 20 ms after their last job); ratio of jobs/s to "
+        "`coredis-loop-1`.",
+        "",
+        "| implementation | P | start lag ms | confirm lag ms | share | Redis commands/job "
+        "| Redis CPU µs/job | worker CPU µs/job | vs coredis-loop-1 |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    records = results["records"]
+    for p in procs:
+        for impl, row in summary[p]["rows"].items():
+            shares = [r.get("per_worker") for r in records if r["impl"] == impl]
+            shares = [s for s in shares if s and len(s) == int(p)]
+            share = "/".join(str(c) for c in shares[-1]) if shares else ""
+            lines.append(
+                f"| `{impl}` | {p} | {_ms(row['start_lag_s'])} | {_ms(row['confirm_lag_s'])} "
+                f"| {share} | {_num(_median(row, 'redis_commands_per_job'), 1)} "
+                f"| {_num(_median(row, 'redis_cpu_us_per_job'))} "
+                f"| {_num(_median(row, 'worker_cpu_us_per_job'))} "
+                f"| {_ratio(row['ratio_to_limit'])} |"
+            )
+    lines += ["", "Peer settings changed from their defaults:", ""]
+    for name, settings in results["peer_settings"].items():
+        why = settings.get("why", "")
+        values = ", ".join(f"{k}={v}" for k, v in settings.items() if k != "why")
+        lines.append(f"- {name}: {values} ({why})")
+    problems = [
+        f"- {impl} P={p}: {text}"
+        for p in procs
+        for impl, row in summary[p]["rows"].items()
+        for text in row["problems"] + [e.strip().splitlines()[-1] for e in row["errors"]]
+    ]
+    if problems:
+        lines += ["", "Problems:", "", *problems]
+    return "\n".join(lines) + "\n"
+
+
+def _verdicts(summary: dict[str, Any]) -> str:
+    parts = []
+    for p, part in summary.items():
+        best = part["best_peer"]
+        if best is None:
+            continue
+        for impl in JOBPOOLS:
+            row = part["rows"].get(impl)
+            ratio = row and row["ratio_to_best_peer"]
+            if ratio:
+                met = "met" if ratio >= TARGET else "not met"
+                parts.append(f"P={p}: `{impl}` {TIMES}{ratio:.2f} of `{best}` ({met})")
+    if not parts:
+        return ""
+    return f"Target {TIMES}{TARGET:g} of the best peer: " + "; ".join(parts) + "."
+
+
+def _load_line(results: dict[str, Any]) -> str:
+    """The machine's load during the run: other work on it slows every figure down."""
+    loads = [r["loadavg_1m"] for r in results["records"] if "loadavg_1m" in r]
+    if not loads:
+        return ""
+    return (
+        f"Load average (1 min) before each measurement: {min(loads):.2f}{DASH}{max(loads):.2f} "
+        f"(median {statistics.median(loads):.2f}) on {results['machine']['cores']} cores; "
+        "the workers, the producer and redis-server all share them."
+    )
+
+
+def _machine_line(machine: dict[str, Any]) -> str:
+    versions = ", ".join(f"{k} {v}" for k, v in machine["versions"].items() if v)
+    commit = machine["commit"] or "?"
+    if machine["trio_jobpool_dirty"]:
+        commit += " with uncommitted changes to trio_jobpool/"
+    return (
+        f"{machine['cpu']}, {machine['cores']} cores; {machine['implementation']} "
+        f"{machine['python']}; {machine.get('redis_server', 'redis-server ?')}; {versions}; "
+        f"commit {commit}; {machine['date']}"
+    )
+
+
+def _machine() -> dict[str, Any]:
+    from importlib import metadata
+
+    machine = machine_info()
+    versions: dict[str, str | None] = {}
+    for name in VERSIONS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    machine["versions"] = versions
+    binary = shutil.which("redis-server")
+    if binary:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, text=True, timeout=10, check=False
+        )
+        machine["redis_server"] = " ".join(done.stdout.split()[:3])
+    return machine
+
+
+def _progress(step: int, total: int, record: dict[str, Any]) -> str:
+    where = f"{record['impl']:<16} P={record['procs']}"
+    if "jobs_per_s" in record:
+        value = (
+            f"{record['jobs_per_s']:>9,.0f} jobs/s  (enqueue {record['enqueue_jobs_per_s']:,.0f}"
+            f" jobs/s, confirm lag {record['confirm_lag_s'] * 1000:.0f} ms)"
+        )
+        if record.get("problems"):
+            value += "  PROBLEMS: " + "; ".join(record["problems"])
+    else:
+        value = "ERROR: " + record.get("error", "?").strip().splitlines()[0]
+    return f"[{step:>3}/{total}] {where} {value}  ({record['measurement_s']:.1f} s)"
+
+
+def _pick(text: str | None, known: list[str]) -> list[str]:
+    if not text:
+        return known
+    picked = [item.strip() for item in text.split(",") if item.strip()]
+    unknown = [item for item in picked if item not in known]
+    if unknown:
+        sys.exit(f"unknown implementation(s): {', '.join(unknown)}; known: {', '.join(known)}")
+    return [item for item in known if item in picked]
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help=f"N={QUICK_N:,}, 1 round")
+    parser.add_argument("--rounds", type=int, help="rounds (default 3, or 1 with --quick)")
+    parser.add_argument("--n", type=int, help=f"jobs per measurement (default {N:,})")
+    parser.add_argument("--only-impls", help=f"comma-separated: {','.join(IMPLS)}")
+    parser.add_argument("--procs", default="1,2", help="worker processes, e.g. 1,2 (default)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
+    parser.add_argument("--render", metavar="JSON", help="measure nothing: re-render a run")
+    args = parser.parse_args(argv)
+    args.impls = _pick(args.only_impls, list(IMPLS))
+    args.procs_list = [int(p) for p in args.procs.split(",") if p.strip()]
+    if args.rounds is None:
+        args.rounds = 1 if args.quick else 3
+    if args.n is None:
+        args.n = QUICK_N if args.quick else N
+    if args.rounds < 1 or args.n < 1 or not args.procs_list or min(args.procs_list) < 1:
+        parser.error("--rounds, --n and --procs must be at least 1")
+    return args
+
+
+def write_report(results: dict[str, Any], stem: str) -> None:
+    markdown = render_markdown(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
+    (RESULTS / f"{stem}.md").write_text(markdown)
+    print(markdown)
+    print(f"written: {RESULTS / stem}.md and .json")
+
+
+@contextlib.contextmanager
+def _snapshot() -> Iterator[tuple[dict[str, str], str]]:
+    """The environment that imports a copy of trio_jobpool, and the copy's directory."""
+    with tempfile.TemporaryDirectory(prefix="jobpool-dist-snapshot-") as tmp:
+        yield snapshot(Path(tmp)), tmp
+
+
+def main(argv: list[str]) -> int:
+    args = parse_args(argv)
+    if args.render:
+        saved = Path(args.render)
+        results = json.loads(saved.read_text())
+        results["summary"] = summarise(results["records"])
+        write_report(results, saved.stem)
+        return 0
+    steps = plan(args.impls, args.procs_list, args.rounds)
+    machine = _machine()
+    where = f"{machine['cpu']}, {machine['cores']} cores"
+    print(f"{len(steps)} measurements of {args.n:,} jobs; {where}")
+    started = time.monotonic()
+    records = []
+    with _snapshot() as (env, copy):
+        source = source_digest(Path(copy) / "trio_jobpool")
+        for step, (round_, impl, procs) in enumerate(steps, 1):
+            record = measure(impl, procs, args.n, args.timeout, env, copy)
+            record["round"] = round_
+            records.append(record)
+            print(_progress(step, len(steps), record), flush=True)
+    results = {
+        "machine": machine,
+        "config": {
+            "quick": args.quick,
+            "rounds": args.rounds,
+            "n": args.n,
+            "procs": args.procs_list,
+            "impls": args.impls,
+            "concurrency": CONCURRENCY,
+            "enqueue_tasks": ENQUEUE_TASKS,
+            "timeout_s": args.timeout,
+        },
+        "peer_settings": PEER_SETTINGS,
+        "source": source,
+        "source_changed": source_digest(PACKAGE) != source,
+        "duration_s": time.monotonic() - started,
+        "loadavg_end": os.getloadavg(),
+        "summary": summarise(records),
+        "records": records,
+    }
+    print()
+    write_report(results, "distributed-quick" if args.quick else "distributed")
+    return 1 if any("error" in r or r.get("problems") for r in records) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
