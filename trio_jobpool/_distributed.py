@@ -57,7 +57,7 @@ from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
 from ._pool import JobPool, _Config
 from ._registry import check_json
 from ._retry import RetryPolicy
-from ._runtime import Runtime, Slot, TaskGroupLike
+from ._runtime import EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
 from .stores._base import JobRecord
 from .stores._redis_queue import DUPLICATE, FULL, REDIS_ERRORS, Claimed, Fields, RedisQueue
@@ -75,6 +75,7 @@ FENCED: Final = "cancelled here: its lease could not be renewed, so it runs agai
 _NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED)  # cancel reasons that hand the job back
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
+_MAX_TRIPS: Final = 2  # round trips under way at once (see _link)
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
 
 
@@ -132,18 +133,26 @@ class DistributedPool(JobPool):
         self._cancels: list[str] = []
         self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
-        self._sending = False  # a trip is under way (what it carries is in none of the lists)
+        self._trips = 0  # trips under way (what they carry is in none of the lists above)
+        self._trip_over = runtime.Event()  # set (and replaced) when a trip ends
+        self._submitting = False  # a trip carries submits
+        self._claiming = 0  # jobs the trips under way are claiming
+        self._delay = _RECONNECT_DELAY  # before the next try, while Redis is lost
         self._more = True  # Redis may have jobs for idle workers
         self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
-        self._wake = anyio.Event()
+        # The pool's own (native) events and scopes on the busy paths: AnyIO's wrappers cost
+        # more than the rest of a trip's bookkeeping.
+        self._wake = runtime.Event()
         self._wake.set()  # a first trip at once: claim what waits already
-        self._changed = anyio.Event()  # set (and replaced) whenever join() should look again
-        self._room = anyio.Event()  # set (and replaced) when Redis says there is room
+        # set (and dropped) whenever join() should look again; made only when someone waits
+        self._changed: EventLike | None = None
+        self._room = runtime.Event()  # set (and replaced) when Redis says there is room
         self._leases: dict[str, float] = {}  # running here: job id -> when its lease lapses
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
         self._service_scope = anyio.CancelScope()
+        self._link_scope = runtime.CancelScope()  # the link's wait (its deadline: a retry due)
         self._lost: BaseException | None = None  # the error while Redis is unreachable
 
     # -- services ----------------------------------------------------------------------------
@@ -187,11 +196,27 @@ class DistributedPool(JobPool):
         self._wake.set()
 
     def _notify(self) -> None:
-        self._changed.set()
-        self._changed = anyio.Event()
+        if self._changed is not None:
+            self._changed.set()
+            self._changed = None
 
     async def _wait_changed(self) -> None:
+        if self._changed is None:
+            self._changed = self._runtime.Event()
         await self._changed.wait()
+
+    def _unsent(self) -> bool:
+        """Whether a trip would have anything to send now."""
+        return bool(
+            (self._submits and not self._submitting)
+            or self._ends
+            or self._retries
+            or self._give_backs
+            or self._cancels
+            or self._progress
+            or self._fetches
+            or self._claimable()
+        )
 
     def _pending_writes(self) -> bool:
         return bool(
@@ -201,7 +226,7 @@ class DistributedPool(JobPool):
             or self._give_backs
             or self._cancels
             or self._progress
-            or self._sending
+            or self._trips
         )
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
@@ -214,39 +239,55 @@ class DistributedPool(JobPool):
         if self._draining or self._stopping or not self._more:
             return 0
         idle = sum(1 for slot in self._idle if not slot.abandoned)
-        return max(0, idle - len(self._waiting))
+        return max(0, idle - len(self._waiting) - self._claiming)
 
     async def _link(self) -> None:
-        delay = _RECONNECT_DELAY
-        while True:
-            with anyio.CancelScope(deadline=self._retry_due):
-                await self._wake.wait()
-            if self._now() >= self._retry_due:
-                self._retry_due = math.inf
-                self._more = True
-            self._wake = anyio.Event()
-            self._sending = True
-            try:
-                await self._send()
-            except REDIS_ERRORS as exc:
-                self._lost = exc
-                self._wake.set()  # try again after the delay
-                await anyio.sleep(delay)
-                delay = min(_MAX_RECONNECT_DELAY, delay * 2)
-                continue
-            finally:
-                self._sending = False
+        """Start a trip whenever there is something to send, up to ``_MAX_TRIPS`` at once: a
+        trip's round trip (and Redis's work) overlaps the next trip's jobs running here."""
+        async with anyio.create_task_group() as trips:
+            while True:
+                with self._runtime.CancelScope() as scope:
+                    scope.deadline = self._retry_due  # (moved by a trip that learns of one)
+                    self._link_scope = scope
+                    await self._wake.wait()
+                if self._now() >= self._retry_due:
+                    self._retry_due = math.inf
+                    self._more = True
+                while self._trips >= _MAX_TRIPS:
+                    await self._trip_over.wait()
+                self._wake = self._runtime.Event()
+                if not self._unsent():
+                    continue  # (woken for work another trip has taken meanwhile)
+                self._trips += 1
+                trips.start_soon(self._trip)
+
+    async def _trip(self) -> None:
+        try:
+            await self._send()
+        except REDIS_ERRORS as exc:
+            self._lost = exc
+            await anyio.sleep(self._delay)  # then try again
+            self._delay = min(_MAX_RECONNECT_DELAY, self._delay * 2)
+            self._wake.set()
+        else:
             if self._lost is not None:
                 self._lost = None
                 self._more = True
-            delay = _RECONNECT_DELAY
+            self._delay = _RECONNECT_DELAY
+        finally:
+            self._trips -= 1
+            self._trip_over.set()
+            self._trip_over = self._runtime.Event()
+            if self._lost is None and self._unsent():
+                self._wake.set()  # what came while it was away (submits wait for their turn)
             self._notify()
 
     async def _send(self) -> None:
         """One turn of the link: send everything that waits (see the module docstring)."""
         queue, owner = self._queue, self._owner
-        if self._submits:
+        if self._submits and not self._submitting:  # (one trip at a time: in their order)
             submits, self._submits = self._submits, []
+            self._submitting = True
             try:
                 await self._send_submits(submits)
             except REDIS_ERRORS as exc:
@@ -254,6 +295,8 @@ class DistributedPool(JobPool):
                 for submission in submits:
                     self._submit_answer(submission, error)
                 raise
+            finally:
+                self._submitting = False
         if self._cancels:
             cancels, self._cancels = self._cancels, []
             for index, job_id in enumerate(cancels):
@@ -290,7 +333,9 @@ class DistributedPool(JobPool):
         count = self._claimable()
         if self._ends or count:
             ends, self._ends = self._ends, []
-            self._cancels_seen.clear()
+            if not self._claiming:
+                self._cancels_seen.clear()
+            self._claiming += count
             sent = self._now()
             try:
                 _, claimed, next_retry = await queue.end_and_claim(
@@ -299,13 +344,14 @@ class DistributedPool(JobPool):
             except REDIS_ERRORS:
                 self._ends[:0] = ends
                 raise
+            finally:
+                self._claiming -= count
             if count:
                 self._more = len(claimed) == count
                 if next_retry is not None:
                     self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
+                    self._link_scope.deadline = self._retry_due
                 self._take_in(claimed, sent)
-            if self._claimable() or self._ends:
-                self._wake.set()  # more to do at once (workers went idle meanwhile)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -717,8 +763,7 @@ class DistributedPool(JobPool):
             StoreError: Redis cannot be reached.
         """
         with anyio.move_on_after(self._redis.timeout):  # this process's news first
-            while self._pending_writes():
-                self._wake_link()
+            while self._pending_writes():  # (each was handed to the link as it came)
                 await self._wait_changed()
         try:
             read = await self._queue.stats(self._lease_ms)
@@ -789,7 +834,6 @@ class DistributedPool(JobPool):
     async def _drain(self) -> None:
         """``stop(drain=True)``: no more claims; the jobs running here finish."""
         self._draining = True
-        self._wake_link()
         while self._live or self._pending_writes():
             await self._wait_changed()
 
@@ -882,7 +926,7 @@ class DistributedPool(JobPool):
                 self._wake_link()
         elif data == "room":
             self._room.set()
-            self._room = anyio.Event()
+            self._room = self._runtime.Event()
         elif data.startswith("ended:"):
             mine = [i for i in json.loads(data[6:]) if self._key(i) in self._remote]
             if mine:

@@ -91,11 +91,10 @@ local function holds(id, owner)
   return job[1] == owner and job[2] == 'running'
 end
 
--- The job is no longer held: store the fields its holder sent (a JSON array of name, value,
--- ...), drop its owner and its lease.
-local function release(id, fields)
+-- The job is no longer held: store the fields its holder sent (a list of name, value, ...),
+-- drop its owner and its lease.
+local function release(id, flat)
   local key = job_key(id)
-  local flat = cjson.decode(fields)
   if #flat > 0 then
     redis.call('HSET', key, unpack(flat))
   end
@@ -115,15 +114,15 @@ local function announce(ended)
   end
 end
 
--- Record the ends in ARGV[first], ARGV[first+1], ... (id, status, fields per job) of owner's
--- jobs; return the ids it still held, whose end was recorded.
-local function end_jobs(owner, first, now)
+-- Record the ends (a JSON list of [id, status, fields] of owner's jobs; return the ids it
+-- still held, whose end was recorded.
+local function end_jobs(owner, ends, now)
   local done = {}
-  for i = first, #ARGV, 3 do
-    local id = ARGV[i]
+  for _, e in ipairs(cjson.decode(ends)) do
+    local id = e[1]
     if holds(id, owner) then
-      release(id, ARGV[i+2])
-      finish(id, ARGV[i+1], now)
+      release(id, e[3])
+      finish(id, e[2], now)
       done[#done+1] = id
     end
   end
@@ -131,8 +130,10 @@ local function end_jobs(owner, first, now)
   return done
 end
 
--- Put due retries back in their place, pop up to count jobs for owner with a lease each;
--- also say in how many ms the next retry is due (-1: none).
+-- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
+-- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
+-- ready_at] (built from the stored JSON text as it is, not decoded and encoded again); also
+-- say in how many ms the next retry is due (-1: none).
 local function claim(owner, count, lease, now)
   local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
@@ -150,8 +151,10 @@ local function claim(owner, count, lease, now)
       redis.call('ZADD', prefix .. ':leases', now + lease, id)
       local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
                              'seq', 'interrupted', 'retry_at', 'submitted_at')
-      out[#out+1] = {id, job[1], job[2], job[3], job[4], attempts, job[5], job[6], job[7],
-                     job[8] or job[9]}
+      out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
+        .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
+        .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ','
+        .. (job[8] or job[9]) .. ']'
     end
     if #popped > 0 then
       room()
@@ -162,13 +165,13 @@ local function claim(owner, count, lease, now)
   if #first > 0 then
     next_retry = math.max(0, tonumber(first[2]) - now)
   end
-  return out, next_retry
+  return '[' .. table.concat(out, ',') .. ']', next_retry
 end
 """
 
-# ARGV: the bound on waiting jobs (-1: none), then (id, name, JSON args, priority, JSON
-# options) per job. Returns (per job its number, -1 if a live job has its id, -2 if there was
-# no room; the number of waiting jobs after).
+# ARGV: the bound on waiting jobs (-1: none), then a JSON list of [id, name, args (JSON text),
+# priority, options (JSON text, or "" for none)] per job. Returns (per job its number, -1 if a
+# live job has its id, -2 if there was no room; the number of waiting jobs after).
 _SUBMIT: Final = (
     _LIB
     + """
@@ -176,8 +179,8 @@ local now = now_ms()
 local bound = tonumber(ARGV[1])
 local waiting = redis.call('ZCARD', prefix .. ':waiting')
 local out = {}
-for i = 2, #ARGV, 5 do
-  local id, name, args, priority, options = ARGV[i], ARGV[i+1], ARGV[i+2], ARGV[i+3], ARGV[i+4]
+for _, job in ipairs(cjson.decode(ARGV[2])) do
+  local id, name, args, priority, options = job[1], job[2], job[3], job[4], job[5]
   local key = job_key(id)
   local status = redis.call('HGET', key, 'status')
   if status == 'queued' or status == 'running' or status == 'retrying' then
@@ -202,28 +205,28 @@ return {out, waiting}
 """
 )
 
-# ARGV: owner, count, lease_ms, then (id, status, JSON fields) per ended job: a process ends
-# some jobs and takes as many new ones in one round trip.
+# ARGV: owner, count, lease_ms, the ends (see end_jobs): a process ends some jobs and takes as
+# many new ones in one round trip.
 _END_AND_CLAIM: Final = (
     _LIB
     + """
 local now = now_ms()
-local done = end_jobs(ARGV[1], 4, now)
+local done = end_jobs(ARGV[1], ARGV[4], now)
 local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 return {done, claimed, next_retry}
 """
 )
 
-# ARGV: owner, then (id, delay in ms, JSON fields) per job.
+# ARGV: owner, a JSON list of [id, delay in ms, fields] per job.
 _RETRY: Final = (
     _LIB
     + """
 local owner, now = ARGV[1], now_ms()
 local done = {}
-for i = 2, #ARGV, 3 do
-  local id, due = ARGV[i], now + tonumber(ARGV[i+1])
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  local id, due = r[1], now + r[2]
   if holds(id, owner) then
-    release(id, ARGV[i+2])
+    release(id, r[3])
     redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
     redis.call('ZADD', prefix .. ':retrying', due, id)
     count('retried')
@@ -237,34 +240,34 @@ return done
 """
 )
 
-# ARGV: owner, then (id, JSON fields) per job: progress of running jobs, if owner holds them.
+# ARGV: owner, a JSON list of [id, fields] per job: progress of running jobs, if owner holds
+# them.
 _PROGRESS: Final = (
     _LIB
     + """
 local owner = ARGV[1]
-for i = 2, #ARGV, 2 do
-  local flat = cjson.decode(ARGV[i+1])
-  if holds(ARGV[i], owner) and #flat > 0 then
-    redis.call('HSET', job_key(ARGV[i]), unpack(flat))
+for _, p in ipairs(cjson.decode(ARGV[2])) do
+  if holds(p[1], owner) and #p[2] > 0 then
+    redis.call('HSET', job_key(p[1]), unpack(p[2]))
   end
 end
 return 0
 """
 )
 
-# ARGV: owner, then (id, 1 if it never started else 0, JSON fields) per job: jobs a process
-# hands back unfinished (it is shutting down): they go back to their place, no crash counted;
-# an attempt that never started is not counted either.
+# ARGV: owner, a JSON list of [id, 1 if it never started else 0, fields] per job: jobs a
+# process hands back unfinished (it is shutting down): they go back to their place, no crash
+# counted; an attempt that never started is not counted either.
 _GIVE_BACK: Final = (
     _LIB
     + """
 local owner = ARGV[1]
 local done = {}
-for i = 2, #ARGV, 3 do
-  local id = ARGV[i]
+for _, g in ipairs(cjson.decode(ARGV[2])) do
+  local id = g[1]
   if holds(id, owner) then
-    release(id, ARGV[i+2])
-    if ARGV[i+1] == '1' then
+    release(id, g[3])
+    if g[2] == 1 then
       redis.call('HINCRBY', job_key(id), 'attempts', -1)
     end
     requeue(id)
@@ -317,7 +320,7 @@ end
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
 local requeued, ended = 0, {}
 for _, id in ipairs(lapsed) do
-  release(id, '[]')
+  release(id, {})
   local crashes = redis.call('HINCRBY', job_key(id), 'crashes', 1)
   if crashes > max_crashes then
     local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
@@ -471,11 +474,13 @@ class RedisQueue:
         Raises:
             ValueError: a priority a sorted-set score cannot hold exactly.
         """
-        argv: list[str | int] = [-1 if bound is None else bound]
+        batch = []
         for job_id, name, args, priority, options in jobs:
             if not -_MAX_PRIORITY < priority < _MAX_PRIORITY:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
-            argv += [job_id, name, json.dumps(args), priority, json.dumps(options)]
+            settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
+            batch.append([job_id, name, json.dumps(args), priority, settings])
+        argv: list[str | int] = [-1 if bound is None else bound, json.dumps(batch)]
         reply: list[Any] = await self._submit(keys=self._keys, args=argv)
         return [int(seq) for seq in reply[0]], int(reply[1])
 
@@ -497,9 +502,8 @@ class RedisQueue:
     ) -> tuple[list[str], list[Claimed], int | None]:
         """:meth:`end` and then :meth:`claim`, in one round trip: (the ids whose end was
         recorded, the jobs claimed, when the next retry is due)."""
-        argv: list[str | int] = [owner, count, lease_ms]
-        for job_id, status, fields in ends:
-            argv += [job_id, status, _flat(fields)]
+        batch = [[job_id, status, _flat(fields)] for job_id, status, fields in ends]
+        argv: list[str | int] = [owner, count, lease_ms, json.dumps(batch)]
         reply: list[Any] = await self._end_and_claim(keys=self._keys, args=argv)
         return list(reply[0]), _claimed(reply[1]), _next_retry(reply[2])
 
@@ -521,27 +525,21 @@ class RedisQueue:
         error of the failed attempt among the fields); return the ids it still held."""
         if not retries:
             return []
-        argv: list[str | int] = [owner]
-        for job_id, delay_ms, fields in retries:
-            argv += [job_id, delay_ms, _flat(fields)]
-        return list(await self._retry(keys=self._keys, args=argv))
+        batch = [[job_id, delay_ms, _flat(fields)] for job_id, delay_ms, fields in retries]
+        return list(await self._retry(keys=self._keys, args=[owner, json.dumps(batch)]))
 
     async def progress(self, owner: str, jobs: list[tuple[str, Fields]]) -> None:
         """Store the progress ``(job_id, fields)`` of ``owner``'s running jobs."""
-        argv: list[str | int] = [owner]
-        for job_id, fields in jobs:
-            argv += [job_id, _flat(fields)]
-        await self._progress(keys=self._keys, args=argv)
+        batch = [[job_id, _flat(fields)] for job_id, fields in jobs]
+        await self._progress(keys=self._keys, args=[owner, json.dumps(batch)])
 
     async def give_back(self, owner: str, jobs: list[tuple[str, bool, Fields]]) -> list[str]:
         """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields)``;
         return the ids it still held."""
         if not jobs:
             return []
-        argv: list[str | int] = [owner]
-        for job_id, started, fields in jobs:
-            argv += [job_id, 0 if started else 1, _flat(fields)]
-        return list(await self._give_back(keys=self._keys, args=argv))
+        batch = [[job_id, 0 if started else 1, _flat(fields)] for job_id, started, fields in jobs]
+        return list(await self._give_back(keys=self._keys, args=[owner, json.dumps(batch)]))
 
     async def leave(self, owner: str) -> None:
         """Forget ``owner``'s stats: its process is gone (cluster_stats)."""
@@ -579,12 +577,12 @@ class RedisQueue:
         return QueueStats(counters, int(reply[1]), int(reply[2]), int(reply[3]), processes)
 
 
-def _flat(fields: Fields) -> str:
-    """Fields as the JSON array of names and values that the scripts' ``release`` takes."""
+def _flat(fields: Fields) -> list[str | int | float]:
+    """Fields as the list of names and values that the scripts' ``release`` takes."""
     flat: list[str | int | float] = []
     for name, value in fields.items():
         flat += [name, value]
-    return json.dumps(flat)
+    return flat
 
 
 def _pairs(value: Any) -> dict[str, str]:
@@ -595,21 +593,11 @@ def _pairs(value: Any) -> dict[str, str]:
     return {str(items[i]): str(items[i + 1]) for i in range(0, len(items), 2)}
 
 
-def _claimed(rows: list[list[Any]]) -> list[Claimed]:
+def _claimed(text: str) -> list[Claimed]:
+    """The jobs a claim returned (one JSON text, see the scripts' ``claim``)."""
     return [
-        Claimed(
-            job_id=row[0],
-            name=row[1],
-            args=json.loads(row[2]),
-            priority=int(row[3]),
-            options=json.loads(row[4]),
-            attempts=int(row[5]),
-            crashes=int(row[6]),
-            seq=int(row[7]),
-            interrupted=int(row[8] or 0),
-            ready_at=float(row[9]),
-        )
-        for row in rows
+        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:10])
+        for row in json.loads(text)
     ]
 
 
