@@ -46,3 +46,10 @@ def bench(session: nox.Session) -> None:
     """The side-by-side benchmark suite (not part of the default run)."""
     session.install("-e", ".", "aiojobs", "uvloop")
     session.run("python", "benchmarks/run.py", *session.posargs)
+
+
+@nox.session(name="bench-distributed")
+def bench_distributed(session: nox.Session) -> None:
+    """The distributed pool against saq, arq and streaq on one redis-server (not default)."""
+    session.install("-e", ".[redis]", "saq", "arq", "streaq")
+    session.run("python", "benchmarks/distributed.py", *session.posargs)

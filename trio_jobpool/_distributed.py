@@ -158,7 +158,8 @@ class DistributedPool(JobPool):
     # -- services ----------------------------------------------------------------------------
 
     async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
-        """Run the link, the listener and the keeper until :meth:`_close_services`."""
+        """Run the link, the listener and the keeper until :meth:`_after_stop` (or until the
+        pool's nursery is cancelled)."""
         with self._service_scope:
             async with anyio.create_task_group() as tg:
                 await tg.start(self._listen)
@@ -174,6 +175,10 @@ class DistributedPool(JobPool):
         long as Redis answers within the store's timeout. Whatever is not sent is recovered
         by Redis anyway: the leases of jobs not handed back lapse and are reaped."""
         queue, owner = self._queue, self._owner
+        submits, self._submits = self._submits, []
+        for submission in submits:  # never sent: not accepted
+            closed = PoolClosed(f"cannot accept job {submission.job.job_id!r}: the pool closed")
+            self._submit_answer(submission, closed)
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._redis.timeout):
             try:
                 for job_id in self._cancels:
@@ -290,8 +295,12 @@ class DistributedPool(JobPool):
             self._submitting = True
             try:
                 await self._send_submits(submits)
-            except REDIS_ERRORS as exc:
-                error = self._lost_error("cannot submit", exc)
+            except BaseException as exc:  # every submitter gets an answer; exc goes on
+                error: Exception = (
+                    self._lost_error("cannot submit", exc)
+                    if isinstance(exc, REDIS_ERRORS)
+                    else StoreError(f"the pool on {self._redis.url} closed while submitting")
+                )
                 for submission in submits:
                     self._submit_answer(submission, error)
                 raise
@@ -302,7 +311,7 @@ class DistributedPool(JobPool):
             for index, job_id in enumerate(cancels):
                 try:
                     answer = await queue.cancel(job_id)
-                except REDIS_ERRORS:
+                except BaseException:  # (put back for the next trip, or _final_flush)
                     self._cancels[:0] = cancels[index:]
                     raise
                 if answer == "cancelled":
@@ -320,14 +329,14 @@ class DistributedPool(JobPool):
             retries, self._retries = self._retries, []
             try:
                 await queue.retry(owner, retries)
-            except REDIS_ERRORS:
+            except BaseException:
                 self._retries[:0] = retries
                 raise
         if self._give_backs:
             give_backs, self._give_backs = self._give_backs, []
             try:
                 await queue.give_back(owner, give_backs)
-            except REDIS_ERRORS:
+            except BaseException:
                 self._give_backs[:0] = give_backs
                 raise
         count = self._claimable()
@@ -341,7 +350,7 @@ class DistributedPool(JobPool):
                 _, claimed, next_retry = await queue.end_and_claim(
                     owner, ends, count, self._lease_ms
                 )
-            except REDIS_ERRORS:
+            except BaseException:
                 self._ends[:0] = ends
                 raise
             finally:
@@ -419,6 +428,10 @@ class DistributedPool(JobPool):
         self._submits.append(_Submission(job, None))
         self._wake_link()
         return job
+
+    def close(self) -> None:
+        super().close()
+        self._room.set()  # submits waiting for room find the pool closed
 
     def _check_submittable(self, job: DurableJob[Any]) -> None:
         if self._closed:

@@ -32,6 +32,7 @@ from tests.durable_app import (
     registry,
     report_progress,
 )
+from tests.stores._suite import SHORT, SHUTDOWN, Leave, counters, invariant_holds, status
 from trio_jobpool import (
     JobCancelled,
     JobFailed,
@@ -41,7 +42,6 @@ from trio_jobpool import (
     JobStatus,
     JobTimeout,
     PoolClosed,
-    PoolStats,
     QueueFull,
     RetryPolicy,
     current_job,
@@ -49,13 +49,6 @@ from trio_jobpool import (
 )
 
 pytestmark = pytest.mark.anyio
-
-SHORT = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.001, jitter=False)
-SHUTDOWN = "cancelled by the pool's shutdown"
-
-
-class Leave(Exception):
-    """Raised to leave a pool's block by an exception (the pool cancels every job)."""
 
 
 def db_path(pool_kwargs: dict[str, Any]) -> Path | None:
@@ -73,26 +66,6 @@ def stored(db: Path) -> dict[str, dict[str, Any]]:
     finally:
         connection.close()
     return {row["job_id"]: dict(row) for row in rows}
-
-
-def invariant_holds(stats: PoolStats) -> bool:
-    return stats.total_submitted == (
-        stats.total_completed
-        + stats.total_failed
-        + stats.total_cancelled
-        + stats.total_timed_out
-        + stats.queued_tasks
-        + stats.active_workers
-    )
-
-
-def status(handle: JobHandle[Any]) -> JobStatus:
-    """``handle.status`` (through a call, so that type checkers do not narrow it for good)."""
-    return handle.status
-
-
-def counters(stats: PoolStats) -> dict[str, int]:
-    return {k: v for k, v in stats.as_dict().items() if isinstance(v, int)}
 
 
 async def until(predicate: Callable[[], bool]) -> None:

@@ -33,6 +33,7 @@ from tests.durable_app import (
     report_progress,
 )
 from tests.servers import redis_cluster, redis_server_process
+from tests.stores._suite import SHORT, SHUTDOWN, Leave, counters, invariant_holds, status
 from trio_jobpool import (
     DuplicateJob,
     JobCancelled,
@@ -44,7 +45,6 @@ from trio_jobpool import (
     JobStatus,
     JobTimeout,
     PoolClosed,
-    PoolStats,
     QueueFull,
     RetryPolicy,
     StoreError,
@@ -54,13 +54,6 @@ from trio_jobpool import (
 from trio_jobpool.stores.redis import RedisStore
 
 pytestmark = pytest.mark.anyio
-
-SHORT = RetryPolicy(max_attempts=3, backoff=0.001, max_backoff=0.001, jitter=False)
-SHUTDOWN = "cancelled by the pool's shutdown"
-
-
-class Leave(Exception):
-    """Raised to leave a pool's block by an exception."""
 
 
 @pytest.fixture
@@ -72,25 +65,6 @@ def queue_url(redis_url: str) -> str:
 @pytest.fixture
 def kw(queue_url: str) -> dict[str, Any]:
     return {"store": queue_url, "registry": registry}
-
-
-def invariant_holds(stats: PoolStats) -> bool:
-    return stats.total_submitted == (
-        stats.total_completed
-        + stats.total_failed
-        + stats.total_cancelled
-        + stats.total_timed_out
-        + stats.queued_tasks
-        + stats.active_workers
-    )
-
-
-def counters(stats: PoolStats) -> dict[str, int]:
-    return {k: v for k, v in stats.as_dict().items() if isinstance(v, int)}
-
-
-def status(handle: JobHandle[Any]) -> JobStatus:
-    return handle.status
 
 
 async def until(predicate: Callable[[], bool]) -> None:
@@ -468,6 +442,27 @@ async def test_the_bound_queue_full_and_backpressure(kw: dict[str, Any]) -> None
         async with open_job_pool(1, 10, **kw):
             await front.join()
     assert board.started == ["w2", "w3"]
+
+
+async def test_a_submit_waiting_for_room_is_refused_when_the_pool_closes(
+    kw: dict[str, Any],
+) -> None:
+    async with open_job_pool(0, 1, **kw) as front:
+        await front.submit(note, "w1")
+        refused: list[BaseException] = []
+
+        async def submit_blocked() -> None:
+            try:
+                await front.submit(note, "w2")
+            except PoolClosed as exc:
+                refused.append(exc)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit_blocked)
+            await anyio.sleep(0.05)  # (it waits for room: a Redis round trip away)
+            assert refused == []
+            front.close()
+        assert len(refused) == 1
 
 
 async def test_a_live_id_is_a_duplicate_in_every_process(kw: dict[str, Any]) -> None:
