@@ -75,7 +75,6 @@ FENCED: Final = "cancelled here: its lease could not be renewed, so it runs agai
 _NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED)  # cancel reasons that hand the job back
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
-_MAX_TRIPS: Final = 2  # round trips under way at once (see _link)
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
 
 
@@ -133,9 +132,7 @@ class DistributedPool(JobPool):
         self._cancels: list[str] = []
         self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
-        self._trips = 0  # trips under way (what they carry is in none of the lists above)
-        self._trip_over = runtime.Event()  # set (and replaced) when a trip ends
-        self._submitting = False  # a trip carries submits
+        self._trips = 0  # a trip is under way (what it carries is in none of the lists above)
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = _RECONNECT_DELAY  # before the next try, while Redis is lost
         self._more = True  # Redis may have jobs for idle workers
@@ -213,7 +210,7 @@ class DistributedPool(JobPool):
     def _unsent(self) -> bool:
         """Whether a trip would have anything to send now."""
         return bool(
-            (self._submits and not self._submitting)
+            self._submits
             or self._ends
             or self._retries
             or self._give_backs
@@ -247,26 +244,22 @@ class DistributedPool(JobPool):
         return max(0, idle - len(self._waiting) - self._claiming)
 
     async def _link(self) -> None:
-        """Start a trip whenever there is something to send, up to ``_MAX_TRIPS`` at once: a
-        trip's round trip (and Redis's work) overlaps the next trip's jobs running here."""
-        async with anyio.create_task_group() as trips:
-            while True:
-                with self._runtime.CancelScope() as scope:
-                    scope.deadline = self._retry_due  # (moved by a trip that learns of one)
-                    self._link_scope = scope
-                    await self._wake.wait()
-                if self._now() >= self._retry_due:
-                    self._retry_due = math.inf
-                    self._more = True
-                while self._trips >= _MAX_TRIPS:
-                    await self._trip_over.wait()
-                self._wake = self._runtime.Event()
-                if not self._unsent():
-                    continue  # (woken for work another trip has taken meanwhile)
-                self._trips += 1
-                trips.start_soon(self._trip)
+        """Make a trip whenever there is something to send (one at a time: a second trip
+        under way at once gained nothing measurable, and cost a task per trip)."""
+        while True:
+            with self._runtime.CancelScope() as scope:
+                scope.deadline = self._retry_due  # (moved by a trip that learns of one)
+                self._link_scope = scope
+                await self._wake.wait()
+            if self._now() >= self._retry_due:
+                self._retry_due = math.inf
+                self._more = True
+            self._wake = self._runtime.Event()
+            if self._unsent():
+                await self._trip()
 
     async def _trip(self) -> None:
+        self._trips += 1
         try:
             await self._send()
         except REDIS_ERRORS as exc:
@@ -281,8 +274,6 @@ class DistributedPool(JobPool):
             self._delay = _RECONNECT_DELAY
         finally:
             self._trips -= 1
-            self._trip_over.set()
-            self._trip_over = self._runtime.Event()
             if self._lost is None and self._unsent():
                 self._wake.set()  # what came while it was away (submits wait for their turn)
             self._notify()
@@ -290,9 +281,8 @@ class DistributedPool(JobPool):
     async def _send(self) -> None:
         """One turn of the link: send everything that waits (see the module docstring)."""
         queue, owner = self._queue, self._owner
-        if self._submits and not self._submitting:  # (one trip at a time: in their order)
+        if self._submits:
             submits, self._submits = self._submits, []
-            self._submitting = True
             try:
                 await self._send_submits(submits)
             except BaseException as exc:  # every submitter gets an answer; exc goes on
@@ -304,8 +294,6 @@ class DistributedPool(JobPool):
                 for submission in submits:
                     self._submit_answer(submission, error)
                 raise
-            finally:
-                self._submitting = False
         if self._cancels:
             cancels, self._cancels = self._cancels, []
             for index, job_id in enumerate(cancels):
@@ -342,8 +330,7 @@ class DistributedPool(JobPool):
         count = self._claimable()
         if self._ends or count:
             ends, self._ends = self._ends, []
-            if not self._claiming:
-                self._cancels_seen.clear()
+            self._cancels_seen.clear()
             self._claiming += count
             sent = self._now()
             try:
@@ -446,7 +433,7 @@ class DistributedPool(JobPool):
             options = {"timeout": record.timeout, "retry": record.retry}
             jobs.append((record.job_id, record.name, record.args, record.priority, options))
         bound = None if math.isinf(self._bound) else int(self._bound)
-        answers, self._waiting_estimate = await self._queue.submit(jobs, bound)
+        answers, self._waiting_estimate = await self._queue.submit(jobs, bound, self._owner)
         for submission, seq in zip(submits, answers, strict=True):
             if seq == DUPLICATE:
                 self._submit_answer(submission, DuplicateJob(submission.job.job_id))
@@ -910,7 +897,7 @@ class DistributedPool(JobPool):
         while True:
             try:
                 async with self._queue.client.pubsub(
-                    channels=[self._queue.events],
+                    channels=[self._queue.events, self._queue.events_of(self._owner)],
                     ignore_subscribe_messages=True,
                     retry_policy=NoRetryPolicy(),
                 ) as pubsub:

@@ -84,9 +84,10 @@ async def test_a_job_whose_leases_keep_lapsing_ends_as_poison(queue: RedisQueue)
 async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
     queue: RedisQueue,
 ) -> None:
-    await queue.submit([job("w"), job("r", 1)], None)
+    await queue.submit([job("w"), job("r", 1)], None, submitter="front")
     await queue.claim("p1", 1, lease_ms=10_000)  # r
-    async with queue.client.pubsub(channels=[queue.events]) as pubsub:
+    channels = [queue.events, queue.events_of("front"), queue.events_of("other")]
+    async with queue.client.pubsub(channels=channels) as pubsub:
         assert await queue.cancel("w") == "cancelled"
         assert await queue.cancel("r") == "running"
         assert await queue.cancel("nobody") == "not live"
@@ -95,8 +96,9 @@ async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
             message = await pubsub.get_message(timeout=5)
             assert message is not None
             if message["type"] == "message":
-                messages.append(message["data"])
-    assert messages == ['ended:["w"]', "cancel:r"]
+                messages.append((message["channel"], message["data"]))
+    # the end goes to the submitter's channel only; a cancel, to every process
+    assert messages == [(queue.events_of("front"), 'ended:["w"]'), (queue.events, "cancel:r")]
     assert (await queue.job("w"))["status"] == "cancelled"
     assert await queue.claim("p2", 5, lease_ms=10_000) == ([], None)
 

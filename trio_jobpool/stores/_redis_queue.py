@@ -107,10 +107,19 @@ local function finish(id, status, now)
   count(status)
 end
 
--- Tell every process which jobs ended (one message per script call).
+-- Tell the processes that submitted the jobs that they ended: one message per submitter, on
+-- its own channel (the others need not hear of it).
 local function announce(ended)
-  if #ended > 0 then
-    publish('ended:' .. cjson.encode(ended))
+  local by = {}
+  for _, id in ipairs(ended) do
+    local who = redis.call('HGET', job_key(id), 'submitter') or ''
+    if not by[who] then
+      by[who] = {}
+    end
+    table.insert(by[who], id)
+  end
+  for who, ids in pairs(by) do
+    redis.call('PUBLISH', prefix .. ':events:' .. who, 'ended:' .. cjson.encode(ids))
   end
 end
 
@@ -169,8 +178,9 @@ local function claim(owner, count, lease, now)
 end
 """
 
-# ARGV: the bound on waiting jobs (-1: none), then a JSON list of [id, name, args (JSON text),
-# priority, options (JSON text, or "" for none)] per job. Returns (per job its number, -1 if a
+# ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
+# then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
+# none)] per job. Returns (per job its number, -1 if a
 # live job has its id, -2 if there was no room; the number of waiting jobs after).
 _SUBMIT: Final = (
     _LIB
@@ -179,7 +189,7 @@ local now = now_ms()
 local bound = tonumber(ARGV[1])
 local waiting = redis.call('ZCARD', prefix .. ':waiting')
 local out = {}
-for _, job in ipairs(cjson.decode(ARGV[2])) do
+for _, job in ipairs(cjson.decode(ARGV[3])) do
   local id, name, args, priority, options = job[1], job[2], job[3], job[4], job[5]
   local key = job_key(id)
   local status = redis.call('HGET', key, 'status')
@@ -193,7 +203,8 @@ for _, job in ipairs(cjson.decode(ARGV[2])) do
     redis.call('DEL', key)
     redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
                'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
-               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000)
+               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
+               'submitter', ARGV[2])
     redis.call('ZADD', prefix .. ':waiting', priority, member(seq, id))
     count('submitted')
     waiting = waiting + 1
@@ -459,12 +470,19 @@ class RedisQueue:
 
     @property
     def events(self) -> str:
-        """The pub/sub channel: ``new``, ``room``, ``retry``, ``ended:<JSON list of ids>`` and
+        """The pub/sub channel of every process: ``new``, ``room``, ``retry`` and
         ``cancel:<id>``."""
         return f"{self.prefix}:events"
 
+    def events_of(self, submitter: str) -> str:
+        """The channel of one submitter: ``ended:<JSON list of ids>`` for its jobs."""
+        return f"{self.prefix}:events:{submitter}"
+
     async def submit(
-        self, jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]], bound: int | None
+        self,
+        jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]],
+        bound: int | None,
+        submitter: str = "",
     ) -> tuple[list[int], int]:
         """Queue ``(job_id, name, args, priority, options)`` jobs in one round trip while fewer
         than ``bound`` jobs wait (``None``: no bound). For each job, its submission number, or
@@ -480,7 +498,7 @@ class RedisQueue:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
             settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
             batch.append([job_id, name, json.dumps(args), priority, settings])
-        argv: list[str | int] = [-1 if bound is None else bound, json.dumps(batch)]
+        argv: list[str | int] = [-1 if bound is None else bound, submitter, json.dumps(batch)]
         reply: list[Any] = await self._submit(keys=self._keys, args=argv)
         return [int(seq) for seq in reply[0]], int(reply[1])
 
