@@ -25,6 +25,7 @@ Redis refuses the late end); the listener reconnects and checks the handles it f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -60,7 +61,15 @@ from ._retry import RetryPolicy
 from ._runtime import EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
 from .stores._base import JobRecord
-from .stores._redis_queue import DUPLICATE, FULL, REDIS_ERRORS, Claimed, Fields, RedisQueue
+from .stores._redis_queue import (
+    DUPLICATE,
+    FULL,
+    MAX_PRIORITY,
+    REDIS_ERRORS,
+    Claimed,
+    Fields,
+    RedisQueue,
+)
 from .stores.redis import RedisStore
 
 __all__ = ["DistributedPool"]
@@ -133,9 +142,11 @@ class DistributedPool(JobPool):
         self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
         self._trips = 0  # a trip is under way (what it carries is in none of the lists above)
+        self._trips_done = 0
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = _RECONNECT_DELAY  # before the next try, while Redis is lost
         self._more = True  # Redis may have jobs for idle workers
+        self._news = 0  # "new" and "retry" messages so far (one may pass a claim in flight)
         self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
         # The pool's own (native) events and scopes on the busy paths: AnyIO's wrappers cost
@@ -157,12 +168,23 @@ class DistributedPool(JobPool):
     async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the link, the listener and the keeper until :meth:`_after_stop` (or until the
         pool's nursery is cancelled)."""
-        with self._service_scope:
-            async with anyio.create_task_group() as tg:
-                await tg.start(self._listen)
-                tg.start_soon(self._link)
-                tg.start_soon(self._keep)
-                task_status.started()
+        try:
+            with self._service_scope:
+                async with anyio.create_task_group() as tg:
+                    await tg.start(self._listen)
+                    tg.start_soon(self._link)
+                    tg.start_soon(self._keep)
+                    task_status.started()
+        finally:
+            self._refuse_unsent()
+
+    def _refuse_unsent(self) -> None:
+        """The link is gone: submits it never sent were not accepted (their submitters, parked
+        uninterruptibly, must hear of it)."""
+        submits, self._submits = self._submits, []
+        for submission in submits:
+            closed = PoolClosed(f"cannot accept job {submission.job.job_id!r}: the pool closed")
+            self._submit_answer(submission, closed)
 
     def _after_stop(self) -> None:
         self._service_scope.cancel()
@@ -172,10 +194,7 @@ class DistributedPool(JobPool):
         long as Redis answers within the store's timeout. Whatever is not sent is recovered
         by Redis anyway: the leases of jobs not handed back lapse and are reaped."""
         queue, owner = self._queue, self._owner
-        submits, self._submits = self._submits, []
-        for submission in submits:  # never sent: not accepted
-            closed = PoolClosed(f"cannot accept job {submission.job.job_id!r}: the pool closed")
-            self._submit_answer(submission, closed)
+        self._refuse_unsent()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._redis.timeout):
             try:
                 for job_id in self._cancels:
@@ -274,6 +293,7 @@ class DistributedPool(JobPool):
             self._delay = _RECONNECT_DELAY
         finally:
             self._trips -= 1
+            self._trips_done += 1
             if self._lost is None and self._unsent():
                 self._wake.set()  # what came while it was away (submits wait for their turn)
             self._notify()
@@ -294,16 +314,6 @@ class DistributedPool(JobPool):
                 for submission in submits:
                     self._submit_answer(submission, error)
                 raise
-        if self._cancels:
-            cancels, self._cancels = self._cancels, []
-            for index, job_id in enumerate(cancels):
-                try:
-                    answer = await queue.cancel(job_id)
-                except BaseException:  # (put back for the next trip, or _final_flush)
-                    self._cancels[:0] = cancels[index:]
-                    raise
-                if answer == "cancelled":
-                    self._fetches.add(job_id)
         if self._fetches:
             ids = list(self._fetches)
             rows = await queue.fetch(ids)
@@ -327,12 +337,22 @@ class DistributedPool(JobPool):
             except BaseException:
                 self._give_backs[:0] = give_backs
                 raise
+        if self._cancels:  # (after retries and hand-backs: a cancel then finds them)
+            cancels, self._cancels = self._cancels, []
+            for index, job_id in enumerate(cancels):
+                try:
+                    answer = await queue.cancel(job_id)
+                except BaseException:  # (put back for the next trip, or _final_flush)
+                    self._cancels[:0] = cancels[index:]
+                    raise
+                if answer == "cancelled":
+                    self._fetches.add(job_id)
         count = self._claimable()
         if self._ends or count:
             ends, self._ends = self._ends, []
             self._cancels_seen.clear()
             self._claiming += count
-            sent = self._now()
+            sent, news = self._now(), self._news
             try:
                 _, claimed, next_retry = await queue.end_and_claim(
                     owner, ends, count, self._lease_ms
@@ -343,7 +363,7 @@ class DistributedPool(JobPool):
             finally:
                 self._claiming -= count
             if count:
-                self._more = len(claimed) == count
+                self._more = len(claimed) == count or self._news != news
                 if next_retry is not None:
                     self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
                     self._link_scope.deadline = self._retry_due
@@ -421,6 +441,8 @@ class DistributedPool(JobPool):
         self._room.set()  # submits waiting for room find the pool closed
 
     def _check_submittable(self, job: DurableJob[Any]) -> None:
+        if not -MAX_PRIORITY < job._priority < MAX_PRIORITY:
+            raise ValueError(f"priority {job._priority} is out of range for a Redis queue")
         if self._closed:
             raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
         if job._key in self._remote or job._key in self._live:
@@ -428,11 +450,18 @@ class DistributedPool(JobPool):
 
     async def _send_submits(self, submits: list[_Submission]) -> None:
         jobs = []
-        for submission in submits:
+        for submission in list(submits):
+            if submission.job._cancel_reason is not None:  # cancelled before it was sent
+                submits.remove(submission)
+                self._submit_answer(submission, True)
+                self._end_here(submission.job, JobStatus.CANCELLED, NO_CAUSE)
+                continue
             record = submission.job._record
             options = {"timeout": record.timeout, "retry": record.retry}
             jobs.append((record.job_id, record.name, record.args, record.priority, options))
         bound = None if math.isinf(self._bound) else int(self._bound)
+        if not jobs:
+            return
         answers, self._waiting_estimate = await self._queue.submit(jobs, bound, self._owner)
         for submission, seq in zip(submits, answers, strict=True):
             if seq == DUPLICATE:
@@ -456,8 +485,8 @@ class DistributedPool(JobPool):
                 error = QueueFull(f"Redis refused job {job.job_id!r}: the queue is full")
             assert isinstance(error, Exception)
             self._end_here(job, JobStatus.FAILED, (error, None))
-        if job._cancel_reason is not None and answer is True:
-            self._cancels.append(job.job_id)  # cancelled before Redis had it
+        if job._cancel_reason is not None and answer is True and job._record.seq:
+            self._cancels.append(job.job_id)  # cancelled while Redis was taking it
 
     # -- taking jobs in, and handing them back ---------------------------------------------
 
@@ -472,7 +501,7 @@ class DistributedPool(JobPool):
                 continue
             key = self._key(c.job_id)
             job = self._remote.get(key)
-            if job is None:
+            if job is None or job._record.seq != c.seq:  # (not this submission: its own)
                 fn = registry.get(c.name) if c.name in registry else None
                 job = self._job_from_claim(c, key, fn)
             record = job._record
@@ -591,8 +620,11 @@ class DistributedPool(JobPool):
         key = job._key
         if self._remote.get(key) is job:
             del self._remote[key]
+        held = self._live.get(key)  # (another job of the same id may run here)
         self._live[key] = job  # (the base _end takes it out again)
         super()._end(job, status, result, self._now() if now is None else now)
+        if held is not None and held is not job:
+            self._live[key] = held
         self._notify()
 
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
@@ -667,7 +699,7 @@ class DistributedPool(JobPool):
         if reason == SHUTDOWN_REASON or job._cancel_reason is not None:
             return  # a job of the shared queue: the shutdown of this pool leaves it there
         job._cancel_reason = reason
-        if not any(s.job is job for s in self._submits):  # else: once Redis has it
+        if job._record.seq:  # (else its submit is under way: the answer sends the cancel)
             self._cancels.append(job.job_id)
             self._wake_link()
 
@@ -762,8 +794,11 @@ class DistributedPool(JobPool):
         Raises:
             StoreError: Redis cannot be reached.
         """
-        with anyio.move_on_after(self._redis.timeout):  # this process's news first
-            while self._pending_writes():  # (each was handed to the link as it came)
+        # This process's news first: what is pending now goes with the next trip at the latest
+        # (the one under way may have started before it came).
+        target = self._trips_done + (2 if self._trips else 1)
+        with anyio.move_on_after(self._redis.timeout):
+            while self._pending_writes() and self._trips_done < target:
                 await self._wait_changed()
         try:
             read = await self._queue.stats(self._lease_ms)
@@ -866,7 +901,8 @@ class DistributedPool(JobPool):
                                 self._leases[job_id] = lapse
                         for job_id in lost:
                             self._fence(job_id)
-                        await queue.reap(self._redis.max_crashes, round(interval * 1000))
+                        with contextlib.suppress(*REDIS_ERRORS):  # (the next interval reaps)
+                            await queue.reap(self._redis.max_crashes, round(interval * 1000))
             now = self._now()
             for job_id, lapse in list(self._leases.items()):
                 if lapse - margin <= now:
@@ -878,12 +914,11 @@ class DistributedPool(JobPool):
         self._leases.pop(job_id, None)
         if job is None:
             return
-        if job._status is _RUNNING:
-            job._cancel_reason = FENCED
-            if job._scope is not None:
-                job._scope.cancel()
-        elif job._cancel_reason is None:
-            job._cancel_reason = FENCED
+        if job._cancel_reason is not None:
+            return  # (cancelled or timed out already: it ends as such)
+        job._cancel_reason = FENCED
+        if job._status is _RUNNING and job._scope is not None:
+            job._scope.cancel()
 
     # -- the listener ------------------------------------------------------------------------
 
@@ -904,16 +939,19 @@ class DistributedPool(JobPool):
                     if not started:
                         started = True
                         task_status.started()
-                    else:  # back after a loss: what ended meanwhile, and new work
+                    else:  # back after a loss: what ended meanwhile, new work, room
                         self._fetches.update(
                             job.job_id for job in self._remote.values() if job.job_id
                         )
                         self._more = True
+                        self._on_message("room")
                         self._wake_link()
                     delay = _RECONNECT_DELAY
                     async for message in pubsub:
                         self._on_message(str(message["data"]))
-            except REDIS_ERRORS as exc:
+            except BaseException as exc:  # (coredis's task groups wrap what it raises)
+                if not _redis_lost(exc):
+                    raise
                 if not started:
                     raise self._lost_error("cannot subscribe", exc) from exc
                 await anyio.sleep(delay)
@@ -922,6 +960,7 @@ class DistributedPool(JobPool):
     def _on_message(self, data: str) -> None:
         if data in ("new", "retry"):
             self._more = True
+            self._news += 1
             if self._claimable():
                 self._wake_link()
         elif data == "room":
@@ -939,3 +978,11 @@ class DistributedPool(JobPool):
                 self._cancels_seen.add(job_id)  # a claim in flight may bring it
             elif job._cancel_reason is None:
                 self._cancel_job(job, "cancelled")
+
+
+def _redis_lost(exc: BaseException) -> bool:
+    """Whether ``exc`` says Redis was lost (also inside the exception groups of coredis's
+    task groups), as opposed to a cancellation or a bug."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_redis_lost(inner) for inner in exc.exceptions)
+    return isinstance(exc, REDIS_ERRORS)

@@ -465,6 +465,35 @@ async def test_a_submit_waiting_for_room_is_refused_when_the_pool_closes(
         assert len(refused) == 1
 
 
+async def test_bad_input_is_refused_at_submit_and_the_pool_carries_on(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        with pytest.raises(ValueError, match="out of range"):
+            await pool.submit(note, "huge", priority=2**60)  # a sorted-set score holds 2**53
+        with pytest.raises(ValueError, match="out of range"):
+            pool.submit_nowait(note, "huge", priority=-(2**60))
+        # an error message that is not valid Unicode (a lone surrogate) still gets stored
+        odd = await pool.submit(fail, "cannot read \udcff")
+        with pytest.raises(ValueError, match="cannot read"):
+            await odd.result()
+        assert await (await pool.submit(double, 5)).result() == 10
+    async with open_job_pool(0, 10, **kw) as other:
+        read = await other.aget(odd.job_id)
+        assert read.status is JobStatus.FAILED
+        assert "cannot read \\udcff" in str(read.error)
+
+
+async def test_a_job_cancelled_before_it_was_sent_never_reaches_redis(kw: dict[str, Any]) -> None:
+    async with open_job_pool(1, 10, **kw) as pool:
+        handle = pool.submit_nowait(note, "never", job_id="never")
+        handle.cancel()  # before the link's next trip
+        with pytest.raises(JobCancelled):
+            await handle.result()
+        with pytest.raises(JobNotFound):
+            await pool.aget("never")  # Redis never had it
+        assert await (await pool.submit(note, "after")).result() == "after"
+    assert board.started == ["after"]
+
+
 async def test_a_live_id_is_a_duplicate_in_every_process(kw: dict[str, Any]) -> None:
     async with open_job_pool(0, 10, **kw) as a, open_job_pool(0, 10, **kw) as b:
         await a.submit(note, "x", job_id="x")

@@ -35,13 +35,22 @@ from typing import Any, Final
 import coredis
 import coredis.exceptions
 
-__all__ = ["DUPLICATE", "FULL", "REDIS_ERRORS", "Claimed", "Fields", "QueueStats", "RedisQueue"]
+__all__ = [
+    "DUPLICATE",
+    "FULL",
+    "MAX_PRIORITY",
+    "REDIS_ERRORS",
+    "Claimed",
+    "Fields",
+    "QueueStats",
+    "RedisQueue",
+]
 
 REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
 """What a lost or unreachable Redis raises: a command that fails with one of these is retried
 later (ends, leases) or reported as a :class:`StoreError` (submits)."""
 
-_MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
+MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
 # Lua shared by every script: one definition of each step on a job's keys.
 _LIB: Final = """
@@ -494,7 +503,7 @@ class RedisQueue:
         """
         batch = []
         for job_id, name, args, priority, options in jobs:
-            if not -_MAX_PRIORITY < priority < _MAX_PRIORITY:
+            if not -MAX_PRIORITY < priority < MAX_PRIORITY:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
             settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
             batch.append([job_id, name, json.dumps(args), priority, settings])
@@ -596,9 +605,13 @@ class RedisQueue:
 
 
 def _flat(fields: Fields) -> list[str | int | float]:
-    """Fields as the list of names and values that the scripts' ``release`` takes."""
+    """Fields as the list of names and values that the scripts' ``release`` takes. Text that
+    is not valid Unicode (a lone surrogate, from a file name say) is escaped: Redis's JSON
+    decoder refuses it."""
     flat: list[str | int | float] = []
     for name, value in fields.items():
+        if isinstance(value, str):
+            value = value.encode("utf-8", "backslashreplace").decode("utf-8")
         flat += [name, value]
     return flat
 

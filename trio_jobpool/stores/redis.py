@@ -139,8 +139,8 @@ class RedisStore:
                         client = coredis.RedisCluster(
                             parts.hostname or "127.0.0.1",
                             parts.port or 6379,
-                            username=parts.username,
-                            password=parts.password,
+                            username=parts.username and urllib.parse.unquote(parts.username),
+                            password=parts.password and urllib.parse.unquote(parts.password),
                             ssl=parts.scheme == "rediss",
                             **options,
                         )
