@@ -494,6 +494,28 @@ async def test_a_job_cancelled_before_it_was_sent_never_reaches_redis(kw: dict[s
     assert board.started == ["after"]
 
 
+async def test_ended_jobs_expire_after_keep_ended(queue_url: str) -> None:
+    store = RedisStore.from_url(f"{queue_url}&keep_ended=0.2")
+    assert store.keep_ended == 0.2
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        done = await pool.submit(double, 3, job_id="done")
+        live = await pool.submit(hold, "live", job_id="live")
+        assert await done.result() == 6
+        await board.wait_started("live")
+        with anyio.fail_after(10):  # Redis expires the ended job's hash, not the live one's
+            while True:
+                try:
+                    await pool.aget("done")
+                except JobNotFound:
+                    break
+                await anyio.sleep(0.05)
+        assert (await pool.aget("live")).status is JobStatus.RUNNING
+        board.open()
+        assert await live.result() == "live"
+        stats = await pool.cluster_stats()
+    assert (stats.total_completed, stats.total_submitted) == (2, 2)  # the counters stay
+
+
 async def test_a_live_id_is_a_duplicate_in_every_process(kw: dict[str, Any]) -> None:
     async with open_job_pool(0, 10, **kw) as a, open_job_pool(0, 10, **kw) as b:
         await a.submit(note, "x", job_id="x")

@@ -21,9 +21,10 @@ Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q`
 set scored by priority whose members start with the zero-padded submission number, so that
 Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
 expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due),
-``{q}:stats`` (counters), ``{q}:processes`` and ``{q}:seen`` (each process's stats, and when it
-was last seen), ``{q}:full`` (a submit found no room), ``{q}:reaper`` (who reaps, for how long)
-and the channel ``{q}:events``.
+``{q}:stats`` (counters), ``{q}:settings`` (how long ended jobs are kept), ``{q}:processes``
+and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:full`` (a submit
+found no room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every
+process) and ``{q}:events:<process>`` (the ends of the jobs it submitted).
 """
 
 from __future__ import annotations
@@ -111,9 +112,19 @@ local function release(id, flat)
   redis.call('ZREM', prefix .. ':leases', id)
 end
 
+-- How long an ended job stays readable (ms; 0: until deleted), as the queue's settings say.
+local keep_ms = nil
+
 local function finish(id, status, now)
-  redis.call('HSET', job_key(id), 'status', status, 'finished_at', now / 1000)
+  local key = job_key(id)
+  redis.call('HSET', key, 'status', status, 'finished_at', now / 1000)
   count(status)
+  if keep_ms == nil then
+    keep_ms = tonumber(redis.call('HGET', prefix .. ':settings', 'keep_ms') or '0')
+  end
+  if keep_ms > 0 then
+    redis.call('PEXPIRE', key, keep_ms)
+  end
 end
 
 -- Tell the processes that submitted the jobs that they ended: one message per submitter, on
@@ -567,6 +578,11 @@ class RedisQueue:
             return []
         batch = [[job_id, 0 if started else 1, _flat(fields)] for job_id, started, fields in jobs]
         return list(await self._give_back(keys=self._keys, args=[owner, json.dumps(batch)]))
+
+    async def keep_ended(self, seconds: float | None) -> None:
+        """Let ended jobs expire ``seconds`` after their end (``None``: keep them)."""
+        keep_ms = 0 if seconds is None else max(1, round(seconds * 1000))
+        await self.client.hset(f"{self.prefix}:settings", {"keep_ms": keep_ms})
 
     async def leave(self, owner: str) -> None:
         """Forget ``owner``'s stats: its process is gone (cluster_stats)."""

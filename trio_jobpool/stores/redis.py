@@ -38,6 +38,9 @@ class RedisStore:
         max_crashes: lapsed leases a job survives; one more and it ends ``failed`` as poison.
         cluster: connect to a Redis Cluster (any node's address will do).
         timeout: seconds a connection or command may take before it counts as lost.
+        keep_ended: seconds an ended job stays in Redis (its status, result or error, for
+            ``aget``) before it expires; ``None``: until deleted by hand. The queue has one
+            setting: the pool opened last on it sets it for all.
 
     Raises:
         ValueError, TypeError: bad settings.
@@ -52,6 +55,7 @@ class RedisStore:
         max_crashes: int = 3,
         cluster: bool = False,
         timeout: float = 5.0,
+        keep_ended: float | None = 7 * 86400.0,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://")):
             raise ValueError(f"a Redis URL starts with redis:// or rediss://, got {url!r}")
@@ -59,7 +63,10 @@ class RedisStore:
             raise ValueError(
                 f"queue must be a non-empty name without '{{', '}}' or ':', got {queue!r}"
             )
-        for name, value in (("lease_timeout", lease_timeout), ("timeout", timeout)):
+        checked = [("lease_timeout", lease_timeout), ("timeout", timeout)]
+        if keep_ended is not None:
+            checked.append(("keep_ended", keep_ended))
+        for name, value in checked:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number of seconds, got {value!r}")
             if not 0 < value < math.inf:
@@ -72,6 +79,7 @@ class RedisStore:
         self.max_crashes = max_crashes
         self.cluster = bool(cluster)
         self.timeout = float(timeout)
+        self.keep_ended = None if keep_ended is None else float(keep_ended)
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
@@ -85,6 +93,9 @@ class RedisStore:
             for name in ("lease_timeout", "timeout"):
                 if name in query:
                     settings[name] = float(query.pop(name))
+            if "keep_ended" in query:
+                keep = query.pop("keep_ended")
+                settings["keep_ended"] = None if keep in ("", "none") else float(keep)
             if "max_crashes" in query:
                 settings["max_crashes"] = int(query.pop("max_crashes"))
             if "cluster" in query:
@@ -148,11 +159,13 @@ class RedisStore:
                         client = coredis.Redis.from_url(self._url, **options)
                     await stack.enter_async_context(client)
                     await client.ping()
+                    queue = RedisQueue(client, self.queue)
+                    await queue.keep_ended(self.keep_ended)
                 except REDIS_ERRORS as exc:
                     error = StoreError(f"cannot reach Redis at {self.url}: {exc}")
                     error.__cause__ = exc
                     raise error from exc
-                yield RedisQueue(client, self.queue)
+                yield queue
         except BaseExceptionGroup as group:
             # the client's task group wraps our error: raise it as itself
             if error is None or len(group.exceptions) != 1 or group.exceptions[0] is not error:
