@@ -226,8 +226,8 @@ class DistributedPool(JobPool):
             self._changed = self._runtime.Event()
         await self._changed.wait()
 
-    def _unsent(self) -> bool:
-        """Whether a trip would have anything to send now."""
+    def _queued(self) -> bool:
+        """Whether anything waits in the link's lists."""
         return bool(
             self._submits
             or self._ends
@@ -235,20 +235,15 @@ class DistributedPool(JobPool):
             or self._give_backs
             or self._cancels
             or self._progress
-            or self._fetches
-            or self._claimable()
         )
 
+    def _unsent(self) -> bool:
+        """Whether a trip would have anything to send now."""
+        return self._queued() or bool(self._fetches) or self._claimable() > 0
+
     def _pending_writes(self) -> bool:
-        return bool(
-            self._submits
-            or self._ends
-            or self._retries
-            or self._give_backs
-            or self._cancels
-            or self._progress
-            or self._trips
-        )
+        """Whether Redis has yet to hear something this process has to tell it."""
+        return self._queued() or self._trips > 0
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
         if self._more:
