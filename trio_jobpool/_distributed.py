@@ -886,7 +886,9 @@ class DistributedPool(JobPool):
                 limit = min(interval, max(0.0, fence_at - now))
                 with anyio.move_on_after(limit):
                     try:
-                        lost = await queue.renew(owner, held, self._lease_ms, self._process_stats())
+                        lost, cancel = await queue.renew(
+                            owner, held, self._lease_ms, self._process_stats()
+                        )
                     except REDIS_ERRORS:
                         pass
                     else:
@@ -896,6 +898,8 @@ class DistributedPool(JobPool):
                                 self._leases[job_id] = lapse
                         for job_id in lost:
                             self._fence(job_id)
+                        for job_id in cancel:  # (its pub/sub message was missed)
+                            self._on_message(f"cancel:{job_id}")
                         with contextlib.suppress(*REDIS_ERRORS):  # (the next interval reaps)
                             await queue.reap(self._redis.max_crashes, round(interval * 1000))
             now = self._now()

@@ -270,6 +270,25 @@ async def test_cancel_from_another_process_stops_a_running_job(kw: dict[str, Any
         assert (stats.total_cancelled, stats.total_completed, stats.active_workers) == (1, 1, 0)
 
 
+async def test_a_cancel_whose_message_was_missed_reaches_the_job_with_the_lease_renewal(
+    redis_url: str,
+) -> None:
+    """Pub/sub keeps nothing: the process running a job may miss its cancel message (it was
+    reconnecting). The cancel is recorded on the job too, and the next lease renewal finds it.
+    Here the flag is set without the message, as if the message had been missed."""
+    import coredis
+
+    queue = f"t{uuid.uuid4().hex[:12]}"
+    kw = {"store": f"{redis_url}/0?queue={queue}&lease_timeout=0.6", "registry": registry}
+    async with open_job_pool(1, 10, **kw) as pool:
+        handle = await pool.submit(hang, "missed", job_id="missed")
+        await board.wait_started("missed")
+        async with coredis.Redis.from_url(redis_url, decode_responses=True) as raw:
+            await raw.hset(f"{{{queue}}}:job:missed", {"cancel_requested": 1})
+        with anyio.fail_after(10), pytest.raises(JobCancelled):
+            await handle.result()  # within one renewal (0.2 s)
+
+
 async def test_a_cancelled_retrying_job_never_runs_again(kw: dict[str, Any]) -> None:
     long_wait = RetryPolicy(max_attempts=5, backoff=3600, jitter=False)
     async with open_job_pool(1, 10, **kw) as pool:

@@ -52,11 +52,11 @@ async def test_a_live_id_is_refused_and_an_ended_one_can_be_used_again(queue: Re
 async def test_only_the_holder_of_a_lease_renews_or_ends_it(queue: RedisQueue) -> None:
     await queue.submit([job("a"), job("b")], None)
     await queue.claim("p1", 2, lease_ms=10_000)
-    assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == []
-    assert await queue.renew("p2", ["a"], lease_ms=10_000) == ["a"]
+    assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == ([], [])
+    assert await queue.renew("p2", ["a"], lease_ms=10_000) == (["a"], [])
     assert await queue.end("p2", [("a", "completed", {})]) == []
     assert await queue.end("p1", [("a", "completed", {})]) == ["a"]
-    assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == ["a"]  # a has ended
+    assert await queue.renew("p1", ["a", "b"], lease_ms=10_000) == (["a"], [])  # a has ended
 
 
 async def test_a_lapsed_lease_puts_the_job_back_in_its_place(queue: RedisQueue) -> None:
@@ -103,6 +103,27 @@ async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
     assert await queue.claim("p2", 5, lease_ms=10_000) == ([], None)
 
 
+async def test_a_cancel_its_process_missed_still_ends_the_running_job(queue: RedisQueue) -> None:
+    """Pub/sub is not kept: a running job that was cancelled ends cancelled at its next step
+    (retry, hand-back, reap) instead of running again, and renew tells its process."""
+    await queue.submit([job("r"), job("g"), job("l"), job("k")], None)
+    await queue.claim("p1", 4, lease_ms=10_000)
+    for job_id in ["r", "g", "l"]:
+        assert await queue.cancel(job_id) == "running"
+    assert await queue.renew("p1", ["r", "g", "l", "k"], lease_ms=10_000) == ([], ["r", "g", "l"])
+    assert await queue.retry("p1", [("r", 0, {"error_message": "flaky"})]) == ["r"]
+    assert await queue.give_back("p1", [("g", True, {})]) == ["g"]
+    await queue.claim("p1", 0, lease_ms=10_000)
+    assert await queue.renew("p1", ["l"], lease_ms=0) == ([], ["l"])  # lapses at once
+    assert await queue.reap(max_crashes=3) == (0, 1)
+    for job_id in ["r", "g", "l"]:
+        assert (await queue.job(job_id))["status"] == "cancelled"
+    assert await queue.claim("p2", 5, lease_ms=10_000) == ([], None)  # none came back
+    stats = await queue.stats(10_000)
+    assert (stats.counters["cancelled"], stats.counters.get("retried", 0)) == (3, 0)
+    assert (stats.waiting, stats.retrying, stats.running) == (0, 0, 1)  # k runs on
+
+
 async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: RedisQueue) -> None:
     await queue.submit([job("a", 1), job("b", 1), job("c", 1)], None)
     running, _ = await queue.claim("p1", 2, lease_ms=10_000)
@@ -110,7 +131,7 @@ async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: Redis
     error = {"error_type": "ValueError", "error_message": "flaky"}
     assert await queue.retry("p2", [("a", 0, error)]) == []  # not its job
     assert await queue.retry("p1", [("a", 60_000, error)]) == ["a"]
-    assert await queue.renew("p1", ["a"], lease_ms=10_000) == ["a"]  # no lease while waiting
+    assert await queue.renew("p1", ["a"], lease_ms=10_000) == (["a"], [])  # no lease: waiting
     stored = await queue.job("a")
     assert (stored["status"], stored["error_message"]) == ("retrying", "flaky")
     claimed, next_retry = await queue.claim("p2", 5, lease_ms=10_000)

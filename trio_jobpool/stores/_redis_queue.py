@@ -127,6 +127,17 @@ local function finish(id, status, now)
   end
 end
 
+-- A running job that was cancelled while its process may not have heard (pub/sub is not
+-- kept): wherever it would go next (a retry, back to the queue), it ends cancelled instead.
+local function cancel_if_asked(id, now)
+  if redis.call('HGET', job_key(id), 'cancel_requested') then
+    redis.call('HSET', job_key(id), 'error_message', 'cancelled')
+    finish(id, 'cancelled', now)
+    return true
+  end
+  return false
+end
+
 -- Tell the processes that submitted the jobs that they ended: one message per submitter, on
 -- its own channel (the others need not hear of it).
 local function announce(ended)
@@ -253,20 +264,25 @@ _RETRY: Final = (
     _LIB
     + """
 local owner, now = ARGV[1], now_ms()
-local done = {}
+local done, cancelled = {}, {}
 for _, r in ipairs(cjson.decode(ARGV[2])) do
   local id, due = r[1], now + r[2]
   if holds(id, owner) then
     release(id, r[3])
-    redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
-    redis.call('ZADD', prefix .. ':retrying', due, id)
-    count('retried')
+    if cancel_if_asked(id, now) then
+      cancelled[#cancelled+1] = id
+    else
+      redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
+      redis.call('ZADD', prefix .. ':retrying', due, id)
+      count('retried')
+    end
     done[#done+1] = id
   end
 end
-if #done > 0 then
+if #done > #cancelled then
   publish('retry')
 end
+announce(cancelled)
 return done
 """
 )
@@ -292,8 +308,8 @@ return 0
 _GIVE_BACK: Final = (
     _LIB
     + """
-local owner = ARGV[1]
-local done = {}
+local owner, now = ARGV[1], now_ms()
+local done, cancelled = {}, {}
 for _, g in ipairs(cjson.decode(ARGV[2])) do
   local id = g[1]
   if holds(id, owner) then
@@ -301,19 +317,25 @@ for _, g in ipairs(cjson.decode(ARGV[2])) do
     if g[2] == 1 then
       redis.call('HINCRBY', job_key(id), 'attempts', -1)
     end
-    requeue(id)
+    if cancel_if_asked(id, now) then
+      cancelled[#cancelled+1] = id
+    else
+      requeue(id)
+    end
     done[#done+1] = id
   end
 end
-if #done > 0 then
+if #done > #cancelled then
   publish('new')
 end
+announce(cancelled)
 return done
 """
 )
 
 # ARGV: owner, lease_ms, the process's stats (JSON), then the ids. Also records that the
-# process is alive (cluster_stats).
+# process is alive (cluster_stats). Returns (the ids it no longer holds, the ids it holds
+# that were cancelled meanwhile).
 _RENEW: Final = (
     _LIB
     + """
@@ -321,16 +343,19 @@ local owner, now = ARGV[1], now_ms()
 local until_ms = now + tonumber(ARGV[2])
 redis.call('HSET', prefix .. ':processes', owner, ARGV[3])
 redis.call('ZADD', prefix .. ':seen', now, owner)
-local lost = {}
+local lost, cancel = {}, {}
 for i = 4, #ARGV do
   local id = ARGV[i]
   if holds(id, owner) then
     redis.call('ZADD', prefix .. ':leases', 'XX', until_ms, id)
+    if redis.call('HGET', job_key(id), 'cancel_requested') then
+      cancel[#cancel+1] = id
+    end
   else
     lost[#lost+1] = id
   end
 end
-return lost
+return {lost, cancel}
 """
 )
 
@@ -353,7 +378,9 @@ local requeued, ended = 0, {}
 for _, id in ipairs(lapsed) do
   release(id, {})
   local crashes = redis.call('HINCRBY', job_key(id), 'crashes', 1)
-  if crashes > max_crashes then
+  if cancel_if_asked(id, now) then
+    ended[#ended+1] = id
+  elseif crashes > max_crashes then
     local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
     redis.call('HSET', job_key(id), 'error_type', 'trio_jobpool.PoisonJob',
                'error_message', message, 'error_traceback', '')
@@ -384,6 +411,8 @@ if job[1] == 'queued' then
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
 elseif job[1] == 'running' then
+  -- its process is told now; and if it does not hear, the job ends at its next step
+  redis.call('HSET', job_key(id), 'cancel_requested', 1)
   publish('cancel:' .. id)
   return 'running'
 else
@@ -552,11 +581,13 @@ class RedisQueue:
 
     async def renew(
         self, owner: str, job_ids: list[str], lease_ms: int, stats: dict[str, Any] | None = None
-    ) -> list[str]:
+    ) -> tuple[list[str], list[str]]:
         """Extend ``owner``'s leases of ``job_ids`` and record it as alive with ``stats``;
-        return the ids it no longer holds."""
+        return (the ids it no longer holds, those it holds that someone cancelled: a cancel
+        its process may have missed)."""
         argv: list[str | int] = [owner, lease_ms, json.dumps(stats or {}), *job_ids]
-        return list(await self._renew(keys=self._keys, args=argv))
+        reply: list[Any] = await self._renew(keys=self._keys, args=argv)
+        return list(reply[0]), list(reply[1])
 
     async def retry(self, owner: str, retries: list[tuple[str, int, Fields]]) -> list[str]:
         """Put ``owner``'s running jobs aside for a retry: ``(job_id, delay_ms, fields)`` (the
