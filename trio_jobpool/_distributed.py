@@ -42,9 +42,7 @@ from ._durable import (
     apply_end,
     apply_run,
     error_fields,
-    policy_from_json,
     record_from_fields,
-    unregistered,
 )
 from ._errors import (
     DuplicateJob,
@@ -92,9 +90,10 @@ class _Submission:
 
     __slots__ = ("job", "slot")
 
-    def __init__(self, job: DurableJob[Any], slot: Slot | None) -> None:
+    def __init__(self, job: DurableJob[Any], slot: Slot | None, now: float) -> None:
         self.job = job
         self.slot = slot  # None: submit_nowait (the answer goes to the handle)
+        job._submitted_m = job._ready_m = now
 
 
 class DistributedPool(JobPool):
@@ -141,7 +140,7 @@ class DistributedPool(JobPool):
         self._cancels: list[str] = []
         self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
-        self._trips = 0  # a trip is under way (what it carries is in none of the lists above)
+        self._sending = False  # a trip is under way (what it carries is in no list above)
         self._trips_done = 0
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = _RECONNECT_DELAY  # before the next try, while Redis is lost
@@ -243,7 +242,7 @@ class DistributedPool(JobPool):
 
     def _pending_writes(self) -> bool:
         """Whether Redis has yet to hear something this process has to tell it."""
-        return self._queued() or self._trips > 0
+        return self._queued() or self._sending
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
         if self._more:
@@ -273,7 +272,7 @@ class DistributedPool(JobPool):
                 await self._trip()
 
     async def _trip(self) -> None:
-        self._trips += 1
+        self._sending = True
         try:
             await self._send()
         except REDIS_ERRORS as exc:
@@ -287,7 +286,7 @@ class DistributedPool(JobPool):
                 self._more = True
             self._delay = _RECONNECT_DELAY
         finally:
-            self._trips -= 1
+            self._sending = False
             self._trips_done += 1
             if self._lost is None and self._unsent():
                 self._wake.set()  # what came while it was away (submits wait for their turn)
@@ -393,7 +392,7 @@ class DistributedPool(JobPool):
             room = self._room  # (taken now: a "room" message after the refusal sets it)
             slot = Slot()
             self._remote[job._key] = job
-            self._submits.append(_Submission(job, slot))
+            self._submits.append(_Submission(job, slot, self._now()))
             self._wake_link()
             answer = await self._runtime.park_shielded(slot)
             if answer is True:
@@ -427,7 +426,7 @@ class DistributedPool(JobPool):
                 f"waiting in Redis (queue_size + max_pending = {self._bound})"
             )
         self._remote[job._key] = job
-        self._submits.append(_Submission(job, None))
+        self._submits.append(_Submission(job, None, self._now()))
         self._wake_link()
         return job
 
@@ -487,8 +486,6 @@ class DistributedPool(JobPool):
 
     def _take_in(self, claimed: list[Claimed], sent: float) -> None:
         """Give jobs just claimed to the idle workers; their leases run from ``sent``."""
-        registry = self._config.registry
-        assert registry is not None
         for c in claimed:
             if self._stopping:  # no worker will take it: straight back to the queue
                 self._give_backs.append((c.job_id, False, {}))
@@ -497,37 +494,28 @@ class DistributedPool(JobPool):
             key = self._key(c.job_id)
             job = self._remote.get(key)
             if job is None or job._record.seq != c.seq:  # (not this submission: its own)
-                fn = registry.get(c.name) if c.name in registry else None
-                job = self._job_from_claim(c, key, fn)
+                record = JobRecord(
+                    job_id=c.job_id,
+                    name=c.name,
+                    args=c.args,
+                    priority=c.priority,
+                    timeout=c.options.get("timeout"),
+                    retry=c.options.get("retry"),
+                    submitted_at=c.submitted_at,
+                    seq=c.seq,
+                )
+                job = self._job_from_record(record, key)
             record = job._record
             record.crashes, record.interrupted = c.crashes, c.interrupted
             job._attempts = c.attempts - 1  # _start counts the attempt
             job._status = _QUEUED
-            job._ready_m = c.ready_at - self._wall_offset
+            job._ready_m = (c.retry_at or c.submitted_at) - self._wall_offset
             self._live[key] = job
             self._leases[c.job_id] = sent + self._lease
             self._counters.queued += 1
             if c.job_id in self._cancels_seen:
                 job._cancel_reason = "cancelled"
             self._place(job, bounded=False)
-
-    def _job_from_claim(
-        self, c: Claimed, key: str | int, fn: Callable[..., Awaitable[Any]] | None
-    ) -> DurableJob[Any]:
-        record = JobRecord(
-            job_id=c.job_id,
-            name=c.name,
-            args=c.args,
-            priority=c.priority,
-            timeout=c.options.get("timeout"),
-            retry=c.options.get("retry"),
-            seq=c.seq,
-        )
-        timeout = self._default_timeout if record.timeout is None else record.timeout
-        retry = policy_from_json(record.retry, self._default_retry)
-        return DurableJob(
-            self, key, fn or unregistered(c.name), tuple(c.args), c.priority, timeout, retry, record
-        )
 
     def _progressed(self, job: DurableJob[Any]) -> None:
         """Send a running job's progress with the link's next trip (the latest only)."""
@@ -538,12 +526,15 @@ class DistributedPool(JobPool):
             self._wake_link()
 
     def _release(self, job: DurableJob[Any]) -> None:
-        """This process no longer holds ``job`` (it ended, went to retry or was handed back)."""
+        """This process no longer holds ``job`` (it went to retry or was handed back)."""
         del self._live[job._key]
-        self._progress.pop(job.job_id, None)  # (its end carries the last progress)
-        self._leases.pop(job.job_id, None)
+        self._drop_lease(job)
         if not self._live:
             self._notify()
+
+    def _drop_lease(self, job: DurableJob[Any]) -> None:
+        self._leases.pop(job.job_id, None)
+        self._progress.pop(job.job_id, None)  # (its end or hand-back carries the last one)
 
     def _hand_back(self, job: DurableJob[Any], started: bool) -> None:
         """Give an unfinished job back to the queue (shutdown, or fenced), no crash counted."""
@@ -588,7 +579,7 @@ class DistributedPool(JobPool):
     def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
         """A job that ran here ended: record it, and send its end with the next trip."""
         assert isinstance(job, DurableJob)
-        self._release(job)
+        self._drop_lease(job)
         self._end_here(job, status, result, now)
         fields: Fields = {}
         if job._exec_time is not None:
@@ -610,8 +601,8 @@ class DistributedPool(JobPool):
     def _end_here(
         self, job: DurableJob[Any], status: JobStatus, result: Any, now: float | None = None
     ) -> None:
-        """Move a handle of this process to its final state (the base pool's ``_end``, for a
-        job that is not in ``_live``)."""
+        """Move a handle of this process to its final state: the base pool's ``_end``, also
+        for a handle that is not in ``_live`` (a job submitted here that ran elsewhere)."""
         key = job._key
         if self._remote.get(key) is job:
             del self._remote[key]
@@ -791,7 +782,7 @@ class DistributedPool(JobPool):
         """
         # This process's news first: what is pending now goes with the next trip at the latest
         # (the one under way may have started before it came).
-        target = self._trips_done + (2 if self._trips else 1)
+        target = self._trips_done + (2 if self._sending else 1)
         with anyio.move_on_after(self._redis.timeout):
             while self._pending_writes() and self._trips_done < target:
                 await self._wait_changed()

@@ -159,6 +159,8 @@ class JobPool:
         self._default_retry = config.retry
         self._history_size = config.history
         self._store = config.store
+        # jobs by registered name, with a record (a store, or Redis): one test on submit's path
+        self._named_jobs = config.store is not None or config.distributed is not None
         self._counters = Counters()
         self._live: dict[str | int, JobHandle[Any]] = {}  # by key (see _key)
         # The last `history` ended jobs, oldest first, and the newest of them for each key.
@@ -326,7 +328,7 @@ class JobPool:
             retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-        if self._store is not None or self._distributed:
+        if self._named_jobs:
             return self._new_durable_job(
                 key, fn, args, int(priority), seconds, retry, timeout, given_retry
             )

@@ -13,12 +13,14 @@ import math
 import random
 import signal
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
+import coredis
 import pytest
 
 from tests.durable_app import (
@@ -72,6 +74,19 @@ async def until(predicate: Callable[[], bool]) -> None:
     with anyio.fail_after(10):
         while not predicate():
             await anyio.sleep(0.001)
+
+
+async def until_refused_for_room(store_url: str) -> None:
+    """Wait until Redis has refused a submit for want of room (the queue's ``full`` mark): that
+    submit now waits for room. Redis's state is no event of this process; looked at every
+    5 ms, bounded."""
+    parts = urllib.parse.urlsplit(store_url)
+    queue = dict(urllib.parse.parse_qsl(parts.query))["queue"]
+    base = urllib.parse.urlunsplit(parts._replace(query=""))
+    async with coredis.Redis.from_url(base, decode_responses=True) as raw:
+        with anyio.fail_after(10):
+            while not await raw.exists([f"{{{queue}}}:full"]):
+                await anyio.sleep(0.005)
 
 
 # -- ordering ----------------------------------------------------------------------------------
@@ -264,6 +279,8 @@ async def test_cancel_from_another_process_stops_a_running_job(kw: dict[str, Any
         with pytest.raises(JobCancelled):
             await running.result()
         assert worker.stats().total_cancelled == 1
+        # the worker's handle of a job submitted elsewhere has its time of submission
+        assert abs(worker.get("running").submitted_at - running.submitted_at) < 1
         assert await (await front.submit(note, "next")).result() == "next"  # worker moved on
         stats = await front.cluster_stats()
         assert invariant_holds(stats), stats
@@ -453,7 +470,7 @@ async def test_the_bound_queue_full_and_backpressure(kw: dict[str, Any]) -> None
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(submit_blocked)
-            await anyio.sleep(0.05)  # (Redis round trips: no exact way to wait for "blocked")
+            await until_refused_for_room(kw["store"])
             assert accepted == []  # backpressure: the submit waits for room
             assert (await front.cluster_stats()).total_submitted == 2
             await front.acancel("w1")  # makes room; the waiting submit goes on
@@ -478,7 +495,7 @@ async def test_a_submit_waiting_for_room_is_refused_when_the_pool_closes(
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(submit_blocked)
-            await anyio.sleep(0.05)  # (it waits for room: a Redis round trip away)
+            await until_refused_for_room(kw["store"])
             assert refused == []
             front.close()
         assert len(refused) == 1

@@ -172,8 +172,8 @@ end
 
 -- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
 -- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
--- ready_at] (built from the stored JSON text as it is, not decoded and encoded again); also
--- say in how many ms the next retry is due (-1: none).
+-- submitted_at, retry_at] (built from the stored JSON text as it is, not decoded and encoded
+-- again); also say in how many ms the next retry is due (-1: none).
 local function claim(owner, count, lease, now)
   local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
@@ -193,8 +193,8 @@ local function claim(owner, count, lease, now)
                              'seq', 'interrupted', 'retry_at', 'submitted_at')
       out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
         .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
-        .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ','
-        .. (job[8] or job[9]) .. ']'
+        .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
+        .. ',' .. (job[8] or 'null') .. ']'
     end
     if #popped > 0 then
       room()
@@ -481,7 +481,8 @@ class Claimed:
     crashes: int
     seq: int
     interrupted: int
-    ready_at: float  # when it entered the queue (or came back from a retry), server time
+    submitted_at: float  # server time
+    retry_at: float | None  # when it came back from its latest retry, if it did
 
 
 @dataclass(frozen=True, slots=True)
@@ -674,7 +675,7 @@ def _pairs(value: Any) -> dict[str, str]:
 def _claimed(text: str) -> list[Claimed]:
     """The jobs a claim returned (one JSON text, see the scripts' ``claim``)."""
     return [
-        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:10])
+        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:11])
         for row in json.loads(text)
     ]
 

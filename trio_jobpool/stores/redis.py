@@ -163,7 +163,6 @@ class RedisStore:
                     await queue.keep_ended(self.keep_ended)
                 except REDIS_ERRORS as exc:
                     error = StoreError(f"cannot reach Redis at {self.url}: {exc}")
-                    error.__cause__ = exc
                     raise error from exc
                 yield queue
         except BaseExceptionGroup as group:
