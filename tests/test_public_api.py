@@ -43,6 +43,8 @@ API_NAMES = {
     "SqliteStore",
     "RedisStore",
     "StoreError",
+    "TIME_BUCKETS",
+    "TimeHistogram",
 }
 
 

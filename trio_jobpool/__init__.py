@@ -21,7 +21,7 @@ from ._job import JobHandle, JobStatus, current_job
 from ._pool import JobPool, open_job_pool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
-from ._stats import PoolStats
+from ._stats import TIME_BUCKETS, PoolStats, TimeHistogram
 from .stores import RedisStore, SqliteStore
 
 __version__ = "0.1.0"
@@ -46,6 +46,8 @@ __all__ = [
     "RetryPolicy",
     "SqliteStore",
     "StoreError",
+    "TIME_BUCKETS",
+    "TimeHistogram",
     "current_job",
     "open_job_pool",
 ]

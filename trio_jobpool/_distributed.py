@@ -31,7 +31,7 @@ import math
 import os
 import secrets
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
@@ -712,6 +712,14 @@ class DistributedPool(JobPool):
         if answer == "cancelled" and key is not None and key in self._remote:
             self._fetches.add(job_id)
             self._wake_link()
+
+    def _live_newest_first(self) -> Iterator[JobHandle[Any]]:
+        # Jobs this process submitted (waiting in Redis, or running anywhere), then those it
+        # claimed from other submitters; a job of both is given once.
+        yield from reversed(self._remote.values())
+        for job in reversed(self._live.values()):
+            if self._remote.get(job._key) is not job:
+                yield job
 
     def get(self, job_id: str) -> JobHandle[Any]:
         """The handle of a job this process submitted or runs, or of one of its last

@@ -54,6 +54,10 @@ class DurableJob(JobHandle[T]):
         self._record = record
         self._ticket = 0  # the store's ticket for the write of its latest start
 
+    @property
+    def name(self) -> str:
+        return self._record.name
+
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         super().set_progress(fraction, message)
         record = self._record

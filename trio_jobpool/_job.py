@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
 
 import outcome
 
-from ._errors import JobCancelled, JobTimeout
+from ._errors import JobCancelled, JobNotRegistered, JobTimeout
 
 if TYPE_CHECKING:
     from ._pool import JobPool
@@ -142,6 +142,21 @@ class JobHandle(Generic[T]):
         """The job's id: given at submit, or 32 generated lowercase hex characters."""
         key = self._key
         return key if isinstance(key, str) else self._pool._job_id(key)
+
+    @property
+    def name(self) -> str:
+        """The job's name: the name it is registered under in the pool's registry (the first,
+        if several), else its function's ``__qualname__`` (or ``repr``, for a callable that
+        has none). A job of a store (SQLite, Redis) has the name it was submitted by."""
+        fn = self._fn
+        registry = self._pool._config.registry
+        if registry is not None:
+            try:
+                return registry.name_of(fn)
+            except JobNotRegistered:
+                pass
+        name = getattr(fn, "__qualname__", None)
+        return name if isinstance(name, str) else repr(fn)
 
     @property
     def priority(self) -> int:

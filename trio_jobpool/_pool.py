@@ -20,7 +20,7 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Final, TypeVar, TypeVarTuple
@@ -46,7 +46,7 @@ from ._promoter import PriorityBuckets
 from ._registry import JobRegistry, check_json
 from ._retry import RetryPolicy
 from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
-from ._stats import Counters, PoolStats
+from ._stats import Counters, PoolStats, TimeHistogram
 from .stores._base import JobRecord, Store
 from .stores.redis import RedisStore
 from .stores.sqlite import SqliteStore
@@ -120,6 +120,11 @@ def _same_error(seen: BaseException, raised: BaseException) -> bool:
         and seen.message == raised.message
         and seen.__traceback__ is raised.__traceback__
     )
+
+
+def _started_m(job: JobHandle[Any]) -> float:
+    started = job._started_m
+    return 0.0 if started is None else started
 
 
 def _check_count(name: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
@@ -799,8 +804,7 @@ class JobPool:
         counters = self._counters
         counters.queued -= 1
         counters.running += 1
-        counters.wait_total += now - job._ready_m
-        counters.wait_count += 1
+        counters.record_wait(now - job._ready_m)
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
@@ -1131,6 +1135,40 @@ class JobPool:
     def stats(self) -> PoolStats:
         """A snapshot of the pool's counters; O(1) (see :class:`PoolStats`)."""
         return self._counters.snapshot(self._max_workers)
+
+    def histograms(self) -> dict[str, TimeHistogram]:
+        """Every execution and wait time since the pool opened, in buckets: a ``dict`` with the
+        keys ``"exec_time"`` (each attempt that ended) and ``"wait_time"`` (each attempt that
+        started), each a :class:`TimeHistogram` with the bounds of ``TIME_BUCKETS``.
+        O(buckets); this process's jobs only, also on a distributed pool.
+        """
+        return self._counters.histograms()
+
+    def recent_jobs(self, limit: int = 50) -> list[JobHandle[Any]]:
+        """Handles of the jobs a dashboard would show, at most ``limit``: the running jobs
+        (earliest start first), then the waiting and retrying ones (latest submitted first),
+        then the ended jobs kept in the history (latest ended first). On a distributed pool,
+        the jobs this process submitted or runs. O(limit + running jobs).
+
+        Raises:
+            TypeError, ValueError: ``limit`` is not an ``int >= 0``.
+        """
+        _check_count("limit", limit, 0)
+        jobs = sorted(self._running, key=_started_m)[:limit]
+        if len(jobs) < limit:
+            for job in self._live_newest_first():
+                if job._status is not _RUNNING:
+                    jobs.append(job)
+                    if len(jobs) == limit:
+                        return jobs
+            for job in reversed(self._ended):
+                jobs.append(job)
+                if len(jobs) == limit:
+                    break
+        return jobs
+
+    def _live_newest_first(self) -> Iterator[JobHandle[Any]]:
+        return reversed(self._live.values())
 
     async def cluster_stats(self) -> PoolStats:
         """The stats of every process sharing this pool's queue. A pool in one process (in

@@ -9,10 +9,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final
 
-__all__ = ["Counters", "LatencyWindow", "PoolStats"]
+__all__ = ["TIME_BUCKETS", "Counters", "LatencyWindow", "PoolStats", "TimeHistogram"]
+
+TIME_BUCKETS: Final[tuple[float, ...]] = (
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
+    1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+)  # fmt: skip
+"""The upper bounds (seconds) of the buckets of :class:`TimeHistogram`, before ``inf``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +56,37 @@ class PoolStats:
     def as_dict(self) -> dict[str, Any]:
         """The snapshot as a JSON-ready ``dict`` with exactly the field names as keys."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
+
+
+@dataclass(frozen=True, slots=True)
+class TimeHistogram:
+    """Every sample of one kind of time (execution or wait) since the pool opened, in buckets.
+
+    ``counts[i]`` is how many samples were ``<= bounds[i]`` (cumulative, as Prometheus has
+    them); the last bound is ``math.inf``, so ``counts[-1]`` is the number of samples.
+    """
+
+    bounds: tuple[float, ...]
+    """The buckets' upper bounds in seconds, ascending: :data:`TIME_BUCKETS`, then ``inf``."""
+    counts: tuple[int, ...]
+    """Cumulative counts, one per bound."""
+    total: float
+    """The sum of the samples, in seconds."""
+
+    @property
+    def count(self) -> int:
+        """How many samples there are."""
+        return self.counts[-1]
+
+    @classmethod
+    def of(cls, buckets: list[int], total: float) -> TimeHistogram:
+        """The histogram of per-bucket (not cumulative) ``buckets`` counts and their sum."""
+        counts = []
+        running = 0
+        for n in buckets:
+            running += n
+            counts.append(running)
+        return cls((*TIME_BUCKETS, math.inf), tuple(counts), total)
 
 
 class LatencyWindow:
@@ -99,6 +137,8 @@ class Counters:
         "wait_total",
         "wait_count",
         "window",
+        "exec_buckets",
+        "wait_buckets",
     )
 
     def __init__(self) -> None:
@@ -115,11 +155,26 @@ class Counters:
         self.wait_total = 0.0
         self.wait_count = 0
         self.window = LatencyWindow()
+        # samples per bucket of TIME_BUCKETS (the last: beyond them), for the histograms
+        self.exec_buckets = [0] * (len(TIME_BUCKETS) + 1)
+        self.wait_buckets = [0] * (len(TIME_BUCKETS) + 1)
 
     def record_exec(self, seconds: float) -> None:
         self.exec_total += seconds
         self.exec_count += 1
+        self.exec_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
         self.window.add(seconds)
+
+    def record_wait(self, seconds: float) -> None:
+        self.wait_total += seconds
+        self.wait_count += 1
+        self.wait_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
+
+    def histograms(self) -> dict[str, TimeHistogram]:
+        return {
+            "exec_time": TimeHistogram.of(self.exec_buckets, self.exec_total),
+            "wait_time": TimeHistogram.of(self.wait_buckets, self.wait_total),
+        }
 
     def snapshot(self, max_workers: int) -> PoolStats:
         p50, p95, p99 = self.window.percentiles(0.50, 0.95, 0.99)

@@ -1,0 +1,208 @@
+"""Reading requests: the JSON body (capped), and the fields of each request, checked.
+
+Every check that fails raises :class:`ApiError` with the status and code of docs/service.md;
+nothing here touches the pool.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Final, NoReturn
+
+from starlette.requests import Request
+
+from .._registry import JobRegistry
+from .._retry import RetryPolicy
+
+__all__ = [
+    "MAX_JOB_ID",
+    "MAX_PRIORITY",
+    "ApiError",
+    "Submission",
+    "float_param",
+    "int_param",
+    "parse_resize",
+    "parse_submission",
+    "read_json",
+]
+
+MAX_JOB_ID: Final = 200
+"""The longest ``job_id`` a client may give, in characters."""
+MAX_PRIORITY: Final = 2**53 - 1
+"""The largest magnitude of a priority (what every store, and JavaScript, holds exactly)."""
+
+_SUBMIT_FIELDS: Final = frozenset({"name", "args", "priority", "job_id", "timeout", "retry"})
+_RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
+# No "/" (the id is one segment of a URL path) and no control characters.
+_JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f]+")
+
+
+class ApiError(Exception):
+    """A request refused: the HTTP status, a stable code and a message for the client."""
+
+    def __init__(
+        self, status: int, code: str, message: str, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def _invalid(message: str) -> NoReturn:
+    raise ApiError(422, "invalid", message)
+
+
+def _no_constants(name: str) -> NoReturn:
+    raise ValueError(f"{name} is not JSON")
+
+
+async def read_json(request: Request, max_bytes: int) -> object:
+    """The request's body as JSON.
+
+    Raises:
+        ApiError: 413 ``body_too_large`` once more than ``max_bytes`` have been declared or
+            have arrived (the rest is not read); 400 ``malformed_json`` for a body that is not
+            UTF-8 JSON (``NaN`` and ``Infinity`` included, and nesting too deep to parse).
+    """
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise _too_large(max_bytes)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _too_large(max_bytes)
+        chunks.append(chunk)
+    try:
+        return json.loads(b"".join(chunks), parse_constant=_no_constants)
+    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
+        raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+
+
+def _too_large(max_bytes: int) -> ApiError:
+    return ApiError(413, "body_too_large", f"the body is longer than {max_bytes} bytes")
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A checked ``POST /api/v1/jobs`` body."""
+
+    name: str
+    args: tuple[Any, ...]
+    priority: int
+    job_id: str | None
+    timeout: float | None
+    retry: RetryPolicy | None
+
+
+def parse_submission(body: object, registry: JobRegistry) -> Submission:
+    """Check a submission's fields (422 ``invalid``), then its name (400 ``unknown_job_name``)."""
+    fields = _object(body, _SUBMIT_FIELDS, "the body")
+    name = fields.get("name")
+    if not isinstance(name, str):
+        _invalid("'name' is required and must be a string")
+    args = fields.get("args", [])
+    if not isinstance(args, list):
+        _invalid("'args' must be an array")
+    priority = _int(fields, "priority", 5, -MAX_PRIORITY, MAX_PRIORITY)
+    job_id = fields.get("job_id")
+    if job_id is not None:
+        if not isinstance(job_id, str) or not 1 <= len(job_id) <= MAX_JOB_ID:
+            _invalid(f"'job_id' must be a string of 1 to {MAX_JOB_ID} characters")
+        if not _JOB_ID.fullmatch(job_id):
+            _invalid("'job_id' must not contain '/' or control characters")
+    timeout = _number(fields, "timeout")
+    retry = _retry(fields.get("retry"))
+    if name not in registry:
+        raise ApiError(400, "unknown_job_name", f"no job is registered as {name!r}")
+    return Submission(name, tuple(args), priority, job_id, timeout, retry)
+
+
+def parse_resize(body: object) -> int:
+    """The ``max_workers`` of a ``PUT /api/v1/jobs/pool/size`` body (422 ``invalid``)."""
+    fields = _object(body, frozenset({"max_workers"}), "the body")
+    if "max_workers" not in fields:
+        _invalid("'max_workers' is required")
+    return _int(fields, "max_workers", 0, 0, 1_000_000)
+
+
+def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``low`` .. ``high`` (422 ``invalid``)."""
+    text = request.query_params.get(name)
+    if text is None:
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        _invalid(f"the query parameter {name!r} must be an integer, got {text!r}")
+    if not low <= value <= high:
+        _invalid(f"the query parameter {name!r} must be within {low} and {high}, got {value}")
+    return value
+
+
+def float_param(request: Request, name: str, high: float) -> float | None:
+    """A number query parameter within 0 .. ``high``, or ``None`` (422 ``invalid``)."""
+    text = request.query_params.get(name)
+    if text is None:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        _invalid(f"the query parameter {name!r} must be a number, got {text!r}")
+    if not 0 <= value <= high:  # (NaN fails too)
+        _invalid(f"the query parameter {name!r} must be within 0 and {high}, got {text!r}")
+    return value
+
+
+def _object(value: object, allowed: frozenset[str], what: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        _invalid(f"{what} must be a JSON object")
+    unknown = sorted(set(value) - allowed)
+    if unknown:
+        _invalid(f"unknown field {unknown[0]!r} in {what} (known: {', '.join(sorted(allowed))})")
+    return value
+
+
+def _int(fields: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
+    value = fields.get(name, default)
+    if type(value) is not int:  # (a bool is not a number here)
+        _invalid(f"{name!r} must be an integer, got {json.dumps(value)}")
+    if not low <= value <= high:
+        _invalid(f"{name!r} must be within {low} and {high}, got {value}")
+    return value
+
+
+def _number(fields: dict[str, Any], name: str) -> float | None:
+    value = fields.get(name)
+    if value is None:
+        return None
+    if type(value) not in (int, float) or not 0 <= value < math.inf:
+        _invalid(f"{name!r} must be a number >= 0 or null, got {json.dumps(value)}")
+    return float(value)
+
+
+def _retry(value: object) -> RetryPolicy | None:
+    if value is None:
+        return None
+    fields = _object(value, _RETRY_FIELDS, "'retry'")
+    given: dict[str, Any] = {}  # what is not given keeps RetryPolicy's default
+    if "max_attempts" in fields:
+        given["max_attempts"] = _int(fields, "max_attempts", 0, 1, 1000)
+    for name in ("backoff", "max_backoff"):
+        if fields.get(name) is not None:
+            given[name] = _number(fields, name)
+    if "jitter" in fields:
+        if not isinstance(fields["jitter"], bool):
+            _invalid(f"'jitter' must be true or false, got {json.dumps(fields['jitter'])}")
+        given["jitter"] = fields["jitter"]
+    try:
+        return RetryPolicy(**given)
+    except (TypeError, ValueError) as exc:
+        _invalid(f"'retry': {exc}")

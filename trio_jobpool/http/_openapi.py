@@ -1,0 +1,324 @@
+"""The OpenAPI 3.1 document of the app (served at ``/openapi.json``).
+
+Written out by hand, next to the checks of :mod:`._input` it describes; the tests fuzz the app
+with schemathesis from this document, which holds the two together: a request the document
+allows is accepted, every answer matches its schema and its documented status.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._stats import PoolStats
+from ._input import MAX_JOB_ID, MAX_PRIORITY
+
+__all__ = ["openapi_document"]
+
+Schema = dict[str, Any]
+
+_NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
+_SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+
+_ALL: list[str] = []  # "required": every property (filled in below)
+
+_SCHEMAS: dict[str, Schema] = {
+    "Error": {
+        "type": "object",
+        "required": ["error", "message"],
+        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+    },
+    "Retry": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "max_attempts": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "backoff": _SECONDS,
+            "max_backoff": _SECONDS,
+            "jitter": {"type": "boolean"},
+        },
+    },
+    "Submission": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "description": "a registered job's name"},
+            "args": {"type": "array", "items": {}, "description": "positional arguments"},
+            "priority": {
+                "type": "integer",
+                "minimum": -MAX_PRIORITY,
+                "maximum": MAX_PRIORITY,
+                "default": 5,
+                "description": "lower runs first; FIFO within one priority",
+            },
+            "job_id": {
+                "type": ["string", "null"],
+                "minLength": 1,
+                "maxLength": MAX_JOB_ID,
+                "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
+            },
+            "timeout": {**_SECONDS, "description": "seconds per attempt; null: the pool's"},
+            "retry": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Retry"}]},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["job_id", "status"],
+        "properties": {"job_id": {"type": "string"}, "status": {"const": "queued"}},
+    },
+    "Job": {
+        "type": "object",
+        "required": _ALL,
+        "properties": {
+            "job_id": {"type": "string"},
+            "name": {"type": "string"},
+            "priority": {"type": "integer"},
+            "status": {
+                "enum": [
+                    "queued",
+                    "retrying",
+                    "running",
+                    "completed",
+                    "failed",
+                    "cancelled",
+                    "timed_out",
+                ]
+            },
+            "attempts": {"type": "integer", "minimum": 0},
+            "progress": {"type": "number", "minimum": 0, "maximum": 1},
+            "progress_message": {"type": ["string", "null"]},
+            "submitted_at": {"type": "number"},
+            "started_at": _NUMBER_OR_NULL,
+            "finished_at": _NUMBER_OR_NULL,
+            "exec_time": _NUMBER_OR_NULL,
+            "result": {"description": "the value of a completed job (or its repr)"},
+            "error": {
+                "oneOf": [
+                    {"type": "null"},
+                    {
+                        "type": "object",
+                        "required": ["type", "message"],
+                        "properties": {"type": {"type": "string"}, "message": {"type": "string"}},
+                    },
+                ]
+            },
+        },
+    },
+    "JobList": {
+        "type": "object",
+        "required": ["jobs"],
+        "properties": {"jobs": {"type": "array", "items": {"$ref": "#/components/schemas/Job"}}},
+    },
+    "Cancelled": {
+        "type": "object",
+        "required": ["message", "job_id"],
+        "properties": {"message": {"const": "job cancelled"}, "job_id": {"type": "string"}},
+    },
+    "PoolStats": {
+        "type": "object",
+        "required": list(PoolStats.__dataclass_fields__),
+        "properties": {
+            name: {"type": "integer" if field.type == "int" else "number", "minimum": 0}
+            for name, field in PoolStats.__dataclass_fields__.items()
+        },
+    },
+    "Resize": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["max_workers"],
+        "properties": {"max_workers": {"type": "integer", "minimum": 0, "maximum": 1_000_000}},
+    },
+    "Size": {
+        "type": "object",
+        "required": ["max_workers"],
+        "properties": {"max_workers": {"type": "integer", "minimum": 0}},
+    },
+    "Info": {
+        "type": "object",
+        "required": _ALL,
+        "properties": {
+            "version": {"type": "string"},
+            "store": {"type": "string"},
+            "closed": {"type": "boolean"},
+            "names": {"type": "array", "items": {"type": "string"}},
+            "token_required": {"type": "boolean"},
+            "submit_wait": {"type": "number"},
+            "max_body_bytes": {"type": "integer"},
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"enum": ["ok", "closed"]}},
+    },
+}
+
+for _schema in _SCHEMAS.values():
+    if _schema.get("required") is _ALL:
+        _schema["required"] = list(_schema["properties"])
+
+_ERRORS = {
+    400: "malformed JSON, or a name that is not registered",
+    401: "a token is configured and the request lacks it",
+    404: "no such job",
+    409: "a live job has this id / the job has ended",
+    413: "the body is too long",
+    422: "a field or parameter is missing, of the wrong type or out of range",
+    429: "the queue is full; try again after Retry-After seconds",
+    503: "the pool is closed, or its store cannot be reached",
+}
+
+
+def _json(schema: str, description: str) -> Schema:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"description": description, "content": {"application/json": {"schema": ref}}}
+
+
+def _errors(*statuses: int) -> dict[str, Schema]:
+    answers = {str(status): _json("Error", _ERRORS[status]) for status in statuses}
+    if 429 in statuses:
+        answers["429"]["headers"] = {
+            "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+        }
+    return answers
+
+
+def _body(schema: str) -> Schema:
+    ref = {"$ref": f"#/components/schemas/{schema}"}
+    return {"required": True, "content": {"application/json": {"schema": ref}}}
+
+
+_JOB_ID_PARAMETER: Schema = {
+    "name": "job_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+
+
+def openapi_document(*, token_required: bool) -> dict[str, Any]:
+    """The document; with ``token_required``, the requests that change state need the token."""
+    from .. import __version__
+
+    changes: dict[str, Any] = {}  # what a request that changes state adds to its operation
+    auth: tuple[int, ...] = ()
+    if token_required:
+        changes = {"security": [{"bearer": []}]}
+        auth = (401,)
+    paths = {
+        "/api/v1/jobs": {
+            "post": {
+                "summary": "Submit a registered job",
+                "operationId": "submitJob",
+                "requestBody": _body("Submission"),
+                "responses": {
+                    "202": _json("Accepted", "accepted: the job is queued"),
+                    **_errors(400, *auth, 409, 413, 422, 429, 503),
+                },
+                **changes,
+            },
+            "get": {
+                "summary": "Recent jobs: running, then waiting, then ended",
+                "operationId": "listJobs",
+                "parameters": [
+                    {
+                        "name": "limit",
+                        "in": "query",
+                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                    }
+                ],
+                "responses": {"200": _json("JobList", "the jobs"), **_errors(422)},
+            },
+        },
+        "/api/v1/jobs/{job_id}": {
+            "get": {
+                "summary": "One job; with wait, first wait up to that long for it to end",
+                "operationId": "getJob",
+                "parameters": [
+                    _JOB_ID_PARAMETER,
+                    {
+                        "name": "wait",
+                        "in": "query",
+                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                    },
+                ],
+                "responses": {"200": _json("Job", "the job"), **_errors(404, 422, 503)},
+            }
+        },
+        "/api/v1/jobs/{job_id}/cancel": {
+            "post": {
+                "summary": "Cancel a live job",
+                "operationId": "cancelJob",
+                "parameters": [_JOB_ID_PARAMETER],
+                "responses": {
+                    "200": _json("Cancelled", "cancelled"),
+                    **_errors(*auth, 404, 409, 503),
+                },
+                **changes,
+            }
+        },
+        "/api/v1/jobs/pool/stats": {
+            "get": {
+                "summary": "The pool's stats (PoolStats.as_dict())",
+                "operationId": "poolStats",
+                "parameters": [
+                    {"name": "cluster", "in": "query", "schema": {"enum": ["true", "false"]}}
+                ],
+                "responses": {"200": _json("PoolStats", "the stats"), **_errors(422, 503)},
+            }
+        },
+        "/api/v1/jobs/pool/size": {
+            "put": {
+                "summary": "Resize the pool",
+                "operationId": "resizePool",
+                "requestBody": _body("Resize"),
+                "responses": {
+                    "200": _json("Size", "the new size"),
+                    **_errors(400, *auth, 413, 422, 503),
+                },
+                **changes,
+            }
+        },
+        "/api/v1/jobs/pool/info": {
+            "get": {
+                "summary": "The service's settings",
+                "operationId": "poolInfo",
+                "responses": {"200": _json("Info", "the settings")},
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Liveness: 200 while the pool is open",
+                "operationId": "health",
+                "responses": {
+                    "200": _json("Health", "open"),
+                    "503": _json("Health", "the pool is closed"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "summary": "Prometheus metrics",
+                "operationId": "metrics",
+                "responses": {
+                    "200": {
+                        "description": "the Prometheus text format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    }
+                },
+            }
+        },
+    }
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "trio_jobpool",
+            "version": __version__,
+            "description": "A job worker pool served over HTTP (docs/service.md).",
+        },
+        "paths": paths,
+        "components": {"schemas": _SCHEMAS},
+    }
+    if token_required:
+        document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
+    return document

@@ -1,0 +1,428 @@
+"""The ASGI app around a running pool: :func:`create_app`.
+
+Only the pool's public API is used, so one app serves a pool in memory, on SQLite or on Redis.
+Each request is one task of the ASGI server; the app starts no tasks of its own and keeps no
+state but its settings, the metrics registry and the count of refused submissions.
+"""
+
+from __future__ import annotations
+
+import functools
+import hmac
+import json
+import logging
+import math
+from collections.abc import Awaitable, Callable
+from importlib import resources
+from typing import Any, Final, NoReturn
+
+import anyio
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .._errors import (
+    DuplicateJob,
+    JobFailed,
+    JobNotFound,
+    JobNotRegistered,
+    JobNotSerializable,
+    PoolClosed,
+    QueueFull,
+    StoreError,
+)
+from .._job import JobHandle, JobStatus
+from .._pool import JobPool
+from .._registry import JobRegistry
+from . import metrics
+from ._input import (
+    ApiError,
+    float_param,
+    int_param,
+    parse_resize,
+    parse_submission,
+    read_json,
+)
+from ._openapi import openapi_document
+
+__all__ = ["create_app"]
+
+logger = logging.getLogger("trio_jobpool.http")
+
+MAX_WAIT: Final = 60.0
+"""The longest ``?wait=`` of ``GET /api/v1/jobs/{job_id}``, in seconds."""
+MAX_LIST: Final = 500
+"""The largest ``?limit=`` of ``GET /api/v1/jobs``."""
+_RESULT_REPR: Final = 1000  # characters of a result's repr, when JSON cannot hold the result
+_SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+_DASHBOARD_FILES: Final = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+}
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def create_app(
+    pool: JobPool,
+    registry: JobRegistry,
+    *,
+    token: str | None = None,
+    max_body_bytes: int = 65_536,
+    submit_wait: float = 0.25,
+    dashboard: bool = True,
+) -> Starlette:
+    """An ASGI app (Starlette) serving ``pool`` over HTTP: the endpoints of docs/service.md.
+
+    The app never opens, closes or stops ``pool``: serve it while the pool is open. Only the
+    names in ``registry`` can be submitted. With ``token``, every request whose method changes
+    state (anything but ``GET``, ``HEAD``, ``OPTIONS``) needs ``Authorization: Bearer <token>``
+    (compared in constant time), else 401. Bodies longer than ``max_body_bytes`` are refused
+    (413) as they arrive. A submission waits up to ``submit_wait`` seconds for room, then is
+    refused with 429 and ``Retry-After``.
+
+    Errors: every refusal is a JSON ``{"error": code, "message": text}`` with the status of
+    docs/service.md; an unexpected exception in a request is logged (logger
+    ``trio_jobpool.http``, with its traceback) and answered 500 ``internal`` without details.
+    Cancellation (a client gone, the server stopping) is never caught: a submission cancelled
+    while it waits for room was not accepted.
+
+    Raises:
+        TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
+        ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not ``> 0``.
+    """
+    if not isinstance(pool, JobPool):
+        raise TypeError(f"pool must be a JobPool, got {pool!r}")
+    if not isinstance(registry, JobRegistry):
+        raise TypeError(f"registry must be a JobRegistry, got {registry!r}")
+    if token is not None and (not isinstance(token, str) or not token):
+        raise ValueError("token must be a non-empty str or None")
+    if type(max_body_bytes) is not int or max_body_bytes < 1:
+        raise ValueError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
+    if not 0 < submit_wait < math.inf:
+        raise ValueError(f"submit_wait must be a number > 0, got {submit_wait!r}")
+    api = _Api(pool, registry, token, max_body_bytes, float(submit_wait))
+    checked = _json_errors  # (every API endpoint answers its errors as JSON)
+    routes = [
+        Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
+        Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
+        Route("/api/v1/jobs/pool/stats", checked(api.stats), methods=["GET"]),
+        Route("/api/v1/jobs/pool/size", checked(api.resize), methods=["PUT"]),
+        Route("/api/v1/jobs/pool/info", checked(api.info), methods=["GET"]),
+        Route("/api/v1/jobs/{job_id}", checked(api.job), methods=["GET"]),
+        Route("/api/v1/jobs/{job_id}/cancel", checked(api.cancel), methods=["POST"]),
+        Route("/healthz", api.health, methods=["GET"]),
+        Route("/metrics", api.metrics, methods=["GET"]),
+        Route("/openapi.json", api.openapi, methods=["GET"]),
+    ]
+    if dashboard:
+        routes.append(Route("/", api.page, methods=["GET"]))
+        routes.append(Route("/static/{name}", api.static, methods=["GET"]))
+    middleware = []
+    if token is not None:
+        middleware.append(Middleware(_RequireToken, token=token, rejections=api.rejections))
+    app = Starlette(
+        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
+    )
+    app.state.pool = pool
+    app.state.metrics = api.registry
+    return app
+
+
+class _Api:
+    """The endpoints, over one pool and its settings."""
+
+    def __init__(
+        self,
+        pool: JobPool,
+        registry: JobRegistry,
+        token: str | None,
+        max_body_bytes: int,
+        submit_wait: float,
+    ) -> None:
+        self.pool = pool
+        self.names = registry
+        self.token_required = token is not None
+        self.max_body_bytes = max_body_bytes
+        self.submit_wait = submit_wait
+        self.rejections = metrics.Rejections()
+        self.registry = metrics.pool_registry(pool, self.rejections)
+        self._openapi: bytes | None = None
+
+    # -- jobs ----------------------------------------------------------------------------------
+
+    async def submit(self, request: Request) -> Response:
+        try:
+            spec = parse_submission(await read_json(request, self.max_body_bytes), self.names)
+        except ApiError as exc:
+            self.rejections.add(exc.code)
+            raise
+        pool = self.pool
+        handle: JobHandle[Any] | None = None
+        try:
+            with anyio.move_on_after(self.submit_wait):
+                handle = await pool.submit(
+                    self.names.get(spec.name),
+                    *spec.args,
+                    job_id=spec.job_id,
+                    priority=spec.priority,
+                    timeout=spec.timeout,
+                    retry=spec.retry,
+                )
+        except QueueFull as exc:  # (a store may refuse at once)
+            self._refuse(self._queue_full(str(exc)))
+        except PoolClosed as exc:
+            self._refuse(ApiError(503, "pool_closed", str(exc)))
+        except DuplicateJob as exc:
+            self._refuse(ApiError(409, "duplicate_job", f"a live job has the id {exc.job_id!r}"))
+        except JobNotRegistered as exc:  # in the app's registry, not in the pool's
+            self._refuse(ApiError(400, "unknown_job_name", str(exc)))
+        except (JobNotSerializable, TypeError, ValueError) as exc:
+            self._refuse(ApiError(422, "invalid", str(exc)))
+        except StoreError as exc:
+            logger.warning("submit of %r failed: %s", spec.name, exc)
+            self._refuse(ApiError(503, "store_unavailable", "the pool's store failed the write"))
+        if handle is None:
+            self._refuse(
+                self._queue_full(f"no room in the queue within {self.submit_wait:g} seconds")
+            )
+        job_id = handle.job_id
+        return _json(
+            202,
+            {"job_id": job_id, "status": "queued"},
+            {"Location": f"/api/v1/jobs/{job_id}"},
+        )
+
+    def _refuse(self, error: ApiError) -> NoReturn:
+        self.rejections.add(error.code)
+        raise error
+
+    def _queue_full(self, message: str) -> ApiError:
+        # Retry-After: how long the workers would take to run what waits, from 1 s to 1 min.
+        stats = self.pool.stats()
+        per_job = stats.average_exec_time or 1.0
+        backlog = stats.queued_tasks * per_job / max(1, stats.max_workers)
+        seconds = min(60, max(1, math.ceil(backlog)))
+        return ApiError(429, "queue_full", message, {"Retry-After": str(seconds)})
+
+    async def list_jobs(self, request: Request) -> Response:
+        limit = int_param(request, "limit", 50, 1, MAX_LIST)
+        jobs = [await _job_json(job) for job in self.pool.recent_jobs(limit)]
+        return _json(200, {"jobs": jobs})
+
+    async def job(self, request: Request) -> Response:
+        wait = float_param(request, "wait", MAX_WAIT)
+        handle = await self._get(request.path_params["job_id"])
+        if wait and not handle.status.ended:
+            with anyio.move_on_after(wait):
+                await handle.wait()
+        return _json(200, await _job_json(handle))
+
+    async def cancel(self, request: Request) -> Response:
+        job_id = request.path_params["job_id"]
+        try:
+            await self.pool.acancel(job_id)
+        except JobNotFound:
+            handle = await self._get(job_id)  # 404 if the pool knows nothing of it
+            raise ApiError(
+                409, "job_ended", f"job {job_id!r} has ended ({handle.status.value})"
+            ) from None
+        return _json(200, {"message": "job cancelled", "job_id": job_id})
+
+    async def _get(self, job_id: str) -> JobHandle[Any]:
+        try:
+            return await self.pool.aget(job_id)
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no job {job_id!r}") from None
+
+    # -- the pool ------------------------------------------------------------------------------
+
+    async def stats(self, request: Request) -> Response:
+        cluster = request.query_params.get("cluster", "false").lower()
+        if cluster not in ("true", "false", "1", "0"):
+            raise ApiError(422, "invalid", "the query parameter 'cluster' must be true or false")
+        if cluster in ("true", "1"):
+            stats = await self.pool.cluster_stats()
+        else:
+            stats = self.pool.stats()
+        return _json(200, stats.as_dict())
+
+    async def resize(self, request: Request) -> Response:
+        max_workers = parse_resize(await read_json(request, self.max_body_bytes))
+        try:
+            self.pool.resize(max_workers)
+        except PoolClosed as exc:
+            raise ApiError(503, "pool_closed", str(exc)) from None
+        except ValueError as exc:  # e.g. 0 workers on a pool that is not distributed
+            raise ApiError(422, "invalid", str(exc)) from None
+        return _json(200, {"max_workers": self.pool.max_workers})
+
+    async def info(self, request: Request) -> Response:
+        from .. import __version__
+
+        store = self.pool.store
+        return _json(
+            200,
+            {
+                "version": __version__,
+                "store": "memory://" if store is None else store.url,
+                "closed": self.pool.closed,
+                "names": sorted(self.names),
+                "token_required": self.token_required,
+                "submit_wait": self.submit_wait,
+                "max_body_bytes": self.max_body_bytes,
+            },
+        )
+
+    async def health(self, request: Request) -> Response:
+        if self.pool.closed:
+            return _json(503, {"status": "closed"})
+        return _json(200, {"status": "ok"})
+
+    async def metrics(self, request: Request) -> Response:
+        return Response(metrics.render(self.registry), media_type=metrics.CONTENT_TYPE)
+
+    async def openapi(self, request: Request) -> Response:
+        if self._openapi is None:
+            document = openapi_document(token_required=self.token_required)
+            self._openapi = json.dumps(document).encode()
+        return Response(self._openapi, media_type="application/json")
+
+    # -- the dashboard -------------------------------------------------------------------------
+
+    async def page(self, request: Request) -> Response:
+        return _dashboard_file("index.html", "text/html; charset=utf-8")
+
+    async def static(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        media_type = _DASHBOARD_FILES.get(name)
+        if media_type is None:
+            raise HTTPException(404)
+        return _dashboard_file(name, media_type)
+
+
+@functools.cache
+def _dashboard_bytes(name: str) -> bytes:
+    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
+
+
+def _dashboard_file(name: str, media_type: str) -> Response:
+    headers = {
+        "Cache-Control": "no-cache",
+        # The page loads nothing from elsewhere, and nothing may load it into a frame.
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'"
+        ),
+        "X-Content-Type-Options": "nosniff",
+    }
+    return Response(_dashboard_bytes(name), media_type=media_type, headers=headers)
+
+
+# -- JSON in and out -------------------------------------------------------------------------
+
+
+async def _job_json(handle: JobHandle[Any]) -> dict[str, Any]:
+    """A job as the API gives it (docs/service.md)."""
+    status = handle.status
+    result = None
+    if status is JobStatus.COMPLETED:
+        result = _jsonable((await handle.wait()).unwrap())
+    error = handle.error
+    return {
+        "job_id": handle.job_id,
+        "name": handle.name,
+        "priority": handle.priority,
+        "status": status.value,
+        "attempts": handle.attempts,
+        "progress": handle.progress,
+        "progress_message": handle.progress_message,
+        "submitted_at": handle.submitted_at,
+        "started_at": handle.started_at,
+        "finished_at": handle.finished_at,
+        "exec_time": handle.exec_time,
+        "result": result,
+        "error": None if error is None else _error_json(error),
+    }
+
+
+def _error_json(error: BaseException) -> dict[str, str]:
+    if isinstance(error, JobFailed):  # read back from a store: the original type and message
+        return {"type": error.type_name, "message": error.message}
+    return {"type": type(error).__name__, "message": str(error)}
+
+
+def _jsonable(value: Any) -> Any:
+    """``value`` if JSON holds it (no NaN), else its ``repr``, cut to 1,000 characters."""
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        return repr(value)[:_RESULT_REPR]
+    return value
+
+
+def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
+    content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    return Response(content, status, headers, media_type="application/json")
+
+
+def _error(error: ApiError) -> Response:
+    return _json(error.status, {"error": error.code, "message": error.message}, error.headers)
+
+
+def _json_errors(endpoint: Endpoint) -> Endpoint:
+    """``endpoint``, answering an :class:`ApiError` as JSON, and anything unexpected as 500."""
+
+    @functools.wraps(endpoint)
+    async def answer(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except ApiError as exc:
+            return _error(exc)
+        except StoreError as exc:  # (a distributed pool that cannot reach Redis)
+            logger.warning("%s %s failed: %s", request.method, request.url.path, exc)
+            return _error(ApiError(503, "store_unavailable", "the pool's store cannot be reached"))
+        except Exception:
+            logger.exception("%s %s failed", request.method, request.url.path)
+            return _error(ApiError(500, "internal", "internal error (see the server's log)"))
+
+    return answer
+
+
+_HTTP_CODES: Final = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "bad_request")
+    message = "no such path" if exc.status_code == 404 else exc.detail
+    return _error(ApiError(exc.status_code, code, message, exc.headers))
+
+
+class _RequireToken:
+    """ASGI middleware: a request whose method changes state needs the bearer token."""
+
+    def __init__(self, app: ASGIApp, token: str, rejections: metrics.Rejections) -> None:
+        self.app = app
+        self._expected = f"Bearer {token}".encode()
+        self._rejections = rejections
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
+            given = b""
+            for name, value in scope["headers"]:
+                if name == b"authorization":
+                    given = value
+                    break
+            if not hmac.compare_digest(given, self._expected):
+                if scope["path"] == "/api/v1/jobs":
+                    self._rejections.add("unauthorized")
+                message = "this request needs 'Authorization: Bearer <token>'"
+                error = ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+                await _error(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

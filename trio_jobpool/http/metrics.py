@@ -1,0 +1,126 @@
+"""Prometheus metrics of one pool, read from the pool at each scrape.
+
+:func:`pool_registry` gives a ``prometheus_client`` ``CollectorRegistry`` of its own for each
+pool, so two pools (or two apps) in one process never share or clash over metrics, and nothing is
+added to ``prometheus_client``'s global ``REGISTRY``. The values are not kept in
+``prometheus_client`` counters that the pool would have to update: a scrape takes
+``pool.stats()`` and ``pool.histograms()``, both O(1) in the number of jobs, so the numbers are
+exactly the pool's own.
+
+Metric names (``jobpool_`` prefix), all of this process's pool:
+
+* counters ``jobpool_jobs_submitted_total``, ``…_completed_total``, ``…_failed_total``,
+  ``…_cancelled_total``, ``…_timed_out_total``, ``…_retried_total``;
+* gauges ``jobpool_active_workers``, ``jobpool_max_workers``, ``jobpool_queued_tasks``;
+* histograms ``jobpool_job_exec_seconds`` (each attempt that ended) and
+  ``jobpool_job_wait_seconds`` (each attempt that started, from submission or the end of a retry
+  backoff), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
+* the counter ``jobpool_http_rejected_total{reason}``: submissions the HTTP app refused, by
+  ``reason`` (``queue_full``, ``pool_closed``, ``duplicate_job``, ``unknown_job_name``,
+  ``invalid``, ``unauthorized``, ...), kept by the app (see :class:`Rejections`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from .._pool import JobPool
+from .._stats import TimeHistogram
+
+__all__ = ["CONTENT_TYPE", "PoolCollector", "Rejections", "pool_registry", "render"]
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""The content type of the Prometheus text format that :func:`render` writes."""
+
+_COUNTERS = (
+    ("submitted", "total_submitted", "Jobs accepted by the pool."),
+    ("completed", "total_completed", "Jobs that returned a value."),
+    ("failed", "total_failed", "Jobs that raised an exception after their last attempt."),
+    ("cancelled", "total_cancelled", "Jobs cancelled (by id, by handle or by shutdown)."),
+    ("timed_out", "total_timed_out", "Jobs that ran past their timeout."),
+    ("retried", "total_retried", "Retries scheduled after a failed attempt."),
+)
+_GAUGES = (
+    ("active_workers", "active_workers", "Jobs running now."),
+    ("max_workers", "max_workers", "The pool's target number of workers."),
+    ("queued_tasks", "queued_tasks", "Jobs waiting for a worker or waiting out a retry backoff."),
+)
+_HISTOGRAMS = (
+    ("job_exec_seconds", "exec_time", "Execution time of each attempt that ended."),
+    ("job_wait_seconds", "wait_time", "Time from submission (or a retry's due time) to start."),
+)
+
+
+class Rejections:
+    """Counts of the submissions an HTTP app refused, by reason (one per app)."""
+
+    __slots__ = ("_counts",)
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def add(self, reason: str) -> None:
+        self._counts[reason] += 1
+
+    def items(self) -> list[tuple[str, int]]:
+        return sorted(self._counts.items())
+
+
+class PoolCollector(Collector):
+    """A ``prometheus_client`` collector that reads one pool at each scrape."""
+
+    def __init__(self, pool: JobPool, rejections: Rejections | None = None) -> None:
+        self._pool = pool
+        self._rejections = rejections
+
+    def collect(self) -> Iterable[Metric]:
+        stats = self._pool.stats()
+        for name, field, help_text in _COUNTERS:
+            yield CounterMetricFamily(
+                f"jobpool_jobs_{name}_total", help_text, value=getattr(stats, field)
+            )
+        for name, field, help_text in _GAUGES:
+            yield GaugeMetricFamily(f"jobpool_{name}", help_text, value=getattr(stats, field))
+        histograms = self._pool.histograms()
+        for name, key, help_text in _HISTOGRAMS:
+            yield _histogram(f"jobpool_{name}", help_text, histograms[key])
+        if self._rejections is not None:
+            rejected = CounterMetricFamily(
+                "jobpool_http_rejected_total",
+                "Submissions the HTTP app refused, by reason.",
+                labels=["reason"],
+            )
+            for reason, count in self._rejections.items():
+                rejected.add_metric([reason], count)
+            yield rejected
+
+
+def _histogram(name: str, help_text: str, histogram: TimeHistogram) -> HistogramMetricFamily:
+    buckets = [
+        ("+Inf" if math.isinf(bound) else repr(bound), count)
+        for bound, count in zip(histogram.bounds, histogram.counts, strict=True)
+    ]
+    return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=histogram.total)
+
+
+def pool_registry(pool: JobPool, rejections: Rejections | None = None) -> CollectorRegistry:
+    """A registry of its own holding only ``pool``'s metrics (and the app's ``rejections``)."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(PoolCollector(pool, rejections))
+    return registry
+
+
+def render(registry: CollectorRegistry) -> bytes:
+    """The registry's metrics in the Prometheus text format (:data:`CONTENT_TYPE`)."""
+    return generate_latest(registry)
