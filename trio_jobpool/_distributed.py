@@ -135,6 +135,9 @@ class DistributedPool(JobPool):
         # What the link has to send.
         self._submits: list[_Submission] = []
         self._ends: list[tuple[str, str, Fields]] = []
+        # Ids of jobs that ended here and whose ends Redis has not confirmed yet (acancel
+        # answers for them as Redis soon will: not live).
+        self._ending: set[str] = set()
         self._retries: list[tuple[str, int, Fields]] = []
         self._give_backs: list[tuple[str, bool, Fields]] = []
         self._cancels: list[str] = []
@@ -356,6 +359,7 @@ class DistributedPool(JobPool):
                 raise
             finally:
                 self._claiming -= count
+            self._ending.difference_update(job_id for job_id, _, _ in ends)
             if count:
                 self._more = len(claimed) == count or self._news != news
                 if next_retry is not None:
@@ -596,6 +600,7 @@ class DistributedPool(JobPool):
         else:
             fields["error_message"] = job._cancel_reason or "cancelled"
         self._ends.append((job.job_id, status.value, fields))
+        self._ending.add(job.job_id)
         self._wake_link()
 
     def _end_here(
@@ -703,6 +708,9 @@ class DistributedPool(JobPool):
             self._cancel_job(held, "cancelled")
             await self._runtime.checkpoint()
             return
+        if job_id in self._ending:
+            await self._runtime.checkpoint()
+            raise JobNotFound(job_id)
         try:
             answer = await self._queue.cancel(job_id)
         except REDIS_ERRORS as exc:
@@ -750,6 +758,10 @@ class DistributedPool(JobPool):
         if key is not None and key in self._live:  # running here: the handle is up to date
             await self._runtime.checkpoint()
             return self._live[key]
+        ended = self._history.get(key) if key is not None and job_id in self._ending else None
+        if ended is not None:  # ended here, and Redis has yet to hear of it
+            await self._runtime.checkpoint()
+            return ended
         try:
             fields = await self._queue.job(job_id) if key is not None else {}
         except REDIS_ERRORS as exc:

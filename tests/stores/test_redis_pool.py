@@ -244,6 +244,20 @@ async def test_aget_brings_the_handle_of_a_job_running_elsewhere_up_to_date(
         assert (handle.progress, handle.progress_message) == (1.0, "done")
 
 
+async def test_a_job_that_just_ended_here_is_ended_for_aget_and_acancel(
+    kw: dict[str, Any],
+) -> None:
+    # The end reaches Redis with the link's next trip; until then, aget and acancel answer
+    # from what this process knows, as Redis will.
+    async with open_job_pool(1, 10, **kw) as pool:
+        for n in range(10):
+            handle = await pool.submit(note, f"n{n}")
+            await handle.wait()
+            assert (await pool.aget(handle.job_id)).status is JobStatus.COMPLETED
+            with pytest.raises(JobNotFound):
+                await pool.acancel(handle.job_id)
+
+
 # -- cancelling --------------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
@@ -75,11 +76,12 @@ async def read_json(request: Request, max_bytes: int) -> object:
         raise _too_large(max_bytes)
     chunks = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise _too_large(max_bytes)
-        chunks.append(chunk)
+    async with aclosing(request.stream()) as stream:
+        async for chunk in stream:
+            size += len(chunk)
+            if size > max_bytes:
+                raise _too_large(max_bytes)
+            chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks), parse_constant=_no_constants)
     except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)

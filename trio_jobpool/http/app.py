@@ -216,11 +216,18 @@ class _Api:
 
     async def job(self, request: Request) -> Response:
         wait = float_param(request, "wait", MAX_WAIT)
-        handle = await self._get(request.path_params["job_id"])
-        if wait and not handle.status.ended:
-            with anyio.move_on_after(wait):
-                await handle.wait()
-        return _json(200, await _job_json(handle))
+        job_id = request.path_params["job_id"]
+        if wait:
+            # Wait on this process's handle, which learns of the end wherever the job runs
+            # (aget's snapshot of a distributed job that runs elsewhere does not change).
+            try:
+                mine = self.pool.get(job_id)
+            except JobNotFound:
+                pass
+            else:
+                with anyio.move_on_after(wait):
+                    await mine.wait()
+        return _json(200, await _job_json(await self._get(job_id)))
 
     async def cancel(self, request: Request) -> Response:
         job_id = request.path_params["job_id"]

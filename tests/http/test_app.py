@@ -1,0 +1,551 @@
+"""The HTTP app in process, through httpx's ASGI transport, on Trio and asyncio: every endpoint
+and every error status of docs/service.md."""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+
+from trio_jobpool import JobPool, JobRegistry, PoolStats, current_job, open_job_pool
+from trio_jobpool.http import create_app
+
+pytestmark = pytest.mark.anyio
+
+TOKEN = "t0ken-with-some-length"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+class Jobs:
+    """A registry whose jobs the test drives: ``block`` waits for ``release``."""
+
+    def __init__(self) -> None:
+        self.registry = JobRegistry()
+        self.release = anyio.Event()
+        self.started = 0
+        self.registry.register(self.add, name="add")
+        self.registry.register(self.block, name="block")
+        self.registry.register(self.fail, name="fail")
+        self.registry.register(self.odd_result, name="odd_result")
+        self.registry.register(self.bad_repr, name="bad_repr")
+
+    async def add(self, a: int, b: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return a + b
+
+    async def block(self, label: str = "") -> str:
+        self.started += 1
+        current_job().set_progress(0.25, f"waiting {label}")
+        await self.release.wait()
+        return label
+
+    async def fail(self, message: str) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise ValueError(message)
+
+    async def odd_result(self) -> object:
+        await anyio.lowlevel.checkpoint()
+        return {1, 2}  # JSON cannot hold a set
+
+    async def bad_repr(self) -> object:
+        await anyio.lowlevel.checkpoint()
+        return _BadRepr()
+
+
+class _BadRepr:
+    def __repr__(self) -> str:
+        raise RuntimeError("secret internals")
+
+
+@asynccontextmanager
+async def served(
+    max_workers: int = 2,
+    queue_size: int = 2,
+    *,
+    token: str | None = None,
+    store: str | None = None,
+    **app_options: Any,
+) -> AsyncIterator[tuple[JobPool, Jobs, httpx.AsyncClient]]:
+    jobs = Jobs()
+    async with open_job_pool(
+        max_workers, queue_size, store=store, registry=jobs.registry, shutdown_timeout=0
+    ) as pool:
+        app = create_app(pool, jobs.registry, token=token, **app_options)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            yield pool, jobs, client
+        jobs.release.set()
+
+
+def error_of(response: httpx.Response, status: int, code: str) -> str:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["error"] == code
+    assert "Traceback" not in body["message"]
+    return str(body["message"])
+
+
+# -- submitting -----------------------------------------------------------------------------
+
+
+async def test_submit_runs_the_job_and_get_gives_its_result() -> None:
+    async with served() as (pool, _, client):
+        response = await client.post("/api/v1/jobs", json={"name": "add", "args": [2, 3]})
+        assert response.status_code == 202
+        body = response.json()
+        assert body["status"] == "queued"
+        assert response.headers["location"] == f"/api/v1/jobs/{body['job_id']}"
+        job = (await client.get(response.headers["location"], params={"wait": 5})).json()
+        assert job["status"] == "completed"
+        assert job["result"] == 5
+        assert job["name"] == "add"
+        assert job["attempts"] == 1
+        assert job["error"] is None
+        assert job["finished_at"] >= job["started_at"] >= job["submitted_at"]
+        assert pool.get(body["job_id"]).status == "completed"
+
+
+async def test_submit_passes_priority_id_timeout_and_retry() -> None:
+    async with served(max_workers=1, queue_size=10) as (pool, jobs, client):
+        blocker = await client.post("/api/v1/jobs", json={"name": "block", "job_id": "first"})
+        assert blocker.status_code == 202
+        body = {
+            "name": "fail",
+            "args": ["boom"],
+            "priority": -3,
+            "job_id": "mine",
+            "timeout": 30,
+            "retry": {"max_attempts": 2, "backoff": 0, "jitter": False},
+        }
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        handle = pool.get("mine")
+        assert handle.priority == -3
+        jobs.release.set()
+        await handle.wait()
+        job = (await client.get("/api/v1/jobs/mine")).json()
+        assert job["status"] == "failed"
+        assert job["attempts"] == 2
+        assert job["priority"] == -3
+        assert job["error"] == {"type": "ValueError", "message": "boom"}
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "'name'"),
+        ({"name": 3}, "'name'"),
+        ({"name": "add", "args": {"a": 1}}, "'args'"),
+        ({"name": "add", "priority": True}, "'priority'"),
+        ({"name": "add", "priority": 1.5}, "'priority'"),
+        ({"name": "add", "priority": 2**53}, "'priority'"),
+        ({"name": "add", "job_id": ""}, "'job_id'"),
+        ({"name": "add", "job_id": "x" * 201}, "'job_id'"),
+        ({"name": "add", "job_id": "a/b"}, "'job_id'"),
+        ({"name": "add", "job_id": "a\nb"}, "'job_id'"),
+        ({"name": "add", "job_id": 7}, "'job_id'"),
+        ({"name": "add", "timeout": -1}, "'timeout'"),
+        ({"name": "add", "timeout": "60"}, "'timeout'"),
+        ({"name": "add", "retry": {"max_attempts": 0}}, "'max_attempts'"),
+        ({"name": "add", "retry": {"jitter": "yes"}}, "'jitter'"),
+        ({"name": "add", "retry": {"tries": 3}}, "'tries'"),
+        ({"name": "add", "retry": []}, "'retry'"),
+        ({"name": "add", "colour": "red"}, "'colour'"),
+        ([1, 2], "JSON object"),
+    ],
+)
+async def test_submit_with_a_bad_field_is_422_and_changes_nothing(body: object, field: str) -> None:
+    async with served() as (pool, _, client):
+        message = error_of(await client.post("/api/v1/jobs", json=body), 422, "invalid")
+        assert field in message
+        assert pool.stats().total_submitted == 0
+
+
+@pytest.mark.parametrize("content", [b"{", b"", b"\xff\xfe", b'{"name": NaN}', b"[" * 50_000])
+async def test_submit_of_malformed_json_is_400(content: bytes) -> None:
+    async with served() as (pool, _, client):
+        response = await client.post("/api/v1/jobs", content=content)
+        error_of(response, 400, "malformed_json")
+        assert pool.stats().total_submitted == 0
+
+
+async def test_submit_of_an_unregistered_name_is_400() -> None:
+    async with served() as (pool, _, client):
+        message = error_of(
+            await client.post("/api/v1/jobs", json={"name": "rm_rf"}), 400, "unknown_job_name"
+        )
+        assert "rm_rf" in message
+        # A job of the pool's registry that the app was not given cannot be run through it.
+        app = create_app(pool, JobRegistry())
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as other:
+            response = await other.post("/api/v1/jobs", json={"name": "add", "args": [1, 2]})
+            error_of(response, 400, "unknown_job_name")
+        assert pool.stats().total_submitted == 0
+
+
+async def test_a_duplicate_id_is_409() -> None:
+    async with served() as (pool, _, client):
+        body = {"name": "block", "job_id": "once"}
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        error_of(await client.post("/api/v1/jobs", json=body), 409, "duplicate_job")
+        assert pool.stats().total_submitted == 1
+
+
+async def test_a_full_queue_is_429_with_retry_after() -> None:
+    async with served(max_workers=1, queue_size=1, submit_wait=0.01) as (pool, jobs, client):
+        for label in ("running", "waiting"):
+            body = {"name": "block", "args": [label]}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        response = await client.post("/api/v1/jobs", json={"name": "block"})
+        error_of(response, 429, "queue_full")
+        assert 1 <= int(response.headers["retry-after"]) <= 60
+        assert pool.stats().total_submitted == 2
+        jobs.release.set()
+
+
+async def test_a_submit_waits_submit_wait_for_room() -> None:
+    async with served(max_workers=1, queue_size=0, submit_wait=30) as (pool, jobs, client):
+        assert (await client.post("/api/v1/jobs", json={"name": "block"})).status_code == 202
+        answers: list[int] = []
+
+        async def submit() -> None:
+            response = await client.post("/api/v1/jobs", json={"name": "add", "args": [1, 1]})
+            answers.append(response.status_code)
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(submit)
+            await anyio.wait_all_tasks_blocked()
+            assert answers == []  # waiting for room, not refused
+            jobs.release.set()
+        assert answers == [202]
+        assert pool.stats().total_submitted == 2
+
+
+async def test_a_closed_pool_is_503() -> None:
+    async with served() as (pool, _, client):
+        pool.close()
+        error_of(await client.post("/api/v1/jobs", json={"name": "add"}), 503, "pool_closed")
+        response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 3})
+        assert response.status_code in (200, 503)  # closed, not yet stopping: resize allowed
+        await pool.stop()
+        response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 3})
+        error_of(response, 503, "pool_closed")
+        assert (await client.get("/healthz")).status_code == 503
+
+
+async def test_a_body_over_the_cap_is_413_declared_or_streamed() -> None:
+    async with served(max_body_bytes=100) as (pool, jobs, client):
+        big = json.dumps({"name": "add", "args": ["x" * 200]}).encode()
+        error_of(await client.post("/api/v1/jobs", content=big), 413, "body_too_large")
+        # No Content-Length: counted as it arrives, and the rest is never asked for.
+        app = create_app(pool, jobs.registry, max_body_bytes=100)
+        status, body, asked = await raw_request(app, "POST", "/api/v1/jobs", [b" " * 60] * 10)
+        assert (status, json.loads(body)["error"]) == (413, "body_too_large")
+        assert asked == 2
+        assert pool.stats().total_submitted == 0
+
+
+async def raw_request(
+    app: Any, method: str, path: str, chunks: list[bytes]
+) -> tuple[int, bytes, int]:
+    """Call ``app`` as an ASGI server would, with a body in ``chunks`` and no Content-Length;
+    return the status, the body and how many chunks the app asked for."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"test"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 1),
+        "server": ("test", 80),
+    }
+    asked = 0
+    answer: dict[str, Any] = {"body": b""}
+
+    async def receive() -> dict[str, Any]:
+        nonlocal asked
+        asked += 1
+        if asked > len(chunks):
+            await anyio.sleep_forever()  # (a disconnect would come here)
+        return {"type": "http.request", "body": chunks[asked - 1], "more_body": True}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            answer["status"] = message["status"]
+        else:
+            answer["body"] += message.get("body", b"")
+
+    await app(scope, receive, send)
+    return answer["status"], answer["body"], asked
+
+
+# -- reading jobs ---------------------------------------------------------------------------
+
+
+async def test_get_of_an_unknown_job_is_404() -> None:
+    async with served() as (_, _, client):
+        error_of(await client.get("/api/v1/jobs/nobody"), 404, "not_found")
+
+
+async def test_get_with_wait_returns_when_the_job_ends() -> None:
+    async with served() as (_, jobs, client):
+        await client.post("/api/v1/jobs", json={"name": "block", "args": ["a"], "job_id": "b"})
+        now = (await client.get("/api/v1/jobs/b", params={"wait": 0})).json()
+        assert now["status"] == "running"
+        assert now["progress"] == 0.25
+        assert now["progress_message"] == "waiting a"
+        answer: dict[str, Any] = {}
+
+        async def wait() -> None:
+            response = await client.get("/api/v1/jobs/b", params={"wait": 60})
+            answer.update(response.json())
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(wait)
+            await anyio.wait_all_tasks_blocked()
+            assert answer == {}
+            jobs.release.set()
+        assert answer["status"] == "completed"
+        assert answer["result"] == "a"
+
+
+@pytest.mark.parametrize("wait", ["-1", "61", "soon", "nan"])
+async def test_a_bad_wait_is_422(wait: str) -> None:
+    async with served() as (_, _, client):
+        await client.post("/api/v1/jobs", json={"name": "add", "args": [1, 1], "job_id": "j"})
+        error_of(await client.get("/api/v1/jobs/j", params={"wait": wait}), 422, "invalid")
+
+
+async def test_results_json_cannot_hold_are_given_as_repr() -> None:
+    async with served() as (pool, _, client):
+        response = await client.post("/api/v1/jobs", json={"name": "odd_result", "job_id": "o"})
+        assert response.status_code == 202
+        await pool.get("o").wait()
+        assert (await client.get("/api/v1/jobs/o")).json()["result"] == "{1, 2}"
+
+
+async def test_an_unexpected_error_is_500_without_details(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async with served() as (pool, _, client):
+        await client.post("/api/v1/jobs", json={"name": "bad_repr", "job_id": "r"})
+        await pool.get("r").wait()
+        with caplog.at_level(logging.ERROR, logger="trio_jobpool.http"):
+            response = await client.get("/api/v1/jobs/r")
+        message = error_of(response, 500, "internal")
+        assert "secret" not in message
+        assert "secret internals" in caplog.text  # the server's log has the traceback
+
+
+async def test_the_list_gives_running_then_waiting_then_ended_jobs() -> None:
+    async with served(max_workers=1, queue_size=10) as (pool, jobs, client):
+        await client.post("/api/v1/jobs", json={"name": "add", "args": [1, 1], "job_id": "done"})
+        await pool.get("done").wait()
+        for job_id in ("run", "wait-1", "wait-2"):
+            await client.post("/api/v1/jobs", json={"name": "block", "job_id": job_id})
+        listed = (await client.get("/api/v1/jobs")).json()["jobs"]
+        assert [(j["job_id"], j["status"]) for j in listed] == [
+            ("run", "running"),
+            ("wait-2", "queued"),
+            ("wait-1", "queued"),
+            ("done", "completed"),
+        ]
+        limited = (await client.get("/api/v1/jobs", params={"limit": 2})).json()["jobs"]
+        assert [j["job_id"] for j in limited] == ["run", "wait-2"]
+        for limit in ("0", "501", "x"):
+            response = await client.get("/api/v1/jobs", params={"limit": limit})
+            error_of(response, 422, "invalid")
+        jobs.release.set()
+
+
+# -- cancelling -----------------------------------------------------------------------------
+
+
+async def test_cancel_of_running_and_waiting_jobs_then_404_and_409() -> None:
+    async with served(max_workers=1, queue_size=5) as (pool, _, client):
+        for job_id in ("running", "waiting"):
+            await client.post("/api/v1/jobs", json={"name": "block", "job_id": job_id})
+        for job_id in ("waiting", "running"):
+            response = await client.post(f"/api/v1/jobs/{job_id}/cancel")
+            assert response.status_code == 200
+            assert response.json() == {"message": "job cancelled", "job_id": job_id}
+            await pool.get(job_id).wait()
+            job = (await client.get(f"/api/v1/jobs/{job_id}")).json()
+            assert job["status"] == "cancelled"
+            assert job["error"]["type"] == "JobCancelled"
+        assert pool.get("waiting").attempts == 0
+        message = error_of(await client.post("/api/v1/jobs/running/cancel"), 409, "job_ended")
+        assert "cancelled" in message
+        error_of(await client.post("/api/v1/jobs/ghost/cancel"), 404, "not_found")
+
+
+# -- the pool -------------------------------------------------------------------------------
+
+
+async def test_stats_are_the_pools_own() -> None:
+    async with served() as (pool, jobs, client):
+        await client.post("/api/v1/jobs", json={"name": "block"})
+        await client.post("/api/v1/jobs", json={"name": "add", "args": [1, 2]})
+        await anyio.wait_all_tasks_blocked()
+        body = (await client.get("/api/v1/jobs/pool/stats")).json()
+        assert body == pool.stats().as_dict()
+        assert list(body) == list(PoolStats.__dataclass_fields__)
+        cluster = await client.get("/api/v1/jobs/pool/stats", params={"cluster": "true"})
+        assert cluster.json() == body  # a pool in memory is its own cluster
+        bad = await client.get("/api/v1/jobs/pool/stats", params={"cluster": "maybe"})
+        error_of(bad, 422, "invalid")
+        jobs.release.set()
+
+
+async def test_resize_changes_the_pool_and_bad_sizes_are_refused() -> None:
+    async with served() as (pool, _, client):
+        response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 7})
+        assert response.status_code == 200
+        assert response.json() == {"max_workers": 7}
+        assert pool.max_workers == 7
+        for body in ({"max_workers": 0}, {"max_workers": -1}, {"max_workers": "8"}, {}, [8]):
+            response = await client.put("/api/v1/jobs/pool/size", json=body)
+            error_of(response, 422, "invalid")
+        bad = await client.put("/api/v1/jobs/pool/size", content=b"{")
+        error_of(bad, 400, "malformed_json")
+        assert pool.max_workers == 7
+
+
+async def test_info_and_health() -> None:
+    async with served(token=TOKEN) as (_, _, client):
+        info = (await client.get("/api/v1/jobs/pool/info")).json()
+        assert info["names"] == ["add", "bad_repr", "block", "fail", "odd_result"]
+        assert info["store"] == "memory://"
+        assert info["token_required"] is True
+        assert info["closed"] is False
+        health = await client.get("/healthz")
+        assert (health.status_code, health.json()) == (200, {"status": "ok"})
+
+
+async def test_unknown_paths_and_methods() -> None:
+    async with served() as (_, _, client):
+        error_of(await client.get("/api/v2/jobs"), 404, "not_found")
+        response = await client.delete("/api/v1/jobs/pool/size")
+        error_of(response, 405, "method_not_allowed")
+        assert response.headers["allow"] == "PUT"
+
+
+# -- the token ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": TOKEN},
+        {"Authorization": f"Basic {TOKEN}"},
+        {"Authorization": f"Bearer {TOKEN}x"},
+    ],
+)
+async def test_changes_need_the_token(headers: dict[str, str]) -> None:
+    async with served(token=TOKEN) as (pool, _, client):
+        requests: list[Callable[[], Any]] = [
+            lambda: client.post("/api/v1/jobs", json={"name": "add"}, headers=headers),
+            lambda: client.post("/api/v1/jobs/x/cancel", headers=headers),
+            lambda: client.put("/api/v1/jobs/pool/size", json={"max_workers": 9}, headers=headers),
+        ]
+        for request in requests:
+            response = await request()
+            error_of(response, 401, "unauthorized")
+            assert response.headers["www-authenticate"] == "Bearer"
+        assert pool.stats().total_submitted == 0
+        assert pool.max_workers == 2
+        # Reading needs no token.
+        assert (await client.get("/api/v1/jobs/pool/stats")).status_code == 200
+        assert (await client.get("/metrics")).status_code == 200
+
+
+async def test_the_token_lets_changes_through() -> None:
+    async with served(token=TOKEN) as (pool, _, client):
+        body = {"name": "block", "job_id": "j"}
+        assert (await client.post("/api/v1/jobs", json=body, headers=AUTH)).status_code == 202
+        assert (await client.post("/api/v1/jobs/j/cancel", headers=AUTH)).status_code == 200
+        response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 4}, headers=AUTH)
+        assert response.status_code == 200
+        assert pool.max_workers == 4
+
+
+def test_create_app_checks_its_arguments() -> None:
+    registry = JobRegistry()
+    with pytest.raises(TypeError, match="pool"):
+        create_app(object(), registry)  # type: ignore[arg-type]
+
+    async def check() -> None:
+        async with open_job_pool(1) as pool:
+            with pytest.raises(TypeError, match="registry"):
+                create_app(pool, {})  # type: ignore[arg-type]
+            with pytest.raises(ValueError, match="token"):
+                create_app(pool, registry, token="")
+            with pytest.raises(ValueError, match="max_body_bytes"):
+                create_app(pool, registry, max_body_bytes=0)
+            for wait in (0, -1, float("nan"), float("inf")):
+                with pytest.raises(ValueError, match="submit_wait"):
+                    create_app(pool, registry, submit_wait=wait)
+
+    anyio.run(check)
+
+
+# -- stores ---------------------------------------------------------------------------------
+
+
+async def test_a_durable_pool_serves_jobs_of_an_earlier_run(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    async with served(store=store) as (_, _, client):
+        response = await client.post(
+            "/api/v1/jobs", json={"name": "fail", "args": ["kept"], "job_id": "f"}
+        )
+        assert response.status_code == 202
+        assert (await client.get("/api/v1/jobs/f", params={"wait": 10})).json()["status"] == (
+            "failed"
+        )
+    async with (
+        served(store=store, history=0) if False else served(store=store) as (
+            _,
+            _,
+            client,
+        )
+    ):
+        job = (await client.get("/api/v1/jobs/f")).json()
+        assert job["status"] == "failed"
+        assert job["error"] == {"type": "ValueError", "message": "kept"}
+        assert job["name"] == "fail"
+        error_of(await client.post("/api/v1/jobs/f/cancel"), 409, "job_ended")
+        info = (await client.get("/api/v1/jobs/pool/info")).json()
+        assert info["store"] == store
+
+
+async def test_a_distributed_pool_through_the_app(redis_url: str) -> None:
+    store = f"{redis_url}/0?queue=http{uuid.uuid4().hex[:12]}"
+    async with served(store=store) as (pool, _, client):
+        body = {"name": "add", "args": [20, 22], "job_id": "d1"}
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        job = (await client.get("/api/v1/jobs/d1", params={"wait": 10})).json()
+        assert (job["status"], job["result"]) == ("completed", 42)
+        await client.post("/api/v1/jobs", json={"name": "block", "job_id": "d2"})
+        assert (await client.post("/api/v1/jobs/d2/cancel")).status_code == 200
+        await pool.get("d2").wait()
+        error_of(await client.post("/api/v1/jobs/d2/cancel"), 409, "job_ended")
+        error_of(await client.post("/api/v1/jobs/d3/cancel"), 404, "not_found")
+        stats = (await client.get("/api/v1/jobs/pool/stats", params={"cluster": "true"})).json()
+        assert stats["total_completed"] >= 1
