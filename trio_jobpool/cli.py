@@ -4,20 +4,67 @@ Subcommands:
 
 * ``demo``: run a built-in CI-like workload on a Trio pool and show live progress (needs the
   ``[cli]`` extra, i.e. ``rich``).
+* ``serve``: serve a registry's jobs over HTTP (``trio_jobpool.http``) with Hypercorn on Trio.
+* ``worker``: run the jobs of a shared store (Redis) until stopped.
+* ``submit``, ``status``, ``cancel``, ``stats``: talk to a running ``serve`` over HTTP.
+* ``prune``: delete old ended jobs from an SQLite store.
+
+Exit codes (``docs/cli.md``): 0 success; 1 the job or the request failed for a reason other than
+bad input (a job that did not complete, 404, 409, 429, 503; a store in use, a port taken);
+2 bad input (usage, JSON, ``--app``, a 400/401/422 answer, a missing extra); 3 the server cannot
+be reached or answered 5xx; 130 interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-__all__ = ["build_parser", "main"]
+if TYPE_CHECKING:
+    _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
+
+__all__ = ["CliError", "build_parser", "main"]
+
+# Exit codes (see the module docstring and docs/cli.md).
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_UNREACHABLE = 3
+EXIT_INTERRUPTED = 130
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+DEFAULT_STORE = "sqlite:///trio-jobpool.db"
+URL_VARIABLE = "TRIO_JOBPOOL_URL"
+TOKEN_VARIABLE = "TRIO_JOBPOOL_TOKEN"
 
 _RICH_MISSING = (
     "trio-jobpool demo needs the 'rich' package for its display.\n"
     "Install it with:  pip install 'trio-jobpool[cli]'"
 )
+
+_EXIT_CODES = """\
+exit codes:
+  0  success
+  1  failed: the job ended without completing, the server refused (404, 409, 429, 503),
+     a store in use, an address taken
+  2  bad input: usage, JSON, --app, an answer 400/401/422, a missing extra
+  3  the server cannot be reached, or answered 5xx
+"""
+
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+class CliError(Exception):
+    """An expected failure of a command: ``message`` goes to stderr, ``code`` is the exit code."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -35,18 +82,80 @@ def _int_at_least(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+def parse_duration(text: str) -> float:
+    """Seconds from ``"90"``, ``"90s"``, ``"15m"``, ``"12h"``, ``"7d"`` (or ``"1.5h"``).
+
+    Raises:
+        ValueError: not such a duration, negative, or not finite.
+    """
+    stripped = text.strip().lower()
+    factor = _DURATION_UNITS.get(stripped[-1:])
+    number = stripped[:-1] if factor is not None else stripped
+    try:
+        value = float(number) * (factor or 1.0)
+    except ValueError:
+        raise ValueError(
+            f"not a duration: {text!r} (a number of seconds, or with a unit: 30s, 15m, 12h, 7d)"
+        ) from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"a duration must be finite and >= 0, got {text!r}")
+    return value
+
+
+def _duration(text: str) -> float:
+    """An argparse ``type``: :func:`parse_duration`."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _port(text: str) -> int:
+    """An argparse ``type``: a TCP port, 0 (any free port) to 65535."""
+    value = _int_at_least(0)(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"not a TCP port: {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trio-jobpool``."""
     from . import __version__
 
     parser = argparse.ArgumentParser(
         prog="trio-jobpool",
-        description="A job worker pool for Trio and AnyIO: tools and a live demo.",
+        description="A job worker pool for Trio and AnyIO: a job server, its client, a demo.",
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_demo(commands)
+    _add_serve(commands)
+    _add_worker(commands)
+    _add_submit(commands)
+    _add_status(commands)
+    _add_cancel(commands)
+    _add_stats(commands)
+    _add_prune(commands)
+    return parser
 
-    demo = commands.add_parser(
+
+def _command(
+    commands: _Commands, name: str, help: str, description: str
+) -> argparse.ArgumentParser:
+    return commands.add_parser(
+        name,
+        help=help,
+        description=description,
+        epilog=_EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+
+
+def _add_demo(commands: _Commands) -> None:
+    demo = _command(
+        commands,
         "demo",
         help="run a simulated CI workload and show live progress",
         description=(
@@ -84,7 +193,262 @@ def build_parser() -> argparse.ArgumentParser:
         help="print plain progress lines instead of the live display (for logs and pipes)",
     )
     demo.set_defaults(handler=_demo)
-    return parser
+
+
+def _add_pool_options(command: argparse.ArgumentParser, *, min_workers: int) -> None:
+    """--app, --workers, --queue-size, --shutdown-timeout: what serve and worker share."""
+    command.add_argument(
+        "--app",
+        required=True,
+        metavar="MODULE:ATTR",
+        help=(
+            "the JobRegistry of the jobs to run: a module and an attribute "
+            "(examples.ci_jobs:registry; the working directory is searched first) or a file "
+            "(examples/ci_jobs.py:registry); ':registry' may be left out"
+        ),
+    )
+    command.add_argument(
+        "--workers",
+        type=_int_at_least(min_workers),
+        default=4,
+        metavar="N",
+        help="jobs run at once in this process (default: 4)",
+    )
+    command.add_argument(
+        "--queue-size",
+        type=_int_at_least(1),
+        default=100,
+        metavar="N",
+        help="jobs that may wait for a worker (default: 100)",
+    )
+    command.add_argument(
+        "--shutdown-timeout",
+        type=_duration,
+        default=30.0,
+        metavar="SECONDS",
+        help=(
+            "on SIGINT/SIGTERM, how long running jobs may take to finish before they are "
+            "cancelled (default: 30; 30s, 2m, ...); a second signal cancels them at once"
+        ),
+    )
+
+
+def _add_serve(commands: _Commands) -> None:
+    serve = _command(
+        commands,
+        "serve",
+        help="serve a registry's jobs over HTTP (API, metrics, dashboard)",
+        description=(
+            "Open a job pool on STORE with the jobs of a registry and serve it over HTTP "
+            "(docs/service.md) with Hypercorn on Trio, until SIGINT or SIGTERM; then stop "
+            "serving and drain the pool. Prints 'serving on URL ...' once it listens. Needs "
+            "the [cli] extra (pip install 'trio-jobpool[cli]')."
+        ),
+    )
+    _add_pool_options(serve, min_workers=0)
+    serve.add_argument(
+        "--store",
+        default=DEFAULT_STORE,
+        metavar="URL",
+        help=(
+            f"where the jobs are kept: sqlite:///path.db (default: {DEFAULT_STORE}, in the "
+            "working directory), memory://, or redis://host:port/db (with --workers 0: "
+            "only submit, for worker processes to run)"
+        ),
+    )
+    serve.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address to listen on (default: 127.0.0.1; 0.0.0.0 for every interface)",
+    )
+    serve.add_argument(
+        "--port",
+        type=_port,
+        default=8000,
+        help="the port to listen on (default: 8000; 0 for any free port, printed)",
+    )
+    serve.add_argument(
+        "--token",
+        default=os.environ.get(TOKEN_VARIABLE) or None,
+        help=(
+            "require 'Authorization: Bearer TOKEN' on every request that changes state "
+            f"(default: ${TOKEN_VARIABLE}; none: no token)"
+        ),
+    )
+    serve.add_argument(
+        "--no-dashboard",
+        dest="dashboard",
+        action="store_false",
+        help="do not serve the dashboard at /",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        help="log every request on stderr",
+    )
+    serve.set_defaults(handler=_serve)
+
+
+def _add_worker(commands: _Commands) -> None:
+    worker = _command(
+        commands,
+        "worker",
+        help="run the jobs of a shared store (Redis) until stopped",
+        description=(
+            "Open a job pool on a shared store and run its jobs, up to --workers at once, until "
+            "SIGINT or SIGTERM; then take no more and let the running ones finish (up to "
+            "--shutdown-timeout; what is left goes back to the queue). Start any number, on "
+            "any hosts, next to a 'serve --workers 0' (or any program) that submits."
+        ),
+    )
+    _add_pool_options(worker, min_workers=1)
+    worker.add_argument(
+        "--store",
+        required=True,
+        metavar="URL",
+        help="the shared store: redis://host:port/db (?queue=NAME&lease_timeout=SECONDS...)",
+    )
+    worker.set_defaults(handler=_worker)
+
+
+def _add_client_options(command: argparse.ArgumentParser, *, token: bool) -> None:
+    command.add_argument(
+        "--url",
+        default=os.environ.get(URL_VARIABLE) or DEFAULT_URL,
+        help=f"the server's URL (default: ${URL_VARIABLE}, else {DEFAULT_URL})",
+    )
+    if token:
+        command.add_argument(
+            "--token",
+            default=os.environ.get(TOKEN_VARIABLE) or None,
+            help=f"the server's token, if it has one (default: ${TOKEN_VARIABLE})",
+        )
+
+
+def _add_wait_option(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--wait",
+        action="store_true",
+        help=(
+            "wait until the job ends, showing its progress; then print its result (exit 0) "
+            "or its error (exit 1)"
+        ),
+    )
+
+
+def _add_submit(commands: _Commands) -> None:
+    submit = _command(
+        commands,
+        "submit",
+        help="submit a job to a running server",
+        description=(
+            "Submit the registered job NAME with the arguments ARGS (one JSON array) to a "
+            "running 'trio-jobpool serve'. Prints the job's id, or with --wait its result."
+        ),
+    )
+    submit.add_argument("name", metavar="NAME", help="a job name of the server's registry")
+    submit.add_argument(
+        "args",
+        metavar="ARGS",
+        nargs="?",
+        default="[]",
+        help="the job's arguments as one JSON array, e.g. '[\"repo-a\", 3]' (default: [])",
+    )
+    submit.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        metavar="N",
+        help="lower runs first (default: the server's, 5)",
+    )
+    submit.add_argument("--job-id", default=None, metavar="ID", help="the job's id")
+    submit.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="per attempt (default: the pool's; 90, 90s, 15m, ...)",
+    )
+    _add_wait_option(submit)
+    _add_client_options(submit, token=True)
+    submit.set_defaults(handler=_submit)
+
+
+def _add_status(commands: _Commands) -> None:
+    status = _command(
+        commands,
+        "status",
+        help="show a job of a running server",
+        description="Print a job of a running 'trio-jobpool serve' as JSON.",
+    )
+    status.add_argument("job_id", metavar="ID", help="the job's id")
+    status.add_argument(
+        "--wait",
+        action="store_true",
+        help="first wait until the job ends, showing its progress (exit 1 if it failed)",
+    )
+    _add_client_options(status, token=False)
+    status.set_defaults(handler=_status)
+
+
+def _add_cancel(commands: _Commands) -> None:
+    cancel = _command(
+        commands,
+        "cancel",
+        help="cancel a job of a running server",
+        description=(
+            "Cancel a waiting or running job of a running 'trio-jobpool serve' by its id "
+            "(exit 1 if there is no such job, or it has ended)."
+        ),
+    )
+    cancel.add_argument("job_id", metavar="ID", help="the job's id")
+    _add_client_options(cancel, token=True)
+    cancel.set_defaults(handler=_cancel)
+
+
+def _add_stats(commands: _Commands) -> None:
+    stats = _command(
+        commands,
+        "stats",
+        help="show the stats of a running server's pool",
+        description="Show the pool stats of a running 'trio-jobpool serve' as a table.",
+    )
+    stats.add_argument("--json", action="store_true", help="print the JSON the server sent")
+    stats.add_argument(
+        "--cluster",
+        action="store_true",
+        help="the stats of every process sharing a distributed pool's queue",
+    )
+    _add_client_options(stats, token=False)
+    stats.set_defaults(handler=_stats)
+
+
+def _add_prune(commands: _Commands) -> None:
+    prune = _command(
+        commands,
+        "prune",
+        help="delete old ended jobs from an SQLite store",
+        description=(
+            "Delete the jobs of an SQLite store that ended more than --older-than ago (live "
+            "jobs are never deleted). The store must not be in use: stop the server using it "
+            "first. A Redis store needs no pruning: ended jobs expire by themselves "
+            "(keep_ended, a week by default)."
+        ),
+    )
+    prune.add_argument(
+        "--store", required=True, metavar="URL", help="the store: sqlite:///path/jobs.db"
+    )
+    prune.add_argument(
+        "--older-than",
+        type=_duration,
+        required=True,
+        metavar="AGE",
+        help="delete jobs that ended longer ago than this: 3600, 30m, 12h, 7d",
+    )
+    prune.set_defaults(handler=_prune)
+
+
+# -- handlers: each imports what it needs, so `--help` and `demo` stay light ------------------
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -92,22 +456,99 @@ def _demo(args: argparse.Namespace) -> int:
         import rich  # noqa: F401
     except ImportError:
         print(_RICH_MISSING, file=sys.stderr)
-        return 2
+        return EXIT_BAD_INPUT
     from ._demo import DemoConfig, run_demo
 
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed, live=args.live)
     return run_demo(config)
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from ._serve import ServeOptions, run_serve
+
+    options = ServeOptions(
+        app=args.app,
+        store=args.store,
+        workers=args.workers,
+        queue_size=args.queue_size,
+        shutdown_timeout=args.shutdown_timeout,
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        dashboard=args.dashboard,
+        access_log=args.access_log,
+    )
+    return run_serve(options)
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from ._serve import WorkerOptions, run_worker
+
+    options = WorkerOptions(
+        app=args.app,
+        store=args.store,
+        workers=args.workers,
+        queue_size=args.queue_size,
+        shutdown_timeout=args.shutdown_timeout,
+    )
+    return run_worker(options)
+
+
+def _submit(args: argparse.Namespace) -> int:
+    from ._client import Client, parse_args_json, submit
+
+    job_args = parse_args_json(args.args)
+    client = Client(args.url, token=args.token)
+    return submit(
+        client,
+        args.name,
+        job_args,
+        priority=args.priority,
+        job_id=args.job_id,
+        timeout=args.timeout,
+        wait=args.wait,
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    from ._client import Client, status
+
+    return status(Client(args.url), args.job_id, wait=args.wait)
+
+
+def _cancel(args: argparse.Namespace) -> int:
+    from ._client import Client, cancel
+
+    return cancel(Client(args.url, token=args.token), args.job_id)
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from ._client import Client, stats
+
+    return stats(Client(args.url), as_json=args.json, cluster=args.cluster)
+
+
+def _prune(args: argparse.Namespace) -> int:
+    from ._serve import run_prune
+
+    return run_prune(args.store, args.older_than)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run ``trio-jobpool`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args)
+    except CliError as exc:
+        print(f"trio-jobpool {args.command}: {exc.message}", file=sys.stderr)
+        return exc.code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return code
 
 
