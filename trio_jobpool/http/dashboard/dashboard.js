@@ -1,0 +1,396 @@
+// The live dashboard of a trio_jobpool HTTP service. It polls the JSON API once a second (one
+// round at a time, paused while the page is hidden) and shows what it gets. Every URL is
+// relative, so the page works behind a path prefix. Server data only ever reaches the page
+// through textContent and attributes, never as HTML: job ids and names are user input.
+"use strict";
+
+(() => {
+  const POLL_MS = 1000;
+  const FETCH_TIMEOUT_MS = 5000;
+  const WINDOW_S = 300; // the chart covers the last five minutes
+  const SUMMARY_S = 60; // the throughput and failure-rate figures cover the last minute
+  const LIVE = new Set(["queued", "retrying", "running"]);
+  const TOKEN_KEY = "trio_jobpool.token";
+
+  const $ = (id) => document.getElementById(id);
+  const state = {
+    info: null, // api/v1/jobs/pool/info, fetched once per connection
+    samples: [], // {t, ended, bad}: page time (s), jobs ended, jobs failed or timed out
+    paused: false, // a round fell due while the page was hidden
+    rows: new Map(), // row key -> <tr>
+  };
+
+  // ---- talking to the server
+
+  // One request, answer read by `read` (body included) within FETCH_TIMEOUT_MS.
+  async function request(path, init, read) {
+    const controller = new AbortController();
+    const timer = setTimeout(() => controller.abort(), FETCH_TIMEOUT_MS);
+    try {
+      const response = await fetch(path, { cache: "no-store", ...init, signal: controller.signal });
+      return await read(response);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  function getJSON(path) {
+    return request(path, { headers: { Accept: "application/json" } }, (response) => {
+      if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+      return response.json();
+    });
+  }
+
+  // ---- the polling loop: the next round is scheduled once this one is over
+
+  async function round() {
+    try {
+      if (state.info === null) {
+        state.info = await getJSON("api/v1/jobs/pool/info");
+        showInfo(state.info);
+      }
+      const [stats, list] = await Promise.all([
+        getJSON("api/v1/jobs/pool/stats"),
+        getJSON("api/v1/jobs?limit=25"),
+      ]);
+      setConnection(true);
+      showStats(stats);
+      record(stats);
+      drawChart();
+      showJobs(list.jobs);
+    } catch (error) {
+      state.info = null; // the server may come back with another configuration
+      setConnection(false, error);
+    }
+    setTimeout(tick, POLL_MS);
+  }
+
+  function tick() {
+    if (document.hidden) state.paused = true;
+    else round();
+  }
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden && state.paused) {
+      state.paused = false;
+      round();
+    }
+  });
+
+  // ---- formatting
+
+  function setText(element, text) {
+    if (element.textContent !== text) element.textContent = text; // no needless announcements
+  }
+
+  const isNumber = (value) => typeof value === "number" && Number.isFinite(value);
+  const count = (value) => (isNumber(value) ? String(value) : "–");
+
+  function duration(seconds) {
+    if (!isNumber(seconds)) return "–";
+    if (seconds < 1) return `${(seconds * 1000).toFixed(1)} ms`;
+    if (seconds < 60) return `${seconds.toFixed(2)} s`;
+    return `${(seconds / 60).toFixed(1)} min`;
+  }
+
+  function rate(value) {
+    return value === 0 ? "0" : value.toFixed(value >= 10 ? 0 : value >= 1 ? 1 : 2);
+  }
+
+  // ---- the header and the numbers
+
+  function setConnection(ok, error) {
+    const element = $("connection");
+    element.title = ok ? "" : String(error?.message ?? error);
+    const next = ok ? "connected" : "disconnected";
+    if (element.dataset.state === next) return;
+    element.dataset.state = next;
+    element.textContent = ok ? "live" : "disconnected, retrying…";
+    document.body.classList.toggle("disconnected", !ok);
+  }
+
+  function showInfo(info) {
+    const parts = [info.version ? `v${info.version}` : "", info.store, info.closed ? "closed" : ""];
+    setText($("server-info"), parts.filter(Boolean).join(" · "));
+    if (info.token_required) $("token-field").hidden = false;
+  }
+
+  function showStats(stats) {
+    const numbers = {
+      queued: stats.queued_tasks,
+      active: stats.active_workers,
+      "max-workers": stats.max_workers,
+      submitted: stats.total_submitted,
+      completed: stats.total_completed,
+      failed: stats.total_failed,
+      "timed-out": stats.total_timed_out,
+      cancelled: stats.total_cancelled,
+      retried: stats.total_retried,
+    };
+    for (const [id, value] of Object.entries(numbers)) setText($(id), count(value));
+    setText($("avg-exec"), duration(stats.average_exec_time));
+    setText($("p95-exec"), duration(stats.exec_time_p95));
+    setText($("avg-wait"), duration(stats.average_wait_time));
+    const bar = $("worker-bar");
+    bar.max = Math.max(1, stats.max_workers || 0);
+    bar.value = Math.min(stats.active_workers || 0, bar.max); // active may pass max after a shrink
+  }
+
+  // ---- throughput and failure rate
+
+  function record(stats) {
+    const t = performance.now() / 1000;
+    const ended = stats.total_completed + stats.total_failed + stats.total_timed_out;
+    const bad = stats.total_failed + stats.total_timed_out;
+    const samples = state.samples;
+    const last = samples[samples.length - 1];
+    if (last && (ended < last.ended || bad < last.bad)) samples.length = 0; // a new server
+    samples.push({ t, ended, bad });
+    while (samples.length > 1 && t - samples[1].t >= WINDOW_S) samples.shift();
+
+    const from = samples.find((sample) => t - sample.t <= SUMMARY_S);
+    const seconds = t - from.t;
+    const endedSince = ended - from.ended;
+    setText($("throughput"), seconds > 0 ? `${rate(endedSince / seconds)} jobs/s` : "–");
+    setText(
+      $("failure-rate"),
+      endedSince > 0 ? `${Math.round((100 * (bad - from.bad)) / endedSince)} %` : "–",
+    );
+  }
+
+  // One point per interval between samples: jobs ended per second, and the share of those that
+  // failed or timed out (null when none ended).
+  function intervals() {
+    const points = [];
+    for (let i = 1; i < state.samples.length; i++) {
+      const [a, b] = [state.samples[i - 1], state.samples[i]];
+      const ended = b.ended - a.ended;
+      const seconds = b.t - a.t;
+      if (seconds <= 0) continue;
+      const failure = ended > 0 ? (b.bad - a.bad) / ended : null;
+      points.push({ t: b.t, throughput: ended / seconds, failure });
+    }
+    return points;
+  }
+
+  function drawChart() {
+    const canvas = $("chart");
+    const ratio = window.devicePixelRatio || 1;
+    const width = canvas.clientWidth;
+    const height = canvas.clientHeight;
+    if (width === 0 || height === 0) return;
+    if (canvas.width !== Math.round(width * ratio)) canvas.width = Math.round(width * ratio);
+    if (canvas.height !== Math.round(height * ratio)) canvas.height = Math.round(height * ratio);
+    const context = canvas.getContext("2d");
+    context.setTransform(ratio, 0, 0, ratio, 0, 0);
+    context.clearRect(0, 0, width, height);
+
+    const style = getComputedStyle(canvas);
+    const colour = (name) => style.getPropertyValue(name).trim() || "gray";
+    const pad = { left: 44, right: 40, top: 10, bottom: 20 };
+    const plotHeight = height - pad.top - pad.bottom;
+    const now = performance.now() / 1000;
+    const points = intervals();
+    const peak = niceCeiling(Math.max(1, ...points.map((point) => point.throughput)));
+    const x = (t) => pad.left + (1 - (now - t) / WINDOW_S) * (width - pad.left - pad.right);
+    const yShare = (share) => pad.top + (1 - share) * plotHeight; // 0..1 over the full height
+
+    context.font = "11px system-ui, sans-serif";
+    context.lineWidth = 1;
+    context.strokeStyle = colour("--grid");
+    context.fillStyle = colour("--muted");
+    for (const share of [0, 0.5, 1]) {
+      const y = Math.round(yShare(share)) + 0.5;
+      context.beginPath();
+      context.moveTo(pad.left, y);
+      context.lineTo(width - pad.right, y);
+      context.stroke();
+      context.textAlign = "right";
+      context.fillText(`${rate(peak * share)}/s`, pad.left - 4, y + 4);
+      context.textAlign = "left";
+      context.fillText(`${share * 100}%`, width - pad.right + 4, y + 4);
+    }
+    context.textAlign = "left";
+    context.fillText("−5 min", pad.left, height - 4);
+    context.textAlign = "right";
+    context.fillText("now", width - pad.right, height - 4);
+
+    context.lineWidth = 2;
+    const failure = (point) => (point.failure === null ? null : yShare(point.failure));
+    plot(context, points, x, (point) => yShare(point.throughput / peak), colour("--throughput"));
+    plot(context, points, x, failure, colour("--failure"));
+  }
+
+  // A line through the points; a null y breaks it.
+  function plot(context, points, x, y, colour) {
+    context.strokeStyle = colour;
+    context.beginPath();
+    let drawing = false;
+    for (const point of points) {
+      const value = y(point);
+      if (value === null) {
+        drawing = false;
+      } else {
+        if (drawing) context.lineTo(x(point.t), value);
+        else context.moveTo(x(point.t), value);
+        drawing = true;
+      }
+    }
+    context.stroke();
+  }
+
+  function niceCeiling(value) {
+    const magnitude = 10 ** Math.floor(Math.log10(value));
+    return [1, 2, 5, 10].map((step) => step * magnitude).find((nice) => nice >= value);
+  }
+
+  // ---- the jobs table: rows are kept and updated in place, so focus and clicks survive a poll
+
+  function showJobs(jobs) {
+    const body = $("jobs");
+    const seen = new Set();
+    jobs.forEach((job, index) => {
+      // An ended job's id may be used again, so the id alone does not name a row.
+      let key = `${job.job_id}\u0000${job.submitted_at}`;
+      if (seen.has(key)) key += `\u0000${index}`;
+      seen.add(key);
+      let row = state.rows.get(key);
+      if (row === undefined) {
+        row = makeRow(job.job_id);
+        state.rows.set(key, row);
+      }
+      updateRow(row, job);
+      if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+    });
+    for (const [key, row] of state.rows) {
+      if (!seen.has(key)) {
+        row.remove();
+        state.rows.delete(key);
+      }
+    }
+    $("jobs-empty").hidden = jobs.length > 0;
+  }
+
+  function element(tag, className, parent) {
+    const created = document.createElement(tag);
+    if (className) created.className = className;
+    parent?.append(created);
+    return created;
+  }
+
+  function makeRow(id) {
+    const row = element("tr");
+    row.dataset.jobId = id;
+    const idCell = element("th", "id", row);
+    idCell.scope = "row";
+    idCell.title = id;
+    element("code", "", idCell).textContent = id;
+    const names = ["name", "priority", "status", "progress", "attempts", "exec-time", "actions"];
+    for (const name of names) element("td", name, row);
+    const status = row.querySelector(".status");
+    element("span", "badge", status);
+    element("span", "error", status);
+    const progress = element("progress", "", row.querySelector(".progress"));
+    progress.max = 1;
+    progress.setAttribute("aria-label", `Progress of job ${id}`);
+    element("span", "progress-text", row.querySelector(".progress"));
+    return row;
+  }
+
+  function updateRow(row, job) {
+    const part = (selector) => row.querySelector(selector);
+    row.dataset.status = job.status;
+    setText(part(".name"), job.name ?? "–");
+    setText(part(".priority"), count(job.priority));
+    setText(part(".badge"), job.status);
+    setText(part(".error"), job.error ? `${job.error.type}: ${job.error.message}` : "");
+    // A job that ended without ever reporting progress has none to show.
+    const progress = isNumber(job.progress) ? job.progress : 0;
+    const none = !LIVE.has(job.status) && progress === 0 && !job.progress_message;
+    part("progress").hidden = none;
+    part("progress").value = progress;
+    const message = job.progress_message ? ` · ${job.progress_message}` : "";
+    setText(part(".progress-text"), none ? "–" : `${Math.round(progress * 100)} %${message}`);
+    setText(part(".attempts"), count(job.attempts));
+    setText(part(".exec-time"), duration(job.exec_time));
+
+    const actions = part(".actions");
+    let button = actions.querySelector("button.cancel");
+    if (LIVE.has(job.status) && button === null) {
+      button = element("button", "cancel", actions);
+      button.type = "button";
+      button.textContent = "Cancel";
+      button.setAttribute("aria-label", `Cancel job ${job.job_id}`);
+      button.addEventListener("click", () => cancel(job.job_id, button));
+    } else if (!LIVE.has(job.status) && button !== null) {
+      button.remove();
+    }
+  }
+
+  // ---- cancelling
+
+  function say(text, kind) {
+    const message = $("message");
+    message.textContent = text;
+    message.dataset.kind = kind;
+  }
+
+  function askForToken() {
+    $("token-field").hidden = false;
+    $("token").focus();
+  }
+
+  async function cancel(id, button) {
+    const token = $("token").value.trim();
+    if (state.info?.token_required && token === "") {
+      say(`Enter the API token to cancel job ${id}.`, "error");
+      askForToken();
+      return;
+    }
+    const headers = new Headers({ Accept: "application/json" });
+    try {
+      if (token !== "") headers.set("Authorization", `Bearer ${token}`);
+    } catch {
+      say("The token holds characters an HTTP header cannot carry.", "error");
+      askForToken();
+      return;
+    }
+    button.disabled = true;
+    try {
+      const url = `api/v1/jobs/${encodeURIComponent(id)}/cancel`;
+      const [response, body] = await request(url, { method: "POST", headers }, async (answer) => [
+        answer,
+        await answer.json().catch(() => ({})),
+      ]);
+      if (response.ok) {
+        say(`Job ${id} cancelled.`, "ok");
+      } else if (response.status === 401) {
+        say("The server refused the token: enter a valid API token to cancel jobs.", "error");
+        askForToken();
+      } else if (response.status === 404) {
+        say(`Job ${id} was not found: the server no longer knows it.`, "error");
+      } else if (response.status === 409) {
+        say(`Job ${id} has already ended.`, "error");
+      } else {
+        const detail = typeof body?.message === "string" ? `: ${body.message}` : "";
+        say(`Could not cancel job ${id} (HTTP ${response.status})${detail}.`, "error");
+      }
+    } catch {
+      say(`Could not cancel job ${id}: the server did not answer.`, "error");
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- start
+
+  const tokenInput = $("token");
+  $("token-field").addEventListener("submit", (event) => event.preventDefault()); // Enter: stay
+  try {
+    tokenInput.value = sessionStorage.getItem(TOKEN_KEY) ?? "";
+    tokenInput.addEventListener("input", () => sessionStorage.setItem(TOKEN_KEY, tokenInput.value));
+  } catch {
+    // no sessionStorage (disabled by the browser): the token lasts as long as the page
+  }
+  round();
+})();
