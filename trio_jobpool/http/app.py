@@ -38,6 +38,7 @@ from .._errors import (
 from .._job import JobHandle, JobStatus
 from .._pool import JobPool
 from .._registry import JobRegistry
+from .._stats import PoolStats
 from . import metrics
 from ._input import (
     ApiError,
@@ -291,7 +292,12 @@ class _Api:
         return _json(200, {"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:
-        return Response(metrics.render(self.registry), media_type=metrics.CONTENT_TYPE)
+        try:
+            cluster: PoolStats | None = await self.pool.cluster_stats()
+        except StoreError as exc:  # the pool's own metrics are still worth a scrape
+            logger.warning("GET /metrics: no cluster stats: %s", exc)
+            cluster = None
+        return Response(metrics.render(self.registry, cluster), media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         if self._openapi is None:

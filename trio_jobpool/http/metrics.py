@@ -15,6 +15,10 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
 * histograms ``jobpool_job_exec_seconds`` (each attempt that ended) and
   ``jobpool_job_wait_seconds`` (each attempt that started, from submission or the end of a retry
   backoff), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
+* gauges ``jobpool_cluster_queued_tasks``, ``jobpool_cluster_active_workers``,
+  ``jobpool_cluster_max_workers``: the same of the whole pool, from ``pool.cluster_stats()``
+  when the app renders them (a distributed pool's shared queue, which every process reports
+  alike; equal to the gauges above for a pool of one process);
 * the counter ``jobpool_http_rejected_total{reason}``: submissions the HTTP app refused, by
   ``reason`` (``queue_full``, ``pool_closed``, ``duplicate_job``, ``unknown_job_name``,
   ``invalid``, ``unauthorized``, ...), kept by the app (see :class:`Rejections`).
@@ -36,9 +40,16 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from .._pool import JobPool
-from .._stats import TimeHistogram
+from .._stats import PoolStats, TimeHistogram
 
-__all__ = ["CONTENT_TYPE", "PoolCollector", "Rejections", "pool_registry", "render"]
+__all__ = [
+    "CONTENT_TYPE",
+    "ClusterCollector",
+    "PoolCollector",
+    "Rejections",
+    "pool_registry",
+    "render",
+]
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """The content type of the Prometheus text format that :func:`render` writes."""
@@ -121,6 +132,27 @@ def pool_registry(pool: JobPool, rejections: Rejections | None = None) -> Collec
     return registry
 
 
-def render(registry: CollectorRegistry) -> bytes:
-    """The registry's metrics in the Prometheus text format (:data:`CONTENT_TYPE`)."""
-    return generate_latest(registry)
+class ClusterCollector(Collector):
+    """The gauges of a whole (distributed) pool, from one ``cluster_stats()`` snapshot."""
+
+    def __init__(self, stats: PoolStats) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        for name, field, help_text in _GAUGES:
+            yield GaugeMetricFamily(
+                f"jobpool_cluster_{name}",
+                f"{help_text} All processes of the pool.",
+                value=getattr(self._stats, field),
+            )
+
+
+def render(registry: CollectorRegistry, cluster: PoolStats | None = None) -> bytes:
+    """The registry's metrics in the Prometheus text format (:data:`CONTENT_TYPE`), and the
+    cluster gauges of ``cluster`` (a ``pool.cluster_stats()``) if given."""
+    text = generate_latest(registry)
+    if cluster is None:
+        return text
+    extra = CollectorRegistry(auto_describe=False)
+    extra.register(ClusterCollector(cluster))
+    return text + generate_latest(extra)

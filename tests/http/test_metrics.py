@@ -1,0 +1,212 @@
+"""``/metrics``: the pool's exact numbers, one registry per pool, and the alert rules in docs/
+that use them."""
+
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import prometheus_client
+import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
+
+from trio_jobpool import TIME_BUCKETS, JobRegistry, open_job_pool
+from trio_jobpool.http import create_app
+
+from .test_app import Jobs, served
+
+pytestmark = pytest.mark.anyio
+
+ALERTS = Path(__file__).parents[2] / "docs" / "prometheus" / "alerts.yml"
+
+
+async def scrape(client: httpx.AsyncClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+    """``/metrics`` as {sample name: {labels: value}}."""
+    response = await client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
+    samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+    for family in text_string_to_metric_families(response.text):
+        for sample in family.samples:
+            labels = tuple(sorted(sample.labels.items()))
+            samples.setdefault(sample.name, {})[labels] = sample.value
+    return samples
+
+
+def value(samples: dict[str, Any], name: str, **labels: str) -> float:
+    return float(samples[name][tuple(sorted(labels.items()))])
+
+
+async def test_counters_and_gauges_are_the_pools_stats() -> None:
+    async with served(max_workers=2, queue_size=10) as (pool, jobs, client):
+        retry = {"max_attempts": 2, "backoff": 0}
+        for body in (
+            {"name": "add", "args": [1, 2]},
+            {"name": "fail", "args": ["x"], "retry": retry},
+            {"name": "block", "job_id": "cancel-me"},
+            {"name": "block", "timeout": 0},
+            {"name": "block"},
+            {"name": "block"},
+            {"name": "block"},
+        ):
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        await client.post("/api/v1/jobs/cancel-me/cancel")
+        await anyio.wait_all_tasks_blocked()
+        samples = await scrape(client)
+        stats = pool.stats()
+        for field in ("submitted", "completed", "failed", "cancelled", "timed_out", "retried"):
+            assert value(samples, f"jobpool_jobs_{field}_total") == getattr(stats, f"total_{field}")
+        assert (stats.total_submitted, stats.total_cancelled) == (7, 1)
+        for gauge in ("active_workers", "max_workers", "queued_tasks"):
+            assert value(samples, f"jobpool_{gauge}") == getattr(stats, gauge)
+            assert value(samples, f"jobpool_cluster_{gauge}") == getattr(stats, gauge)
+        assert stats.active_workers == 2
+        jobs.release.set()
+
+
+async def test_histograms_count_every_attempt() -> None:
+    async with served(max_workers=3, queue_size=10) as (pool, _, client):
+        for n in range(5):
+            await client.post("/api/v1/jobs", json={"name": "add", "args": [n, n]})
+        retry = {"max_attempts": 3, "backoff": 0}
+        failing = await client.post(
+            "/api/v1/jobs", json={"name": "fail", "args": ["x"], "retry": retry}
+        )
+        await client.post("/api/v1/jobs", json={"name": "block"})
+        for job in pool.recent_jobs(10):
+            if job.name != "block":
+                await job.wait()
+        assert pool.get(failing.json()["job_id"]).attempts == 3
+        samples = await scrape(client)
+        # exec: 5 adds + 3 attempts of fail; the blocked job has not ended an attempt.
+        # wait: the same 8 attempts started, and the blocked one's.
+        for name, count in (("jobpool_job_exec_seconds", 8), ("jobpool_job_wait_seconds", 9)):
+            buckets = samples[f"{name}_bucket"]
+            bounds = sorted(buckets, key=lambda labels: float(dict(labels)["le"]))
+            counts = [buckets[b] for b in bounds]
+            assert [float(dict(b)["le"]) for b in bounds] == [*TIME_BUCKETS, math.inf]
+            assert counts == sorted(counts)  # cumulative
+            assert counts[-1] == count
+            assert value(samples, f"{name}_count") == count
+        histogram = pool.histograms()["exec_time"]
+        assert value(samples, "jobpool_job_exec_seconds_sum") == pytest.approx(histogram.total)
+        assert histogram.count == 8
+
+
+def test_each_pool_has_a_registry_of_its_own() -> None:
+    async def main() -> None:
+        registry = JobRegistry()
+        registry.register(Jobs().add, name="add")
+        async with open_job_pool(1) as first, open_job_pool(1) as second:
+            a, b = create_app(first, registry), create_app(second, registry)
+            await (await first.submit(Jobs().add, 1, 1)).wait()
+            for app, submitted in ((a, 1), (b, 0)):
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=app), base_url="http://t"
+                ) as client:
+                    samples = await scrape(client)
+                    assert value(samples, "jobpool_jobs_submitted_total") == submitted
+        # Nothing reached prometheus_client's global registry.
+        names = {metric.name for metric in prometheus_client.REGISTRY.collect()}
+        assert not {name for name in names if name.startswith("jobpool")}
+
+    anyio.run(main)
+
+
+async def test_refused_submissions_are_counted_by_reason() -> None:
+    async with served(max_workers=1, queue_size=0, submit_wait=0.01, token="tok") as (
+        _,
+        jobs,
+        client,
+    ):
+        auth = {"Authorization": "Bearer tok"}
+        await client.post("/api/v1/jobs", json={"name": "block"}, headers=auth)
+        for body, headers in (
+            ({"name": "block"}, auth),  # queue full
+            ({"name": "block"}, auth),
+            ({"name": "nope"}, auth),
+            ({"name": 1}, auth),
+            ({"name": "add"}, {}),  # no token
+        ):
+            await client.post("/api/v1/jobs", json=body, headers=headers)
+        samples = await scrape(client)
+        rejected = samples["jobpool_http_rejected_total"]
+        assert rejected == {
+            (("reason", "invalid"),): 1,
+            (("reason", "queue_full"),): 2,
+            (("reason", "unauthorized"),): 1,
+            (("reason", "unknown_job_name"),): 1,
+        }
+        jobs.release.set()
+
+
+async def test_a_distributed_pools_metrics_show_the_shared_queue(redis_url: str) -> None:
+    import uuid
+
+    store = f"{redis_url}/0?queue=metrics{uuid.uuid4().hex[:12]}"
+    jobs = Jobs()
+    async with open_job_pool(0, 10, store=store, registry=jobs.registry) as front:
+        app = create_app(front, jobs.registry)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://t"
+        ) as client:
+            for _ in range(3):
+                assert (await client.post("/api/v1/jobs", json={"name": "add"})).status_code == 202
+            samples = await scrape(client)
+    assert value(samples, "jobpool_cluster_queued_tasks") == 3  # waiting in Redis
+    assert value(samples, "jobpool_queued_tasks") == 0  # none waits in this process
+    assert value(samples, "jobpool_jobs_submitted_total") == 3
+
+
+# -- the alert rules ----------------------------------------------------------------------------
+
+
+def alert_rules() -> list[dict[str, Any]]:
+    document = yaml.safe_load(ALERTS.read_text())
+    (group,) = document["groups"]
+    return list(group["rules"])
+
+
+def test_the_alert_rules_are_well_formed() -> None:
+    rules = alert_rules()
+    assert {rule["alert"] for rule in rules} >= {
+        "JobQueueBacklog",
+        "HighJobFailureRate",
+        "HighWorkerUtilization",
+    }
+    for rule in rules:
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert re.fullmatch(r"\d+[smh]", rule["for"])
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert rule["annotations"]["summary"]
+        assert rule["annotations"]["description"]
+        expr = rule["expr"]
+        assert expr.count("(") == expr.count(")"), rule["alert"]
+        for window in re.findall(r"\[([^\]]+)\]", expr):
+            assert re.fullmatch(r"\d+[smh]", window)
+
+
+async def test_the_alert_rules_use_only_metrics_the_app_exports() -> None:
+    async with served() as (_, _, client):
+        exported = set(await scrape(client)) | {"jobpool_http_rejected_total"}
+        families = {n.removesuffix(s) for n in exported for s in ("_bucket", "_sum", "_count")}
+    used = set()
+    for rule in alert_rules():
+        used |= set(re.findall(r"\bjobpool_[a-z_]+", rule["expr"]))
+    assert used
+    assert used <= exported | families, used - exported - families
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool is not installed")
+def test_promtool_accepts_the_alert_rules() -> None:
+    result = subprocess.run(
+        ["promtool", "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
