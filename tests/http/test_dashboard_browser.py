@@ -1,6 +1,6 @@
 """The dashboard in a real browser: Debian's headless Chromium, driven by Selenium.
 
-The server is a subprocess (tests/http/_dashboard_server.py): a Trio pool served by Hypercorn
+The server is a subprocess (tests/http/_server.py): a Trio pool served by Hypercorn
 on a loopback port, with a token, so the cancel button's token handling is exercised. Without
 /usr/bin/chromium or /usr/bin/chromedriver the tests are skipped, except under ``CI=true``,
 where that is a failure (.ci/run installs both). Every wait is bounded.
@@ -8,18 +8,8 @@ where that is a failure (.ci/run installs both). Every wait is bounded.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import selectors
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -34,14 +24,12 @@ from selenium.webdriver.support.wait import WebDriverWait
 
 from tests.servers import free_port
 
+from ._served import Server, run_server, stop
+
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SERVER_SCRIPT = Path(__file__).with_name("_dashboard_server.py")
 TOKEN = "dashboard-test-token"
-START_TIMEOUT = 30.0  # seconds for the server to print its ready line
-STOP_TIMEOUT = 10.0  # seconds for it to exit after SIGTERM (then SIGKILL)
 WAIT = 10.0  # seconds for the page to show something (it polls once a second)
-HTTP_TIMEOUT = 15.0  # seconds for one request of the test's own
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -70,100 +58,12 @@ def _require_chromium() -> None:
 # -- the server ------------------------------------------------------------------------------
 
 
-@dataclass
-class Server:
-    """A running _dashboard_server.py: its base URL (ending in '/') and its process."""
-
-    url: str
-    process: subprocess.Popen[bytes]
-
-    def api(self, method: str, path: str, body: object = None, *, token: bool = True) -> Any:
-        """One request to the API; its JSON answer. A status >= 400 fails the test."""
-        status, answer = self.call(method, path, body, token=token)
-        assert status < 400, f"{method} {path}: {status} {answer}"
-        return answer
-
-    def call(
-        self, method: str, path: str, body: object = None, *, token: bool = True
-    ) -> tuple[int, Any]:
-        """One request to the API: its status and its JSON answer."""
-        headers = {"Accept": "application/json"}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-        if token:
-            headers["Authorization"] = f"Bearer {TOKEN}"
-        request = urllib.request.Request(self.url + path, data, headers, method=method)
-        try:
-            with urllib.request.urlopen(request, timeout=HTTP_TIMEOUT) as response:
-                return response.status, json.load(response)
-        except urllib.error.HTTPError as error:
-            with error:
-                return error.code, json.load(error)
-
-    def submit(self, name: str, *args: object, job_id: str | None = None) -> str:
-        body: dict[str, Any] = {"name": name, "args": list(args)}
-        if job_id is not None:
-            body["job_id"] = job_id
-        return str(self.api("POST", "api/v1/jobs", body)["job_id"])
-
-    def job(self, job_id: str, wait: float = 0) -> dict[str, Any]:
-        path = f"api/v1/jobs/{urllib.parse.quote(job_id, safe='')}?wait={wait}"
-        answer: dict[str, Any] = self.api("GET", path)
-        return answer
-
-    def stats(self) -> dict[str, Any]:
-        answer: dict[str, Any] = self.api("GET", "api/v1/jobs/pool/stats")
-        return answer
-
-
-@contextlib.contextmanager
-def run_server(log: Path, port: int = 0) -> Iterator[Server]:
-    """Start _dashboard_server.py (with TOKEN, on ``port``, 0 for any), wait for its ready
-    line, and stop it (SIGTERM, then SIGKILL) on the way out."""
-    command = [sys.executable, str(SERVER_SCRIPT), "--token", TOKEN, "--port", str(port)]
-    with log.open("ab") as errors:
-        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors)
-    assert process.stdout is not None
-    try:
-        with selectors.DefaultSelector() as selector:
-            selector.register(process.stdout, selectors.EVENT_READ)
-            deadline = time.monotonic() + START_TIMEOUT
-            line = b""
-            while not line.endswith(b"\n"):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not selector.select(remaining):
-                    pytest.fail(f"no ready line within {START_TIMEOUT} s: {log.read_text()}")
-                chunk = process.stdout.read1(1024)  # type: ignore[attr-defined]
-                if not chunk:
-                    pytest.fail(f"the server exited ({process.wait()}): {log.read_text()}")
-                line += chunk
-        word, url = line.decode().split()
-        assert word == "READY", line
-        yield Server(url, process)
-    finally:
-        stop(process)
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop a server process and wait for it: SIGTERM, then SIGKILL after STOP_TIMEOUT."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(STOP_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
-    if process.stdout is not None:
-        process.stdout.close()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One server for the module's tests (each test keeps to jobs of its own)."""
     _require_chromium()
-    with run_server(tmp_path_factory.mktemp("dashboard-server") / "server.log") as running:
+    log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
+    with run_server(log, token=TOKEN) as running:
         yield running
 
 
@@ -363,7 +263,7 @@ def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> N
     _require_chromium()
     port = free_port()
     log = tmp_path / "server.log"
-    with run_server(log, port) as first:
+    with run_server(log, port, token=TOKEN) as first:
         open_dashboard(driver, first)
         wait_for(driver, "max workers", shows(driver, "max-workers", 4))
         stop(first.process)
@@ -371,7 +271,7 @@ def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> N
         # The browser logs each refused connection; nothing else may show up.
         refused = console_errors(driver)
         assert all("ERR_CONNECTION_REFUSED" in entry for entry in refused), refused
-    with run_server(log, port) as second:
+    with run_server(log, port, token=TOKEN) as second:
         second.submit("quick", 1, job_id="after-restart")
         wait_for(driver, "the connected state", lambda: state_of(driver) == "connected")
         wait_for(driver, "the new server's job", lambda: row_status(driver, "after-restart"))

@@ -1,10 +1,10 @@
-"""The server behind the dashboard's browser test (tests/http/test_dashboard_browser.py).
+"""The server of the tests that need a real one (browser, fuzzing, load): tests/http/_served.py.
 
-Run as ``python _dashboard_server.py [--token TOKEN] [--port PORT]``: opens a Trio pool with
-the jobs below, serves ``create_app(pool, registry, token=...)`` with Hypercorn's trio worker on
-127.0.0.1 (on PORT, or by default on a port the system picks), and prints
-``READY http://127.0.0.1:<port>/`` once it listens. SIGTERM or SIGINT stops it: the server
-first, then the pool, without waiting for jobs.
+Run as ``python _server.py [--token TOKEN] [--port PORT] [--workers N] [--queue-size N]
+[--submit-wait S]``: opens a Trio pool with the jobs below, serves ``create_app(pool, registry,
+token=..., submit_wait=...)`` with Hypercorn's trio worker on 127.0.0.1 (on PORT, or by default
+on a port the system picks), and prints ``READY http://127.0.0.1:<port>/`` once it listens.
+SIGTERM or SIGINT stops it: the server first, then the pool, without waiting for jobs.
 """
 
 from __future__ import annotations
@@ -51,11 +51,16 @@ async def boom(message: str = "boom") -> None:
     raise ValueError(message)
 
 
-async def main(token: str | None, port: int) -> None:
-    async with open_job_pool(max_workers=4, queue_size=100, registry=registry) as pool:
-        app = cast(Framework, create_app(pool, registry, token=token))  # Starlette is ASGI
+async def main(arguments: argparse.Namespace) -> None:
+    async with open_job_pool(
+        max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
+    ) as pool:
+        app = cast(  # (Starlette is an ASGI app)
+            Framework,
+            create_app(pool, registry, token=arguments.token, submit_wait=arguments.submit_wait),
+        )
         config = Config()
-        config.bind = [f"127.0.0.1:{port}"]  # port 0: the system picks one; serve() says which
+        config.bind = [f"127.0.0.1:{arguments.port}"]  # port 0: serve() says which it got
         config.accesslog = None
         stop = trio.Event()
         async with trio.open_nursery() as nursery:
@@ -79,5 +84,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--token", default=None, help="the bearer token the app requires")
     parser.add_argument("--port", type=int, default=0, help="the port (default: any free one)")
-    arguments = parser.parse_args()
-    trio.run(main, arguments.token, arguments.port)
+    parser.add_argument("--workers", type=int, default=4, help="max_workers (default: 4)")
+    parser.add_argument("--queue-size", type=int, default=100, help="queue_size (default: 100)")
+    parser.add_argument("--submit-wait", type=float, default=0.25, help="the app's submit_wait")
+    trio.run(main, parser.parse_args())
