@@ -391,6 +391,16 @@ def test_worker_runs_the_jobs_of_a_redis_store(
     assert "stopped: 2 completed, 0 failed, 0 cancelled, 0 timed out here" in worker.output
 
 
+def test_worker_reports_a_redis_it_cannot_reach(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(ROOT)
+    store = f"redis://127.0.0.1:{free_port()}/0?timeout=2"  # nothing listens there
+    code, out, err = run(capsys, "worker", "--app", APP, "--store", store)
+    assert (code, out) == (1, "")
+    assert err.startswith("trio-jobpool worker: cannot use the store: cannot reach Redis at ")
+
+
 # -- prune ---------------------------------------------------------------------------------
 
 
