@@ -174,18 +174,22 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
 
 
 def _expected(error: BaseException, store: str, where: str) -> CliError | None:
-    """The :class:`CliError` of an expected failure (the first one among a group's), or None."""
+    """The :class:`CliError` of an expected failure, or None if anything in it (an exception
+    group's leaves) is unexpected: that is raised as it is, with its traceback."""
+    found: list[CliError] = []
     for leaf in _leaves(error):
         if isinstance(leaf, CliError):
-            return leaf
-        if isinstance(leaf, StoreError):
-            return CliError(EXIT_FAILED, f"cannot use the store: {leaf}")
-        if isinstance(leaf, ImportError) and store.startswith(("redis://", "rediss://")):
-            return CliError(EXIT_BAD_INPUT, _REDIS_MISSING)
-        if isinstance(leaf, OSError) and where:
+            found.append(leaf)
+        elif isinstance(leaf, StoreError):
+            found.append(CliError(EXIT_FAILED, f"cannot use the store: {leaf}"))
+        elif isinstance(leaf, ImportError) and store.startswith(("redis://", "rediss://")):
+            found.append(CliError(EXIT_BAD_INPUT, _REDIS_MISSING))
+        elif isinstance(leaf, OSError) and where:
             reason = leaf.strerror or str(leaf)
-            return CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}")
-    return None
+            found.append(CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}"))
+        else:
+            return None
+    return found[0] if found else None
 
 
 def _run(main: Callable[[], Awaitable[None]], store: str, where: str = "") -> None:
