@@ -146,6 +146,7 @@ async def test_submit_passes_priority_id_timeout_and_retry() -> None:
         ({"name": "add", "args": {"a": 1}}, "'args'"),
         ({"name": "add", "priority": True}, "'priority'"),
         ({"name": "add", "priority": 1.5}, "'priority'"),
+        ({"name": "add", "priority": 1e300}, "'priority'"),
         ({"name": "add", "priority": 2**53}, "'priority'"),
         ({"name": "add", "job_id": ""}, "'job_id'"),
         ({"name": "add", "job_id": "x" * 201}, "'job_id'"),
@@ -191,6 +192,19 @@ async def test_submit_of_an_unregistered_name_is_400() -> None:
             response = await other.post("/api/v1/jobs", json={"name": "add", "args": [1, 2]})
             error_of(response, 400, "unknown_job_name")
         assert pool.stats().total_submitted == 0
+
+
+async def test_any_id_can_be_given_and_found_again() -> None:
+    async with served() as (_, _, client):
+        job_id = "Ⱥ ü?#%20&"
+        response = await client.post(
+            "/api/v1/jobs", json={"name": "add", "args": [1, 2], "job_id": job_id}
+        )
+        assert response.status_code == 202
+        assert response.json()["job_id"] == job_id
+        location = response.headers["location"]
+        assert location == "/api/v1/jobs/%C8%BA%20%C3%BC%3F%23%2520%26"
+        assert (await client.get(location)).json()["job_id"] == job_id
 
 
 async def test_a_duplicate_id_is_409() -> None:
@@ -418,7 +432,15 @@ async def test_resize_changes_the_pool_and_bad_sizes_are_refused() -> None:
         assert response.status_code == 200
         assert response.json() == {"max_workers": 7}
         assert pool.max_workers == 7
-        for body in ({"max_workers": 0}, {"max_workers": -1}, {"max_workers": "8"}, {}, [8]):
+        too_many = {"max_workers": 1025}  # (max_workers_limit: each worker is a task)
+        for body in (
+            {"max_workers": 0},
+            {"max_workers": -1},
+            {"max_workers": "8"},
+            too_many,
+            {},
+            [8],
+        ):
             response = await client.put("/api/v1/jobs/pool/size", json=body)
             error_of(response, 422, "invalid")
         bad = await client.put("/api/v1/jobs/pool/size", content=b"{")
@@ -502,6 +524,8 @@ def test_create_app_checks_its_arguments() -> None:
             for wait in (0, -1, float("nan"), float("inf")):
                 with pytest.raises(ValueError, match="submit_wait"):
                     create_app(pool, registry, submit_wait=wait)
+            with pytest.raises(ValueError, match="max_workers_limit"):
+                create_app(pool, registry, max_workers_limit=0)
 
     anyio.run(check)
 
@@ -549,3 +573,6 @@ async def test_a_distributed_pool_through_the_app(redis_url: str) -> None:
         error_of(await client.post("/api/v1/jobs/d3/cancel"), 404, "not_found")
         stats = (await client.get("/api/v1/jobs/pool/stats", params={"cluster": "true"})).json()
         assert stats["total_completed"] >= 1
+        response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 3})
+        assert response.json() == {"max_workers": 3}
+        assert pool.max_workers == 3

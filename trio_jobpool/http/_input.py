@@ -127,12 +127,13 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
     return Submission(name, tuple(args), priority, job_id, timeout, retry)
 
 
-def parse_resize(body: object) -> int:
-    """The ``max_workers`` of a ``PUT /api/v1/jobs/pool/size`` body (422 ``invalid``)."""
+def parse_resize(body: object, low: int, high: int) -> int:
+    """The ``max_workers`` of a ``PUT /api/v1/jobs/pool/size`` body, within ``low`` ..
+    ``high`` (422 ``invalid``)."""
     fields = _object(body, frozenset({"max_workers"}), "the body")
     if "max_workers" not in fields:
         _invalid("'max_workers' is required")
-    return _int(fields, "max_workers", 0, 0, 1_000_000)
+    return _int(fields, "max_workers", 0, low, high)
 
 
 def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
@@ -174,6 +175,8 @@ def _object(value: object, allowed: frozenset[str], what: str) -> dict[str, Any]
 
 def _int(fields: dict[str, Any], name: str, default: int, low: int, high: int) -> int:
     value = fields.get(name, default)
+    if type(value) is float and value.is_integer():  # JSON's 3.0 is the integer 3
+        value = int(value)
     if type(value) is not int:  # (a bool is not a number here)
         _invalid(f"{name!r} must be an integer, got {json.dumps(value)}")
     if not low <= value <= high:

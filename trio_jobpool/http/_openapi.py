@@ -7,6 +7,7 @@ allows is accepted, every answer matches its schema and its documented status.
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from .._stats import PoolStats
@@ -126,7 +127,7 @@ _SCHEMAS: dict[str, Schema] = {
         "type": "object",
         "additionalProperties": False,
         "required": ["max_workers"],
-        "properties": {"max_workers": {"type": "integer", "minimum": 0, "maximum": 1_000_000}},
+        "properties": {"max_workers": {"type": "integer"}},
     },
     "Size": {
         "type": "object",
@@ -196,9 +197,18 @@ _JOB_ID_PARAMETER: Schema = {
 }
 
 
-def openapi_document(*, token_required: bool) -> dict[str, Any]:
-    """The document; with ``token_required``, the requests that change state need the token."""
+def openapi_document(
+    *, token_required: bool, names: list[str], workers: tuple[int, int]
+) -> dict[str, Any]:
+    """The document; with ``token_required``, the requests that change state need the token;
+    ``names``: the registered names a submission may give; ``workers``: the smallest and
+    largest size a resize may ask for."""
     from .. import __version__
+
+    schemas = copy.deepcopy(_SCHEMAS)
+    schemas["Submission"]["properties"]["name"]["enum"] = names
+    size = schemas["Resize"]["properties"]["max_workers"]
+    size["minimum"], size["maximum"] = workers
 
     changes: dict[str, Any] = {}  # what a request that changes state adds to its operation
     auth: tuple[int, ...] = ()
@@ -317,7 +327,7 @@ def openapi_document(*, token_required: bool) -> dict[str, Any]:
             "description": "A job worker pool served over HTTP (docs/service.md).",
         },
         "paths": paths,
-        "components": {"schemas": _SCHEMAS},
+        "components": {"schemas": schemas},
     }
     if token_required:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}

@@ -15,6 +15,7 @@ import math
 from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Any, Final, NoReturn
+from urllib.parse import quote
 
 import anyio
 from starlette.applications import Starlette
@@ -75,6 +76,7 @@ def create_app(
     token: str | None = None,
     max_body_bytes: int = 65_536,
     submit_wait: float = 0.25,
+    max_workers_limit: int = 1024,
     dashboard: bool = True,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``pool`` over HTTP: the endpoints of docs/service.md.
@@ -84,7 +86,8 @@ def create_app(
     state (anything but ``GET``, ``HEAD``, ``OPTIONS``) needs ``Authorization: Bearer <token>``
     (compared in constant time), else 401. Bodies longer than ``max_body_bytes`` are refused
     (413) as they arrive. A submission waits up to ``submit_wait`` seconds for room, then is
-    refused with 429 and ``Retry-After``.
+    refused with 429 and ``Retry-After``. A resize beyond ``max_workers_limit`` workers is
+    refused (422): each worker is a task, started at once.
 
     Errors: every refusal is a JSON ``{"error": code, "message": text}`` with the status of
     docs/service.md; an unexpected exception in a request is logged (logger
@@ -94,7 +97,8 @@ def create_app(
 
     Raises:
         TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
-        ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not ``> 0``.
+        ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not ``> 0``;
+            ``max_workers_limit < 1``.
     """
     if not isinstance(pool, JobPool):
         raise TypeError(f"pool must be a JobPool, got {pool!r}")
@@ -106,7 +110,9 @@ def create_app(
         raise ValueError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
     if not 0 < submit_wait < math.inf:
         raise ValueError(f"submit_wait must be a number > 0, got {submit_wait!r}")
-    api = _Api(pool, registry, token, max_body_bytes, float(submit_wait))
+    if type(max_workers_limit) is not int or max_workers_limit < 1:
+        raise ValueError(f"max_workers_limit must be an int >= 1, got {max_workers_limit!r}")
+    api = _Api(pool, registry, token, max_body_bytes, float(submit_wait), max_workers_limit)
     checked = _json_errors  # (every API endpoint answers its errors as JSON)
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
@@ -144,15 +150,16 @@ class _Api:
         token: str | None,
         max_body_bytes: int,
         submit_wait: float,
+        max_workers_limit: int,
     ) -> None:
         self.pool = pool
         self.names = registry
         self.token_required = token is not None
         self.max_body_bytes = max_body_bytes
         self.submit_wait = submit_wait
+        self.max_workers = max_workers_limit
         self.rejections = metrics.Rejections()
         self.registry = metrics.pool_registry(pool, self.rejections)
-        self._openapi: bytes | None = None
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -195,7 +202,7 @@ class _Api:
         return _json(
             202,
             {"job_id": job_id, "status": "queued"},
-            {"Location": f"/api/v1/jobs/{job_id}"},
+            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # (ASCII, as headers are)
         )
 
     def _refuse(self, error: ApiError) -> NoReturn:
@@ -260,13 +267,12 @@ class _Api:
         return _json(200, stats.as_dict())
 
     async def resize(self, request: Request) -> Response:
-        max_workers = parse_resize(await read_json(request, self.max_body_bytes))
+        body = await read_json(request, self.max_body_bytes)
+        max_workers = parse_resize(body, 1, self.max_workers)
         try:
             self.pool.resize(max_workers)
         except PoolClosed as exc:
             raise ApiError(503, "pool_closed", str(exc)) from None
-        except ValueError as exc:  # e.g. 0 workers on a pool that is not distributed
-            raise ApiError(422, "invalid", str(exc)) from None
         return _json(200, {"max_workers": self.pool.max_workers})
 
     async def info(self, request: Request) -> Response:
@@ -300,10 +306,12 @@ class _Api:
         return Response(metrics.render(self.registry, cluster), media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
-        if self._openapi is None:
-            document = openapi_document(token_required=self.token_required)
-            self._openapi = json.dumps(document).encode()
-        return Response(self._openapi, media_type="application/json")
+        document = openapi_document(
+            token_required=self.token_required,
+            names=sorted(self.names),
+            workers=(1, self.max_workers),
+        )
+        return _json(200, document)
 
     # -- the dashboard -------------------------------------------------------------------------
 
