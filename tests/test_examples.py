@@ -52,6 +52,19 @@ EXPECTED: dict[str, list[str]] = {
         r"^read back from disk: test-repo-broken -> JobFailed: RuntimeError: tests are red$",
         r"^pruned 6 ended jobs; get\('build-repo-a'\) now raises JobNotFound$",
     ],
+    "ci_jobs.py": [
+        r"^serving on http://127\.0\.0\.1:\d+ "
+        r"\(as trio-jobpool serve --app examples\.ci_jobs:registry\)$",
+        r'^POST /api/v1/jobs \{"name": "build", .*\} -> 202 queued$',
+        r'^POST /api/v1/jobs \{"name": "publish", .*\} -> 400 unknown_job_name: ',
+        r'^GET /api/v1/jobs/build-repo-a\?wait=10 -> 200 completed: "built repo-a"$',
+        r'^GET /api/v1/jobs/test-repo-a\?wait=10 -> 200 completed: '
+        r'"repo-a: 100 tests passed in 4 shards"$',
+        r'^GET /api/v1/jobs/deploy-staging\?wait=10 -> 200 failed: '
+        r'"RuntimeError: deploy to staging failed: health check timed out"$',
+        r"^GET /api/v1/jobs/pool/stats -> 200 submitted=4 completed=3 failed=1 queued_tasks=0$",
+        r"^stopped: served, drained, closed$",
+    ],
     "starlette_lifespan.py": [
         r"^lifespan started: the pool is open$",
         r'^POST /jobs \{"repo": "repo-a", "priority": 1\} -> 202$',

@@ -44,6 +44,13 @@ async def blocker() -> None:
         await trio.sleep(0.05)
 
 
+@registry.job(name="nap")
+async def nap(seconds: float) -> float:
+    """Sleeps ``seconds``, then returns them."""
+    await trio.sleep(seconds)
+    return seconds
+
+
 @registry.job(name="boom")
 async def boom(message: str = "boom") -> None:
     """Fails with ``ValueError(message)``."""
