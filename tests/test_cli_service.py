@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import trio
 
@@ -159,6 +160,110 @@ def wait_until_running(capsys: pytest.CaptureFixture[str], job_id: str, url: str
     while job_status(capsys, job_id, url)["status"] != "running":
         assert time.monotonic() < deadline, f"{job_id} did not start"
         time.sleep(0.02)
+
+
+# -- every endpoint, end to end ---------------------------------------------------------------
+
+
+def test_every_endpoint_of_a_served_pool(url: str) -> None:
+    """The endpoints and error codes of docs/service.md against ``trio-jobpool serve`` (in
+    process, on both backends, tests/http/test_app.py goes through each in detail)."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    with httpx.Client(base_url=url, timeout=30) as http:
+
+        def error(response: httpx.Response) -> tuple[int, str]:
+            assert "Traceback" not in response.text
+            return response.status_code, response.json()["error"]
+
+        submit = {"name": "sleep", "args": [60], "job_id": "e2e-long"}
+        answer = http.post("/api/v1/jobs", json=submit, headers=auth)
+        assert (answer.status_code, answer.json()) == (
+            202,
+            {"job_id": "e2e-long", "status": "queued"},
+        )
+        assert answer.headers["location"] == "/api/v1/jobs/e2e-long"
+        assert error(http.post("/api/v1/jobs", json=submit)) == (401, "unauthorized")
+        assert error(http.post("/api/v1/jobs", json=submit, headers=auth)) == (409, "duplicate_job")
+        assert error(http.post("/api/v1/jobs", content=b"{", headers=auth)) == (
+            400,
+            "malformed_json",
+        )
+        unknown = {"name": "publish"}
+        assert error(http.post("/api/v1/jobs", json=unknown, headers=auth)) == (
+            400,
+            "unknown_job_name",
+        )
+        bad = {"name": "lint", "priority": "high"}
+        assert error(http.post("/api/v1/jobs", json=bad, headers=auth)) == (422, "invalid")
+        huge = b'{"name": "lint", "args": ["' + b"x" * 70_000 + b'"]}'
+        assert error(http.post("/api/v1/jobs", content=huge, headers=auth)) == (
+            413,
+            "body_too_large",
+        )
+
+        quick = {"name": "lint", "args": ["repo-e2e", 0], "job_id": "e2e-quick"}
+        assert http.post("/api/v1/jobs", json=quick, headers=auth).status_code == 202
+        job = http.get("/api/v1/jobs/e2e-quick", params={"wait": 10}).json()
+        assert (job["status"], job["result"], job["name"]) == (
+            "completed",
+            "repo-e2e: no lint errors",
+            "lint",
+        )
+        assert error(http.get("/api/v1/jobs/e2e-nobody")) == (404, "not_found")
+        listed = [
+            j["job_id"] for j in http.get("/api/v1/jobs", params={"limit": 500}).json()["jobs"]
+        ]
+        assert {"e2e-long", "e2e-quick"} <= set(listed)
+
+        assert error(http.post("/api/v1/jobs/e2e-long/cancel")) == (401, "unauthorized")
+        cancelled = http.post("/api/v1/jobs/e2e-long/cancel", headers=auth)
+        assert (cancelled.status_code, cancelled.json()["message"]) == (200, "job cancelled")
+        assert (
+            http.get("/api/v1/jobs/e2e-long", params={"wait": 10}).json()["status"] == "cancelled"
+        )
+        assert error(http.post("/api/v1/jobs/e2e-long/cancel", headers=auth)) == (409, "job_ended")
+        assert error(http.post("/api/v1/jobs/e2e-nobody/cancel", headers=auth)) == (
+            404,
+            "not_found",
+        )
+
+        stats = http.get("/api/v1/jobs/pool/stats").json()
+        assert stats["total_submitted"] >= 2
+        size = http.put("/api/v1/jobs/pool/size", json={"max_workers": 6}, headers=auth)
+        assert (size.status_code, size.json()) == (200, {"max_workers": 6})
+        assert http.get("/api/v1/jobs/pool/stats").json()["max_workers"] == 6
+        assert error(http.put("/api/v1/jobs/pool/size", json={"max_workers": 0}, headers=auth)) == (
+            422,
+            "invalid",
+        )
+        assert error(http.put("/api/v1/jobs/pool/size", json={"max_workers": 6})) == (
+            401,
+            "unauthorized",
+        )
+        assert error(http.delete("/api/v1/jobs/pool/size", headers=auth)) == (
+            405,
+            "method_not_allowed",
+        )
+        assert error(http.get("/api/v9")) == (404, "not_found")
+
+        info = http.get("/api/v1/jobs/pool/info").json()
+        assert (info["token_required"], info["names"]) == (
+            True,
+            ["build", "deploy", "lint", "sleep", "test"],
+        )
+        assert info["store"].startswith("sqlite:///")
+        assert http.get("/healthz").json() == {"status": "ok"}
+        metrics = http.get("/metrics")
+        assert metrics.headers["content-type"].startswith("text/plain")
+        assert "jobpool_jobs_cancelled_total" in metrics.text
+        document = http.get("/openapi.json").json()
+        assert document["openapi"].startswith("3.1")
+        assert "/api/v1/jobs/{job_id}/cancel" in document["paths"]
+        page = http.get("/")
+        assert page.headers["content-type"].startswith("text/html")
+        assert "static/dashboard.js" in page.text
+        assert http.get("/static/dashboard.js").status_code == 200
+        assert http.get("/static/nothing.js").status_code == 404
 
 
 # -- the client against a real server ---------------------------------------------------------
