@@ -7,7 +7,8 @@ From the repository root (with ``pip install -e '.[cli]'``)::
 
 and in another terminal::
 
-    curl -X POST localhost:8000/api/v1/jobs -d '{"name": "build", "args": ["repo-a"]}'
+    curl localhost:8000/api/v1/jobs -H 'Content-Type: application/json' \\
+         -d '{"name": "build", "args": ["repo-a"]}'
     trio-jobpool submit test '["repo-a", 8]' --wait     # a progress bar, then the result
     trio-jobpool stats
 

@@ -169,6 +169,7 @@ def test_every_endpoint_of_a_served_pool(url: str) -> None:
     """The endpoints and error codes of docs/service.md against ``trio-jobpool serve`` (in
     process, on both backends, tests/http/test_app.py goes through each in detail)."""
     auth = {"Authorization": f"Bearer {TOKEN}"}
+    json_auth = {**auth, "Content-Type": "application/json"}
     with httpx.Client(base_url=url, timeout=30) as http:
 
         def error(response: httpx.Response) -> tuple[int, str]:
@@ -184,7 +185,7 @@ def test_every_endpoint_of_a_served_pool(url: str) -> None:
         assert answer.headers["location"] == "/api/v1/jobs/e2e-long"
         assert error(http.post("/api/v1/jobs", json=submit)) == (401, "unauthorized")
         assert error(http.post("/api/v1/jobs", json=submit, headers=auth)) == (409, "duplicate_job")
-        assert error(http.post("/api/v1/jobs", content=b"{", headers=auth)) == (
+        assert error(http.post("/api/v1/jobs", content=b"{", headers=json_auth)) == (
             400,
             "malformed_json",
         )
@@ -196,7 +197,7 @@ def test_every_endpoint_of_a_served_pool(url: str) -> None:
         bad = {"name": "lint", "priority": "high"}
         assert error(http.post("/api/v1/jobs", json=bad, headers=auth)) == (422, "invalid")
         huge = b'{"name": "lint", "args": ["' + b"x" * 70_000 + b'"]}'
-        assert error(http.post("/api/v1/jobs", content=huge, headers=auth)) == (
+        assert error(http.post("/api/v1/jobs", content=huge, headers=json_auth)) == (
             413,
             "body_too_large",
         )
@@ -256,6 +257,15 @@ def test_every_endpoint_of_a_served_pool(url: str) -> None:
         )
         assert info["store"].startswith("sqlite:///")
         assert http.get("/healthz").json() == {"status": "ok"}
+        # DNS rebinding: a name that is not loopback's is refused by a server on loopback.
+        rebound = http.get("/healthz", headers={"Host": "evil.example"})
+        assert error(rebound) == (400, "bad_host")
+        cross = http.post(
+            "/api/v1/jobs/x/cancel", headers={**auth, "Origin": "http://evil.example"}
+        )
+        assert error(cross) == (403, "cross_origin")
+        plain = http.post("/api/v1/jobs", content=b'{"name": "lint"}', headers=auth)
+        assert error(plain) == (415, "unsupported_media_type")
         metrics = http.get("/metrics")
         assert metrics.headers["content-type"].startswith("text/plain")
         assert "jobpool_jobs_cancelled_total" in metrics.text
@@ -312,6 +322,19 @@ def test_submit_wait_on_a_terminal_draws_a_live_bar(
     assert out == '"repo-a: 75 tests passed in 3 shards"\n'
     assert "\x1b[" in err  # redrawn in place
     assert "completed: 3 shards passed" in err
+
+
+def test_the_progress_bar_shows_square_brackets_as_text(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from trio_jobpool._client import _progress
+
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    with _progress("job [/x]") as display:  # (markup, this would raise MarkupError)
+        display.update({"status": "failed", "name": "[/bold]", "progress_message": "to [/tmp]"})
+    err = capsys.readouterr().err
+    assert "job [/x]" in err
+    assert "failed: to [/tmp]" in err
 
 
 def test_submit_wait_of_a_failing_job_exits_1(url: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -58,9 +58,9 @@ EXPECTED: dict[str, list[str]] = {
         r'^POST /api/v1/jobs \{"name": "build", .*\} -> 202 queued$',
         r'^POST /api/v1/jobs \{"name": "publish", .*\} -> 400 unknown_job_name: ',
         r'^GET /api/v1/jobs/build-repo-a\?wait=10 -> 200 completed: "built repo-a"$',
-        r'^GET /api/v1/jobs/test-repo-a\?wait=10 -> 200 completed: '
+        r"^GET /api/v1/jobs/test-repo-a\?wait=10 -> 200 completed: "
         r'"repo-a: 100 tests passed in 4 shards"$',
-        r'^GET /api/v1/jobs/deploy-staging\?wait=10 -> 200 failed: '
+        r"^GET /api/v1/jobs/deploy-staging\?wait=10 -> 200 failed: "
         r'"RuntimeError: deploy to staging failed: health check timed out"$',
         r"^GET /api/v1/jobs/pool/stats -> 200 submitted=4 completed=3 failed=1 queued_tasks=0$",
         r"^stopped: served, drained, closed$",

@@ -287,11 +287,12 @@ def _progress(job_id: str) -> Iterator[_Display]:
         yield _PlainDisplay()
         return
     progress = Progress(
-        TextColumn("{task.description}"),
+        # (markup=False: the job's name, id and progress message are text, not Rich markup)
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),
         TimeElapsedColumn(),
-        TextColumn("{task.fields[state]}"),
+        TextColumn("{task.fields[state]}", markup=False),
         console=Console(stderr=True),
     )
     task = progress.add_task(job_id, total=1.0, state="submitted")

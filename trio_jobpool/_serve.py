@@ -238,19 +238,24 @@ async def _pool_until_signal(
     signal; a second one cancels the running jobs (``pool.stop(drain=False)``). Leaving drains
     the pool (up to ``shutdown_timeout``)."""
     stopping = trio.Event()
+    pools: list[JobPool] = []
     with trio.open_signal_receiver(*_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
-            pools: list[JobPool] = []
-            nursery.start_soon(_watch_signals, signals, stopping, pools)
+            nursery.start_soon(_watch_signals, signals, stopping, pools, nursery.cancel_scope)
             async with opener as pool:
                 pools.append(pool)
                 yield pool, stopping
                 _draining(pool, shutdown_timeout)
             nursery.cancel_scope.cancel()
+    if not pools:  # a second signal cancelled the opening (a long recovery, a slow Redis)
+        raise CliError(EXIT_FAILED, "stopped by a signal before the pool was open")
 
 
 async def _watch_signals(
-    signals: AsyncIterator[int], stopping: trio.Event, pools: list[JobPool]
+    signals: AsyncIterator[int],
+    stopping: trio.Event,
+    pools: list[JobPool],
+    opening: trio.CancelScope,
 ) -> None:
     async for number in signals:
         name = signal.Signals(number).name
@@ -260,6 +265,9 @@ async def _watch_signals(
         elif pools:
             _say(f"{name} again: cancelling the running jobs")
             await pools[0].stop(drain=False)
+        else:
+            _say(f"{name} again: giving up opening the pool")
+            opening.cancel()
 
 
 def _draining(pool: JobPool, timeout: float) -> None:
@@ -316,8 +324,15 @@ def run_serve(options: ServeOptions) -> int:
     async def main() -> None:
         async with _pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
             opened.append(pool)
+            # On loopback, answer only for loopback names: a web page whose host name an
+            # attacker points at 127.0.0.1 (DNS rebinding) is refused.
+            hosts = ["localhost", "127.0.0.1", "::1", options.host]
             app: ASGIFramework = create_app(  # a Starlette app is one
-                pool, registry, token=options.token, dashboard=options.dashboard
+                pool,
+                registry,
+                token=options.token,
+                dashboard=options.dashboard,
+                allowed_hosts=hosts if _loopback(options.host) else None,
             )  # type: ignore[assignment]
             async with trio.open_nursery() as nursery:
                 serve = partial(hypercorn.trio.serve, app, config, shutdown_trigger=stopping.wait)

@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 
 TOKEN = "t0ken-with-some-length"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+JSON = {"Content-Type": "application/json"}
 
 
 class Jobs:
@@ -153,6 +154,8 @@ async def test_submit_passes_priority_id_timeout_and_retry() -> None:
         ({"name": "add", "job_id": "a/b"}, "'job_id'"),
         ({"name": "add", "job_id": "a\nb"}, "'job_id'"),
         ({"name": "add", "job_id": 7}, "'job_id'"),
+        ({"name": "add", "job_id": ".."}, "'job_id'"),
+        ({"name": "add", "timeout": 10**400}, "'timeout'"),
         ({"name": "add", "timeout": -1}, "'timeout'"),
         ({"name": "add", "timeout": "60"}, "'timeout'"),
         ({"name": "add", "retry": {"max_attempts": 0}}, "'max_attempts'"),
@@ -170,10 +173,13 @@ async def test_submit_with_a_bad_field_is_422_and_changes_nothing(body: object, 
         assert pool.stats().total_submitted == 0
 
 
-@pytest.mark.parametrize("content", [b"{", b"", b"\xff\xfe", b'{"name": NaN}', b"[" * 50_000])
+@pytest.mark.parametrize(
+    "content",
+    [b"{", b"", b"\xff\xfe", b'{"name": NaN}', b'{"name": "add", "args": [1e999]}', b"[" * 50_000],
+)
 async def test_submit_of_malformed_json_is_400(content: bytes) -> None:
     async with served() as (pool, _, client):
-        response = await client.post("/api/v1/jobs", content=content)
+        response = await client.post("/api/v1/jobs", content=content, headers=JSON)
         error_of(response, 400, "malformed_json")
         assert pool.stats().total_submitted == 0
 
@@ -260,7 +266,8 @@ async def test_a_closed_pool_is_503() -> None:
 async def test_a_body_over_the_cap_is_413_declared_or_streamed() -> None:
     async with served(max_body_bytes=100) as (pool, jobs, client):
         big = json.dumps({"name": "add", "args": ["x" * 200]}).encode()
-        error_of(await client.post("/api/v1/jobs", content=big), 413, "body_too_large")
+        response = await client.post("/api/v1/jobs", content=big, headers=JSON)
+        error_of(response, 413, "body_too_large")
         # No Content-Length: counted as it arrives, and the rest is never asked for.
         app = create_app(pool, jobs.registry, max_body_bytes=100)
         status, body, asked = await raw_request(app, "POST", "/api/v1/jobs", [b" " * 60] * 10)
@@ -347,18 +354,27 @@ async def test_a_bad_wait_is_422(wait: str) -> None:
 
 async def test_results_json_cannot_hold_are_given_as_repr() -> None:
     async with served() as (pool, _, client):
-        response = await client.post("/api/v1/jobs", json={"name": "odd_result", "job_id": "o"})
-        assert response.status_code == 202
-        await pool.get("o").wait()
-        assert (await client.get("/api/v1/jobs/o")).json()["result"] == "{1, 2}"
+        for name in ("odd_result", "bad_repr"):
+            response = await client.post("/api/v1/jobs", json={"name": name, "job_id": name})
+            assert response.status_code == 202
+            await pool.get(name).wait()
+        assert (await client.get("/api/v1/jobs/odd_result")).json()["result"] == "{1, 2}"
+        # A result whose repr raises is shown by its type, in the job and in the list.
+        shown = (await client.get("/api/v1/jobs/bad_repr")).json()["result"]
+        assert shown.startswith("<_BadRepr instance at ")
+        listed = (await client.get("/api/v1/jobs")).json()["jobs"]
+        assert {job["result"] for job in listed} == {"{1, 2}", shown}
 
 
 async def test_an_unexpected_error_is_500_without_details(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with served() as (pool, _, client):
-        await client.post("/api/v1/jobs", json={"name": "bad_repr", "job_id": "r"})
-        await pool.get("r").wait()
+    async def broken(handle: object) -> dict[str, Any]:
+        raise RuntimeError("secret internals")
+
+    async with served() as (_, _, client):
+        await client.post("/api/v1/jobs", json={"name": "add", "args": [1, 1], "job_id": "r"})
+        monkeypatch.setattr("trio_jobpool.http.app._job_json", broken)
         with caplog.at_level(logging.ERROR, logger="trio_jobpool.http"):
             response = await client.get("/api/v1/jobs/r")
         message = error_of(response, 500, "internal")
@@ -443,7 +459,7 @@ async def test_resize_changes_the_pool_and_bad_sizes_are_refused() -> None:
         ):
             response = await client.put("/api/v1/jobs/pool/size", json=body)
             error_of(response, 422, "invalid")
-        bad = await client.put("/api/v1/jobs/pool/size", content=b"{")
+        bad = await client.put("/api/v1/jobs/pool/size", content=b"{", headers=JSON)
         error_of(bad, 400, "malformed_json")
         assert pool.max_workers == 7
 
@@ -462,6 +478,7 @@ async def test_info_and_health() -> None:
 async def test_unknown_paths_and_methods() -> None:
     async with served() as (_, _, client):
         error_of(await client.get("/api/v2/jobs"), 404, "not_found")
+        error_of(await client.get("/api/v1/jobs/"), 404, "not_found")  # not a redirect
         response = await client.delete("/api/v1/jobs/pool/size")
         error_of(response, 405, "method_not_allowed")
         assert response.headers["allow"] == "PUT"
@@ -521,13 +538,80 @@ def test_create_app_checks_its_arguments() -> None:
                 create_app(pool, registry, token="")
             with pytest.raises(ValueError, match="max_body_bytes"):
                 create_app(pool, registry, max_body_bytes=0)
-            for wait in (0, -1, float("nan"), float("inf")):
+            for wait in (0, -1, float("nan"), float("inf"), True, "1"):
                 with pytest.raises(ValueError, match="submit_wait"):
                     create_app(pool, registry, submit_wait=wait)
             with pytest.raises(ValueError, match="max_workers_limit"):
                 create_app(pool, registry, max_workers_limit=0)
 
     anyio.run(check)
+
+
+# -- what a browser may be made to send --------------------------------------------------------
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded"])
+async def test_a_body_not_declared_json_is_415(content_type: str | None) -> None:
+    # A page of another site can POST these without the browser asking the server first.
+    async with served() as (pool, _, client):
+        headers = {} if content_type is None else {"Content-Type": content_type}
+        body = b'{"name": "add", "args": [1, 2]}'
+        response = await client.post("/api/v1/jobs", content=body, headers=headers)
+        error_of(response, 415, "unsupported_media_type")
+        resize = await client.put("/api/v1/jobs/pool/size", content=b'{"max_workers": 9}')
+        error_of(resize, 415, "unsupported_media_type")
+        ok = {"Content-Type": "application/json; charset=utf-8"}
+        assert (await client.post("/api/v1/jobs", content=body, headers=ok)).status_code == 202
+        assert pool.stats().total_submitted == 1
+
+
+async def test_changes_from_a_page_of_another_origin_are_403() -> None:
+    async with served(token=TOKEN) as (pool, _, client):
+        await client.post("/api/v1/jobs", json={"name": "block", "job_id": "b"}, headers=AUTH)
+        for origin in ("http://evil.example", "http://test.evil.example", "null"):
+            headers = {**AUTH, "Origin": origin}
+            response = await client.post("/api/v1/jobs/b/cancel", headers=headers)
+            error_of(response, 403, "cross_origin")
+        assert pool.get("b").status == "running"
+        # The dashboard's own requests come from the same origin.
+        same = {**AUTH, "Origin": "http://test"}
+        assert (await client.post("/api/v1/jobs/b/cancel", headers=same)).status_code == 200
+        # Reading is not refused (a browser keeps other origins from reading the answer).
+        response = await client.get("/api/v1/jobs/b", headers={"Origin": "http://evil.example"})
+        assert response.status_code == 200
+
+
+async def test_allowed_hosts_refuse_other_host_headers() -> None:
+    # DNS rebinding: a page of evil.example whose name now points at 127.0.0.1.
+    jobs = Jobs()
+    async with open_job_pool(1, registry=jobs.registry) as pool:
+        app = create_app(pool, jobs.registry, allowed_hosts=["localhost", "127.0.0.1", "::1"])
+        transport = httpx.ASGITransport(app=app)
+        for base, status in (
+            ("http://127.0.0.1:8000", 200),
+            ("http://localhost", 200),
+            ("http://[::1]:8000", 200),
+            ("http://LOCALHOST:1", 200),
+            ("http://evil.example:8000", 400),
+            ("http://127.0.0.1.evil.example", 400),
+        ):
+            async with httpx.AsyncClient(transport=transport, base_url=base) as client:
+                response = await client.get("/api/v1/jobs/pool/stats")
+                assert response.status_code == status, base
+                if status == 400:
+                    error_of(response, 400, "bad_host")
+        with pytest.raises(ValueError, match="allowed_hosts"):
+            create_app(pool, jobs.registry, allowed_hosts=[])
+
+
+async def test_the_bearer_scheme_is_case_insensitive() -> None:
+    async with served(token=TOKEN) as (_, _, client):
+        for scheme in ("Bearer", "bearer", "BEARER"):
+            headers = {"Authorization": f"{scheme} {TOKEN}"}
+            response = await client.put(
+                "/api/v1/jobs/pool/size", json={"max_workers": 3}, headers=headers
+            )
+            assert response.status_code == 200, scheme
 
 
 # -- stores ---------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any, Final, NoReturn
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from .._registry import JobRegistry
 from .._retry import RetryPolicy
@@ -67,25 +67,46 @@ async def read_json(request: Request, max_bytes: int) -> object:
     """The request's body as JSON.
 
     Raises:
-        ApiError: 413 ``body_too_large`` once more than ``max_bytes`` have been declared or
-            have arrived (the rest is not read); 400 ``malformed_json`` for a body that is not
-            UTF-8 JSON (``NaN`` and ``Infinity`` included, and nesting too deep to parse).
+        ApiError: 415 ``unsupported_media_type`` unless the body is declared JSON
+            (``application/json``, or a ``+json`` type): a web page cannot send that to another
+            site without the browser asking first; 413 ``body_too_large`` once more than
+            ``max_bytes`` have been declared or have arrived (the rest is not read); 400
+            ``malformed_json`` for a body that is not UTF-8 JSON (``NaN``, ``Infinity`` and
+            numbers too large for a float included, and nesting too deep to parse); 400
+            ``client_disconnected`` if the client went away before the end of the body.
     """
+    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json" and not media_type.endswith("+json"):
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"the body must be JSON, with Content-Type: application/json (got {media_type!r})",
+        )
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > max_bytes:
         raise _too_large(max_bytes)
     chunks = []
     size = 0
-    async with aclosing(request.stream()) as stream:
-        async for chunk in stream:
-            size += len(chunk)
-            if size > max_bytes:
-                raise _too_large(max_bytes)
-            chunks.append(chunk)
     try:
-        return json.loads(b"".join(chunks), parse_constant=_no_constants)
+        async with aclosing(request.stream()) as stream:
+            async for chunk in stream:
+                size += len(chunk)
+                if size > max_bytes:
+                    raise _too_large(max_bytes)
+                chunks.append(chunk)
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away") from None
+    try:
+        return json.loads(b"".join(chunks), parse_constant=_no_constants, parse_float=_float)
     except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # (1e999)
+        raise ValueError(f"{text} is too large for a number")
+    return value
 
 
 def _too_large(max_bytes: int) -> ApiError:
@@ -118,8 +139,8 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
     if job_id is not None:
         if not isinstance(job_id, str) or not 1 <= len(job_id) <= MAX_JOB_ID:
             _invalid(f"'job_id' must be a string of 1 to {MAX_JOB_ID} characters")
-        if not _JOB_ID.fullmatch(job_id):
-            _invalid("'job_id' must not contain '/' or control characters")
+        if not _JOB_ID.fullmatch(job_id) or job_id in (".", ".."):
+            _invalid("'job_id' must not contain '/' or control characters, nor be '.' or '..'")
     timeout = _number(fields, "timeout")
     retry = _retry(fields.get("retry"))
     if name not in registry:
@@ -190,7 +211,10 @@ def _number(fields: dict[str, Any], name: str) -> float | None:
         return None
     if type(value) not in (int, float) or not 0 <= value < math.inf:
         _invalid(f"{name!r} must be a number >= 0 or null, got {json.dumps(value)}")
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:  # (an int of hundreds of digits)
+        _invalid(f"{name!r} is too large")
 
 
 def _retry(value: object) -> RetryPolicy | None:

@@ -161,9 +161,11 @@ for _schema in _SCHEMAS.values():
 _ERRORS = {
     400: "malformed JSON, or a name that is not registered",
     401: "a token is configured and the request lacks it",
+    403: "a browser's request from a page of another origin",
     404: "no such job",
     409: "a live job has this id / the job has ended",
     413: "the body is too long",
+    415: "the body is not declared JSON (Content-Type: application/json)",
     422: "a field or parameter is missing, of the wrong type or out of range",
     429: "the queue is full; try again after Retry-After seconds",
     503: "the pool is closed, or its store cannot be reached",
@@ -223,7 +225,7 @@ def openapi_document(
                 "requestBody": _body("Submission"),
                 "responses": {
                     "202": _json("Accepted", "accepted: the job is queued"),
-                    **_errors(400, *auth, 409, 413, 422, 429, 503),
+                    **_errors(400, *auth, 403, 409, 413, 415, 422, 429, 503),
                 },
                 **changes,
             },
@@ -262,7 +264,7 @@ def openapi_document(
                 "parameters": [_JOB_ID_PARAMETER],
                 "responses": {
                     "200": _json("Cancelled", "cancelled"),
-                    **_errors(*auth, 404, 409, 503),
+                    **_errors(*auth, 403, 404, 409, 503),
                 },
                 **changes,
             }
@@ -284,7 +286,7 @@ def openapi_document(
                 "requestBody": _body("Resize"),
                 "responses": {
                     "200": _json("Size", "the new size"),
-                    **_errors(400, *auth, 413, 422, 503),
+                    **_errors(400, *auth, 403, 413, 415, 422, 503),
                 },
                 **changes,
             }

@@ -12,13 +12,15 @@ import hmac
 import json
 import logging
 import math
-from collections.abc import Awaitable, Callable
+import reprlib
+from collections.abc import Awaitable, Callable, Collection
 from importlib import resources
 from typing import Any, Final, NoReturn
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import anyio
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
@@ -59,7 +61,10 @@ MAX_WAIT: Final = 60.0
 """The longest ``?wait=`` of ``GET /api/v1/jobs/{job_id}``, in seconds."""
 MAX_LIST: Final = 500
 """The largest ``?limit=`` of ``GET /api/v1/jobs``."""
-_RESULT_REPR: Final = 1000  # characters of a result's repr, when JSON cannot hold the result
+REREAD: Final = 0.5
+"""How often ``?wait`` reads again a job that ends in another process (seconds)."""
+_SHORT = reprlib.Repr()  # a result's repr, when JSON cannot hold the result
+_SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 1000
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 _DASHBOARD_FILES: Final = {
     "dashboard.js": "text/javascript; charset=utf-8",
@@ -77,6 +82,7 @@ def create_app(
     max_body_bytes: int = 65_536,
     submit_wait: float = 0.25,
     max_workers_limit: int = 1024,
+    allowed_hosts: Collection[str] | None = None,
     dashboard: bool = True,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``pool`` over HTTP: the endpoints of docs/service.md.
@@ -89,6 +95,12 @@ def create_app(
     refused with 429 and ``Retry-After``. A resize beyond ``max_workers_limit`` workers is
     refused (422): each worker is a task, started at once.
 
+    Against requests a web page makes a browser send (cross-site request forgery, DNS
+    rebinding): a body must be ``Content-Type: application/json`` (else 415, so a browser must
+    ask first, and is refused); a request that changes state and carries an ``Origin`` of
+    another host than its ``Host`` is refused (403); with ``allowed_hosts`` (host names, without
+    ports), a request whose ``Host`` is none of them is refused (400).
+
     Errors: every refusal is a JSON ``{"error": code, "message": text}`` with the status of
     docs/service.md; an unexpected exception in a request is logged (logger
     ``trio_jobpool.http``, with its traceback) and answered 500 ``internal`` without details.
@@ -97,8 +109,8 @@ def create_app(
 
     Raises:
         TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
-        ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not ``> 0``;
-            ``max_workers_limit < 1``.
+        ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not a number
+            ``> 0``; ``max_workers_limit < 1``; an empty ``allowed_hosts``.
     """
     if not isinstance(pool, JobPool):
         raise TypeError(f"pool must be a JobPool, got {pool!r}")
@@ -108,12 +120,17 @@ def create_app(
         raise ValueError("token must be a non-empty str or None")
     if type(max_body_bytes) is not int or max_body_bytes < 1:
         raise ValueError(f"max_body_bytes must be an int >= 1, got {max_body_bytes!r}")
-    if not 0 < submit_wait < math.inf:
+    if type(submit_wait) not in (int, float) or not 0 < submit_wait < math.inf:
         raise ValueError(f"submit_wait must be a number > 0, got {submit_wait!r}")
     if type(max_workers_limit) is not int or max_workers_limit < 1:
         raise ValueError(f"max_workers_limit must be an int >= 1, got {max_workers_limit!r}")
+    hosts = None
+    if allowed_hosts is not None:
+        hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
+        if not hosts:
+            raise ValueError("allowed_hosts must name a host, or be None for any")
     api = _Api(pool, registry, token, max_body_bytes, float(submit_wait), max_workers_limit)
-    checked = _json_errors  # (every API endpoint answers its errors as JSON)
+    checked = _json_errors  # (every endpoint answers its errors as JSON)
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
         Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
@@ -122,21 +139,20 @@ def create_app(
         Route("/api/v1/jobs/pool/info", checked(api.info), methods=["GET"]),
         Route("/api/v1/jobs/{job_id}", checked(api.job), methods=["GET"]),
         Route("/api/v1/jobs/{job_id}/cancel", checked(api.cancel), methods=["POST"]),
-        Route("/healthz", api.health, methods=["GET"]),
-        Route("/metrics", api.metrics, methods=["GET"]),
-        Route("/openapi.json", api.openapi, methods=["GET"]),
+        Route("/healthz", checked(api.health), methods=["GET"]),
+        Route("/metrics", checked(api.metrics), methods=["GET"]),
+        Route("/openapi.json", checked(api.openapi), methods=["GET"]),
     ]
     if dashboard:
-        routes.append(Route("/", api.page, methods=["GET"]))
-        routes.append(Route("/static/{name}", api.static, methods=["GET"]))
-    middleware = []
-    if token is not None:
-        middleware.append(Middleware(_RequireToken, token=token, rejections=api.rejections))
+        routes.append(Route("/", checked(api.page), methods=["GET"]))
+        routes.append(Route("/static/{name}", checked(api.static), methods=["GET"]))
+    guard = Middleware(_Guard, token=token, hosts=hosts, rejections=api.rejections)
     app = Starlette(
-        routes=routes, middleware=middleware, exception_handlers={HTTPException: _http_error}
+        routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error}
     )
+    app.router.redirect_slashes = False  # ("/api/v1/jobs/" is a 404, not a redirect)
     app.state.pool = pool
-    app.state.metrics = api.registry
+    app.state.metrics = api.metrics_registry
     return app
 
 
@@ -153,19 +169,21 @@ class _Api:
         max_workers_limit: int,
     ) -> None:
         self.pool = pool
-        self.names = registry
+        self.jobs = registry
         self.token_required = token is not None
         self.max_body_bytes = max_body_bytes
         self.submit_wait = submit_wait
-        self.max_workers = max_workers_limit
+        self.max_workers_limit = max_workers_limit
         self.rejections = metrics.Rejections()
-        self.registry = metrics.pool_registry(pool, self.rejections)
+        self.metrics_registry = metrics.pool_registry(pool, self.rejections)
 
     # -- jobs ----------------------------------------------------------------------------------
 
     async def submit(self, request: Request) -> Response:
+        """``POST /api/v1/jobs``: 202 once ``pool.submit`` returned (the job is accepted); 429
+        if no room came within ``submit_wait`` (the submission is withdrawn, not accepted)."""
         try:
-            spec = parse_submission(await read_json(request, self.max_body_bytes), self.names)
+            spec = parse_submission(await read_json(request, self.max_body_bytes), self.jobs)
         except ApiError as exc:
             self.rejections.add(exc.code)
             raise
@@ -174,7 +192,7 @@ class _Api:
         try:
             with anyio.move_on_after(self.submit_wait):
                 handle = await pool.submit(
-                    self.names.get(spec.name),
+                    self.jobs.get(spec.name),
                     *spec.args,
                     job_id=spec.job_id,
                     priority=spec.priority,
@@ -218,26 +236,39 @@ class _Api:
         return ApiError(429, "queue_full", message, {"Retry-After": str(seconds)})
 
     async def list_jobs(self, request: Request) -> Response:
+        """``GET /api/v1/jobs``: ``pool.recent_jobs(limit)``."""
         limit = int_param(request, "limit", 50, 1, MAX_LIST)
         jobs = [await _job_json(job) for job in self.pool.recent_jobs(limit)]
         return _json(200, {"jobs": jobs})
 
     async def job(self, request: Request) -> Response:
+        """``GET /api/v1/jobs/{job_id}``: the job as ``pool.aget`` has it, after waiting up to
+        ``?wait`` seconds for it to end. Cancelling the request only ends the wait."""
         wait = float_param(request, "wait", MAX_WAIT)
         job_id = request.path_params["job_id"]
-        if wait:
-            # Wait on this process's handle, which learns of the end wherever the job runs
-            # (aget's snapshot of a distributed job that runs elsewhere does not change).
-            try:
-                mine = self.pool.get(job_id)
-            except JobNotFound:
-                pass
-            else:
-                with anyio.move_on_after(wait):
-                    await mine.wait()
-        return _json(200, await _job_json(await self._get(job_id)))
+        handle = await self._get(job_id)
+        if wait and not handle.status.ended:
+            with anyio.move_on_after(wait):
+                await self._wait_for_end(job_id)
+            handle = await self._get(job_id)
+        return _json(200, await _job_json(handle))
+
+    async def _wait_for_end(self, job_id: str) -> None:
+        # This process's handle of the job learns of its end wherever it runs; a job of
+        # another process of a distributed pool has none here, and Redis tells nobody of its
+        # end but its submitter: read it again every REREAD seconds.
+        try:
+            mine = self.pool.get(job_id)
+        except JobNotFound:
+            while True:
+                if (await self._get(job_id)).status.ended:
+                    return
+                await anyio.sleep(REREAD)
+        else:
+            await mine.wait()
 
     async def cancel(self, request: Request) -> Response:
+        """``POST /api/v1/jobs/{job_id}/cancel``: ``pool.acancel``; 409 for an ended job."""
         job_id = request.path_params["job_id"]
         try:
             await self.pool.acancel(job_id)
@@ -257,6 +288,7 @@ class _Api:
     # -- the pool ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
+        """``GET /api/v1/jobs/pool/stats``: ``pool.stats()`` (``cluster_stats()``)."""
         cluster = request.query_params.get("cluster", "false").lower()
         if cluster not in ("true", "false", "1", "0"):
             raise ApiError(422, "invalid", "the query parameter 'cluster' must be true or false")
@@ -267,8 +299,9 @@ class _Api:
         return _json(200, stats.as_dict())
 
     async def resize(self, request: Request) -> Response:
+        """``PUT /api/v1/jobs/pool/size``: ``pool.resize``."""
         body = await read_json(request, self.max_body_bytes)
-        max_workers = parse_resize(body, 1, self.max_workers)
+        max_workers = parse_resize(body, 1, self.max_workers_limit)
         try:
             self.pool.resize(max_workers)
         except PoolClosed as exc:
@@ -285,7 +318,7 @@ class _Api:
                 "version": __version__,
                 "store": "memory://" if store is None else store.url,
                 "closed": self.pool.closed,
-                "names": sorted(self.names),
+                "names": sorted(self.jobs),
                 "token_required": self.token_required,
                 "submit_wait": self.submit_wait,
                 "max_body_bytes": self.max_body_bytes,
@@ -303,13 +336,14 @@ class _Api:
         except StoreError as exc:  # the pool's own metrics are still worth a scrape
             logger.warning("GET /metrics: no cluster stats: %s", exc)
             cluster = None
-        return Response(metrics.render(self.registry, cluster), media_type=metrics.CONTENT_TYPE)
+        content = metrics.render(self.metrics_registry, cluster)
+        return Response(content, media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
         document = openapi_document(
             token_required=self.token_required,
-            names=sorted(self.names),
-            workers=(1, self.max_workers),
+            names=sorted(self.jobs),
+            workers=(1, self.max_workers_limit),
         )
         return _json(200, document)
 
@@ -322,7 +356,7 @@ class _Api:
         name = request.path_params["name"]
         media_type = _DASHBOARD_FILES.get(name)
         if media_type is None:
-            raise HTTPException(404)
+            raise ApiError(404, "not_found", "no such path")
         return _dashboard_file(name, media_type)
 
 
@@ -378,11 +412,15 @@ def _error_json(error: BaseException) -> dict[str, str]:
 
 
 def _jsonable(value: Any) -> Any:
-    """``value`` if JSON holds it (no NaN), else its ``repr``, cut to 1,000 characters."""
+    """``value`` if JSON holds it (no NaN), else a short ``repr`` of it (``reprlib``: at most
+    about 1,000 characters; ``<TypeName instance at ...>`` if its ``__repr__`` raises)."""
     try:
         json.dumps(value, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
-        return repr(value)[:_RESULT_REPR]
+        try:
+            return _SHORT.repr(value)
+        except Exception:  # (a broken __repr__ is the job's, not the request's, problem)
+            return f"<{type(value).__name__}>"
     return value
 
 
@@ -424,26 +462,61 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     return _error(ApiError(exc.status_code, code, message, exc.headers))
 
 
-class _RequireToken:
-    """ASGI middleware: a request whose method changes state needs the bearer token."""
+class _Guard:
+    """ASGI middleware, before routing: the ``Host`` (if the app names its hosts); for a method
+    that changes state, the ``Origin`` (if a browser sent one) and the bearer token (if the app
+    has one)."""
 
-    def __init__(self, app: ASGIApp, token: str, rejections: metrics.Rejections) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        token: str | None,
+        hosts: frozenset[str] | None,
+        rejections: metrics.Rejections,
+    ) -> None:
         self.app = app
-        self._expected = f"Bearer {token}".encode()
+        self._token = None if token is None else token.encode()
+        self._hosts = hosts
         self._rejections = rejections
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] not in _SAFE_METHODS:
-            given = b""
-            for name, value in scope["headers"]:
-                if name == b"authorization":
-                    given = value
-                    break
-            if not hmac.compare_digest(given, self._expected):
-                if scope["path"] == "/api/v1/jobs":
-                    self._rejections.add("unauthorized")
-                message = "this request needs 'Authorization: Bearer <token>'"
-                error = ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+        if scope["type"] == "http":
+            error = self._check(scope)
+            if error is not None:
+                if scope["path"] == "/api/v1/jobs" and scope["method"] == "POST":
+                    self._rejections.add(error.code)
                 await _error(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope) -> ApiError | None:
+        headers = Headers(scope=scope)
+        host = headers.get("host", "")
+        if self._hosts is not None and _host_name(host) not in self._hosts:
+            return ApiError(400, "bad_host", f"this server does not answer for {host!r}")
+        if scope["method"] in _SAFE_METHODS:
+            return None
+        origin = headers.get("origin")
+        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+            message = f"a request from {origin!r} cannot change this server's state"
+            return ApiError(403, "cross_origin", message)
+        if self._token is not None and not self._authorized(headers.get("authorization", "")):
+            message = "this request needs 'Authorization: Bearer <token>'"
+            return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+        return None
+
+    def _authorized(self, given: str) -> bool:
+        assert self._token is not None
+        scheme, _, credentials = given.partition(" ")
+        # (the scheme is case-insensitive; the token is compared in constant time)
+        same = hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
+        return scheme.lower() == "bearer" and same
+
+
+def _host_name(host: str) -> str:
+    """The host of a ``Host`` header, without its port (an IPv6 address without its [])."""
+    host = host.lower()
+    if host.startswith("["):
+        end = host.find("]")
+        return host[1:end] if end > 0 else host
+    return host.partition(":")[0]
