@@ -660,3 +660,35 @@ async def test_a_distributed_pool_through_the_app(redis_url: str) -> None:
         response = await client.put("/api/v1/jobs/pool/size", json={"max_workers": 3})
         assert response.json() == {"max_workers": 3}
         assert pool.max_workers == 3
+
+
+async def test_wait_follows_a_job_of_another_process(redis_url: str) -> None:
+    # The app's pool neither submitted nor runs the job: ?wait reads it again until it ends.
+    store = f"{redis_url}/0?queue=http{uuid.uuid4().hex[:12]}"
+    jobs = Jobs()
+    async with (
+        open_job_pool(1, 10, store=store, registry=jobs.registry) as runner,
+        open_job_pool(0, 10, store=store, registry=jobs.registry) as submitter,
+        open_job_pool(0, 10, store=store, registry=jobs.registry) as front,
+    ):
+        handle = await submitter.submit("block", "far", job_id="far")
+        app = create_app(front, jobs.registry)
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://test"
+        ) as client:
+            answer: dict[str, Any] = {}
+
+            async def wait() -> None:
+                response = await client.get("/api/v1/jobs/far", params={"wait": 30})
+                answer.update(response.json())
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(wait)
+                with anyio.fail_after(10):
+                    while jobs.started == 0:
+                        await anyio.sleep(0.01)  # (the runner claims it over Redis)
+                assert answer == {}
+                jobs.release.set()
+            assert (answer["status"], answer["result"]) == ("completed", "far")
+        assert await handle.result() == "far"
+        assert runner.stats().total_completed == 1
