@@ -1,22 +1,26 @@
 """The server of the tests that need a real one (browser, fuzzing, load): tests/http/_served.py.
 
-Run as ``python _server.py [--token TOKEN] [--port PORT] [--workers N] [--queue-size N]
-[--submit-wait S]``: opens a Trio pool with the jobs below, serves ``create_app(pool, registry,
-token=..., submit_wait=...)`` with Hypercorn's trio worker on 127.0.0.1 (on PORT, or by default
-on a port the system picks), and prints ``READY http://127.0.0.1:<port>/`` once it listens.
+Run as ``python _server.py [--backend trio|asyncio] [--token TOKEN] [--port PORT] [--workers N]
+[--queue-size N] [--submit-wait S]``: opens a pool with the jobs below on that backend, serves
+``create_app(pool, registry, token=..., submit_wait=...)`` with Hypercorn's worker of the same
+backend on 127.0.0.1 (on PORT, or by default on a port the system picks), and prints
+``READY http://127.0.0.1:<port>/`` once it listens.
 SIGTERM or SIGINT stops it: the server first, then the pool, without waiting for jobs.
 """
 
 from __future__ import annotations
 
 import argparse
-import functools
 import signal
+import socket
+from collections.abc import Awaitable, Callable
 from typing import cast
 
-import trio
+import anyio
+import anyio.lowlevel
+import hypercorn.asyncio
+import hypercorn.trio
 from hypercorn.config import Config
-from hypercorn.trio import serve
 from hypercorn.typing import Framework
 
 import trio_jobpool
@@ -29,7 +33,7 @@ registry = JobRegistry()
 @registry.job(name="quick")
 async def quick(value: int = 0) -> int:
     """Ends at once with ``value``."""
-    await trio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
     return value
 
 
@@ -41,47 +45,61 @@ async def blocker() -> None:
     while True:
         step += 1
         handle.set_progress(min(0.9, step / 100), f"step {step}")
-        await trio.sleep(0.05)
+        await anyio.sleep(0.05)
 
 
 @registry.job(name="nap")
 async def nap(seconds: float) -> float:
     """Sleeps ``seconds``, then returns them."""
-    await trio.sleep(seconds)
+    await anyio.sleep(seconds)
     return seconds
 
 
 @registry.job(name="boom")
 async def boom(message: str = "boom") -> None:
     """Fails with ``ValueError(message)``."""
-    await trio.lowlevel.checkpoint()
+    await anyio.lowlevel.checkpoint()
     raise ValueError(message)
 
 
 async def main(arguments: argparse.Namespace) -> None:
-    async with open_job_pool(
-        max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
-    ) as pool:
-        app = cast(  # (Starlette is an ASGI app)
-            Framework,
-            create_app(pool, registry, token=arguments.token, submit_wait=arguments.submit_wait),
-        )
+    # The socket is bound and listening before the ready line: a client that connects at once
+    # waits in the backlog until Hypercorn accepts (which it does from the socket's fd).
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", arguments.port))
+        listener.listen(128)
         config = Config()
-        config.bind = [f"127.0.0.1:{arguments.port}"]  # port 0: serve() says which it got
+        config.bind = [f"fd://{listener.fileno()}"]
         config.accesslog = None
-        stop = trio.Event()
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_stop_on_signal, stop)
-            binds = await nursery.start(
-                functools.partial(serve, app, config, shutdown_trigger=stop.wait)
+        async with open_job_pool(
+            max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
+        ) as pool:
+            app = create_app(
+                pool, registry, token=arguments.token, submit_wait=arguments.submit_wait
             )
-            print(f"READY {binds[0]}/", flush=True)
-            await stop.wait()
-        await pool.stop(drain=False)
+            stop = anyio.Event()
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(_stop_on_signal, stop)
+                tg.start_soon(_serve(arguments.backend), cast(Framework, app), config, stop.wait)
+                port = listener.getsockname()[1]
+                print(f"READY http://127.0.0.1:{port}/", flush=True)
+                await stop.wait()
+            await pool.stop(drain=False)
 
 
-async def _stop_on_signal(stop: trio.Event) -> None:
-    with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+def _serve(backend: str) -> Callable[..., Awaitable[None]]:
+    async def serve(app: Framework, config: Config, trigger: Callable[[], Awaitable[None]]) -> None:
+        if backend == "trio":
+            await hypercorn.trio.serve(app, config, shutdown_trigger=trigger)
+        else:
+            await hypercorn.asyncio.serve(app, config, shutdown_trigger=trigger)
+
+    return serve
+
+
+async def _stop_on_signal(stop: anyio.Event) -> None:
+    with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
             stop.set()
             return
@@ -94,4 +112,6 @@ if __name__ == "__main__":
     parser.add_argument("--workers", type=int, default=4, help="max_workers (default: 4)")
     parser.add_argument("--queue-size", type=int, default=100, help="queue_size (default: 100)")
     parser.add_argument("--submit-wait", type=float, default=0.25, help="the app's submit_wait")
-    trio.run(main, parser.parse_args())
+    parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    arguments = parser.parse_args()
+    anyio.run(main, arguments, backend=arguments.backend)

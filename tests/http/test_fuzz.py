@@ -14,14 +14,18 @@ from schemathesis import GenerationMode
 
 from ._served import Server, run_server
 
-ACCEPTED: list[str] = []  # ids of the jobs the server answered 202 for
+ACCEPTED: dict[str, list[str]] = {}  # by server: ids of the jobs it answered 202 for
 
 
-@pytest.fixture(scope="module")
-def fuzz_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=["trio", "asyncio"])
+def fuzz_server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on Hypercorn's trio worker, then one on its asyncio worker."""
     log = tmp_path_factory.mktemp("fuzz-server") / "server.log"
     # Few workers and a short queue, so that 429 (and its Retry-After) are drawn too.
     options = ("--workers", "2", "--queue-size", "5", "--submit-wait", "0.01")
+    options += ("--backend", request.param)
     with run_server(log, options=options) as server:
         yield server
         assert "Traceback" not in log.read_text()  # nothing failed inside the server
@@ -33,7 +37,9 @@ def api_schema(fuzz_server: Server) -> Any:
 
 
 @pytest.mark.parametrize("mode", [GenerationMode.POSITIVE, GenerationMode.NEGATIVE])
-def test_every_operation_answers_as_documented(api_schema: Any, mode: GenerationMode) -> None:
+def test_every_operation_answers_as_documented(
+    fuzz_server: Server, api_schema: Any, mode: GenerationMode
+) -> None:
     # (schemathesis's own pytest plugin does not work with pytest 9 yet: its strategies,
     # driven by hypothesis here)
     operations = [result.ok() for result in api_schema.get_all_operations()]
@@ -55,7 +61,7 @@ def test_every_operation_answers_as_documented(api_schema: Any, mode: Generation
             assert response.status_code < 500
             submit = case.method == "POST" and case.path == "/api/v1/jobs"
             if submit and response.status_code == 202:
-                ACCEPTED.append(response.json()["job_id"])
+                ACCEPTED.setdefault(fuzz_server.url, []).append(response.json()["job_id"])
 
         try:
             check()
@@ -66,12 +72,13 @@ def test_every_operation_answers_as_documented(api_schema: Any, mode: Generation
 
 def test_nothing_accepted_was_lost(fuzz_server: Server) -> None:
     # (runs after the fuzzing above, on the same server)
-    assert ACCEPTED, "the fuzzing never had a job accepted"
+    accepted = ACCEPTED.get(fuzz_server.url, [])
+    assert accepted, "the fuzzing never had a job accepted"
     stats = fuzz_server.stats()
     ended = sum(stats[f"total_{s}"] for s in ("completed", "failed", "cancelled", "timed_out"))
     assert stats["total_submitted"] == ended + stats["queued_tasks"] + stats["active_workers"]
-    assert stats["total_submitted"] >= len(set(ACCEPTED))
-    for job_id in set(ACCEPTED):
+    assert stats["total_submitted"] >= len(set(accepted))
+    for job_id in set(accepted):
         status, _ = fuzz_server.call("GET", f"api/v1/jobs/{_quote(job_id)}")
         assert status == 200, job_id
 

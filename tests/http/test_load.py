@@ -19,11 +19,15 @@ CONCURRENCY = 50
 LIMIT = 240  # seconds for the whole test, a bound, not a measure
 
 
-@pytest.fixture
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(params=["trio", "asyncio"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """A server on Hypercorn's trio worker, then one on its asyncio worker."""
     log = tmp_path_factory.mktemp("load-server") / "server.log"
     # 2 workers at 50 ms a job run 40 jobs a second: far fewer than the submits arrive.
     options = ("--workers", "2", "--queue-size", "100", "--submit-wait", "0.01")
+    options += ("--backend", request.param)
     with run_server(log, options=options) as running:
         yield running
         assert "Traceback" not in log.read_text()
