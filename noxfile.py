@@ -53,3 +53,10 @@ def bench_distributed(session: nox.Session) -> None:
     """The distributed pool against saq, arq and streaq on one redis-server (not default)."""
     session.install("-e", ".[redis]", "saq", "arq", "streaq")
     session.run("python", "benchmarks/distributed.py", *session.posargs)
+
+
+@nox.session(name="bench-http")
+def bench_http(session: nox.Session) -> None:
+    """The HTTP service's submits against a bare Starlette app, driven by wrk (not default)."""
+    session.install("-e", ".[http]")
+    session.run("python", "benchmarks/http_bench.py", *session.posargs)
