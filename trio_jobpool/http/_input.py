@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypedDict
 
 from starlette.requests import ClientDisconnect, Request
 
@@ -23,6 +23,7 @@ __all__ = [
     "MAX_JOB_ID",
     "MAX_PRIORITY",
     "ApiError",
+    "SubmitOptions",
     "Submission",
     "float_param",
     "int_param",
@@ -97,7 +98,7 @@ async def read_json(request: Request, max_bytes: int) -> object:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away") from None
     try:
-        return json.loads(b"".join(chunks), parse_constant=_no_constants, parse_float=_float)
+        return _DECODER.decode(b"".join(chunks).decode())
     except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
 
@@ -109,8 +110,21 @@ def _float(text: str) -> float:
     return value
 
 
+# Made once: json.loads with any option builds a decoder on every call.
+_DECODER: Final = json.JSONDecoder(parse_constant=_no_constants, parse_float=_float)
+
+
 def _too_large(max_bytes: int) -> ApiError:
     return ApiError(413, "body_too_large", f"the body is longer than {max_bytes} bytes")
+
+
+class SubmitOptions(TypedDict):
+    """The keyword arguments of ``JobPool.submit`` a submission gives."""
+
+    job_id: str | None
+    priority: int
+    timeout: float | None
+    retry: RetryPolicy | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,10 +133,7 @@ class Submission:
 
     name: str
     args: tuple[Any, ...]
-    priority: int
-    job_id: str | None
-    timeout: float | None
-    retry: RetryPolicy | None
+    options: SubmitOptions
 
 
 def parse_submission(body: object, registry: JobRegistry) -> Submission:
@@ -145,7 +156,8 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
     retry = _retry(fields.get("retry"))
     if name not in registry:
         raise ApiError(400, "unknown_job_name", f"no job is registered as {name!r}")
-    return Submission(name, tuple(args), priority, job_id, timeout, retry)
+    options = SubmitOptions(job_id=job_id, priority=priority, timeout=timeout, retry=retry)
+    return Submission(name, tuple(args), options)
 
 
 def parse_resize(body: object, low: int, high: int) -> int:

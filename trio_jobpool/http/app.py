@@ -7,6 +7,7 @@ state but its settings, the metrics registry and the count of refused submission
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hmac
 import json
@@ -188,17 +189,18 @@ class _Api:
             self.rejections.add(exc.code)
             raise
         pool = self.pool
+        fn = self.jobs.get(spec.name)
+        options = spec.options
         handle: JobHandle[Any] | None = None
         try:
-            with anyio.move_on_after(self.submit_wait):
-                handle = await pool.submit(
-                    self.jobs.get(spec.name),
-                    *spec.args,
-                    job_id=spec.job_id,
-                    priority=spec.priority,
-                    timeout=spec.timeout,
-                    retry=spec.retry,
-                )
+            if pool.store is None:
+                # In memory, submit_nowait accepts exactly when submit would at once, and
+                # costs no cancel scope; only a full pool goes on to wait for room.
+                with contextlib.suppress(QueueFull):
+                    handle = pool.submit_nowait(fn, *spec.args, **options)
+            if handle is None:
+                with anyio.move_on_after(self.submit_wait):
+                    handle = await pool.submit(fn, *spec.args, **options)
         except QueueFull as exc:  # (a store may refuse at once)
             self._refuse(self._queue_full(str(exc)))
         except PoolClosed as exc:
@@ -415,7 +417,7 @@ def _jsonable(value: Any) -> Any:
     """``value`` if JSON holds it (no NaN), else a short ``repr`` of it (``reprlib``: at most
     about 1,000 characters; ``<TypeName instance at ...>`` if its ``__repr__`` raises)."""
     try:
-        json.dumps(value, allow_nan=False)
+        _ENCODER.encode(value)
     except (TypeError, ValueError, RecursionError):
         try:
             return _SHORT.repr(value)
@@ -424,8 +426,12 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+# Made once: json.dumps with any option builds an encoder on every call.
+_ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
+
+
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(body, allow_nan=False, separators=(",", ":")).encode()
+    content = _ENCODER.encode(body).encode()
     return Response(content, status, headers, media_type="application/json")
 
 
