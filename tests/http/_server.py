@@ -64,28 +64,27 @@ async def boom(message: str = "boom") -> None:
 
 async def main(arguments: argparse.Namespace) -> None:
     # The socket is bound and listening before the ready line: a client that connects at once
-    # waits in the backlog until Hypercorn accepts (which it does from the socket's fd).
-    with socket.socket() as listener:
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", arguments.port))
-        listener.listen(128)
-        config = Config()
-        config.bind = [f"fd://{listener.fileno()}"]
-        config.accesslog = None
-        async with open_job_pool(
-            max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
-        ) as pool:
-            app = create_app(
-                pool, registry, token=arguments.token, submit_wait=arguments.submit_wait
-            )
-            stop = anyio.Event()
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(_stop_on_signal, stop)
-                tg.start_soon(_serve(arguments.backend), cast(Framework, app), config, stop.wait)
-                port = listener.getsockname()[1]
-                print(f"READY http://127.0.0.1:{port}/", flush=True)
-                await stop.wait()
-            await pool.stop(drain=False)
+    # waits in the backlog until Hypercorn accepts. Hypercorn takes the socket by its fd, and
+    # closes it when it stops: this process gives it up (detach) once the port is known.
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", arguments.port))
+    listener.listen(128)
+    port = listener.getsockname()[1]
+    config = Config()
+    config.bind = [f"fd://{listener.detach()}"]
+    config.accesslog = None
+    async with open_job_pool(
+        max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
+    ) as pool:
+        app = create_app(pool, registry, token=arguments.token, submit_wait=arguments.submit_wait)
+        stop = anyio.Event()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(_stop_on_signal, stop)
+            tg.start_soon(_serve(arguments.backend), cast(Framework, app), config, stop.wait)
+            print(f"READY http://127.0.0.1:{port}/", flush=True)
+            await stop.wait()
+        await pool.stop(drain=False)
 
 
 def _serve(backend: str) -> Callable[..., Awaitable[None]]:

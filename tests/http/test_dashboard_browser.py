@@ -65,6 +65,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     log = tmp_path_factory.mktemp("dashboard-server") / "server.log"
     with run_server(log, token=TOKEN) as running:
         yield running
+    assert "Traceback" not in log.read_text()  # nothing failed in it, stopping included
 
 
 # -- the browser -----------------------------------------------------------------------------
