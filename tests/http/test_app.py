@@ -37,6 +37,7 @@ class Jobs:
         self.registry.register(self.fail, name="fail")
         self.registry.register(self.odd_result, name="odd_result")
         self.registry.register(self.bad_repr, name="bad_repr")
+        self.registry.register(self.bad_error, name="bad_error")
 
     async def add(self, a: int, b: int) -> int:
         await anyio.lowlevel.checkpoint()
@@ -56,9 +57,18 @@ class Jobs:
         await anyio.lowlevel.checkpoint()
         return {1, 2}  # JSON cannot hold a set
 
+    async def bad_error(self, size: int = 0) -> None:
+        await anyio.lowlevel.checkpoint()
+        raise _BadStr() if size == 0 else ValueError("x" * size)
+
     async def bad_repr(self) -> object:
         await anyio.lowlevel.checkpoint()
         return _BadRepr()
+
+
+class _BadStr(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("secret internals")
 
 
 class _BadRepr:
@@ -155,6 +165,7 @@ async def test_submit_passes_priority_id_timeout_and_retry() -> None:
         ({"name": "add", "job_id": "a\nb"}, "'job_id'"),
         ({"name": "add", "job_id": 7}, "'job_id'"),
         ({"name": "add", "job_id": ".."}, "'job_id'"),
+        ({"name": "add", "job_id": "a\ud800b"}, "'job_id'"),
         ({"name": "add", "timeout": 10**400}, "'timeout'"),
         ({"name": "add", "timeout": -1}, "'timeout'"),
         ({"name": "add", "timeout": "60"}, "'timeout'"),
@@ -168,7 +179,9 @@ async def test_submit_passes_priority_id_timeout_and_retry() -> None:
 )
 async def test_submit_with_a_bad_field_is_422_and_changes_nothing(body: object, field: str) -> None:
     async with served() as (pool, _, client):
-        message = error_of(await client.post("/api/v1/jobs", json=body), 422, "invalid")
+        content = json.dumps(body).encode()  # (ASCII: a lone surrogate as its \u escape)
+        response = await client.post("/api/v1/jobs", content=content, headers=JSON)
+        message = error_of(response, 422, "invalid")
         assert field in message
         assert pool.stats().total_submitted == 0
 
@@ -326,6 +339,7 @@ async def test_get_of_an_unknown_job_is_404() -> None:
 async def test_get_with_wait_returns_when_the_job_ends() -> None:
     async with served() as (_, jobs, client):
         await client.post("/api/v1/jobs", json={"name": "block", "args": ["a"], "job_id": "b"})
+        await anyio.wait_all_tasks_blocked()  # (the job has started and said how far it got)
         now = (await client.get("/api/v1/jobs/b", params={"wait": 0})).json()
         assert now["status"] == "running"
         assert now["progress"] == 0.25
@@ -364,6 +378,29 @@ async def test_results_json_cannot_hold_are_given_as_repr() -> None:
         assert shown.startswith("<_BadRepr instance at ")
         listed = (await client.get("/api/v1/jobs")).json()["jobs"]
         assert {job["result"] for job in listed} == {"{1, 2}", shown}
+
+
+async def test_errors_whose_text_is_broken_or_huge_are_shown_bounded() -> None:
+    async with served() as (pool, _, client):
+        for job_id, args in (("broken", []), ("huge", [2_000_000])):
+            body = {"name": "bad_error", "args": args, "job_id": job_id}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+            await pool.get(job_id).wait()
+        assert (await client.get("/api/v1/jobs/broken")).json()["error"] == {
+            "type": "_BadStr",
+            "message": "<_BadStr>",
+        }
+        huge = (await client.get("/api/v1/jobs/huge")).json()["error"]
+        assert huge == {"type": "ValueError", "message": "x" * 1000}
+        listed = await client.get("/api/v1/jobs")
+        assert listed.status_code == 200
+        assert len(listed.content) < 10_000
+
+
+async def test_a_body_may_start_with_a_byte_order_mark() -> None:
+    async with served() as (_, _, client):
+        body = b"\xef\xbb\xbf" + b'{"name": "add", "args": [1, 2]}'
+        assert (await client.post("/api/v1/jobs", content=body, headers=JSON)).status_code == 202
 
 
 async def test_an_unexpected_error_is_500_without_details(
@@ -467,7 +504,7 @@ async def test_resize_changes_the_pool_and_bad_sizes_are_refused() -> None:
 async def test_info_and_health() -> None:
     async with served(token=TOKEN) as (_, _, client):
         info = (await client.get("/api/v1/jobs/pool/info")).json()
-        assert info["names"] == ["add", "bad_repr", "block", "fail", "odd_result"]
+        assert info["names"] == ["add", "bad_error", "bad_repr", "block", "fail", "odd_result"]
         assert info["store"] == "memory://"
         assert info["token_required"] is True
         assert info["closed"] is False
@@ -573,9 +610,14 @@ async def test_changes_from_a_page_of_another_origin_are_403() -> None:
             response = await client.post("/api/v1/jobs/b/cancel", headers=headers)
             error_of(response, 403, "cross_origin")
         assert pool.get("b").status == "running"
-        # The dashboard's own requests come from the same origin.
-        same = {**AUTH, "Origin": "http://test"}
-        assert (await client.post("/api/v1/jobs/b/cancel", headers=same)).status_code == 200
+        malformed = {**AUTH, "Origin": "http://[x"}
+        error_of(await client.post("/api/v1/jobs/b/cancel", headers=malformed), 403, "cross_origin")
+        # The dashboard's own requests come from the same origin (a default port written or
+        # not, the host in any case).
+        for origin, host in (("http://test", "test"), ("http://TEST", "test:80")):
+            same = {**AUTH, "Origin": origin, "Host": host}
+            response = await client.post("/api/v1/jobs/b/cancel", headers=same)
+            assert response.status_code in (200, 409), response.text  # (409: the first ended it)
         # Reading is not refused (a browser keeps other origins from reading the answer).
         response = await client.get("/api/v1/jobs/b", headers={"Origin": "http://evil.example"})
         assert response.status_code == 200
@@ -602,6 +644,8 @@ async def test_allowed_hosts_refuse_other_host_headers() -> None:
                     error_of(response, 400, "bad_host")
         with pytest.raises(ValueError, match="allowed_hosts"):
             create_app(pool, jobs.registry, allowed_hosts=[])
+        with pytest.raises(ValueError, match="without a port"):
+            create_app(pool, jobs.registry, allowed_hosts=["localhost:8000"])
 
 
 async def test_the_bearer_scheme_is_case_insensitive() -> None:

@@ -28,9 +28,11 @@ pytestmark = pytest.mark.anyio
 ALERTS = Path(__file__).parents[2] / "docs" / "prometheus" / "alerts.yml"
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+async def scrape(
+    client: httpx.AsyncClient, path: str = "/metrics"
+) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
     """``/metrics`` as {sample name: {labels: value}}."""
-    response = await client.get("/metrics")
+    response = await client.get(path)
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain; version=0.0.4")
     samples: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
@@ -146,6 +148,22 @@ async def test_refused_submissions_are_counted_by_reason() -> None:
             (("reason", "unknown_job_name"),): 1,
         }
         jobs.release.set()
+
+
+async def test_refusals_are_counted_when_the_app_is_mounted() -> None:
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    jobs = Jobs()
+    async with open_job_pool(1, registry=jobs.registry) as pool:
+        outer = Starlette(routes=[Mount("/jp", app=create_app(pool, jobs.registry, token="t"))])
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=outer), base_url="http://t"
+        ) as client:
+            response = await client.post("/jp/api/v1/jobs", json={"name": "add"})
+            assert response.status_code == 401
+            samples = await scrape(client, "/jp/metrics")
+    assert samples["jobpool_http_rejected_total"] == {(("reason", "unauthorized"),): 1}
 
 
 async def test_a_distributed_pools_metrics_show_the_shared_queue(redis_url: str) -> None:

@@ -39,8 +39,9 @@ MAX_PRIORITY: Final = 2**53 - 1
 
 _SUBMIT_FIELDS: Final = frozenset({"name", "args", "priority", "job_id", "timeout", "retry"})
 _RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
-# No "/" (the id is one segment of a URL path) and no control characters.
-_JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f]+")
+# No "/" (the id is one segment of a URL path), no control characters, and no lone surrogates
+# (JSON's "\ud800" is not text a URL or a header can carry).
+_JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f\ud800-\udfff]+")
 
 
 class ApiError(Exception):
@@ -98,7 +99,7 @@ async def read_json(request: Request, max_bytes: int) -> object:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away") from None
     try:
-        return _DECODER.decode(b"".join(chunks).decode())
+        return _DECODER.decode(b"".join(chunks).decode("utf-8-sig"))  # (a BOM is allowed)
     except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
 
@@ -151,7 +152,10 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
         if not isinstance(job_id, str) or not 1 <= len(job_id) <= MAX_JOB_ID:
             _invalid(f"'job_id' must be a string of 1 to {MAX_JOB_ID} characters")
         if not _JOB_ID.fullmatch(job_id) or job_id in (".", ".."):
-            _invalid("'job_id' must not contain '/' or control characters, nor be '.' or '..'")
+            _invalid(
+                "'job_id' must not contain '/', control characters or lone surrogates, "
+                "nor be '.' or '..'"
+            )
     timeout = _number(fields, "timeout")
     retry = _retry(fields.get("retry"))
     if name not in registry:

@@ -57,6 +57,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "minLength": 1,
                 "maxLength": MAX_JOB_ID,
                 "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
+                "not": {"enum": [".", ".."]},
             },
             "timeout": {**_SECONDS, "description": "seconds per attempt; null: the pool's"},
             "retry": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Retry"}]},

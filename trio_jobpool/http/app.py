@@ -64,6 +64,9 @@ MAX_LIST: Final = 500
 """The largest ``?limit=`` of ``GET /api/v1/jobs``."""
 REREAD: Final = 0.5
 """How often ``?wait`` reads again a job that ends in another process (seconds)."""
+MAX_REMOTE_WAITS: Final = 64
+"""How many ``?wait`` requests at once may re-read jobs of other processes; more answer at once."""
+_MESSAGE: Final = 1000  # characters of a job's error message in an answer
 _SHORT = reprlib.Repr()  # a result's repr, when JSON cannot hold the result
 _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 1000
 _SAFE_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -130,6 +133,9 @@ def create_app(
         hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
         if not hosts:
             raise ValueError("allowed_hosts must name a host, or be None for any")
+        with_port = [h for h in hosts if h.count(":") == 1]  # (an IPv6 address has several)
+        if with_port:
+            raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
     api = _Api(pool, registry, token, max_body_bytes, float(submit_wait), max_workers_limit)
     checked = _json_errors  # (every endpoint answers its errors as JSON)
     routes = [
@@ -175,6 +181,7 @@ class _Api:
         self.max_body_bytes = max_body_bytes
         self.submit_wait = submit_wait
         self.max_workers_limit = max_workers_limit
+        self.remote_waits = 0  # ?wait requests re-reading a job of another process now
         self.rejections = metrics.Rejections()
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
 
@@ -262,10 +269,16 @@ class _Api:
         try:
             mine = self.pool.get(job_id)
         except JobNotFound:
-            while True:
-                if (await self._get(job_id)).status.ended:
-                    return
-                await anyio.sleep(REREAD)
+            if self.remote_waits >= MAX_REMOTE_WAITS:  # (each costs Redis two reads a second)
+                return
+            self.remote_waits += 1
+            try:
+                while True:
+                    if (await self._get(job_id)).status.ended:
+                        return
+                    await anyio.sleep(REREAD)
+            finally:
+                self.remote_waits -= 1
         else:
             await mine.wait()
 
@@ -408,9 +421,15 @@ async def _job_json(handle: JobHandle[Any]) -> dict[str, Any]:
 
 
 def _error_json(error: BaseException) -> dict[str, str]:
+    """The type and message of a job's error; the message cut to 1,000 characters (and
+    ``<TypeName>`` if its ``__str__`` raises)."""
     if isinstance(error, JobFailed):  # read back from a store: the original type and message
-        return {"type": error.type_name, "message": error.message}
-    return {"type": type(error).__name__, "message": str(error)}
+        return {"type": error.type_name, "message": error.message[:_MESSAGE]}
+    try:
+        message = str(error)
+    except Exception:  # (a broken __str__ is the job's, not the request's, problem)
+        message = f"<{type(error).__name__}>"
+    return {"type": type(error).__name__, "message": message[:_MESSAGE]}
 
 
 def _jsonable(value: Any) -> Any:
@@ -489,7 +508,8 @@ class _Guard:
         if scope["type"] == "http":
             error = self._check(scope)
             if error is not None:
-                if scope["path"] == "/api/v1/jobs" and scope["method"] == "POST":
+                path = scope["path"].removeprefix(scope.get("root_path", ""))  # (mounted)
+                if path == "/api/v1/jobs" and scope["method"] == "POST":
                     self._rejections.add(error.code)
                 await _error(error)(scope, receive, send)
                 return
@@ -503,7 +523,7 @@ class _Guard:
         if scope["method"] in _SAFE_METHODS:
             return None
         origin = headers.get("origin")
-        if origin is not None and urlsplit(origin).netloc.lower() != host.lower():
+        if origin is not None and not _same_origin(origin, scope.get("scheme", "http"), host):
             message = f"a request from {origin!r} cannot change this server's state"
             return ApiError(403, "cross_origin", message)
         if self._token is not None and not self._authorized(headers.get("authorization", "")):
@@ -517,6 +537,25 @@ class _Guard:
         # (the scheme is case-insensitive; the token is compared in constant time)
         same = hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
         return scheme.lower() == "bearer" and same
+
+
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+
+
+def _same_origin(origin: str, scheme: str, host: str) -> bool:
+    """Whether a browser's ``Origin`` is this server as the request's ``Host`` names it (the
+    same host, in any case, and the same port, a default one written or not)."""
+    try:
+        given = urlsplit(origin)
+        origin_port = given.port or _DEFAULT_PORTS.get(given.scheme)
+        ours = urlsplit(f"{scheme}://{host}")
+        our_port = ours.port or _DEFAULT_PORTS.get(scheme)
+    except ValueError:  # (a malformed Origin or Host: not this server)
+        return False
+    return given.hostname is not None and (given.hostname, origin_port) == (
+        ours.hostname,
+        our_port,
+    )
 
 
 def _host_name(host: str) -> str:
