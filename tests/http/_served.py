@@ -117,3 +117,19 @@ def stop(process: subprocess.Popen[bytes]) -> None:
             process.wait()
     if process.stdout is not None:
         process.stdout.close()
+
+
+@contextlib.contextmanager
+def checked_server(
+    log_dir: Path,
+    *,
+    backend: str = "trio",
+    token: str | None = None,
+    options: tuple[str, ...] = (),
+) -> Iterator[Server]:
+    """:func:`run_server` on ``backend``, its log in ``log_dir``; once it has stopped, nothing
+    in its log may be a traceback (a failure while serving or stopping)."""
+    log = log_dir / "server.log"
+    with run_server(log, token=token, options=(*options, "--backend", backend)) as server:
+        yield server
+    assert "Traceback" not in log.read_text()
