@@ -2,7 +2,8 @@
 
 Only the pool's public API is used, so one app serves a pool in memory, on SQLite or on Redis.
 Each request is one task of the ASGI server; the app starts no tasks of its own and keeps no
-state but its settings, the metrics registry and the count of refused submissions.
+state but its settings, the metrics registry, the count of refused submissions and how many
+``?wait`` requests are re-reading jobs of other processes.
 """
 
 from __future__ import annotations
