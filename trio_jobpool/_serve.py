@@ -174,7 +174,7 @@ def _leaves(error: BaseException) -> Iterator[BaseException]:
         yield error
 
 
-def _expected(error: BaseException, store: str, where: str) -> CliError | None:
+def _expected(error: BaseException, store: str) -> CliError | None:
     """The :class:`CliError` of an expected failure, or None if anything in it (an exception
     group's leaves) is unexpected: that is raised as it is, with its traceback."""
     found: list[CliError] = []
@@ -185,19 +185,16 @@ def _expected(error: BaseException, store: str, where: str) -> CliError | None:
             found.append(CliError(EXIT_FAILED, f"cannot use the store: {leaf}"))
         elif isinstance(leaf, ImportError) and store.startswith(("redis://", "rediss://")):
             found.append(CliError(EXIT_BAD_INPUT, _REDIS_MISSING))
-        elif isinstance(leaf, OSError) and where:
-            reason = leaf.strerror or str(leaf)
-            found.append(CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}"))
         else:
             return None
     return found[0] if found else None
 
 
-def _run(main: Callable[[], Awaitable[None]], store: str, where: str = "") -> None:
+def _run(main: Callable[[], Awaitable[None]], store: str) -> None:
     try:
         trio.run(main)
     except BaseException as error:
-        expected = _expected(error, store, where)
+        expected = _expected(error, store)
         if expected is None:
             raise
         raise expected from None
@@ -337,7 +334,12 @@ def run_serve(options: ServeOptions) -> int:
             )  # type: ignore[assignment]
             async with trio.open_nursery() as nursery:
                 serve = partial(hypercorn.trio.serve, app, config, shutdown_trigger=stopping.wait)
-                binds: list[str] = await nursery.start(serve)
+                try:
+                    binds: list[str] = await nursery.start(serve)
+                except* OSError as group:  # Hypercorn's bind (in a group from its nursery)
+                    error = next(_leaves(group))
+                    reason = getattr(error, "strerror", None) or str(error)
+                    raise CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}") from None
                 _say(
                     f"serving on {binds[0] if binds else where} (store: {_store_name(pool)}, "
                     f"workers: {pool.max_workers})"
@@ -350,7 +352,7 @@ def run_serve(options: ServeOptions) -> int:
                         flush=True,
                     )
 
-    _run(main, options.store, where)
+    _run(main, options.store)
     _say(_summary(opened[0] if opened else None))
     return 0
 
