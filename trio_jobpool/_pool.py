@@ -122,6 +122,20 @@ def _same_error(seen: BaseException, raised: BaseException) -> bool:
     )
 
 
+def _lone_error(
+    group: BaseExceptionGroup[BaseException], body_error: BaseException | None
+) -> BaseException | None:
+    """The one exception in ``group`` (``None`` if it holds several): the pool block's own
+    ``body_error`` object if it is that one. (Trio's cancelled scope may have split, and so
+    copied, a group the block raised.)"""
+    if len(group.exceptions) != 1:
+        return None
+    single = group.exceptions[0]
+    if body_error is not None and _same_error(single, body_error):
+        return body_error
+    return single
+
+
 def _started_m(job: JobHandle[Any]) -> float:
     started = job._started_m
     return 0.0 if started is None else started
@@ -1440,12 +1454,9 @@ async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
                 body_error = exc
                 raise
     except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1 or body_error is None:
+        single = _lone_error(group, body_error)
+        if single is None or single is not body_error:
             raise
-        single = group.exceptions[0]
-        if not _same_error(single, body_error):
-            raise
-        single = body_error
     if single is not None:
         raise single
 
@@ -1482,13 +1493,9 @@ async def _pool_block(config: _Config, queue: Any) -> AsyncIterator[JobPool]:
             await pool.stop(drain=True)
             pool._after_stop()
     except BaseExceptionGroup as group:
-        if len(group.exceptions) != 1:
+        single = _lone_error(group, body_error)
+        if single is None:
             raise
-        single = group.exceptions[0]
-        if body_error is not None and _same_error(single, body_error):
-            # Trio's cancelled scope may have split (and so copied) a group the block raised:
-            # re-raise the block's own exception object.
-            single = body_error
     finally:
         if pool is not None:  # whatever way the nursery ended, no job is left live
             pool._shut_down()

@@ -11,6 +11,7 @@ import dataclasses
 import math
 from bisect import bisect_left
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any, Final
 
 __all__ = ["TIME_BUCKETS", "Counters", "LatencyWindow", "PoolStats", "TimeHistogram"]
@@ -81,12 +82,7 @@ class TimeHistogram:
     @classmethod
     def of(cls, buckets: list[int], total: float) -> TimeHistogram:
         """The histogram of per-bucket (not cumulative) ``buckets`` counts and their sum."""
-        counts = []
-        running = 0
-        for n in buckets:
-            running += n
-            counts.append(running)
-        return cls((*TIME_BUCKETS, math.inf), tuple(counts), total)
+        return cls((*TIME_BUCKETS, math.inf), tuple(accumulate(buckets)), total)
 
 
 class LatencyWindow:
