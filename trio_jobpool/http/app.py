@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import reprlib
+from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from importlib import resources
 from typing import Any, Final, NoReturn
@@ -159,8 +160,6 @@ def create_app(
         routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error}
     )
     app.router.redirect_slashes = False  # ("/api/v1/jobs/" is a 404, not a redirect)
-    app.state.pool = pool
-    app.state.metrics = api.metrics_registry
     return app
 
 
@@ -183,7 +182,7 @@ class _Api:
         self.submit_wait = submit_wait
         self.max_workers_limit = max_workers_limit
         self.remote_waits = 0  # ?wait requests re-reading a job of another process now
-        self.rejections = metrics.Rejections()
+        self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
 
     # -- jobs ----------------------------------------------------------------------------------
@@ -194,7 +193,7 @@ class _Api:
         try:
             spec = parse_submission(await read_json(request, self.max_body_bytes), self.jobs)
         except ApiError as exc:
-            self.rejections.add(exc.code)
+            self.rejections[exc.code] += 1
             raise
         pool = self.pool
         fn = self.jobs.get(spec.name)
@@ -234,7 +233,7 @@ class _Api:
         )
 
     def _refuse(self, error: ApiError) -> NoReturn:
-        self.rejections.add(error.code)
+        self.rejections[error.code] += 1
         raise error
 
     def _queue_full(self, message: str) -> ApiError:
@@ -498,7 +497,7 @@ class _Guard:
         app: ASGIApp,
         token: str | None,
         hosts: frozenset[str] | None,
-        rejections: metrics.Rejections,
+        rejections: Counter[str],
     ) -> None:
         self.app = app
         self._token = None if token is None else token.encode()
@@ -511,7 +510,7 @@ class _Guard:
             if error is not None:
                 path = scope["path"].removeprefix(scope.get("root_path", ""))  # (mounted)
                 if path == "/api/v1/jobs" and scope["method"] == "POST":
-                    self._rejections.add(error.code)
+                    self._rejections[error.code] += 1
                 await _error(error)(scope, receive, send)
                 return
         await self.app(scope, receive, send)
@@ -519,12 +518,13 @@ class _Guard:
     def _check(self, scope: Scope) -> ApiError | None:
         headers = Headers(scope=scope)
         host = headers.get("host", "")
-        if self._hosts is not None and _host_name(host) not in self._hosts:
+        ours = _address(f"{scope.get('scheme', 'http')}://{host}")
+        if self._hosts is not None and ours[0] not in self._hosts:
             return ApiError(400, "bad_host", f"this server does not answer for {host!r}")
         if scope["method"] in _SAFE_METHODS:
             return None
         origin = headers.get("origin")
-        if origin is not None and not _same_origin(origin, scope.get("scheme", "http"), host):
+        if origin is not None and (ours[0] is None or _address(origin) != ours):
             message = f"a request from {origin!r} cannot change this server's state"
             return ApiError(403, "cross_origin", message)
         if self._token is not None and not self._authorized(headers.get("authorization", "")):
@@ -543,26 +543,12 @@ class _Guard:
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 
 
-def _same_origin(origin: str, scheme: str, host: str) -> bool:
-    """Whether a browser's ``Origin`` is this server as the request's ``Host`` names it (the
-    same host, in any case, and the same port, a default one written or not)."""
+def _address(url: str) -> tuple[str | None, int | None]:
+    """The host (in lower case; an IPv6 address without its []) and the port (the scheme's
+    default if none is written) of ``url``; ``(None, None)`` if it is malformed. Applied to a
+    browser's ``Origin`` and to this server as the request's ``Host`` names it."""
     try:
-        given = urlsplit(origin)
-        origin_port = given.port or _DEFAULT_PORTS.get(given.scheme)
-        ours = urlsplit(f"{scheme}://{host}")
-        our_port = ours.port or _DEFAULT_PORTS.get(scheme)
-    except ValueError:  # (a malformed Origin or Host: not this server)
-        return False
-    return given.hostname is not None and (given.hostname, origin_port) == (
-        ours.hostname,
-        our_port,
-    )
-
-
-def _host_name(host: str) -> str:
-    """The host of a ``Host`` header, without its port (an IPv6 address without its [])."""
-    host = host.lower()
-    if host.startswith("["):
-        end = host.find("]")
-        return host[1:end] if end > 0 else host
-    return host.partition(":")[0]
+        parts = urlsplit(url)
+        return parts.hostname, parts.port or _DEFAULT_PORTS.get(parts.scheme)
+    except ValueError:
+        return None, None

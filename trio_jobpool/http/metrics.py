@@ -21,7 +21,7 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
   alike; equal to the gauges above for a pool of one process);
 * the counter ``jobpool_http_rejected_total{reason}``: submissions the HTTP app refused, by
   ``reason`` (``queue_full``, ``pool_closed``, ``duplicate_job``, ``unknown_job_name``,
-  ``invalid``, ``unauthorized``, ...), kept by the app (see :class:`Rejections`).
+  ``invalid``, ``unauthorized``, ...), which the app counts in a ``Counter`` of its own.
 """
 
 from __future__ import annotations
@@ -46,7 +46,6 @@ __all__ = [
     "CONTENT_TYPE",
     "ClusterCollector",
     "PoolCollector",
-    "Rejections",
     "pool_registry",
     "render",
 ]
@@ -73,25 +72,10 @@ _HISTOGRAMS = (
 )
 
 
-class Rejections:
-    """Counts of the submissions an HTTP app refused, by reason (one per app)."""
-
-    __slots__ = ("_counts",)
-
-    def __init__(self) -> None:
-        self._counts: Counter[str] = Counter()
-
-    def add(self, reason: str) -> None:
-        self._counts[reason] += 1
-
-    def items(self) -> list[tuple[str, int]]:
-        return sorted(self._counts.items())
-
-
 class PoolCollector(Collector):
     """A ``prometheus_client`` collector that reads one pool at each scrape."""
 
-    def __init__(self, pool: JobPool, rejections: Rejections | None = None) -> None:
+    def __init__(self, pool: JobPool, rejections: Counter[str] | None = None) -> None:
         self._pool = pool
         self._rejections = rejections
 
@@ -112,7 +96,7 @@ class PoolCollector(Collector):
                 "Submissions the HTTP app refused, by reason.",
                 labels=["reason"],
             )
-            for reason, count in self._rejections.items():
+            for reason, count in sorted(self._rejections.items()):
                 rejected.add_metric([reason], count)
             yield rejected
 
@@ -125,8 +109,9 @@ def _histogram(name: str, help_text: str, histogram: TimeHistogram) -> Histogram
     return HistogramMetricFamily(name, help_text, buckets=buckets, sum_value=histogram.total)
 
 
-def pool_registry(pool: JobPool, rejections: Rejections | None = None) -> CollectorRegistry:
-    """A registry of its own holding only ``pool``'s metrics (and the app's ``rejections``)."""
+def pool_registry(pool: JobPool, rejections: Counter[str] | None = None) -> CollectorRegistry:
+    """A registry of its own holding only ``pool``'s metrics (and the app's ``rejections``:
+    refused submissions by reason)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(PoolCollector(pool, rejections))
     return registry
