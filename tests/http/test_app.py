@@ -31,7 +31,7 @@ class Jobs:
     def __init__(self) -> None:
         self.registry = JobRegistry()
         self.release = anyio.Event()
-        self.started = 0
+        self.started = anyio.Event()  # set when a block job starts
         self.registry.register(self.add, name="add")
         self.registry.register(self.block, name="block")
         self.registry.register(self.fail, name="fail")
@@ -44,7 +44,7 @@ class Jobs:
         return a + b
 
     async def block(self, label: str = "") -> str:
-        self.started += 1
+        self.started.set()
         current_job().set_progress(0.25, f"waiting {label}")
         await self.release.wait()
         return label
@@ -728,9 +728,8 @@ async def test_wait_follows_a_job_of_another_process(redis_url: str) -> None:
 
             async with anyio.create_task_group() as tg:
                 tg.start_soon(wait)
-                with anyio.fail_after(10):
-                    while jobs.started == 0:
-                        await anyio.sleep(0.01)  # (the runner claims it over Redis)
+                with anyio.fail_after(10):  # (the runner claims it over Redis)
+                    await jobs.started.wait()
                 assert answer == {}
                 jobs.release.set()
             assert (answer["status"], answer["result"]) == ("completed", "far")

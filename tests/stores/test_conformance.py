@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import sqlite3
 import time
 from collections.abc import Callable
@@ -32,7 +31,15 @@ from tests.durable_app import (
     registry,
     report_progress,
 )
-from tests.stores._suite import SHORT, SHUTDOWN, Leave, counters, invariant_holds, status
+from tests.stores._suite import (
+    SHORT,
+    SHUTDOWN,
+    Leave,
+    check_priority_then_fifo,
+    counters,
+    invariant_holds,
+    status,
+)
 from trio_jobpool import (
     JobCancelled,
     JobFailed,
@@ -79,21 +86,8 @@ async def until(predicate: Callable[[], bool]) -> None:
 
 
 async def test_waiting_jobs_start_by_priority_then_fifo(pool_kwargs: dict[str, Any]) -> None:
-    rng = random.Random(5)
-    priorities = [rng.choice([-3, 0, 1, 5, 5, 10]) for _ in range(40)]
     async with open_job_pool(1, 100, **pool_kwargs) as pool:
-        await pool.submit(hold, "blocker", priority=100)
-        await board.wait_started("blocker")
-        for i, priority in enumerate(priorities):
-            if i % 2:
-                await pool.submit(note, f"{i}", priority=priority)
-            else:
-                pool.submit_nowait(note, f"{i}", priority=priority)
-        assert board.started == ["blocker"]
-        board.open()
-        await pool.join()
-    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
-    assert board.started == ["blocker", *map(str, expected)]
+        await check_priority_then_fifo(pool, nowait=True)
 
 
 async def test_an_urgent_job_overtakes_fifty_waiting_jobs(pool_kwargs: dict[str, Any]) -> None:

@@ -10,7 +10,6 @@ for several processes here; tests/stores/test_redis_processes.py runs real ones.
 from __future__ import annotations
 
 import math
-import random
 import signal
 import time
 import urllib.parse
@@ -35,7 +34,15 @@ from tests.durable_app import (
     report_progress,
 )
 from tests.servers import redis_cluster, redis_server_process
-from tests.stores._suite import SHORT, SHUTDOWN, Leave, counters, invariant_holds, status
+from tests.stores._suite import (
+    SHORT,
+    SHUTDOWN,
+    Leave,
+    check_priority_then_fifo,
+    counters,
+    invariant_holds,
+    status,
+)
 from trio_jobpool import (
     DuplicateJob,
     JobCancelled,
@@ -93,18 +100,8 @@ async def until_refused_for_room(store_url: str) -> None:
 
 
 async def test_waiting_jobs_start_by_priority_then_fifo(kw: dict[str, Any]) -> None:
-    rng = random.Random(5)
-    priorities = [rng.choice([-3, 0, 1, 5, 5, 10]) for _ in range(40)]
     async with open_job_pool(1, 100, **kw) as pool:
-        await pool.submit(hold, "blocker", priority=100)
-        await board.wait_started("blocker")
-        for i, priority in enumerate(priorities):
-            await pool.submit(note, f"{i}", priority=priority)
-        assert board.started == ["blocker"]
-        board.open()
-        await pool.join()
-    expected = sorted(range(len(priorities)), key=lambda i: (priorities[i], i))
-    assert board.started == ["blocker", *map(str, expected)]
+        await check_priority_then_fifo(pool, nowait=False)
 
 
 async def test_order_holds_across_processes(kw: dict[str, Any]) -> None:
