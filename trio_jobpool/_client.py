@@ -22,13 +22,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
+from ._job import JobStatus
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, CliError
 
 __all__ = ["Client", "cancel", "parse_args_json", "stats", "status", "submit"]
 
 REQUEST_TIMEOUT = 30.0  # seconds for the server to answer (beyond a long poll's own wait)
 POLL_WAIT = 0.5  # seconds each GET of `--wait` asks the server to wait for the job's end
-_ENDED = frozenset({"completed", "failed", "cancelled", "timed_out"})
+_ENDED = frozenset(status.value for status in JobStatus if status.ended)
 # Answers that refuse for a reason other than bad input (exit 1); other 4xx are bad input (2).
 _REFUSED = frozenset({404, 409, 429, 503})
 

@@ -54,6 +54,8 @@ _REDIS_MISSING = (
 
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
+    """What ``worker`` (and ``serve``) open: the registry, the store and the pool's sizes."""
+
     app: str
     store: str
     workers: int
@@ -62,12 +64,9 @@ class WorkerOptions:
 
 
 @dataclass(frozen=True, slots=True)
-class ServeOptions:
-    app: str
-    store: str
-    workers: int
-    queue_size: int
-    shutdown_timeout: float
+class ServeOptions(WorkerOptions):
+    """``serve``'s options: a worker's, and the HTTP server's."""
+
     host: str = "127.0.0.1"
     port: int = 8000
     token: str | None = None
@@ -201,7 +200,7 @@ def _run(main: Callable[[], Awaitable[None]], store: str) -> None:
 
 
 def _pool_opener(
-    options: WorkerOptions | ServeOptions, registry: JobRegistry
+    options: WorkerOptions, registry: JobRegistry
 ) -> contextlib.AbstractAsyncContextManager[JobPool]:
     """``open_job_pool(...)`` for these options; its arguments are checked here, before any
     event loop runs.
