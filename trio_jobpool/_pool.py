@@ -64,6 +64,10 @@ _INF: Final = math.inf
 # A worker that keeps finding work ready yields to the scheduler at least this often, so that
 # jobs which never checkpoint cannot starve the rest of the program.
 _YIELD_EVERY: Final = 64
+# While a store fails to commit, the pool starts no job for this long, doubling after each
+# failed try up to the maximum (see JobPool._store_result).
+_STORE_BACKOFF_MIN: Final = 0.05
+_STORE_BACKOFF_MAX: Final = 5.0
 # The cancel reason the deadline watcher gives a job that ran past its timeout.
 _TIMED_OUT: Final = "timed out"
 _HEX16: Final = re.compile("[0-9a-f]{16}")
@@ -200,6 +204,13 @@ class JobPool:
         self._workers_gone = runtime.Event()
         self._rng = random.Random()
         self._id_prefix = secrets.token_hex(8)
+        # Starts paused while the store fails to commit: no job is taken until _store_resume_at
+        # (the deadline watcher's wake-up) or until a commit succeeds, whichever comes first.
+        self._store_paused = False
+        self._store_resume_at = _INF
+        self._store_backoff = _STORE_BACKOFF_MIN
+        if isinstance(config.store, SqliteStore):
+            config.store.on_commit_result = self._store_result
         self._next_id = 0  # the counter of the next generated id (see _key)
 
     def __repr__(self) -> str:
@@ -490,7 +501,7 @@ class JobPool:
 
     def _place(self, job: JobHandle[Any], *, bounded: bool, slot: Slot | None = None) -> None:
         """Give a queued job to an idle worker (``slot``, else any), or to the waiting room."""
-        if slot is None:
+        if slot is None and not self._store_paused:
             slot = self._pop_idle()
         if slot is not None:
             self._start(job)
@@ -728,7 +739,7 @@ class JobPool:
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
         """Park as an idle worker until handed a job; ``None``: exit (already uncounted)."""
-        if self._store is not None and not self._stopping:
+        if self._store is not None and not self._stopping and not self._store_paused:
             # Commit the ends of this worker's jobs now rather than with a later job's start
             # (a failed commit is raised to whoever needs it next: a submit, a start).
             with contextlib.suppress(StoreError):
@@ -763,6 +774,11 @@ class JobPool:
                 return
             now = self._now()
             target = _INF
+            if self._store_paused:
+                if self._store_resume_at <= now:
+                    self._resume_starts()
+                else:
+                    target = self._store_resume_at
             for job in list(self._running):
                 deadline = job._started_m + job._timeout  # type: ignore[operator]
                 if deadline <= now:
@@ -776,7 +792,10 @@ class JobPool:
             self._watch_scope.deadline = self._watch_target = target
 
     def _take(self) -> JobHandle[Any] | None:
-        """The next job for a free worker, already marked running; ``None`` if none waits."""
+        """The next job for a free worker, already marked running; ``None`` if none waits (or
+        if starts are paused because the store cannot commit)."""
+        if self._store_paused:
+            return None
         if len(self._offers):
             return self._take_contended()
         job = self._waiting.pop()
@@ -997,10 +1016,72 @@ class JobPool:
         assert isinstance(job, DurableJob)
         try:
             await store.wait(job._ticket)
-        except StoreError as exc:
-            self._attempt_ended(job, JobStatus.FAILED, (exc, exc.__traceback__))
+        except StoreError:
+            if job._cancel_reason is not None:  # cancelled meanwhile: it ends, unstarted
+                self._end_unstarted(job)
+            else:
+                self._requeue_unstarted(job)
             return False
         return True
+
+    def _requeue_unstarted(self, job: DurableJob[Any]) -> None:
+        """Put back a job whose start could not be written, as if it had never been taken: in
+        front of the waiting jobs of its priority, queued on disk as in memory. It runs once
+        the store commits again (starts are paused meanwhile: see ``_store_result``)."""
+        counters = self._counters
+        counters.running -= 1
+        counters.queued += 1
+        self._running.discard(job)
+        job._attempts -= 1
+        job._status = _QUEUED
+        record = job._record
+        record.status = "queued"
+        record.attempts = job._attempts
+        if not job._attempts:  # a first attempt waits within the bound again
+            self._bounded_waiting += 1
+        self._waiting.push_front(job)
+
+    def _store_result(self, error: StoreError | None) -> None:
+        """The store's report of a failed commit (``error``), or of the first commit that
+        succeeded after failures (``None``); called on the event loop.
+
+        A failure pauses the starts of jobs (a start that cannot be written would leave the
+        job's run unrecorded) for a backoff of 0.05 s doubling to 5 s; then the deadline
+        watcher lets the workers try again, and first queues the failed updates again. A
+        success resumes the starts at once and resets the backoff. Submits are not paused:
+        each one is its own test of the store, and fails with ``StoreError`` while it fails.
+        """
+        if self._stopping:
+            return
+        if error is None:
+            self._store_backoff = _STORE_BACKOFF_MIN
+            if self._store_paused:
+                self._resume_starts()
+            return
+        if self._store_paused:
+            return
+        self._store_paused = True
+        self._store_resume_at = resume = self._now() + self._store_backoff
+        self._store_backoff = min(2 * self._store_backoff, _STORE_BACKOFF_MAX)
+        if resume < self._watch_target:
+            self._watch_target = self._watch_scope.deadline = resume
+
+    def _resume_starts(self) -> None:
+        """End a pause of the starts: write the failed updates again, and hand waiting jobs to
+        the idle workers (their starts are the next test of the store)."""
+        self._store_paused = False
+        self._store_resume_at = _INF
+        assert isinstance(self._store, SqliteStore)
+        self._store.rewrite_failed()
+        while True:
+            slot = self._pop_idle()
+            if slot is None:
+                return
+            job = self._take()
+            if job is None:
+                self._idle.append(slot)
+                return
+            self._runtime.unpark(slot, job)
 
     def _load(self, job_id: str) -> JobHandle[Any] | None:
         """An ended job of an earlier run, read back from the store."""

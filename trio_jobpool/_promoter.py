@@ -59,6 +59,15 @@ class PriorityBuckets(Generic[T]):
         bucket.append(item)
         self._size += 1
 
+    def push_front(self, item: T) -> None:
+        """Put ``item`` back ahead of every item of its priority (one taken, then returned)."""
+        bucket = self._buckets.get(item._priority)
+        if bucket is None:
+            bucket = self._buckets[item._priority] = deque()
+            heapq.heappush(self._priorities, item._priority)
+        bucket.appendleft(item)
+        self._size += 1
+
     def peek(self) -> T | None:
         """The best live item, left in place; ``None`` if there is none."""
         priorities = self._priorities

@@ -42,6 +42,7 @@ import asyncio
 import heapq
 import itertools
 import json
+import logging
 import math
 import operator
 import os
@@ -69,6 +70,15 @@ except ImportError:  # pragma: no cover - not on the platforms we test
     fcntl = None
 
 __all__ = ["SqliteStore"]
+
+logger = logging.getLogger("trio_jobpool.store")
+
+# The databases (st_dev, st_ino) that stores of this process hold locked, and their paths.
+_HELD: dict[tuple[int, int], str] = {}
+_HELD_LOCK = threading.Lock()
+# Descriptors opened on a database another store of this process holds: closing them would
+# drop that store's SQLite locks (POSIX locks are per process and file), so they stay open.
+_STRAY: list[int] = []
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -177,7 +187,12 @@ class SqliteStore:
         self.max_crashes = max_crashes
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._lock_file: Any = None
+        self._lock_fd: int | None = None  # the descriptor holding the flock (see _lock)
+        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the locked file
+        # Health of the writes, for the pool and its metrics (on the loop's thread).
+        self.failing = False  # the last commit failed (a full disk, a deleted file, ...)
+        self.failed_commits = 0  # commits that failed since the store was opened
+        self.on_commit_result: Callable[[StoreError | None], None] | None = None
         # Writes are numbered in the order they are queued (tickets). The committer (a
         # callback on the loop, or the writer thread) takes whatever is queued, commits it,
         # and reports how far it got.
@@ -286,6 +301,7 @@ class SqliteStore:
             ).fetchall()
             self._next_seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
+            self._check_identity()  # what SQLite opened is the file locked
         except sqlite3.Error as exc:
             self._close_sync()
             raise self._error("cannot open", exc) from None
@@ -319,23 +335,93 @@ class SqliteStore:
         store's worker thread."""
 
     def _lock(self) -> None:
+        """Take the one-pool-per-database lock: ``flock`` on the database file itself.
+
+        The lock is on the file (its inode), not on a name: a symlink or a hard link to the
+        database, or any other path to it, meets the same lock, and there is no lock file that
+        could be deleted from under a running pool. ``flock`` locks belong to an open file
+        description, so they never mix with the POSIX (``fcntl``) byte-range locks SQLite takes
+        on the same file. One hazard remains: closing *any* descriptor of a file drops every
+        POSIX lock this process holds on it, SQLite's included; so a descriptor on a database
+        another store of this process has open is never closed (see ``_HELD``).
+
+        Raises:
+            StoreError: another pool holds the database (this process or another), or it
+                cannot be opened; nothing was created or written then, except an empty
+                database file where there was none.
+        """
         if fcntl is None:  # pragma: no cover
             return
-        lock_path = Path(f"{self.path}-lock")
+        with _HELD_LOCK:
+            try:
+                known = os.stat(self.path)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"{self.url}: cannot open: {exc}") from None
+            else:
+                if (known.st_dev, known.st_ino) in _HELD:
+                    raise self._in_use(_HELD[known.st_dev, known.st_ino])
+            try:
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as exc:
+                raise StoreError(f"{self.url}: cannot open: {exc}") from None
+            opened = os.fstat(fd)
+            identity = (opened.st_dev, opened.st_ino)
+            if identity in _HELD:  # the path changed to another store's file in between
+                _STRAY.append(fd)  # never closed: that would drop the other store's locks
+                raise self._in_use(_HELD[identity])
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)  # (no store of this process has this file open: no locks lost)
+                if isinstance(exc, BlockingIOError):
+                    raise self._in_use("another process") from None
+                raise StoreError(f"{self.url}: cannot lock: {exc}") from None
+            _HELD[identity] = str(self.path)
+            self._lock_fd = fd
+            self._identity = identity
         try:
-            handle = open(lock_path, "a+")  # noqa: SIM115 - held until aclose()
+            self._check_identity()  # the lock guards the file that is at the path now
+        except StoreError:
+            self._unlock()
+            raise
+
+    def _in_use(self, holder: str) -> StoreError:
+        return StoreError(
+            f"{self.url} is in use by another pool ({holder} holds a lock on the database file)"
+        )
+
+    def _check_identity(self) -> None:
+        """Check that the locked file is still the one at the path (one ``os.stat``).
+
+        Raises:
+            StoreError: the database file was deleted, or replaced by another file.
+        """
+        if self._identity is None:  # pragma: no cover - no fcntl: not checked
+            return
+        try:
+            now = os.stat(self.path)
         except OSError as exc:
             raise StoreError(
-                f"{self.url}: cannot create the lock file {lock_path}: {exc}"
+                f"{self.url}: the database file was deleted or moved while the pool had it "
+                f"open ({exc.strerror}); nothing more is written to it"
             ) from None
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.close()
+        if (now.st_dev, now.st_ino) != self._identity:
             raise StoreError(
-                f"{self.url} is in use by another pool (locked through {lock_path})"
-            ) from None
-        self._lock_file = handle
+                f"{self.url}: the database file was replaced by another file while the pool "
+                "had it open; nothing more is written to it"
+            )
+
+    def _unlock(self) -> None:
+        """Release the lock (after the connections on the file are closed)."""
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is None:
+            return
+        with _HELD_LOCK:
+            if self._identity is not None:
+                _HELD.pop(self._identity, None)
+            os.close(fd)
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Put jobs a crash interrupted back in the queue, or end them as poison."""
@@ -384,9 +470,7 @@ class SqliteStore:
                 if connection is not None:
                     connection.close()
                     setattr(self, attribute, None)
-        if self._lock_file is not None:
-            self._lock_file.close()
-            self._lock_file = None
+        self._unlock()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -606,8 +690,21 @@ class SqliteStore:
         if error is not None:
             self._failures.append((after, upto, error))
             del self._failures[:-1024]  # for a wait that comes after its write's report
-            self._retry.extend(op for op in batch if op[0] is not _INSERT)
+            # Inserts and starts are not retried: their waiters (a submitter, a worker) got
+            # the error and act on it (the job is not accepted; it is not started, the pool
+            # keeps it queued). Ends, retries, requeues and progress go into the next commit.
+            self._retry.extend(op for op in batch if op[0] is not _INSERT and op[0] is not _START)
+            self.failed_commits += 1
+            if not self.failing:
+                self.failing = True
+                logger.warning("%s; retrying while it fails", error)
+        recovered = error is None and self.failing
+        if recovered:
+            self.failing = False
+            logger.warning("%s: writes succeed again", self.url)
         self._committed = committed = max(self._committed, upto)
+        if self.on_commit_result is not None and (error is not None or recovered):
+            self.on_commit_result(error)  # (the pool pauses or resumes its starts)
         waiters = self._waiters
         if waiters:
             unpark = self._runtime.unpark_shielded  # type: ignore[union-attr]
@@ -644,6 +741,15 @@ class SqliteStore:
                 raise
         except sqlite3.Error as exc:
             raise self._error("cannot write", exc) from None
+        # Committed, but to the file at the path? A write into a deleted (or replaced) file is
+        # one nobody will read: it fails like any other, so no submit is accepted into it.
+        self._check_identity()
+
+    def rewrite_failed(self) -> None:
+        """Queue the updates of failed commits again (ends, retries, progress), if any: the
+        pool calls this when it tries the store again after a failure."""
+        if self._retry:
+            self._enqueue()
 
     # -- reading ---------------------------------------------------------------------------
 
