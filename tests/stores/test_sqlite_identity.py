@@ -25,9 +25,11 @@ import anyio
 import pytest
 import trio
 import trio.testing
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.durable_app import board, hold, note, registry
-from trio_jobpool import JobStatus, SqliteStore, StoreError, open_job_pool
+from trio_jobpool import JobPool, JobStatus, SqliteStore, StoreError, open_job_pool
+from trio_jobpool.http.metrics import pool_registry, render
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -214,6 +216,16 @@ class FillableDisk(SqliteStore):
         self.connection.execute("PRAGMA max_page_count = 1000000")
 
 
+def _metric(pool: JobPool, name: str) -> float:
+    """The value of the sample ``name`` on the pool's ``/metrics``."""
+    text = render(pool_registry(pool)).decode()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name:
+                return float(sample.value)
+    raise KeyError(name)
+
+
 async def _queue_on_disk(db: Path, names: list[str]) -> None:
     """Leave ``names`` queued on disk: a pool accepts them behind a job that holds its only
     worker, and its block is left by an exception (the shutdown leaves waiting jobs queued)."""
@@ -250,9 +262,12 @@ async def test_jobs_whose_start_cannot_be_written_stay_queued_and_run_once_there
         assert board.started == []
         assert store.failing
         assert store.failed_commits >= 1
+        assert _metric(pool, "jobpool_store_failing") == 1
+        assert _metric(pool, "jobpool_store_failed_commits_total") == store.failed_commits
         store.make_room()
         await pool.join()
         assert not store.failing
+        assert _metric(pool, "jobpool_store_failing") == 0
         stats = pool.stats()
         assert (stats.total_completed, stats.total_failed, stats.total_submitted) == (33, 0, 33)
     # every accepted job ran exactly once, and its end is on disk

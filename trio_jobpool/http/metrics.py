@@ -19,6 +19,9 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
   ``jobpool_cluster_max_workers``: the same of the whole pool, from ``pool.cluster_stats()``
   when the app renders them (a distributed pool's shared queue, which every process reports
   alike; equal to the gauges above for a pool of one process);
+* with an SQLite store: the gauge ``jobpool_store_failing`` (1 from a failed commit to the next
+  one that succeeds: a full disk, a deleted database; jobs stay queued meanwhile and submits
+  are refused) and the counter ``jobpool_store_failed_commits_total``;
 * the counter ``jobpool_http_rejected_total{reason}``: submissions the HTTP app refused, by
   ``reason`` (``queue_full``, ``pool_closed``, ``duplicate_job``, ``unknown_job_name``,
   ``invalid``, ``unauthorized``, ...), which the app counts in a ``Counter`` of its own.
@@ -41,6 +44,7 @@ from prometheus_client.registry import Collector
 
 from .._pool import JobPool
 from .._stats import PoolStats, TimeHistogram
+from ..stores.sqlite import SqliteStore
 
 __all__ = [
     "CONTENT_TYPE",
@@ -90,6 +94,18 @@ class PoolCollector(Collector):
         histograms = self._pool.histograms()
         for name, key, help_text in _HISTOGRAMS:
             yield _histogram(f"jobpool_{name}", help_text, histograms[key])
+        store = self._pool.store
+        if isinstance(store, SqliteStore):
+            yield GaugeMetricFamily(
+                "jobpool_store_failing",
+                "1 while the store's commits fail (jobs stay queued, submits are refused).",
+                value=int(store.failing),
+            )
+            yield CounterMetricFamily(
+                "jobpool_store_failed_commits_total",
+                "Commits of the store that failed (each retried with a backoff).",
+                value=store.failed_commits,
+            )
         if self._rejections is not None:
             rejected = CounterMetricFamily(
                 "jobpool_http_rejected_total",
