@@ -32,8 +32,15 @@ each write is the one on ``(finished_at, priority, seq)`` (live jobs are the row
 ``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is the pool's check, made in
 memory where every live job is: the lock below keeps any other pool off the file.
 
-One pool at a time: the store takes an exclusive lock on ``<path>-lock``; a second pool opening
-the same file fails at once with :class:`StoreError` naming the path.
+One pool at a time: the store takes an exclusive ``flock`` on the database file itself (see
+``_lock``); a second pool opening the same database, by any path, fails at once with
+:class:`StoreError` naming the path. After every commit the store checks that the file at the
+path is still the one it locked: a commit into a deleted or replaced database counts as failed.
+
+A failed commit is reported to its waiters (a submit, a worker about to start a job) and to
+``on_commit_result`` (the pool pauses its starts); ``failing`` and ``failed_commits`` say how
+the writes fare. Inserts and starts of a failed commit are not tried again (their waiters act on
+the error); every other update goes first into the next commit.
 """
 
 from __future__ import annotations
