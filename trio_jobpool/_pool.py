@@ -1031,6 +1031,7 @@ class JobPool:
         counters = self._counters
         counters.running -= 1
         counters.queued += 1
+        counters.forget_wait(job._started_m - job._ready_m)  # type: ignore[operator]
         self._running.discard(job)
         job._attempts -= 1
         job._status = _QUEUED

@@ -166,6 +166,12 @@ class Counters:
         self.wait_count += 1
         self.wait_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
 
+    def forget_wait(self, seconds: float) -> None:
+        """Take back a wait recorded for a start that did not happen (its write failed)."""
+        self.wait_total -= seconds
+        self.wait_count -= 1
+        self.wait_buckets[bisect_left(TIME_BUCKETS, seconds)] -= 1
+
     def histograms(self) -> dict[str, TimeHistogram]:
         return {
             "exec_time": TimeHistogram.of(self.exec_buckets, self.exec_total),

@@ -270,11 +270,34 @@ async def test_jobs_whose_start_cannot_be_written_stay_queued_and_run_once_there
         assert _metric(pool, "jobpool_store_failing") == 0
         stats = pool.stats()
         assert (stats.total_completed, stats.total_failed, stats.total_submitted) == (33, 0, 33)
+        assert pool.histograms()["wait_time"].count == 33  # one start each, none that failed
     # every accepted job ran exactly once, and its end is on disk
     assert collections.Counter(board.started) == dict.fromkeys([*names, "blocker"], 1)
     statuses = _statuses(db)
     assert "refused" not in statuses
     assert set(statuses.values()) == {"completed"}
+
+
+async def test_a_pool_closed_while_the_disk_is_full_leaves_its_waiting_jobs_to_the_next(
+    tmp_path: Path,
+) -> None:
+    db = tmp_path / "jobs.db"
+    names = [f"job-{i:02d}" for i in range(8)]
+    await _queue_on_disk(db, names)
+    board.open("never")
+    store = FillableDisk(db, full=True)
+    async with open_job_pool(
+        2, 100, job_timeout=None, shutdown_timeout=0.2, store=store, registry=registry
+    ) as pool:
+        with pytest.raises(StoreError, match="disk is full"):
+            await pool.submit(note, "refused", job_id="refused")
+    # the drain gave up after 0.2 s: nothing ran, nothing ended, the jobs wait on disk
+    assert board.started == []
+    assert set(_statuses(db).values()) == {"queued"}
+    async with open_job_pool(2, 100, store=f"sqlite:///{db}", registry=registry) as pool:
+        await pool.join()
+    assert collections.Counter(board.started) == dict.fromkeys([*names, "blocker"], 1)
+    assert set(_statuses(db).values()) == {"completed"}
 
 
 async def test_an_end_that_cannot_be_written_is_written_once_there_is_room(

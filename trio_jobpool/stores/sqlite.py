@@ -274,6 +274,8 @@ class SqliteStore:
         """
         self._limiter = anyio.CapacityLimiter(1)
         self._commit_scheduled = False
+        self.failing = False
+        self.failed_commits = 0
         self._runtime = current_runtime()
         self._call_soon, self._call_soon_here = _call_soon_functions()
         # asyncio runs a call_soon callback right after the tasks that are ready now, before
