@@ -242,7 +242,7 @@ async def _queue_on_disk(db: Path, names: list[str]) -> None:
 
 @pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
 async def test_jobs_whose_start_cannot_be_written_stay_queued_and_run_once_there_is_room(
-    tmp_path: Path, synchronous: str
+    tmp_path: Path, synchronous: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     db = tmp_path / "jobs.db"
     names = [f"job-{i:02d}" for i in range(32)]
@@ -271,6 +271,11 @@ async def test_jobs_whose_start_cannot_be_written_stay_queued_and_run_once_there
         stats = pool.stats()
         assert (stats.total_completed, stats.total_failed, stats.total_submitted) == (33, 0, 33)
         assert pool.histograms()["wait_time"].count == 33  # one start each, none that failed
+    # the log: one line when the commits began to fail, one when they succeeded again
+    logged = [r.getMessage() for r in caplog.records if r.name == "trio_jobpool.store"]
+    assert len(logged) == 2, logged
+    assert "database or disk is full (trying again while it fails)" in logged[0]
+    assert "writes succeed again" in logged[1]
     # every accepted job ran exactly once, and its end is on disk
     assert collections.Counter(board.started) == dict.fromkeys([*names, "blocker"], 1)
     statuses = _statuses(db)

@@ -199,6 +199,7 @@ class SqliteStore:
         # Health of the writes, for the pool and its metrics (on the loop's thread).
         self.failing = False  # the last commit failed (a full disk, a deleted file, ...)
         self.failed_commits = 0  # commits that failed since the store was opened
+        self._failed_before = 0  # failed_commits when the current streak of failures began
         self.on_commit_result: Callable[[StoreError | None], None] | None = None
         # Writes are numbered in the order they are queued (tickets). The committer (a
         # callback on the loop, or the writer thread) takes whatever is queued, commits it,
@@ -704,13 +705,18 @@ class SqliteStore:
             # keeps it queued). Ends, retries, requeues and progress go into the next commit.
             self._retry.extend(op for op in batch if op[0] is not _INSERT and op[0] is not _START)
             self.failed_commits += 1
-            if not self.failing:
+            if not self.failing:  # one line per streak of failures, not one per commit
                 self.failing = True
-                logger.warning("%s; retrying while it fails", error)
+                self._failed_before = self.failed_commits - 1
+                logger.warning("%s (trying again while it fails)", error)
         recovered = error is None and self.failing
         if recovered:
             self.failing = False
-            logger.warning("%s: writes succeed again", self.url)
+            logger.warning(
+                "%s: writes succeed again, after %d failed commits",
+                self.url,
+                self.failed_commits - self._failed_before,
+            )
         self._committed = committed = max(self._committed, upto)
         if self.on_commit_result is not None and (error is not None or recovered):
             self.on_commit_result(error)  # (the pool pauses or resumes its starts)
