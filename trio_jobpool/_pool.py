@@ -1038,6 +1038,8 @@ class JobPool:
         record = job._record
         record.status = "queued"
         record.attempts = job._attempts
+        if not job._attempts:  # never started: no start time (a retry shows this failed one)
+            job._started_m = record.started_at = None
         if not job._attempts:  # a first attempt waits within the bound again
             self._bounded_waiting += 1
         self._waiting.push_front(job)
