@@ -370,8 +370,9 @@ class SqliteStore:
             except OSError as exc:
                 raise StoreError(f"{self.url}: cannot open: {exc}") from None
             else:
-                if (known.st_dev, known.st_ino) in _HELD:
-                    raise self._in_use(_HELD[known.st_dev, known.st_ino])
+                holder = _HELD.get((known.st_dev, known.st_ino))
+                if holder is not None:
+                    raise self._in_use(f"this process's pool on {holder}")
             try:
                 fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
             except OSError as exc:
@@ -380,7 +381,7 @@ class SqliteStore:
             identity = (opened.st_dev, opened.st_ino)
             if identity in _HELD:  # the path changed to another store's file in between
                 _STRAY.append(fd)  # never closed: that would drop the other store's locks
-                raise self._in_use(_HELD[identity])
+                raise self._in_use(f"this process's pool on {_HELD[identity]}")
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:
