@@ -349,6 +349,8 @@ def run_serve(options: ServeOptions) -> int:
     """``trio-jobpool serve``: serve until SIGINT/SIGTERM, then drain; 0 once stopped."""
     if options.token == "":
         raise CliError(EXIT_BAD_INPUT, "--token: an empty token is not allowed")
+    if not options.body_timeout > 0:
+        raise CliError(EXIT_BAD_INPUT, "--body-timeout must be more than 0 seconds")
     try:
         import hypercorn.trio
         from hypercorn.config import Config

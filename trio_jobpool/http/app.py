@@ -278,7 +278,8 @@ class _Api:
             return _unknown_outcome(options["job_id"] or exc.job_id or "")
         except StoreError as exc:
             logger.warning("submit of %r failed: %s", spec.name, exc)
-            self._refuse(ApiError(503, "store_unavailable", "the pool's store failed the write"))
+            message = "the pool's store failed the write, or could not be reached: not accepted"
+            self._refuse(ApiError(503, "store_unavailable", message))
         if handle is None:
             self._refuse(
                 self._queue_full(f"no room in the queue within {self.submit_wait:g} seconds")

@@ -63,6 +63,7 @@ def never_sent(exc: BaseException) -> bool:
         "Unable to establish a connection"  # (coredis: connecting or its handshake failed)
     )
 
+
 MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
 # Lua shared by every script: one definition of each step on a job's keys.
