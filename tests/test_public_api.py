@@ -43,6 +43,7 @@ API_NAMES = {
     "SqliteStore",
     "RedisStore",
     "StoreError",
+    "StoreOutcomeUnknown",
     "TIME_BUCKETS",
     "TimeHistogram",
 }

@@ -16,6 +16,7 @@ from ._errors import (
     PoolClosed,
     QueueFull,
     StoreError,
+    StoreOutcomeUnknown,
 )
 from ._job import JobHandle, JobStatus, current_job
 from ._pool import JobPool, open_job_pool
@@ -46,6 +47,7 @@ __all__ = [
     "RetryPolicy",
     "SqliteStore",
     "StoreError",
+    "StoreOutcomeUnknown",
     "TIME_BUCKETS",
     "TimeHistogram",
     "current_job",

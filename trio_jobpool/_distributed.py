@@ -51,6 +51,7 @@ from ._errors import (
     PoolClosed,
     QueueFull,
     StoreError,
+    StoreOutcomeUnknown,
 )
 from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
 from ._pool import JobPool, _Config
@@ -67,6 +68,7 @@ from .stores._redis_queue import (
     Claimed,
     Fields,
     RedisQueue,
+    never_sent,
 )
 from .stores.redis import RedisStore
 
@@ -212,6 +214,20 @@ class DistributedPool(JobPool):
                 pass
             self._cancels, self._retries, self._give_backs, self._ends = [], [], [], []
 
+    def _submit_error(self, submission: _Submission, exc: BaseException) -> StoreError:
+        """The answer to a submit whose round trip raised ``exc``: not accepted if it surely
+        never reached Redis, else :class:`StoreOutcomeUnknown` (it may have been written)."""
+        job_id = submission.job.job_id
+        if not isinstance(exc, REDIS_ERRORS):
+            return StoreError(f"the pool on {self._redis.url} closed while submitting")
+        if never_sent(exc):
+            return self._lost_error(f"cannot submit {job_id!r} (not accepted)", exc)
+        return StoreOutcomeUnknown(
+            f"cannot submit: Redis at {self._redis.url} did not answer: {exc!r}; job "
+            f"{job_id!r} was sent and may or may not have been accepted (look it up by its id)",
+            job_id,
+        )
+
     def _lost_error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what}: Redis at {self._redis.url} did not answer: {exc!r}")
 
@@ -280,6 +296,12 @@ class DistributedPool(JobPool):
             await self._send()
         except REDIS_ERRORS as exc:
             self._lost = exc
+            # Submits that came during this trip were never sent: refused now, so a submit
+            # waits for one timeout at most, not for this trip, the delay and one more trip.
+            unsent, self._submits = self._submits, []
+            for submission in unsent:
+                what = f"cannot submit {submission.job.job_id!r} (not sent, not accepted)"
+                self._submit_answer(submission, self._lost_error(what, exc))
             await anyio.sleep(self._delay)  # then try again
             self._delay = min(_MAX_RECONNECT_DELAY, self._delay * 2)
             self._wake.set()
@@ -303,13 +325,8 @@ class DistributedPool(JobPool):
             try:
                 await self._send_submits(submits)
             except BaseException as exc:  # every submitter gets an answer; exc goes on
-                error: Exception = (
-                    self._lost_error("cannot submit", exc)
-                    if isinstance(exc, REDIS_ERRORS)
-                    else StoreError(f"the pool on {self._redis.url} closed while submitting")
-                )
                 for submission in submits:
-                    self._submit_answer(submission, error)
+                    self._submit_answer(submission, self._submit_error(submission, exc))
                 raise
         if self._fetches:
             ids = list(self._fetches)

@@ -17,6 +17,7 @@ __all__ = [
     "PoolClosed",
     "QueueFull",
     "StoreError",
+    "StoreOutcomeUnknown",
 ]
 
 
@@ -97,3 +98,14 @@ class JobNotSerializable(JobPoolError):
 class StoreError(JobPoolError):
     """A store cannot be opened, read or written: a corrupt or non-SQLite file, a read-only
     path, a full disk, or a file another pool holds. The message names the store's path."""
+
+
+class StoreOutcomeUnknown(StoreError):
+    """A write was sent to the store and no answer came within its timeout (or the connection
+    broke before the answer): it may or may not have happened. For a submit, the job may be
+    queued, running or done: look it up by ``job_id`` later (``aget``); submitting it again with
+    the same id is refused with :class:`DuplicateJob` while the first one, if written, is live."""
+
+    def __init__(self, message: str, job_id: str | None = None) -> None:
+        super().__init__(message)
+        self.job_id = job_id

@@ -18,10 +18,13 @@ import importlib
 import importlib.util
 import ipaddress
 import logging
+import math
 import os
 import signal
 import sys
+import time
 import traceback
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -29,6 +32,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import anyio.lowlevel
 import trio
 
 from ._errors import StoreError
@@ -72,6 +76,9 @@ class ServeOptions(WorkerOptions):
     token: str | None = None
     dashboard: bool = True
     access_log: bool = False
+    backlog: int = 1024
+    body_timeout: float = 10.0
+    max_bodies: int = 64
 
 
 def _say(message: str) -> None:
@@ -286,6 +293,50 @@ def _summary(pool: JobPool | None) -> str:
     )
 
 
+def _raise_file_limit() -> int | None:
+    """Raise this process's soft limit of open files to its hard limit (each connection is
+    one); the limit now, or None if there is none (or no such limit: Windows)."""
+    if sys.platform == "win32":
+        return None
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+class _OncePerCondition(logging.Filter):
+    """For Trio's accept loop (logger ``trio.serve_listeners``), which logs every failed
+    accept (``EMFILE``: out of file descriptors, ...) with its traceback and tries again 0.1 s
+    later: one line per condition (the log call's first argument, the errno's name) a minute,
+    without the traceback, saying how many were left out since the last one."""
+
+    EVERY = 60.0  # seconds between two lines of one condition
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: dict[str, float] = {}
+        self._left_out: Counter[str] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info = None
+        record.exc_text = None
+        args = record.args if isinstance(record.args, tuple) else ()
+        condition = str(args[0]) if args else str(record.msg)
+        now = time.monotonic()
+        if now - self._last.get(condition, -math.inf) < self.EVERY:
+            self._left_out[condition] += 1
+            return False
+        self._last[condition] = now
+        left_out = self._left_out.pop(condition, 0)
+        if left_out:
+            record.msg = f"{record.msg} ({left_out} more since the last such line)"
+        return True
+
+
 def _store_name(pool: JobPool) -> str:
     store = pool.store
     return "memory://" if store is None else str(store.url)
@@ -298,6 +349,8 @@ def run_serve(options: ServeOptions) -> int:
     """``trio-jobpool serve``: serve until SIGINT/SIGTERM, then drain; 0 once stopped."""
     if options.token == "":
         raise CliError(EXIT_BAD_INPUT, "--token: an empty token is not allowed")
+    if not options.body_timeout > 0:
+        raise CliError(EXIT_BAD_INPUT, "--body-timeout must be more than 0 seconds")
     try:
         import hypercorn.trio
         from hypercorn.config import Config
@@ -315,10 +368,22 @@ def run_serve(options: ServeOptions) -> int:
     config.bind = [f"{host}:{options.port}"]
     config.loglevel = "WARNING"
     config.accesslog = _access_logger() if options.access_log else None
+    config.backlog = options.backlog
+    files = _raise_file_limit()
+    if files is not None and options.max_bodies > files // 2:
+        print(
+            f"warning: --max-bodies {options.max_bodies} slow clients could hold most of this "
+            f"process's {files} file descriptors (ulimit -n)",
+            file=sys.stderr,
+            flush=True,
+        )
     where = f"{options.host}:{options.port}"
     opened: list[JobPool] = []
 
     async def main() -> None:
+        # anyio (which the app uses) imports its Trio backend on first use: done now, for
+        # a first request that comes while every file descriptor is taken cannot.
+        await anyio.lowlevel.checkpoint()
         async with _pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
             opened.append(pool)
             # On loopback, answer only for loopback names: a web page whose host name an
@@ -330,6 +395,8 @@ def run_serve(options: ServeOptions) -> int:
                 token=options.token,
                 dashboard=options.dashboard,
                 allowed_hosts=hosts if _loopback(options.host) else None,
+                body_timeout=options.body_timeout,
+                max_bodies=options.max_bodies,
             )  # type: ignore[assignment]
             async with trio.open_nursery() as nursery:
                 serve = partial(hypercorn.trio.serve, app, config, shutdown_trigger=stopping.wait)
@@ -351,7 +418,13 @@ def run_serve(options: ServeOptions) -> int:
                         flush=True,
                     )
 
-    _run(main, options.store)
+    accept_errors = logging.getLogger("trio.serve_listeners")
+    once = _OncePerCondition()
+    accept_errors.addFilter(once)
+    try:
+        _run(main, options.store)
+    finally:
+        accept_errors.removeFilter(once)
     _say(_summary(opened[0] if opened else None))
     return 0
 

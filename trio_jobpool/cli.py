@@ -286,6 +286,33 @@ def _add_serve(commands: _Commands) -> None:
         action="store_true",
         help="log every request on stderr",
     )
+    serve.add_argument(
+        "--backlog",
+        type=_int_at_least(1),
+        default=1024,
+        metavar="N",
+        help=(
+            "connections the system may hold waiting to be accepted (default: 1024; the "
+            "kernel caps it at net.core.somaxconn)"
+        ),
+    )
+    serve.add_argument(
+        "--body-timeout",
+        type=_duration,
+        default=10.0,
+        metavar="SECONDS",
+        help="a request body must arrive whole within this long, else 408 (default: 10)",
+    )
+    serve.add_argument(
+        "--max-bodies",
+        type=_int_at_least(1),
+        default=64,
+        metavar="N",
+        help=(
+            "request bodies read at once; a request beyond them is answered 503 at once "
+            "(default: 64)"
+        ),
+    )
     serve.set_defaults(handler=_serve)
 
 
@@ -477,6 +504,9 @@ def _serve(args: argparse.Namespace) -> int:
         token=args.token,
         dashboard=args.dashboard,
         access_log=args.access_log,
+        backlog=args.backlog,
+        body_timeout=args.body_timeout,
+        max_bodies=args.max_bodies,
     )
     return run_serve(options)
 

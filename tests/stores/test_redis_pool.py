@@ -672,7 +672,7 @@ async def test_redis_lost_mid_run_fails_submits_and_the_pool_carries_on(tmp_path
             assert await (await pool.submit(double, 1)).result() == 2
             server.send_signal(signal.SIGSTOP)  # Redis stops answering
             try:
-                with pytest.raises(StoreError, match="cannot submit: Redis at redis://"):
+                with pytest.raises(StoreError, match=r"cannot submit.*: Redis at redis://"):
                     await pool.submit(double, 2, job_id="maybe")
                 with pytest.raises(StoreError, match="did not answer"):
                     await pool.cluster_stats()

@@ -26,7 +26,11 @@ _SCHEMAS: dict[str, Schema] = {
     "Error": {
         "type": "object",
         "required": ["error", "message"],
-        "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+        "properties": {
+            "error": {"type": "string"},
+            "message": {"type": "string"},
+            "job_id": {"type": "string", "description": "the job, for outcome_unknown (504)"},
+        },
     },
     "Retry": {
         "type": "object",
@@ -163,13 +167,15 @@ _ERRORS = {
     400: "malformed JSON, or a name that is not registered",
     401: "a token is configured and the request lacks it",
     403: "a browser's request from a page of another origin",
+    408: "the body did not arrive within the server's body timeout",
     404: "no such job",
     409: "a live job has this id / the job has ended",
     413: "the body is too long",
     415: "the body is not declared JSON (Content-Type: application/json)",
     422: "a field or parameter is missing, of the wrong type or out of range",
     429: "the queue is full; try again after Retry-After seconds",
-    503: "the pool is closed, or its store cannot be reached",
+    503: "the pool is closed, its store cannot be reached, or too many bodies are being read",
+    504: "the store did not answer a submit: the job (its job_id in the answer) may be accepted",
 }
 
 
@@ -226,7 +232,7 @@ def openapi_document(
                 "requestBody": _body("Submission"),
                 "responses": {
                     "202": _json("Accepted", "accepted: the job is queued"),
-                    **_errors(400, *auth, 403, 409, 413, 415, 422, 429, 503),
+                    **_errors(400, *auth, 403, 408, 409, 413, 415, 422, 429, 503, 504),
                 },
                 **changes,
             },
@@ -287,7 +293,7 @@ def openapi_document(
                 "requestBody": _body("Resize"),
                 "responses": {
                     "200": _json("Size", "the new size"),
-                    **_errors(400, *auth, 403, 413, 415, 422, 503),
+                    **_errors(400, *auth, 403, 408, 413, 415, 422, 503),
                 },
                 **changes,
             }

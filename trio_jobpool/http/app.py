@@ -15,13 +15,14 @@ import json
 import logging
 import math
 import reprlib
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from importlib import resources
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urlsplit
 
-import anyio
+from anyio import move_on_after, sleep
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -40,11 +41,13 @@ from .._errors import (
     PoolClosed,
     QueueFull,
     StoreError,
+    StoreOutcomeUnknown,
 )
 from .._job import JobHandle, JobStatus
 from .._pool import JobPool
 from .._registry import JobRegistry
 from .._stats import PoolStats
+from ..stores.redis import RedisStore
 from . import metrics
 from ._input import (
     ApiError,
@@ -55,6 +58,9 @@ from ._input import (
     read_json,
 )
 from ._openapi import openapi_document
+
+# (anyio's names are imported here, not looked up as ``anyio.name`` in a request: anyio imports
+# its modules lazily, which opens files, and a server out of file descriptors must answer too)
 
 __all__ = ["create_app"]
 
@@ -68,6 +74,9 @@ REREAD: Final = 0.5
 """How often ``?wait`` reads again a job that ends in another process (seconds)."""
 MAX_REMOTE_WAITS: Final = 64
 """How many ``?wait`` requests at once may re-read jobs of other processes; more answer at once."""
+CLUSTER_STATS_WAIT: Final = 3.0
+"""How long ``/metrics`` waits for ``cluster_stats()`` (seconds): well under Prometheus's
+default scrape timeout (10 s), so a scrape is answered while Redis hangs."""
 _MESSAGE: Final = 1000  # characters of a job's error message in an answer
 _SHORT = reprlib.Repr()  # a result's repr, when JSON cannot hold the result
 _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 1000
@@ -90,6 +99,8 @@ def create_app(
     max_workers_limit: int = 1024,
     allowed_hosts: Collection[str] | None = None,
     dashboard: bool = True,
+    body_timeout: float = 10.0,
+    max_bodies: int = 64,
 ) -> Starlette:
     """An ASGI app (Starlette) serving ``pool`` over HTTP: the endpoints of docs/service.md.
 
@@ -100,6 +111,11 @@ def create_app(
     (413) as they arrive. A submission waits up to ``submit_wait`` seconds for room, then is
     refused with 429 and ``Retry-After``. A resize beyond ``max_workers_limit`` workers is
     refused (422): each worker is a task, started at once.
+
+    Against slow clients: a request body must arrive whole within ``body_timeout`` seconds of
+    the app starting to read it, else 408 ``body_timeout`` (and the connection is closed); at
+    most ``max_bodies`` request bodies are read at once, and a request that would be one more is
+    answered at once 503 ``too_many_bodies`` with ``Retry-After: 1``, without reading its body.
 
     Against requests a web page makes a browser send (cross-site request forgery, DNS
     rebinding): a body must be ``Content-Type: application/json`` (else 415, so a browser must
@@ -116,7 +132,8 @@ def create_app(
     Raises:
         TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
         ValueError: an empty ``token``; ``max_body_bytes < 1``; ``submit_wait`` not a number
-            ``> 0``; ``max_workers_limit < 1``; an empty ``allowed_hosts``.
+            ``> 0``; ``max_workers_limit < 1``; an empty ``allowed_hosts``; ``body_timeout``
+            not a number ``> 0``; ``max_bodies < 1``.
     """
     if not isinstance(pool, JobPool):
         raise TypeError(f"pool must be a JobPool, got {pool!r}")
@@ -130,6 +147,10 @@ def create_app(
         raise ValueError(f"submit_wait must be a number > 0, got {submit_wait!r}")
     if type(max_workers_limit) is not int or max_workers_limit < 1:
         raise ValueError(f"max_workers_limit must be an int >= 1, got {max_workers_limit!r}")
+    if type(body_timeout) not in (int, float) or not 0 < body_timeout < math.inf:
+        raise ValueError(f"body_timeout must be a number > 0, got {body_timeout!r}")
+    if type(max_bodies) is not int or max_bodies < 1:
+        raise ValueError(f"max_bodies must be an int >= 1, got {max_bodies!r}")
     hosts = None
     if allowed_hosts is not None:
         hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
@@ -139,6 +160,8 @@ def create_app(
         if with_port:
             raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
     api = _Api(pool, registry, token, max_body_bytes, float(submit_wait), max_workers_limit)
+    api.body_timeout = float(body_timeout)
+    api.max_bodies = max_bodies
     checked = _json_errors  # (every endpoint answers its errors as JSON)
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
@@ -182,22 +205,54 @@ class _Api:
         self.submit_wait = submit_wait
         self.max_workers_limit = max_workers_limit
         self.remote_waits = 0  # ?wait requests re-reading a job of another process now
+        self.body_timeout = 10.0
+        self.max_bodies = 64
+        self.bodies = 0  # request bodies being read now (at most max_bodies)
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
 
     # -- jobs ----------------------------------------------------------------------------------
 
+    async def _body(self, request: Request) -> object:
+        """The request's JSON body (:func:`read_json`), read within ``body_timeout`` seconds,
+        as one of at most ``max_bodies`` bodies read at once. A cancellation from outside (the
+        client gone, the server stopping) goes on as it is.
+
+        Raises:
+            ApiError: 408 ``body_timeout``; 503 ``too_many_bodies`` (the body is not read);
+                those of :func:`read_json`.
+        """
+        if self.bodies >= self.max_bodies:
+            message = f"{self.max_bodies} request bodies are being read; try again"
+            headers = {"Retry-After": "1", "Connection": "close"}
+            raise ApiError(503, "too_many_bodies", message, headers)
+        self.bodies += 1
+        try:
+            with move_on_after(self.body_timeout):
+                return await read_json(request, self.max_body_bytes)
+        finally:
+            self.bodies -= 1
+        # (reached only when the deadline cancelled the read)
+        message = f"the body did not arrive within {self.body_timeout:g} seconds"
+        raise ApiError(408, "body_timeout", message, {"Connection": "close"})
+
     async def submit(self, request: Request) -> Response:
         """``POST /api/v1/jobs``: 202 once ``pool.submit`` returned (the job is accepted); 429
-        if no room came within ``submit_wait`` (the submission is withdrawn, not accepted)."""
+        if no room came within ``submit_wait`` (the submission is withdrawn, not accepted);
+        504 ``outcome_unknown`` with the job's id if Redis was sent the job and did not answer
+        (it may have been accepted)."""
         try:
-            spec = parse_submission(await read_json(request, self.max_body_bytes), self.jobs)
+            spec = parse_submission(await self._body(request), self.jobs)
         except ApiError as exc:
             self.rejections[exc.code] += 1
             raise
         pool = self.pool
         fn = self.jobs.get(spec.name)
         options = spec.options
+        if options["job_id"] is None and isinstance(pool.store, RedisStore):
+            # Named here, so that an answer that the outcome is unknown can say which job to
+            # look up later (the pool's own ids are made inside submit).
+            options = {**options, "job_id": uuid.uuid4().hex}
         handle: JobHandle[Any] | None = None
         try:
             if pool.store is None:
@@ -206,7 +261,7 @@ class _Api:
                 with contextlib.suppress(QueueFull):
                     handle = pool.submit_nowait(fn, *spec.args, **options)
             if handle is None:
-                with anyio.move_on_after(self.submit_wait):
+                with move_on_after(self.submit_wait):
                     handle = await pool.submit(fn, *spec.args, **options)
         except QueueFull as exc:  # (a store may refuse at once)
             self._refuse(self._queue_full(str(exc)))
@@ -218,9 +273,13 @@ class _Api:
             self._refuse(ApiError(400, "unknown_job_name", str(exc)))
         except (JobNotSerializable, TypeError, ValueError) as exc:
             self._refuse(ApiError(422, "invalid", str(exc)))
+        except StoreOutcomeUnknown as exc:  # (not a refusal: the job may be accepted)
+            logger.warning("submit of %r: outcome unknown: %s", spec.name, exc)
+            return _unknown_outcome(options["job_id"] or exc.job_id or "")
         except StoreError as exc:
             logger.warning("submit of %r failed: %s", spec.name, exc)
-            self._refuse(ApiError(503, "store_unavailable", "the pool's store failed the write"))
+            message = "the pool's store failed the write, or could not be reached: not accepted"
+            self._refuse(ApiError(503, "store_unavailable", message))
         if handle is None:
             self._refuse(
                 self._queue_full(f"no room in the queue within {self.submit_wait:g} seconds")
@@ -257,7 +316,7 @@ class _Api:
         job_id = request.path_params["job_id"]
         handle = await self._get(job_id)
         if wait and not handle.status.ended:
-            with anyio.move_on_after(wait):
+            with move_on_after(wait):
                 await self._wait_for_end(job_id)
             handle = await self._get(job_id)
         return _json(200, await _job_json(handle))
@@ -276,7 +335,7 @@ class _Api:
                 while True:
                     if (await self._get(job_id)).status.ended:
                         return
-                    await anyio.sleep(REREAD)
+                    await sleep(REREAD)
             finally:
                 self.remote_waits -= 1
         else:
@@ -315,7 +374,7 @@ class _Api:
 
     async def resize(self, request: Request) -> Response:
         """``PUT /api/v1/jobs/pool/size``: ``pool.resize``."""
-        body = await read_json(request, self.max_body_bytes)
+        body = await self._body(request)
         max_workers = parse_resize(body, 1, self.max_workers_limit)
         try:
             self.pool.resize(max_workers)
@@ -346,12 +405,22 @@ class _Api:
         return _json(200, {"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:
+        """``GET /metrics``: this process's metrics, and the cluster gauges if the store
+        answers within ``CLUSTER_STATS_WAIT`` seconds; else they are left out, and a
+        distributed pool's ``jobpool_cluster_stats_fresh`` is 0."""
+        cluster: PoolStats | None = None
         try:
-            cluster: PoolStats | None = await self.pool.cluster_stats()
+            with move_on_after(CLUSTER_STATS_WAIT):
+                cluster = await self.pool.cluster_stats()
+            if cluster is None:
+                logger.warning(
+                    "GET /metrics: no cluster stats: the store did not answer within %g s",
+                    CLUSTER_STATS_WAIT,
+                )
         except StoreError as exc:  # the pool's own metrics are still worth a scrape
             logger.warning("GET /metrics: no cluster stats: %s", exc)
-            cluster = None
-        content = metrics.render(self.metrics_registry, cluster)
+        fresh = cluster is not None if isinstance(self.pool.store, RedisStore) else None
+        content = metrics.render(self.metrics_registry, cluster, fresh)
         return Response(content, media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
@@ -452,6 +521,17 @@ _ENCODER: Final = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
 def _json(status: int, body: object, headers: dict[str, str] | None = None) -> Response:
     content = _ENCODER.encode(body).encode()
     return Response(content, status, headers, media_type="application/json")
+
+
+def _unknown_outcome(job_id: str) -> Response:
+    """504 ``outcome_unknown``: the submit reached the store, which did not answer; the job
+    may have been accepted. ``job_id`` (and ``Location``) name it for a later look-up."""
+    message = (
+        f"the store did not answer: job {job_id!r} may or may not have been accepted; "
+        "look it up by its id later (404 there means it was not)"
+    )
+    body = {"error": "outcome_unknown", "message": message, "job_id": job_id}
+    return _json(504, body, {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"})
 
 
 def _error(error: ApiError) -> Response:

@@ -22,6 +22,8 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
 * with an SQLite store: the gauge ``jobpool_store_failing`` (1 from a failed commit to the next
   one that succeeds: a full disk, a deleted database; jobs stay queued meanwhile and submits
   are refused) and the counter ``jobpool_store_failed_commits_total``;
+* for a distributed pool, the gauge ``jobpool_cluster_stats_fresh``: 1 when the cluster gauges
+  are in the scrape, 0 when Redis did not answer in time and they are left out;
 * the counter ``jobpool_http_rejected_total{reason}``: submissions the HTTP app refused, by
   ``reason`` (``queue_full``, ``pool_closed``, ``duplicate_job``, ``unknown_job_name``,
   ``invalid``, ``unauthorized``, ...), which the app counts in a ``Counter`` of its own.
@@ -148,12 +150,30 @@ class ClusterCollector(Collector):
             )
 
 
-def render(registry: CollectorRegistry, cluster: PoolStats | None = None) -> bytes:
+def render(
+    registry: CollectorRegistry, cluster: PoolStats | None = None, fresh: bool | None = None
+) -> bytes:
     """The registry's metrics in the Prometheus text format (:data:`CONTENT_TYPE`), and the
-    cluster gauges of ``cluster`` (a ``pool.cluster_stats()``) if given."""
+    cluster gauges of ``cluster`` (a ``pool.cluster_stats()``) if given; unless ``fresh`` is
+    None, the gauge ``jobpool_cluster_stats_fresh``: 1 if the cluster gauges are in this
+    scrape, 0 if the store did not answer for them (they are left out)."""
     text = generate_latest(registry)
-    if cluster is None:
-        return text
     extra = CollectorRegistry(auto_describe=False)
-    extra.register(ClusterCollector(cluster))
+    if cluster is not None:
+        extra.register(ClusterCollector(cluster))
+    if fresh is not None:
+        extra.register(_Freshness(fresh))
     return text + generate_latest(extra)
+
+
+class _Freshness(Collector):
+    def __init__(self, fresh: bool) -> None:
+        self._fresh = fresh
+
+    def collect(self) -> Iterable[Metric]:
+        yield GaugeMetricFamily(
+            "jobpool_cluster_stats_fresh",
+            "1 if the jobpool_cluster_* gauges are in this scrape, read from the store just "
+            "now; 0 if the store did not answer in time (they are left out).",
+            value=1.0 if self._fresh else 0.0,
+        )

@@ -45,11 +45,24 @@ __all__ = [
     "Fields",
     "QueueStats",
     "RedisQueue",
+    "never_sent",
 ]
 
 REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
 """What a lost or unreachable Redis raises: a command that fails with one of these is retried
 later (ends, leases) or reported as a :class:`StoreError` (submits)."""
+
+
+def never_sent(exc: BaseException) -> bool:
+    """Whether the command that raised ``exc`` (one of :data:`REDIS_ERRORS`) surely never
+    reached Redis: no connection could be made. Anything else (a timeout, a connection lost
+    while sending or waiting for the answer) leaves it unknown whether the command ran."""
+    if isinstance(exc, ConnectionRefusedError):
+        return True
+    return isinstance(exc, coredis.exceptions.ConnectionError) and str(exc).startswith(
+        "Unable to establish a connection"  # (coredis: connecting or its handshake failed)
+    )
+
 
 MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 

@@ -37,7 +37,10 @@ class RedisStore:
             leases lapse (fencing).
         max_crashes: lapsed leases a job survives; one more and it ends ``failed`` as poison.
         cluster: connect to a Redis Cluster (any node's address will do).
-        timeout: seconds a connection or command may take before it counts as lost.
+        timeout: seconds a connection or command may take before it counts as lost: each
+            call to Redis gives up after this long, once (a command that got no answer is
+            not sent again: it may have run). A submit that got no answer raises
+            :class:`~trio_jobpool.StoreOutcomeUnknown`.
         keep_ended: seconds an ended job stays in Redis (its status, result or error, for
             ``aget``) before it expires; ``None``: until deleted by hand. The queue has one
             setting: the pool opened last on it sets it for all.
@@ -135,10 +138,14 @@ class RedisStore:
             ) from exc
         from ._redis_queue import REDIS_ERRORS, RedisQueue
 
+        # No retries by coredis (its default retries a timed-out command twice, tripling the
+        # timeout, and sends a write again that may have run): the pool's link and keeper
+        # retry on their own, and a caller hears of a lost Redis within one timeout.
         options: dict[str, Any] = {
             "decode_responses": True,
             "connect_timeout": self.timeout,
             "stream_timeout": self.timeout,
+            "retry_policy": coredis.retry.NoRetryPolicy(),
         }
         error: StoreError | None = None
         try:
@@ -153,7 +160,13 @@ class RedisStore:
                             username=parts.username and urllib.parse.unquote(parts.username),
                             password=parts.password and urllib.parse.unquote(parts.password),
                             ssl=parts.scheme == "rediss",
-                            **options,
+                            **options
+                            | {
+                                # (a cluster that is down refused the command: safe to resend)
+                                "retry_policy": coredis.retry.ConstantRetryPolicy(
+                                    (coredis.exceptions.ClusterDownError,), retries=2, delay=0.1
+                                )
+                            },
                         )
                     else:
                         client = coredis.Redis.from_url(self._url, **options)
