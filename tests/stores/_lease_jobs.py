@@ -43,7 +43,7 @@ async def block_once(item: str, seconds: float) -> str:
     wait a moment (its first checkpoint after the block) and log its end."""
     _log("start", item)
     if current_job().attempts == 1:
-        time.sleep(seconds)
+        time.sleep(seconds)  # noqa: ASYNC251 (blocking the loop is the point)
     await anyio.sleep(0.05)
     _log("end", item)
     return item

@@ -72,7 +72,8 @@ def read_log(log: Path) -> list[tuple[int, str, str]]:
     """(pid, event, item) per line of the jobs' log."""
     if not log.exists():
         return []
-    return [(int(p), e, i) for p, e, i, _ in (line.split() for line in log.read_text().splitlines())]
+    lines = log.read_text().splitlines()
+    return [(int(pid), event, item) for pid, event, item, _ in map(str.split, lines)]
 
 
 def process_stats(log: Path) -> dict[int, dict[str, Any]]:

@@ -61,7 +61,7 @@ later (ends, leases) or reported as a :class:`StoreError` (submits)."""
 
 MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
-_LOST_CODE: Final = "JOBPOOL_QUEUE_LOST"  # the error the scripts answer with a stale epoch
+_LOST_CODE: Final = "JOBPOOL_QUEUE_LOST"  # the error the scripts answer with a stale epoch (_LIB)
 
 
 class QueueLost(Exception):
@@ -77,13 +77,14 @@ class QueueLost(Exception):
         super().__init__(f"Redis no longer has the queue's epoch {epoch!r}")
         self.epoch = epoch
 
+
 # Lua shared by every script: one definition of each step on a job's keys.
 _LIB: Final = """
 local prefix = KEYS[1]
 
 -- The caller's epoch must be the queue's (see the module): else Redis lost the queue.
 if redis.call('GET', prefix .. ':epoch') ~= KEYS[2] then
-  return redis.error_reply('""" + _LOST_CODE + """ ' .. KEYS[2])
+  return redis.error_reply('JOBPOOL_QUEUE_LOST ' .. KEYS[2])
 end
 
 local function now_ms()
