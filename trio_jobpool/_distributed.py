@@ -38,6 +38,7 @@ serving: unsent and new submits go to the new epoch.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -70,7 +71,7 @@ from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
 from ._pool import JobPool, _Config
 from ._registry import check_json
 from ._retry import RetryPolicy
-from ._runtime import EventLike, Runtime, Slot, TaskGroupLike
+from ._runtime import CancelScopeLike, EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
 from .stores._base import JobRecord
 from .stores._redis_queue import (
@@ -106,6 +107,27 @@ _NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED, STALLED)  # cancel reasons that han
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
+
+
+class _TaskFence:
+    """On asyncio, a running job's fence: a timer that cancels the job's task itself.
+
+    AnyIO's scope deadline does not do: it never cancels a task whose awaited future is
+    already done, and after a stall the loop runs the callbacks of every expired timer (the
+    job's own sleep, due before its fence, among them) before it resumes any task; so a job
+    would resume and run on, up to its next await. ``Task.cancel()`` is delivered however the
+    task resumes. The message is AnyIO's for the job's scope, whose own cancel is called too,
+    so that the scope takes the cancellation on the way out as its own; the one cancel
+    request made on the task is taken back (``uncancel``) when the attempt is over.
+    """
+
+    __slots__ = ("fired", "handle", "scope", "task")
+
+    def __init__(self, task: asyncio.Task[Any], scope: CancelScopeLike) -> None:
+        self.task = task
+        self.scope = scope
+        self.handle: asyncio.TimerHandle | None = None
+        self.fired = False
 
 
 class _Submission:
@@ -188,6 +210,8 @@ class DistributedPool(JobPool):
         self._margin = self._lease / 10  # a job is fenced this long before its lease lapses
         self._keeper_ran = runtime.clock()()  # when the keeper last ran (stall detection)
         self._stall = (math.inf, math.inf)  # the latest stall the keeper saw: (from, to)
+        # asyncio: the fences of the running jobs, by id (see _TaskFence); Trio: None
+        self._task_fences: dict[str, _TaskFence] | None = None if runtime.name == "trio" else {}
         self._epoch_lost: str | None = None  # the epoch Redis lost, until a new one is adopted
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
@@ -679,8 +703,56 @@ class DistributedPool(JobPool):
     # -- fencing -----------------------------------------------------------------------------
 
     def _fence_deadline(self, job: JobHandle[Any]) -> float:
-        """The running ``job``'s fence (see the module): its scope's deadline."""
-        return self._leases.get(job.job_id, -math.inf) - self._margin
+        """The running ``job``'s fence (see the module): its scope's deadline on Trio; on
+        asyncio, a timer of its own (:class:`_TaskFence`; the scope gets no deadline)."""
+        deadline = self._leases.get(job.job_id, -math.inf) - self._margin
+        if self._task_fences is None:
+            return deadline
+        task = asyncio.current_task()
+        assert task is not None and job._scope is not None
+        self._task_fences[job.job_id] = fence = _TaskFence(task, job._scope)
+        self._arm(job.job_id, fence, deadline)
+        return math.inf
+
+    def _arm(self, job_id: str, fence: _TaskFence, deadline: float) -> None:
+        if fence.handle is not None:
+            fence.handle.cancel()
+        loop = asyncio.get_running_loop()
+        fence.handle = loop.call_at(max(deadline, loop.time()), self._task_fence_passed, job_id)
+
+    def _task_fence_passed(self, job_id: str) -> None:
+        """asyncio: a running job's fence passed (see :class:`_TaskFence`)."""
+        assert self._task_fences is not None
+        fence = self._task_fences.get(job_id)
+        job = self._live.get(self._key(job_id))
+        if fence is None or job is None or job._scope is not fence.scope:
+            return
+        scope = fence.scope
+        if job._cancel_reason is None:
+            job._cancel_reason = self._fence_reason(job_id, self._now())
+        fence.fired = True
+        fence.task.cancel(f"Cancelled via cancel scope {id(scope):x}")  # (AnyIO's)
+        scope.cancel()
+
+    def _set_fence(self, job: JobHandle[Any], deadline: float) -> None:
+        """Move the fence of the running ``job`` (a renewal)."""
+        if self._task_fences is None:
+            if job._scope is not None:
+                job._scope.deadline = deadline
+            return
+        fence = self._task_fences.get(job.job_id)
+        if fence is not None and not fence.fired:
+            self._arm(job.job_id, fence, deadline)
+
+    def _attempt_over(self, job: JobHandle[Any]) -> float:
+        if self._task_fences is not None:
+            fence = self._task_fences.pop(job.job_id, None)
+            if fence is not None:
+                if fence.handle is not None:
+                    fence.handle.cancel()
+                if fence.fired:
+                    fence.task.uncancel()
+        return super()._attempt_over(job)
 
     def _stalled(self, fence: float, now: float) -> bool:
         """Whether a fence that passed at ``fence`` passed because this process could not run
@@ -1135,8 +1207,8 @@ class DistributedPool(JobPool):
             if self._leases.get(job_id, -math.inf) - margin > sent:
                 self._leases[job_id] = lapse
                 job = self._live.get(self._key(job_id))
-                if job is not None and job._status is _RUNNING and job._scope is not None:
-                    job._scope.deadline = deadline
+                if job is not None and job._status is _RUNNING:
+                    self._set_fence(job, deadline)
 
     def _fence(self, job_id: str) -> None:
         """Stop running a job whose lease this process may no longer hold."""

@@ -232,3 +232,13 @@ async def test_a_stall_reported_after_the_reaper_counted_a_crash_replaces_it(
     assert await queue.give_back("p2", [("s", True, {}, True)], max_crashes=1) == ["s"]
     fields = await queue.job("s")
     assert (fields["status"], fields["error_type"]) == ("failed", "trio_jobpool.LeaseLapsed")
+
+
+async def test_a_resent_end_is_confirmed_and_a_late_one_refused(queue: RedisQueue) -> None:
+    await queue.submit([job("e"), job("f")], None)
+    await queue.claim("p1", 2, lease_ms=10_000)
+    assert await queue.end("p1", [("e", "completed", {})]) == ["e"]
+    # its answer was lost: the same end again is confirmed, and counted once
+    assert await queue.end("p1", [("e", "completed", {})]) == ["e"]
+    assert (await queue.stats(1000)).counters["completed"] == 1
+    assert await queue.end("p2", [("f", "completed", {})]) == []  # p2 never held it

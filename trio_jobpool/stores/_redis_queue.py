@@ -206,19 +206,27 @@ local function announce(ended)
   end
 end
 
--- Record the ends (a JSON list of [id, status, fields] of owner's jobs; return the ids it
--- still held, whose end was recorded.
+-- Record the ends (a JSON list of [id, status, fields] of owner's jobs); return the ids whose
+-- end is recorded: by this call (it still held them), or by an earlier call of the same owner
+-- whose answer it did not get (a resent end: the job names who ended it, in ended_by).
 local function end_jobs(owner, ends, now)
-  local done = {}
+  local done, new = {}, {}
   for _, e in ipairs(cjson.decode(ends)) do
     local id = e[1]
     if holds(id, owner) then
       release(id, e[3])
       finish(id, e[2], now)
+      redis.call('HSET', job_key(id), 'ended_by', owner)
       done[#done+1] = id
+      new[#new+1] = id
+    else
+      local job = redis.call('HMGET', job_key(id), 'ended_by', 'status')
+      if job[1] == owner and job[2] == e[2] then
+        done[#done+1] = id
+      end
     end
   end
-  announce(done)
+  announce(new)
   return done
 end
 
