@@ -709,7 +709,8 @@ class DistributedPool(JobPool):
         if self._task_fences is None:
             return deadline
         task = asyncio.current_task()
-        assert task is not None and job._scope is not None
+        assert task is not None
+        assert job._scope is not None
         self._task_fences[job.job_id] = fence = _TaskFence(task, job._scope)
         self._arm(job.job_id, fence, deadline)
         return math.inf

@@ -42,7 +42,8 @@ def server(workdir: Path, port: int, *extra: str) -> Iterator[subprocess.Popen[b
     try:
         deadline = time.monotonic() + START_TIMEOUT
         while not _ping(port):  # another process coming up: poll it, bounded in time
-            assert process.poll() is None and time.monotonic() < deadline, "no redis-server"
+            assert process.poll() is None, "redis-server exited"
+            assert time.monotonic() < deadline, "redis-server did not answer"
             time.sleep(0.01)
         yield process
     finally:
@@ -124,14 +125,18 @@ async def test_an_aof_fsynced_always_loses_no_accepted_job_to_a_kill_of_redis(
 async def test_an_evicting_maxmemory_policy_is_warned_of_at_open(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    with redis_server_process(tmp_path, "--maxmemory-policy", "allkeys-lru") as (url, _):
-        with caplog.at_level(logging.WARNING, logger="trio_jobpool.distributed"):
-            async with open_job_pool(0, 10, store=queue_url(url), registry=registry):
-                pass
+    with (
+        redis_server_process(tmp_path, "--maxmemory-policy", "allkeys-lru") as (url, _),
+        caplog.at_level(logging.WARNING, logger="trio_jobpool.distributed"),
+    ):
+        async with open_job_pool(0, 10, store=queue_url(url), registry=registry):
+            pass
     assert any("maxmemory-policy allkeys-lru" in r.getMessage() for r in caplog.records)
     caplog.clear()
-    with redis_server_process(tmp_path, "--maxmemory-policy", "noeviction") as (url, _):
-        with caplog.at_level(logging.WARNING, logger="trio_jobpool.distributed"):
-            async with open_job_pool(0, 10, store=queue_url(url), registry=registry):
-                pass
+    with (
+        redis_server_process(tmp_path, "--maxmemory-policy", "noeviction") as (url, _),
+        caplog.at_level(logging.WARNING, logger="trio_jobpool.distributed"),
+    ):
+        async with open_job_pool(0, 10, store=queue_url(url), registry=registry):
+            pass
     assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
