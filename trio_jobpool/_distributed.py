@@ -887,7 +887,11 @@ class DistributedPool(JobPool):
         """A job submitted here ended elsewhere (or was cancelled in Redis): end its handle."""
         key = self._key(job_id)
         job = self._remote.get(key)
-        if job is None or key in self._live or not fields:
+        if job is None or key in self._live:
+            return
+        if not fields:  # Redis no longer has this live job (a failover lost it, say)
+            if job._record.seq:
+                self._end_here(job, JobStatus.FAILED, (self._gone_error(job_id), None))
             return
         record = record_from_fields(job_id, fields)
         if not JobStatus(record.status).ended:

@@ -10,6 +10,7 @@ import logging
 import signal
 import subprocess
 import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -140,3 +141,21 @@ async def test_an_evicting_maxmemory_policy_is_warned_of_at_open(
         async with open_job_pool(0, 10, store=queue_url(url), registry=registry):
             pass
     assert not [r for r in caplog.records if "maxmemory-policy" in r.getMessage()]
+
+
+async def test_a_job_redis_lost_alone_ends_its_handle_when_the_pool_looks_it_up(
+    redis_url: str,
+) -> None:
+    url = queue_url(redis_url)
+    queue = urllib.parse.parse_qs(urllib.parse.urlsplit(url).query)["queue"][0]
+    async with open_job_pool(0, 100, store=url, registry=registry) as front:
+        looked_up, reconnected = await front.submit(double, 1), await front.submit(double, 2)
+        async with coredis.Redis.from_url(redis_url) as client:
+            # what a failover to a replica that missed the last writes leaves: no such job
+            await client.delete([f"{{{queue}}}:job:{h.job_id}" for h in (looked_up, reconnected)])
+            with pytest.raises(JobNotFound):
+                await front.aget(looked_up.job_id)
+            assert looked_up.status is JobStatus.FAILED
+            await client.client_kill(type_="pubsub")  # (as a failover drops every connection)
+        with anyio.fail_after(WAIT), pytest.raises(StoreError, match="is lost"):
+            await reconnected.result()  # the listener looked up what it follows
