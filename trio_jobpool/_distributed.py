@@ -110,15 +110,17 @@ _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try
 
 
 class _TaskFence:
-    """On asyncio, a running job's fence: a timer that cancels the job's task itself.
+    """On asyncio, a running job's fence: a timer that cancels the job's scope, and if AnyIO
+    does not deliver that to the task, the task itself.
 
-    AnyIO's scope deadline does not do: it never cancels a task whose awaited future is
+    AnyIO's delivery does not do alone: it never cancels a task whose awaited future is
     already done, and after a stall the loop runs the callbacks of every expired timer (the
     job's own sleep, due before its fence, among them) before it resumes any task; so a job
     would resume and run on, up to its next await. ``Task.cancel()`` is delivered however the
-    task resumes. The message is AnyIO's for the job's scope, whose own cancel is called too,
-    so that the scope takes the cancellation on the way out as its own; the one cancel
-    request made on the task is taken back (``uncancel``) when the attempt is over.
+    task resumes; it is used only when the task is not inside a shielded scope of the job's
+    (AnyIO's task state says; unknown counts as shielded). Its message is AnyIO's form, so that
+    the job's (cancelled) scope takes the cancellation on the way out as its own; that cancel
+    request is taken back (``uncancel``) when the attempt is over.
     """
 
     __slots__ = ("fired", "handle", "scope", "task")
@@ -728,12 +730,14 @@ class DistributedPool(JobPool):
         job = self._live.get(self._key(job_id))
         if fence is None or job is None or job._scope is not fence.scope:
             return
-        scope = fence.scope
+        scope, task = fence.scope, fence.task
         if job._cancel_reason is None:
             job._cancel_reason = self._fence_reason(job_id, self._now())
-        fence.fired = True
-        fence.task.cancel(f"Cancelled via cancel scope {id(scope):x}")  # (AnyIO's)
+        requests = task.cancelling()
         scope.cancel()
+        if task.cancelling() == requests and not _shielded_within(task, scope):
+            fence.fired = True  # (AnyIO did not deliver it: what the task awaits is done)
+            task.cancel(f"Cancelled via cancel scope {id(scope):x}")
 
     def _set_fence(self, job: JobHandle[Any], deadline: float) -> None:
         """Move the fence of the running ``job`` (a renewal)."""
@@ -1286,6 +1290,22 @@ class DistributedPool(JobPool):
                 self._cancels_seen.add(job_id)  # a claim in flight may bring it
             elif job._cancel_reason is None:
                 self._cancel_job(job, "cancelled")
+
+
+def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
+    """Whether ``task`` runs inside a shielded AnyIO scope within ``scope`` (or not within
+    ``scope`` at all), by AnyIO's record of the task's innermost scope; ``True`` if unknown."""
+    try:
+        from anyio._backends._asyncio import _task_states
+
+        inner: Any = _task_states[task].cancel_scope
+        while inner is not None and inner is not scope:
+            if inner.shield:
+                return True
+            inner = inner._parent_scope
+    except (ImportError, KeyError, AttributeError):  # (another AnyIO: not known)
+        return True
+    return inner is None
 
 
 def _redis_lost(exc: BaseException) -> bool:

@@ -49,6 +49,21 @@ async def block_once(item: str, seconds: float) -> str:
     return item
 
 
+@registry.job(name="block_then_shield")
+async def block_then_shield(item: str, seconds: float) -> str:
+    """On its first attempt, block the event loop for ``seconds``, then await in a shielded
+    scope (logged ``shielded`` once that is over); then wait a moment and log its end."""
+    _log("start", item)
+    if current_job().attempts == 1:
+        time.sleep(seconds)  # noqa: ASYNC251 (blocking the loop is the point)
+        with anyio.CancelScope(shield=True):
+            await anyio.sleep(0.05)
+        _log("shielded", item)
+    await anyio.sleep(0.05)
+    _log("end", item)
+    return item
+
+
 async def main(store: str, max_workers: int) -> None:
     async with open_job_pool(max_workers, 10, store=store, registry=registry) as pool:
         print("ready", flush=True)

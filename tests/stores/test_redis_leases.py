@@ -21,7 +21,7 @@ import anyio
 import coredis
 import pytest
 
-from tests.stores._lease_jobs import block_once, nap, registry
+from tests.stores._lease_jobs import block_once, block_then_shield, nap, registry
 from trio_jobpool import JobStatus, open_job_pool
 
 pytestmark = pytest.mark.anyio
@@ -158,3 +158,18 @@ async def test_a_job_that_blocks_the_loop_past_its_lease_is_a_stall_not_a_crash(
         for job_id in ("napping", "blocking"):
             fields = await client.hgetall(f"{{{queue}}}:job:{job_id}")
             assert (fields["crashes"], fields.get("stalls")) == ("0", "1"), job_id
+
+
+async def test_a_fence_that_passes_in_a_shielded_part_of_a_job_waits_for_its_end(
+    redis_url: str, log: Path
+) -> None:
+    lease = 1.0
+    url, _ = queue_url(redis_url, lease)
+    async with open_job_pool(1, 10, store=url, registry=registry) as pool:  # in this process
+        handle = await pool.submit(block_then_shield, "s", 2 * lease)
+        with anyio.fail_after(30):
+            assert await handle.result() == "s"
+        stats = await pool.cluster_stats()
+    events = [event for _, event, _ in read_log(log)]
+    assert events == ["start", "shielded", "start", "end"]  # fenced after its shielded part
+    assert (stats.total_completed, pool.stats().total_completed) == (1, 1)
