@@ -155,8 +155,10 @@ class DistributedPool(JobPool):
     * ``cancel``, ``get`` act on what this process knows: jobs it submitted or runs.
       ``await acancel(id)`` and ``await aget(id)`` ask Redis, for jobs of any process.
     * ``stats()`` is this process's view: ``total_submitted`` counts the jobs it submitted,
-      the other totals the attempts its workers ended, ``queued_tasks`` jobs it claimed that
-      have not started yet. The invariant holds for ``await cluster_stats()``.
+      the other totals the attempts its workers ended and Redis recorded (a fenced attempt
+      counts in none; an end Redis refused is taken back out), ``queued_tasks`` jobs it
+      claimed that have not started yet. So the processes' totals add up to the cluster's;
+      the invariant holds for ``await cluster_stats()``.
     * Leaving the block (``stop``) drains the jobs running here, not the shared queue: jobs
       that wait in Redis stay there for the other processes (or the next pool).
     """
@@ -299,9 +301,8 @@ class DistributedPool(JobPool):
         done = set(recorded)
         counters = self._counters
         for job_id, status, _ in ends:
-            if job_id not in done:
-                name = "timed_out" if status == JobStatus.TIMED_OUT.value else status
-                setattr(counters, name, getattr(counters, name) - 1)
+            if job_id not in done:  # (a status's value names its counter)
+                setattr(counters, status, getattr(counters, status) - 1)
 
     def _queue_lost(self, lost: QueueLost) -> None:
         """Redis no longer has the queue's epoch ``lost.epoch``: end every handle of a job of
