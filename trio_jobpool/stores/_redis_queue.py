@@ -11,7 +11,9 @@ Each step is one Lua script (atomic on the server, one round trip, a batch of jo
   a claim returns it to the queue, in its place, once it is due.
 * ``give_back``: a process shutting down puts its unfinished jobs back in their place.
 * ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
-  counting a crash against each; a job with too many ends failed as poison.
+  counting a crash against each (and noting whose lease lapsed, ``lapsed_by``: if that process
+  reports a stall with its hand-back, the crash becomes a stall); a job with more lapses than
+  ``max_crashes`` ends failed (``PoisonJob``, or ``LeaseLapsed`` if some were stalls).
 * ``cancel``: end a waiting or retrying job at once; for a running one, tell its process
   (pub/sub).
 * ``fetch``, ``stats``: read jobs, and the queue's counters.
