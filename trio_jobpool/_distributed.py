@@ -1013,9 +1013,10 @@ class DistributedPool(JobPool):
             StoreError: Redis cannot be reached.
         """
         key = self._key(job_id) if isinstance(job_id, str) else None
-        if key is not None and key in self._live:  # running here: the handle is up to date
-            await self._runtime.checkpoint()
-            return self._live[key]
+        held = None if key is None else self._live.get(key)
+        if held is not None:  # running here: the handle is up to date
+            await self._runtime.checkpoint()  # (it may end meanwhile: the handle says so)
+            return held
         ended = self._history.get(key) if key is not None and job_id in self._ending else None
         if ended is not None:  # ended here, and Redis has yet to hear of it
             await self._runtime.checkpoint()
