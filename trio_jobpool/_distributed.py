@@ -13,20 +13,35 @@ children of the pool's nursery, connect the two:
   the next retry coming due (the only timer).
 * the *listener* follows the queue's pub/sub channel: new work, room in the queue, jobs that
   ended (so the handles of jobs submitted here end too), and cancels of jobs running here.
-* the *keeper* renews the leases of the jobs running here every third of the lease timeout,
-  reaps lapsed leases (one process per interval does the work), and *fences*: a job whose
-  lease it could not renew is cancelled before the lease can lapse, so that no job runs in two
-  places at once (it runs again elsewhere, or here, once its lease is reaped).
+* the *keeper* renews the leases of the jobs running here every third of the lease timeout
+  and reaps lapsed leases (one process per interval does the work).
+
+*Fencing*: no job runs here once its lease may have lapsed. While a job runs, its cancel scope's
+deadline is its *fence*: the lease's lapse as of the last renewal Redis confirmed (counted from
+when that renewal was sent), minus a tenth of the lease. Each renewal moves the deadlines of the
+jobs it renewed. So a job is cancelled by the scope itself (no task has to run first): when
+Redis cannot be reached, and also when this process could not run at all (paused, or its event
+loop blocked by a job) -- then at the job's first checkpoint after the loop runs again, before
+the keeper. A job that ends after its fence (it reached no checkpoint) is treated the same way:
+its outcome is dropped, its end not reported; it goes back to Redis and runs again.
 
 Redis lost mid-run: submits fail with :class:`StoreError`; what this process has to tell Redis
 waits and is sent when it is back (a job whose lease lapsed meanwhile was fenced here, and
 Redis refuses the late end); the listener reconnects and checks the handles it follows.
+
+Redis lost the *queue* (restarted without persistence, flushed, evicted): every script checks
+the queue's epoch (``stores/_redis_queue.py``) and refuses with :class:`QueueLost`. The pool
+then ends every handle of a job of the lost epoch with :class:`StoreError` (cancelling those
+running here), drops what it had to send about them, adopts the queue's new epoch and goes on
+serving: unsent and new submits go to the new epoch.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import math
 import os
 import secrets
@@ -57,7 +72,7 @@ from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
 from ._pool import JobPool, _Config
 from ._registry import check_json
 from ._retry import RetryPolicy
-from ._runtime import EventLike, Runtime, Slot, TaskGroupLike
+from ._runtime import CancelScopeLike, EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
 from .stores._base import JobRecord
 from .stores._redis_queue import (
@@ -67,6 +82,7 @@ from .stores._redis_queue import (
     REDIS_ERRORS,
     Claimed,
     Fields,
+    QueueLost,
     RedisQueue,
     never_sent,
 )
@@ -80,11 +96,42 @@ Ts = TypeVarTuple("Ts")
 _QUEUED: Final = JobStatus.QUEUED
 _RUNNING: Final = JobStatus.RUNNING
 _RETRYING: Final = JobStatus.RETRYING
+logger = logging.getLogger("trio_jobpool.distributed")
+
 FENCED: Final = "cancelled here: its lease could not be renewed, so it runs again elsewhere"
-_NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED)  # cancel reasons that hand the job back
+STALLED: Final = (
+    "cancelled here: this process stalled (its event loop blocked, or the process paused) "
+    "until its lease may have lapsed, so it runs again elsewhere"
+)
+LOST: Final = "Redis lost the queue"  # the reason of a job cancelled because Redis lost it
+_FENCES: Final = (FENCED, STALLED)  # cancel reasons that hand the job back as fenced
+_NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED, STALLED)  # cancel reasons that hand the job back
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
+
+
+class _TaskFence:
+    """On asyncio, a running job's fence: a timer that cancels the job's scope, and if AnyIO
+    does not deliver that to the task, the task itself.
+
+    AnyIO's delivery does not do alone: it never cancels a task whose awaited future is
+    already done, and after a stall the loop runs the callbacks of every expired timer (the
+    job's own sleep, due before its fence, among them) before it resumes any task; so a job
+    would resume and run on, up to its next await. ``Task.cancel()`` is delivered however the
+    task resumes; it is used only when the task is not inside a shielded scope of the job's
+    (AnyIO's task state says; unknown counts as shielded). Its message is AnyIO's form, so that
+    the job's (cancelled) scope takes the cancellation on the way out as its own; that cancel
+    request is taken back (``uncancel``) when the attempt is over.
+    """
+
+    __slots__ = ("fired", "handle", "scope", "task")
+
+    def __init__(self, task: asyncio.Task[Any], scope: CancelScopeLike) -> None:
+        self.task = task
+        self.scope = scope
+        self.handle: asyncio.TimerHandle | None = None
+        self.fired = False
 
 
 class _Submission:
@@ -110,8 +157,10 @@ class DistributedPool(JobPool):
     * ``cancel``, ``get`` act on what this process knows: jobs it submitted or runs.
       ``await acancel(id)`` and ``await aget(id)`` ask Redis, for jobs of any process.
     * ``stats()`` is this process's view: ``total_submitted`` counts the jobs it submitted,
-      the other totals the attempts its workers ended, ``queued_tasks`` jobs it claimed that
-      have not started yet. The invariant holds for ``await cluster_stats()``.
+      the other totals the attempts its workers ended and Redis recorded (a fenced attempt
+      counts in none; an end Redis refused is taken back out), ``queued_tasks`` jobs it
+      claimed that have not started yet. So the processes' totals add up to the cluster's;
+      the invariant holds for ``await cluster_stats()``.
     * Leaving the block (``stop``) drains the jobs running here, not the shared queue: jobs
       that wait in Redis stay there for the other processes (or the next pool).
     """
@@ -141,7 +190,7 @@ class DistributedPool(JobPool):
         # answers for them as Redis soon will: not live).
         self._ending: set[str] = set()
         self._retries: list[tuple[str, int, Fields]] = []
-        self._give_backs: list[tuple[str, bool, Fields]] = []
+        self._give_backs: list[tuple[str, bool, Fields, bool]] = []
         self._cancels: list[str] = []
         self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
         self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
@@ -160,7 +209,16 @@ class DistributedPool(JobPool):
         # set (and dropped) whenever join() should look again; made only when someone waits
         self._changed: EventLike | None = None
         self._room = runtime.Event()  # set (and replaced) when Redis says there is room
-        self._leases: dict[str, float] = {}  # running here: job id -> when its lease lapses
+        # Held here (claimed, running, or ended with the end not yet confirmed by Redis): job
+        # id -> when its lease lapses (pool clock, counted from the sending of the claim or of
+        # the last renewal Redis confirmed).
+        self._leases: dict[str, float] = {}
+        self._margin = self._lease / 10  # a job is fenced this long before its lease lapses
+        self._keeper_ran = runtime.clock()()  # when the keeper last ran (stall detection)
+        self._stall = (math.inf, math.inf)  # the latest stall the keeper saw: (from, to)
+        # asyncio: the fences of the running jobs, by id (see _TaskFence); Trio: None
+        self._task_fences: dict[str, _TaskFence] | None = None if runtime.name == "trio" else {}
+        self._epoch_lost: str | None = None  # the epoch Redis lost, until a new one is adopted
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
         self._service_scope = anyio.CancelScope()
@@ -172,6 +230,19 @@ class DistributedPool(JobPool):
     async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the link, the listener and the keeper until :meth:`_after_stop` (or until the
         pool's nursery is cancelled)."""
+        try:
+            await self._queue.open_epoch()
+            policy = await self._queue.eviction_policy()
+        except REDIS_ERRORS as exc:
+            raise self._lost_error("cannot open the queue", exc) from exc
+        if policy is not None and policy != "noeviction":
+            logger.warning(
+                "Redis at %s has maxmemory-policy %s: when it reaches maxmemory it may evict "
+                "the queue's keys, and the jobs in them are lost (set noeviction; see "
+                "docs/distributed.md, 'Running Redis for a queue')",
+                self._redis.url,
+                policy,
+            )
         try:
             with self._service_scope:
                 async with anyio.create_task_group() as tg:
@@ -206,11 +277,11 @@ class DistributedPool(JobPool):
                 if self._retries:
                     await queue.retry(owner, self._retries)
                 if self._give_backs:
-                    await queue.give_back(owner, self._give_backs)
+                    await queue.give_back(owner, self._give_backs, self._redis.max_crashes)
                 if self._ends:
-                    await queue.end(owner, self._ends)
+                    self._uncount_refused(self._ends, await queue.end(owner, self._ends))
                 await queue.leave(owner)
-            except REDIS_ERRORS:
+            except (*REDIS_ERRORS, QueueLost):
                 pass
             self._cancels, self._retries, self._give_backs, self._ends = [], [], [], []
 
@@ -230,6 +301,77 @@ class DistributedPool(JobPool):
 
     def _lost_error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what}: Redis at {self._redis.url} did not answer: {exc!r}")
+
+    def _gone_error(self, job_id: str) -> StoreError:
+        return StoreError(
+            f"job {job_id!r} is lost: Redis at {self._redis.url} no longer has the queue's "
+            "data (restarted without persistence, flushed, or evicted its keys)"
+        )
+
+    def _uncount_refused(self, ends: list[tuple[str, str, Fields]], recorded: list[str]) -> None:
+        """Ends that Redis refused (this process no longer held the job: its lease lapsed
+        and was reaped) are not counted here either, as they are not in the cluster's
+        counters: the job runs again elsewhere, and that run is the one that counts."""
+        if len(recorded) == len(ends):
+            return
+        done = set(recorded)
+        counters = self._counters
+        for job_id, status, _ in ends:
+            if job_id not in done:  # (a status's value names its counter)
+                setattr(counters, status, getattr(counters, status) - 1)
+
+    def _queue_lost(self, lost: QueueLost) -> None:
+        """Redis no longer has the queue's epoch ``lost.epoch``: end every handle of a job of
+        that epoch with :class:`StoreError` (cancelling those running here), drop what was to
+        be sent about them, and have the link adopt the queue's new epoch. Idempotent: a
+        refusal of an epoch that is no longer this pool's, or already handled, does nothing."""
+        if lost.epoch != self._queue.epoch or self._epoch_lost == lost.epoch:
+            return
+        self._epoch_lost = lost.epoch
+        counters = self._counters
+        ended = 0
+        for job in list(self._live.values()):
+            assert isinstance(job, DurableJob)
+            if job._status is _RUNNING:
+                if job._cancel_reason not in (LOST, SHUTDOWN_REASON):
+                    job._cancel_reason = LOST
+                    if job._scope is not None:
+                        job._scope.cancel()
+                continue
+            # claimed, waiting here for a worker
+            job._cancel_reason = LOST
+            self._waiting.discard()
+            counters.queued -= 1
+            self._release(job)
+            self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+            ended += 1
+        for job in list(self._remote.values()):
+            if job._key not in self._live and job._record.seq:  # (else: not sent yet)
+                self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+                ended += 1
+        self._leases.clear()
+        self._ends, self._retries, self._give_backs, self._cancels = [], [], [], []
+        self._progress.clear()
+        self._fetches.clear()
+        self._ending.clear()
+        self._cancels_seen.clear()
+        logger.error(
+            "Redis at %s lost the queue's data (restarted without persistence, flushed, or "
+            "evicted its keys): %d jobs this process followed ended with StoreError, and %d "
+            "running here are cancelled; new submits go to a new run of the queue",
+            self._redis.url,
+            ended,
+            sum(1 for job in self._live.values() if job._cancel_reason == LOST),
+        )
+        self._wake_link()
+
+    async def _adopt_epoch(self) -> None:
+        """After :meth:`_queue_lost`: work in the queue's new epoch from now on."""
+        if self._epoch_lost is not None:
+            await self._queue.open_epoch()
+            await self._queue.keep_ended(self._redis.keep_ended)
+            self._epoch_lost = None
+            self._more = True
 
     def _wake_link(self) -> None:
         self._wake.set()
@@ -293,7 +435,11 @@ class DistributedPool(JobPool):
     async def _trip(self) -> None:
         self._sending = True
         try:
+            await self._adopt_epoch()
             await self._send()
+        except QueueLost as exc:
+            self._queue_lost(exc)
+            self._wake.set()  # then a new epoch, and what is left to send
         except REDIS_ERRORS as exc:
             self._lost = exc
             # Submits that came during this trip were never sent: refused now, so a submit
@@ -324,6 +470,9 @@ class DistributedPool(JobPool):
             submits, self._submits = self._submits, []
             try:
                 await self._send_submits(submits)
+            except QueueLost:  # not accepted: they go to the new epoch
+                self._submits[:0] = submits
+                raise
             except BaseException as exc:  # every submitter gets an answer; exc goes on
                 for submission in submits:
                     self._submit_answer(submission, self._submit_error(submission, exc))
@@ -347,7 +496,7 @@ class DistributedPool(JobPool):
         if self._give_backs:
             give_backs, self._give_backs = self._give_backs, []
             try:
-                await queue.give_back(owner, give_backs)
+                await queue.give_back(owner, give_backs, self._redis.max_crashes)
             except BaseException:
                 self._give_backs[:0] = give_backs
                 raise
@@ -368,7 +517,7 @@ class DistributedPool(JobPool):
             self._claiming += count
             sent, news = self._now(), self._news
             try:
-                _, claimed, next_retry = await queue.end_and_claim(
+                recorded, claimed, next_retry = await queue.end_and_claim(
                     owner, ends, count, self._lease_ms
                 )
             except BaseException:
@@ -376,7 +525,11 @@ class DistributedPool(JobPool):
                 raise
             finally:
                 self._claiming -= count
-            self._ending.difference_update(job_id for job_id, _, _ in ends)
+            for job_id, _, _ in ends:
+                self._ending.discard(job_id)
+                if self._live.get(self._key(job_id)) is None:  # (else: claimed here again)
+                    self._leases.pop(job_id, None)
+            self._uncount_refused(ends, recorded)
             if count:
                 self._more = len(claimed) == count or self._news != news
                 if next_retry is not None:
@@ -509,7 +662,7 @@ class DistributedPool(JobPool):
         """Give jobs just claimed to the idle workers; their leases run from ``sent``."""
         for c in claimed:
             if self._stopping:  # no worker will take it: straight back to the queue
-                self._give_backs.append((c.job_id, False, {}))
+                self._give_backs.append((c.job_id, False, {}, False))
                 self._wake_link()
                 continue
             key = self._key(c.job_id)
@@ -557,14 +710,106 @@ class DistributedPool(JobPool):
         self._leases.pop(job.job_id, None)
         self._progress.pop(job.job_id, None)  # (its end or hand-back carries the last one)
 
-    def _hand_back(self, job: DurableJob[Any], started: bool) -> None:
-        """Give an unfinished job back to the queue (shutdown, or fenced), no crash counted."""
+    def _hand_back(self, job: DurableJob[Any], started: bool, stalled: bool = False) -> None:
+        """Give an unfinished job back to the queue (shutdown, or fenced), no crash counted
+        (``stalled``: fenced after a stall of this process, which Redis counts as such)."""
         record = job._record
         fields: Fields = {}
         if started:
             fields["interrupted"] = record.interrupted + 1
-        self._give_backs.append((job.job_id, started, fields))
+        self._give_backs.append((job.job_id, started, fields, stalled))
         self._wake_link()
+
+    # -- fencing -----------------------------------------------------------------------------
+
+    def _fence_deadline(self, job: JobHandle[Any]) -> float:
+        """The running ``job``'s fence (see the module): its scope's deadline on Trio; on
+        asyncio, a timer of its own (:class:`_TaskFence`; the scope gets no deadline)."""
+        deadline = self._leases.get(job.job_id, -math.inf) - self._margin
+        if self._task_fences is None:
+            return deadline
+        task = asyncio.current_task()
+        assert task is not None
+        assert job._scope is not None
+        self._task_fences[job.job_id] = fence = _TaskFence(task, job._scope)
+        self._arm(job.job_id, fence, deadline)
+        return math.inf
+
+    def _arm(self, job_id: str, fence: _TaskFence, deadline: float) -> None:
+        if fence.handle is not None:
+            fence.handle.cancel()
+        loop = asyncio.get_running_loop()
+        fence.handle = loop.call_at(max(deadline, loop.time()), self._task_fence_passed, job_id)
+
+    def _task_fence_passed(self, job_id: str) -> None:
+        """asyncio: a running job's fence passed (see :class:`_TaskFence`)."""
+        assert self._task_fences is not None
+        fence = self._task_fences.get(job_id)
+        job = self._live.get(self._key(job_id))
+        if fence is None or job is None or job._scope is not fence.scope:
+            return
+        scope, task = fence.scope, fence.task
+        if job._cancel_reason is None:
+            job._cancel_reason = self._fence_reason(job_id, self._now())
+        requests = task.cancelling()
+        scope.cancel()
+        if task.cancelling() == requests and not _shielded_within(task, scope):
+            fence.fired = True  # (AnyIO did not deliver it: what the task awaits is done)
+            task.cancel(f"Cancelled via cancel scope {id(scope):x}")
+
+    def _set_fence(self, job: JobHandle[Any], deadline: float) -> None:
+        """Move the fence of the running ``job`` (a renewal)."""
+        if self._task_fences is None:
+            if job._scope is not None:
+                job._scope.deadline = deadline
+            return
+        fence = self._task_fences.get(job.job_id)
+        if fence is not None and not fence.fired:
+            self._arm(job.job_id, fence, deadline)
+
+    def _attempt_over(self, job: JobHandle[Any]) -> float:
+        if self._task_fences is not None:
+            fence = self._task_fences.pop(job.job_id, None)
+            if fence is not None:
+                if fence.handle is not None:
+                    fence.handle.cancel()
+                if fence.fired:
+                    fence.task.uncancel()
+        return super()._attempt_over(job)
+
+    def _stalled(self, fence: float, now: float) -> bool:
+        """Whether a fence that passed at ``fence`` passed because this process could not run
+        (a stall: its event loop was blocked, or it was paused) rather than because Redis
+        could not be reached. The keeper runs at least every third of the lease while the
+        loop runs: a stall is a time it did not run for over half a lease."""
+        if now - self._keeper_ran > self._lease / 2 and fence >= self._keeper_ran:
+            return True  # (a stall the keeper has not seen yet: it is just over)
+        start, end = self._stall
+        return start <= fence <= end
+
+    def _fence_reason(self, job_id: str, now: float) -> str:
+        fence = self._leases.get(job_id, now) - self._margin
+        return STALLED if self._stalled(fence, now) else FENCED
+
+    def _check_fence(self, job: DurableJob[Any]) -> None:
+        """An attempt of ``job`` is ending: if its fence has passed and nothing else cancelled
+        it, it ends as fenced (whatever its outcome)."""
+        if job._cancel_reason is None:
+            now = self._now()
+            if now >= self._leases.get(job.job_id, math.inf) - self._margin:
+                job._cancel_reason = self._fence_reason(job.job_id, now)
+
+    def _attempt_raised(self, job: JobHandle[Any], exc: Exception) -> None:
+        assert isinstance(job, DurableJob)
+        self._check_fence(job)
+        super()._attempt_raised(job, exc)
+
+    def _job_base_exception(
+        self, job: JobHandle[Any], exc: BaseException, cancelled_exc: type[BaseException]
+    ) -> BaseException | None:
+        assert isinstance(job, DurableJob)
+        self._check_fence(job)  # (its scope's deadline: the fence)
+        return super()._job_base_exception(job, exc, cancelled_exc)
 
     # -- how jobs end here -------------------------------------------------------------------
 
@@ -576,13 +821,21 @@ class DistributedPool(JobPool):
         cause: BaseException | None = None,
     ) -> None:
         assert isinstance(job, DurableJob)
+        self._check_fence(job)
         reason = job._cancel_reason
-        if status is JobStatus.CANCELLED and reason in _NOT_ENDS:
-            # Not the job's end, only its run here: it goes back to the queue.
+        if reason == LOST:  # Redis lost it (see _queue_lost): nothing to send, nothing counted
             self._attempt_over(job)
             self._release(job)
-            self._hand_back(job, started=True)
-            if reason == FENCED:
+            job._scope = None
+            self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+            return
+        if reason in _FENCES or (status is JobStatus.CANCELLED and reason in _NOT_ENDS):
+            # Not the job's end, only its run here (whatever its outcome, once fenced): it
+            # goes back to the queue. A fenced attempt is counted in no total.
+            self._attempt_over(job)
+            self._release(job)
+            self._hand_back(job, started=True, stalled=reason == STALLED)
+            if reason in _FENCES:
                 job._status = _QUEUED  # live, in Redis; a handle of this process follows it
                 job._cancel_reason = None
                 job._scope = None
@@ -598,9 +851,10 @@ class DistributedPool(JobPool):
         super()._attempt_ended(job, status, result, cause)
 
     def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        """A job that ran here ended: record it, and send its end with the next trip."""
+        """A job that ran here ended: record it, and send its end with the next trip. (Its
+        lease is still renewed until Redis has the end: see ``_send``.)"""
         assert isinstance(job, DurableJob)
-        self._drop_lease(job)
+        self._progress.pop(job.job_id, None)  # (its end carries the last one)
         self._end_here(job, status, result, now)
         fields: Fields = {}
         if job._exec_time is not None:
@@ -655,7 +909,11 @@ class DistributedPool(JobPool):
         """A job submitted here ended elsewhere (or was cancelled in Redis): end its handle."""
         key = self._key(job_id)
         job = self._remote.get(key)
-        if job is None or key in self._live or not fields:
+        if job is None or key in self._live:
+            return
+        if not fields:  # Redis no longer has this live job (a failover lost it, say)
+            if job._record.seq:
+                self._end_here(job, JobStatus.FAILED, (self._gone_error(job_id), None))
             return
         record = record_from_fields(job_id, fields)
         if not JobStatus(record.status).ended:
@@ -729,7 +987,7 @@ class DistributedPool(JobPool):
             await self._runtime.checkpoint()
             raise JobNotFound(job_id)
         try:
-            answer = await self._queue.cancel(job_id)
+            answer = await self._read(self._queue.cancel, job_id)
         except REDIS_ERRORS as exc:
             raise self._lost_error(f"cannot cancel {job_id!r}", exc) from exc
         if answer == "not live":
@@ -772,25 +1030,44 @@ class DistributedPool(JobPool):
             StoreError: Redis cannot be reached.
         """
         key = self._key(job_id) if isinstance(job_id, str) else None
-        if key is not None and key in self._live:  # running here: the handle is up to date
-            await self._runtime.checkpoint()
-            return self._live[key]
+        held = None if key is None else self._live.get(key)
+        if held is not None:  # running here: the handle is up to date
+            await self._runtime.checkpoint()  # (it may end meanwhile: the handle says so)
+            return held
         ended = self._history.get(key) if key is not None and job_id in self._ending else None
         if ended is not None:  # ended here, and Redis has yet to hear of it
             await self._runtime.checkpoint()
             return ended
         try:
-            fields = await self._queue.job(job_id) if key is not None else {}
+            fields = await self._read(self._queue.job, job_id) if key is not None else {}
         except REDIS_ERRORS as exc:
             raise self._lost_error(f"cannot read {job_id!r}", exc) from exc
         assert key is not None
         job = self._remote.get(key)
+        if not fields:
+            if job is not None and key not in self._live and job._record.seq:
+                # Redis lost this live job (its key was evicted or deleted): so does its handle
+                self._end_here(job, JobStatus.FAILED, (self._gone_error(job_id), None))
+            raise JobNotFound(job_id)
         if job is not None and key not in self._live:
             self._refresh(job, fields)
             return job
-        if not fields:
-            raise JobNotFound(job_id)
         return self._job_from_record(record_from_fields(job_id, fields), key)
+
+    async def _read(self, call: Callable[[Any], Awaitable[T]], arg: Any) -> T:
+        """``await call(arg)``; if Redis lost the queue, handle that (:meth:`_queue_lost`),
+        adopt its new epoch, and call once more there (where the jobs of the lost epoch are
+        not)."""
+        try:
+            return await call(arg)
+        except QueueLost as exc:
+            self._queue_lost(exc)
+        await self._adopt_epoch()
+        try:
+            return await call(arg)
+        except QueueLost as exc:  # (lost again at once)
+            self._queue_lost(exc)
+            raise StoreError(f"Redis at {self._redis.url} keeps losing the queue") from exc
 
     def _refresh(self, job: DurableJob[Any], fields: dict[str, str]) -> None:
         """Bring the handle of a job submitted here, live elsewhere, up to date."""
@@ -824,7 +1101,7 @@ class DistributedPool(JobPool):
             while self._pending_writes() and self._trips_done < target:
                 await self._wait_changed()
         try:
-            read = await self._queue.stats(self._lease_ms)
+            read = await self._read(self._queue.stats, self._lease_ms)
         except REDIS_ERRORS as exc:
             raise self._lost_error("cannot read the stats", exc) from exc
         counters = read.counters
@@ -898,15 +1175,28 @@ class DistributedPool(JobPool):
     # -- the keeper --------------------------------------------------------------------------
 
     async def _keep(self) -> None:
-        """Renew leases every third of the lease timeout, reap, and fence (see the module)."""
+        """Renew leases every third of the lease timeout, and reap (see the module). Each
+        confirmed renewal moves the fences of the jobs it renewed; a renewal that says a job
+        is no longer held here, or a fence that passed before any job's scope saw it (a
+        claimed job that has not started), fences the job here."""
         interval = self._lease / 3
-        margin = self._lease / 10  # a fenced job has this long to reach a checkpoint
+        margin = self._margin
         queue, owner = self._queue, self._owner
         next_renewal = self._now()  # the first renewal tells the others this process is here
         while True:
             fence_at = min(self._leases.values(), default=math.inf) - margin
             await anyio.sleep_until(min(next_renewal, fence_at))
             now = self._now()
+            if now - self._keeper_ran > self._lease / 2:
+                self._stall = (self._keeper_ran, now)
+                logger.warning(
+                    "this process did not run for %.1f s (its event loop was blocked, by a job "
+                    "that does not yield for instance, or the process was paused): jobs whose "
+                    "leases (lease_timeout %.1f s) may have lapsed are fenced and run again",
+                    now - self._keeper_ran,
+                    self._lease,
+                )
+            self._keeper_ran = now
             if now >= next_renewal:
                 next_renewal = now + interval
                 held = list(self._leases)
@@ -917,33 +1207,47 @@ class DistributedPool(JobPool):
                         lost, cancel = await queue.renew(
                             owner, held, self._lease_ms, self._process_stats()
                         )
+                    except QueueLost as exc:
+                        self._queue_lost(exc)
                     except REDIS_ERRORS:
                         pass
                     else:
-                        lapse = now + self._lease
-                        for job_id in held:
-                            if job_id in self._leases:
-                                self._leases[job_id] = lapse
+                        self._renewed(held, now + self._lease, now)
                         for job_id in lost:
                             self._fence(job_id)
                         for job_id in cancel:  # (its pub/sub message was missed)
                             self._on_message(f"cancel:{job_id}")
-                        with contextlib.suppress(*REDIS_ERRORS):  # (the next interval reaps)
+                        with contextlib.suppress(*REDIS_ERRORS, QueueLost):  # (the next reaps)
                             await queue.reap(self._redis.max_crashes, round(interval * 1000))
+                self._keeper_ran = self._now()
             now = self._now()
             for job_id, lapse in list(self._leases.items()):
                 if lapse - margin <= now:
                     self._fence(job_id)
 
+    def _renewed(self, held: list[str], lapse: float, sent: float) -> None:
+        """Redis renewed the leases of ``held`` (those it still gave this process) until
+        ``lapse``: move their fences, the deadlines of the running ones' scopes too. A fence
+        that had passed when the renewal was sent stays where it is: that job stops."""
+        deadline = lapse - self._margin
+        margin = self._margin
+        for job_id in held:
+            if self._leases.get(job_id, -math.inf) - margin > sent:
+                self._leases[job_id] = lapse
+                job = self._live.get(self._key(job_id))
+                if job is not None and job._status is _RUNNING:
+                    self._set_fence(job, deadline)
+
     def _fence(self, job_id: str) -> None:
         """Stop running a job whose lease this process may no longer hold."""
         job = self._live.get(self._key(job_id))
+        reason = self._fence_reason(job_id, self._now())
         self._leases.pop(job_id, None)
         if job is None:
             return
         if job._cancel_reason is not None:
             return  # (cancelled or timed out already: it ends as such)
-        job._cancel_reason = FENCED
+        job._cancel_reason = reason
         if job._status is _RUNNING and job._scope is not None:
             job._scope.cancel()
 
@@ -1005,6 +1309,22 @@ class DistributedPool(JobPool):
                 self._cancels_seen.add(job_id)  # a claim in flight may bring it
             elif job._cancel_reason is None:
                 self._cancel_job(job, "cancelled")
+
+
+def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
+    """Whether ``task`` runs inside a shielded AnyIO scope within ``scope`` (or not within
+    ``scope`` at all), by AnyIO's record of the task's innermost scope; ``True`` if unknown."""
+    try:
+        from anyio._backends._asyncio import _task_states
+
+        inner: Any = _task_states[task].cancel_scope
+        while inner is not None and inner is not scope:
+            if inner.shield:
+                return True
+            inner = inner._parent_scope
+    except (ImportError, KeyError, AttributeError):  # (another AnyIO: not known)
+        return True
+    return inner is None
 
 
 def _redis_lost(exc: BaseException) -> bool:

@@ -585,10 +585,13 @@ class JobPool:
         cancels that scope. Creating a scope costs more than the rest of a short job, so one
         scope serves a run of consecutive attempts and is replaced as soon as it has been
         cancelled for the job that used it. The scope has no deadline and nothing else ever
-        cancels it, so between jobs it is inert.
+        cancels it, so between jobs it is inert. (A distributed pool's fencing is the one
+        exception: while a job runs, the scope's deadline is the job's ``_fence_deadline``,
+        and it is reset to infinity when the attempt ends.)
         """
         runtime = self._runtime
         cancelled_exc = runtime.cancelled_exc
+        fence = self._fence_deadline if self._distributed else None  # (never in memory)
         stray_cancel = runtime.stray_cancel_check()
         running: JobHandle[Any] | None = None  # the job whose attempt is in progress
         ready_in_a_row = 0
@@ -608,6 +611,8 @@ class JobPool:
                             running = job
                             _current_job.set(running)
                             running._scope = scope
+                            if fence is not None:
+                                scope.deadline = fence(running)
                             try:
                                 value = await running._fn(*running._args)
                             except Exception as exc:
@@ -633,6 +638,10 @@ class JobPool:
                             running = None
                             if spent:  # this scope was cancelled: a fresh one for the next job
                                 break
+                            if fence is not None:
+                                if scope.cancel_called:  # (a fenced job's end clears its reason)
+                                    break
+                                scope.deadline = _INF
                             if stray_cancel is not None and stray_cancel():
                                 await runtime.absorb_stray_cancel()
                         ready_in_a_row += 1
@@ -708,6 +717,11 @@ class JobPool:
         job._cancel_reason = "cancelled by its own code"
         self._attempt_ended(job, JobStatus.CANCELLED, None, cause=exc)
         return None
+
+    def _fence_deadline(self, job: JobHandle[Any]) -> float:
+        """A distributed pool's hook: when (pool clock) the running ``job`` must stop because
+        its lease may lapse; its scope's deadline while it runs (see ``_worker``)."""
+        return _INF
 
     def _end_unstarted(self, job: JobHandle[Any]) -> None:
         """End a job handed to this worker that must not start (see ``_worker``)."""

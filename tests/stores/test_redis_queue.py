@@ -9,7 +9,7 @@ import coredis
 import pytest
 
 from tests.servers import redis_cluster
-from trio_jobpool.stores._redis_queue import RedisQueue
+from trio_jobpool.stores._redis_queue import QueueLost, RedisQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -18,7 +18,9 @@ pytestmark = pytest.mark.anyio
 async def queue(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisQueue]:
     async with coredis.Redis.from_url(redis_url, decode_responses=True) as client:
         name = redis_prefix.strip("{}")
-        yield RedisQueue(client, name)
+        queue = RedisQueue(client, name)
+        await queue.open_epoch()
+        yield queue
         keys = [key async for key in client.scan_iter(match=f"{{{name}}}*")]
         if keys:
             await client.delete(keys)
@@ -112,7 +114,7 @@ async def test_a_cancel_its_process_missed_still_ends_the_running_job(queue: Red
         assert await queue.cancel(job_id) == "running"
     assert await queue.renew("p1", ["r", "g", "l", "k"], lease_ms=10_000) == ([], ["r", "g", "l"])
     assert await queue.retry("p1", [("r", 0, {"error_message": "flaky"})]) == ["r"]
-    assert await queue.give_back("p1", [("g", True, {})]) == ["g"]
+    assert await queue.give_back("p1", [("g", True, {}, False)]) == ["g"]
     await queue.claim("p1", 0, lease_ms=10_000)
     assert await queue.renew("p1", ["l"], lease_ms=0) == ([], ["l"])  # lapses at once
     assert await queue.reap(max_crashes=3) == (0, 1)
@@ -176,6 +178,7 @@ async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
         host, port = urls[0].removeprefix("redis://").split(":")
         async with coredis.RedisCluster(host, int(port), decode_responses=True) as client:
             queue = RedisQueue(client, "clustered")  # type: ignore[arg-type]
+            await queue.open_epoch()
             assert (await queue.submit([job("a", 5), job("b", 1)], None))[0] == [1, 2]
             claimed, _ = await queue.claim("p1", 2, lease_ms=0)
             assert [c.job_id for c in claimed] == ["b", "a"]
@@ -184,3 +187,58 @@ async def test_the_scripts_work_on_a_three_node_cluster(tmp_path: Path) -> None:
             (b,), _ = await queue.claim("p2", 2, lease_ms=10_000)
             assert await queue.end("p2", [(b.job_id, "completed", {})]) == ["b"]
             assert (await queue.job("b"))["status"] == "completed"
+            await client.flushall()  # every node: the queue's epoch is gone with its jobs
+            with pytest.raises(QueueLost):
+                await queue.job("b")
+
+
+async def test_every_script_refuses_once_redis_lost_the_queue(queue: RedisQueue) -> None:
+    await queue.submit([job("a"), job("b")], None)
+    (a,), _ = await queue.claim("p1", 1, lease_ms=10_000)
+    await queue.client.flushall()  # what a restart without persistence leaves, too
+    calls = [
+        queue.submit([job("c")], None),
+        queue.claim("p1", 1, lease_ms=10_000),
+        queue.end("p1", [(a.job_id, "completed", {})]),
+        queue.renew("p1", [a.job_id], 10_000),
+        queue.retry("p1", [(a.job_id, 10, {})]),
+        queue.give_back("p1", [(a.job_id, True, {}, False)]),
+        queue.progress("p1", [(a.job_id, {"progress": 0.5})]),
+        queue.reap(max_crashes=3),
+        queue.cancel("b"),
+        queue.job("b"),
+        queue.stats(1000),
+    ]
+    for call in calls:
+        with pytest.raises(QueueLost):
+            await call
+    old = queue.epoch
+    assert await queue.open_epoch() != old  # a new run of the queue, empty
+    assert (await queue.submit([job("c")], None))[0] == [1]
+
+
+async def test_a_stall_reported_after_the_reaper_counted_a_crash_replaces_it(
+    queue: RedisQueue,
+) -> None:
+    await queue.submit([job("s")], None)
+    await queue.claim("p1", 1, lease_ms=0)  # lapsed at once
+    assert await queue.reap(max_crashes=1) == (1, 0)
+    assert (await queue.job("s"))["crashes"] == "1"
+    # p1 wakes up, fences the job and says it stalled: not a crash
+    assert await queue.give_back("p1", [("s", True, {}, True)], max_crashes=1) == []
+    fields = await queue.job("s")
+    assert (fields["crashes"], fields["stalls"], fields["status"]) == ("0", "1", "queued")
+    await queue.claim("p2", 1, lease_ms=10_000)  # a second stall, still held: over the limit
+    assert await queue.give_back("p2", [("s", True, {}, True)], max_crashes=1) == ["s"]
+    fields = await queue.job("s")
+    assert (fields["status"], fields["error_type"]) == ("failed", "trio_jobpool.LeaseLapsed")
+
+
+async def test_a_resent_end_is_confirmed_and_a_late_one_refused(queue: RedisQueue) -> None:
+    await queue.submit([job("e"), job("f")], None)
+    await queue.claim("p1", 2, lease_ms=10_000)
+    assert await queue.end("p1", [("e", "completed", {})]) == ["e"]
+    # its answer was lost: the same end again is confirmed, and counted once
+    assert await queue.end("p1", [("e", "completed", {})]) == ["e"]
+    assert (await queue.stats(1000)).counters["completed"] == 1
+    assert await queue.end("p2", [("f", "completed", {})]) == []  # p2 never held it

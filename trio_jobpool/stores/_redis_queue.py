@@ -11,7 +11,9 @@ Each step is one Lua script (atomic on the server, one round trip, a batch of jo
   a claim returns it to the queue, in its place, once it is due.
 * ``give_back``: a process shutting down puts its unfinished jobs back in their place.
 * ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
-  counting a crash against each; a job with too many ends failed as poison.
+  counting a crash against each (and noting whose lease lapsed, ``lapsed_by``: if that process
+  reports a stall with its hand-back, the crash becomes a stall); a job with more lapses than
+  ``max_crashes`` ends failed (``PoisonJob``, or ``LeaseLapsed`` if some were stalls).
 * ``cancel``: end a waiting or retrying job at once; for a running one, tell its process
   (pub/sub).
 * ``fetch``, ``stats``: read jobs, and the queue's counters.
@@ -25,11 +27,18 @@ expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when
 and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:full`` (a submit
 found no room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every
 process) and ``{q}:events:<process>`` (the ends of the jobs it submitted).
+
+``{q}:epoch`` names the queue's current run: the first pool to open the queue writes it, and
+every script checks it (``KEYS[2]``, the epoch its caller knows) before touching anything. A
+Redis that lost the queue's keys (a restart without persistence, FLUSHALL, eviction) no longer
+has it, or has a newer one: the script refuses with an error that :class:`RedisQueue` raises as
+:class:`QueueLost`, at no extra round trip.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -43,6 +52,7 @@ __all__ = [
     "REDIS_ERRORS",
     "Claimed",
     "Fields",
+    "QueueLost",
     "QueueStats",
     "RedisQueue",
     "never_sent",
@@ -66,9 +76,31 @@ def never_sent(exc: BaseException) -> bool:
 
 MAX_PRIORITY: Final = 2**53  # a priority is a sorted-set score: a double holds ints this big
 
+_LOST_CODE: Final = "JOBPOOL_QUEUE_LOST"  # the error the scripts answer with a stale epoch (_LIB)
+
+
+class QueueLost(Exception):
+    """Redis no longer has the queue this process was working on: its epoch key is gone or
+    is another one (Redis restarted without persistence, was flushed, or evicted the key).
+    Not one of :data:`REDIS_ERRORS`: retrying the same call cannot succeed.
+
+    Attributes:
+        epoch: the epoch the refused call was made in.
+    """
+
+    def __init__(self, epoch: str) -> None:
+        super().__init__(f"Redis no longer has the queue's epoch {epoch!r}")
+        self.epoch = epoch
+
+
 # Lua shared by every script: one definition of each step on a job's keys.
 _LIB: Final = """
 local prefix = KEYS[1]
+
+-- The caller's epoch must be the queue's (see the module): else Redis lost the queue.
+if redis.call('GET', prefix .. ':epoch') ~= KEYS[2] then
+  return redis.error_reply('JOBPOOL_QUEUE_LOST ' .. KEYS[2])
+end
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -151,6 +183,28 @@ local function cancel_if_asked(id, now)
   return false
 end
 
+-- A job whose lease lapsed more than max_crashes times (crashes, and stalls its process
+-- reported) ends failed: as poison if every lapse was a crash, else as LeaseLapsed.
+local function lapsed_too_often(id, max_crashes, now)
+  local job = redis.call('HMGET', job_key(id), 'crashes', 'stalls')
+  local crashes, stalls = tonumber(job[1] or '0'), tonumber(job[2] or '0')
+  if crashes + stalls <= max_crashes then
+    return false
+  end
+  local kind = 'trio_jobpool.PoisonJob'
+  local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
+  if stalls > 0 then
+    kind = 'trio_jobpool.LeaseLapsed'
+    message = 'its lease lapsed ' .. (crashes + stalls) .. ' times: ' .. stalls
+      .. ' times its process stalled past the lease (its event loop was blocked, or the'
+      .. ' process was paused), ' .. crashes .. ' times its process crashed or was not heard of'
+  end
+  redis.call('HSET', job_key(id), 'error_type', kind, 'error_message', message,
+             'error_traceback', '')
+  finish(id, 'failed', now)
+  return true
+end
+
 -- Tell the processes that submitted the jobs that they ended: one message per submitter, on
 -- its own channel (the others need not hear of it).
 local function announce(ended)
@@ -167,19 +221,27 @@ local function announce(ended)
   end
 end
 
--- Record the ends (a JSON list of [id, status, fields] of owner's jobs; return the ids it
--- still held, whose end was recorded.
+-- Record the ends (a JSON list of [id, status, fields] of owner's jobs); return the ids whose
+-- end is recorded: by this call (it still held them), or by an earlier call of the same owner
+-- whose answer it did not get (a resent end: the job names who ended it, in ended_by).
 local function end_jobs(owner, ends, now)
-  local done = {}
+  local done, new = {}, {}
   for _, e in ipairs(cjson.decode(ends)) do
     local id = e[1]
     if holds(id, owner) then
       release(id, e[3])
       finish(id, e[2], now)
+      redis.call('HSET', job_key(id), 'ended_by', owner)
       done[#done+1] = id
+      new[#new+1] = id
+    else
+      local job = redis.call('HMGET', job_key(id), 'ended_by', 'status')
+      if job[1] == owner and job[2] == e[2] then
+        done[#done+1] = id
+      end
     end
   end
-  announce(done)
+  announce(new)
   return done
 end
 
@@ -315,27 +377,39 @@ return 0
 """
 )
 
-# ARGV: owner, a JSON list of [id, 1 if it never started else 0, fields] per job: jobs a
-# process hands back unfinished (it is shutting down): they go back to their place, no crash
-# counted; an attempt that never started is not counted either.
+# ARGV: owner, a JSON list of [id, 1 if it never started else 0, fields, 1 if its process
+# stalled else 0] per job, max_crashes: jobs a process hands back unfinished (it is shutting
+# down, or it fenced them): they go back to their place, no crash counted; an attempt that never
+# started is not counted either. A stall (the process's loop was blocked or it was paused past
+# the lease) counts as a lapse of its own kind; if the reaper had counted it as a crash of this
+# process meanwhile (``lapsed_by``), that crash becomes the stall.
 _GIVE_BACK: Final = (
     _LIB
     + """
-local owner, now = ARGV[1], now_ms()
+local owner, now, max_crashes = ARGV[1], now_ms(), tonumber(ARGV[3])
 local done, cancelled = {}, {}
 for _, g in ipairs(cjson.decode(ARGV[2])) do
   local id = g[1]
+  local key = job_key(id)
   if holds(id, owner) then
     release(id, g[3])
     if g[2] == 1 then
-      redis.call('HINCRBY', job_key(id), 'attempts', -1)
+      redis.call('HINCRBY', key, 'attempts', -1)
     end
-    if cancel_if_asked(id, now) then
+    if g[4] == 1 then
+      redis.call('HINCRBY', key, 'stalls', 1)
+    end
+    if cancel_if_asked(id, now) or (g[4] == 1 and lapsed_too_often(id, max_crashes, now)) then
       cancelled[#cancelled+1] = id
     else
       requeue(id)
     end
     done[#done+1] = id
+  elseif g[4] == 1 and redis.call('HGET', key, 'lapsed_by') == owner then
+    redis.call('HDEL', key, 'lapsed_by')
+    redis.call('HINCRBY', key, 'crashes', -1)
+    redis.call('HINCRBY', key, 'stalls', 1)
+    redis.call('HINCRBY', key, 'interrupted', 1)
   end
 end
 if #done > #cancelled then
@@ -389,15 +463,14 @@ end
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
 local requeued, ended = 0, {}
 for _, id in ipairs(lapsed) do
+  local holder = redis.call('HGET', job_key(id), 'owner')
   release(id, {})
-  local crashes = redis.call('HINCRBY', job_key(id), 'crashes', 1)
-  if cancel_if_asked(id, now) then
-    ended[#ended+1] = id
-  elseif crashes > max_crashes then
-    local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
-    redis.call('HSET', job_key(id), 'error_type', 'trio_jobpool.PoisonJob',
-               'error_message', message, 'error_traceback', '')
-    finish(id, 'failed', now)
+  -- a crash, unless its process reports a stall later (see _GIVE_BACK)
+  redis.call('HINCRBY', job_key(id), 'crashes', 1)
+  if holder then
+    redis.call('HSET', job_key(id), 'lapsed_by', holder)
+  end
+  if cancel_if_asked(id, now) or lapsed_too_often(id, max_crashes, now) then
     ended[#ended+1] = id
   else
     requeue(id)
@@ -411,6 +484,18 @@ announce(ended)
 return {requeued, #ended}
 """
 )
+
+# ARGV: a new epoch. The queue's epoch: the one it has, else the new one (now the queue's).
+# (No epoch check: this is how a caller learns it.)
+_OPEN: Final = """
+local key = KEYS[1] .. ':epoch'
+local epoch = redis.call('GET', key)
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', key, epoch)
+end
+return epoch
+"""
 
 # ARGV: the id.
 _CANCEL: Final = (
@@ -519,7 +604,9 @@ class RedisQueue:
             )
         self.client = client
         self.prefix = f"{{{queue}}}"
-        self._keys = [self.prefix]
+        self.epoch = ""  # the queue's epoch this object works in (open_epoch)
+        self._keys = [self.prefix, self.epoch]
+        self._open = client.register_script(_OPEN)
         self._submit = client.register_script(_SUBMIT)
         self._renew = client.register_script(_RENEW)
         self._end_and_claim = client.register_script(_END_AND_CLAIM)
@@ -530,6 +617,50 @@ class RedisQueue:
         self._cancel = client.register_script(_CANCEL)
         self._fetch = client.register_script(_FETCH)
         self._stats = client.register_script(_STATS)
+
+    async def open_epoch(self) -> str:
+        """Learn the queue's epoch (making one if the queue has none: it is new, or Redis lost
+        it) and work in it from now on; return it."""
+        fresh = f"{self.prefix}:epoch:{secrets.token_hex(8)}"
+        epoch = str(await self._open(keys=[self.prefix], args=[fresh]))
+        self.epoch = epoch
+        self._keys = [self.prefix, epoch]
+        return epoch
+
+    async def eviction_policy(self) -> str | None:
+        """The server's ``maxmemory-policy``, or ``None`` if it does not say (CONFIG may be
+        forbidden or renamed, as on many managed services; a cluster client cannot route it
+        to one node)."""
+        try:
+            reply: Any = await self.client.config_get(["maxmemory-policy"])
+        except (coredis.exceptions.ResponseError, coredis.exceptions.RedisClusterError):
+            return None
+        value = reply.get("maxmemory-policy") if isinstance(reply, dict) else None
+        return None if value is None else str(value)
+
+    async def _run(self, script: Any, args: list[Any], *, read_only: bool = False) -> Any:
+        """Call a script in this object's epoch.
+
+        A script that only reads (``read_only``) is called once more if its connection was
+        lost (not on a timeout): a connection that broke while no command was on it, as after
+        a restart of Redis, is noticed only by the next command, and reading again is safe.
+        A script that writes is never sent twice: it may have run.
+
+        Raises:
+            QueueLost: Redis no longer has the queue (a script's epoch check).
+        """
+        keys = self._keys
+        try:
+            try:
+                return await script(keys=keys, args=args)
+            except coredis.exceptions.ConnectionError:
+                if not read_only:
+                    raise
+            return await script(keys=keys, args=args)
+        except coredis.exceptions.ResponseError as exc:
+            if _LOST_CODE in str(exc):
+                raise QueueLost(keys[1]) from None
+            raise
 
     @property
     def events(self) -> str:
@@ -562,7 +693,7 @@ class RedisQueue:
             settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
             batch.append([job_id, name, json.dumps(args), priority, settings])
         argv: list[str | int] = [-1 if bound is None else bound, submitter, json.dumps(batch)]
-        reply: list[Any] = await self._submit(keys=self._keys, args=argv)
+        reply: list[Any] = await self._run(self._submit, argv)
         return [int(seq) for seq in reply[0]], int(reply[1])
 
     async def claim(
@@ -585,7 +716,7 @@ class RedisQueue:
         recorded, the jobs claimed, when the next retry is due)."""
         batch = [[job_id, status, _flat(fields)] for job_id, status, fields in ends]
         argv: list[str | int] = [owner, count, lease_ms, json.dumps(batch)]
-        reply: list[Any] = await self._end_and_claim(keys=self._keys, args=argv)
+        reply: list[Any] = await self._run(self._end_and_claim, argv)
         return list(reply[0]), _claimed(reply[1]), _next_retry(reply[2])
 
     async def end(self, owner: str, ends: list[tuple[str, str, Fields]]) -> list[str]:
@@ -600,7 +731,7 @@ class RedisQueue:
         return (the ids it no longer holds, those it holds that someone cancelled: a cancel
         its process may have missed)."""
         argv: list[str | int] = [owner, lease_ms, json.dumps(stats or {}), *job_ids]
-        reply: list[Any] = await self._renew(keys=self._keys, args=argv)
+        reply: list[Any] = await self._run(self._renew, argv)
         return list(reply[0]), list(reply[1])
 
     async def retry(self, owner: str, retries: list[tuple[str, int, Fields]]) -> list[str]:
@@ -609,20 +740,28 @@ class RedisQueue:
         if not retries:
             return []
         batch = [[job_id, delay_ms, _flat(fields)] for job_id, delay_ms, fields in retries]
-        return list(await self._retry(keys=self._keys, args=[owner, json.dumps(batch)]))
+        return list(await self._run(self._retry, [owner, json.dumps(batch)]))
 
     async def progress(self, owner: str, jobs: list[tuple[str, Fields]]) -> None:
         """Store the progress ``(job_id, fields)`` of ``owner``'s running jobs."""
         batch = [[job_id, _flat(fields)] for job_id, fields in jobs]
-        await self._progress(keys=self._keys, args=[owner, json.dumps(batch)])
+        await self._run(self._progress, [owner, json.dumps(batch)])
 
-    async def give_back(self, owner: str, jobs: list[tuple[str, bool, Fields]]) -> list[str]:
-        """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields)``;
-        return the ids it still held."""
+    async def give_back(
+        self, owner: str, jobs: list[tuple[str, bool, Fields, bool]], max_crashes: int = 0
+    ) -> list[str]:
+        """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields,
+        stalled)``; return the ids it still held. A stalled job (its process's loop was
+        blocked, or the process paused, past its lease) counts a stall; one more lapse than
+        ``max_crashes`` ends it failed (``LeaseLapsed``)."""
         if not jobs:
             return []
-        batch = [[job_id, 0 if started else 1, _flat(fields)] for job_id, started, fields in jobs]
-        return list(await self._give_back(keys=self._keys, args=[owner, json.dumps(batch)]))
+        batch = [
+            [job_id, 0 if started else 1, _flat(fields), 1 if stalled else 0]
+            for job_id, started, fields, stalled in jobs
+        ]
+        args = [owner, json.dumps(batch), max_crashes]
+        return list(await self._run(self._give_back, args))
 
     async def keep_ended(self, seconds: float | None) -> None:
         """Let ended jobs expire ``seconds`` after their end (``None``: keep them)."""
@@ -637,19 +776,19 @@ class RedisQueue:
     async def reap(self, max_crashes: int, every_ms: int = 0) -> tuple[int, int]:
         """Requeue the jobs whose lease lapsed (a crash each), unless some process reaped in
         the last ``every_ms``; return (requeued, ended as poison)."""
-        counts: list[int] = await self._reap(keys=self._keys, args=[max_crashes, every_ms])
+        counts: list[int] = await self._run(self._reap, [max_crashes, every_ms])
         return int(counts[0]), int(counts[1])
 
     async def cancel(self, job_id: str) -> str:
         """``"cancelled"`` (it was waiting or retrying), ``"running"`` (its process is told) or
         ``"not live"``."""
-        return str(await self._cancel(keys=self._keys, args=[job_id]))
+        return str(await self._run(self._cancel, [job_id]))
 
     async def fetch(self, job_ids: list[str]) -> list[dict[str, str]]:
         """Every stored field of each job (empty for an unknown id), in one round trip."""
         if not job_ids:
             return []
-        rows: list[Any] = await self._fetch(keys=self._keys, args=job_ids)
+        rows: list[Any] = await self._run(self._fetch, job_ids, read_only=True)
         return [_pairs(row) for row in rows]
 
     async def job(self, job_id: str) -> dict[str, str]:
@@ -659,7 +798,7 @@ class RedisQueue:
     async def stats(self, seen_within_ms: int) -> QueueStats:
         """The queue's counters, its waiting, retrying and running jobs, and the stats of the
         processes seen in the last ``seen_within_ms``."""
-        reply: list[Any] = await self._stats(keys=self._keys, args=[seen_within_ms])
+        reply: list[Any] = await self._run(self._stats, [seen_within_ms], read_only=True)
         counters = {name: int(value) for name, value in _pairs(reply[0]).items()}
         processes = [json.loads(text) for text in reply[4] if text]
         return QueueStats(counters, int(reply[1]), int(reply[2]), int(reply[3]), processes)
