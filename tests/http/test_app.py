@@ -761,6 +761,9 @@ async def test_a_host_with_userinfo_is_refused() -> None:
                 response = await client.post("/api/v1/jobs", json=body, headers={"Host": host})
                 error_of(response, 400, "bad_host")
             assert pool.stats().total_submitted == 0
+            two = [("Host", "127.0.0.1"), ("Host", "evil.example")]  # (RFC 9112, 3.2)
+            response = await client.get("/api/v1/jobs/pool/stats", headers=two)
+            assert "'host'" in error_of(response, 400, "duplicate_header")
             for host in ("127.0.0.1:8000", "[::1]:80", "LOCALHOST"):
                 response = await client.get("/api/v1/jobs/pool/stats", headers={"Host": host})
                 assert response.status_code == 200, host

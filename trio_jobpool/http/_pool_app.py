@@ -138,6 +138,8 @@ class PoolApp:
                 self._pool = self._app = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: the lifespan opens and drains the pool; a request goes to the app over the
+        open pool, or is answered 503 ``pool_closed`` when none is open."""
         if scope["type"] == "lifespan":
             await self._lifespan(receive, send)
             return
