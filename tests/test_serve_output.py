@@ -14,6 +14,8 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -78,3 +80,47 @@ def test_serve_drains_when_its_output_pipe_is_closed(tmp_path: Path, app: str) -
 
     # The three jobs that ran when the signal came completed (none is left to run again).
     assert trio.run(read_back) == dict.fromkeys(ids, JobStatus.COMPLETED)
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGPIPE"), reason="POSIX pipes and signals")
+def test_worker_drains_when_its_output_pipe_is_closed(redis_url: str) -> None:
+    """The same for ``trio-jobpool worker`` on Redis: the jobs it runs when SIGINT comes
+    complete (their submitter sees the results), and it exits 0."""
+    from examples.ci_jobs import registry
+
+    store = f"{redis_url}/0?queue=pipe{uuid.uuid4().hex[:12]}"
+    options = ["--app", "examples.ci_jobs:registry", "--store", store, "--workers", "2"]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_jobpool", "worker", *options],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    try:
+        assert process.stdout is not None
+        assert b"Ctrl+C to stop" in process.stdout.readline()
+
+        async def submit_then_stop_the_worker() -> tuple[int, list[object]]:
+            async with open_job_pool(0, 10, store=store, registry=registry) as pool:
+                handles = [await pool.submit("sleep", JOB_SECONDS) for _ in range(2)]
+                with trio.fail_after(10):  # another process's jobs starting: poll, bounded
+                    for handle in handles:
+                        while (await pool.aget(handle.job_id)).status != JobStatus.RUNNING:
+                            await trio.sleep(0.02)
+                assert process.stdout is not None
+                process.stdout.close()
+                process.send_signal(signal.SIGINT)
+                code = await trio.to_thread.run_sync(partial(process.wait, 30))
+                if code != 0:  # (its jobs wait for another worker now)
+                    return code, []
+                with trio.fail_after(10):
+                    return code, [(await handle.wait()).unwrap() for handle in handles]
+
+        code, results = trio.run(submit_then_stop_the_worker)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert code == 0
+    assert results == [JOB_SECONDS, JOB_SECONDS]  # (what the job returns)
