@@ -7,7 +7,7 @@ accepting connections, wait for the requests under way (their graceful timeouts)
 ``lifespan.shutdown``, which leaves the pool's block (a drain, up to ``shutdown_timeout``)
 before the process exits. Serving :func:`~trio_jobpool.http.create_app` inside a pool's block
 that the program opened around ``uvicorn.Server.serve()`` does not drain: Uvicorn re-raises the
-signal once ``serve()`` returns, which cancels the jobs.
+signal once ``serve()`` returns, and SIGTERM then ends the process with the jobs still running.
 """
 
 from __future__ import annotations

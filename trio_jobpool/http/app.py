@@ -106,7 +106,9 @@ def create_app(
     rebinding): a body must be ``Content-Type: application/json`` (else 415, so a browser must
     ask first, and is refused); a request that changes state and carries an ``Origin`` of
     another host than its ``Host`` is refused (403); with ``allowed_hosts`` (host names, without
-    ports), a request whose ``Host`` is none of them is refused (400).
+    ports), a request whose ``Host`` is none of them is refused (400). Whatever the settings, a
+    malformed ``Host`` (userinfo, a path) is refused (400 ``bad_host``), and so is a request
+    with more than one ``Authorization`` or ``Host`` header (400 ``duplicate_header``).
 
     Errors: every refusal is a JSON ``{"error": code, "message": text}`` with the status of
     docs/service.md; an unexpected exception in a request is logged (logger
