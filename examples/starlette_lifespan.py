@@ -7,6 +7,8 @@ Trio under Hypercorn's trio worker. Jobs use ``anyio`` so that they run on both.
 
 Serve it with ``uvicorn examples.starlette_lifespan:app`` (from the repository root), or run
 ``python examples/starlette_lifespan.py`` to exercise it with Starlette's ``TestClient``.
+For the ready-made endpoints of docs/service.md with a pool of their own, see
+``examples/asgi_service.py`` (``trio_jobpool.http.create_pool_app``).
 
 Routes:
 

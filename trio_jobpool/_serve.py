@@ -5,7 +5,9 @@
 or SIGTERM stops serving (requests under way get Hypercorn's graceful timeout), then leaving the
 pool's block drains it (up to ``--shutdown-timeout``); a second signal cancels what still runs
 (a durable or distributed pool keeps those jobs queued for the next pool). ``worker`` is the
-same without HTTP, for a shared (Redis) store. ``prune`` opens an SQLite store by itself and
+same without HTTP, for a shared (Redis) store. A status line that cannot be written (stdout or
+stderr a closed pipe) is dropped: it never stops the drain nor sets the exit code, and SIGPIPE
+stays ignored while they run. ``prune`` opens an SQLite store by itself and
 deletes old ended jobs.
 
 Every expected failure is a :class:`~trio_jobpool.cli.CliError` with its exit code.
@@ -30,7 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, TextIO
 
 import anyio.lowlevel
 import trio
@@ -38,7 +40,7 @@ import trio
 from ._errors import StoreError
 from ._pool import JobPool, open_job_pool
 from ._registry import JobRegistry
-from .cli import EXIT_BAD_INPUT, EXIT_FAILED, CliError
+from .cli import EXIT_BAD_INPUT, EXIT_FAILED, CliError, write_line
 
 __all__ = [
     "ServeOptions",
@@ -81,8 +83,18 @@ class ServeOptions(WorkerOptions):
     max_bodies: int = 64
 
 
-def _say(message: str) -> None:
-    print(message, flush=True)
+def _say(message: str, stream: TextIO | None = None) -> None:
+    """A status line on stdout (or ``stream``); one that cannot be written is dropped
+    (:func:`~trio_jobpool.cli.write_line`): it never stops the drain nor sets the exit code."""
+    write_line(message, stream)
+
+
+def _ignore_sigpipe() -> None:
+    """Keep SIGPIPE ignored (Python's default, which an ``--app`` module may have changed):
+    a write to a closed pipe then fails with EPIPE, which :func:`_say` drops, instead of
+    killing the process before its pool drains."""
+    if hasattr(signal, "SIGPIPE"):  # (not on Windows)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
 # -- loading the registry ------------------------------------------------------------------
@@ -197,6 +209,7 @@ def _expected(error: BaseException, store: str) -> CliError | None:
 
 
 def _run(main: Callable[[], Awaitable[None]], store: str) -> None:
+    _ignore_sigpipe()
     try:
         trio.run(main)
     except BaseException as error:
@@ -362,7 +375,7 @@ def run_serve(options: ServeOptions) -> int:
     registry = load_registry(options.app)
     opener = _pool_opener(options, registry)
     if not len(registry):
-        print(f"warning: the registry {options.app} has no jobs", file=sys.stderr, flush=True)
+        _say(f"warning: the registry {options.app} has no jobs", sys.stderr)
     config = Config()
     host = f"[{options.host}]" if ":" in options.host else options.host
     config.bind = [f"{host}:{options.port}"]
@@ -411,11 +424,10 @@ def run_serve(options: ServeOptions) -> int:
                     f"workers: {pool.max_workers})"
                 )
                 if not _loopback(options.host) and options.token is None:
-                    print(
+                    _say(
                         f"warning: listening on {options.host} without a token: anyone who can "
                         "reach it can submit and cancel jobs (--token)",
-                        file=sys.stderr,
-                        flush=True,
+                        sys.stderr,
                     )
 
     accept_errors = logging.getLogger("trio.serve_listeners")

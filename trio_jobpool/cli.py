@@ -18,11 +18,12 @@ be reached or answered 5xx; 130 interrupted.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TextIO
 
 if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
@@ -65,6 +66,27 @@ class CliError(Exception):
         super().__init__(message)
         self.code = code
         self.message = message
+
+
+def write_line(text: str, stream: TextIO | None = None) -> None:
+    """Write ``text`` and a newline to ``stream`` (default: ``sys.stdout``), flushed.
+
+    A stream that cannot be written (a pipe whose reader is gone, as after ``serve | tee log``
+    and Ctrl+C: ``EPIPE``, since SIGPIPE is ignored; ``EIO`` of a closed terminal) drops the
+    line, and its file descriptor is pointed at ``os.devnull`` so that later lines and the
+    flush at exit drop theirs too. Output never decides what a command does, nor its exit
+    code. Never raises ``OSError``.
+    """
+    out = sys.stdout if stream is None else stream
+    try:
+        print(text, file=out, flush=True)
+    except OSError:
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # (not a real file)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, out.fileno())
+            finally:
+                os.close(devnull)
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -574,10 +596,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except CliError as exc:
-        print(f"trio-jobpool {args.command}: {exc.message}", file=sys.stderr)
+        write_line(f"trio-jobpool {args.command}: {exc.message}", sys.stderr)
         return exc.code
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
+        write_line("interrupted", sys.stderr)
         return EXIT_INTERRUPTED
     return code
 

@@ -735,3 +735,73 @@ async def test_wait_follows_a_job_of_another_process(redis_url: str) -> None:
             assert (answer["status"], answer["result"]) == ("completed", "far")
         assert await handle.result() == "far"
         assert runner.stats().total_completed == 1
+
+
+# -- headers that would get around the checks ---------------------------------------------------
+
+
+async def test_a_host_with_userinfo_is_refused() -> None:
+    # urlsplit reads "evil.example@127.0.0.1" as userinfo "evil.example" and host 127.0.0.1.
+    jobs = Jobs()
+    async with open_job_pool(1, registry=jobs.registry) as pool:
+        app = create_app(pool, jobs.registry, allowed_hosts=["localhost", "127.0.0.1", "::1"])
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            for host in (
+                "evil.example@127.0.0.1",
+                "evil.example@127.0.0.1:8000",
+                "evil.example:x@localhost",
+                "127.0.0.1/evil.example",
+                "127.0.0.1#@evil.example",
+                "127.0.0.1\\@evil.example",
+            ):
+                response = await client.get("/api/v1/jobs/pool/stats", headers={"Host": host})
+                assert "malformed Host" in error_of(response, 400, "bad_host"), host
+                body = {"name": "add", "args": [1, 2]}
+                response = await client.post("/api/v1/jobs", json=body, headers={"Host": host})
+                error_of(response, 400, "bad_host")
+            assert pool.stats().total_submitted == 0
+            two = [("Host", "127.0.0.1"), ("Host", "evil.example")]  # (RFC 9112, 3.2)
+            response = await client.get("/api/v1/jobs/pool/stats", headers=two)
+            assert "'host'" in error_of(response, 400, "duplicate_header")
+            for host in ("127.0.0.1:8000", "[::1]:80", "LOCALHOST"):
+                response = await client.get("/api/v1/jobs/pool/stats", headers={"Host": host})
+                assert response.status_code == 200, host
+    # Without allowed_hosts a malformed Host is refused too (RFC 9112, 3.2), not trusted by
+    # the same-origin check.
+    async with served() as (pool, _, client):
+        headers = {"Host": "evil.example@test", "Origin": "http://test"}
+        response = await client.post("/api/v1/jobs", json={"name": "add"}, headers=headers)
+        error_of(response, 400, "bad_host")
+        assert pool.stats().total_submitted == 0
+        assert (await client.get("/healthz")).status_code == 200
+
+
+@pytest.mark.parametrize("first", [f"Bearer {TOKEN}", "Bearer wrong"])
+async def test_two_authorization_headers_are_refused(first: str) -> None:
+    # Only the first was compared: a proxy that adds its own header (or a client that sends
+    # the token next to another) must not get a request through on the wrong one.
+    async with served(token=TOKEN) as (pool, _, client):
+        two = [("Authorization", first), ("Authorization", f"Bearer {TOKEN}x")]
+        requests: list[Callable[[], Any]] = [
+            lambda: client.post("/api/v1/jobs", json={"name": "add"}, headers=two),
+            lambda: client.post("/api/v1/jobs/x/cancel", headers=two),
+            lambda: client.put("/api/v1/jobs/pool/size", json={"max_workers": 9}, headers=two),
+            lambda: client.get("/api/v1/jobs/pool/stats", headers=two),
+        ]
+        for request in requests:
+            message = error_of(await request(), 400, "duplicate_header")
+            assert "'authorization'" in message
+        assert pool.stats().total_submitted == 0
+        assert pool.max_workers == 2
+        metrics = (await client.get("/metrics")).text
+        assert 'jobpool_http_rejected_total{reason="duplicate_header"} 1.0' in metrics
+        # One header, as before.
+        one = {"Authorization": f"Bearer {TOKEN}"}
+        response = await client.post("/api/v1/jobs", json={"name": "add"}, headers=one)
+        assert response.status_code == 202
+    async with served() as (pool, _, client):  # no token: still one header at most
+        two = [("Authorization", "Bearer a"), ("Authorization", "Bearer b")]
+        response = await client.post("/api/v1/jobs", json={"name": "add"}, headers=two)
+        error_of(response, 400, "duplicate_header")
+        assert pool.stats().total_submitted == 0

@@ -4,7 +4,8 @@ Needs the ``[http]`` extra (``pip install 'trio-jobpool[http]'``): Starlette, pr
 and Hypercorn. See docs/service.md.
 """
 
+from ._pool_app import PoolApp, create_pool_app
 from .app import create_app
 from .metrics import pool_registry
 
-__all__ = ["create_app", "pool_registry"]
+__all__ = ["PoolApp", "create_app", "create_pool_app", "pool_registry"]

@@ -14,6 +14,7 @@ import hmac
 import json
 import logging
 import math
+import re
 import reprlib
 import uuid
 from collections import Counter
@@ -121,7 +122,9 @@ def create_app(
     rebinding): a body must be ``Content-Type: application/json`` (else 415, so a browser must
     ask first, and is refused); a request that changes state and carries an ``Origin`` of
     another host than its ``Host`` is refused (403); with ``allowed_hosts`` (host names, without
-    ports), a request whose ``Host`` is none of them is refused (400).
+    ports), a request whose ``Host`` is none of them is refused (400). Whatever the settings, a
+    malformed ``Host`` (userinfo, a path) is refused (400 ``bad_host``), and so is a request
+    with more than one ``Authorization`` or ``Host`` header (400 ``duplicate_header``).
 
     Errors: every refusal is a JSON ``{"error": code, "message": text}`` with the status of
     docs/service.md; an unexpected exception in a request is logged (logger
@@ -568,9 +571,10 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 
 class _Guard:
-    """ASGI middleware, before routing: the ``Host`` (if the app names its hosts); for a method
-    that changes state, the ``Origin`` (if a browser sent one) and the bearer token (if the app
-    has one)."""
+    """ASGI middleware, before routing: one ``Authorization`` and one ``Host`` at most (400
+    ``duplicate_header``); a well-formed ``Host`` (400 ``bad_host`` for userinfo, a path ...),
+    one of the app's hosts if it names them; for a method that changes state, the ``Origin``
+    (if a browser sent one) and the bearer token (if the app has one)."""
 
     def __init__(
         self,
@@ -597,7 +601,16 @@ class _Guard:
 
     def _check(self, scope: Scope) -> ApiError | None:
         headers = Headers(scope=scope)
+        # Before anything reads them: a second Authorization would be left unchecked (get()
+        # reads the first), a second Host is malformed HTTP (RFC 9112, 3.2).
+        for name in _SINGLE_HEADERS:
+            count = len(headers.getlist(name))
+            if count > 1:
+                message = f"a request may carry one {name!r} header, this one has {count}"
+                return ApiError(400, "duplicate_header", message)
         host = headers.get("host", "")
+        if not _HOST.fullmatch(host):  # (userinfo, a path: "evil.example@127.0.0.1")
+            return ApiError(400, "bad_host", f"malformed Host header {host!r}")
         ours = _address(f"{scope.get('scheme', 'http')}://{host}")
         if self._hosts is not None and ours[0] not in self._hosts:
             return ApiError(400, "bad_host", f"this server does not answer for {host!r}")
@@ -621,6 +634,10 @@ class _Guard:
 
 
 _DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_SINGLE_HEADERS: Final = ("authorization", "host")
+# A Host field value (RFC 9110, 7.2: uri-host [":" port]): an IP literal in [], or a reg-name
+# or IPv4 address (unreserved, pct-encoded and sub-delims characters); no userinfo, no path.
+_HOST: Final = re.compile(r"(\[[0-9A-Za-z:.%_~-]+\]|[A-Za-z0-9._~%!$&'()*+,;=-]*)(:[0-9]*)?")
 
 
 def _address(url: str) -> tuple[str | None, int | None]:
