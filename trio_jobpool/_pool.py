@@ -1667,14 +1667,16 @@ async def _pool_block(config: _Config, queue: Any) -> AsyncIterator[JobPool]:
         async with runtime.open_task_group() as nursery:
             if queue is None:
                 pool = JobPool(config, runtime, nursery)
+                await pool._open_workers_group(nursery)
             else:
                 from ._distributed import DistributedPool
 
                 assert config.distributed is not None
                 pool = DistributedPool(config, runtime, nursery, config.distributed, queue)
+                # (before the link starts: its first trip claims for the idle workers)
+                await pool._open_workers_group(nursery)
                 await nursery.start(pool._serve)
             nursery.start_soon(pool._watch_deadlines)
-            await pool._open_workers_group(nursery)
             pool._recover(recovered)
             pool._spawn_workers(config.max_workers)
             try:
