@@ -1546,10 +1546,13 @@ def open_job_pool(
 ) -> AbstractAsyncContextManager[JobPool]:
     """Open a job pool for the duration of an ``async with`` block.
 
-    The pool's workers, its retry timers and every running job are tasks of one nursery (task
-    group) opened by the block. Leaving the block normally is ``await pool.stop(drain=True)``.
-    Leaving it by an exception (or a cancellation) cancels every job at once and re-raises that
-    exception itself, not wrapped in an exception group.
+    The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
+    the block; its workers, and so every running job, are tasks of a task group of their own,
+    for which a task of that nursery stands (see ``JobPool._host_workers``): the block does not
+    end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
+    seconds (see :meth:`JobPool.stop`). Leaving the block normally is
+    ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every
+    job at once and re-raises that exception itself, not wrapped in an exception group.
 
     Args:
         max_workers: jobs that run at once (>= 1).
