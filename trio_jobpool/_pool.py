@@ -1399,12 +1399,11 @@ class JobPool:
                 self._shut_down()
         else:
             self._shut_down()
+        with self._runtime.CancelScope() as scope:
+            scope.deadline = self._abandon_at
+            await self._workers_gone.wait()
         if not self._workers_gone.is_set():
-            with self._runtime.CancelScope() as scope:
-                scope.deadline = self._abandon_at
-                await self._workers_gone.wait()
-            if not self._workers_gone.is_set():
-                self._abandon()
+            self._abandon()
 
     async def _drain(self) -> None:
         """What ``stop(drain=True)`` waits for before it cancels the rest."""
