@@ -889,6 +889,14 @@ class DistributedPool(JobPool):
             self._live[key] = held
         self._notify()
 
+    def _end_abandoned(self, job: JobHandle[Any]) -> None:
+        """End the handle of a job the shutdown abandoned (see ``JobPool._abandon``), and
+        tell Redis nothing: neither an end nor a hand-back. Its lease, no longer renewed,
+        lapses, and a reaper puts it back in the queue (as after a crash of this process)."""
+        assert isinstance(job, DurableJob)
+        self._drop_lease(job)
+        self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)
+
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
         """A failed attempt is retried: the job waits out its backoff in Redis."""
         assert isinstance(job, DurableJob)

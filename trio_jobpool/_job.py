@@ -240,6 +240,13 @@ class JobHandle(Generic[T]):
         job raised, ``JobCancelled`` or ``JobTimeout``) on each call.
 
         A checkpoint. Cancelling the wait does not affect the job.
+
+        Raises:
+            RuntimeError: called from a job of the same pool (in its own task, not one it
+                started) while every other running job of the pool waits on jobs of the pool
+                (or for room in it) and every worker is busy: nothing would ever run the job
+                waited for (see docs/guide.md, "Jobs that wait on jobs"). Also when a job
+                waits for itself.
         """
         if not self._status.ended:
             extra = self._extra
@@ -247,7 +254,13 @@ class JobHandle(Generic[T]):
                 extra = self._extra = _Extra()
             if extra.done is None:
                 extra.done = self._pool._runtime.Event()
-            await extra.done.wait()
+            pool = self._pool
+            blocked = pool._blocking_wait(self)
+            try:
+                await extra.done.wait()
+            finally:
+                if blocked:
+                    pool._blocked -= 1
         else:
             await self._pool._runtime.checkpoint()
         if self._status is JobStatus.COMPLETED:

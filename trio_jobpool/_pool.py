@@ -14,6 +14,7 @@ How a job moves (every step is synchronous, so the counters are exact between ch
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import random
 import re
@@ -23,6 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Final, TypeVar, TypeVarTuple
 
 from ._durable import (
@@ -45,13 +47,15 @@ from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt, _current_job, validat
 from ._promoter import PriorityBuckets
 from ._registry import JobRegistry, check_json
 from ._retry import RetryPolicy
-from ._runtime import Runtime, Slot, TaskGroupLike, current_runtime
+from ._runtime import EventLike, Runtime, Slot, TaskGroupLike, current_runtime
 from ._stats import Counters, PoolStats, TimeHistogram
 from .stores._base import JobRecord, Store
 from .stores.redis import RedisStore
 from .stores.sqlite import SqliteStore
 
 __all__ = ["JobPool", "open_job_pool"]
+
+logger = logging.getLogger("trio_jobpool")
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
@@ -71,6 +75,8 @@ _STORE_BACKOFF_MAX: Final = 5.0
 # The cancel reason the deadline watcher gives a job that ran past its timeout.
 _TIMED_OUT: Final = "timed out"
 _HEX16: Final = re.compile("[0-9a-f]{16}")
+# The cancel reason of a job the pool stopped waiting for (see JobPool._abandon).
+ABANDONED_REASON: Final = "abandoned by the pool's shutdown: it did not end when cancelled"
 
 
 class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
@@ -100,6 +106,7 @@ class _Config:
     queue_size: int
     job_timeout: float  # inf: none
     shutdown_timeout: float  # inf: none
+    shutdown_grace: float  # after the shutdown cancelled the jobs; inf: never abandon any
     max_pending: int | None
     retry: RetryPolicy | None
     history: int
@@ -202,6 +209,19 @@ class JobPool:
         self._stopping = False
         self._idle_event: Any = None  # set when the last live job ends, made on demand
         self._workers_gone = runtime.Event()
+        # The workers run in a task group of their own, hosted by a task the pool's block can
+        # stop waiting for (see _host_workers); set once it has ended, or the pool gave up on
+        # it (_abandon).
+        self._workers_group: TaskGroupLike | None = None
+        self._workers_settled = runtime.Event()
+        self._workers_host_error: BaseException | None = None  # what the host's group raised
+        self._no_more_workers = runtime.Event()  # lets the host's group end with its workers
+        self._abandon_at = _INF  # when the shutdown stops waiting for the jobs (pool clock)
+        self._abandoned = False
+        # For the detection of waits that cannot end (see _blocking_wait): the worker tasks,
+        # and how many running jobs' own tasks wait on a job of this pool or for room in it.
+        self._worker_task_set: set[object] = set()
+        self._blocked = 0
         self._rng = random.Random()
         self._id_prefix = secrets.token_hex(8)
         # Starts paused while the store fails to commit: no job is taken until _store_resume_at
@@ -274,7 +294,13 @@ class JobPool:
         return job
 
     async def _wait_for_room(self, job: JobHandle[Any]) -> None:
-        """Park a submission until the pool accepts it (or, with a store, reserves it room)."""
+        """Park a submission until the pool accepts it (or, with a store, reserves it room).
+
+        Raises:
+            RuntimeError: from a job's own task, when every other running job of the pool
+                waits likewise (see ``_blocking_wait``): no room would ever come.
+        """
+        blocked = self._blocking_wait(None)
         offer = _Offer(job)
         self._offers.push(offer)
         try:
@@ -285,6 +311,9 @@ class JobPool:
             elif offer.slot.abandoned:
                 self._offers.discard()
             raise
+        finally:
+            if blocked:
+                self._blocked -= 1
         if answer is not True:
             raise answer
 
@@ -563,9 +592,62 @@ class JobPool:
 
     # -- the workers -----------------------------------------------------------------------
 
+    async def _open_workers_group(self, nursery: TaskGroupLike) -> None:
+        """Start the host of the workers' task group, and its supervisor in the pool's
+        ``nursery``; return once the group is open."""
+        opened = self._runtime.Event()
+        self._runtime.spawn_detached(partial(self._host_workers, opened), "trio_jobpool workers")
+        nursery.start_soon(self._supervise_workers)
+        await opened.wait()
+
+    async def _host_workers(self, opened: EventLike) -> None:
+        """The workers' task group: its own task, outside the pool's nursery, so that the pool
+        can stop waiting for a job that ignores its cancellation (see ``_abandon``).
+
+        While the pool has not given up on it, everything the group raises is handed to
+        ``_supervise_workers``, a child of the pool's nursery, which raises it there: to the
+        pool's block, the workers behave as children of its nursery. A cancellation of this
+        task itself (the end of the run) propagates. Once the pool has abandoned it, what it
+        raises propagates too: it belongs to nobody else any more.
+        """
+        try:
+            async with self._runtime.open_task_group() as group:
+                self._workers_group = group
+                opened.set()
+                await self._no_more_workers.wait()  # then the group waits for its workers
+        except BaseException as exc:
+            if self._abandoned or isinstance(exc, self._runtime.cancelled_exc):
+                raise
+            self._workers_host_error = exc  # raised by _supervise_workers
+        finally:
+            self._workers_settled.set()
+            opened.set()  # (if it failed to open: _open_workers_group must not wait)
+
+    async def _supervise_workers(self) -> None:
+        """Stand for the workers' task group in the pool's nursery: raise what the group
+        raised; if the pool's nursery is cancelled first, cancel the workers and wait for
+        them, up to the shutdown's grace (then abandon those left)."""
+        try:
+            await self._workers_settled.wait()
+        finally:
+            if not self._workers_settled.is_set():
+                self._abort_workers()
+                with self._runtime.CancelScope(shield=True) as scope:
+                    scope.deadline = self._abandon_at
+                    await self._workers_settled.wait()
+                if not self._workers_settled.is_set():
+                    self._abandon()
+            error, self._workers_host_error = self._workers_host_error, None
+            if error is not None:
+                while isinstance(error, BaseExceptionGroup) and len(error.exceptions) == 1:
+                    error = error.exceptions[0]  # as a worker in the pool's nursery raised it
+                raise error
+
     def _spawn_workers(self, count: int) -> None:
         """Start ``count`` workers. Each is idle (or holds a waiting job) from this moment on,
         so jobs submitted before its task first runs are handed to it, not queued."""
+        group = self._workers_group
+        assert group is not None
         for _ in range(count):
             self._workers += 1
             self._worker_tasks += 1
@@ -575,7 +657,7 @@ class JobPool:
                 self._idle.append(slot)
             else:
                 self._runtime.unpark(slot, job)
-            self._nursery.start_soon(self._worker, slot)
+            group.start_soon(self._worker, slot)
 
     async def _worker(self, slot: Slot) -> None:
         """Run jobs until told to exit (resize, stop) or cancelled (the pool is torn down).
@@ -595,6 +677,8 @@ class JobPool:
         stray_cancel = runtime.stray_cancel_check()
         running: JobHandle[Any] | None = None  # the job whose attempt is in progress
         ready_in_a_row = 0
+        task = runtime.current_task()
+        self._worker_task_set.add(task)
         try:
             job: JobHandle[Any] | None = await runtime.park(slot)
             while job is not None:
@@ -616,9 +700,16 @@ class JobPool:
                             try:
                                 value = await running._fn(*running._args)
                             except Exception as exc:
+                                if running._status is not _RUNNING:  # abandoned (no pool)
+                                    return
                                 running._scope = None
                                 self._attempt_raised(running, exc)
                             except BaseException as exc:
+                                if running._status is not _RUNNING:  # abandoned (no pool)
+                                    running = None
+                                    if isinstance(exc, cancelled_exc):
+                                        return
+                                    raise
                                 # Cancellation (of this job, of the pool, or one the job's
                                 # code raised by itself), or KeyboardInterrupt and the like.
                                 # _job_base_exception records the job; `running` is cleared
@@ -632,6 +723,8 @@ class JobPool:
                                     raise propagate from None
                                 running = job
                             else:
+                                if running._status is not _RUNNING:  # abandoned (no pool)
+                                    return
                                 running._scope = None
                                 self._attempt_ended(running, JobStatus.COMPLETED, value)
                             spent = running._cancel_reason is not None
@@ -672,6 +765,7 @@ class JobPool:
             self._workers -= 1
             raise
         finally:
+            self._worker_task_set.discard(task)
             self._worker_tasks -= 1
             if self._worker_tasks == 0 and self._stopping:
                 self._workers_gone.set()
@@ -1374,7 +1468,13 @@ class JobPool:
         With ``drain``, waiting, retrying and running jobs go on for up to ``timeout`` seconds
         (default: the pool's ``shutdown_timeout``); whatever is left then is cancelled. Without
         ``drain`` everything is cancelled at once. Returns once every job has ended and every
-        worker has exited. Calling it again, or concurrently, is safe; a call with
+        worker has exited, or once the pool's ``shutdown_grace`` has passed since it cancelled
+        the jobs: then each job still running (one that shields itself from cancellation, or
+        catches it) is *abandoned*: logged (a warning per job, by id and name), ended
+        ``CANCELLED`` here without waiting for it (with a store, left ``running`` there, so
+        that another pool runs it again), and left to run on in a task the pool no longer
+        waits for (see docs/design.md). So ``stop(timeout=T)`` returns within
+        ``T + shutdown_grace`` seconds. Calling it again, or concurrently, is safe; a call with
         ``drain=False`` cuts a draining stop short.
 
         If the call itself is cancelled, every job is cancelled before the cancellation
@@ -1397,11 +1497,54 @@ class JobPool:
                 self._shut_down()
         else:
             self._shut_down()
-        await self._workers_gone.wait()
+        with self._runtime.CancelScope() as scope:
+            scope.deadline = self._abandon_at
+            await self._workers_gone.wait()
+        if not self._workers_gone.is_set():
+            self._abandon()
 
     async def _drain(self) -> None:
         """What ``stop(drain=True)`` waits for before it cancels the rest."""
         await self.join()
+
+    def _blocking_wait(self, target: JobHandle[Any] | None) -> bool:
+        """Before the current task waits on ``target`` (a job of this pool; ``None``: room in
+        this pool, for a submit). ``True``: the task is the own task of a running job of the
+        pool, now counted as blocked; the caller takes it off (``_blocked -= 1``) once the
+        wait is over. ``False``: anyone else (a task the job started does not count: the job
+        itself may go on), or a distributed pool (other processes may run what it waits for).
+
+        Invariant: ``_blocked`` counts the running jobs whose own task waits so. When every
+        worker is busy (``running >= max_workers``) and every running job waits so, no worker
+        will ever be free to run what they wait for (a job not started yet, or a running job
+        that waits likewise), and no room will come for a submit: only a timeout or a cancel
+        from outside would end the waits.
+
+        Raises:
+            RuntimeError: the wait would complete that deadlock (or ``target`` is the job
+                itself). The waits already under way go on.
+        """
+        if self._distributed:
+            return False
+        current = _current_job.get()
+        if current is None or current._pool is not self or current._status is not _RUNNING:
+            return False
+        if self._runtime.current_task() not in self._worker_task_set:
+            return False
+        if target is current:
+            raise RuntimeError(f"job {current.job_id!r} waits for itself")
+        running = self._counters.running
+        if self._blocked + 1 >= running >= self._max_workers:
+            what = "room in the pool" if target is None else f"job {target.job_id!r}"
+            raise RuntimeError(
+                f"job {current.job_id!r} would wait forever for {what}: all {running} "
+                f"running jobs of its pool (max_workers={self._max_workers}) wait on jobs of "
+                "the same pool or for room in it, so no worker would ever be free to run "
+                "them. Submit without awaiting the handle (return it, or let another task "
+                "collect it), or run the sub-jobs in a separate pool (see docs/guide.md)"
+            )
+        self._blocked += 1
+        return True
 
     def _refuse_inside_own_job(self, what: str) -> None:
         current = _current_job.get()
@@ -1416,6 +1559,8 @@ class JobPool:
         self.close()
         if not self._stopping:
             self._stopping = True
+            self._abandon_at = self._now() + self._config.shutdown_grace
+            self._no_more_workers.set()
             for job in list(self._live.values()):
                 self._cancel_job(job, SHUTDOWN_REASON)
             idle, self._idle = self._idle, []
@@ -1438,8 +1583,49 @@ class JobPool:
 
     def _abort(self) -> None:
         """Cancel everything at once, including the pool's own tasks (the block failed)."""
-        self._shut_down()
+        self._abort_workers()
         self._nursery.cancel_scope.cancel()
+
+    def _abort_workers(self) -> None:
+        """Cancel every job and the workers' task group (they are going away)."""
+        self._shut_down()
+        if self._workers_group is not None:
+            self._workers_group.cancel_scope.cancel()
+
+    def _abandon(self) -> None:
+        """Stop waiting for the jobs still running after the shutdown's grace: they ignored
+        their cancellation. Each is logged, ended ``CANCELLED`` here (counted in
+        ``total_cancelled``, no longer in ``active_workers``) and left as it was in the store;
+        its worker, when the job finally ends, leaves without touching the pool."""
+        if self._abandoned:
+            return
+        self._abandoned = True
+        grace = self._config.shutdown_grace
+        for job in sorted(self._running, key=_started_m):
+            logger.warning(
+                "job %r was still running %g s after the pool's shutdown cancelled it: "
+                "abandoned; it runs on in the background (name: %s)%s",
+                job.job_id,
+                grace,
+                job.name,
+                "" if not self._named_jobs else ", and stays running in the store",
+            )
+            job._cancel_reason = ABANDONED_REASON
+            job._scope = None
+            self._attempt_over(job)
+            self._counters.cancelled += 1
+            self._end_abandoned(job)
+        self._workers_gone.set()
+        self._workers_settled.set()
+
+    def _end_abandoned(self, job: JobHandle[Any]) -> None:
+        """End the handle of an abandoned job, writing nothing to the store: its record stays
+        ``running``, so the next pool on the file counts a crash and runs it again."""
+        store, self._store = self._store, None  # (_end persists through self._store)
+        try:
+            self._end(job, _CANCELLED, NO_CAUSE, self._now())
+        finally:
+            self._store = store
 
 
 def open_job_pool(
@@ -1453,13 +1639,17 @@ def open_job_pool(
     history: int = 10_000,
     store: object = None,
     registry: JobRegistry | None = None,
+    shutdown_grace: float | None = 1.0,
 ) -> AbstractAsyncContextManager[JobPool]:
     """Open a job pool for the duration of an ``async with`` block.
 
-    The pool's workers, its retry timers and every running job are tasks of one nursery (task
-    group) opened by the block. Leaving the block normally is ``await pool.stop(drain=True)``.
-    Leaving it by an exception (or a cancellation) cancels every job at once and re-raises that
-    exception itself, not wrapped in an exception group.
+    The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
+    the block; its workers, and so every running job, are tasks of a task group of their own,
+    for which a task of that nursery stands (see ``JobPool._host_workers``): the block does not
+    end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
+    seconds (see :meth:`JobPool.stop`). Leaving the block normally is
+    ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every
+    job at once and re-raises that exception itself, not wrapped in an exception group.
 
     Args:
         max_workers: jobs that run at once (>= 1).
@@ -1467,6 +1657,9 @@ def open_job_pool(
         job_timeout: default per-job timeout in seconds, from the job's start; ``None``: none.
         shutdown_timeout: how long leaving the block (or ``stop()``) lets jobs finish before
             cancelling them; ``None``: no limit.
+        shutdown_grace: how long the shutdown then waits for the cancelled jobs to end
+            before it abandons those still running (jobs that shield themselves from
+            cancellation or catch it; see ``JobPool.stop``); ``None``: wait for them forever.
         max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
         retry: the default :class:`RetryPolicy`; ``None``: no retries.
         history: how many ended jobs ``get`` can still find (>= 0).
@@ -1505,6 +1698,7 @@ def open_job_pool(
         queue_size=queue_size,
         job_timeout=_seconds("job_timeout", job_timeout),
         shutdown_timeout=_seconds("shutdown_timeout", shutdown_timeout),
+        shutdown_grace=_seconds("shutdown_grace", shutdown_grace),
         max_pending=max_pending,
         retry=retry,
         history=history,
@@ -1573,11 +1767,14 @@ async def _pool_block(config: _Config, queue: Any) -> AsyncIterator[JobPool]:
         async with runtime.open_task_group() as nursery:
             if queue is None:
                 pool = JobPool(config, runtime, nursery)
+                await pool._open_workers_group(nursery)
             else:
                 from ._distributed import DistributedPool
 
                 assert config.distributed is not None
                 pool = DistributedPool(config, runtime, nursery, config.distributed, queue)
+                # (before the link starts: its first trip claims for the idle workers)
+                await pool._open_workers_group(nursery)
                 await nursery.start(pool._serve)
             nursery.start_soon(pool._watch_deadlines)
             pool._recover(recovered)

@@ -17,6 +17,7 @@ to undo (AnyIO's own cancel scopes never race like this).
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -187,6 +188,22 @@ class Runtime:
         """Take delivery of a pending cancel request that no cancel scope made (see
         ``_AsyncioRuntime``); do nothing if a cancel scope around is cancelled."""
 
+    def current_task(self) -> object:
+        """The running task (Trio's ``Task``, or the ``asyncio.Task``)."""
+        raise NotImplementedError  # pragma: no cover - overridden
+
+    def spawn_detached(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run ``fn()`` in a task that no task group of the caller waits for, in a copy of
+        the caller's context. ``fn`` must not raise anything but a cancellation of its own
+        task (under Trio an exception there would crash the whole run).
+
+        Under Trio it is a system task (cancelled when the main task exits, and waited for
+        by ``trio.run``); under asyncio a plain task (cancelled, and waited for, by
+        ``asyncio.run`` at its end). The one user: the host of a pool's workers, which the
+        pool stops waiting for when a job ignores its cancellation (see docs/design.md).
+        """
+        raise NotImplementedError  # pragma: no cover - overridden
+
 
 class _TrioRuntime(Runtime):
     name = "trio"
@@ -206,6 +223,14 @@ class _TrioRuntime(Runtime):
 
     def clock(self) -> Callable[[], float]:
         return trio.lowlevel.current_clock().current_time
+
+    def current_task(self) -> object:
+        return trio.lowlevel.current_task()
+
+    def spawn_detached(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        # Children of a system task are not KeyboardInterrupt-protected (only the system
+        # task's own frames are), so jobs in the host's nursery are interruptible as before.
+        trio.lowlevel.spawn_system_task(fn, name=name, context=contextvars.copy_context())
 
     def outer_cancelled(self) -> bool:
         return trio.current_effective_deadline() == -math.inf
@@ -258,6 +283,16 @@ class _AsyncioRuntime(Runtime):
 
     def yield_due(self) -> bool:
         return False  # checkpoint_before has yielded whenever a yield was due
+
+    def current_task(self) -> object:
+        return asyncio.current_task()
+
+    def spawn_detached(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
+        task = asyncio.get_running_loop().create_task(
+            _coroutine(fn), name=name, context=contextvars.copy_context()
+        )
+        _DETACHED.add(task)  # the loop keeps only a weak reference to a task
+        task.add_done_callback(_DETACHED.discard)
 
     def outer_cancelled(self) -> bool:
         return anyio.current_effective_deadline() == -math.inf
@@ -369,6 +404,13 @@ class _AsyncioRuntime(Runtime):
             slot._waiter = None
             if deferred:
                 task.cancel()
+
+
+_DETACHED: set[asyncio.Task[None]] = set()  # tasks of spawn_detached still running
+
+
+async def _coroutine(fn: Callable[[], Awaitable[None]]) -> None:
+    await fn()
 
 
 def current_runtime() -> Runtime:
