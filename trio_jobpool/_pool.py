@@ -218,6 +218,7 @@ class JobPool:
         self._no_more_workers = runtime.Event()  # lets the host's group end with its workers
         self._abandon_at = _INF  # when the shutdown stops waiting for the jobs (pool clock)
         self._abandoned = False
+        self._abandoned_ids: list[str] = []  # the jobs _abandon stopped waiting for
         # For the detection of waits that cannot end (see _blocking_wait): the worker tasks,
         # and how many running jobs' own tasks wait on a job of this pool or for room in it.
         self._worker_task_set: set[object] = set()
@@ -1384,6 +1385,14 @@ class JobPool:
         return self.stats()
 
     @property
+    def abandoned_jobs(self) -> tuple[str, ...]:
+        """The ids of the jobs the shutdown abandoned (they were still running
+        ``shutdown_grace`` seconds after it cancelled them), in the order they started; empty
+        until then. Such a job's task runs on, outside the pool: the program can exit only
+        once it ends (``trio.run`` and ``asyncio.run`` wait for it), or by ``os._exit``."""
+        return tuple(self._abandoned_ids)
+
+    @property
     def max_workers(self) -> int:
         """The current target number of workers (see :meth:`resize`)."""
         return self._max_workers
@@ -1610,6 +1619,7 @@ class JobPool:
                 job.name,
                 "" if not self._named_jobs else ", and stays running in the store",
             )
+            self._abandoned_ids.append(job.job_id)
             job._cancel_reason = ABANDONED_REASON
             job._scope = None
             self._attempt_over(job)

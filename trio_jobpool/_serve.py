@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from types import ModuleType
-from typing import Any, TextIO
+from typing import Any, NoReturn, TextIO
 
 import anyio.lowlevel
 import trio
@@ -67,6 +67,7 @@ class WorkerOptions:
     workers: int
     queue_size: int
     shutdown_timeout: float
+    shutdown_grace: float = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +241,7 @@ def _pool_opener(
             max_workers=options.workers,
             queue_size=options.queue_size,
             shutdown_timeout=options.shutdown_timeout,
+            shutdown_grace=options.shutdown_grace,
             store=options.store,
             registry=registry,
         )
@@ -264,6 +266,8 @@ async def _pool_until_signal(
                 yield pool, stopping
                 _draining(pool, shutdown_timeout)
             nursery.cancel_scope.cancel()
+            if pool.abandoned_jobs:
+                _exit_abandoning(pool)
     if not pools:  # a second signal cancelled the opening (a long recovery, a slow Redis)
         raise CliError(EXIT_FAILED, "stopped by a signal before the pool was open")
 
@@ -285,6 +289,26 @@ async def _watch_signals(
         else:
             _say(f"{name} again: giving up opening the pool")
             opening.cancel()
+
+
+def _exit_abandoning(pool: JobPool) -> NoReturn:
+    """End the process now, with exit code 1: jobs that ignored their cancellation still run
+    (the pool abandoned them; each was logged), and ``trio.run`` would wait for them forever.
+    The pool's block has returned, so its store is closed: on a store they stay ``running``,
+    for the next pool to run again."""
+    ids = pool.abandoned_jobs
+    _say(_summary(pool))
+    _say(
+        f"{len(ids)} job(s) did not end when cancelled and were abandoned "
+        f"({', '.join(map(repr, ids[:10]))}{', ...' if len(ids) > 10 else ''}): "
+        "exiting without waiting for them",
+        sys.stderr,
+    )
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+    os._exit(EXIT_FAILED)
 
 
 def _draining(pool: JobPool, timeout: float) -> None:

@@ -253,6 +253,17 @@ def _add_pool_options(command: argparse.ArgumentParser, *, min_workers: int) -> 
             "cancelled (default: 30; 30s, 2m, ...); a second signal cancels them at once"
         ),
     )
+    command.add_argument(
+        "--shutdown-grace",
+        type=_duration,
+        default=1.0,
+        metavar="SECONDS",
+        help=(
+            "how long jobs still running after their cancellation get before they are "
+            "abandoned (logged, left running in the store) and the process exits 1 "
+            "(default: 1)"
+        ),
+    )
 
 
 def _add_serve(commands: _Commands) -> None:
@@ -521,6 +532,7 @@ def _serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         queue_size=args.queue_size,
         shutdown_timeout=args.shutdown_timeout,
+        shutdown_grace=args.shutdown_grace,
         host=args.host,
         port=args.port,
         token=args.token,
@@ -542,6 +554,7 @@ def _worker(args: argparse.Namespace) -> int:
         workers=args.workers,
         queue_size=args.queue_size,
         shutdown_timeout=args.shutdown_timeout,
+        shutdown_grace=args.shutdown_grace,
     )
     return run_worker(options)
 
