@@ -52,21 +52,21 @@ class PriorityBuckets(Generic[T]):
         return self._size
 
     def push(self, item: T) -> None:
-        bucket = self._buckets.get(item._priority)
-        if bucket is None:
-            bucket = self._buckets[item._priority] = deque()
-            heapq.heappush(self._priorities, item._priority)
-        bucket.append(item)
+        self._bucket(item._priority).append(item)
         self._size += 1
 
     def push_front(self, item: T) -> None:
         """Put ``item`` back ahead of every item of its priority (one taken, then returned)."""
-        bucket = self._buckets.get(item._priority)
-        if bucket is None:
-            bucket = self._buckets[item._priority] = deque()
-            heapq.heappush(self._priorities, item._priority)
-        bucket.appendleft(item)
+        self._bucket(item._priority).appendleft(item)
         self._size += 1
+
+    def _bucket(self, priority: int) -> deque[T]:
+        """The bucket of ``priority``, made (and its priority put in the heap) if missing."""
+        bucket = self._buckets.get(priority)
+        if bucket is None:
+            bucket = self._buckets[priority] = deque()
+            heapq.heappush(self._priorities, priority)
+        return bucket
 
     def peek(self) -> T | None:
         """The best live item, left in place; ``None`` if there is none."""
