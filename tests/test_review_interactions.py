@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -69,3 +70,44 @@ async def test_a_job_abandoned_while_its_start_is_being_written_is_left_alone(
     # The abandoned job's row is as a crash leaves it: the next pool runs it.
     async with open_job_pool(1, 10, store=f"sqlite:///{db}", registry=registry) as pool:
         assert await pool.get(second.job_id).result() == "second"
+
+
+class _Interrupt(BaseException):
+    """Neither an Exception nor a cancellation (as KeyboardInterrupt and SystemExit are)."""
+
+
+async def test_an_abandoned_job_that_raises_a_base_exception_is_logged_not_crashing_trio(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Once the pool abandoned a job, nobody waits for its worker: what the job raises then
+    cannot reach the pool's block. Under Trio the workers' host is a system task, and an
+    exception out of it crashes the run (TrioInternalError); it must be logged instead."""
+    caplog.set_level(logging.ERROR, logger="trio_jobpool")
+    started, release, finished = anyio.Event(), anyio.Event(), anyio.Event()
+
+    async def stubborn() -> None:
+        started.set()
+        try:
+            while not release.is_set():
+                with contextlib.suppress(anyio.get_cancelled_exc_class()):
+                    await release.wait()
+            raise _Interrupt("raised after the pool gave up on the job")
+        finally:
+            finished.set()
+
+    try:
+        async with open_job_pool(shutdown_timeout=0.0, shutdown_grace=0.05) as pool:
+            job = await pool.submit(stubborn)
+            await started.wait()
+        assert job.status is JobStatus.CANCELLED
+        assert "abandoned" in str(job.error)
+    finally:
+        release.set()
+    await finished.wait()
+    await settle()
+    logged = [r for r in caplog.records if r.name == "trio_jobpool" and r.exc_info]
+    assert len(logged) == 1, caplog.records
+    assert "abandoned" in logged[0].getMessage()
+    error = logged[0].exc_info[1]  # type: ignore[index]
+    assert isinstance(error, BaseExceptionGroup)
+    assert error.subgroup(_Interrupt) is not None

@@ -608,8 +608,10 @@ class JobPool:
         While the pool has not given up on it, everything the group raises is handed to
         ``_supervise_workers``, a child of the pool's nursery, which raises it there: to the
         pool's block, the workers behave as children of its nursery. A cancellation of this
-        task itself (the end of the run) propagates. Once the pool has abandoned it, what it
-        raises propagates too: it belongs to nobody else any more.
+        task itself (the end of the run) propagates. Once the pool has abandoned it, anything
+        else it raises (an abandoned job's ``KeyboardInterrupt``, say) has nobody to go to, and
+        out of a Trio system task it would crash the run (``TrioInternalError``): it is logged
+        (an error on the ``trio_jobpool`` logger, with its traceback), and the task ends.
         """
         try:
             async with self._runtime.open_task_group() as group:
@@ -617,8 +619,15 @@ class JobPool:
                 opened.set()
                 await self._no_more_workers.wait()  # then the group waits for its workers
         except BaseException as exc:
-            if self._abandoned or isinstance(exc, self._runtime.cancelled_exc):
+            if isinstance(exc, self._runtime.cancelled_exc):
                 raise
+            if self._abandoned:
+                logger.error(
+                    "a worker whose job the pool's shutdown abandoned raised this, which no "
+                    "one waits for any more",
+                    exc_info=exc,
+                )
+                return
             self._workers_host_error = exc  # raised by _supervise_workers
         finally:
             self._workers_settled.set()
