@@ -608,8 +608,10 @@ class JobPool:
         While the pool has not given up on it, everything the group raises is handed to
         ``_supervise_workers``, a child of the pool's nursery, which raises it there: to the
         pool's block, the workers behave as children of its nursery. A cancellation of this
-        task itself (the end of the run) propagates. Once the pool has abandoned it, what it
-        raises propagates too: it belongs to nobody else any more.
+        task itself (the end of the run) propagates. Once the pool has abandoned it, anything
+        else it raises (an abandoned job's ``KeyboardInterrupt``, say) has nobody to go to, and
+        out of a Trio system task it would crash the run (``TrioInternalError``): it is logged
+        (an error on the ``trio_jobpool`` logger, with its traceback), and the task ends.
         """
         try:
             async with self._runtime.open_task_group() as group:
@@ -617,8 +619,15 @@ class JobPool:
                 opened.set()
                 await self._no_more_workers.wait()  # then the group waits for its workers
         except BaseException as exc:
-            if self._abandoned or isinstance(exc, self._runtime.cancelled_exc):
+            if isinstance(exc, self._runtime.cancelled_exc):
                 raise
+            if self._abandoned:
+                logger.error(
+                    "a worker whose job the pool's shutdown abandoned raised this, which no "
+                    "one waits for any more",
+                    exc_info=exc,
+                )
+                return
             self._workers_host_error = exc  # raised by _supervise_workers
         finally:
             self._workers_settled.set()
@@ -687,7 +696,7 @@ class JobPool:
                 with scope:
                     while True:
                         if self._store is not None and not await self._make_start_durable(job):
-                            pass  # it could not be recorded as started, so it ended failed
+                            pass  # not recorded as started: requeued, ended, or abandoned
                         elif job._cancel_reason is not None or not job._timeout:
                             # Cancelled (or given no time at all) before it started: its code
                             # never runs, as for a job cancelled while waiting.
@@ -1119,19 +1128,23 @@ class JobPool:
         """Before a job's code runs: its start must be on disk, so that a crash during the run
         is counted against the job (and the end of the worker's previous job is on disk with
         it: at a crash, at most one job per worker can have run without its end on record).
-        ``False`` if that failed (then the job ended failed)."""
+        ``False`` if it must not run: the write failed (then the job ended unstarted if it was
+        cancelled meanwhile, else it is queued again), or the shutdown abandoned it during the
+        wait (then it is no longer the pool's, and nothing is done with it)."""
         store = self._store
         assert store is not None
         assert isinstance(job, DurableJob)
         try:
             await store.wait(job._ticket)
         except StoreError:
+            if job._status is not _RUNNING:  # abandoned meanwhile (see _abandon)
+                return False
             if job._cancel_reason is not None:  # cancelled meanwhile: it ends, unstarted
                 self._end_unstarted(job)
             else:
                 self._requeue_unstarted(job)
             return False
-        return True
+        return job._status is _RUNNING  # (else abandoned meanwhile: it ended already)
 
     def _requeue_unstarted(self, job: DurableJob[Any]) -> None:
         """Put back a job whose start could not be written, as if it had never been taken: in

@@ -261,10 +261,15 @@ async def _pool_until_signal(
     with trio.open_signal_receiver(*_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, stopping, pools, nursery.cancel_scope)
-            async with opener as pool:
-                pools.append(pool)
-                yield pool, stopping
-                _draining(pool, shutdown_timeout)
+            try:
+                async with opener as pool:
+                    pools.append(pool)
+                    yield pool, stopping
+                    _draining(pool, shutdown_timeout)
+            except BaseException as error:  # (reported, and the process ends)
+                if pools and pools[0].abandoned_jobs:  # trio.run would wait for them forever
+                    _exit_abandoning(pools[0], error)
+                raise
             nursery.cancel_scope.cancel()
             if pool.abandoned_jobs:
                 _exit_abandoning(pool)
@@ -291,12 +296,19 @@ async def _watch_signals(
             opening.cancel()
 
 
-def _exit_abandoning(pool: JobPool) -> NoReturn:
+def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoReturn:
     """End the process now, with exit code 1: jobs that ignored their cancellation still run
     (the pool abandoned them; each was logged), and ``trio.run`` would wait for them forever.
-    The pool's block has returned, so its store is closed: on a store they stay ``running``,
-    for the next pool to run again."""
+    The pool's block has returned (``error``: what leaving it raised, reported first on
+    stderr: an expected failure by its message, anything else with its traceback), so its
+    store is closed: on a store they stay ``running``, for the next pool to run again."""
     ids = pool.abandoned_jobs
+    if error is not None:
+        expected = _expected(error, _store_name(pool))
+        if expected is not None:
+            _say(f"error: {expected.message}", sys.stderr)
+        else:
+            _say("".join(traceback.format_exception(error)).rstrip("\n"), sys.stderr)
     _say(_summary(pool))
     _say(
         f"{len(ids)} job(s) did not end when cancelled and were abandoned "
