@@ -36,7 +36,9 @@ def create_pool_app(
     store: object = None,
     max_workers: int = 4,
     queue_size: int = 100,
+    max_pending: int | None = 0,
     shutdown_timeout: float | None = 30.0,
+    shutdown_grace: float | None = 1.0,
     job_timeout: float | None = 1800.0,
     retry: RetryPolicy | None = None,
     token: str | None = None,
@@ -45,6 +47,8 @@ def create_pool_app(
     submit_wait: float = 0.25,
     max_workers_limit: int = 1024,
     dashboard: bool = True,
+    body_timeout: float = 10.0,
+    max_bodies: int = 64,
 ) -> PoolApp:
     """An ASGI app serving the endpoints of docs/service.md over a pool it opens itself, in
     the ASGI lifespan: ``app = create_pool_app(registry, store="sqlite:///jobs.db")`` in a
@@ -52,11 +56,12 @@ def create_pool_app(
     on Trio).
 
     Lifespan startup opens ``open_job_pool(max_workers, queue_size, store=store,
-    registry=registry, shutdown_timeout=shutdown_timeout, job_timeout=job_timeout,
-    retry=retry)`` and builds ``create_app(pool, registry, token=..., allowed_hosts=...,
-    max_body_bytes=..., submit_wait=..., max_workers_limit=..., dashboard=...)``; lifespan
-    shutdown (the server stopping, after its graceful timeout for requests) leaves the pool's
-    block normally: no more jobs are accepted and the running ones get up to
+    registry=registry, max_pending=max_pending, shutdown_timeout=shutdown_timeout,
+    shutdown_grace=shutdown_grace, job_timeout=job_timeout, retry=retry)`` and builds
+    ``create_app(pool, registry, token=..., allowed_hosts=..., max_body_bytes=...,
+    submit_wait=..., max_workers_limit=..., dashboard=..., body_timeout=..., max_bodies=...)``;
+    lifespan shutdown (the server stopping, after its graceful timeout for requests) leaves
+    the pool's block normally: no more jobs are accepted and the running ones get up to
     ``shutdown_timeout`` seconds before they are cancelled (on a store, a cancelled job stays
     queued for the next pool). A startup that fails (a store in use, Redis unreachable, a bad
     ``create_app`` setting) is reported to the server as ``lifespan.startup.failed`` with the
@@ -80,7 +85,9 @@ def create_pool_app(
         queue_size,
         store=store,
         registry=registry,
+        max_pending=max_pending,
         shutdown_timeout=shutdown_timeout,
+        shutdown_grace=shutdown_grace,
         job_timeout=job_timeout,
         retry=retry,
     )
@@ -92,6 +99,8 @@ def create_pool_app(
         "submit_wait": submit_wait,
         "max_workers_limit": max_workers_limit,
         "dashboard": dashboard,
+        "body_timeout": body_timeout,
+        "max_bodies": max_bodies,
     }
     return PoolApp(opener, functools.partial(create_app, registry=registry, **app_options))
 

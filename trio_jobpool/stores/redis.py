@@ -39,8 +39,9 @@ class RedisStore:
         cluster: connect to a Redis Cluster (any node's address will do).
         timeout: seconds a connection or command may take before it counts as lost: each
             call to Redis gives up after this long, once (a command that got no answer is
-            not sent again: it may have run). A submit that got no answer raises
-            :class:`~trio_jobpool.StoreOutcomeUnknown`.
+            not sent again: it may have run), except a read (``aget``, ``cluster_stats``)
+            whose connection broke, which is sent once more (at most twice the timeout). A
+            submit that got no answer raises :class:`~trio_jobpool.StoreOutcomeUnknown`.
         keep_ended: seconds an ended job stays in Redis (its status, result or error, for
             ``aget``) before it expires; ``None``: until deleted by hand. The queue has one
             setting: the pool opened last on it sets it for all.
