@@ -232,6 +232,9 @@ async def test_an_abandoned_job_keeps_its_redis_lease_until_it_lapses_and_runs_a
         assert not stubborn.finished.is_set()
         assert job.status is JobStatus.CANCELLED
         assert len(_abandon_warnings(caplog)) == 1
+        # Counted in no total (as a fenced attempt): its next run is the one the cluster counts.
+        first = pool.stats()
+        assert (first.total_cancelled, first.total_completed, first.active_workers) == (0, 0, 0)
         async with open_job_pool(1, 10, store=store, registry=registry) as pool:
             # Neither ended nor handed back: Redis still has it, until its lease lapses, this
             # pool's keeper reaps it and a worker here runs it again.
@@ -243,6 +246,8 @@ async def test_an_abandoned_job_keeps_its_redis_lease_until_it_lapses_and_runs_a
             assert await again.result() == "second run"
             stats = await pool.cluster_stats()
             assert invariant_holds(stats)
+            assert (stats.total_completed, stats.total_cancelled) == (1, 0)
+            assert pool.stats().total_completed == 1  # 0 + 1: the processes add up
         assert _state["runs"] == 2
         stubborn.release.set()
         await stubborn.finished.wait()

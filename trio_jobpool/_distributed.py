@@ -892,7 +892,9 @@ class DistributedPool(JobPool):
     def _end_abandoned(self, job: JobHandle[Any]) -> None:
         """End the handle of a job the shutdown abandoned (see ``JobPool._abandon``), and
         tell Redis nothing: neither an end nor a hand-back. Its lease, no longer renewed,
-        lapses, and a reaper puts it back in the queue (as after a crash of this process)."""
+        lapses, and a reaper puts it back in the queue (as after a crash of this process).
+        Like a fenced attempt, it counts in no total here: the job's next run is the one the
+        cluster counts, so the processes' totals still add up to the cluster's."""
         assert isinstance(job, DurableJob)
         self._drop_lease(job)
         self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)

@@ -1636,14 +1636,15 @@ class JobPool:
             job._cancel_reason = ABANDONED_REASON
             job._scope = None
             self._attempt_over(job)
-            self._counters.cancelled += 1
             self._end_abandoned(job)
         self._workers_gone.set()
         self._workers_settled.set()
 
     def _end_abandoned(self, job: JobHandle[Any]) -> None:
-        """End the handle of an abandoned job, writing nothing to the store: its record stays
-        ``running``, so the next pool on the file counts a crash and runs it again."""
+        """End the handle of an abandoned job, counted in ``total_cancelled``, writing nothing
+        to the store: its record stays ``running``, so the next pool on the file counts a
+        crash and runs it again."""
+        self._counters.cancelled += 1
         store, self._store = self._store, None  # (_end persists through self._store)
         try:
             self._end(job, _CANCELLED, NO_CAUSE, self._now())
