@@ -109,6 +109,8 @@ _NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED, STALLED)  # cancel reasons that han
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
+# The message of the cancellation a fence delivers itself on asyncio (see _TaskFence)
+_FENCE_CANCEL: Final = "trio_jobpool: the job's lease may have lapsed (fenced)"
 
 
 class _TaskFence:
@@ -120,8 +122,10 @@ class _TaskFence:
     job's own sleep, due before its fence, among them) before it resumes any task; so a job
     would resume and run on, up to its next await. ``Task.cancel()`` is delivered however the
     task resumes; it is used only when the task is not inside a shielded scope of the job's
-    (AnyIO's task state says; unknown counts as shielded). Its message is AnyIO's form, so that
-    the job's (cancelled) scope takes the cancellation on the way out as its own; that cancel
+    (AnyIO's task state says; unknown counts as shielded: the job is then cancelled at its
+    next await, and its outcome is dropped all the same). That cancel request is the pool's,
+    not AnyIO's (its message is :data:`_FENCE_CANCEL`, which no AnyIO scope takes as its own):
+    the worker takes its delivery when the attempt ends (see ``_job_base_exception``), and the
     request is taken back (``uncancel``) when the attempt is over.
     """
 
@@ -755,7 +759,7 @@ class DistributedPool(JobPool):
         scope.cancel()
         if task.cancelling() == requests and not _shielded_within(task, scope):
             fence.fired = True  # (AnyIO did not deliver it: what the task awaits is done)
-            task.cancel(f"Cancelled via cancel scope {id(scope):x}")
+            task.cancel(_FENCE_CANCEL)
 
     def _set_fence(self, job: JobHandle[Any], deadline: float) -> None:
         """Move the fence of the running ``job`` (a renewal)."""
@@ -807,9 +811,18 @@ class DistributedPool(JobPool):
     def _job_base_exception(
         self, job: JobHandle[Any], exc: BaseException, cancelled_exc: type[BaseException]
     ) -> BaseException | None:
+        """As the base pool's, and: a cancellation that a fence delivered itself (asyncio,
+        see :class:`_TaskFence`) is taken here, as the job's scope takes its own (no AnyIO
+        scope takes it: it is not AnyIO's). Anything else it came with still propagates; an
+        outer cancellation is AnyIO's, which delivers it again at the worker's next await."""
         assert isinstance(job, DurableJob)
         self._check_fence(job)  # (its scope's deadline: the fence)
-        return super()._job_base_exception(job, exc, cancelled_exc)
+        fence = None if self._task_fences is None else self._task_fences.get(job.job_id)
+        fired = fence is not None and fence.fired  # (the attempt's end drops the fence)
+        propagate = super()._job_base_exception(job, exc, cancelled_exc)
+        if fired and propagate is exc and _only_cancellations(exc, cancelled_exc):
+            return None
+        return propagate
 
     # -- how jobs end here -------------------------------------------------------------------
 
@@ -1335,6 +1348,13 @@ def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
     except (ImportError, KeyError, AttributeError):  # (another AnyIO: not known)
         return True
     return inner is None
+
+
+def _only_cancellations(exc: BaseException, cancelled_exc: type[BaseException]) -> bool:
+    """Whether ``exc`` is a cancellation, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellations(inner, cancelled_exc) for inner in exc.exceptions)
+    return isinstance(exc, cancelled_exc)
 
 
 def _redis_lost(exc: BaseException) -> bool:

@@ -64,6 +64,39 @@ async def block_then_shield(item: str, seconds: float) -> str:
     return item
 
 
+# For a pool in the test's own process: set (by the test) to an event that
+# ``nap_while_blocked`` sets once it naps, and ``block_while_napping`` awaits before it blocks.
+napping: anyio.Event | None = None
+
+
+@registry.job(name="nap_while_blocked")
+async def nap_while_blocked(item: str, seconds: float) -> str:
+    """Log its start; on its first attempt, set ``napping`` and nap ``seconds`` (the loop is
+    blocked meanwhile by ``block_while_napping``, so the nap is over when the loop runs again);
+    log its end."""
+    _log("start", item)
+    if current_job().attempts == 1:
+        assert napping is not None
+        napping.set()
+        await anyio.sleep(seconds)
+    _log("end", item)
+    return item
+
+
+@registry.job(name="block_while_napping")
+async def block_while_napping(item: str, seconds: float) -> str:
+    """Log its start; on its first attempt, wait for ``napping``, then block the event loop
+    for ``seconds``; then wait a moment and log its end."""
+    _log("start", item)
+    if current_job().attempts == 1:
+        assert napping is not None
+        await napping.wait()
+        time.sleep(seconds)  # noqa: ASYNC251 (blocking the loop is the point)
+    await anyio.sleep(0.05)
+    _log("end", item)
+    return item
+
+
 async def main(store: str, max_workers: int) -> None:
     async with open_job_pool(max_workers, 10, store=store, registry=registry) as pool:
         print("ready", flush=True)

@@ -21,7 +21,15 @@ import anyio
 import coredis
 import pytest
 
-from tests.stores._lease_jobs import block_once, block_then_shield, nap, registry
+from tests.stores import _lease_jobs
+from tests.stores._lease_jobs import (
+    block_once,
+    block_then_shield,
+    block_while_napping,
+    nap,
+    nap_while_blocked,
+    registry,
+)
 from trio_jobpool import JobStatus, open_job_pool
 
 pytestmark = pytest.mark.anyio
@@ -173,3 +181,31 @@ async def test_a_fence_that_passes_in_a_shielded_part_of_a_job_waits_for_its_end
     events = [event for _, event, _ in read_log(log)]
     assert events == ["start", "shielded", "start", "end"]  # fenced after its shielded part
     assert (stats.total_completed, pool.stats().total_completed) == (1, 1)
+
+
+async def test_a_job_whose_nap_ended_during_a_stall_is_fenced_before_it_resumes(
+    redis_url: str, log: Path, anyio_backend: str
+) -> None:
+    # A job's await completes during the stall, before its fence: when the loop runs again,
+    # what it awaited is done (on asyncio, AnyIO's scope cannot cancel it then: the pool's own
+    # per-job timer must, in a way AnyIO's scope takes as its own cancellation).
+    lease = 1.0
+    url, _ = queue_url(redis_url, lease)
+    _lease_jobs.napping = anyio.Event()
+    try:
+        async with open_job_pool(2, 10, store=url, registry=registry) as pool:  # this process
+            blocking = await pool.submit(block_while_napping, "b", 2.5 * lease, job_id="b")
+            napping = await pool.submit(nap_while_blocked, "a", 0.1, job_id="a")
+            with anyio.fail_after(30):
+                assert await napping.result() == "a"
+                assert await blocking.result() == "b"
+            cluster = await pool.cluster_stats()
+            stats = pool.stats()
+    finally:
+        _lease_jobs.napping = None
+    rows = read_log(log)
+    ends = collections.Counter(item for _, event, item in rows if event == "end")
+    starts = collections.Counter(item for _, event, item in rows if event == "start")
+    assert ends == {"a": 1, "b": 1}  # the nap that ended in the stall did not run on to its end
+    assert starts == {"a": 2, "b": 2}
+    assert (cluster.total_completed, stats.total_completed) == (2, 2)
