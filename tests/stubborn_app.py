@@ -1,5 +1,6 @@
-"""A registry for ``trio-jobpool serve`` tests: ``stubborn`` shields itself from cancellation
-for an hour (a job the shutdown cannot stop), ``quick`` returns at once."""
+"""A registry for the ``trio-jobpool serve`` shutdown tests: ``stubborn`` shields itself from
+cancellation for an hour (a job the shutdown cannot stop); ``ends_when_cancelled`` runs until
+cancelled, then returns (so its end is written at the shutdown)."""
 
 from __future__ import annotations
 
@@ -16,9 +17,13 @@ async def stubborn() -> None:
         await anyio.sleep(3600)
 
 
-@registry.job(name="quick")
-async def quick() -> str:
-    return "done"
+@registry.job(name="ends_when_cancelled")
+async def ends_when_cancelled() -> str:
+    try:
+        await anyio.sleep_forever()
+    except anyio.get_cancelled_exc_class():
+        return "ended"  # (the job's choice: it completes instead)
+    raise AssertionError("unreachable")
 
 
 __all__ = ["registry"]

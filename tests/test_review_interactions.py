@@ -5,24 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import re
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 
 from trio_jobpool import JobRegistry, JobStatus, SqliteStore, StoreError, open_job_pool
 
 from ._helpers import invariant_holds, settle
-from .servers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -121,44 +113,3 @@ async def test_an_abandoned_job_that_raises_a_base_exception_is_logged_not_crash
     error = logged[0].exc_info[1]  # type: ignore[index]
     assert isinstance(error, BaseExceptionGroup)
     assert error.subgroup(_Interrupt) is not None
-
-
-def test_serve_exits_when_the_block_fails_after_abandoning_a_job(tmp_path: Path) -> None:
-    """``serve`` ends the process itself when the pool abandoned jobs (``trio.run`` would wait
-    for them forever), also when leaving the pool's block raised: here the database was deleted
-    under the pool, so the end written at the shutdown fails and closing the store raises."""
-    db = tmp_path / "jobs.db"
-    options = ["--store", f"sqlite:///{db}", "--port", str(free_port()), "--workers", "2"]
-    options += ["--shutdown-timeout", "0", "--shutdown-grace", "0.3"]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "trio_jobpool", "serve", "--app", "tests.review_app", *options],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8", "TRIO_JOBPOOL_TOKEN": ""},
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        found = re.match(r"serving on (http://\S+) ", line)
-        assert found, line
-        with httpx.Client(base_url=found.group(1), timeout=10) as client:
-            for name, job_id in (("stubborn", "s1"), ("ends_when_cancelled", "e1")):
-                body = {"name": name, "job_id": job_id}
-                assert client.post("/api/v1/jobs", json=body).status_code == 202
-            for job_id in ("s1", "e1"):
-                deadline = time.monotonic() + 10  # another process's job starting: bounded poll
-                while client.get(f"/api/v1/jobs/{job_id}").json()["status"] != "running":
-                    assert time.monotonic() < deadline, f"{job_id} did not start"
-                    time.sleep(0.02)
-        db.unlink()  # e1's end, written at the shutdown, now fails
-        process.send_signal(signal.SIGTERM)
-        out, err = process.communicate(timeout=30)  # (it waited for s1's hour before)
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate()
-    assert process.returncode == 1, (out, err)
-    assert "1 job(s) did not end when cancelled and were abandoned ('s1')" in err
-    assert "was deleted or moved" in err  # the store's error is reported too
