@@ -1099,6 +1099,8 @@ class JobPool:
         assert isinstance(job, DurableJob)
         assert self._store is not None
         record = job._record
+        if status is _CANCELLED and job._cancel_reason is ABANDONED_REASON:
+            return  # its record stays running: the next pool counts a crash (see _abandon)
         if status is _CANCELLED and job._cancel_reason == SHUTDOWN_REASON:
             # Not the job's end, only this pool's: the next pool on the store runs it. An
             # attempt the shutdown cut short does not count (it does not use up a retry).
@@ -1162,8 +1164,7 @@ class JobPool:
         record.attempts = job._attempts
         if not job._attempts:  # never started: no start time (a retry shows this failed one)
             job._started_m = record.started_at = None
-        if not job._attempts:  # a first attempt waits within the bound again
-            self._bounded_waiting += 1
+            self._bounded_waiting += 1  # and a first attempt waits within the bound again
         self._waiting.push_front(job)
 
     def _store_result(self, error: StoreError | None) -> None:
@@ -1645,11 +1646,7 @@ class JobPool:
         to the store: its record stays ``running``, so the next pool on the file counts a
         crash and runs it again."""
         self._counters.cancelled += 1
-        store, self._store = self._store, None  # (_end persists through self._store)
-        try:
-            self._end(job, _CANCELLED, NO_CAUSE, self._now())
-        finally:
-            self._store = store
+        self._end(job, _CANCELLED, NO_CAUSE, self._now())  # (_persist_end writes nothing)
 
 
 def open_job_pool(
