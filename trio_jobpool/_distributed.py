@@ -306,11 +306,13 @@ class DistributedPool(JobPool):
     def _lost_error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what}: Redis at {self._redis.url} did not answer: {exc!r}")
 
-    def _gone_error(self, job_id: str) -> StoreError:
-        return StoreError(
-            f"job {job_id!r} is lost: Redis at {self._redis.url} no longer has the queue's "
+    def _end_gone(self, job: DurableJob[Any]) -> None:
+        """End the handle of a job that Redis no longer has, failed with :class:`StoreError`."""
+        error = StoreError(
+            f"job {job.job_id!r} is lost: Redis at {self._redis.url} no longer has the queue's "
             "data (restarted without persistence, flushed, or evicted its keys)"
         )
+        self._end_here(job, JobStatus.FAILED, (error, None))
 
     def _uncount_refused(self, ends: list[tuple[str, str, Fields]], recorded: list[str]) -> None:
         """Ends that Redis refused (this process no longer held the job: its lease lapsed
@@ -347,11 +349,11 @@ class DistributedPool(JobPool):
             self._waiting.discard()
             counters.queued -= 1
             self._release(job)
-            self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+            self._end_gone(job)
             ended += 1
         for job in list(self._remote.values()):
             if job._key not in self._live and job._record.seq:  # (else: not sent yet)
-                self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+                self._end_gone(job)
                 ended += 1
         self._leases.clear()
         self._ends, self._retries, self._give_backs, self._cancels = [], [], [], []
@@ -840,7 +842,7 @@ class DistributedPool(JobPool):
             self._attempt_over(job)
             self._release(job)
             job._scope = None
-            self._end_here(job, JobStatus.FAILED, (self._gone_error(job.job_id), None))
+            self._end_gone(job)
             return
         if reason in _FENCES or (status is JobStatus.CANCELLED and reason in _NOT_ENDS):
             # Not the job's end, only its run here (whatever its outcome, once fenced): it
@@ -936,7 +938,7 @@ class DistributedPool(JobPool):
             return
         if not fields:  # Redis no longer has this live job (a failover lost it, say)
             if job._record.seq:
-                self._end_here(job, JobStatus.FAILED, (self._gone_error(job_id), None))
+                self._end_gone(job)
             return
         record = record_from_fields(job_id, fields)
         if not JobStatus(record.status).ended:
@@ -1070,7 +1072,7 @@ class DistributedPool(JobPool):
         if not fields:
             if job is not None and key not in self._live and job._record.seq:
                 # Redis lost this live job (its key was evicted or deleted): so does its handle
-                self._end_here(job, JobStatus.FAILED, (self._gone_error(job_id), None))
+                self._end_gone(job)
             raise JobNotFound(job_id)
         if job is not None and key not in self._live:
             self._refresh(job, fields)
@@ -1252,8 +1254,8 @@ class DistributedPool(JobPool):
         """Redis renewed the leases of ``held`` (those it still gave this process) until
         ``lapse``: move their fences, the deadlines of the running ones' scopes too. A fence
         that had passed when the renewal was sent stays where it is: that job stops."""
-        deadline = lapse - self._margin
         margin = self._margin
+        deadline = lapse - margin
         for job_id in held:
             if self._leases.get(job_id, -math.inf) - margin > sent:
                 self._leases[job_id] = lapse
@@ -1352,14 +1354,17 @@ def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
 
 def _only_cancellations(exc: BaseException, cancelled_exc: type[BaseException]) -> bool:
     """Whether ``exc`` is a cancellation, or a group of nothing else."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_only_cancellations(inner, cancelled_exc) for inner in exc.exceptions)
-    return isinstance(exc, cancelled_exc)
+    return _every_leaf(exc, lambda leaf: isinstance(leaf, cancelled_exc))
 
 
 def _redis_lost(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis was lost (also inside the exception groups of coredis's
     task groups), as opposed to a cancellation or a bug."""
+    return _every_leaf(exc, lambda leaf: isinstance(leaf, REDIS_ERRORS))
+
+
+def _every_leaf(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
+    """Whether ``test`` holds for ``exc``, or for every exception in it if it is a group."""
     if isinstance(exc, BaseExceptionGroup):
-        return all(_redis_lost(inner) for inner in exc.exceptions)
-    return isinstance(exc, REDIS_ERRORS)
+        return all(_every_leaf(inner, test) for inner in exc.exceptions)
+    return test(exc)

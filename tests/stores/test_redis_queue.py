@@ -114,7 +114,7 @@ async def test_a_cancel_its_process_missed_still_ends_the_running_job(queue: Red
         assert await queue.cancel(job_id) == "running"
     assert await queue.renew("p1", ["r", "g", "l", "k"], lease_ms=10_000) == ([], ["r", "g", "l"])
     assert await queue.retry("p1", [("r", 0, {"error_message": "flaky"})]) == ["r"]
-    assert await queue.give_back("p1", [("g", True, {}, False)]) == ["g"]
+    assert await queue.give_back("p1", [("g", True, {}, False)], 3) == ["g"]
     await queue.claim("p1", 0, lease_ms=10_000)
     assert await queue.renew("p1", ["l"], lease_ms=0) == ([], ["l"])  # lapses at once
     assert await queue.reap(max_crashes=3) == (0, 1)
@@ -202,7 +202,7 @@ async def test_every_script_refuses_once_redis_lost_the_queue(queue: RedisQueue)
         queue.end("p1", [(a.job_id, "completed", {})]),
         queue.renew("p1", [a.job_id], 10_000),
         queue.retry("p1", [(a.job_id, 10, {})]),
-        queue.give_back("p1", [(a.job_id, True, {}, False)]),
+        queue.give_back("p1", [(a.job_id, True, {}, False)], 3),
         queue.progress("p1", [(a.job_id, {"progress": 0.5})]),
         queue.reap(max_crashes=3),
         queue.cancel("b"),

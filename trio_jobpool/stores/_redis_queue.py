@@ -748,7 +748,7 @@ class RedisQueue:
         await self._run(self._progress, [owner, json.dumps(batch)])
 
     async def give_back(
-        self, owner: str, jobs: list[tuple[str, bool, Fields, bool]], max_crashes: int = 0
+        self, owner: str, jobs: list[tuple[str, bool, Fields, bool]], max_crashes: int
     ) -> list[str]:
         """Put ``owner``'s unfinished jobs back in their place: ``(job_id, started, fields,
         stalled)``; return the ids it still held. A stalled job (its process's loop was
