@@ -316,10 +316,7 @@ def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoRet
         "exiting without waiting for them",
         sys.stderr,
     )
-    logging.shutdown()
-    for stream in (sys.stdout, sys.stderr):
-        with contextlib.suppress(OSError, ValueError):
-            stream.flush()
+    logging.shutdown()  # (the status lines are flushed as written)
     os._exit(EXIT_FAILED)
 
 
@@ -420,11 +417,10 @@ def run_serve(options: ServeOptions) -> int:
     config.backlog = options.backlog
     files = _raise_file_limit()
     if files is not None and options.max_bodies > files // 2:
-        print(
+        _say(
             f"warning: --max-bodies {options.max_bodies} slow clients could hold most of this "
             f"process's {files} file descriptors (ulimit -n)",
-            file=sys.stderr,
-            flush=True,
+            sys.stderr,
         )
     where = f"{options.host}:{options.port}"
     opened: list[JobPool] = []

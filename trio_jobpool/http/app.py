@@ -162,9 +162,16 @@ def create_app(
         with_port = [h for h in hosts if h.count(":") == 1]  # (an IPv6 address has several)
         if with_port:
             raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
-    api = _Api(pool, registry, token, max_body_bytes, float(submit_wait), max_workers_limit)
-    api.body_timeout = float(body_timeout)
-    api.max_bodies = max_bodies
+    api = _Api(
+        pool,
+        registry,
+        token,
+        max_body_bytes,
+        float(submit_wait),
+        max_workers_limit,
+        float(body_timeout),
+        max_bodies,
+    )
     checked = _json_errors  # (every endpoint answers its errors as JSON)
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
@@ -200,6 +207,8 @@ class _Api:
         max_body_bytes: int,
         submit_wait: float,
         max_workers_limit: int,
+        body_timeout: float,
+        max_bodies: int,
     ) -> None:
         self.pool = pool
         self.jobs = registry
@@ -208,8 +217,8 @@ class _Api:
         self.submit_wait = submit_wait
         self.max_workers_limit = max_workers_limit
         self.remote_waits = 0  # ?wait requests re-reading a job of another process now
-        self.body_timeout = 10.0
-        self.max_bodies = 64
+        self.body_timeout = body_timeout
+        self.max_bodies = max_bodies
         self.bodies = 0  # request bodies being read now (at most max_bodies)
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)

@@ -158,6 +158,8 @@ def render(
     None, the gauge ``jobpool_cluster_stats_fresh``: 1 if the cluster gauges are in this
     scrape, 0 if the store did not answer for them (they are left out)."""
     text = generate_latest(registry)
+    if cluster is None and fresh is None:
+        return text
     extra = CollectorRegistry(auto_describe=False)
     if cluster is not None:
         extra.register(ClusterCollector(cluster))
