@@ -164,7 +164,7 @@ async def test_join_from_inside_a_job_is_refused() -> None:
     from trio_jobpool import current_job
 
     async def joiner() -> None:
-        await current_job()._pool.join()
+        await pool.join()
 
     async with open_job_pool() as pool:
         handle = await pool.submit(joiner)

@@ -74,7 +74,7 @@ async def test_close_then_join_finishes_accepted_jobs() -> None:
 
 async def test_stop_from_inside_a_job_is_refused() -> None:
     async def self_stopper() -> None:
-        await current_job()._pool.stop()
+        await pool.stop()
 
     async with open_job_pool() as pool:
         handle = await pool.submit(self_stopper)

@@ -19,13 +19,13 @@ from ._errors import (
     StoreOutcomeUnknown,
 )
 from ._job import JobHandle, JobStatus, current_job
-from ._pool import JobPool, open_job_pool
+from ._open import open_job_pool
+from ._pool import JobPool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
 from ._stats import TIME_BUCKETS, PoolStats, TimeHistogram
+from ._version import __version__ as __version__
 from .stores import RedisStore, SqliteStore
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DuplicateJob",

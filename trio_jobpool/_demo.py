@@ -31,7 +31,8 @@ from rich.table import Table
 from rich.text import Text
 
 from ._job import JobHandle, JobStatus, current_job
-from ._pool import JobPool, open_job_pool
+from ._open import open_job_pool
+from ._pool import JobPool
 from ._retry import RetryPolicy
 from ._stats import PoolStats
 

@@ -51,40 +51,44 @@ from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
 
-from ._durable import (
-    SHUTDOWN_REASON,
-    DurableJob,
-    apply_end,
-    apply_run,
-    error_fields,
-    record_from_fields,
-)
+from ._config import PoolConfig
 from ._errors import (
     DuplicateJob,
     JobNotFound,
-    JobNotSerializable,
     PoolClosed,
     QueueFull,
     StoreError,
     StoreOutcomeUnknown,
 )
-from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt
-from ._pool import JobPool, _Config
-from ._registry import check_json
+from ._excgroups import every_leaf
+from ._job import (
+    CANCELLED,
+    NO_CAUSE,
+    SHUTDOWN,
+    CancelKind,
+    CancelReason,
+    JobHandle,
+    JobStatus,
+    RecordedJob,
+    Unbuilt,
+)
+from ._outbox import Outbox, Submission
+from ._pool import JobPool
+from ._records import apply_run, ended_outcome, error_fields, record_from_fields
 from ._retry import RetryPolicy
 from ._runtime import CancelScopeLike, EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import PoolStats
-from .stores._base import JobRecord
+from .stores._base import JobRecord, NamedStore
 from .stores._redis_queue import (
     DUPLICATE,
     FULL,
     MAX_PRIORITY,
-    REDIS_ERRORS,
     Claimed,
     Fields,
     QueueLost,
     RedisQueue,
     never_sent,
+    redis_errors,
 )
 from .stores.redis import RedisStore
 
@@ -98,14 +102,17 @@ _RUNNING: Final = JobStatus.RUNNING
 _RETRYING: Final = JobStatus.RETRYING
 logger = logging.getLogger("trio_jobpool.distributed")
 
-FENCED: Final = "cancelled here: its lease could not be renewed, so it runs again elsewhere"
-STALLED: Final = (
-    "cancelled here: this process stalled (its event loop blocked, or the process paused) "
-    "until its lease may have lapsed, so it runs again elsewhere"
+FENCED: Final = CancelReason(
+    CancelKind.FENCED,
+    "cancelled here: its lease could not be renewed, so it runs again elsewhere",
 )
-LOST: Final = "Redis lost the queue"  # the reason of a job cancelled because Redis lost it
-_FENCES: Final = (FENCED, STALLED)  # cancel reasons that hand the job back as fenced
-_NOT_ENDS: Final = (SHUTDOWN_REASON, FENCED, STALLED)  # cancel reasons that hand the job back
+STALLED: Final = CancelReason(
+    CancelKind.STALLED,
+    "cancelled here: this process stalled (its event loop blocked, or the process paused) "
+    "until its lease may have lapsed, so it runs again elsewhere",
+)
+LOST: Final = CancelReason(CancelKind.LOST, "Redis lost the queue")
+_FENCES: Final = (CancelKind.FENCED, CancelKind.STALLED)  # kinds that hand the job back, fenced
 _RECONNECT_DELAY: Final = 0.05  # seconds before a first retry after Redis was lost; doubles
 _MAX_RECONNECT_DELAY: Final = 2.0
 _ROOM: Final = object()  # a submit's answer: no room in the queue, wait and try again
@@ -138,17 +145,6 @@ class _TaskFence:
         self.fired = False
 
 
-class _Submission:
-    """A submit waiting for the link to send it."""
-
-    __slots__ = ("job", "slot")
-
-    def __init__(self, job: DurableJob[Any], slot: Slot | None, now: float) -> None:
-        self.job = job
-        self.slot = slot  # None: submit_nowait (the answer goes to the handle)
-        job._submitted_m = job._ready_m = now
-
-
 class DistributedPool(JobPool):
     """A :class:`JobPool` on a :class:`RedisStore` (created by ``open_job_pool``).
 
@@ -169,11 +165,11 @@ class DistributedPool(JobPool):
       that wait in Redis stay there for the other processes (or the next pool).
     """
 
-    _distributed = True
+    _shared_queue = True
 
     def __init__(
         self,
-        config: _Config,
+        config: PoolConfig,
         runtime: Runtime,
         nursery: TaskGroupLike,
         store: RedisStore,
@@ -186,19 +182,12 @@ class DistributedPool(JobPool):
         self._lease = store.lease_timeout
         self._lease_ms = max(1, round(store.lease_timeout * 1000))
         # The jobs this process submitted, until they end (wherever they run), by key.
-        self._remote: dict[str | int, DurableJob[Any]] = {}
-        # What the link has to send.
-        self._submits: list[_Submission] = []
-        self._ends: list[tuple[str, str, Fields]] = []
+        self._remote: dict[str | int, RecordedJob[Any]] = {}
+        self._out = Outbox()  # what the link has to send
         # Ids of jobs that ended here and whose ends Redis has not confirmed yet (acancel
         # answers for them as Redis soon will: not live).
         self._ending: set[str] = set()
-        self._retries: list[tuple[str, int, Fields]] = []
-        self._give_backs: list[tuple[str, bool, Fields, bool]] = []
-        self._cancels: list[str] = []
-        self._progress: dict[str, Fields] = {}  # the latest progress of jobs running here
-        self._fetches: set[str] = set()  # jobs submitted here that ended elsewhere
-        self._sending = False  # a trip is under way (what it carries is in no list above)
+        self._sending = False  # a trip is under way; what it carries is in no batch
         self._trips_done = 0
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = _RECONNECT_DELAY  # before the next try, while Redis is lost
@@ -231,13 +220,22 @@ class DistributedPool(JobPool):
 
     # -- services ----------------------------------------------------------------------------
 
+    async def _start_services(self, nursery: TaskGroupLike) -> None:
+        """Start the link, the listener and the keeper (see the module docstring)."""
+        await nursery.start(self._serve)
+
+    @property
+    def store(self) -> NamedStore:
+        """The pool's :class:`RedisStore`."""
+        return self._redis
+
     async def _serve(self, *, task_status: Any = anyio.TASK_STATUS_IGNORED) -> None:
         """Run the link, the listener and the keeper until :meth:`_after_stop` (or until the
         pool's nursery is cancelled)."""
         try:
             await self._queue.open_epoch()
             policy = await self._queue.eviction_policy()
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             raise self._lost_error("cannot open the queue", exc) from exc
         if policy is not None and policy != "noeviction":
             logger.warning(
@@ -260,8 +258,7 @@ class DistributedPool(JobPool):
     def _refuse_unsent(self) -> None:
         """The link is gone: submits it never sent were not accepted (their submitters, parked
         uninterruptibly, must hear of it)."""
-        submits, self._submits = self._submits, []
-        for submission in submits:
+        for submission in self._out.submits.take():
             closed = PoolClosed(f"cannot accept job {submission.job.job_id!r}: the pool closed")
             self._submit_answer(submission, closed)
 
@@ -272,28 +269,31 @@ class DistributedPool(JobPool):
         """When the pool is gone (its services too): send what is left, shielded, for as
         long as Redis answers within the store's timeout. Whatever is not sent is recovered
         by Redis anyway: the leases of jobs not handed back lapse and are reaped."""
-        queue, owner = self._queue, self._owner
+        queue, owner, out = self._queue, self._owner, self._out
         self._refuse_unsent()
+        cancels, retries, give_backs = out.cancels.take(), out.retries.take(), out.give_backs.take()
+        ends = out.ends.take()
         with anyio.CancelScope(shield=True), anyio.move_on_after(self._redis.timeout):
             try:
-                for job_id in self._cancels:
+                for job_id in cancels:
                     await queue.cancel(job_id)
-                if self._retries:
-                    await queue.retry(owner, self._retries)
-                if self._give_backs:
-                    await queue.give_back(owner, self._give_backs, self._redis.max_crashes)
-                if self._ends:
-                    self._uncount_refused(self._ends, await queue.end(owner, self._ends))
+                if retries:
+                    await queue.retry(owner, retries)
+                if give_backs:
+                    await queue.give_back(owner, give_backs, self._redis.max_crashes)
+                if ends:
+                    self._uncount_refused(ends, await queue.end(owner, ends))
                 await queue.leave(owner)
-            except (*REDIS_ERRORS, QueueLost):
+            except QueueLost:
                 pass
-            self._cancels, self._retries, self._give_backs, self._ends = [], [], [], []
+            except redis_errors():
+                pass
 
-    def _submit_error(self, submission: _Submission, exc: BaseException) -> StoreError:
+    def _submit_error(self, submission: Submission, exc: BaseException) -> StoreError:
         """The answer to a submit whose round trip raised ``exc``: not accepted if it surely
         never reached Redis, else :class:`StoreOutcomeUnknown` (it may have been written)."""
         job_id = submission.job.job_id
-        if not isinstance(exc, REDIS_ERRORS):
+        if not isinstance(exc, redis_errors()):
             return StoreError(f"the pool on {self._redis.url} closed while submitting")
         if never_sent(exc):
             return self._lost_error(f"cannot submit {job_id!r} (not accepted)", exc)
@@ -306,7 +306,7 @@ class DistributedPool(JobPool):
     def _lost_error(self, what: str, exc: BaseException) -> StoreError:
         return StoreError(f"{what}: Redis at {self._redis.url} did not answer: {exc!r}")
 
-    def _end_gone(self, job: DurableJob[Any]) -> None:
+    def _end_gone(self, job: RecordedJob[Any]) -> None:
         """End the handle of a job that Redis no longer has, failed with :class:`StoreError`."""
         error = StoreError(
             f"job {job.job_id!r} is lost: Redis at {self._redis.url} no longer has the queue's "
@@ -337,9 +337,9 @@ class DistributedPool(JobPool):
         counters = self._counters
         ended = 0
         for job in list(self._live.values()):
-            assert isinstance(job, DurableJob)
+            assert isinstance(job, RecordedJob)
             if job._status is _RUNNING:
-                if job._cancel_reason not in (LOST, SHUTDOWN_REASON):
+                if job._cancel_reason not in (LOST, SHUTDOWN):
                     job._cancel_reason = LOST
                     if job._scope is not None:
                         job._scope.cancel()
@@ -356,9 +356,7 @@ class DistributedPool(JobPool):
                 self._end_gone(job)
                 ended += 1
         self._leases.clear()
-        self._ends, self._retries, self._give_backs, self._cancels = [], [], [], []
-        self._progress.clear()
-        self._fetches.clear()
+        self._out.drop()
         self._ending.clear()
         self._cancels_seen.clear()
         logger.error(
@@ -367,7 +365,7 @@ class DistributedPool(JobPool):
             "running here are cancelled; new submits go to a new run of the queue",
             self._redis.url,
             ended,
-            sum(1 for job in self._live.values() if job._cancel_reason == LOST),
+            sum(1 for job in self._live.values() if job._cancel_reason is LOST),
         )
         self._wake_link()
 
@@ -393,19 +391,12 @@ class DistributedPool(JobPool):
         await self._changed.wait()
 
     def _queued(self) -> bool:
-        """Whether anything waits in the link's lists."""
-        return bool(
-            self._submits
-            or self._ends
-            or self._retries
-            or self._give_backs
-            or self._cancels
-            or self._progress
-        )
+        """Whether anything but fetches waits for the link."""
+        return self._out.has_writes()
 
     def _unsent(self) -> bool:
         """Whether a trip would have anything to send now."""
-        return self._queued() or bool(self._fetches) or self._claimable() > 0
+        return self._queued() or bool(self._out.fetches) or self._claimable() > 0
 
     def _pending_writes(self) -> bool:
         """Whether Redis has yet to hear something this process has to tell it."""
@@ -446,12 +437,11 @@ class DistributedPool(JobPool):
         except QueueLost as exc:
             self._queue_lost(exc)
             self._wake.set()  # then a new epoch, and what is left to send
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             self._lost = exc
             # Submits that came during this trip were never sent: refused now, so a submit
             # waits for one timeout at most, not for this trip, the delay and one more trip.
-            unsent, self._submits = self._submits, []
-            for submission in unsent:
+            for submission in self._out.submits.take():
                 what = f"cannot submit {submission.job.job_id!r} (not sent, not accepted)"
                 self._submit_answer(submission, self._lost_error(what, exc))
             await anyio.sleep(self._delay)  # then try again
@@ -470,78 +460,62 @@ class DistributedPool(JobPool):
             self._notify()
 
     async def _send(self) -> None:
-        """One turn of the link: send everything that waits (see the module docstring)."""
-        queue, owner = self._queue, self._owner
-        if self._submits:
-            submits, self._submits = self._submits, []
-            try:
-                await self._send_submits(submits)
-            except QueueLost:  # not accepted: they go to the new epoch
-                self._submits[:0] = submits
-                raise
-            except BaseException as exc:  # every submitter gets an answer; exc goes on
-                for submission in submits:
-                    self._submit_answer(submission, self._submit_error(submission, exc))
-                raise
-        if self._fetches:
-            ids = list(self._fetches)
+        """One trip of the link: send everything that waits, in this order: the submits, the
+        reads of jobs that ended elsewhere, progress, retries, hand-backs, cancels (after the
+        retries and hand-backs they may be about), and last the ends together with a claim
+        for the idle workers. A batch whose call fails goes back for the next trip."""
+        queue, owner, out = self._queue, self._owner, self._out
+        if out.submits:
+            await self._send_submits()
+        if out.fetches:
+            ids = list(out.fetches)
             rows = await queue.fetch(ids)
-            self._fetches.difference_update(ids)
+            out.fetches.difference_update(ids)
             for job_id, fields in zip(ids, rows, strict=True):
                 self._remote_ended(job_id, fields)
-        if self._progress:
-            progress, self._progress = self._progress, {}
-            await queue.progress(owner, list(progress.items()))  # (lost with Redis: not kept)
-        if self._retries:
-            retries, self._retries = self._retries, []
-            try:
+        if out.progress:
+            progress, out.progress = out.progress, {}
+            await queue.progress(owner, list(progress.items()))  # lost with Redis: not kept
+        if out.retries:
+            with out.retries.sending() as retries:
                 await queue.retry(owner, retries)
-            except BaseException:
-                self._retries[:0] = retries
-                raise
-        if self._give_backs:
-            give_backs, self._give_backs = self._give_backs, []
-            try:
+        if out.give_backs:
+            with out.give_backs.sending() as give_backs:
                 await queue.give_back(owner, give_backs, self._redis.max_crashes)
-            except BaseException:
-                self._give_backs[:0] = give_backs
-                raise
-        if self._cancels:  # (after retries and hand-backs: a cancel then finds them)
-            cancels, self._cancels = self._cancels, []
-            for index, job_id in enumerate(cancels):
-                try:
-                    answer = await queue.cancel(job_id)
-                except BaseException:  # (put back for the next trip, or _final_flush)
-                    self._cancels[:0] = cancels[index:]
-                    raise
-                if answer == "cancelled":
-                    self._fetches.add(job_id)
+        if out.cancels:
+            with out.cancels.sending() as cancels:
+                while cancels:
+                    if await queue.cancel(cancels[0]) == "cancelled":
+                        out.fetches.add(cancels[0])
+                    del cancels[0]
         count = self._claimable()
-        if self._ends or count:
-            ends, self._ends = self._ends, []
-            self._cancels_seen.clear()
-            self._claiming += count
-            sent, news = self._now(), self._news
-            try:
-                recorded, claimed, next_retry = await queue.end_and_claim(
-                    owner, ends, count, self._lease_ms
+        if out.ends or count:
+            await self._end_and_claim(count)
+
+    async def _end_and_claim(self, count: int) -> None:
+        """Send the ends of this process's jobs and claim up to ``count`` waiting jobs for
+        the idle workers, in one call; hand the claimed jobs to the workers."""
+        self._cancels_seen.clear()
+        self._claiming += count
+        sent, news = self._now(), self._news
+        try:
+            with self._out.ends.sending() as ends:
+                recorded, claimed, next_retry = await self._queue.end_and_claim(
+                    self._owner, ends, count, self._lease_ms
                 )
-            except BaseException:
-                self._ends[:0] = ends
-                raise
-            finally:
-                self._claiming -= count
-            for job_id, _, _ in ends:
-                self._ending.discard(job_id)
-                if self._live.get(self._key(job_id)) is None:  # (else: claimed here again)
-                    self._leases.pop(job_id, None)
-            self._uncount_refused(ends, recorded)
-            if count:
-                self._more = len(claimed) == count or self._news != news
-                if next_retry is not None:
-                    self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
-                    self._link_scope.deadline = self._retry_due
-                self._take_in(claimed, sent)
+        finally:
+            self._claiming -= count
+        for job_id, _, _ in ends:
+            self._ending.discard(job_id)
+            if self._live.get(self._key(job_id)) is None:  # else it was claimed here again
+                self._leases.pop(job_id, None)
+        self._uncount_refused(ends, recorded)
+        if count:
+            self._more = len(claimed) == count or self._news != news
+            if next_retry is not None:
+                self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
+                self._link_scope.deadline = self._retry_due
+            self._take_in(claimed, sent)
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -566,13 +540,13 @@ class DistributedPool(JobPool):
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         await self._runtime.checkpoint_before()
-        assert isinstance(job, DurableJob)
+        assert isinstance(job, RecordedJob)
         while True:
             self._check_submittable(job)
             room = self._room  # (taken now: a "room" message after the refusal sets it)
             slot = Slot()
             self._remote[job._key] = job
-            self._submits.append(_Submission(job, slot, self._now()))
+            self._out.submits.add(Submission(job, slot, self._now()))
             self._wake_link()
             answer = await self._runtime.park_shielded(slot)
             if answer is True:
@@ -598,15 +572,15 @@ class DistributedPool(JobPool):
             PoolClosed, DuplicateJob (of a job this process knows), TypeError, ValueError.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
-        assert isinstance(job, DurableJob)
+        assert isinstance(job, RecordedJob)
         self._check_submittable(job)
-        if self._waiting_estimate + len(self._submits) >= self._bound:
+        if self._waiting_estimate + len(self._out.submits) >= self._bound:
             raise QueueFull(
                 f"cannot accept job {job.job_id!r}: about {self._waiting_estimate} jobs are "
                 f"waiting in Redis (queue_size + max_pending = {self._bound})"
             )
         self._remote[job._key] = job
-        self._submits.append(_Submission(job, None, self._now()))
+        self._out.submits.add(Submission(job, None, self._now()))
         self._wake_link()
         return job
 
@@ -614,7 +588,7 @@ class DistributedPool(JobPool):
         super().close()
         self._room.set()  # submits waiting for room find the pool closed
 
-    def _check_submittable(self, job: DurableJob[Any]) -> None:
+    def _check_submittable(self, job: RecordedJob[Any]) -> None:
         if not -MAX_PRIORITY < job._priority < MAX_PRIORITY:
             raise ValueError(f"priority {job._priority} is out of range for a Redis queue")
         if self._closed:
@@ -622,21 +596,34 @@ class DistributedPool(JobPool):
         if job._key in self._remote or job._key in self._live:
             raise DuplicateJob(job.job_id)
 
-    async def _send_submits(self, submits: list[_Submission]) -> None:
-        jobs = []
-        for submission in list(submits):
+    async def _send_submits(self) -> None:
+        """Send every waiting submit in one call and answer each submitter. If Redis lost
+        the queue, they go back, for its new epoch; any other failure is every submitter's
+        answer (:meth:`_submit_error`), and goes on."""
+        submits = []
+        for submission in self._out.submits.take():
             if submission.job._cancel_reason is not None:  # cancelled before it was sent
-                submits.remove(submission)
                 self._submit_answer(submission, True)
                 self._end_here(submission.job, JobStatus.CANCELLED, NO_CAUSE)
-                continue
+            else:
+                submits.append(submission)
+        if not submits:
+            return
+        jobs = []
+        for submission in submits:
             record = submission.job._record
             options = {"timeout": record.timeout, "retry": record.retry}
             jobs.append((record.job_id, record.name, record.args, record.priority, options))
         bound = None if math.isinf(self._bound) else int(self._bound)
-        if not jobs:
-            return
-        answers, self._waiting_estimate = await self._queue.submit(jobs, bound, self._owner)
+        try:
+            answers, self._waiting_estimate = await self._queue.submit(jobs, bound, self._owner)
+        except QueueLost:
+            self._out.submits.put_back(submits)
+            raise
+        except BaseException as exc:
+            for submission in submits:
+                self._submit_answer(submission, self._submit_error(submission, exc))
+            raise
         for submission, seq in zip(submits, answers, strict=True):
             if seq == DUPLICATE:
                 self._submit_answer(submission, DuplicateJob(submission.job.job_id))
@@ -647,7 +634,7 @@ class DistributedPool(JobPool):
                 self._counters.submitted += 1
                 self._submit_answer(submission, True)
 
-    def _submit_answer(self, submission: _Submission, answer: object) -> None:
+    def _submit_answer(self, submission: Submission, answer: object) -> None:
         job = submission.job
         if answer is not True and self._remote.get(job._key) is job:
             del self._remote[job._key]
@@ -660,7 +647,7 @@ class DistributedPool(JobPool):
             assert isinstance(error, Exception)
             self._end_here(job, JobStatus.FAILED, (error, None))
         if job._cancel_reason is not None and answer is True and job._record.seq:
-            self._cancels.append(job.job_id)  # cancelled while Redis was taking it
+            self._out.cancels.add(job.job_id)  # cancelled while Redis was taking it
 
     # -- taking jobs in, and handing them back ---------------------------------------------
 
@@ -668,7 +655,7 @@ class DistributedPool(JobPool):
         """Give jobs just claimed to the idle workers; their leases run from ``sent``."""
         for c in claimed:
             if self._stopping:  # no worker will take it: straight back to the queue
-                self._give_backs.append((c.job_id, False, {}, False))
+                self._out.give_backs.add((c.job_id, False, {}, False))
                 self._wake_link()
                 continue
             key = self._key(c.job_id)
@@ -694,36 +681,36 @@ class DistributedPool(JobPool):
             self._leases[c.job_id] = sent + self._lease
             self._counters.queued += 1
             if c.job_id in self._cancels_seen:
-                job._cancel_reason = "cancelled"
+                job._cancel_reason = CANCELLED
             self._place(job, bounded=False)
 
-    def _progressed(self, job: DurableJob[Any]) -> None:
+    def _progressed(self, job: RecordedJob[Any]) -> None:
         """Send a running job's progress with the link's next trip (the latest only)."""
         if job._key in self._live:
             fields: Fields = {"progress": job.progress}
             fields["progress_message"] = job.progress_message or ""
-            self._progress[job.job_id] = fields
+            self._out.progress[job.job_id] = fields
             self._wake_link()
 
-    def _release(self, job: DurableJob[Any]) -> None:
+    def _release(self, job: RecordedJob[Any]) -> None:
         """This process no longer holds ``job`` (it went to retry or was handed back)."""
         del self._live[job._key]
         self._drop_lease(job)
         if not self._live:
             self._notify()
 
-    def _drop_lease(self, job: DurableJob[Any]) -> None:
+    def _drop_lease(self, job: RecordedJob[Any]) -> None:
         self._leases.pop(job.job_id, None)
-        self._progress.pop(job.job_id, None)  # (its end or hand-back carries the last one)
+        self._out.progress.pop(job.job_id, None)  # (its end or hand-back carries the last one)
 
-    def _hand_back(self, job: DurableJob[Any], started: bool, stalled: bool = False) -> None:
+    def _hand_back(self, job: RecordedJob[Any], started: bool, stalled: bool = False) -> None:
         """Give an unfinished job back to the queue (shutdown, or fenced), no crash counted
         (``stalled``: fenced after a stall of this process, which Redis counts as such)."""
         record = job._record
         fields: Fields = {}
         if started:
             fields["interrupted"] = record.interrupted + 1
-        self._give_backs.append((job.job_id, started, fields, stalled))
+        self._out.give_backs.add((job.job_id, started, fields, stalled))
         self._wake_link()
 
     # -- fencing -----------------------------------------------------------------------------
@@ -793,11 +780,11 @@ class DistributedPool(JobPool):
         start, end = self._stall
         return start <= fence <= end
 
-    def _fence_reason(self, job_id: str, now: float) -> str:
+    def _fence_reason(self, job_id: str, now: float) -> CancelReason:
         fence = self._leases.get(job_id, now) - self._margin
         return STALLED if self._stalled(fence, now) else FENCED
 
-    def _check_fence(self, job: DurableJob[Any]) -> None:
+    def _check_fence(self, job: RecordedJob[Any]) -> None:
         """An attempt of ``job`` is ending: if its fence has passed and nothing else cancelled
         it, it ends as fenced (whatever its outcome)."""
         if job._cancel_reason is None:
@@ -806,7 +793,7 @@ class DistributedPool(JobPool):
                 job._cancel_reason = self._fence_reason(job.job_id, now)
 
     def _attempt_raised(self, job: JobHandle[Any], exc: Exception) -> None:
-        assert isinstance(job, DurableJob)
+        assert isinstance(job, RecordedJob)
         self._check_fence(job)
         super()._attempt_raised(job, exc)
 
@@ -817,7 +804,7 @@ class DistributedPool(JobPool):
         see :class:`_TaskFence`) is taken here, as the job's scope takes its own (no AnyIO
         scope takes it: it is not AnyIO's). Anything else it came with still propagates; an
         outer cancellation is AnyIO's, which delivers it again at the worker's next await."""
-        assert isinstance(job, DurableJob)
+        assert isinstance(job, RecordedJob)
         self._check_fence(job)  # (its scope's deadline: the fence)
         fence = None if self._task_fences is None else self._task_fences.get(job.job_id)
         fired = fence is not None and fence.fired  # (the attempt's end drops the fence)
@@ -835,42 +822,43 @@ class DistributedPool(JobPool):
         result: Any,
         cause: BaseException | None = None,
     ) -> None:
-        assert isinstance(job, DurableJob)
+        """As the base pool's, except for attempts that are not the job's end: Redis lost
+        the job (its handle fails, nothing is sent or counted); the attempt was fenced
+        (whatever its outcome, the job goes back to the queue, counted in no total, and the
+        handle follows it there); or the pool's shutdown cancelled it (the job goes back to
+        the queue and the handle ends ``CANCELLED``)."""
+        assert isinstance(job, RecordedJob)
         self._check_fence(job)
         reason = job._cancel_reason
-        if reason == LOST:  # Redis lost it (see _queue_lost): nothing to send, nothing counted
+        kind = None if reason is None else reason.kind
+        if kind is CancelKind.LOST:
             self._attempt_over(job)
             self._release(job)
             job._scope = None
             self._end_gone(job)
-            return
-        if reason in _FENCES or (status is JobStatus.CANCELLED and reason in _NOT_ENDS):
-            # Not the job's end, only its run here (whatever its outcome, once fenced): it
-            # goes back to the queue. A fenced attempt is counted in no total.
+        elif kind in _FENCES:
             self._attempt_over(job)
             self._release(job)
-            self._hand_back(job, started=True, stalled=reason == STALLED)
-            if reason in _FENCES:
-                job._status = _QUEUED  # live, in Redis; a handle of this process follows it
-                job._cancel_reason = None
-                job._scope = None
-                return
+            self._hand_back(job, started=True, stalled=kind is CancelKind.STALLED)
+            job._status = _QUEUED  # live, in Redis
+            job._cancel_reason = None
+            job._scope = None
+        elif kind is CancelKind.SHUTDOWN and status is JobStatus.CANCELLED:
+            self._attempt_over(job)
+            self._release(job)
+            self._hand_back(job, started=True)
             self._counters.cancelled += 1
             self._end_here(job, status, NO_CAUSE if cause is None else Unbuilt(cause))
-            return
-        if status is JobStatus.COMPLETED and result is not None:
-            try:
-                check_json(result, f"the result of job {job.job_id!r}")
-            except JobNotSerializable as exc:  # a distributed job's result must be storable
-                status, result = JobStatus.FAILED, (exc, exc.__traceback__)
-        super()._attempt_ended(job, status, result, cause)
+        else:
+            super()._attempt_ended(job, status, result, cause)
 
-    def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        """A job that ran here ended: record it, and send its end with the next trip. (Its
-        lease is still renewed until Redis has the end: see ``_send``.)"""
-        assert isinstance(job, DurableJob)
-        self._progress.pop(job.job_id, None)  # (its end carries the last one)
-        self._end_here(job, status, result, now)
+    def _report_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        """Where the end of a job that ran here goes: to Redis, with the link's next trip.
+        Its lease is renewed until Redis has the end (see ``_end_and_claim``)."""
+        assert isinstance(job, RecordedJob)
+        if self._remote.get(job._key) is job:
+            del self._remote[job._key]
+        self._out.forget_progress(job.job_id)
         fields: Fields = {}
         if job._exec_time is not None:
             fields["exec_time"] = job._exec_time
@@ -884,24 +872,23 @@ class DistributedPool(JobPool):
             error_type, message, text = error_fields(result[0])
             fields.update(error_type=error_type, error_message=message, error_traceback=text)
         else:
-            fields["error_message"] = job._cancel_reason or "cancelled"
-        self._ends.append((job.job_id, status.value, fields))
+            reason = job._cancel_reason
+            fields["error_message"] = "cancelled" if reason is None else reason.message
+        self._out.ends.add((job.job_id, status.value, fields))
         self._ending.add(job.job_id)
         self._wake_link()
+        self._notify()
 
     def _end_here(
-        self, job: DurableJob[Any], status: JobStatus, result: Any, now: float | None = None
+        self, job: RecordedJob[Any], status: JobStatus, result: Any, now: float | None = None
     ) -> None:
-        """Move a handle of this process to its final state: the base pool's ``_end``, also
-        for a handle that is not in ``_live`` (a job submitted here that ran elsewhere)."""
+        """End the handle of a job this process does not hold (any more): one submitted here
+        that ran elsewhere, or one whose run here ended without an end to send. The handle
+        takes its final state; nothing is sent."""
         key = job._key
         if self._remote.get(key) is job:
             del self._remote[key]
-        held = self._live.get(key)  # (another job of the same id may run here)
-        self._live[key] = job  # (the base _end takes it out again)
-        super()._end(job, status, result, self._now() if now is None else now)
-        if held is not None and held is not job:
-            self._live[key] = held
+        self._finish(job, status, result, self._now() if now is None else now)
         self._notify()
 
     def _end_abandoned(self, job: JobHandle[Any]) -> None:
@@ -910,13 +897,13 @@ class DistributedPool(JobPool):
         lapses, and a reaper puts it back in the queue (as after a crash of this process).
         Like a fenced attempt, it counts in no total here: the job's next run is the one the
         cluster counts, so the processes' totals still add up to the cluster's."""
-        assert isinstance(job, DurableJob)
-        self._drop_lease(job)
+        assert isinstance(job, RecordedJob)
+        self._release(job)
         self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)
 
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
         """A failed attempt is retried: the job waits out its backoff in Redis."""
-        assert isinstance(job, DurableJob)
+        assert isinstance(job, RecordedJob)
         self._attempt_over(job)
         self._counters.retried += 1
         job._status = _RETRYING
@@ -927,7 +914,7 @@ class DistributedPool(JobPool):
         fields["error_traceback"] = text
         if job._exec_time is not None:
             fields["exec_time"] = job._exec_time
-        self._retries.append((job.job_id, max(0, round(delay * 1000)), fields))
+        self._out.retries.add((job.job_id, max(0, round(delay * 1000)), fields))
         self._wake_link()
 
     def _remote_ended(self, job_id: str, fields: dict[str, str]) -> None:
@@ -944,9 +931,8 @@ class DistributedPool(JobPool):
         if not JobStatus(record.status).ended:
             return  # submitted again since (an ended id may be reused)
         job._attempts = record.attempts
-        apply_end(job, record, lambda wall: wall - self._wall_offset)
-        status, result = job._status, job._result
-        job._status = _QUEUED  # (for _end_here, which sets the final state again)
+        apply_run(job, record, lambda wall: wall - self._wall_offset)
+        status, result = ended_outcome(job, record)
         self._end_here(job, status, result, job._finished_m)
 
     # -- cancelling and looking up -----------------------------------------------------------
@@ -966,10 +952,12 @@ class DistributedPool(JobPool):
         job = None if key is None else self._live.get(key) or self._remote.get(key)
         if job is None or job._status.ended:
             raise JobNotFound(job_id)
-        self._cancel_job(job, "cancelled")
+        self._cancel_job(job, CANCELLED)
 
-    def _cancel_job(self, job: JobHandle[Any], reason: str) -> None:
-        assert isinstance(job, DurableJob)
+    def _cancel_job(self, job: JobHandle[Any], reason: CancelReason) -> None:
+        """Cancel ``job`` (see :meth:`cancel`). The shutdown of this pool cancels what it holds
+        (a claimed job goes back to the queue) and leaves the jobs of the shared queue."""
+        assert isinstance(job, RecordedJob)
         if job._key in self._live:  # held here
             if job._status is _RUNNING:
                 super()._cancel_job(job, reason)
@@ -980,18 +968,18 @@ class DistributedPool(JobPool):
             counters = self._counters
             counters.queued -= 1
             counters.cancelled += 1
-            if reason == SHUTDOWN_REASON:
+            if reason.kind is CancelKind.SHUTDOWN:
                 self._release(job)
                 self._hand_back(job, started=False)
                 self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)
             else:
                 self._end(job, JobStatus.CANCELLED, NO_CAUSE, self._now())
             return
-        if reason == SHUTDOWN_REASON or job._cancel_reason is not None:
+        if reason.kind is CancelKind.SHUTDOWN or job._cancel_reason is not None:
             return  # a job of the shared queue: the shutdown of this pool leaves it there
         job._cancel_reason = reason
         if job._record.seq:  # (else its submit is under way: the answer sends the cancel)
-            self._cancels.append(job.job_id)
+            self._out.cancels.add(job.job_id)
             self._wake_link()
 
     async def acancel(self, job_id: str) -> None:
@@ -1005,7 +993,7 @@ class DistributedPool(JobPool):
         key = self._key(job_id) if isinstance(job_id, str) else None
         held = None if key is None else self._live.get(key)
         if held is not None:
-            self._cancel_job(held, "cancelled")
+            self._cancel_job(held, CANCELLED)
             await self._runtime.checkpoint()
             return
         if job_id in self._ending:
@@ -1013,12 +1001,12 @@ class DistributedPool(JobPool):
             raise JobNotFound(job_id)
         try:
             answer = await self._read(self._queue.cancel, job_id)
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             raise self._lost_error(f"cannot cancel {job_id!r}", exc) from exc
         if answer == "not live":
             raise JobNotFound(job_id)
         if answer == "cancelled" and key is not None and key in self._remote:
-            self._fetches.add(job_id)
+            self._out.fetches.add(job_id)
             self._wake_link()
 
     def _live_newest_first(self) -> Iterator[JobHandle[Any]]:
@@ -1065,7 +1053,7 @@ class DistributedPool(JobPool):
             return ended
         try:
             fields = await self._read(self._queue.job, job_id) if key is not None else {}
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             raise self._lost_error(f"cannot read {job_id!r}", exc) from exc
         assert key is not None
         job = self._remote.get(key)
@@ -1094,7 +1082,7 @@ class DistributedPool(JobPool):
             self._queue_lost(exc)
             raise StoreError(f"Redis at {self._redis.url} keeps losing the queue") from exc
 
-    def _refresh(self, job: DurableJob[Any], fields: dict[str, str]) -> None:
+    def _refresh(self, job: RecordedJob[Any], fields: dict[str, str]) -> None:
         """Bring the handle of a job submitted here, live elsewhere, up to date."""
         record = record_from_fields(job.job_id, fields)
         status = JobStatus(record.status)
@@ -1127,7 +1115,7 @@ class DistributedPool(JobPool):
                 await self._wait_changed()
         try:
             read = await self._read(self._queue.stats, self._lease_ms)
-        except REDIS_ERRORS as exc:
+        except redis_errors() as exc:
             raise self._lost_error("cannot read the stats", exc) from exc
         counters = read.counters
         # the others as they last said, this one as it is now
@@ -1234,7 +1222,7 @@ class DistributedPool(JobPool):
                         )
                     except QueueLost as exc:
                         self._queue_lost(exc)
-                    except REDIS_ERRORS:
+                    except redis_errors():
                         pass
                     else:
                         self._renewed(held, now + self._lease, now)
@@ -1242,7 +1230,7 @@ class DistributedPool(JobPool):
                             self._fence(job_id)
                         for job_id in cancel:  # (its pub/sub message was missed)
                             self._on_message(f"cancel:{job_id}")
-                        with contextlib.suppress(*REDIS_ERRORS, QueueLost):  # (the next reaps)
+                        with contextlib.suppress(*redis_errors(), QueueLost):  # (the next reaps)
                             await queue.reap(self._redis.max_crashes, round(interval * 1000))
                 self._keeper_ran = self._now()
             now = self._now()
@@ -1296,7 +1284,7 @@ class DistributedPool(JobPool):
                         started = True
                         task_status.started()
                     else:  # back after a loss: what ended meanwhile, new work, room
-                        self._fetches.update(
+                        self._out.fetches.update(
                             job.job_id for job in self._remote.values() if job.job_id
                         )
                         self._more = True
@@ -1325,7 +1313,7 @@ class DistributedPool(JobPool):
         elif data.startswith("ended:"):
             mine = [i for i in json.loads(data[6:]) if self._key(i) in self._remote]
             if mine:
-                self._fetches.update(mine)
+                self._out.fetches.update(mine)
                 self._wake_link()
         elif data.startswith("cancel:"):
             job_id = data[7:]
@@ -1333,7 +1321,7 @@ class DistributedPool(JobPool):
             if job is None:
                 self._cancels_seen.add(job_id)  # a claim in flight may bring it
             elif job._cancel_reason is None:
-                self._cancel_job(job, "cancelled")
+                self._cancel_job(job, CANCELLED)
 
 
 def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
@@ -1354,17 +1342,10 @@ def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
 
 def _only_cancellations(exc: BaseException, cancelled_exc: type[BaseException]) -> bool:
     """Whether ``exc`` is a cancellation, or a group of nothing else."""
-    return _every_leaf(exc, lambda leaf: isinstance(leaf, cancelled_exc))
+    return every_leaf(exc, lambda leaf: isinstance(leaf, cancelled_exc))
 
 
 def _redis_lost(exc: BaseException) -> bool:
     """Whether ``exc`` says Redis was lost (also inside the exception groups of coredis's
     task groups), as opposed to a cancellation or a bug."""
-    return _every_leaf(exc, lambda leaf: isinstance(leaf, REDIS_ERRORS))
-
-
-def _every_leaf(exc: BaseException, test: Callable[[BaseException], bool]) -> bool:
-    """Whether ``test`` holds for ``exc``, or for every exception in it if it is a group."""
-    if isinstance(exc, BaseExceptionGroup):
-        return all(_every_leaf(inner, test) for inner in exc.exceptions)
-    return test(exc)
+    return every_leaf(exc, lambda leaf: isinstance(leaf, redis_errors()))

@@ -1,23 +1,33 @@
-"""Job handles, job states and :func:`current_job`."""
+"""Job handles, job states, cancel reasons and :func:`current_job`.
+
+A handle talks to the pool that owns it only through :class:`JobOwner`, so this module knows no
+pool: the pools (``_pool.py``, ``_distributed.py``) implement that protocol.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from enum import StrEnum
-from typing import TYPE_CHECKING, Any, Final, Generic, TypeVar
+from enum import Enum, StrEnum
+from typing import Any, Final, Generic, NamedTuple, Protocol, TypeVar
 
 import outcome
 
-from ._errors import JobCancelled, JobNotRegistered, JobTimeout
+from ._errors import JobCancelled, JobTimeout
+from ._retry import RetryPolicy
+from ._runtime import CancelScopeLike, EventLike
+from .stores._base import JobRecord
 
-if TYPE_CHECKING:
-    from ._pool import JobPool
-    from ._retry import RetryPolicy
-    from ._runtime import CancelScopeLike, EventLike
-
-__all__ = ["JobHandle", "JobStatus", "current_job"]
+__all__ = [
+    "CancelKind",
+    "CancelReason",
+    "JobHandle",
+    "JobOwner",
+    "JobStatus",
+    "RecordedJob",
+    "current_job",
+]
 
 T = TypeVar("T")
 
@@ -50,6 +60,112 @@ class JobStatus(StrEnum):
 _ENDED = frozenset(
     {JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED, JobStatus.TIMED_OUT}
 )
+
+
+class CancelKind(Enum):
+    """Why a job's attempt was cancelled; it decides how the attempt ends.
+
+    ``status`` is the job's final status in this process; ``ends_job`` says whether that is the
+    job's end everywhere (``False``: only this pool's run of it ends, and a store keeps the job
+    live for another run).
+    """
+
+    REQUEST = ("request", JobStatus.CANCELLED, True)
+    """Cancelled by id or by its handle."""
+    TIMEOUT = ("timeout", JobStatus.TIMED_OUT, True)
+    """Ran past its timeout (the deadline watcher cancelled it)."""
+    OWN_CODE = ("own code", JobStatus.CANCELLED, True)
+    """The job raised a cancellation that nothing around it asked for."""
+    INTERRUPTED = ("interrupted", JobStatus.CANCELLED, True)
+    """A ``KeyboardInterrupt``, ``SystemExit`` or the like went through it."""
+    SUBMIT_CANCELLED = ("submit cancelled", JobStatus.CANCELLED, True)
+    """Its ``submit`` was cancelled in the instant it was accepted (asyncio only)."""
+    SHUTDOWN = ("shutdown", JobStatus.CANCELLED, False)
+    """The pool's shutdown cancelled it; with a store, the next pool runs it again."""
+    ABANDONED = ("abandoned", JobStatus.CANCELLED, False)
+    """The shutdown stopped waiting for it (it ignored its cancellation); nothing is written."""
+    FENCED = ("fenced", JobStatus.CANCELLED, False)
+    """Distributed: its lease could not be renewed; it runs again elsewhere."""
+    STALLED = ("stalled", JobStatus.CANCELLED, False)
+    """Distributed: this process stalled past the lease; it runs again elsewhere."""
+    LOST = ("lost", JobStatus.CANCELLED, False)
+    """Distributed: Redis lost the job (its handle ends with ``StoreError``)."""
+
+    def __init__(self, label: str, status: JobStatus, ends_job: bool) -> None:
+        self.label = label
+        self.status = status
+        self.ends_job = ends_job
+
+
+class CancelReason(NamedTuple):
+    """A cancel reason: its kind (which decides the outcome) and the message a
+    ``JobCancelled`` (or the store) shows."""
+
+    kind: CancelKind
+    message: str
+
+
+CANCELLED: Final = CancelReason(CancelKind.REQUEST, "cancelled")
+TIMED_OUT: Final = CancelReason(CancelKind.TIMEOUT, "timed out")
+OWN_CODE: Final = CancelReason(CancelKind.OWN_CODE, "cancelled by its own code")
+SUBMIT_CANCELLED: Final = CancelReason(
+    CancelKind.SUBMIT_CANCELLED, "cancelled: its submit was cancelled"
+)
+SHUTDOWN: Final = CancelReason(CancelKind.SHUTDOWN, "cancelled by the pool's shutdown")
+ABANDONED: Final = CancelReason(
+    CancelKind.ABANDONED, "abandoned by the pool's shutdown: it did not end when cancelled"
+)
+
+
+def interrupted(exc: BaseException) -> CancelReason:
+    """The reason of a job that ``exc`` (a ``KeyboardInterrupt``, say) went through."""
+    return CancelReason(CancelKind.INTERRUPTED, f"interrupted by {type(exc).__name__}")
+
+
+class JobOwner(Protocol):
+    """What a handle needs of the pool that owns it (implemented by ``JobPool``)."""
+
+    def _job_id(self, key: str | int) -> str:
+        """The id of the job kept under ``key`` (see ``JobPool._key``)."""
+        ...
+
+    def _name_of(self, fn: Callable[..., Awaitable[Any]]) -> str | None:
+        """The name ``fn`` is registered under in the pool's registry, if any."""
+        ...
+
+    def _wall(self, monotonic: float) -> float:
+        """A time of the pool's clock as wall-clock seconds."""
+        ...
+
+    def _new_event(self) -> EventLike:
+        """An event of the pool's backend."""
+        ...
+
+    async def _checkpoint(self) -> None:
+        """A checkpoint of the pool's backend."""
+        ...
+
+    def _begin_wait(self, target: JobHandle[Any]) -> bool:
+        """Before the current task waits for ``target`` to end; ``True``: the caller calls
+        ``_end_wait`` once the wait is over (see ``JobPool._begin_wait``).
+
+        Raises:
+            RuntimeError: the wait could never end.
+        """
+        ...
+
+    def _end_wait(self) -> None:
+        """A wait that ``_begin_wait`` counted is over."""
+        ...
+
+    def _cancel_job(self, job: JobHandle[Any], reason: CancelReason) -> None:
+        """Cancel the live ``job`` for ``reason``."""
+        ...
+
+    def _progressed(self, job: RecordedJob[Any]) -> None:
+        """The live ``job`` reported progress, for its record."""
+        ...
+
 
 _current_job: ContextVar[JobHandle[Any] | None] = ContextVar(
     "trio_jobpool.current_job", default=None
@@ -85,7 +201,7 @@ class JobHandle(Generic[T]):
         "_finished_m",
         "_fn",
         "_key",
-        "_pool",
+        "_owner",
         "_extra",
         "_ready_m",
         "_result",
@@ -100,7 +216,7 @@ class JobHandle(Generic[T]):
 
     def __init__(
         self,
-        pool: JobPool,
+        owner: JobOwner,
         key: str | int,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
@@ -108,7 +224,7 @@ class JobHandle(Generic[T]):
         timeout: float,
         retry: RetryPolicy | None,
     ) -> None:
-        self._pool = pool
+        self._owner = owner
         self._key = key  # the id, or the counter of a generated id (see JobPool._key)
         self._fn = fn
         self._args = args
@@ -127,7 +243,7 @@ class JobHandle(Generic[T]):
         # exception of the failed attempt).
         self._result: Any = None
         self._scope: CancelScopeLike | None = None
-        self._cancel_reason: str | None = None
+        self._cancel_reason: CancelReason | None = None
 
     def __repr__(self) -> str:
         return (
@@ -141,7 +257,7 @@ class JobHandle(Generic[T]):
     def job_id(self) -> str:
         """The job's id: given at submit, or 32 generated lowercase hex characters."""
         key = self._key
-        return key if isinstance(key, str) else self._pool._job_id(key)
+        return key if isinstance(key, str) else self._owner._job_id(key)
 
     @property
     def name(self) -> str:
@@ -149,12 +265,9 @@ class JobHandle(Generic[T]):
         if several), else its function's ``__qualname__`` (or ``repr``, for a callable that
         has none). A job of a store (SQLite, Redis) has the name it was submitted by."""
         fn = self._fn
-        registry = self._pool._config.registry
-        if registry is not None:
-            try:
-                return registry.name_of(fn)
-            except JobNotRegistered:
-                pass
+        name = self._owner._name_of(fn)
+        if name is not None:
+            return name
         name = getattr(fn, "__qualname__", None)
         return name if isinstance(name, str) else repr(fn)
 
@@ -199,17 +312,17 @@ class JobHandle(Generic[T]):
     @property
     def submitted_at(self) -> float:
         """When the job was accepted (wall-clock seconds)."""
-        return self._pool._wall(self._submitted_m)
+        return self._owner._wall(self._submitted_m)
 
     @property
     def started_at(self) -> float | None:
         """When the latest attempt started, or ``None`` if none has."""
-        return None if self._started_m is None else self._pool._wall(self._started_m)
+        return None if self._started_m is None else self._owner._wall(self._started_m)
 
     @property
     def finished_at(self) -> float | None:
         """When the job ended, or ``None`` while it is live."""
-        return None if self._finished_m is None else self._pool._wall(self._finished_m)
+        return None if self._finished_m is None else self._owner._wall(self._finished_m)
 
     @property
     def exec_time(self) -> float | None:
@@ -253,16 +366,16 @@ class JobHandle(Generic[T]):
             if extra is None:
                 extra = self._extra = _Extra()
             if extra.done is None:
-                extra.done = self._pool._runtime.Event()
-            pool = self._pool
-            blocked = pool._blocking_wait(self)
+                extra.done = self._owner._new_event()
+            owner = self._owner
+            counted = owner._begin_wait(self)
             try:
                 await extra.done.wait()
             finally:
-                if blocked:
-                    pool._blocked -= 1
+                if counted:
+                    owner._end_wait()
         else:
-            await self._pool._runtime.checkpoint()
+            await self._owner._checkpoint()
         if self._status is JobStatus.COMPLETED:
             return outcome.Value(self._result)
         result = self._result
@@ -291,7 +404,7 @@ class JobHandle(Generic[T]):
     def cancel(self) -> None:
         """Cancel the job if it is still live (see ``JobPool.cancel``); otherwise do nothing."""
         if not self._status.ended:
-            self._pool._cancel_job(self, "cancelled")
+            self._owner._cancel_job(self, CANCELLED)
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         """Record how far the job has got, for ``progress`` and the pool's observers.
@@ -319,7 +432,8 @@ class JobHandle(Generic[T]):
         if self._status is JobStatus.TIMED_OUT:
             error = JobTimeout(self.job_id, self._timeout)
         else:
-            error = JobCancelled(self.job_id, self._cancel_reason or "cancelled")
+            reason = self._cancel_reason
+            error = JobCancelled(self.job_id, "cancelled" if reason is None else reason.message)
         error.__cause__ = unbuilt.cause
         self._result = error
         return error
@@ -353,12 +467,37 @@ class Unbuilt:
 NO_CAUSE: Final = Unbuilt(None)
 
 
-def validate_timeout(name: str, value: float | None) -> float | None:
-    """``None`` stays ``None``; otherwise a non-negative number of seconds (``inf`` allowed)."""
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"{name} must be a number of seconds or None, got {value!r}")
-    if math.isnan(value) or value < 0:
-        raise ValueError(f"{name} must be >= 0 seconds, got {value!r}")
-    return float(value)
+class RecordedJob(JobHandle[T]):
+    """A job of a pool that keeps a record of it (SQLite, Redis): the handle plus that record.
+
+    Its owner writes the record's progress (``JobOwner._progressed``) while the job is live.
+    """
+
+    __slots__ = ("_record", "_ticket")
+
+    def __init__(
+        self,
+        owner: JobOwner,
+        key: str | int,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        priority: int,
+        timeout: float,
+        retry: RetryPolicy | None,
+        record: JobRecord,
+    ) -> None:
+        super().__init__(owner, key, fn, args, priority, timeout, retry)
+        self._record = record
+        self._ticket = 0  # the store's ticket for the write of its latest start
+
+    @property
+    def name(self) -> str:
+        return self._record.name
+
+    def set_progress(self, fraction: float, message: str | None = None) -> None:
+        super().set_progress(fraction, message)
+        record = self._record
+        record.progress = float(fraction)
+        record.progress_message = message
+        if not self._status.ended:
+            self._owner._progressed(self)

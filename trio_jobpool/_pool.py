@@ -21,39 +21,49 @@ import re
 import secrets
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterator
 from functools import partial
 from typing import Any, Final, TypeVar, TypeVarTuple
 
-from ._durable import (
-    SHUTDOWN_REASON,
-    DurableJob,
-    error_fields,
-    job_from_record,
-    policy_to_json,
-    wall_clock_converter,
-)
+from ._config import PoolConfig
 from ._errors import (
     DuplicateJob,
     JobNotFound,
+    JobNotRegistered,
     JobNotSerializable,
     PoolClosed,
     QueueFull,
     StoreError,
 )
-from ._job import NO_CAUSE, JobHandle, JobStatus, Unbuilt, _current_job, validate_timeout
-from ._promoter import PriorityBuckets
-from ._registry import JobRegistry, check_json
+from ._excgroups import first_leaf
+from ._job import (
+    ABANDONED,
+    CANCELLED,
+    NO_CAUSE,
+    OWN_CODE,
+    SHUTDOWN,
+    SUBMIT_CANCELLED,
+    TIMED_OUT,
+    CancelKind,
+    CancelReason,
+    JobHandle,
+    JobStatus,
+    RecordedJob,
+    Unbuilt,
+    _current_job,
+    interrupted,
+)
+from ._journal import Journal
+from ._records import job_from_record, policy_to_json, wall_clock_converter
+from ._registry import check_json
 from ._retry import RetryPolicy
-from ._runtime import EventLike, Runtime, Slot, TaskGroupLike, current_runtime
+from ._runtime import EventLike, Runtime, Slot, TaskGroupLike
 from ._stats import Counters, PoolStats, TimeHistogram
-from .stores._base import JobRecord, Store
-from .stores.redis import RedisStore
-from .stores.sqlite import SqliteStore
+from ._validate import check_count, seconds
+from ._waiting_room import Offer, Offers, WaitingJobs
+from .stores._base import JobRecord, NamedStore
 
-__all__ = ["JobPool", "open_job_pool"]
+__all__ = ["JobPool"]
 
 logger = logging.getLogger("trio_jobpool")
 
@@ -68,102 +78,12 @@ _INF: Final = math.inf
 # A worker that keeps finding work ready yields to the scheduler at least this often, so that
 # jobs which never checkpoint cannot starve the rest of the program.
 _YIELD_EVERY: Final = 64
-# While a store fails to commit, the pool starts no job for this long, doubling after each
-# failed try up to the maximum (see JobPool._store_result).
-_STORE_BACKOFF_MIN: Final = 0.05
-_STORE_BACKOFF_MAX: Final = 5.0
-# The cancel reason the deadline watcher gives a job that ran past its timeout.
-_TIMED_OUT: Final = "timed out"
 _HEX16: Final = re.compile("[0-9a-f]{16}")
-# The cancel reason of a job the pool stopped waiting for (see JobPool._abandon).
-ABANDONED_REASON: Final = "abandoned by the pool's shutdown: it did not end when cancelled"
-
-
-class _WaitingJobs(PriorityBuckets[JobHandle[Any]]):
-    def _alive(self, item: JobHandle[Any]) -> bool:
-        return item._status is _QUEUED
-
-
-class _Offer:
-    """A submission waiting for room; not yet accepted."""
-
-    __slots__ = ("_priority", "job", "slot")
-
-    def __init__(self, job: JobHandle[Any]) -> None:
-        self.job = job
-        self._priority = job._priority
-        self.slot = Slot()
-
-
-class _Offers(PriorityBuckets[_Offer]):
-    def _alive(self, item: _Offer) -> bool:
-        return not item.slot.abandoned
-
-
-@dataclass(frozen=True, slots=True)
-class _Config:
-    max_workers: int
-    queue_size: int
-    job_timeout: float  # inf: none
-    shutdown_timeout: float  # inf: none
-    shutdown_grace: float  # after the shutdown cancelled the jobs; inf: never abandon any
-    max_pending: int | None
-    retry: RetryPolicy | None
-    history: int
-    registry: JobRegistry | None
-    store: Store | None
-    distributed: RedisStore | None = None  # a distributed pool's queue (then store is None)
-
-
-def _first_leaf(group: BaseExceptionGroup[BaseException]) -> BaseException:
-    """The first exception in ``group`` that is not itself a group."""
-    first = group.exceptions[0]
-    return _first_leaf(first) if isinstance(first, BaseExceptionGroup) else first
-
-
-def _same_error(seen: BaseException, raised: BaseException) -> bool:
-    """Whether ``seen`` is ``raised`` itself or a copy an exception group split derived."""
-    if seen is raised:
-        return True
-    return (
-        isinstance(seen, BaseExceptionGroup)
-        and isinstance(raised, BaseExceptionGroup)
-        and seen.message == raised.message
-        and seen.__traceback__ is raised.__traceback__
-    )
-
-
-def _lone_error(
-    group: BaseExceptionGroup[BaseException], body_error: BaseException | None
-) -> BaseException | None:
-    """The one exception in ``group`` (``None`` if it holds several): the pool block's own
-    ``body_error`` object if it is that one. (Trio's cancelled scope may have split, and so
-    copied, a group the block raised.)"""
-    if len(group.exceptions) != 1:
-        return None
-    single = group.exceptions[0]
-    if body_error is not None and _same_error(single, body_error):
-        return body_error
-    return single
 
 
 def _started_m(job: JobHandle[Any]) -> float:
     started = job._started_m
     return 0.0 if started is None else started
-
-
-def _check_count(name: str, value: object, minimum: int, *, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-
-
-def _seconds(name: str, value: float | None) -> float:
-    checked = validate_timeout(name, value)
-    return _INF if checked is None else checked
 
 
 class JobPool:
@@ -174,9 +94,19 @@ class JobPool:
     ``stats``) never yield and take effect before they return.
     """
 
-    _distributed = False  # a DistributedPool: jobs live in Redis (see _distributed.py)
+    _shared_queue = False
+    """Whether the pool's queue is shared with other processes (a distributed pool): then
+    every job has a record (a :class:`RecordedJob`) though the pool has no journal, a running
+    job's scope carries its fence (``_fence_deadline``), and a wait on a job cannot be a
+    deadlock (another process may run it)."""
 
-    def __init__(self, config: _Config, runtime: Runtime, nursery: TaskGroupLike) -> None:
+    def __init__(
+        self,
+        config: PoolConfig,
+        runtime: Runtime,
+        nursery: TaskGroupLike,
+        journal: Journal | None = None,
+    ) -> None:
         self._config = config
         self._runtime = runtime
         self._nursery = nursery
@@ -188,17 +118,17 @@ class JobPool:
         self._default_timeout = config.job_timeout
         self._default_retry = config.retry
         self._history_size = config.history
-        self._store = config.store
-        # jobs by registered name, with a record (a store, or Redis): one test on submit's path
-        self._named_jobs = config.store is not None or config.distributed is not None
+        self._journal = journal
+        # Jobs by registered name, each with a record: one test on submit's path.
+        self._named_jobs = journal is not None or self._shared_queue
         self._counters = Counters()
         self._live: dict[str | int, JobHandle[Any]] = {}  # by key (see _key)
         # The last `history` ended jobs, oldest first, and the newest of them for each key.
         self._ended: deque[JobHandle[Any]] = deque()
         self._history: dict[str | int, JobHandle[Any]] = {}
-        self._waiting = _WaitingJobs()
+        self._waiting = WaitingJobs()
         self._bounded_waiting = 0  # waiting jobs that count against the bound
-        self._offers = _Offers()
+        self._offers = Offers()
         self._idle: list[Slot] = []  # parked workers, most recently idle last
         self._running: set[JobHandle[Any]] = set()
         self._watch_target = _INF  # when the deadline watcher wakes next
@@ -219,20 +149,19 @@ class JobPool:
         self._abandon_at = _INF  # when the shutdown stops waiting for the jobs (pool clock)
         self._abandoned = False
         self._abandoned_ids: list[str] = []  # the jobs _abandon stopped waiting for
-        # For the detection of waits that cannot end (see _blocking_wait): the worker tasks,
+        # For the detection of waits that cannot end (see _begin_wait): the worker tasks,
         # and how many running jobs' own tasks wait on a job of this pool or for room in it.
         self._worker_task_set: set[object] = set()
         self._blocked = 0
         self._rng = random.Random()
         self._id_prefix = secrets.token_hex(8)
-        # Starts paused while the store fails to commit: no job is taken until _store_resume_at
-        # (the deadline watcher's wake-up) or until a commit succeeds, whichever comes first.
-        self._store_paused = False
-        self._store_resume_at = _INF
-        self._store_backoff = _STORE_BACKOFF_MIN
-        if isinstance(config.store, SqliteStore):
-            config.store.on_commit_result = self._store_result
+        # Starts paused while the store fails to commit: no job is taken until _resume_at (a
+        # wake-up of the deadline watcher) or until a commit succeeds, whichever comes first.
+        self._starts_paused = False
+        self._resume_at = _INF
         self._next_id = 0  # the counter of the next generated id (see _key)
+        if journal is not None:
+            journal.attach(self._wall, self._commit_result)
 
     def __repr__(self) -> str:
         c = self._counters
@@ -282,10 +211,10 @@ class JobPool:
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         runtime = self._runtime
         await runtime.checkpoint_before()
-        if self._store is not None:
+        if self._journal is not None:
             if not self._reserve(job):
                 await self._wait_for_room(job)
-            await self._make_durable(job)
+            await self._write_accepted(job)
             return job
         if self._accept(job):
             if runtime.yield_due():
@@ -299,10 +228,10 @@ class JobPool:
 
         Raises:
             RuntimeError: from a job's own task, when every other running job of the pool
-                waits likewise (see ``_blocking_wait``): no room would ever come.
+                waits likewise (see ``_begin_wait``): no room would ever come.
         """
-        blocked = self._blocking_wait(None)
-        offer = _Offer(job)
+        counted = self._begin_wait(None)
+        offer = Offer(job)
         self._offers.push(offer)
         try:
             answer = await self._runtime.park(offer.slot)
@@ -313,7 +242,7 @@ class JobPool:
                 self._offers.discard()
             raise
         finally:
-            if blocked:
+            if counted:
                 self._blocked -= 1
         if answer is not True:
             raise answer
@@ -334,13 +263,13 @@ class JobPool:
             PoolClosed, DuplicateJob, TypeError, ValueError: as for :meth:`submit`.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
-        if self._store is not None:
+        if self._journal is not None:
             if not self._reserve(job):
                 raise QueueFull(
                     f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are "
                     f"waiting (queue_size + max_pending = {self._bound})"
                 )
-            self._make_durable_now(job)
+            self._write_accepted_now(job)
             return job
         if not self._accept(job):
             raise QueueFull(
@@ -382,30 +311,30 @@ class JobPool:
             isinstance(priority, bool) or not isinstance(priority, int)
         ):
             raise TypeError(f"priority must be an int, got {priority!r}")
-        seconds = self._default_timeout if timeout is None else _seconds("timeout", timeout)
+        limit = self._default_timeout if timeout is None else seconds("timeout", timeout)
         given_retry = retry
         if retry is None:
             retry = self._default_retry
         elif not isinstance(retry, RetryPolicy):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
         if self._named_jobs:
-            return self._new_durable_job(
-                key, fn, args, int(priority), seconds, retry, timeout, given_retry
+            return self._new_recorded_job(
+                key, fn, args, int(priority), limit, retry, timeout, given_retry
             )
-        return JobHandle(self, key, fn, args, int(priority), seconds, retry)
+        return JobHandle(self, key, fn, args, int(priority), limit, retry)
 
-    def _new_durable_job(
+    def _new_recorded_job(
         self,
         key: str | int,
         fn: Callable[..., Awaitable[T]],
         args: tuple[Any, ...],
         priority: int,
-        seconds: float,
+        limit: float,
         retry: RetryPolicy | None,
         timeout: float | None,
         given_retry: RetryPolicy | None,
-    ) -> DurableJob[T]:
-        """A job for a pool with a store: a registered function and JSON arguments only."""
+    ) -> RecordedJob[T]:
+        """A job with a record: a registered function and JSON arguments only."""
         assert self._config.registry is not None
         name = self._config.registry.name_of(fn)
         job_id = self._job_id(key)
@@ -416,10 +345,10 @@ class JobPool:
             name=name,
             args=list(args),
             priority=priority,
-            timeout=None if timeout is None else seconds,
+            timeout=None if timeout is None else limit,
             retry=policy_to_json(given_retry),
         )
-        return DurableJob(self, key, fn, args, priority, seconds, retry, record)
+        return RecordedJob(self, key, fn, args, priority, limit, retry, record)
 
     def _key(self, job_id: str) -> str | int:
         """The key of ``job_id`` in the pool's maps.
@@ -469,8 +398,10 @@ class JobPool:
         """Count an accepted job in as live and queued; its clocks start now."""
         now = self._now()
         job._submitted_m = job._ready_m = now
-        if isinstance(job, DurableJob):
-            job._record.submitted_at = self._wall(now)
+        journal = self._journal
+        if journal is not None:
+            assert isinstance(job, RecordedJob)
+            journal.accepted(job, now)
         self._live[job._key] = job
         self._counters.submitted += 1
         self._counters.queued += 1
@@ -488,7 +419,7 @@ class JobPool:
         self._bounded_waiting += 1
         return True
 
-    async def _make_durable(self, job: JobHandle[Any]) -> None:
+    async def _write_accepted(self, job: JobHandle[Any]) -> None:
         """Write a reserved job to the store, then let the workers have it.
 
         The wait for the write is shielded (``Store.wait``): once it has begun, ``submit``
@@ -496,21 +427,21 @@ class JobPool:
         and "on disk" stay the same thing. If the write fails, the job is taken back and the
         error raised.
         """
-        assert isinstance(job, DurableJob)
-        store = self._store
-        assert store is not None
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
         try:
-            await store.wait(store.add(job._record))
+            await self._journal.write_accepted(job)
         except BaseException:
             self._revoke(job)
             raise
         self._place_reserved(job)
 
-    def _make_durable_now(self, job: JobHandle[Any]) -> None:
-        assert isinstance(job, DurableJob)
-        assert isinstance(self._store, SqliteStore)
+    def _write_accepted_now(self, job: JobHandle[Any]) -> None:
+        """As :meth:`_write_accepted`, blocking for the write (``submit_nowait``)."""
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
         try:
-            self._store.add_now(job._record)
+            self._journal.write_accepted_now(job)
         except BaseException:
             self._revoke(job)
             raise
@@ -531,7 +462,7 @@ class JobPool:
 
     def _place(self, job: JobHandle[Any], *, bounded: bool, slot: Slot | None = None) -> None:
         """Give a queued job to an idle worker (``slot``, else any), or to the waiting room."""
-        if slot is None and not self._store_paused:
+        if slot is None and not self._starts_paused:
             slot = self._pop_idle()
         if slot is not None:
             self._start(job)
@@ -551,7 +482,7 @@ class JobPool:
             if offer is None:
                 return
             if self._settle_offer(offer):
-                if self._store is None:
+                if self._journal is None:
                     self._place(offer.job, bounded=True)
                 else:  # reserved: its submitter writes it to the store, then places it
                     self._bounded_waiting += 1
@@ -565,13 +496,13 @@ class JobPool:
         """
         if job._status is _QUEUED and not job._attempts:
             job._status = _CANCELLED  # dead in the waiting room; never counted as ended
-            job._cancel_reason = "its submit was cancelled"
+            job._cancel_reason = SUBMIT_CANCELLED
             del self._live[job._key]
             counters = self._counters
             counters.submitted -= 1
             counters.queued -= 1
             self._bounded_waiting -= 1
-            if self._store is None:  # (with a store it was only reserved, never queued)
+            if self._journal is None:  # with a journal it was only reserved, never queued
                 self._waiting.discard()
             if not self._live and self._idle_event is not None:
                 self._idle_event.set()
@@ -579,9 +510,9 @@ class JobPool:
             if len(self._offers):
                 self._admit_offers()
         elif not job._status.ended:
-            self._cancel_job(job, "cancelled: its submit was cancelled")
+            self._cancel_job(job, SUBMIT_CANCELLED)
 
-    def _settle_offer(self, offer: _Offer) -> bool:
+    def _settle_offer(self, offer: Offer) -> bool:
         """Accept an offer taken from ``_offers``; ``False`` if its id became live meanwhile."""
         job = offer.job
         if job._key in self._live:
@@ -672,103 +603,17 @@ class JobPool:
     async def _worker(self, slot: Slot) -> None:
         """Run jobs until told to exit (resize, stop) or cancelled (the pool is torn down).
 
-        Each attempt runs in a cancel scope that belongs to that attempt alone: cancelling the
-        job (by id, by its timeout through the deadline watcher, or by the pool's shutdown)
-        cancels that scope. Creating a scope costs more than the rest of a short job, so one
-        scope serves a run of consecutive attempts and is replaced as soon as it has been
-        cancelled for the job that used it. The scope has no deadline and nothing else ever
-        cancels it, so between jobs it is inert. (A distributed pool's fencing is the one
-        exception: while a job runs, the scope's deadline is the job's ``_fence_deadline``,
-        and it is reset to infinity when the attempt ends.)
+        Cancelled from outside (the pool is going away) or interrupted (``KeyboardInterrupt``),
+        it records the job it was running or being handed as cancelled, and lets the exception
+        go on.
         """
-        runtime = self._runtime
-        cancelled_exc = runtime.cancelled_exc
-        fence = self._fence_deadline if self._distributed else None  # (never in memory)
-        stray_cancel = runtime.stray_cancel_check()
-        running: JobHandle[Any] | None = None  # the job whose attempt is in progress
-        ready_in_a_row = 0
-        task = runtime.current_task()
+        task = self._runtime.current_task()
         self._worker_task_set.add(task)
         try:
-            job: JobHandle[Any] | None = await runtime.park(slot)
+            job: JobHandle[Any] | None = await self._runtime.park(slot)
             while job is not None:
-                scope = runtime.CancelScope()
-                with scope:
-                    while True:
-                        if self._store is not None and not await self._make_start_durable(job):
-                            pass  # not recorded as started: requeued, ended, or abandoned
-                        elif job._cancel_reason is not None or not job._timeout:
-                            # Cancelled (or given no time at all) before it started: its code
-                            # never runs, as for a job cancelled while waiting.
-                            self._end_unstarted(job)
-                        else:
-                            running = job
-                            _current_job.set(running)
-                            running._scope = scope
-                            if fence is not None:
-                                scope.deadline = fence(running)
-                            try:
-                                value = await running._fn(*running._args)
-                            except Exception as exc:
-                                if running._status is not _RUNNING:  # abandoned (no pool)
-                                    return
-                                running._scope = None
-                                self._attempt_raised(running, exc)
-                            except BaseException as exc:
-                                if running._status is not _RUNNING:  # abandoned (no pool)
-                                    running = None
-                                    if isinstance(exc, cancelled_exc):
-                                        return
-                                    raise
-                                # Cancellation (of this job, of the pool, or one the job's
-                                # code raised by itself), or KeyboardInterrupt and the like.
-                                # _job_base_exception records the job; `running` is cleared
-                                # meanwhile so that the handler below cannot record it again.
-                                job, running = running, None
-                                job._scope = None
-                                propagate = self._job_base_exception(job, exc, cancelled_exc)
-                                if propagate is exc:
-                                    raise
-                                if propagate is not None:
-                                    raise propagate from None
-                                running = job
-                            else:
-                                if running._status is not _RUNNING:  # abandoned (no pool)
-                                    return
-                                running._scope = None
-                                self._attempt_ended(running, JobStatus.COMPLETED, value)
-                            spent = running._cancel_reason is not None
-                            running = None
-                            if spent:  # this scope was cancelled: a fresh one for the next job
-                                break
-                            if fence is not None:
-                                if scope.cancel_called:  # (a fenced job's end clears its reason)
-                                    break
-                                scope.deadline = _INF
-                            if stray_cancel is not None and stray_cancel():
-                                await runtime.absorb_stray_cancel()
-                        ready_in_a_row += 1
-                        if ready_in_a_row >= _YIELD_EVERY:
-                            ready_in_a_row = 0
-                            await runtime.checkpoint()  # never starve the rest of the program
-                        # The next job, without a scheduler round trip when one is ready.
-                        if self._workers > self._max_workers:  # surplus after a resize
-                            self._workers -= 1
-                            return
-                        job = self._take()
-                        if job is None:
-                            ready_in_a_row = 0
-                            job = await self._idle_wait(slot)
-                            if job is None:  # told to exit
-                                return
-                # Here the scope was spent: it was cancelled for the job that used it (which
-                # is recorded already, and whose cancellation the scope caught).
-                job = await self._next_job(slot)
+                job = await self._run_jobs(job, slot)
         except BaseException:
-            # Cancelled from outside (the pool is going away) or a KeyboardInterrupt: record
-            # the job it interrupted (or was being handed), and let the exception go on.
-            if running is not None:
-                self._end_cancelled(running, None)
             late = slot.late
             if isinstance(late, JobHandle) and late._status is _RUNNING:
                 self._end_cancelled(late, None)
@@ -779,6 +624,84 @@ class JobPool:
             self._worker_tasks -= 1
             if self._worker_tasks == 0 and self._stopping:
                 self._workers_gone.set()
+
+    async def _run_jobs(self, job: JobHandle[Any], slot: Slot) -> JobHandle[Any] | None:
+        """Run ``job`` and then the jobs this worker takes next, in one cancel scope, until the
+        scope is spent; return the worker's next job, or ``None``: the worker exits (it is
+        uncounted already, or its job was abandoned and it is no longer the pool's).
+
+        Invariants: the scope belongs to the attempt in progress alone (cancelling a job, by
+        id, by its timeout through the deadline watcher or by the shutdown, cancels it); it is
+        *spent* once cancelled for the job that used it, and a fresh one serves the next job.
+        Between attempts nothing can cancel it and it has no deadline, so it is inert (a
+        distributed pool's fence is its deadline only while an attempt runs). One scope serves
+        a run of attempts because creating one costs more than the rest of a short job.
+        """
+        runtime = self._runtime
+        fence = self._fence_deadline if self._shared_queue else None
+        stray_cancel = runtime.stray_cancel_check()
+        ready_in_a_row = 0
+        scope = runtime.CancelScope()
+        with scope:
+            while True:
+                if self._journal is not None and not await self._start_written(job):
+                    pass  # not recorded as started: requeued, ended, or abandoned
+                elif job._cancel_reason is not None or not job._timeout:
+                    self._end_unstarted(job)  # its code never runs
+                else:
+                    ended = job  # (its reason is read again once the attempt is over)
+                    _current_job.set(job)
+                    job._scope = scope
+                    if fence is not None:
+                        scope.deadline = fence(job)
+                    try:
+                        value = await job._fn(*job._args)
+                    except BaseException as exc:
+                        if job._status is not _RUNNING:  # abandoned: no longer the pool's
+                            if isinstance(exc, (Exception, runtime.cancelled_exc)):
+                                return None
+                            raise
+                        job._scope = None
+                        propagate = self._attempt_raised_in_worker(job, exc)
+                        if propagate is exc:
+                            raise
+                        if propagate is not None:
+                            raise propagate from None
+                    else:
+                        if job._status is not _RUNNING:  # abandoned
+                            return None
+                        job._scope = None
+                        self._attempt_ended(job, JobStatus.COMPLETED, value)
+                    if ended._cancel_reason is not None:
+                        break  # spent
+                    if fence is not None:
+                        if scope.cancel_called:  # a fenced attempt: its reason was cleared
+                            break
+                        scope.deadline = _INF
+                    if stray_cancel is not None and stray_cancel():
+                        await runtime.absorb_stray_cancel()
+                ready_in_a_row += 1
+                if ready_in_a_row >= _YIELD_EVERY:
+                    ready_in_a_row = 0
+                    await runtime.checkpoint()  # never starve the rest of the program
+                next_job = self._take() if self._workers <= self._max_workers else None
+                if next_job is None:
+                    ready_in_a_row = 0
+                    next_job = await self._next_job(slot)
+                    if next_job is None:
+                        return None
+                job = next_job
+        return await self._next_job(slot)
+
+    def _attempt_raised_in_worker(
+        self, job: JobHandle[Any], exc: BaseException
+    ) -> BaseException | None:
+        """Record how an attempt of ``job`` that raised ``exc`` ended; return what the worker
+        must raise (``exc`` itself, or another exception), ``None`` for nothing."""
+        if isinstance(exc, Exception):
+            self._attempt_raised(job, exc)
+            return None
+        return self._job_base_exception(job, exc, self._runtime.cancelled_exc)
 
     def _job_base_exception(
         self, job: JobHandle[Any], exc: BaseException, cancelled_exc: type[BaseException]
@@ -803,22 +726,22 @@ class JobPool:
             if cancelled_part is None or (
                 rest is not None and not isinstance(rest, ExceptionGroup)
             ):
-                self._end_cancelled(job, None, f"interrupted by {type(exc).__name__}")
+                self._end_cancelled(job, None, interrupted(exc))
                 return exc
-            cancelled = _first_leaf(cancelled_part)
+            cancelled = first_leaf(cancelled_part)
         elif isinstance(exc, cancelled_exc):
             cancelled, rest = exc, None
         else:
-            self._end_cancelled(job, None, f"interrupted by {type(exc).__name__}")
+            self._end_cancelled(job, None, interrupted(exc))
             return exc
         if job._cancel_reason is not None:  # this job's scope
-            self._attempt_ended(job, self._cancel_status(job), None, cause=rest)
+            self._attempt_ended(job, job._cancel_reason.kind.status, None, cause=rest)
             return exc if rest is None else None
         if self._runtime.outer_cancelled():
             self._end_cancelled(job, rest)
             return exc if rest is None else cancelled
         self._runtime.forget_stray_cancel()
-        job._cancel_reason = "cancelled by its own code"
+        job._cancel_reason = OWN_CODE
         self._attempt_ended(job, JobStatus.CANCELLED, None, cause=exc)
         return None
 
@@ -830,18 +753,21 @@ class JobPool:
     def _end_unstarted(self, job: JobHandle[Any]) -> None:
         """End a job handed to this worker that must not start (see ``_worker``)."""
         if job._cancel_reason is None:
-            job._cancel_reason = _TIMED_OUT
-        self._attempt_ended(job, self._cancel_status(job), None)
+            job._cancel_reason = TIMED_OUT
+        self._attempt_ended(job, job._cancel_reason.kind.status, None)
 
     def _end_cancelled(
         self,
         job: JobHandle[Any],
         cause: BaseException | None,
-        reason: str = SHUTDOWN_REASON,
+        reason: CancelReason = SHUTDOWN,
     ) -> None:
-        """End a running job whose worker is being cancelled from outside (or interrupted)."""
+        """End a running job whose worker is being cancelled from outside (or interrupted).
+        It ends ``CANCELLED``: with ``reason``, unless it was cancelled already for a reason
+        other than its timeout."""
         job._scope = None
-        if job._cancel_reason in (None, _TIMED_OUT):
+        current = job._cancel_reason
+        if current is None or current.kind is CancelKind.TIMEOUT:
             job._cancel_reason = reason
         self._attempt_ended(job, JobStatus.CANCELLED, None, cause=cause)
 
@@ -857,11 +783,11 @@ class JobPool:
 
     async def _idle_wait(self, slot: Slot) -> JobHandle[Any] | None:
         """Park as an idle worker until handed a job; ``None``: exit (already uncounted)."""
-        if self._store is not None and not self._stopping and not self._store_paused:
-            # Commit the ends of this worker's jobs now rather than with a later job's start
-            # (a failed commit is raised to whoever needs it next: a submit, a start).
+        if self._journal is not None and not self._stopping and not self._starts_paused:
+            # Commit the ends of this worker's jobs now rather than with a later job's start;
+            # a failed commit is raised to whoever needs it next: a submit, a start.
             with contextlib.suppress(StoreError):
-                await self._store.flush()
+                await self._journal.flush()
             if self._workers <= self._max_workers:
                 ready = self._take()
                 if ready is not None:
@@ -892,16 +818,16 @@ class JobPool:
                 return
             now = self._now()
             target = _INF
-            if self._store_paused:
-                if self._store_resume_at <= now:
+            if self._starts_paused:
+                if self._resume_at <= now:
                     self._resume_starts()
                 else:
-                    target = self._store_resume_at
+                    target = self._resume_at
             for job in list(self._running):
                 deadline = job._started_m + job._timeout  # type: ignore[operator]
                 if deadline <= now:
                     if job._cancel_reason is None:
-                        job._cancel_reason = _TIMED_OUT
+                        job._cancel_reason = TIMED_OUT
                         if job._scope is not None:
                             job._scope.cancel()
                 elif deadline < target:
@@ -912,7 +838,7 @@ class JobPool:
     def _take(self) -> JobHandle[Any] | None:
         """The next job for a free worker, already marked running; ``None`` if none waits (or
         if starts are paused because the store cannot commit)."""
-        if self._store_paused:
+        if self._starts_paused:
             return None
         if len(self._offers):
             return self._take_contended()
@@ -931,7 +857,7 @@ class JobPool:
             offer = self._offers.peek()
             if (
                 offer is not None
-                and self._store is None  # with a store, an offer must be written first
+                and self._journal is None  # with a journal, an offer must be written first
                 and (job is None or offer._priority < job._priority)
             ):
                 self._offers.pop()
@@ -950,6 +876,8 @@ class JobPool:
             return job
 
     def _start(self, job: JobHandle[Any], now: float | None = None) -> None:
+        """Count a taken job as running from ``now``; with a journal, queue its start's write
+        (the worker waits for it before the job's code runs: ``_start_written``)."""
         if now is None:
             now = self._now()
         counters = self._counters
@@ -961,27 +889,25 @@ class JobPool:
         job._started_m = now
         job._exec_time = None
         deadline = now + job._timeout
-        if self._store is not None:
-            self._persist_start(job, now)
+        if self._journal is not None:
+            assert isinstance(job, RecordedJob)
+            self._journal.started(job, now)
         self._running.add(job)
         if deadline < self._watch_target:
             self._watch_target = self._watch_scope.deadline = deadline
 
-    @staticmethod
-    def _cancel_status(job: JobHandle[Any]) -> JobStatus:
-        return JobStatus.TIMED_OUT if job._cancel_reason == _TIMED_OUT else JobStatus.CANCELLED
-
     def _attempt_raised(self, job: JobHandle[Any], exc: Exception) -> None:
-        if job._cancel_reason is not None:
+        """An attempt of the running ``job`` raised ``exc``: retry it, or end it."""
+        reason = job._cancel_reason
+        if reason is not None:
             # The job raised while being cancelled or timed out (for example from cleanup
             # code): it ends as cancelled/timed out, with what it raised as the cause.
-            status = self._cancel_status(job)
-            self._attempt_ended(job, status, None, cause=exc)
+            self._attempt_ended(job, reason.kind.status, None, cause=exc)
             return
         policy = job._retry
         # An attempt a crash or a shutdown cut short is counted in attempts, not as a failure.
         failures = job._attempts
-        if isinstance(job, DurableJob):
+        if isinstance(job, RecordedJob):
             failures -= job._record.crashes + job._record.interrupted
         if policy is not None and not self._stopping and policy.should_retry(failures, exc):
             self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
@@ -996,13 +922,14 @@ class JobPool:
         result: Any,
         cause: BaseException | None = None,
     ) -> None:
-        """Record the end of a running attempt that ends the job with ``status``."""
+        """Record the end of a running attempt that ends the job with ``status``. A job with
+        a record must return JSON: any other value fails it with ``JobNotSerializable``."""
         counters = self._counters
         now = self._attempt_over(job)
-        if status is JobStatus.COMPLETED and self._store is not None and result is not None:
+        if status is JobStatus.COMPLETED and self._named_jobs and result is not None:
             try:
                 check_json(result, f"the result of job {job.job_id!r}")
-            except JobNotSerializable as exc:  # a durable job's result must be storable
+            except JobNotSerializable as exc:
                 status, result = JobStatus.FAILED, (exc, exc.__traceback__)
         if status is JobStatus.COMPLETED:
             counters.completed += 1
@@ -1026,14 +953,17 @@ class JobPool:
         return now
 
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
+        """The failed attempt of the running ``job`` is retried after ``delay`` seconds, in a
+        timer task of the pool's nursery (holding no worker)."""
         counters = self._counters
         self._attempt_over(job)
         counters.queued += 1
         counters.retried += 1
         job._status = _RETRYING
         job._result = exc
-        if isinstance(job, DurableJob):
-            self._persist_retry(job, exc, delay)
+        if self._journal is not None:
+            assert isinstance(job, RecordedJob)
+            self._journal.retrying(job, exc, delay)
         self._nursery.start_soon(self._retry_later, job, delay)
 
     async def _retry_later(self, job: JobHandle[Any], delay: float) -> None:
@@ -1048,15 +978,26 @@ class JobPool:
             self._place(job, bounded=False)
 
     def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        """Move a job that is no longer counted as queued or running to its final state."""
+        """A live job of this pool, no longer counted as queued or running, ends: it leaves the
+        live jobs, takes its final state, and its end is reported (``_report_end``)."""
+        live = self._live
+        del live[job._key]
+        self._finish(job, status, result, now)
+        if self._named_jobs:
+            self._report_end(job, status, result, now)
+        if not live and self._idle_event is not None:
+            self._idle_event.set()
+            self._idle_event = None
+
+    def _finish(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        """Give ``job``'s handle its final state: status, outcome, end time; keep it in the
+        history, release its arguments, wake the tasks that wait for it."""
         job._status = status
         job._result = result
         job._finished_m = now
-        key = job._key
-        live = self._live
-        del live[key]
         job._args = ()  # an ended job no longer holds on to its arguments
         if self._history_size:
+            key = job._key
             history = self._history
             history[key] = job  # an id used again: the newest job is the one found
             ended = self._ended
@@ -1065,79 +1006,27 @@ class JobPool:
                 oldest = ended.popleft()
                 if history.get(oldest._key) is oldest:
                     del history[oldest._key]
-        if self._store is not None:
-            self._persist_end(job, status, result, now)
         extra = job._extra
         if extra is not None and extra.done is not None:
             extra.done.set()
-        if not live and self._idle_event is not None:
-            self._idle_event.set()
-            self._idle_event = None
 
-    # -- the store -------------------------------------------------------------------------
+    def _report_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
+        """Hook: where the end of a job with a record goes. Here: to the journal."""
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
+        self._journal.ended(job, status, result, now)
 
-    def _persist_start(self, job: JobHandle[Any], now: float) -> None:
-        assert isinstance(job, DurableJob)
-        assert self._store is not None
-        record = job._record
-        record.status = "running"
-        record.attempts = job._attempts
-        record.started_at = self._wall(now)
-        record.retry_at = None
-        job._ticket = self._store.started(record)
+    # -- the journal -----------------------------------------------------------------------
 
-    def _persist_retry(self, job: DurableJob[Any], exc: Exception, delay: float) -> None:
-        assert self._store is not None
-        record = job._record
-        record.status = "retrying"
-        record.exec_time = job._exec_time
-        record.retry_at = time.time() + delay
-        record.error_type, record.error_message, record.error_traceback = error_fields(exc)
-        self._store.changed(record)
-
-    def _persist_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        assert isinstance(job, DurableJob)
-        assert self._store is not None
-        record = job._record
-        if status is _CANCELLED and job._cancel_reason is ABANDONED_REASON:
-            return  # its record stays running: the next pool counts a crash (see _abandon)
-        if status is _CANCELLED and job._cancel_reason == SHUTDOWN_REASON:
-            # Not the job's end, only this pool's: the next pool on the store runs it. An
-            # attempt the shutdown cut short does not count (it does not use up a retry).
-            if record.status == "running":
-                record.status = "queued"
-                record.interrupted += 1
-                self._store.changed(record)
-            return
-        record.status = status.value
-        record.finished_at = self._wall(now)
-        record.exec_time = job._exec_time
-        if status is JobStatus.COMPLETED:
-            record.result = result
-        elif status is JobStatus.FAILED:
-            record.error_type, record.error_message, record.error_traceback = error_fields(
-                result[0]
-            )
-        else:  # cancelled or timed out: the reason is enough to build the error again
-            record.error_type = (
-                f"trio_jobpool.{'JobTimeout' if status is not _CANCELLED else 'JobCancelled'}"
-            )
-            record.error_message = job._cancel_reason or "cancelled"
-            record.error_traceback = ""
-        self._store.changed(record)
-
-    async def _make_start_durable(self, job: JobHandle[Any]) -> bool:
-        """Before a job's code runs: its start must be on disk, so that a crash during the run
-        is counted against the job (and the end of the worker's previous job is on disk with
-        it: at a crash, at most one job per worker can have run without its end on record).
+    async def _start_written(self, job: JobHandle[Any]) -> bool:
+        """Before a job's code runs, wait until its start is durable (see ``_journal.py``).
         ``False`` if it must not run: the write failed (then the job ended unstarted if it was
         cancelled meanwhile, else it is queued again), or the shutdown abandoned it during the
         wait (then it is no longer the pool's, and nothing is done with it)."""
-        store = self._store
-        assert store is not None
-        assert isinstance(job, DurableJob)
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
         try:
-            await store.wait(job._ticket)
+            await self._journal.start_written(job)
         except StoreError:
             if job._status is not _RUNNING:  # abandoned meanwhile (see _abandon)
                 return False
@@ -1146,12 +1035,13 @@ class JobPool:
             else:
                 self._requeue_unstarted(job)
             return False
-        return job._status is _RUNNING  # (else abandoned meanwhile: it ended already)
+        return job._status is _RUNNING  # else abandoned meanwhile: it ended already
 
-    def _requeue_unstarted(self, job: DurableJob[Any]) -> None:
+    def _requeue_unstarted(self, job: RecordedJob[Any]) -> None:
         """Put back a job whose start could not be written, as if it had never been taken: in
-        front of the waiting jobs of its priority, queued on disk as in memory. It runs once
-        the store commits again (starts are paused meanwhile: see ``_store_result``)."""
+        front of the waiting jobs of its priority. It runs once the store commits again
+        (starts are paused meanwhile: see ``_commit_result``)."""
+        assert self._journal is not None
         counters = self._counters
         counters.running -= 1
         counters.queued += 1
@@ -1159,46 +1049,44 @@ class JobPool:
         self._running.discard(job)
         job._attempts -= 1
         job._status = _QUEUED
-        record = job._record
-        record.status = "queued"
-        record.attempts = job._attempts
-        if not job._attempts:  # never started: no start time (a retry shows this failed one)
-            job._started_m = record.started_at = None
+        self._journal.requeued(job)
+        if not job._attempts:  # never started: no start time (a retry shows its failed one)
+            job._started_m = None
             self._bounded_waiting += 1  # and a first attempt waits within the bound again
         self._waiting.push_front(job)
 
-    def _store_result(self, error: StoreError | None) -> None:
+    def _commit_result(self, error: StoreError | None) -> None:
         """The store's report of a failed commit (``error``), or of the first commit that
         succeeded after failures (``None``); called on the event loop.
 
         A failure pauses the starts of jobs (a start that cannot be written would leave the
-        job's run unrecorded) for a backoff of 0.05 s doubling to 5 s; then the deadline
-        watcher lets the workers try again, and first queues the failed updates again. A
-        success resumes the starts at once and resets the backoff. Submits are not paused:
-        each one is its own test of the store, and fails with ``StoreError`` while it fails.
+        job's run unrecorded) for the journal's backoff; then the deadline watcher lets the
+        workers try again, and first queues the failed updates again. A success resumes the
+        starts at once and resets the backoff. Submits are not paused: each one is its own
+        test of the store, and fails with ``StoreError`` while it fails.
         """
-        if self._stopping:
+        journal = self._journal
+        if self._stopping or journal is None:
             return
         if error is None:
-            self._store_backoff = _STORE_BACKOFF_MIN
-            if self._store_paused:
+            journal.recovered()
+            if self._starts_paused:
                 self._resume_starts()
             return
-        if self._store_paused:
+        if self._starts_paused:
             return
-        self._store_paused = True
-        self._store_resume_at = resume = self._now() + self._store_backoff
-        self._store_backoff = min(2 * self._store_backoff, _STORE_BACKOFF_MAX)
+        self._starts_paused = True
+        self._resume_at = resume = self._now() + journal.pause_for()
         if resume < self._watch_target:
             self._watch_target = self._watch_scope.deadline = resume
 
     def _resume_starts(self) -> None:
         """End a pause of the starts: write the failed updates again, and hand waiting jobs to
         the idle workers (their starts are the next test of the store)."""
-        self._store_paused = False
-        self._store_resume_at = _INF
-        assert isinstance(self._store, SqliteStore)
-        self._store.rewrite_failed()
+        self._starts_paused = False
+        self._resume_at = _INF
+        assert self._journal is not None
+        self._journal.retry_failed()
         while True:
             slot = self._pop_idle()
             if slot is None:
@@ -1209,24 +1097,8 @@ class JobPool:
                 return
             self._runtime.unpark(slot, job)
 
-    def _load(self, job_id: str) -> JobHandle[Any] | None:
-        """An ended job of an earlier run, read back from the store."""
-        store = self._store
-        assert store is not None
-        record = store.load(job_id)
-        if (
-            record is not None
-            and not JobStatus(record.status).ended
-            and isinstance(store, SqliteStore)
-        ):
-            # Live on disk but not here: it ended a moment ago and its end is still queued.
-            store.flush_now()
-            record = store.load(job_id)
-        if record is None or not JobStatus(record.status).ended:
-            return None
-        return self._job_from_record(record, self._key(job_id))
-
-    def _job_from_record(self, record: JobRecord, key: str | int) -> DurableJob[Any]:
+    def _job_from_record(self, record: JobRecord, key: str | int) -> RecordedJob[Any]:
+        """A handle for a stored job (to resume it, or to show an ended one)."""
         registry = self._config.registry
         fn = registry.get(record.name) if registry is not None and record.name in registry else None
         return job_from_record(
@@ -1278,7 +1150,7 @@ class JobPool:
         if job is None:
             raise JobNotFound(job_id)
         if job._status is _QUEUED:  # the common case, written out (see _cancel_job)
-            job._cancel_reason = "cancelled"
+            job._cancel_reason = CANCELLED
             counters = self._counters
             counters.queued -= 1
             counters.cancelled += 1
@@ -1290,9 +1162,12 @@ class JobPool:
                 if len(self._offers):
                     self._admit_offers()
         else:
-            self._cancel_job(job, "cancelled")
+            self._cancel_job(job, CANCELLED)
 
-    def _cancel_job(self, job: JobHandle[Any], reason: str) -> None:
+    def _cancel_job(self, job: JobHandle[Any], reason: CancelReason) -> None:
+        """Cancel the live ``job`` for ``reason``: a running job's scope is cancelled (it ends
+        when its code next reaches a checkpoint, keeping its first reason); a waiting or
+        retrying one ends ``CANCELLED`` now."""
         status = job._status
         if status is _RUNNING:
             if job._cancel_reason is None:
@@ -1347,8 +1222,10 @@ class JobPool:
             raise JobNotFound(job_id)
         key = self._key(job_id)
         job = self._live.get(key) or self._history.get(key)
-        if job is None and self._store is not None:
-            job = self._load(job_id)
+        if job is None and self._journal is not None:
+            record = self._journal.load_ended(job_id)
+            if record is not None:
+                job = self._job_from_record(record, key)
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -1374,7 +1251,7 @@ class JobPool:
         Raises:
             TypeError, ValueError: ``limit`` is not an ``int >= 0``.
         """
-        _check_count("limit", limit, 0)
+        check_count("limit", limit, 0)
         jobs = sorted(self._running, key=_started_m)[:limit]
         if len(jobs) < limit:
             for job in self._live_newest_first():
@@ -1412,18 +1289,35 @@ class JobPool:
         return self._max_workers
 
     @property
-    def store(self) -> Store | RedisStore | None:
-        """The pool's store (a :class:`SqliteStore` or a :class:`RedisStore`), or ``None`` for a
-        pool in memory."""
-        return self._store if self._store is not None else self._config.distributed
+    def store(self) -> NamedStore | None:
+        """The pool's store (a :class:`SqliteStore` or a :class:`RedisStore`, or any other
+        ``Store`` it was given), or ``None`` for a pool in memory."""
+        return None if self._journal is None else self._journal.store
 
     @property
     def closed(self) -> bool:
         """Whether the pool has stopped accepting jobs."""
         return self._closed
 
+    # -- for the handles (JobOwner) --------------------------------------------------------
+
     def _wall(self, monotonic: float) -> float:
         return self._wall_offset + monotonic
+
+    def _name_of(self, fn: Callable[..., Awaitable[Any]]) -> str | None:
+        registry = self._config.registry
+        if registry is None:
+            return None
+        try:
+            return registry.name_of(fn)
+        except JobNotRegistered:
+            return None
+
+    def _new_event(self) -> EventLike:
+        return self._runtime.Event()
+
+    async def _checkpoint(self) -> None:
+        await self._runtime.checkpoint()
 
     # -- resizing, joining, stopping -------------------------------------------------------
 
@@ -1439,7 +1333,7 @@ class JobPool:
             TypeError: not an ``int``.
             PoolClosed: the pool is stopping or stopped.
         """
-        _check_count("max_workers", max_workers, 1)
+        check_count("max_workers", max_workers, 1)
         if self._stopping:
             raise PoolClosed(f"cannot resize to {max_workers}: the pool is stopping")
         self._max_workers = max_workers
@@ -1509,12 +1403,12 @@ class JobPool:
             TypeError: a ``timeout`` that is not a number.
         """
         self._refuse_inside_own_job("stop()")
-        seconds = self._config.shutdown_timeout if timeout is None else _seconds("timeout", timeout)
+        limit = self._config.shutdown_timeout if timeout is None else seconds("timeout", timeout)
         self.close()
         if drain and not self._stopping:
             try:
                 with self._runtime.CancelScope() as scope:
-                    scope.deadline = self._now() + seconds
+                    scope.deadline = self._now() + limit
                     await self._drain()
             finally:
                 self._shut_down()
@@ -1530,12 +1424,12 @@ class JobPool:
         """What ``stop(drain=True)`` waits for before it cancels the rest."""
         await self.join()
 
-    def _blocking_wait(self, target: JobHandle[Any] | None) -> bool:
+    def _begin_wait(self, target: JobHandle[Any] | None) -> bool:
         """Before the current task waits on ``target`` (a job of this pool; ``None``: room in
         this pool, for a submit). ``True``: the task is the own task of a running job of the
-        pool, now counted as blocked; the caller takes it off (``_blocked -= 1``) once the
-        wait is over. ``False``: anyone else (a task the job started does not count: the job
-        itself may go on), or a distributed pool (other processes may run what it waits for).
+        pool, now counted as blocked; the caller calls ``_end_wait`` once the wait is over.
+        ``False``: anyone else (a task the job started does not count: the job itself may go
+        on), or a pool with a shared queue (other processes may run what it waits for).
 
         Invariant: ``_blocked`` counts the running jobs whose own task waits so. When every
         worker is busy (``running >= max_workers``) and every running job waits so, no worker
@@ -1547,10 +1441,10 @@ class JobPool:
             RuntimeError: the wait would complete that deadlock (or ``target`` is the job
                 itself). The waits already under way go on.
         """
-        if self._distributed:
+        if self._shared_queue:
             return False
         current = _current_job.get()
-        if current is None or current._pool is not self or current._status is not _RUNNING:
+        if current is None or current._owner is not self or current._status is not _RUNNING:
             return False
         if self._runtime.current_task() not in self._worker_task_set:
             return False
@@ -1569,9 +1463,13 @@ class JobPool:
         self._blocked += 1
         return True
 
+    def _end_wait(self) -> None:
+        """A wait that ``_begin_wait`` counted is over."""
+        self._blocked -= 1
+
     def _refuse_inside_own_job(self, what: str) -> None:
         current = _current_job.get()
-        if current is not None and current._pool is self and current._status is _RUNNING:
+        if current is not None and current._owner is self and current._status is _RUNNING:
             raise RuntimeError(
                 f"{what} called from inside job {current.job_id!r} of the same pool "
                 "would wait for itself"
@@ -1585,7 +1483,7 @@ class JobPool:
             self._abandon_at = self._now() + self._config.shutdown_grace
             self._no_more_workers.set()
             for job in list(self._live.values()):
-                self._cancel_job(job, SHUTDOWN_REASON)
+                self._cancel_job(job, SHUTDOWN)
             idle, self._idle = self._idle, []
             for slot in idle:
                 if not slot.abandoned:
@@ -1595,8 +1493,15 @@ class JobPool:
         if self._worker_tasks == 0:
             self._workers_gone.set()
 
-    def _progressed(self, job: DurableJob[Any]) -> None:
-        """A distributed pool's job reported progress (see ``DurableJob.set_progress``)."""
+    def _progressed(self, job: RecordedJob[Any]) -> None:
+        """Hook (``JobOwner``): a live job with a record reported progress. Here: to the
+        journal."""
+        if self._journal is not None:
+            self._journal.progressed(job)
+
+    async def _start_services(self, nursery: TaskGroupLike) -> None:
+        """Hook: start the pool's own service tasks in its ``nursery``, once the workers'
+        group is open and before any worker exists (a distributed pool has some)."""
 
     def _after_stop(self) -> None:
         """Once stopped: end the pool's own service tasks (a distributed pool has some)."""
@@ -1634,7 +1539,7 @@ class JobPool:
                 "" if not self._named_jobs else ", and stays running in the store",
             )
             self._abandoned_ids.append(job.job_id)
-            job._cancel_reason = ABANDONED_REASON
+            job._cancel_reason = ABANDONED
             job._scope = None
             self._attempt_over(job)
             self._end_abandoned(job)
@@ -1646,183 +1551,4 @@ class JobPool:
         to the store: its record stays ``running``, so the next pool on the file counts a
         crash and runs it again."""
         self._counters.cancelled += 1
-        self._end(job, _CANCELLED, NO_CAUSE, self._now())  # (_persist_end writes nothing)
-
-
-def open_job_pool(
-    max_workers: int = 10,
-    queue_size: int = 100,
-    *,
-    job_timeout: float | None = 1800.0,
-    shutdown_timeout: float | None = 30.0,
-    max_pending: int | None = 0,
-    retry: RetryPolicy | None = None,
-    history: int = 10_000,
-    store: object = None,
-    registry: JobRegistry | None = None,
-    shutdown_grace: float | None = 1.0,
-) -> AbstractAsyncContextManager[JobPool]:
-    """Open a job pool for the duration of an ``async with`` block.
-
-    The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
-    the block; its workers, and so every running job, are tasks of a task group of their own,
-    for which a task of that nursery stands (see ``JobPool._host_workers``): the block does not
-    end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
-    seconds (see :meth:`JobPool.stop`). Leaving the block normally is
-    ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every
-    job at once and re-raises that exception itself, not wrapped in an exception group.
-
-    Args:
-        max_workers: jobs that run at once (>= 1).
-        queue_size: jobs that may wait beyond those idle workers take (>= 0).
-        job_timeout: default per-job timeout in seconds, from the job's start; ``None``: none.
-        shutdown_timeout: how long leaving the block (or ``stop()``) lets jobs finish before
-            cancelling them; ``None``: no limit.
-        shutdown_grace: how long the shutdown then waits for the cancelled jobs to end
-            before it abandons those still running (jobs that shield themselves from
-            cancellation or catch it; see ``JobPool.stop``); ``None``: wait for them forever.
-        max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
-        retry: the default :class:`RetryPolicy`; ``None``: no retries.
-        history: how many ended jobs ``get`` can still find (>= 0).
-        store: ``None`` (in memory), ``"sqlite:///path/jobs.db"`` or a :class:`SqliteStore`:
-            every accepted job is written to the store before ``submit`` returns, and the
-            next pool on the same store resumes what a crash left (see docs/durability.md).
-            A store needs a ``registry``, and room for at least one waiting job.
-        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name. With
-            a store, only registered functions with JSON arguments can be submitted.
-
-    Raises:
-        ValueError, TypeError: bad arguments (raised here, before any task starts).
-        RuntimeError: entered outside Trio or asyncio.
-    """
-    the_store = _open_store(store)
-    local_store = the_store if isinstance(the_store, SqliteStore) else None
-    distributed = None if isinstance(the_store, SqliteStore) else the_store
-    _check_count("max_workers", max_workers, 0 if distributed is not None else 1)
-    _check_count("queue_size", queue_size, 0)
-    _check_count("max_pending", max_pending, 0, allow_none=True)
-    _check_count("history", history, 0)
-    if retry is not None and not isinstance(retry, RetryPolicy):
-        raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
-    if registry is not None and not isinstance(registry, JobRegistry):
-        raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
-    if the_store is not None:
-        if registry is None:
-            raise ValueError(f"a pool on {the_store.url} needs a registry: it stores jobs by name")
-        if max_pending is not None and queue_size + max_pending < 1:
-            raise ValueError(
-                f"a pool on {the_store.url} needs queue_size + max_pending >= 1: a job is "
-                "written to the store before a worker may take it"
-            )
-    config = _Config(
-        max_workers=max_workers,
-        queue_size=queue_size,
-        job_timeout=_seconds("job_timeout", job_timeout),
-        shutdown_timeout=_seconds("shutdown_timeout", shutdown_timeout),
-        shutdown_grace=_seconds("shutdown_grace", shutdown_grace),
-        max_pending=max_pending,
-        retry=retry,
-        history=history,
-        registry=registry,
-        store=local_store,
-        distributed=distributed,
-    )
-    return _run_pool(config)
-
-
-def _open_store(store: object) -> SqliteStore | RedisStore | None:
-    """The store named by ``open_job_pool``'s ``store=`` argument."""
-    if store is None or store == "memory://":
-        return None
-    if isinstance(store, str):
-        if store.startswith("sqlite:///"):
-            return SqliteStore.from_url(store)
-        if store.startswith(("redis://", "rediss://")):
-            return RedisStore.from_url(store)
-        raise ValueError(
-            f"store {store!r} is not supported: use None, 'memory://', 'sqlite:///path' "
-            "or 'redis://host:port/db'"
-        )
-    if isinstance(store, SqliteStore | RedisStore):
-        return store
-    raise TypeError(f"store must be None, a URL, a SqliteStore or a RedisStore, got {store!r}")
-
-
-@asynccontextmanager
-async def _run_pool(config: _Config) -> AsyncIterator[JobPool]:
-    if config.distributed is None:
-        async with _pool_block(config, None) as pool:
-            yield pool
-        return
-    # The client's own task group wraps what leaves the block in an exception group: take the
-    # block's exception out again (see _pool_block).
-    body_error: BaseException | None = None
-    single: BaseException | None = None
-    try:
-        async with config.distributed._connect() as queue:
-            try:
-                async with _pool_block(config, queue) as pool:
-                    yield pool
-            except BaseException as exc:
-                body_error = exc
-                raise
-    except BaseExceptionGroup as group:
-        single = _lone_error(group, body_error)
-        if single is None or single is not body_error:
-            raise
-    if single is not None:
-        raise single
-
-
-@asynccontextmanager
-async def _pool_block(config: _Config, queue: Any) -> AsyncIterator[JobPool]:
-    """The pool's nursery and its life; ``queue``: a distributed pool's (else ``None``)."""
-    runtime = current_runtime()
-    pool: JobPool | None = None
-    single: BaseException | None = None
-    body_error: BaseException | None = None
-    store = config.store
-    close_error: StoreError | None = None
-    recovered = [] if store is None else await store.open()
-    try:
-        async with runtime.open_task_group() as nursery:
-            if queue is None:
-                pool = JobPool(config, runtime, nursery)
-                await pool._open_workers_group(nursery)
-            else:
-                from ._distributed import DistributedPool
-
-                assert config.distributed is not None
-                pool = DistributedPool(config, runtime, nursery, config.distributed, queue)
-                # (before the link starts: its first trip claims for the idle workers)
-                await pool._open_workers_group(nursery)
-                await nursery.start(pool._serve)
-            nursery.start_soon(pool._watch_deadlines)
-            pool._recover(recovered)
-            pool._spawn_workers(config.max_workers)
-            try:
-                yield pool
-            except BaseException as exc:
-                body_error = exc
-                pool._abort()
-                raise
-            await pool.stop(drain=True)
-            pool._after_stop()
-    except BaseExceptionGroup as group:
-        single = _lone_error(group, body_error)
-        if single is None:
-            raise
-    finally:
-        if pool is not None:  # whatever way the nursery ended, no job is left live
-            pool._shut_down()
-            await pool._final_flush()
-        if store is not None:
-            try:
-                await store.aclose()  # shielded: what was queued gets written
-            except StoreError as exc:  # raised below unless another exception is on its way
-                close_error = exc
-    if single is not None:
-        # Re-raised outside the except block, so it does not get the group as its context.
-        raise single
-    if close_error is not None:
-        raise close_error
+        self._end(job, _CANCELLED, NO_CAUSE, self._now())

@@ -3,7 +3,9 @@
 Under Trio the pool uses Trio's own nursery, cancel scopes and low-level parking (measured about
 twice as fast as AnyIO's wrappers on Trio). Under asyncio it uses AnyIO for what needs structured
 semantics (the task group and cancel scopes) and plain futures for parking. Everything else in the
-package is written once, against :class:`Runtime`.
+package is written once, against the abstract :class:`Runtime`; :func:`current_runtime` selects
+the implementation once per pool (when it opens), and the pool hands that one object to
+whatever needs the backend (its store included).
 
 Parking is the pool's only hand-off mechanism: a task that must wait (an idle worker, a submitter
 facing a full queue) parks on a :class:`Slot`; whoever has something for it calls
@@ -20,6 +22,7 @@ import asyncio
 import contextvars
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
@@ -60,6 +63,7 @@ class TaskGroupLike(Protocol):
     @property
     def cancel_scope(self) -> Any: ...
     def start_soon(self, func: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
+    async def start(self, func: Callable[..., Awaitable[Any]], *args: Any) -> Any: ...
 
 
 class EventLike(Protocol):
@@ -123,60 +127,69 @@ one recently enough" optimisation Trio's maintainers proposed for Trio itself
 """
 
 
-class Runtime:
-    """Backend primitives, and the pacing of ``submit``'s schedule points; one per pool."""
+class Runtime(ABC):
+    """Backend primitives, and the pacing of ``submit``'s schedule points; one per pool.
+
+    Made inside the running event loop (by :func:`current_runtime`), and bound to it.
+    """
 
     name: str
+    call_soon: Callable[..., object]
+    """``call_soon(fn, *args)``, from the loop's own thread: run ``fn(*args)`` in the loop
+    after the tasks that are ready now."""
+    call_soon_threadsafe: Callable[..., object]
+    """As ``call_soon``, from any other thread."""
     open_task_group: Callable[[], AbstractAsyncContextManager[Any]]
     CancelScope: Callable[..., CancelScopeLike]
     Event: Callable[[], EventLike]
     checkpoint: Callable[[], Awaitable[None]]
     cancelled_exc: type[BaseException]
+    checkpoint_before: Callable[[], Awaitable[None]]
+    """The first half of a checkpoint that may end without blocking (see ``submit``)."""
+    schedule_point: Callable[[], Awaitable[None]]
+    """Yield to the scheduler without being a cancel point (the operation is done)."""
+    sleep: Callable[[float], Awaitable[None]]
+    """Sleep for a number of seconds (``math.inf``: until cancelled)."""
 
+    @abstractmethod
     def clock(self) -> Callable[[], float]:
         """The fastest way to read the current run's clock (Trio's may be a MockClock)."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
-    async def checkpoint_before(self) -> None:
-        """The first half of a checkpoint that may end without blocking (see ``submit``)."""
-        raise NotImplementedError  # pragma: no cover - overridden
-
+    @abstractmethod
     def yield_due(self) -> bool:
         """Whether an operation that did not block must still yield now (and then it will:
         the pacing clock restarts). See :data:`SCHEDULE_INTERVAL`."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
-    async def schedule_point(self) -> None:
-        """Yield to the scheduler without being a cancel point (the operation is done)."""
-        raise NotImplementedError  # pragma: no cover - overridden
-
+    @abstractmethod
     async def park(self, slot: Slot) -> Any:
         """Wait until :meth:`unpark` hands this slot a value, and return it."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
+    @abstractmethod
     def unpark(self, slot: Slot, value: object) -> None:
         """Hand ``value`` to the task parked on ``slot`` (which must not be abandoned)."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
+    @abstractmethod
     async def park_shielded(self, slot: Slot) -> Any:
         """As :meth:`park`, but a cancellation does not end the wait: the task waits for its
         value all the same, and the cancellation is delivered at its next checkpoint. For
         waits that must not be abandoned half-way (a write to a store that may already be
         on disk), and that are short. The value comes with :meth:`unpark_shielded`."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
     def unpark_shielded(self, slot: Slot, value: object) -> None:
         """Hand ``value`` to the task in :meth:`park_shielded` on ``slot``."""
         self.unpark(slot, value)
 
-    async def sleep(self, seconds: float) -> None:
-        raise NotImplementedError  # pragma: no cover - overridden
-
+    @abstractmethod
     def outer_cancelled(self) -> bool:
         """Whether a cancel scope around the current point is cancelled."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
-    def forget_stray_cancel(self) -> None:
+    def forget_stray_cancel(self) -> None:  # noqa: B027 - a no-op where there are none (Trio)
         """Undo a native cancel request on the current task that no cancel scope made."""
 
     def stray_cancel_check(self) -> Callable[[], int] | None:
@@ -184,14 +197,16 @@ class Runtime:
         (on asyncio, ``task.cancelling``); ``None`` where there is no such thing (Trio)."""
         return None
 
-    async def absorb_stray_cancel(self) -> None:
+    async def absorb_stray_cancel(self) -> None:  # noqa: B027 - a no-op where there are none
         """Take delivery of a pending cancel request that no cancel scope made (see
         ``_AsyncioRuntime``); do nothing if a cancel scope around is cancelled."""
 
+    @abstractmethod
     def current_task(self) -> object:
         """The running task (Trio's ``Task``, or the ``asyncio.Task``)."""
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
+    @abstractmethod
     def spawn_detached(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
         """Run ``fn()`` in a task that no task group of the caller waits for, in a copy of
         the caller's context. ``fn`` must not raise anything but a cancellation of its own
@@ -202,7 +217,7 @@ class Runtime:
         ``asyncio.run`` at its end). The one user: the host of a pool's workers, which the
         pool stops waiting for when a job ignores its cancellation (see docs/design.md).
         """
-        raise NotImplementedError  # pragma: no cover - overridden
+        raise NotImplementedError
 
 
 class _TrioRuntime(Runtime):
@@ -214,12 +229,15 @@ class _TrioRuntime(Runtime):
         self.Event = trio.Event
         self.checkpoint = trio.lowlevel.checkpoint
         self.cancelled_exc = trio.Cancelled
+        self.call_soon = self.call_soon_threadsafe = (
+            trio.lowlevel.current_trio_token().run_sync_soon
+        )
         # Trio's own checkpoint protocol, as in trio.MemorySendChannel.send: a cancel point
         # first (free when not cancelled), a schedule point once the operation is done.
-        self.checkpoint_before = trio.lowlevel.checkpoint_if_cancelled  # type: ignore[method-assign]
-        self.schedule_point = trio.lowlevel.cancel_shielded_checkpoint  # type: ignore[method-assign]
+        self.checkpoint_before = trio.lowlevel.checkpoint_if_cancelled
+        self.schedule_point = trio.lowlevel.cancel_shielded_checkpoint
         self._last_yield = 0.0
-        self.sleep = trio.sleep  # type: ignore[method-assign]
+        self.sleep = trio.sleep
 
     def clock(self) -> Callable[[], float]:
         return trio.lowlevel.current_clock().current_time
@@ -279,6 +297,9 @@ class _AsyncioRuntime(Runtime):
         self.Event = anyio.Event
         self.checkpoint = anyio.lowlevel.checkpoint
         self.cancelled_exc = asyncio.CancelledError
+        loop = asyncio.get_running_loop()
+        self.call_soon = loop.call_soon
+        self.call_soon_threadsafe = loop.call_soon_threadsafe
         self._last_yield = 0.0
 
     def yield_due(self) -> bool:

@@ -38,7 +38,8 @@ import anyio.lowlevel
 import trio
 
 from ._errors import StoreError
-from ._pool import JobPool, open_job_pool
+from ._open import open_job_pool
+from ._pool import JobPool
 from ._registry import JobRegistry
 from .cli import EXIT_BAD_INPUT, EXIT_FAILED, CliError, write_line
 

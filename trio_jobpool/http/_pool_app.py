@@ -21,7 +21,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from .._pool import JobPool, open_job_pool
+from .._open import open_job_pool
+from .._pool import JobPool
 from .._registry import JobRegistry
 from .._retry import RetryPolicy
 from ._input import ApiError

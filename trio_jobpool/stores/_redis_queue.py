@@ -37,36 +37,48 @@ has it, or has a newer one: the script refuses with an error that :class:`RedisQ
 
 from __future__ import annotations
 
+import functools
 import json
 import secrets
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-import coredis
-import coredis.exceptions
+if TYPE_CHECKING:
+    import coredis
 
 __all__ = [
     "DUPLICATE",
     "FULL",
     "MAX_PRIORITY",
-    "REDIS_ERRORS",
     "Claimed",
     "Fields",
     "QueueLost",
     "QueueStats",
     "RedisQueue",
     "never_sent",
+    "redis_errors",
 ]
 
-REDIS_ERRORS = (coredis.exceptions.RedisError, OSError, TimeoutError)
-"""What a lost or unreachable Redis raises: a command that fails with one of these is retried
-later (ends, leases) or reported as a :class:`StoreError` (submits)."""
+
+@functools.cache
+def redis_errors() -> tuple[type[BaseException], ...]:
+    """What a lost or unreachable Redis raises: a command that fails with one of these is
+    retried later (ends, leases) or reported as a :class:`StoreError` (submits).
+
+    coredis (the ``redis`` extra) is imported here, on first use, not with the package: this
+    module is imported by every pool, and only a pool on Redis needs coredis.
+    """
+    import coredis.exceptions
+
+    return (coredis.exceptions.RedisError, OSError, TimeoutError)
 
 
 def never_sent(exc: BaseException) -> bool:
-    """Whether the command that raised ``exc`` (one of :data:`REDIS_ERRORS`) surely never
+    """Whether the command that raised ``exc`` (one of :func:`redis_errors`) surely never
     reached Redis: no connection could be made. Anything else (a timeout, a connection lost
     while sending or waiting for the answer) leaves it unknown whether the command ran."""
+    import coredis.exceptions
+
     if isinstance(exc, ConnectionRefusedError):
         return True
     return isinstance(exc, coredis.exceptions.ConnectionError) and str(exc).startswith(
@@ -82,7 +94,7 @@ _LOST_CODE: Final = "JOBPOOL_QUEUE_LOST"  # the error the scripts answer with a 
 class QueueLost(Exception):
     """Redis no longer has the queue this process was working on: its epoch key is gone or
     is another one (Redis restarted without persistence, was flushed, or evicted the key).
-    Not one of :data:`REDIS_ERRORS`: retrying the same call cannot succeed.
+    Not one of :func:`redis_errors`: retrying the same call cannot succeed.
 
     Attributes:
         epoch: the epoch the refused call was made in.
@@ -631,6 +643,8 @@ class RedisQueue:
         """The server's ``maxmemory-policy``, or ``None`` if it does not say (CONFIG may be
         forbidden or renamed, as on many managed services; a cluster client cannot route it
         to one node)."""
+        import coredis.exceptions
+
         try:
             reply: Any = await self.client.config_get(["maxmemory-policy"])
         except (coredis.exceptions.ResponseError, coredis.exceptions.RedisClusterError):
@@ -649,6 +663,8 @@ class RedisQueue:
         Raises:
             QueueLost: Redis no longer has the queue (a script's epoch check).
         """
+        import coredis.exceptions
+
         keys = self._keys
         try:
             try:

@@ -12,12 +12,10 @@ import math
 import urllib.parse
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .._errors import StoreError
-
-if TYPE_CHECKING:
-    from ._redis_queue import RedisQueue
+from ._redis_queue import RedisQueue, redis_errors
 
 __all__ = ["RedisStore"]
 
@@ -137,7 +135,6 @@ class RedisStore:
             raise ImportError(
                 f"a pool on {self.url} needs coredis: pip install 'trio-jobpool[redis]'"
             ) from exc
-        from ._redis_queue import REDIS_ERRORS, RedisQueue
 
         # No retries by coredis (its default retries a timed-out command twice, tripling the
         # timeout, and sends a write again that may have run): the pool's link and keeper
@@ -175,7 +172,7 @@ class RedisStore:
                     await client.ping()
                     queue = RedisQueue(client, self.queue)
                     await queue.keep_ended(self.keep_ended)
-                except REDIS_ERRORS as exc:
+                except redis_errors() as exc:
                     error = StoreError(f"cannot reach Redis at {self.url}: {exc}")
                     raise error from exc
                 yield queue

@@ -18,9 +18,12 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from collections.abc import Iterator
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Final, Generic, Protocol, TypeVar
 
-__all__ = ["PriorityBuckets"]
+from ._job import JobHandle, JobStatus
+from ._runtime import Slot
+
+__all__ = ["Offer", "Offers", "PriorityBuckets", "WaitingJobs"]
 
 
 class _Prioritised(Protocol):
@@ -129,3 +132,31 @@ class PriorityBuckets(Generic[T]):
         self._priorities = sorted(self._buckets)
         self._size = sum(len(bucket) for bucket in self._buckets.values())
         self._dead = 0
+
+
+_QUEUED: Final = JobStatus.QUEUED
+
+
+class WaitingJobs(PriorityBuckets[JobHandle[Any]]):
+    """The jobs waiting for a worker; a job is alive here while it is ``QUEUED``."""
+
+    def _alive(self, item: JobHandle[Any]) -> bool:
+        return item._status is _QUEUED
+
+
+class Offer:
+    """A submission waiting for room; not yet accepted. Its submitter is parked on ``slot``."""
+
+    __slots__ = ("_priority", "job", "slot")
+
+    def __init__(self, job: JobHandle[Any]) -> None:
+        self.job = job
+        self._priority = job._priority
+        self.slot = Slot()
+
+
+class Offers(PriorityBuckets[Offer]):
+    """Blocked submissions, best first; an offer is alive until its submitter gives up."""
+
+    def _alive(self, item: Offer) -> bool:
+        return not item.slot.abandoned

@@ -1,4 +1,5 @@
-"""Jobs of a pool with a durable store: their record, and the conversions to and from it."""
+"""The record codec: a job's :class:`JobRecord` to and from its handle, its retry policy and
+its error, and a Redis hash to a record. Used by every pool that keeps records (SQLite, Redis)."""
 
 from __future__ import annotations
 
@@ -8,68 +9,27 @@ import json
 import time
 import traceback
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from ._errors import JobFailed, JobNotRegistered
-from ._job import JobHandle, JobStatus, Unbuilt
+from ._job import CancelKind, CancelReason, JobHandle, JobOwner, JobStatus, RecordedJob, Unbuilt
 from ._retry import RetryPolicy
 from .stores._base import JobRecord
 
-if TYPE_CHECKING:
-    from ._pool import JobPool
-
 __all__ = [
-    "DurableJob",
     "apply_end",
     "apply_run",
     "error_fields",
+    "ended_outcome",
+    "job_from_record",
     "policy_from_json",
     "policy_to_json",
     "record_from_fields",
     "unregistered",
+    "wall_clock_converter",
 ]
 
 T = TypeVar("T")
-
-SHUTDOWN_REASON = "cancelled by the pool's shutdown"
-
-
-class DurableJob(JobHandle[T]):
-    """A job of a pool with a store: the handle plus the record the store keeps of it."""
-
-    __slots__ = ("_record", "_ticket")
-
-    def __init__(
-        self,
-        pool: JobPool,
-        key: str | int,
-        fn: Callable[..., Awaitable[T]],
-        args: tuple[Any, ...],
-        priority: int,
-        timeout: float,
-        retry: RetryPolicy | None,
-        record: JobRecord,
-    ) -> None:
-        super().__init__(pool, key, fn, args, priority, timeout, retry)
-        self._record = record
-        self._ticket = 0  # the store's ticket for the write of its latest start
-
-    @property
-    def name(self) -> str:
-        return self._record.name
-
-    def set_progress(self, fraction: float, message: str | None = None) -> None:
-        super().set_progress(fraction, message)
-        record = self._record
-        record.progress = float(fraction)
-        record.progress_message = message
-        pool = self._pool
-        if self._status.ended:
-            return
-        if pool._store is not None:
-            pool._store.progressed(record)
-        elif pool._distributed:
-            pool._progressed(self)
 
 
 def policy_to_json(policy: RetryPolicy | None) -> dict[str, Any] | None:
@@ -131,18 +91,18 @@ def error_fields(error: BaseException) -> tuple[str, str, str]:
 
 
 def job_from_record(
-    pool: JobPool,
+    owner: JobOwner,
     record: JobRecord,
     fn: Callable[..., Awaitable[Any]] | None,
     key: str | int,
     default_timeout: float,
     default_retry: RetryPolicy | None,
     wall_to_monotonic: Callable[[float], float],
-) -> DurableJob[Any]:
+) -> RecordedJob[Any]:
     """A handle for a stored job (live: to resume; ended: read back by ``get``)."""
     timeout = default_timeout if record.timeout is None else record.timeout
-    job: DurableJob[Any] = DurableJob(
-        pool,
+    job: RecordedJob[Any] = RecordedJob(
+        owner,
         key,
         fn if fn is not None else unregistered(record.name),
         tuple(record.args),
@@ -177,25 +137,30 @@ def apply_end(
     job: JobHandle[Any], record: JobRecord, wall_to_monotonic: Callable[[float], float]
 ) -> None:
     """Give ``job`` the end ``record`` stores: status, outcome, and the latest timings."""
-    status = JobStatus(record.status)
     apply_run(job, record, wall_to_monotonic)
-    job._status = status
+    job._status, job._result = ended_outcome(job, record)
     job._args = ()
+
+
+def ended_outcome(job: JobHandle[Any], record: JobRecord) -> tuple[JobStatus, Any]:
+    """The final status and result (as a handle keeps them) of the ended job ``record``
+    stores; a cancelled or timed-out one also gets its cancel reason."""
+    status = JobStatus(record.status)
     if status is JobStatus.COMPLETED:
-        job._result = record.result
-    elif status is JobStatus.FAILED:
+        return status, record.result
+    if status is JobStatus.FAILED:
         error = JobFailed(
             record.job_id,
             record.error_type or "Exception",
             record.error_message or "",
             record.error_traceback or "",
         )
-        job._result = (error, None)
+        return status, (error, None)
+    if status is JobStatus.TIMED_OUT:
+        job._cancel_reason = CancelReason(CancelKind.TIMEOUT, "timed out")
     else:
-        job._cancel_reason = record.error_message or None
-        if status is JobStatus.TIMED_OUT:
-            job._cancel_reason = "timed out"
-        job._result = Unbuilt(None)
+        job._cancel_reason = CancelReason(CancelKind.REQUEST, record.error_message or "cancelled")
+    return status, Unbuilt(None)
 
 
 def record_from_fields(job_id: str, fields: dict[str, str]) -> JobRecord:

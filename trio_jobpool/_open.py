@@ -1,0 +1,240 @@
+"""Assembly: :func:`open_job_pool`, the one switch from a store (or its URL) to a kind of pool.
+
+This is the one module that names the concrete stores and pools: a pool in memory or with a
+local :class:`~trio_jobpool.stores._base.Store` (any implementation: SQLite is the one shipped)
+is a :class:`JobPool` with a :class:`Journal`; a :class:`RedisStore` makes a
+:class:`DistributedPool`, whose waiting jobs live in Redis. The runtime (backend) is selected here,
+once per pool, and handed to whatever needs it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Final
+
+from ._config import PoolConfig
+from ._distributed import DistributedPool
+from ._errors import StoreError
+from ._excgroups import lone_error
+from ._journal import Journal
+from ._pool import JobPool
+from ._registry import JobRegistry
+from ._retry import RetryPolicy
+from ._runtime import Runtime, TaskGroupLike, current_runtime
+from ._validate import check_count, seconds
+from .stores._base import JobRecord, Store
+from .stores.redis import RedisStore
+from .stores.sqlite import SqliteStore
+
+__all__ = ["open_job_pool", "open_store"]
+
+# The one scheme switch: a store URL's scheme -> the store it names.
+_SCHEMES: Final[dict[str, Callable[[str], Store | RedisStore]]] = {
+    "sqlite": SqliteStore.from_url,
+    "redis": RedisStore.from_url,
+    "rediss": RedisStore.from_url,
+}
+
+
+def open_job_pool(
+    max_workers: int = 10,
+    queue_size: int = 100,
+    *,
+    job_timeout: float | None = 1800.0,
+    shutdown_timeout: float | None = 30.0,
+    max_pending: int | None = 0,
+    retry: RetryPolicy | None = None,
+    history: int = 10_000,
+    store: object = None,
+    registry: JobRegistry | None = None,
+    shutdown_grace: float | None = 1.0,
+) -> AbstractAsyncContextManager[JobPool]:
+    """Open a job pool for the duration of an ``async with`` block.
+
+    The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
+    the block; its workers, and so every running job, are tasks of a task group of their own,
+    for which a task of that nursery stands (see ``JobPool._host_workers``): the block does not
+    end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
+    seconds (see :meth:`JobPool.stop`). Leaving the block normally is
+    ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every
+    job at once and re-raises that exception itself, not wrapped in an exception group.
+
+    Args:
+        max_workers: jobs that run at once (>= 1).
+        queue_size: jobs that may wait beyond those idle workers take (>= 0).
+        job_timeout: default per-job timeout in seconds, from the job's start; ``None``: none.
+        shutdown_timeout: how long leaving the block (or ``stop()``) lets jobs finish before
+            cancelling them; ``None``: no limit.
+        shutdown_grace: how long the shutdown then waits for the cancelled jobs to end
+            before it abandons those still running (jobs that shield themselves from
+            cancellation or catch it; see ``JobPool.stop``); ``None``: wait for them forever.
+        max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
+        retry: the default :class:`RetryPolicy`; ``None``: no retries.
+        history: how many ended jobs ``get`` can still find (>= 0).
+        store: ``None`` (in memory); ``"sqlite:///path/jobs.db"``, a :class:`SqliteStore`
+            or any other object that implements the ``Store`` protocol
+            (``trio_jobpool.stores.Store``): every accepted job is written to the store
+            before ``submit`` returns, and the next pool on the same store resumes what a
+            crash left (see docs/durability.md); ``"redis://..."`` or a :class:`RedisStore`:
+            a distributed pool (see docs/distributed.md). A store needs a ``registry``, and
+            room for at least one waiting job.
+        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name. With
+            a store, only registered functions with JSON arguments can be submitted.
+
+    Raises:
+        ValueError, TypeError: bad arguments (raised here, before any task starts).
+        RuntimeError: entered outside Trio or asyncio.
+    """
+    the_store = open_store(store)
+    distributed = isinstance(the_store, RedisStore)
+    check_count("max_workers", max_workers, 0 if distributed else 1)
+    check_count("queue_size", queue_size, 0)
+    check_count("max_pending", max_pending, 0, allow_none=True)
+    check_count("history", history, 0)
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+    if registry is not None and not isinstance(registry, JobRegistry):
+        raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
+    if the_store is not None:
+        if registry is None:
+            raise ValueError(f"a pool on {the_store.url} needs a registry: it stores jobs by name")
+        if max_pending is not None and queue_size + max_pending < 1:
+            raise ValueError(
+                f"a pool on {the_store.url} needs queue_size + max_pending >= 1: a job is "
+                "written to the store before a worker may take it"
+            )
+    config = PoolConfig(
+        max_workers=max_workers,
+        queue_size=queue_size,
+        job_timeout=seconds("job_timeout", job_timeout),
+        shutdown_timeout=seconds("shutdown_timeout", shutdown_timeout),
+        shutdown_grace=seconds("shutdown_grace", shutdown_grace),
+        max_pending=max_pending,
+        retry=retry,
+        history=history,
+        registry=registry,
+    )
+    if isinstance(the_store, RedisStore):
+        return _distributed_pool(config, the_store)
+    return _local_pool(config, the_store)
+
+
+def open_store(store: object) -> Store | RedisStore | None:
+    """The store named by ``open_job_pool``'s ``store=`` argument: ``None`` (or
+    ``"memory://"``) for none, a URL whose scheme names a store, or a store object.
+
+    Raises:
+        ValueError: a URL of no supported scheme (or a malformed one).
+        TypeError: neither a URL nor a store.
+    """
+    if store is None or store == "memory://":
+        return None
+    if isinstance(store, str):
+        scheme, sep, _ = store.partition("://")
+        factory = _SCHEMES.get(scheme) if sep else None
+        if factory is None or (scheme == "sqlite" and not store.startswith("sqlite:///")):
+            raise ValueError(
+                f"store {store!r} is not supported: use None, 'memory://', 'sqlite:///path' "
+                "or 'redis://host:port/db'"
+            )
+        return factory(store)
+    if isinstance(store, RedisStore | Store):
+        return store
+    raise TypeError(
+        f"store must be None, a URL, a RedisStore or a Store (such as a SqliteStore), got {store!r}"
+    )
+
+
+@asynccontextmanager
+async def _local_pool(config: PoolConfig, store: Store | None) -> AsyncIterator[JobPool]:
+    """A pool in memory, or with a journal on ``store`` (opened first, closed last: what was
+    queued gets written; a failure of that is raised unless another exception is on its way)."""
+    runtime = current_runtime()
+    journal = None if store is None else Journal(store)
+    recovered = [] if journal is None else await journal.open(runtime)
+    close_error: StoreError | None = None
+    try:
+
+        def make(nursery: TaskGroupLike) -> JobPool:
+            return JobPool(config, runtime, nursery, journal)
+
+        async with _pool_block(runtime, make, recovered) as pool:
+            yield pool
+    finally:
+        if journal is not None:
+            try:
+                await journal.aclose()
+            except StoreError as exc:
+                close_error = exc
+    if close_error is not None:
+        raise close_error
+
+
+@asynccontextmanager
+async def _distributed_pool(config: PoolConfig, store: RedisStore) -> AsyncIterator[JobPool]:
+    """A distributed pool on ``store``, inside its Redis client's block. That client's own
+    task group wraps what leaves the block in an exception group: the block's own exception
+    is taken out again."""
+    runtime = current_runtime()
+    body_error: BaseException | None = None
+    single: BaseException | None = None
+    try:
+        async with store._connect() as queue:
+
+            def make(nursery: TaskGroupLike) -> JobPool:
+                return DistributedPool(config, runtime, nursery, store, queue)
+
+            try:
+                async with _pool_block(runtime, make, []) as pool:
+                    yield pool
+            except BaseException as exc:
+                body_error = exc
+                raise
+    except BaseExceptionGroup as group:
+        single = lone_error(group, body_error)
+        if single is None or single is not body_error:
+            raise
+    if single is not None:
+        raise single
+
+
+@asynccontextmanager
+async def _pool_block(
+    runtime: Runtime,
+    make: Callable[[TaskGroupLike], JobPool],
+    recovered: list[JobRecord],
+) -> AsyncIterator[JobPool]:
+    """The pool's nursery and its life: workers, deadline watcher, the jobs ``recovered`` from
+    its store; a distributed pool's services once its workers' group is open (its first trip
+    claims for the idle workers)."""
+    pool: JobPool | None = None
+    single: BaseException | None = None
+    body_error: BaseException | None = None
+    try:
+        async with runtime.open_task_group() as nursery:
+            pool = make(nursery)
+            await pool._open_workers_group(nursery)
+            await pool._start_services(nursery)
+            nursery.start_soon(pool._watch_deadlines)
+            pool._recover(recovered)
+            pool._spawn_workers(pool.max_workers)
+            try:
+                yield pool
+            except BaseException as exc:
+                body_error = exc
+                pool._abort()
+                raise
+            await pool.stop(drain=True)
+            pool._after_stop()
+    except BaseExceptionGroup as group:
+        single = lone_error(group, body_error)
+        if single is None:
+            raise
+    finally:
+        if pool is not None:  # whatever way the nursery ended, no job is left live
+            pool._shut_down()
+            await pool._final_flush()
+    if single is not None:
+        # Re-raised outside the except block, so it does not get the group as its context.
+        raise single
