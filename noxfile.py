@@ -20,10 +20,11 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff check and ruff format --check."""
-    session.install("ruff==0.17.6")
+    """ruff check, ruff format --check, and lint-imports (the contracts of [tool.importlinter])."""
+    session.install("-e", ".", "ruff==0.17.6", "import-linter==2.17")
     session.run("ruff", "check", ".")
     session.run("ruff", "format", "--check", ".")
+    session.run("lint-imports")
 
 
 @nox.session

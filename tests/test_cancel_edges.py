@@ -161,7 +161,6 @@ async def test_timeout_zero_never_runs_the_job() -> None:
 
 
 async def test_join_from_inside_a_job_is_refused() -> None:
-    from trio_jobpool import current_job
 
     async def joiner() -> None:
         await pool.join()

@@ -1,4 +1,4 @@
-"""The ``trio-jobpool`` command line: ``demo``, ``--help``, bad arguments, missing ``rich``."""
+"""The ``trio-jobpool`` command line: ``demo``, ``--help``, bad arguments, missing extras."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def test_demo_live_display_renders() -> None:
     pytest.importorskip("rich")
     from rich.console import Console
 
-    from trio_jobpool._demo import DemoConfig, run_demo
+    from trio_jobpool.cli._demo import DemoConfig, run_demo
 
     buffer = io.StringIO()
     console = Console(file=buffer, force_terminal=True, width=120, height=40, color_system=None)
@@ -91,7 +91,7 @@ def test_demo_live_display_renders() -> None:
 
 def test_demo_workload_is_seeded() -> None:
     pytest.importorskip("rich")
-    from trio_jobpool._demo import DemoConfig, make_workload
+    from trio_jobpool.cli._demo import DemoConfig, make_workload
 
     def shape(seed: int) -> list[tuple[str, int, float, int]]:
         specs = make_workload(DemoConfig(jobs=100, seed=seed))
@@ -140,5 +140,22 @@ def test_demo_without_rich_says_what_to_install() -> None:
     )
     result = run_cli("demo", "--jobs", "10", code=code)
     assert result.returncode == 2
+    assert "pip install 'trio-jobpool[cli]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("missing", ["starlette", "prometheus_client", "hypercorn"])
+def test_serve_without_the_http_packages_says_what_to_install(missing: str) -> None:
+    """The command line imports trio_jobpool.http and Hypercorn only as far as they are there:
+    without one of them every other command works, and ``serve`` names the extra to install."""
+    code = (
+        f"import sys; sys.modules[{missing!r}] = None\n"  # makes `import {missing}` fail
+        "from trio_jobpool.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))"
+    )
+    assert run_cli("--version", code=code).returncode == 0
+    result = run_cli("serve", "--app", "examples.ci_jobs", "--port", "0", code=code)
+    assert result.returncode == 2
+    assert f"needs the [cli] extra ({missing}" in result.stderr
     assert "pip install 'trio-jobpool[cli]'" in result.stderr
     assert "Traceback" not in result.stderr

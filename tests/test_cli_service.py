@@ -327,7 +327,7 @@ def test_submit_wait_on_a_terminal_draws_a_live_bar(
 def test_the_progress_bar_shows_square_brackets_as_text(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from trio_jobpool._client import _progress
+    from trio_jobpool.cli._client import _progress
 
     monkeypatch.setenv("TTY_COMPATIBLE", "1")
     with _progress("job [/x]") as display:  # (markup, this would raise MarkupError)
@@ -654,7 +654,7 @@ def test_an_app_that_fails_to_import_shows_its_traceback(
 
 
 def test_an_app_given_as_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from trio_jobpool._serve import load_registry
+    from trio_jobpool.cli._running import load_registry
 
     monkeypatch.chdir(tmp_path)  # not the repository: the file path finds it all the same
     monkeypatch.setattr(sys, "path", list(sys.path))

@@ -7,7 +7,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_jobpool import JobCancelled, JobStatus, PoolClosed, current_job, open_job_pool
+from trio_jobpool import JobCancelled, JobStatus, PoolClosed, open_job_pool
 
 from ._helpers import Gate, invariant_holds, noop, settle, sleep_forever
 

@@ -16,8 +16,7 @@ from typing import Any, Final, NoReturn, TypedDict
 
 from starlette.requests import ClientDisconnect, Request
 
-from .._registry import JobRegistry
-from .._retry import RetryPolicy
+from trio_jobpool import JobRegistry, RetryPolicy
 
 __all__ = [
     "MAX_JOB_ID",

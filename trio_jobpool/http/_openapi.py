@@ -10,7 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from .._stats import PoolStats
+from trio_jobpool import PoolStats, __version__
+
 from ._input import MAX_JOB_ID, MAX_PRIORITY
 
 __all__ = ["openapi_document"]
@@ -212,8 +213,6 @@ def openapi_document(
     """The document; with ``token_required``, the requests that change state need the token;
     ``names``: the registered names a submission may give; ``workers``: the smallest and
     largest size a resize may ask for."""
-    from .. import __version__
-
     schemas = copy.deepcopy(_SCHEMAS)
     schemas["Submission"]["properties"]["name"]["enum"] = names
     size = schemas["Resize"]["properties"]["max_workers"]

@@ -21,10 +21,8 @@ from typing import Any
 from starlette.applications import Starlette
 from starlette.types import Receive, Scope, Send
 
-from .._open import open_job_pool
-from .._pool import JobPool
-from .._registry import JobRegistry
-from .._retry import RetryPolicy
+from trio_jobpool import JobPool, JobRegistry, RetryPolicy, open_job_pool
+
 from ._input import ApiError
 from .app import _error, create_app
 

@@ -33,22 +33,25 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from .._errors import (
+from trio_jobpool import (
     DuplicateJob,
     JobFailed,
+    JobHandle,
     JobNotFound,
     JobNotRegistered,
     JobNotSerializable,
+    JobPool,
+    JobRegistry,
+    JobStatus,
     PoolClosed,
+    PoolStats,
     QueueFull,
+    RedisStore,
     StoreError,
     StoreOutcomeUnknown,
+    __version__,
 )
-from .._job import JobHandle, JobStatus
-from .._pool import JobPool
-from .._registry import JobRegistry
-from .._stats import PoolStats
-from ..stores.redis import RedisStore
+
 from . import metrics
 from ._input import (
     ApiError,
@@ -395,8 +398,6 @@ class _Api:
         return _json(200, {"max_workers": self.pool.max_workers})
 
     async def info(self, request: Request) -> Response:
-        from .. import __version__
-
         store = self.pool.store
         return _json(
             200,

@@ -44,9 +44,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from .._pool import JobPool
-from .._stats import PoolStats, TimeHistogram
-from ..stores.sqlite import SqliteStore
+from trio_jobpool import JobPool, PoolStats, SqliteStore, TimeHistogram
 
 __all__ = [
     "CONTENT_TYPE",

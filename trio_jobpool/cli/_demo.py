@@ -7,8 +7,9 @@ way through. A ``rich`` live display shows the progress, the pool's stats, the r
 the progress they report through ``current_job().set_progress()``, and the notable events; a
 summary follows.
 
-Only the public API is used. ``rich`` is needed (the ``[cli]`` extra); :mod:`trio_jobpool.cli`
-checks for it before importing this module.
+Only the public API is used. ``rich`` is needed (the ``[cli]`` extra) to run it, not to import
+this module: without it :func:`run_demo` raises ``ImportError``, and the ``demo`` command says
+what to install before calling it.
 """
 
 from __future__ import annotations
@@ -22,19 +23,29 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import trio
-from rich import box
-from rich.console import Console, Group, RenderableType
-from rich.markup import escape
-from rich.panel import Panel
-from rich.progress_bar import ProgressBar
-from rich.table import Table
-from rich.text import Text
 
-from ._job import JobHandle, JobStatus, current_job
-from ._open import open_job_pool
-from ._pool import JobPool
-from ._retry import RetryPolicy
-from ._stats import PoolStats
+from trio_jobpool import (
+    JobHandle,
+    JobPool,
+    JobStatus,
+    PoolStats,
+    RetryPolicy,
+    current_job,
+    open_job_pool,
+)
+
+try:
+    from rich import box
+    from rich.console import Console, Group, RenderableType
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+    from rich.text import Text
+except ImportError as exc:  # no [cli] extra: every name above is used only by run_demo's run
+    _rich_missing: ImportError | None = exc
+else:
+    _rich_missing = None
 
 __all__ = ["DemoConfig", "run_demo"]
 
@@ -573,9 +584,12 @@ def run_demo(config: DemoConfig, console: Console | None = None) -> int:
     """Run the demo workload on Trio and print its summary; return the exit code (0: OK).
 
     Raises:
+        ImportError: ``rich`` is not installed (before anything runs).
         ValueError: ``config.jobs < 10`` or ``config.workers < 1``.
         KeyboardInterrupt: interrupted (every job is cancelled first).
     """
+    if _rich_missing is not None:
+        raise _rich_missing
     if config.jobs < 10:
         raise ValueError(f"the demo needs at least 10 jobs, got {config.jobs}")
     if config.workers < 1:

@@ -13,29 +13,38 @@ Exit codes (``docs/cli.md``): 0 success; 1 the job or the request failed for a r
 bad input (a job that did not complete, 404, 409, 429, 503; a store in use, a port taken);
 2 bad input (usage, JSON, ``--app``, a 400/401/422 answer, a missing extra); 3 the server cannot
 be reached or answered 5xx; 130 interrupted.
+
+The package, top to bottom (``[tool.importlinter]`` in pyproject.toml checks it): this module
+parses the arguments and calls a command module: ``_client`` (submit, status, cancel, stats),
+``_serve``, ``_worker`` (worker, prune), ``_demo``; ``serve`` and ``worker`` share ``_running``
+(the registry, the pool until a signal); all of them use ``_errors`` (:class:`CliError`, the
+exit codes) and ``_output``. No module imports one above it, and none imports a private module
+of ``trio_jobpool``: the command line is built on the public API and :mod:`trio_jobpool.http`.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING
+
+from trio_jobpool import __version__
+
+from ._client import Client, cancel, parse_args_json, stats, status, submit
+from ._demo import DemoConfig, run_demo
+from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CliError
+from ._output import write_line
+from ._running import WorkerOptions
+from ._serve import ServeOptions, run_serve
+from ._worker import run_prune, run_worker
 
 if TYPE_CHECKING:
     _Commands = argparse._SubParsersAction[argparse.ArgumentParser]
 
 __all__ = ["CliError", "build_parser", "main"]
-
-# Exit codes (see the module docstring and docs/cli.md).
-EXIT_OK = 0
-EXIT_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_UNREACHABLE = 3
-EXIT_INTERRUPTED = 130
 
 DEFAULT_URL = "http://127.0.0.1:8000"
 DEFAULT_STORE = "sqlite:///trio-jobpool.db"
@@ -57,36 +66,6 @@ exit codes:
 """
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-class CliError(Exception):
-    """An expected failure of a command: ``message`` goes to stderr, ``code`` is the exit code."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def write_line(text: str, stream: TextIO | None = None) -> None:
-    """Write ``text`` and a newline to ``stream`` (default: ``sys.stdout``), flushed.
-
-    A stream that cannot be written (a pipe whose reader is gone, as after ``serve | tee log``
-    and Ctrl+C: ``EPIPE``, since SIGPIPE is ignored; ``EIO`` of a closed terminal) drops the
-    line, and its file descriptor is pointed at ``os.devnull`` so that later lines and the
-    flush at exit drop theirs too. Output never decides what a command does, nor its exit
-    code. Never raises ``OSError``.
-    """
-    out = sys.stdout if stream is None else stream
-    try:
-        print(text, file=out, flush=True)
-    except OSError:
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # (not a real file)
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, out.fileno())
-            finally:
-                os.close(devnull)
 
 
 def _int_at_least(minimum: int) -> Callable[[str], int]:
@@ -142,8 +121,6 @@ def _port(text: str) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``trio-jobpool``."""
-    from . import __version__
-
     parser = argparse.ArgumentParser(
         prog="trio-jobpool",
         description="A job worker pool for Trio and AnyIO: a job server, its client, a demo.",
@@ -214,7 +191,7 @@ def _add_demo(commands: _Commands) -> None:
         action="store_false",
         help="print plain progress lines instead of the live display (for logs and pipes)",
     )
-    demo.set_defaults(handler=_demo)
+    demo.set_defaults(handler=_demo_command)
 
 
 def _add_pool_options(command: argparse.ArgumentParser, *, min_workers: int) -> None:
@@ -346,7 +323,7 @@ def _add_serve(commands: _Commands) -> None:
             "(default: 64)"
         ),
     )
-    serve.set_defaults(handler=_serve)
+    serve.set_defaults(handler=_serve_command)
 
 
 def _add_worker(commands: _Commands) -> None:
@@ -368,7 +345,7 @@ def _add_worker(commands: _Commands) -> None:
         metavar="URL",
         help="the shared store: redis://host:port/db (?queue=NAME&lease_timeout=SECONDS...)",
     )
-    worker.set_defaults(handler=_worker)
+    worker.set_defaults(handler=_worker_command)
 
 
 def _add_client_options(command: argparse.ArgumentParser, *, token: bool) -> None:
@@ -431,7 +408,7 @@ def _add_submit(commands: _Commands) -> None:
     )
     _add_wait_option(submit)
     _add_client_options(submit, token=True)
-    submit.set_defaults(handler=_submit)
+    submit.set_defaults(handler=_submit_command)
 
 
 def _add_status(commands: _Commands) -> None:
@@ -448,7 +425,7 @@ def _add_status(commands: _Commands) -> None:
         help="first wait until the job ends, showing its progress (exit 1 if it failed)",
     )
     _add_client_options(status, token=False)
-    status.set_defaults(handler=_status)
+    status.set_defaults(handler=_status_command)
 
 
 def _add_cancel(commands: _Commands) -> None:
@@ -463,7 +440,7 @@ def _add_cancel(commands: _Commands) -> None:
     )
     cancel.add_argument("job_id", metavar="ID", help="the job's id")
     _add_client_options(cancel, token=True)
-    cancel.set_defaults(handler=_cancel)
+    cancel.set_defaults(handler=_cancel_command)
 
 
 def _add_stats(commands: _Commands) -> None:
@@ -480,7 +457,7 @@ def _add_stats(commands: _Commands) -> None:
         help="the stats of every process sharing a distributed pool's queue",
     )
     _add_client_options(stats, token=False)
-    stats.set_defaults(handler=_stats)
+    stats.set_defaults(handler=_stats_command)
 
 
 def _add_prune(commands: _Commands) -> None:
@@ -505,27 +482,23 @@ def _add_prune(commands: _Commands) -> None:
         metavar="AGE",
         help="delete jobs that ended longer ago than this: 3600, 30m, 12h, 7d",
     )
-    prune.set_defaults(handler=_prune)
+    prune.set_defaults(handler=_prune_command)
 
 
-# -- handlers: each imports what it needs, so `--help` and `demo` stay light ------------------
+# -- handlers: each runs one command with its parsed arguments ------------------------------
 
 
-def _demo(args: argparse.Namespace) -> int:
+def _demo_command(args: argparse.Namespace) -> int:
     try:
         import rich  # noqa: F401
     except ImportError:
         print(_RICH_MISSING, file=sys.stderr)
         return EXIT_BAD_INPUT
-    from ._demo import DemoConfig, run_demo
-
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed, live=args.live)
     return run_demo(config)
 
 
-def _serve(args: argparse.Namespace) -> int:
-    from ._serve import ServeOptions, run_serve
-
+def _serve_command(args: argparse.Namespace) -> int:
     options = ServeOptions(
         app=args.app,
         store=args.store,
@@ -545,9 +518,7 @@ def _serve(args: argparse.Namespace) -> int:
     return run_serve(options)
 
 
-def _worker(args: argparse.Namespace) -> int:
-    from ._serve import WorkerOptions, run_worker
-
+def _worker_command(args: argparse.Namespace) -> int:
     options = WorkerOptions(
         app=args.app,
         store=args.store,
@@ -559,9 +530,7 @@ def _worker(args: argparse.Namespace) -> int:
     return run_worker(options)
 
 
-def _submit(args: argparse.Namespace) -> int:
-    from ._client import Client, parse_args_json, submit
-
+def _submit_command(args: argparse.Namespace) -> int:
     job_args = parse_args_json(args.args)
     client = Client(args.url, token=args.token)
     return submit(
@@ -575,27 +544,19 @@ def _submit(args: argparse.Namespace) -> int:
     )
 
 
-def _status(args: argparse.Namespace) -> int:
-    from ._client import Client, status
-
+def _status_command(args: argparse.Namespace) -> int:
     return status(Client(args.url), args.job_id, wait=args.wait)
 
 
-def _cancel(args: argparse.Namespace) -> int:
-    from ._client import Client, cancel
-
+def _cancel_command(args: argparse.Namespace) -> int:
     return cancel(Client(args.url, token=args.token), args.job_id)
 
 
-def _stats(args: argparse.Namespace) -> int:
-    from ._client import Client, stats
-
+def _stats_command(args: argparse.Namespace) -> int:
     return stats(Client(args.url), as_json=args.json, cluster=args.cluster)
 
 
-def _prune(args: argparse.Namespace) -> int:
-    from ._serve import run_prune
-
+def _prune_command(args: argparse.Namespace) -> int:
     return run_prune(args.store, args.older_than)
 
 

@@ -4,7 +4,7 @@ Synchronous, with the standard library only (``urllib.request``, JSON); ``rich``
 extra) draws the progress bar of ``--wait`` and the stats table, and plain lines stand in for them
 without it. The endpoints are those of docs/service.md.
 
-Every expected failure is a :class:`~trio_jobpool.cli.CliError` whose exit code says what kind
+Every expected failure is a :class:`CliError` whose exit code says what kind
 it is: the server refused (1: 404, 409, 429, 503), bad input (2: 400, 401, 413, 422, ...), the
 server cannot be reached or failed (3: no connection, no answer, 5xx).
 """
@@ -22,8 +22,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
-from ._job import JobStatus
-from .cli import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, CliError
+from trio_jobpool import JobStatus
+
+from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, CliError
 
 __all__ = ["Client", "cancel", "parse_args_json", "stats", "status", "submit"]
 

@@ -1,0 +1,322 @@
+"""What ``serve`` and ``worker`` share: loading ``--app``'s registry, and a pool that runs in this
+process until SIGINT or SIGTERM.
+
+The first signal sets an event (the command stops taking work: ``serve`` stops serving); leaving
+the pool's block then drains it (up to ``--shutdown-timeout``); a second signal cancels what still
+runs (a durable or distributed pool keeps those jobs queued for the next pool). A status line
+that cannot be written (stdout or stderr a closed pipe) is dropped (:func:`write_line`): it never
+stops the drain nor sets the exit code, and SIGPIPE stays ignored while they run.
+
+Every expected failure is a :class:`CliError` with its exit code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import importlib.util
+import logging
+import os
+import signal
+import sys
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, NoReturn
+
+import trio
+
+from trio_jobpool import JobPool, JobRegistry, StoreError, open_job_pool
+
+from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
+from ._output import write_line
+
+__all__ = [
+    "WorkerOptions",
+    "leaves",
+    "load_registry",
+    "open_pool",
+    "pool_until_signal",
+    "run_trio",
+    "store_name",
+    "summary",
+]
+
+_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+_REDIS_MISSING = (
+    "a Redis store needs the [redis] extra (coredis): pip install 'trio-jobpool[redis]'"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    """What ``worker`` (and ``serve``) open: the registry, the store and the pool's sizes."""
+
+    app: str
+    store: str
+    workers: int
+    queue_size: int
+    shutdown_timeout: float
+    shutdown_grace: float = 1.0
+
+
+def _ignore_sigpipe() -> None:
+    """Keep SIGPIPE ignored (Python's default, which an ``--app`` module may have changed):
+    a write to a closed pipe then fails with EPIPE, which :func:`write_line` drops, instead of
+    killing the process before its pool drains."""
+    if hasattr(signal, "SIGPIPE"):  # (not on Windows)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+
+
+# -- loading the registry ------------------------------------------------------------------
+
+
+def load_registry(spec: str) -> JobRegistry:
+    """The :class:`JobRegistry` that ``spec`` names: ``module:attribute`` (the working directory
+    is searched first, as for ``python -m``) or ``path/to/file.py:attribute``; ``:attribute``
+    defaults to ``registry``, and may be dotted (``module:jobs.registry``).
+
+    Raises:
+        CliError: (exit 2) the module or file cannot be found or fails to import, the attribute
+            is missing, or it is not a ``JobRegistry``.
+    """
+    target, colon, attribute = spec.rpartition(":")
+    if not colon:
+        target, attribute = spec, "registry"
+    if not target or not attribute:
+        raise CliError(EXIT_BAD_INPUT, f"--app {spec!r}: expected MODULE:ATTRIBUTE or FILE.py")
+    if target.endswith(".py") or "/" in target or os.sep in target:
+        module = _import_file(Path(target), spec)
+    else:
+        module = _import_module(target, spec)
+    value: Any = module
+    for part in attribute.split("."):
+        if not hasattr(value, part):
+            found = [name for name, item in vars(module).items() if isinstance(item, JobRegistry)]
+            hint = f" (its registries: {', '.join(found)})" if found else ""
+            raise CliError(
+                EXIT_BAD_INPUT, f"--app {spec!r}: {target} has no attribute {attribute!r}{hint}"
+            )
+        value = getattr(value, part)
+    if not isinstance(value, JobRegistry):
+        raise CliError(
+            EXIT_BAD_INPUT,
+            f"--app {spec!r}: {attribute} is a {type(value).__name__}, not a "
+            "trio_jobpool.JobRegistry",
+        )
+    return value
+
+
+def _import_module(name: str, spec: str) -> ModuleType:
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and (name == exc.name or name.startswith(f"{exc.name}.")):
+            raise CliError(
+                EXIT_BAD_INPUT,
+                f"--app {spec!r}: no module named {name!r} here ({cwd}); run from the "
+                "directory that holds it, or name a file: --app path/to/jobs.py:registry",
+            ) from None
+        raise _import_failed(spec) from None
+    except Exception:
+        raise _import_failed(spec) from None
+
+
+def _import_file(path: Path, spec: str) -> ModuleType:
+    if not path.is_file():
+        raise CliError(EXIT_BAD_INPUT, f"--app {spec!r}: no such file: {path}")
+    path = path.resolve()
+    name = path.stem if path.stem.isidentifier() and path.stem not in sys.modules else None
+    name = name or f"_trio_jobpool_app_{abs(hash(str(path)))}"
+    module_spec = importlib.util.spec_from_file_location(name, path)
+    if module_spec is None or module_spec.loader is None:
+        raise CliError(EXIT_BAD_INPUT, f"--app {spec!r}: cannot import {path}")
+    module = importlib.util.module_from_spec(module_spec)
+    sys.modules[name] = module
+    sys.path.insert(0, str(path.parent))  # for the modules next to it
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception:
+        del sys.modules[name]
+        raise _import_failed(spec) from None
+    return module
+
+
+def _import_failed(spec: str) -> CliError:
+    """The error of a module that raised while being imported: its traceback is the user's
+    own code, so it is shown (this is the one failure that prints one)."""
+    text = traceback.format_exc().rstrip()
+    return CliError(EXIT_BAD_INPUT, f"--app {spec!r}: importing it failed:\n{text}")
+
+
+# -- opening the pool, and the errors that are expected -------------------------------------
+
+
+def leaves(error: BaseException) -> Iterator[BaseException]:
+    """The exceptions in ``error``: itself, or the leaves of an exception group, depth first."""
+    if isinstance(error, BaseExceptionGroup):
+        for inner in error.exceptions:
+            yield from leaves(inner)
+    else:
+        yield error
+
+
+def _expected(error: BaseException, store: str) -> CliError | None:
+    """The :class:`CliError` of an expected failure, or None if anything in it (an exception
+    group's leaves) is unexpected: that is raised as it is, with its traceback."""
+    found: list[CliError] = []
+    for leaf in leaves(error):
+        if isinstance(leaf, CliError):
+            found.append(leaf)
+        elif isinstance(leaf, StoreError):
+            found.append(CliError(EXIT_FAILED, f"cannot use the store: {leaf}"))
+        elif isinstance(leaf, ImportError) and store.startswith(("redis://", "rediss://")):
+            found.append(CliError(EXIT_BAD_INPUT, _REDIS_MISSING))
+        else:
+            return None
+    return found[0] if found else None
+
+
+def run_trio(main: Callable[[], Awaitable[None]], store: str) -> None:
+    """``trio.run(main)`` with SIGPIPE ignored. A failure whose every leaf is expected (a
+    :class:`CliError`, a :class:`StoreError`, coredis missing for a Redis ``store``) is raised
+    as the :class:`CliError` of the first leaf; anything else as it is, with its traceback."""
+    _ignore_sigpipe()
+    try:
+        trio.run(main)
+    except BaseException as error:
+        expected = _expected(error, store)
+        if expected is None:
+            raise
+        raise expected from None
+
+
+def open_pool(
+    options: WorkerOptions, registry: JobRegistry
+) -> contextlib.AbstractAsyncContextManager[JobPool]:
+    """``open_job_pool(...)`` for these options; its arguments are checked here, before any
+    event loop runs.
+
+    Raises:
+        CliError: (exit 2) a bad store URL or setting, or a pool that cannot have no workers.
+    """
+    distributed = options.store.startswith(("redis://", "rediss://"))
+    if options.workers == 0 and not distributed:
+        raise CliError(
+            EXIT_BAD_INPUT,
+            "--workers 0 (a process that only submits) needs a shared store, "
+            "--store redis://host:port/db, for worker processes to run the jobs",
+        )
+    try:
+        return open_job_pool(
+            max_workers=options.workers,
+            queue_size=options.queue_size,
+            shutdown_timeout=options.shutdown_timeout,
+            shutdown_grace=options.shutdown_grace,
+            store=options.store,
+            registry=registry,
+        )
+    except (ValueError, TypeError) as exc:
+        raise CliError(EXIT_BAD_INPUT, f"--store {options.store!r}: {exc}") from None
+
+
+@contextlib.asynccontextmanager
+async def pool_until_signal(
+    opener: contextlib.AbstractAsyncContextManager[JobPool], shutdown_timeout: float
+) -> AsyncIterator[tuple[JobPool, trio.Event]]:
+    """Open the pool and watch for SIGINT/SIGTERM: yields the pool and an event set by the first
+    signal; a second one cancels the running jobs (``pool.stop(drain=False)``). Leaving drains
+    the pool (up to ``shutdown_timeout``)."""
+    stopping = trio.Event()
+    pools: list[JobPool] = []
+    with trio.open_signal_receiver(*_SIGNALS) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, signals, stopping, pools, nursery.cancel_scope)
+            try:
+                async with opener as pool:
+                    pools.append(pool)
+                    yield pool, stopping
+                    _draining(pool, shutdown_timeout)
+            except BaseException as error:  # (reported, and the process ends)
+                if pools and pools[0].abandoned_jobs:  # trio.run would wait for them forever
+                    _exit_abandoning(pools[0], error)
+                raise
+            nursery.cancel_scope.cancel()
+            if pool.abandoned_jobs:
+                _exit_abandoning(pool)
+    if not pools:  # a second signal cancelled the opening (a long recovery, a slow Redis)
+        raise CliError(EXIT_FAILED, "stopped by a signal before the pool was open")
+
+
+async def _watch_signals(
+    signals: AsyncIterator[int],
+    stopping: trio.Event,
+    pools: list[JobPool],
+    opening: trio.CancelScope,
+) -> None:
+    async for number in signals:
+        name = signal.Signals(number).name
+        if not stopping.is_set():
+            stopping.set()
+            write_line(f"{name}: stopping (send it again to cancel the running jobs)")
+        elif pools:
+            write_line(f"{name} again: cancelling the running jobs")
+            await pools[0].stop(drain=False)
+        else:
+            write_line(f"{name} again: giving up opening the pool")
+            opening.cancel()
+
+
+def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoReturn:
+    """End the process now, with exit code 1: jobs that ignored their cancellation still run
+    (the pool abandoned them; each was logged), and ``trio.run`` would wait for them forever.
+    The pool's block has returned (``error``: what leaving it raised, reported first on
+    stderr: an expected failure by its message, anything else with its traceback), so its
+    store is closed: on a store they stay ``running``, for the next pool to run again."""
+    ids = pool.abandoned_jobs
+    if error is not None:
+        expected = _expected(error, store_name(pool))
+        if expected is not None:
+            write_line(f"error: {expected.message}", sys.stderr)
+        else:
+            write_line("".join(traceback.format_exception(error)).rstrip("\n"), sys.stderr)
+    write_line(summary(pool))
+    write_line(
+        f"{len(ids)} job(s) did not end when cancelled and were abandoned "
+        f"({', '.join(map(repr, ids[:10]))}{', ...' if len(ids) > 10 else ''}): "
+        "exiting without waiting for them",
+        sys.stderr,
+    )
+    logging.shutdown()  # (the status lines are flushed as written)
+    os._exit(EXIT_FAILED)
+
+
+def _draining(pool: JobPool, timeout: float) -> None:
+    stats = pool.stats()
+    if stats.active_workers or stats.queued_tasks:
+        write_line(
+            f"draining: {stats.active_workers} running, {stats.queued_tasks} waiting here; "
+            f"waiting up to {timeout:g} s"
+        )
+
+
+def summary(pool: JobPool | None) -> str:
+    """The last status line of a command: what this process's pool ran (None: never opened)."""
+    if pool is None:
+        return "stopped"
+    stats = pool.stats()
+    return (
+        f"stopped: {stats.total_completed} completed, {stats.total_failed} failed, "
+        f"{stats.total_cancelled} cancelled, {stats.total_timed_out} timed out here"
+    )
+
+
+def store_name(pool: JobPool) -> str:
+    """The URL of the pool's store, ``memory://`` for a pool without one."""
+    store = pool.store
+    return "memory://" if store is None else str(store.url)
