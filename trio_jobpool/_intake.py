@@ -1,0 +1,317 @@
+"""Intake: ``submit`` and ``submit_nowait``, new jobs and their ids, blocked submissions
+(*offers*), and with a journal the write of an accepted job before a worker may take it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar, TypeVarTuple
+
+from ._errors import (
+    DuplicateJob,
+    PoolClosed,
+    QueueFull,
+)
+from ._job import (
+    SUBMIT_CANCELLED,
+    JobHandle,
+    JobStatus,
+    RecordedJob,
+)
+from ._records import policy_to_json
+from ._registry import check_json
+from ._retry import RetryPolicy
+from ._validate import seconds
+from ._waiting_room import Offer
+from ._workers import Workers
+from .stores._base import JobRecord
+
+__all__ = ["Intake"]
+
+logger = logging.getLogger("trio_jobpool")
+
+T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
+
+_QUEUED: Final = JobStatus.QUEUED
+_CANCELLED: Final = JobStatus.CANCELLED
+
+
+class Intake(Workers):
+    """Submitting jobs (see the module docstring)."""
+
+    async def submit(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Submit ``fn(*args)`` as a job and return its handle once the pool accepted it.
+
+        Waits while the pool is full (backpressure). Always a cancel point: if it is cancelled,
+        the job was not accepted; if it returns, the job was accepted. (One exception, on
+        asyncio only: a plain ``task.cancel()`` that lands in the same loop iteration as the
+        acceptance wins, and the job is taken back -- or, if a worker was handed it already,
+        cancelled before it starts unless it had started.) With a store, it returns once the
+        job is written; that write is not interrupted by a cancellation.
+        A schedule point whenever it waits, and otherwise at least every 0.5 ms of consecutive
+        submits to this pool (see ``trio_jobpool._runtime.SCHEDULE_INTERVAL``): a submit loop
+        never starves other tasks, yet does not pay a trip through the scheduler per job.
+
+        Args:
+            fn: an async callable (or, with a registry, a registered job's name).
+            job_id: a non-empty ``str``; by default 32 lowercase hex characters, unique: a
+                random prefix per pool and a counter.
+            priority: any ``int``; lower runs first, FIFO within one priority.
+            timeout: seconds from the job's start; ``None``: the pool's ``job_timeout``;
+                ``math.inf``: none.
+            retry: ``None``: the pool's policy; ``RetryPolicy(max_attempts=1)``: no retry.
+
+        Raises:
+            PoolClosed: the pool was closed (before or while waiting for room).
+            DuplicateJob: a live job has this id.
+            TypeError, ValueError: bad arguments.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        runtime = self._runtime
+        await runtime.checkpoint_before()
+        if self._journal is not None:
+            if not self._reserve(job):
+                await self._wait_for_room(job)
+            await self._write_accepted(job)
+            return job
+        if self._accept(job):
+            if runtime.yield_due():
+                await runtime.schedule_point()
+            return job
+        await self._wait_for_room(job)
+        return job
+
+    async def _wait_for_room(self, job: JobHandle[Any]) -> None:
+        """Park a submission until the pool accepts it (or, with a store, reserves it room).
+
+        Raises:
+            RuntimeError: from a job's own task, when every other running job of the pool
+                waits likewise (see ``_begin_wait``): no room would ever come.
+        """
+        counted = self._begin_wait(None)
+        offer = Offer(job)
+        self._offers.push(offer)
+        try:
+            answer = await self._runtime.park(offer.slot)
+        except BaseException:
+            if offer.slot.late is True:  # asyncio: accepted in the instant it was cancelled
+                self._revoke(job)
+            elif offer.slot.abandoned:
+                self._offers.discard()
+            raise
+        finally:
+            if counted:
+                self._blocked -= 1
+        if answer is not True:
+            raise answer
+
+    def submit_nowait(
+        self,
+        fn: Callable[[*Ts], Awaitable[T]] | str,
+        *args: *Ts,
+        job_id: str | None = None,
+        priority: int = 5,
+        timeout: float | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> JobHandle[T]:
+        """Like :meth:`submit`, but never waits.
+
+        Raises:
+            QueueFull: the pool is full.
+            PoolClosed, DuplicateJob, TypeError, ValueError: as for :meth:`submit`.
+        """
+        job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if self._journal is not None:
+            if not self._reserve(job):
+                raise QueueFull(
+                    f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are "
+                    f"waiting (queue_size + max_pending = {self._bound})"
+                )
+            self._write_accepted_now(job)
+            return job
+        if not self._accept(job):
+            raise QueueFull(
+                f"cannot accept job {job.job_id!r}: {self._bounded_waiting} jobs are waiting "
+                f"(queue_size + max_pending = {self._bound})"
+            )
+        return job
+
+    def _new_job(
+        self,
+        fn: Callable[..., Awaitable[T]] | str,
+        args: tuple[Any, ...],
+        job_id: str | None,
+        priority: int,
+        timeout: float | None,
+        retry: RetryPolicy | None,
+    ) -> JobHandle[T]:
+        if isinstance(fn, str):
+            if self._config.registry is None:
+                raise TypeError(f"job {fn!r} given by name, but the pool has no registry")
+            fn = self._config.registry.get(fn)
+        elif not callable(fn):
+            raise TypeError(f"a job must be an async callable, got {fn!r}")
+        key: str | int
+        if job_id is None:
+            key = self._next_id
+            self._next_id = key + 1
+        elif not isinstance(job_id, str):
+            raise TypeError(f"job_id must be a str, got {job_id!r}")
+        elif not job_id:
+            raise ValueError("job_id must not be empty")
+        else:
+            key = self._key(job_id)
+            if type(key) is int and key >= self._next_id:
+                # An id in this pool's generated form that it has not generated yet: never
+                # generate it (or anything before it) later.
+                self._next_id = key + 1
+        if type(priority) is not int and (
+            isinstance(priority, bool) or not isinstance(priority, int)
+        ):
+            raise TypeError(f"priority must be an int, got {priority!r}")
+        limit = self._default_timeout if timeout is None else seconds("timeout", timeout)
+        given_retry = retry
+        if retry is None:
+            retry = self._default_retry
+        elif not isinstance(retry, RetryPolicy):
+            raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
+        if self._named_jobs:
+            return self._new_recorded_job(
+                key, fn, args, int(priority), limit, retry, timeout, given_retry
+            )
+        return JobHandle(self, key, fn, args, int(priority), limit, retry)
+
+    def _new_recorded_job(
+        self,
+        key: str | int,
+        fn: Callable[..., Awaitable[T]],
+        args: tuple[Any, ...],
+        priority: int,
+        limit: float,
+        retry: RetryPolicy | None,
+        timeout: float | None,
+        given_retry: RetryPolicy | None,
+    ) -> RecordedJob[T]:
+        """A job with a record: a registered function and JSON arguments only."""
+        assert self._config.registry is not None
+        name = self._config.registry.name_of(fn)
+        job_id = self._job_id(key)
+        if args:
+            check_json(args, f"an argument of job {job_id!r}")
+        record = JobRecord(
+            job_id=job_id,
+            name=name,
+            args=list(args),
+            priority=priority,
+            timeout=None if timeout is None else limit,
+            retry=policy_to_json(given_retry),
+        )
+        return RecordedJob(self, key, fn, args, priority, limit, retry, record)
+
+    def _accept(self, job: JobHandle[Any]) -> bool:
+        """Accept ``job`` if there is room now; ``False`` if the pool is full.
+
+        The hot path of every submission: ``_register`` and ``_place`` written out.
+        """
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        live = self._live
+        key = job._key
+        if key in live:
+            raise DuplicateJob(job.job_id)
+        slot = self._pop_idle() if self._idle else None
+        if slot is None and self._bounded_waiting >= self._bound:
+            return False
+        now = self._now()
+        job._submitted_m = job._ready_m = now
+        live[key] = job
+        counters = self._counters
+        counters.submitted += 1
+        counters.queued += 1
+        if slot is not None:
+            self._start(job, now)
+            self._runtime.unpark(slot, job)
+        else:
+            self._bounded_waiting += 1
+            self._waiting.push(job)
+        return True
+
+    def _reserve(self, job: JobHandle[Any]) -> bool:
+        """With a store: accept ``job`` into a place of the waiting room, where it stays out of
+        the workers' reach until it is on disk (``_make_durable``); ``False`` if full."""
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        if job._key in self._live:
+            raise DuplicateJob(job.job_id)
+        if self._bounded_waiting >= self._bound:
+            return False
+        self._register(job)
+        self._bounded_waiting += 1
+        return True
+
+    async def _write_accepted(self, job: JobHandle[Any]) -> None:
+        """Write a reserved job to the store, then let the workers have it.
+
+        The wait for the write is shielded (``Store.wait``): once it has begun, ``submit``
+        finishes (a cancellation is delivered at the caller's next checkpoint), so "returned"
+        and "on disk" stay the same thing. If the write fails, the job is taken back and the
+        error raised.
+        """
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
+        try:
+            await self._journal.write_accepted(job)
+        except BaseException:
+            self._revoke(job)
+            raise
+        self._place_reserved(job)
+
+    def _write_accepted_now(self, job: JobHandle[Any]) -> None:
+        """As :meth:`_write_accepted`, blocking for the write (``submit_nowait``)."""
+        assert self._journal is not None
+        assert isinstance(job, RecordedJob)
+        try:
+            self._journal.write_accepted_now(job)
+        except BaseException:
+            self._revoke(job)
+            raise
+        self._place_reserved(job)
+
+    def _place_reserved(self, job: JobHandle[Any]) -> None:
+        if job._status is _QUEUED:  # not cancelled while it was being written
+            self._bounded_waiting -= 1  # its reservation; _place counts it again if it waits
+            self._place(job, bounded=True)
+
+    def _revoke(self, job: JobHandle[Any]) -> None:
+        """Undo the acceptance of a job whose ``submit`` was cancelled in the same instant.
+
+        Only on asyncio, for a plain ``task.cancel()`` (see ``Runtime.park``). A job still
+        waiting is taken back as if never submitted; one already handed to a worker is
+        cancelled (it does not start unless its worker already started it).
+        """
+        if job._status is _QUEUED and not job._attempts:
+            job._status = _CANCELLED  # dead in the waiting room; never counted as ended
+            job._cancel_reason = SUBMIT_CANCELLED
+            del self._live[job._key]
+            counters = self._counters
+            counters.submitted -= 1
+            counters.queued -= 1
+            self._bounded_waiting -= 1
+            if self._journal is None:  # with a journal it was only reserved, never queued
+                self._waiting.discard()
+            if not self._live and self._idle_event is not None:
+                self._idle_event.set()
+                self._idle_event = None
+            if len(self._offers):
+                self._admit_offers()
+        elif not job._status.ended:
+            self._cancel_job(job, SUBMIT_CANCELLED)
