@@ -7,7 +7,7 @@ import anyio
 import pytest
 from outcome import Error, Value
 
-from trio_jobpool import JobStatus, current_job, open_job_pool
+from trio_jobpool import JobPool, JobStatus, current_job, open_job_pool
 
 from ._helpers import Gate, invariant_holds, noop
 
@@ -19,15 +19,15 @@ async def child(value: int) -> int:
     return value * 2
 
 
-async def parent(value: int) -> int:
-    pool = current_job()._pool
+async def parent(pool: JobPool, value: int) -> int:
+    """Submit ``child(value)`` to ``pool`` (the pool running this job) and await its result."""
     handle = await pool.submit(child, value)
     return await handle.result()
 
 
 async def test_a_job_awaiting_its_child_in_a_pool_of_one_worker_raises() -> None:
     async with open_job_pool(max_workers=1) as pool:
-        handle = await pool.submit(parent, 21, job_id="parent")
+        handle = await pool.submit(parent, pool, 21, job_id="parent")
         outcome = await handle.wait()
         await pool.join()
         stats = pool.stats()
@@ -47,7 +47,7 @@ async def test_a_job_awaiting_its_child_in_a_pool_of_one_worker_raises() -> None
 
 async def test_a_job_awaiting_its_child_runs_it_on_another_worker() -> None:
     async with open_job_pool(max_workers=2) as pool:
-        handle = await pool.submit(parent, 21)
+        handle = await pool.submit(parent, pool, 21)
         assert await handle.result() == 42
 
 
@@ -55,7 +55,6 @@ async def test_the_last_job_to_wait_raises_and_the_others_go_on() -> None:
     gate = Gate()
 
     async def waits_on_child(name: str) -> str:
-        pool = current_job()._pool
         kid = await pool.submit(gate.job, f"{name}-child")
         await gate.job(name)  # both parents run before either waits
         return str(await kid.result())
@@ -79,7 +78,6 @@ async def test_the_last_job_to_wait_raises_and_the_others_go_on() -> None:
 
 async def test_a_submit_from_a_job_into_its_own_full_pool_raises() -> None:
     async def floods() -> None:
-        pool = current_job()._pool
         await pool.submit(noop)  # fills the queue (queue_size=1)
         await pool.submit(noop)  # no room, and no worker would ever make room
 
@@ -97,7 +95,6 @@ async def test_a_submit_from_a_job_waits_for_room_another_worker_makes() -> None
     gate = Gate()
 
     async def submits_two() -> str:
-        pool = current_job()._pool
         await pool.submit(noop)
         await pool.submit(noop)  # waits until the other worker's job ends
         return "both accepted"
@@ -117,7 +114,6 @@ async def test_a_task_the_job_started_may_wait_on_the_pool() -> None:
     results: list[int] = []
 
     async def spawns_a_waiter() -> None:
-        pool = current_job()._pool
         kid = await pool.submit(child, 5)
 
         async def collect() -> None:
