@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import anyio
 import pytest
+import trio
 
 from trio_jobpool import JobCancelled, JobStatus, JobTimeout, open_job_pool
 
@@ -161,11 +164,11 @@ async def test_timeout_zero_never_runs_the_job() -> None:
 
 
 async def test_join_from_inside_a_job_is_refused() -> None:
-
-    async def joiner() -> None:
-        await pool.join()
-
     async with open_job_pool() as pool:
+
+        async def joiner() -> None:
+            await pool.join()
+
         handle = await pool.submit(joiner)
         await handle.wait()
         assert isinstance(handle.error, RuntimeError)
@@ -189,3 +192,99 @@ async def test_cancel_storm_with_one_worker_keeps_the_worker() -> None:
         job.cancel()
         await job.wait()
         await _one_worker_still_works(pool)
+
+
+# -- cancellations the job's own code makes ----------------------------------------------------
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_stray_cancellation_from_a_job_harms_nothing_else() -> None:
+    """A job awaiting a task that someone else cancelled gets CancelledError although nothing
+    cancelled the job: it ends cancelled, and the pool, other jobs and the block go on."""
+
+    async def awaits_a_cancelled_task() -> None:
+        task = asyncio.get_running_loop().create_task(asyncio.sleep(10))
+        await asyncio.sleep(0)
+        task.cancel()
+        await task
+
+    reached = []
+    async with open_job_pool(max_workers=2) as pool:
+        innocent = await pool.submit(anyio.sleep, 0.05)
+        stray = await pool.submit(awaits_a_cancelled_task)
+        await stray.wait()
+        await anyio.sleep(0.01)
+        reached.append("body went on")
+    assert reached == ["body went on"]
+    assert stray.status is JobStatus.CANCELLED
+    assert isinstance(stray.error, JobCancelled)
+    assert "its own code" in str(stray.error)
+    assert isinstance(stray.error.__cause__, asyncio.CancelledError)
+    assert innocent.status is JobStatus.COMPLETED
+    assert invariant_holds(pool.stats())
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_job_cancelling_its_own_task_does_not_kill_its_worker() -> None:
+    """asyncio: a job that cancels its own task ends cancelled; its worker runs the next job."""
+
+    async def cancels_its_task() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()
+        await asyncio.sleep(0)
+
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(cancels_its_task)
+        await handle.wait()
+        assert handle.status is JobStatus.CANCELLED
+        after = await pool.submit(noop)
+        await after.wait()
+        assert after.status is JobStatus.COMPLETED
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_job_cancelling_its_task_and_returning_at_once_harms_nothing() -> None:
+    """asyncio: a job that cancels its own task and returns before the request is delivered
+    completes with its value; the pending request neither kills its worker nor the block."""
+
+    async def cancels_then_returns() -> str:
+        task = asyncio.current_task()
+        assert task is not None
+        task.cancel()  # no await afterwards: the request is still pending when it returns
+        return "done"
+
+    reached = []
+    async with open_job_pool(max_workers=1) as pool:
+        handle = await pool.submit(cancels_then_returns)
+        assert await handle.result() == "done"
+        after = await pool.submit(noop)
+        await after.wait()
+        assert after.status is JobStatus.COMPLETED
+        reached.append("end of block")
+    assert reached == ["end of block"]
+
+
+@pytest.mark.trio
+async def test_a_stray_trio_cancelled_harms_nothing_else() -> None:
+    """Trio: a job that re-raises a ``trio.Cancelled`` of a scope it had already left ends
+    cancelled, and its worker runs the next job."""
+
+    async def reraises_an_old_cancelled() -> None:
+        saved = None
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await trio.sleep(1)
+            except trio.Cancelled as exc:
+                saved = exc
+        assert saved is not None
+        raise saved
+
+    async with open_job_pool(max_workers=1) as pool:
+        stray = await pool.submit(reraises_an_old_cancelled)
+        await stray.wait()
+        assert stray.status is JobStatus.CANCELLED
+        after = await pool.submit(noop)
+        await after.wait()
+        assert after.status is JobStatus.COMPLETED

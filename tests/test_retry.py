@@ -23,6 +23,13 @@ def test_backoff_formula_without_jitter() -> None:
     assert policy.delay(5000) == 60.0  # no overflow
 
 
+def test_zero_backoff_stays_zero() -> None:
+    """A backoff of 0 gives a delay of 0 at every attempt, however late (no 0 * inf = nan)."""
+    policy = RetryPolicy(max_attempts=5000, backoff=0.0, max_backoff=60.0, jitter=False)
+    assert policy.delay(1) == 0.0
+    assert policy.delay(1200) == 0.0
+
+
 def test_backoff_jitter_stays_within_half_to_full() -> None:
     policy = RetryPolicy(backoff=2.0, max_backoff=100.0, jitter=True)
     rng = random.Random(3)

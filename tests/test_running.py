@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import gc
 import math
 import subprocess
 import sys
+import traceback
+import weakref
 
 import anyio
 import outcome
@@ -20,7 +23,7 @@ from trio_jobpool import (
     open_job_pool,
 )
 
-from ._helpers import Boom, Gate, fail, invariant_holds, noop, sleep_forever
+from ._helpers import Boom, Gate, fail, invariant_holds, noop, settle, sleep_forever
 
 pytestmark = pytest.mark.anyio
 
@@ -152,6 +155,75 @@ async def test_handle_timings() -> None:
         assert "completed" in repr(handle)
 
 
+async def test_handle_fields_are_read_only_and_deadline_is_visible() -> None:
+    """A handle's fields cannot be assigned; ``current_job().deadline`` is the running
+    attempt's deadline (``None`` with an infinite timeout), and ``None`` once the job ended."""
+    seen: list[float | None] = []
+
+    async def look() -> None:
+        seen.append(current_job().deadline)
+        await anyio.lowlevel.checkpoint()
+
+    async with open_job_pool(job_timeout=30.0) as pool:
+        handle = await pool.submit(look)
+        with pytest.raises(AttributeError):
+            handle.priority = 1  # type: ignore[misc]
+        await handle.wait()
+        assert handle.deadline is None  # not running any more
+        endless = await pool.submit(look, timeout=math.inf)
+        await endless.wait()
+    assert seen[0] is not None
+    assert handle.started_at is not None
+    assert seen[1] is None
+
+
+class Payload:
+    """An argument object that a weak reference can follow (bytes and bytearray cannot)."""
+
+    def __init__(self, size: int) -> None:
+        self.data = bytearray(size)
+
+
+async def test_an_ended_job_lets_go_of_its_arguments() -> None:
+    """Once a job has ended, its handle (still referenced, and in the pool's history) holds no
+    reference to the job's arguments: they are collected."""
+
+    async def takes(payload: Payload) -> int:
+        await anyio.lowlevel.checkpoint()
+        return len(payload.data)
+
+    async with open_job_pool() as pool:
+        big = Payload(1024)
+        argument = weakref.ref(big)
+        handle = await pool.submit(takes, big, job_id="takes")
+        del big
+        assert await handle.result() == 1024
+        gc.collect()
+        assert argument() is None
+        assert pool.get("takes") is handle  # the handle itself is kept
+
+
+async def test_result_does_not_grow_the_traceback() -> None:
+    """Each ``result()`` of a failed job raises its error with the same traceback: awaiting it
+    again does not add frames; a cancelled job's ``JobCancelled`` stays short too."""
+    async with open_job_pool() as pool:
+        handle = await pool.submit(fail)
+        await handle.wait()
+        sizes = []
+        for _ in range(50):
+            try:
+                await handle.result()
+            except Boom as exc:
+                sizes.append(len(traceback.extract_tb(exc.__traceback__)))
+        assert len(set(sizes)) == 1
+        cancelled = await pool.submit(sleep_forever)
+        cancelled.cancel()
+        for _ in range(3):
+            with pytest.raises(JobCancelled) as info:
+                await cancelled.result()
+        assert len(traceback.extract_tb(info.value.__traceback__)) < 5
+
+
 _INTERRUPT_SCRIPT = """
 import sys, anyio
 from trio_jobpool import open_job_pool
@@ -237,6 +309,22 @@ async def test_exception_while_being_cancelled_counts_as_the_cancel() -> None:
 
 
 # -- exact timing on Trio's virtual clock ---------------------------------------------------
+
+
+@pytest.mark.trio
+async def test_deadline_on_the_pool_clock(autojump_clock: trio.abc.Clock) -> None:
+    """``current_job().deadline`` is on the event loop's clock: the job's start plus its
+    timeout."""
+
+    async def look() -> float | None:
+        await trio.sleep(1)
+        return current_job().deadline
+
+    async with open_job_pool(job_timeout=10.0) as pool:
+        await trio.sleep(5)
+        handle = await pool.submit(look)
+        assert await handle.result() == pytest.approx(15.0)
+        await settle()
 
 
 @pytest.mark.trio

@@ -73,10 +73,11 @@ async def test_close_then_join_finishes_accepted_jobs() -> None:
 
 
 async def test_stop_from_inside_a_job_is_refused() -> None:
-    async def self_stopper() -> None:
-        await pool.stop()
-
     async with open_job_pool() as pool:
+
+        async def self_stopper() -> None:
+            await pool.stop()
+
         handle = await pool.submit(self_stopper)
         await handle.wait()
         assert isinstance(handle.error, RuntimeError)
@@ -97,6 +98,38 @@ async def test_error_in_the_block_cancels_jobs_and_propagates_unwrapped() -> Non
     assert running.status is JobStatus.CANCELLED
     assert waiting.status is JobStatus.CANCELLED
     assert invariant_holds(pool.stats())
+
+
+class MyGroup(ExceptionGroup[ValueError]):
+    pass
+
+
+async def test_an_exception_group_from_the_block_is_re_raised_itself() -> None:
+    """An exception group raised in the block (with jobs running) leaves the block as the very
+    object raised, not wrapped in another group nor unwrapped to its members."""
+    raised = MyGroup("mine", [ValueError("inner")])
+    with pytest.raises(MyGroup) as info:  # noqa: PT012 - the block is the subject
+        async with open_job_pool() as pool:
+            await pool.submit(sleep_forever)
+            raise raised
+    assert info.value is raised
+
+
+async def test_stop_from_a_task_a_finished_job_left_behind() -> None:
+    """A task that a job started in an outside task group and that calls ``stop()`` after the
+    job ended is not "inside" the job: the stop goes ahead instead of being refused."""
+    async with anyio.create_task_group() as outside, open_job_pool() as pool:
+
+        async def leaves_a_task() -> None:
+            async def later() -> None:
+                await anyio.sleep(0.01)
+                await pool.stop()  # the job has ended: this is no longer "inside" it
+
+            outside.start_soon(later)
+
+        handle = await pool.submit(leaves_a_task)
+        await handle.wait()
+        await pool.join()
 
 
 async def test_outer_cancellation_cancels_every_job() -> None:

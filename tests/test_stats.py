@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import anyio
 import pytest
 import trio
@@ -127,16 +130,68 @@ async def test_stats_is_a_snapshot() -> None:
 
 
 async def test_memory_per_job_stays_flat() -> None:
-    """Ended jobs beyond `history` are released: the pool's own containers stay bounded."""
+    """Ended jobs beyond ``history`` are released: the pool keeps exactly the last ``history``
+    jobs to end, and 16,000 more jobs leave its memory (as tracemalloc counts it)
+    where 2,000 left it. A job kept beyond the history would hold a few hundred bytes."""
     async with open_job_pool(max_workers=8, history=100) as pool:
-        for _ in range(20_000):
-            await pool.submit(noop)
+
+        async def run(first: int, last: int) -> None:
+            for i in range(first, last):
+                await pool.submit(noop, job_id=f"job-{i}")
+            await pool.join()
+
+        await run(0, 2_000)  # the history is full, every structure at its working size
+        gc.collect()
+        tracemalloc.start()
+        try:
+            await run(2_000, 4_000)
+            gc.collect()
+            before = tracemalloc.get_traced_memory()[0]
+            await run(4_000, 20_000)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert after - before < 16_000 * 16  # under 16 bytes per job: noise, not jobs
+        stats = pool.stats()
+        assert (stats.queued_tasks, stats.active_workers, stats.total_completed) == (0, 0, 20_000)
+        kept = []
+        for i in range(20_000):
+            try:
+                pool.get(f"job-{i}")
+            except JobNotFound:
+                continue
+            kept.append(i)
+        # exactly `history` of them, the last to end: eight workers may end the last few jobs
+        # out of their submission order, never by hundreds
+        assert len(kept) == 100
+        assert min(kept) >= 20_000 - 200
+
+
+@pytest.mark.trio
+async def test_percentiles_cover_exactly_the_last_1024_attempts(
+    autojump_clock: trio.abc.Clock,
+) -> None:
+    """The percentiles' window is the last 1,024 attempts that ended (docs/api.md): after
+    1,100 attempts of 1000 s, 1,013 of 1 s leave 11 slow ones in the window and p99 (nearest
+    rank 1014 of 1024) is slow; one more fast attempt makes it fast. A window of 1,023 would
+    read fast after 1,013, one of 1,025 slow after 1,014."""
+
+    async def takes(seconds: float) -> None:
+        await trio.sleep(seconds)
+
+    async with open_job_pool(max_workers=64, max_pending=None) as pool:
+        for _ in range(1_100):
+            pool.submit_nowait(takes, 1000.0)
         await pool.join()
-        assert len(pool._history) == 100
-        assert len(pool._ended) == 100
-        assert not pool._live
-        assert len(pool._waiting) == 0
-        assert len(pool._counters.window._samples) == 1024
+        for _ in range(1_013):
+            pool.submit_nowait(takes, 1.0)
+        await pool.join()
+        assert pool.stats().exec_time_p99 == pytest.approx(1000.0)
+        assert pool.stats().exec_time_p95 == pytest.approx(1.0)
+        pool.submit_nowait(takes, 1.0)
+        await pool.join()
+        assert pool.stats().exec_time_p99 == pytest.approx(1.0)
 
 
 async def test_invariant_holds_between_every_step_of_a_busy_pool() -> None:

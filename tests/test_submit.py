@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+import gc
 import re
+import weakref
 
 import anyio
 import anyio.lowlevel
@@ -11,6 +13,7 @@ import pytest
 
 from trio_jobpool import (
     DuplicateJob,
+    JobNotFound,
     PoolClosed,
     QueueFull,
     open_job_pool,
@@ -50,6 +53,23 @@ async def test_generated_ids_are_unique_32_hex() -> None:
         ids = {h.job_id for h in handles}
     assert len(ids) == 200
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+
+
+async def test_ids_in_the_generated_form_never_collide() -> None:
+    """A chosen id that has the form of a generated one (the pool's prefix and a counter)
+    never collides with an id generated before or after it; ids that merely look alike (upper
+    case) are plain ids."""
+    async with open_job_pool(max_pending=None) as pool:
+        first = pool.submit_nowait(noop)
+        prefix = first.job_id[:16]
+        chosen = pool.submit_nowait(noop, job_id=f"{prefix}{5:016x}")
+        generated = [pool.submit_nowait(noop) for _ in range(10)]
+        ids = [first.job_id, chosen.job_id, *(h.job_id for h in generated)]
+        assert len(set(ids)) == len(ids)
+        assert pool.get(chosen.job_id) is chosen
+        # ids of other forms that merely look alike are plain ids
+        upper = pool.submit_nowait(noop, job_id=f"{prefix}{6:016X}".upper())
+        assert pool.get(upper.job_id) is upper
 
 
 async def test_submit_nowait_raises_queue_full_at_the_bound() -> None:
@@ -144,6 +164,45 @@ async def test_cancelled_submit_was_not_accepted() -> None:
             pool.get("never")
         gate.open()
     assert gate.started == ["busy"]
+
+
+class Argument:
+    """An argument object that a weak reference can follow."""
+
+
+async def test_abandoned_blocked_submissions_are_released() -> None:
+    """Submits that wait for room and give up (cancelled while parked) are not held until room
+    frees: of 5000 such submits, given up 500 at a time, the pool lets go of most (their
+    arguments are collected) while the queue is still full, and none was accepted."""
+    gate = Gate()
+
+    async def gives_up(scope: anyio.CancelScope, argument: Argument, job_id: str) -> None:
+        with scope:
+            await pool.submit(gate.job, argument, job_id=job_id)
+
+    arguments: list[weakref.ref[Argument]] = []
+    async with open_job_pool(max_workers=1, queue_size=0) as pool:
+        await pool.submit(gate.job)
+        for batch in range(10):
+            scopes = [anyio.CancelScope() for _ in range(500)]
+            async with anyio.create_task_group() as tg:
+                for i, scope in enumerate(scopes):
+                    argument = Argument()
+                    arguments.append(weakref.ref(argument))
+                    tg.start_soon(gives_up, scope, argument, f"given-up-{batch}-{i}")
+                del argument
+                await settle()  # every submit of the batch is parked, waiting for room
+                assert pool.stats().total_submitted == 1
+                for scope in scopes:
+                    scope.cancel()
+        gc.collect()
+        held = sum(ref() is not None for ref in arguments)
+        assert held < 2100  # released as they die, not held until room frees
+        assert pool.stats().total_submitted == 1
+        with pytest.raises(JobNotFound):
+            pool.get("given-up-0-0")
+        gate.open()
+    assert gate.started == [None]
 
 
 async def test_submit_in_a_cancelled_scope_raises_and_accepts_nothing() -> None:

@@ -20,6 +20,7 @@ async def child(value: int) -> int:
 
 
 async def parent(pool: JobPool, value: int) -> int:
+    """Submit ``child(value)`` to ``pool`` (the pool running this job) and await its result."""
     handle = await pool.submit(child, value)
     return await handle.result()
 

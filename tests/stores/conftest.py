@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,22 @@ import pytest
 from tests.durable_app import board, registry
 
 # "sqlite" commits on the event loop with a start journal (synchronous=NORMAL, the default);
-# "sqlite-full" commits in the store's writer thread, and every start waits for its commit.
-STORES = ["memory", "sqlite", "sqlite-full"]  # redis joins here
+# "sqlite-full" commits in the store's writer thread, and every start waits for its commit;
+# "redis" is a distributed pool on a queue of the test's own (the session's redis-server).
+LOCAL_STORES = ["memory", "sqlite", "sqlite-full"]
+STORES = [*LOCAL_STORES, "redis"]
+
+
+def _kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    if request.param == "redis":
+        redis_url = request.getfixturevalue("redis_url")
+        queue = f"t{uuid.uuid4().hex[:12]}"
+        return {"store": f"{redis_url}/0?queue={queue}&lease_timeout=5", "registry": registry}
+    if request.param == "memory":
+        return {"registry": registry}
+    if request.param == "sqlite-full":
+        return {"store": f"sqlite:///{tmp_path / 'jobs.db'}?synchronous=FULL", "registry": registry}
+    return {"store": f"sqlite:///{tmp_path / 'jobs.db'}", "registry": registry}
 
 
 @pytest.fixture(params=STORES)
@@ -20,13 +35,16 @@ def pool_kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any
     """The store-related keyword arguments of ``open_job_pool`` for each store.
 
     Combined with ``anyio_backend`` (tests/conftest.py), an ``@pytest.mark.anyio`` test that
-    takes this fixture runs six ways: {trio, asyncio} x {memory, sqlite, sqlite-full}.
+    takes this fixture runs eight ways: {trio, asyncio} x {memory, sqlite, sqlite-full, redis}.
     """
-    if request.param == "memory":
-        return {"registry": registry}
-    if request.param == "sqlite-full":
-        return {"store": f"sqlite:///{tmp_path / 'jobs.db'}?synchronous=FULL", "registry": registry}
-    return {"store": f"sqlite:///{tmp_path / 'jobs.db'}", "registry": registry}
+    return _kwargs(request, tmp_path)
+
+
+@pytest.fixture(params=LOCAL_STORES)
+def local_pool_kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
+    """As ``pool_kwargs``, for the stores of one process only: for the tests whose contract a
+    distributed pool keeps differently (docs/distributed.md); test_redis_pool.py has Redis's."""
+    return _kwargs(request, tmp_path)
 
 
 @pytest.fixture(autouse=True)

@@ -1,10 +1,16 @@
 """The store conformance suite: the pool's contract, through the public API, on every store.
 
-Each test runs six ways ({trio, asyncio} x {memory, sqlite, sqlite-full}; redis joins through
-``conftest.STORES``). Jobs are registered ones (tests/durable_app.py), since durable pools run
-nothing else, and they synchronise with the test through ``durable_app.board``: exact events,
-no sleeps. The tests at the end are for stores that outlive their pool (sqlite): what is on
-disk after each kind of end, and what the next pool on the same store does with it.
+Each test runs eight ways ({trio, asyncio} x {memory, sqlite, sqlite-full, redis}), except those
+whose contract a distributed pool keeps differently (docs/distributed.md: the bound counts the
+jobs waiting in Redis by its latest count; leaving the block hands jobs back to the queue): they
+take ``local_pool_kwargs`` and run six ways, and tests/stores/test_redis_pool.py has Redis's
+version. Counters are read with ``cluster_stats()``: on a pool of one process it is ``stats()``;
+on Redis it is the whole queue's exact view. A job cancelled in Redis ends its handle once Redis
+has done it, so those tests wait for the handle there. Jobs are registered ones
+(tests/durable_app.py), since durable pools run nothing else, and they synchronise with the test
+through ``durable_app.board``: exact events, no sleeps. The tests at the end are for stores that
+outlive their pool (sqlite): what is on disk after each kind of end, and what the next pool on
+the same store does with it.
 """
 
 from __future__ import annotations
@@ -59,9 +65,16 @@ pytestmark = pytest.mark.anyio
 
 
 def db_path(pool_kwargs: dict[str, Any]) -> Path | None:
-    """The database file of a sqlite pool's keyword arguments; ``None`` for memory."""
+    """The database file of a sqlite pool's keyword arguments; ``None`` for other stores."""
     store = pool_kwargs.get("store")
-    return None if store is None else Path(str(store).removeprefix("sqlite:///").partition("?")[0])
+    if store is None or not str(store).startswith("sqlite:///"):
+        return None
+    return Path(str(store).removeprefix("sqlite:///").partition("?")[0])
+
+
+def distributed(pool_kwargs: dict[str, Any]) -> bool:
+    """Whether the keyword arguments open a distributed pool (its queue in Redis)."""
+    return str(pool_kwargs.get("store", "")).startswith("redis")
 
 
 def stored(db: Path) -> dict[str, dict[str, Any]]:
@@ -98,7 +111,8 @@ async def test_an_urgent_job_overtakes_fifty_waiting_jobs(pool_kwargs: dict[str,
             await pool.submit(note, f"p5-{i}", priority=5)
         urgent = await pool.submit(note, "p1", priority=1)
         assert urgent.status is JobStatus.QUEUED
-        assert pool.stats().queued_tasks == 51
+        stats = await pool.cluster_stats()
+        assert (stats.queued_tasks, stats.active_workers) == (51, 1)
         board.open()
         await pool.join()
     assert board.started == ["blocker", "p1", *(f"p5-{i}" for i in range(50))]
@@ -114,19 +128,25 @@ async def test_a_cancelled_waiting_job_never_runs(pool_kwargs: dict[str, Any]) -
         waiting = await pool.submit(note, "waiting", job_id="waiting")
         after = await pool.submit(note, "after")
         pool.cancel("waiting")
+        if distributed(pool_kwargs):
+            await waiting.wait()  # its handle ends once Redis has removed it
         assert waiting.status is JobStatus.CANCELLED
-        assert pool.stats().total_cancelled == 1
-        assert pool.stats().queued_tasks == 1
+        stats = await pool.cluster_stats()
+        assert (stats.total_cancelled, stats.queued_tasks) == (1, 1)
         with pytest.raises(JobCancelled, match="'waiting' was cancelled"):
             await waiting.result()
         with pytest.raises(JobNotFound, match="waiting"):
             pool.cancel("waiting")  # ended: no longer live
+        with pytest.raises(JobNotFound, match="waiting"):
+            await pool.acancel("waiting")
         waiting.cancel()  # the handle's cancel of an ended job does nothing
         board.open()
         assert await after.result() == "after"
         await pool.join()
         assert waiting.attempts == 0
         assert waiting.started_at is None
+        stats = await pool.cluster_stats()
+        assert (stats.total_cancelled, stats.total_completed) == (1, 2)
     assert board.started == ["blocker", "after"]
 
 
@@ -137,7 +157,7 @@ async def test_a_cancelled_running_job_ends_and_its_worker_moves_on(
         running = await pool.submit(hang, "running", job_id="running")
         await board.wait_started("running")
         assert status(running) is JobStatus.RUNNING
-        assert pool.stats().active_workers == 1
+        assert (await pool.cluster_stats()).active_workers == 1
         pool.cancel("running")
         outcome = await running.wait()
         assert running.status is JobStatus.CANCELLED
@@ -147,7 +167,7 @@ async def test_a_cancelled_running_job_ends_and_its_worker_moves_on(
         assert running.attempts == 1
         assert running.exec_time is not None
         assert await (await pool.submit(note, "next")).result() == "next"
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
     assert stats.total_cancelled == 1
     assert stats.total_completed == 1
     assert board.started == ["running", "next"]
@@ -160,14 +180,16 @@ async def test_a_cancelled_retrying_job_never_runs_again(pool_kwargs: dict[str, 
         await board.event("failed:r:1").wait()
         assert status(retrying) is JobStatus.RETRYING
         assert isinstance(retrying.error, ValueError)  # the failed attempt's, while retrying
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
         assert (stats.queued_tasks, stats.active_workers, stats.total_retried) == (1, 0, 1)
         assert invariant_holds(stats)
         pool.cancel("r")
+        if distributed(pool_kwargs):
+            await retrying.wait()  # its handle ends once Redis has removed it
         assert retrying.status is JobStatus.CANCELLED
         with pytest.raises(JobCancelled):
             await retrying.result()
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
         # the pool ends at once (a 3600 s backoff would keep a draining pool waiting)
     assert retrying.attempts == 1
     assert board.calls["r"] == 1
@@ -187,6 +209,10 @@ async def test_unknown_and_ended_ids_are_not_found(pool_kwargs: dict[str, Any]) 
         with pytest.raises(JobNotFound, match="done"):
             pool.cancel("done")
         assert pool.get("done").status is JobStatus.COMPLETED  # within the history
+        if distributed(pool_kwargs):
+            # the id stays taken until Redis has the end, which goes with the link's next
+            # trip after the handle ended; join() returns once Redis has been told everything
+            await pool.join()
         again = await pool.submit(note, "again", job_id="done")  # an ended id may be reused
         assert await again.result() == "again"
         assert pool.get("done") is again
@@ -207,7 +233,8 @@ async def test_acancel_and_aget_are_the_async_forms_of_cancel_and_get(
             await pool.acancel("running")
         with pytest.raises(JobNotFound):
             await pool.aget("nobody")
-        assert await pool.cluster_stats() == pool.stats()  # one process: the whole cluster
+        if not distributed(pool_kwargs):
+            assert await pool.cluster_stats() == pool.stats()  # one process: the whole cluster
 
 
 # -- timeouts and retries ----------------------------------------------------------------------
@@ -232,7 +259,7 @@ async def test_a_job_past_its_timeout_ends_timed_out_and_is_never_retried(
         assert late.exec_time >= 0.05
         unlimited = await pool.submit(note, "unlimited", timeout=math.inf)
         assert await unlimited.result() == "unlimited"
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
     assert (stats.total_timed_out, stats.total_retried, stats.total_completed) == (1, 0, 1)
     assert board.started == ["late", "unlimited"]
 
@@ -246,7 +273,7 @@ async def test_retries_with_backoff_until_success(pool_kwargs: dict[str, Any]) -
         assert time.monotonic() - start >= 0.02 + 0.03  # min(max_backoff, backoff * 2**(k-1))
         assert handle.attempts == 3
         assert handle.error is None
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
     assert (stats.total_retried, stats.total_completed, stats.total_failed) == (2, 1, 0)
     assert board.started == ["f", "f", "f"]
 
@@ -259,6 +286,7 @@ async def test_a_job_waiting_out_its_backoff_holds_no_worker(pool_kwargs: dict[s
         assert await (await pool.submit(note, "meanwhile")).result() == "meanwhile"
         assert later.status is JobStatus.RETRYING
         later.cancel()
+        await later.wait()
     assert board.started == ["later", "meanwhile"]
 
 
@@ -277,7 +305,7 @@ async def test_retries_until_giving_up(pool_kwargs: dict[str, Any]) -> None:
         once = await pool.submit(flaky, "once", 10, retry=RetryPolicy(max_attempts=1))
         await once.wait()
         assert once.attempts == 1
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
     assert (stats.total_retried, stats.total_failed, stats.total_completed) == (2, 3, 0)
     assert board.calls == {"hopeless": 3, "other": 1, "once": 1}
 
@@ -288,22 +316,22 @@ async def test_retries_until_giving_up(pool_kwargs: dict[str, Any]) -> None:
 async def test_exact_counters_and_the_invariant_after_a_mixed_workload(
     pool_kwargs: dict[str, Any],
 ) -> None:
-    def check(**expected: int) -> None:
-        stats = pool.stats()
+    async def check(**expected: int) -> None:
+        stats = await pool.cluster_stats()
         assert invariant_holds(stats), stats
         got = counters(stats)
         assert {k: got[k] for k in expected} == expected
 
     give_up = RetryPolicy(max_attempts=2, backoff=0.001, jitter=False)
     async with open_job_pool(2, 10, **pool_kwargs) as pool:
-        check(total_submitted=0, max_workers=2, active_workers=0, queued_tasks=0)
+        await check(total_submitted=0, max_workers=2, active_workers=0, queued_tasks=0)
         for i in range(3):
             await (await pool.submit(note, f"ok-{i}")).wait()
         await (await pool.submit(fail, "broken")).wait()
         await (await pool.submit(flaky, "comeback", 1, retry=SHORT)).wait()
         await (await pool.submit(flaky, "quitter", 5, retry=give_up)).wait()
         await (await pool.submit(hang, "slow", timeout=0.02)).wait()
-        check(
+        await check(
             total_submitted=7,
             total_completed=4,
             total_failed=2,
@@ -316,16 +344,17 @@ async def test_exact_counters_and_the_invariant_after_a_mixed_workload(
         other = await pool.submit(hold, "other")
         await board.wait_started("other")
         waiting = await pool.submit(hold, "waiting")
-        check(total_submitted=10, active_workers=2, queued_tasks=1)
+        await check(total_submitted=10, active_workers=2, queued_tasks=1)
         waiting.cancel()
-        check(total_cancelled=1, queued_tasks=0, active_workers=2)
+        await waiting.wait()
+        await check(total_cancelled=1, queued_tasks=0, active_workers=2)
         running.cancel()
         await running.wait()
-        check(total_cancelled=2, active_workers=1)
+        await check(total_cancelled=2, active_workers=1)
         board.open()
         await other.wait()
         await pool.join()
-        check(
+        await check(
             total_submitted=10,
             total_completed=5,
             total_failed=2,
@@ -335,10 +364,14 @@ async def test_exact_counters_and_the_invariant_after_a_mixed_workload(
             active_workers=0,
             queued_tasks=0,
         )
-        stats = pool.stats()
+        local = pool.stats()  # this process ran every job: its own view agrees
+        assert (local.total_submitted, local.total_completed, local.total_failed) == (10, 5, 2)
+        stats = await pool.cluster_stats()
         assert stats.average_exec_time > 0
         assert stats.exec_time_p50 <= stats.exec_time_p95 <= stats.exec_time_p99
-    assert invariant_holds(pool.stats())
+    assert invariant_holds(stats)
+    if not distributed(pool_kwargs):
+        assert invariant_holds(pool.stats())  # and after the pool stopped
 
 
 async def test_history_bound(pool_kwargs: dict[str, Any]) -> None:
@@ -350,7 +383,13 @@ async def test_history_bound(pool_kwargs: dict[str, Any]) -> None:
         assert pool.get("second").status is JobStatus.COMPLETED
         assert await pool.get("third").result() == "third"
         assert pool.get("live").status is JobStatus.RUNNING  # live jobs are always found
-        if db_path(pool_kwargs) is None:
+        if distributed(pool_kwargs):
+            with pytest.raises(JobNotFound, match="first"):
+                pool.get("first")  # beyond this process's history...
+            old = await pool.aget("first")  # ... but Redis keeps it (for keep_ended)
+            assert (old.status, old.attempts) == (JobStatus.COMPLETED, 1)
+            assert await old.result() == "first"
+        elif db_path(pool_kwargs) is None:
             with pytest.raises(JobNotFound, match="first"):
                 pool.get("first")  # beyond the history: gone
         else:
@@ -391,6 +430,10 @@ async def test_current_job_and_progress(pool_kwargs: dict[str, Any]) -> None:
     if db is not None:
         row = stored(db)["p"]
         assert (row["progress"], row["progress_message"]) == (1.0, "done")
+    if distributed(pool_kwargs):
+        async with open_job_pool(0, 10, **pool_kwargs) as other:  # any process reads it
+            read = await other.aget("p")
+        assert (read.progress, read.progress_message) == (1.0, "done")
 
 
 async def test_a_failing_job_harms_no_other_job(pool_kwargs: dict[str, Any]) -> None:
@@ -406,19 +449,19 @@ async def test_a_failing_job_harms_no_other_job(pool_kwargs: dict[str, Any]) -> 
         # the failed job's worker is still there: two more jobs run side by side
         second = await pool.submit(hold, "second")
         await board.wait_started("second")
-        assert pool.stats().active_workers == 2
+        assert (await pool.cluster_stats()).active_workers == 2
         board.open()
         assert await neighbour.result() == "neighbour"
         assert await second.result() == "second"
-        stats = pool.stats()
+        stats = await pool.cluster_stats()
     assert (stats.total_failed, stats.total_completed) == (1, 2)
 
 
 # -- the bound, closing and shutting down ------------------------------------------------------
 
 
-async def test_the_bound_queue_full_and_backpressure(pool_kwargs: dict[str, Any]) -> None:
-    async with open_job_pool(2, 1, max_pending=1, **pool_kwargs) as pool:
+async def test_the_bound_queue_full_and_backpressure(local_pool_kwargs: dict[str, Any]) -> None:
+    async with open_job_pool(2, 1, max_pending=1, **local_pool_kwargs) as pool:
         for i in range(2):
             pool.submit_nowait(hold, f"busy-{i}")  # taken by the idle workers at once
         for i in range(2):
@@ -469,11 +512,11 @@ async def test_pool_closed_after_close_and_after_the_block(pool_kwargs: dict[str
 
 
 async def test_leaving_the_block_by_an_exception_cancels_every_job(
-    pool_kwargs: dict[str, Any],
+    local_pool_kwargs: dict[str, Any],
 ) -> None:
     handles: dict[str, JobHandle[Any]] = {}
     with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
-        async with open_job_pool(1, 10, **pool_kwargs) as pool:
+        async with open_job_pool(1, 10, **local_pool_kwargs) as pool:
             handles["running"] = await pool.submit(hold, "running", job_id="running")
             await board.wait_started("running")
             handles["waiting"] = await pool.submit(note, "waiting", job_id="waiting")

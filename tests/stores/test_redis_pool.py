@@ -1,17 +1,19 @@
-"""The distributed pool (store="redis://...") through the public API, on Trio and asyncio.
+"""The distributed pool (store="redis://...") where its contract differs from a pool of one
+process, through the public API, on Trio and asyncio.
 
-The store conformance suite's cases (tests/stores/test_conformance.py), written for what a pool
-whose queue lives in Redis promises (docs/distributed.md): a job submitted here may run in any
-process, so handles end once Redis has the end, ``stats()`` is this process's view and the
-invariant is checked on ``cluster_stats()``. Several pools on one queue in one event loop stand
-for several processes here; tests/stores/test_redis_processes.py runs real ones.
+The contract Redis shares with the other stores is checked by the conformance suite
+(tests/stores/test_conformance.py, which runs every case on Redis too). Here are the
+differences docs/distributed.md lists: a job submitted here may run in any process, handles of
+jobs running elsewhere are brought up to date by ``aget``, jobs of other processes are cancelled
+through ``acancel``, the bound counts the jobs waiting in Redis, leaving the block or stopping
+hands jobs back to the shared queue; and the store's own settings and failures. Several pools
+on one queue in one event loop stand for several processes here;
+tests/stores/test_redis_processes.py runs real ones.
 """
 
 from __future__ import annotations
 
-import math
 import signal
-import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
@@ -38,8 +40,6 @@ from tests.stores._suite import (
     SHORT,
     SHUTDOWN,
     Leave,
-    check_priority_then_fifo,
-    counters,
     invariant_holds,
     status,
 )
@@ -55,9 +55,7 @@ from trio_jobpool import (
     JobTimeout,
     PoolClosed,
     QueueFull,
-    RetryPolicy,
     StoreError,
-    current_job,
     open_job_pool,
 )
 from trio_jobpool.stores.redis import RedisStore
@@ -99,11 +97,6 @@ async def until_refused_for_room(store_url: str) -> None:
 # -- ordering ----------------------------------------------------------------------------------
 
 
-async def test_waiting_jobs_start_by_priority_then_fifo(kw: dict[str, Any]) -> None:
-    async with open_job_pool(1, 100, **kw) as pool:
-        await check_priority_then_fifo(pool, nowait=False)
-
-
 async def test_order_holds_across_processes(kw: dict[str, Any]) -> None:
     """Jobs submitted by a front end (max_workers=0) run by priority in two worker pools."""
     async with open_job_pool(0, 100, **kw) as front:
@@ -122,21 +115,6 @@ async def test_order_holds_across_processes(kw: dict[str, Any]) -> None:
     # two workers take jobs in order: a later job never starts two places before an earlier one
     positions = [int(n[3:]) for n in board.started[1:]]
     assert all(positions[i] < positions[i + 2] for i in range(len(positions) - 2))
-
-
-async def test_an_urgent_job_overtakes_fifty_waiting_jobs(kw: dict[str, Any]) -> None:
-    async with open_job_pool(1, 100, **kw) as pool:
-        await pool.submit(hold, "blocker")
-        await board.wait_started("blocker")
-        for i in range(50):
-            await pool.submit(note, f"p5-{i}", priority=5)
-        urgent = await pool.submit(note, "p1", priority=1)
-        assert urgent.status is JobStatus.QUEUED
-        stats = await pool.cluster_stats()
-        assert (stats.queued_tasks, stats.active_workers) == (51, 1)
-        board.open()
-        await pool.join()
-    assert board.started == ["blocker", "p1", *(f"p5-{i}" for i in range(50))]
 
 
 # -- results, errors, handles ------------------------------------------------------------------
@@ -184,41 +162,6 @@ async def test_only_registered_jobs_with_json_arguments_and_results(kw: dict[str
             await bad_result.result()
 
 
-async def test_a_failing_job_harms_no_other_job(kw: dict[str, Any]) -> None:
-    async with open_job_pool(2, 10, **kw) as pool:
-        neighbour = await pool.submit(hold, "neighbour")
-        await board.wait_started("neighbour")
-        broken = await pool.submit(fail, "bad input")
-        outcome = await broken.wait()
-        assert isinstance(outcome.error, ValueError)  # type: ignore[attr-defined]
-        assert status(neighbour) is JobStatus.RUNNING
-        second = await pool.submit(hold, "second")
-        await board.wait_started("second")
-        assert pool.stats().active_workers == 2
-        board.open()
-        assert await neighbour.result() == "neighbour"
-        assert await second.result() == "second"
-    assert (pool.stats().total_failed, pool.stats().total_completed) == (1, 2)
-
-
-async def test_current_job_and_progress(kw: dict[str, Any]) -> None:
-    async with open_job_pool(2, 10, **kw) as pool:
-        handle = await pool.submit(report_progress, "p", job_id="p")
-        await board.wait_started("p")
-        await until(lambda: "p:child" in board.seen)
-        assert board.seen["p"] is handle  # the job runs here: its handle is the submitted one
-        assert board.seen["p:child"] is handle
-        assert isinstance(board.seen["p:bad_progress"], ValueError)
-        assert (handle.progress, handle.progress_message) == (0.5, "half")
-        board.open("p")
-        assert await handle.result() == "p"
-    with pytest.raises(RuntimeError):
-        current_job()
-    async with open_job_pool(0, 10, **kw) as other:
-        read = await other.aget("p")
-        assert (read.progress, read.progress_message) == (1.0, "done")
-
-
 async def test_aget_brings_the_handle_of_a_job_running_elsewhere_up_to_date(
     kw: dict[str, Any],
 ) -> None:
@@ -258,28 +201,6 @@ async def test_a_job_that_just_ended_here_is_ended_for_aget_and_acancel(
 # -- cancelling --------------------------------------------------------------------------------
 
 
-async def test_a_cancelled_waiting_job_never_runs(kw: dict[str, Any]) -> None:
-    async with open_job_pool(1, 10, **kw) as pool:
-        await pool.submit(hold, "blocker")
-        await board.wait_started("blocker")
-        waiting = await pool.submit(note, "waiting", job_id="waiting")
-        after = await pool.submit(note, "after")
-        pool.cancel("waiting")
-        with pytest.raises(JobCancelled, match="'waiting' was cancelled"):
-            await waiting.result()
-        assert waiting.status is JobStatus.CANCELLED
-        assert waiting.attempts == 0
-        with pytest.raises(JobNotFound, match="waiting"):
-            pool.cancel("waiting")
-        with pytest.raises(JobNotFound, match="waiting"):
-            await pool.acancel("waiting")
-        board.open()
-        assert await after.result() == "after"
-        stats = await pool.cluster_stats()
-        assert (stats.total_cancelled, stats.total_completed) == (1, 2)
-    assert board.started == ["blocker", "after"]
-
-
 async def test_cancel_from_another_process_stops_a_running_job(kw: dict[str, Any]) -> None:
     async with open_job_pool(1, 10, **kw) as worker, open_job_pool(0, 10, **kw) as front:
         running = await front.submit(hang, "running", job_id="running")
@@ -317,39 +238,7 @@ async def test_a_cancel_whose_message_was_missed_reaches_the_job_with_the_lease_
             await handle.result()  # within one renewal (0.2 s)
 
 
-async def test_a_cancelled_retrying_job_never_runs_again(kw: dict[str, Any]) -> None:
-    long_wait = RetryPolicy(max_attempts=5, backoff=3600, jitter=False)
-    async with open_job_pool(1, 10, **kw) as pool:
-        retrying = await pool.submit(flaky, "r", 10, job_id="r", retry=long_wait)
-        await board.event("failed:r:1").wait()
-        assert status(retrying) is JobStatus.RETRYING
-        stats = await pool.cluster_stats()
-        assert (stats.queued_tasks, stats.active_workers, stats.total_retried) == (1, 0, 1)
-        assert invariant_holds(stats)
-        pool.cancel("r")
-        with pytest.raises(JobCancelled):
-            await retrying.result()
-        stats = await pool.cluster_stats()
-    assert board.calls["r"] == 1
-    assert (stats.queued_tasks, stats.total_cancelled, stats.total_failed) == (0, 1, 0)
-
-
 # -- timeouts and retries ----------------------------------------------------------------------
-
-
-async def test_a_job_past_its_timeout_ends_timed_out_and_is_never_retried(
-    kw: dict[str, Any],
-) -> None:
-    async with open_job_pool(1, 10, retry=SHORT, **kw) as pool:
-        late = await pool.submit(hang, "late", timeout=0.05)
-        outcome = await late.wait()
-        error = outcome.error  # type: ignore[attr-defined]
-        assert isinstance(error, JobTimeout)
-        assert late.attempts == 1
-        unlimited = await pool.submit(note, "unlimited", timeout=math.inf)
-        assert await unlimited.result() == "unlimited"
-        stats = await pool.cluster_stats()
-    assert (stats.total_timed_out, stats.total_retried, stats.total_completed) == (1, 0, 1)
 
 
 async def test_the_timeout_travels_with_the_job(kw: dict[str, Any]) -> None:
@@ -362,104 +251,6 @@ async def test_the_timeout_travels_with_the_job(kw: dict[str, Any]) -> None:
         runners = await front.submit(hang, "runners")
         assert isinstance((await own.wait()).error, JobTimeout)  # type: ignore[attr-defined]
         assert isinstance((await runners.wait()).error, JobTimeout)  # type: ignore[attr-defined]
-
-
-async def test_retries_with_backoff_until_success(kw: dict[str, Any]) -> None:
-    backoff = RetryPolicy(max_attempts=3, backoff=0.02, max_backoff=0.03, jitter=False)
-    async with open_job_pool(2, 10, **kw) as pool:
-        start = time.monotonic()
-        handle = await pool.submit(flaky, "f", 2, retry=backoff)
-        assert await handle.result() == "f ok after 3"
-        assert time.monotonic() - start >= 0.02 + 0.03
-        assert handle.attempts == 3
-        stats = await pool.cluster_stats()
-    assert (stats.total_retried, stats.total_completed, stats.total_failed) == (2, 1, 0)
-
-
-async def test_a_job_waiting_out_its_backoff_holds_no_worker(kw: dict[str, Any]) -> None:
-    async with open_job_pool(1, 10, **kw) as pool:
-        later = await pool.submit(flaky, "later", 1, retry=RetryPolicy(backoff=3600))
-        await board.event("failed:later:1").wait()
-        assert await (await pool.submit(note, "meanwhile")).result() == "meanwhile"
-        assert later.status is JobStatus.RETRYING
-        later.cancel()
-        await later.wait()
-    assert board.started == ["later", "meanwhile"]
-
-
-async def test_retries_until_giving_up(kw: dict[str, Any]) -> None:
-    only_key_errors = RetryPolicy(max_attempts=3, backoff=0.001, retry_on=(KeyError,))
-    async with open_job_pool(2, 10, retry=SHORT, **kw) as pool:
-        hopeless = await pool.submit(flaky, "hopeless", 10)
-        with pytest.raises(ValueError, match="hopeless failure 3"):
-            await hopeless.result()
-        assert hopeless.attempts == 3
-        other = await pool.submit(flaky, "other", 10, retry=only_key_errors)
-        with pytest.raises(ValueError, match="other failure 1"):
-            await other.result()
-        stats = await pool.cluster_stats()
-    assert (stats.total_retried, stats.total_failed, stats.total_completed) == (2, 2, 0)
-    assert board.calls == {"hopeless": 3, "other": 1}
-
-
-# -- stats -------------------------------------------------------------------------------------
-
-
-async def test_exact_cluster_counters_and_the_invariant_after_a_mixed_workload(
-    kw: dict[str, Any],
-) -> None:
-    async def check(**expected: int) -> None:
-        stats = await pool.cluster_stats()
-        assert invariant_holds(stats), stats
-        got = counters(stats)
-        assert {k: got[k] for k in expected} == expected
-
-    give_up = RetryPolicy(max_attempts=2, backoff=0.001, jitter=False)
-    async with open_job_pool(2, 10, **kw) as pool:
-        await check(total_submitted=0, max_workers=2, active_workers=0, queued_tasks=0)
-        for i in range(3):
-            await (await pool.submit(note, f"ok-{i}")).wait()
-        await (await pool.submit(fail, "broken")).wait()
-        await (await pool.submit(flaky, "comeback", 1, retry=SHORT)).wait()
-        await (await pool.submit(flaky, "quitter", 5, retry=give_up)).wait()
-        await (await pool.submit(hang, "slow", timeout=0.02)).wait()
-        await check(
-            total_submitted=7,
-            total_completed=4,
-            total_failed=2,
-            total_timed_out=1,
-            total_retried=2,
-            total_cancelled=0,
-        )
-        running = await pool.submit(hold, "running")
-        await board.wait_started("running")
-        await pool.submit(hold, "other")
-        await board.wait_started("other")
-        waiting = await pool.submit(hold, "waiting")
-        await check(total_submitted=10, active_workers=2, queued_tasks=1)
-        waiting.cancel()
-        await waiting.wait()
-        await check(total_cancelled=1, queued_tasks=0, active_workers=2)
-        running.cancel()
-        await running.wait()
-        await check(total_cancelled=2, active_workers=1)
-        board.open()
-        await pool.join()
-        await check(
-            total_submitted=10,
-            total_completed=5,
-            total_failed=2,
-            total_cancelled=2,
-            total_timed_out=1,
-            total_retried=2,
-            active_workers=0,
-            queued_tasks=0,
-        )
-        local = pool.stats()  # this process ran every job: its view agrees
-        assert (local.total_submitted, local.total_completed, local.total_failed) == (10, 5, 2)
-        stats = await pool.cluster_stats()
-        assert stats.average_exec_time > 0
-        assert stats.exec_time_p50 <= stats.exec_time_p95 <= stats.exec_time_p99
 
 
 # -- the bound, closing, shutting down ----------------------------------------------------------
@@ -573,20 +364,6 @@ async def test_a_live_id_is_a_duplicate_in_every_process(kw: dict[str, Any]) -> 
         late = b.submit_nowait(note, "x", job_id="x")  # found out by Redis: on the handle
         with pytest.raises(DuplicateJob):
             await late.result()
-
-
-async def test_pool_closed_after_close_and_after_the_block(kw: dict[str, Any]) -> None:
-    async with open_job_pool(1, 10, **kw) as pool:
-        accepted = await pool.submit(hold, "accepted")
-        pool.close()
-        with pytest.raises(PoolClosed):
-            await pool.submit(note, "late")
-        with pytest.raises(PoolClosed):
-            pool.submit_nowait(note, "late")
-        board.open()
-        assert await accepted.result() == "accepted"
-    with pytest.raises(PoolClosed):
-        await pool.submit(note, "after")
 
 
 async def test_leaving_by_an_exception_hands_running_jobs_back(kw: dict[str, Any]) -> None:
