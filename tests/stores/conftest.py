@@ -11,10 +11,14 @@ import pytest
 
 from tests.durable_app import board, registry
 
+from .fake_store import MemoryStore
+
+# "fake" is the smallest Store of all (tests/stores/fake_store.py): the suite passing on it
+# shows that a pool needs nothing of a store but the protocol;
 # "sqlite" commits on the event loop with a start journal (synchronous=NORMAL, the default);
 # "sqlite-full" commits in the store's writer thread, and every start waits for its commit;
 # "redis" is a distributed pool on a queue of the test's own (the session's redis-server).
-LOCAL_STORES = ["memory", "sqlite", "sqlite-full"]
+LOCAL_STORES = ["memory", "fake", "sqlite", "sqlite-full"]
 STORES = [*LOCAL_STORES, "redis"]
 
 
@@ -25,6 +29,8 @@ def _kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
         return {"store": f"{redis_url}/0?queue={queue}&lease_timeout=5", "registry": registry}
     if request.param == "memory":
         return {"registry": registry}
+    if request.param == "fake":
+        return {"store": MemoryStore(), "registry": registry}
     if request.param == "sqlite-full":
         return {"store": f"sqlite:///{tmp_path / 'jobs.db'}?synchronous=FULL", "registry": registry}
     return {"store": f"sqlite:///{tmp_path / 'jobs.db'}", "registry": registry}
@@ -35,7 +41,7 @@ def pool_kwargs(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any
     """The store-related keyword arguments of ``open_job_pool`` for each store.
 
     Combined with ``anyio_backend`` (tests/conftest.py), an ``@pytest.mark.anyio`` test that
-    takes this fixture runs eight ways: {trio, asyncio} x {memory, sqlite, sqlite-full, redis}.
+    takes this fixture runs ten ways: {trio, asyncio} x {memory, fake, sqlite, sqlite-full, redis}.
     """
     return _kwargs(request, tmp_path)
 

@@ -1,6 +1,6 @@
 """The store conformance suite: the pool's contract, through the public API, on every store.
 
-Each test runs eight ways ({trio, asyncio} x {memory, sqlite, sqlite-full, redis}), except those
+Each test runs ten ways ({trio, asyncio} x {memory, fake, sqlite, sqlite-full, redis}), except those
 whose contract a distributed pool keeps differently (docs/distributed.md: the bound counts the
 jobs waiting in Redis by its latest count; leaving the block hands jobs back to the queue): they
 take ``local_pool_kwargs`` and run six ways, and tests/stores/test_redis_pool.py has Redis's
@@ -389,11 +389,11 @@ async def test_history_bound(pool_kwargs: dict[str, Any]) -> None:
             old = await pool.aget("first")  # ... but Redis keeps it (for keep_ended)
             assert (old.status, old.attempts) == (JobStatus.COMPLETED, 1)
             assert await old.result() == "first"
-        elif db_path(pool_kwargs) is None:
+        elif pool_kwargs.get("store") is None:
             with pytest.raises(JobNotFound, match="first"):
                 pool.get("first")  # beyond the history: gone
         else:
-            old = pool.get("first")  # beyond the history, but read back from the disk
+            old = pool.get("first")  # beyond the history, but read back from the store
             assert old.status is JobStatus.COMPLETED
             assert await old.result() == "first"
             assert old.attempts == 1
