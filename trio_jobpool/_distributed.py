@@ -92,7 +92,7 @@ class DistributedPool(Link):
         assert isinstance(job, RecordedJob)
         while True:
             self._check_submittable(job)
-            room = self._room  # (taken now: a "room" message after the refusal sets it)
+            room = self._room  # taken now: a "room" message after the refusal sets this one
             slot = Slot()
             self._remote[job._key] = job
             self._out.submits.add(Submission(job, slot, self._now()))
@@ -225,7 +225,7 @@ class DistributedPool(Link):
         key = self._key(job_id) if isinstance(job_id, str) else None
         held = None if key is None else self._live.get(key)
         if held is not None:  # running here: the handle is up to date
-            await self._runtime.checkpoint()  # (it may end meanwhile: the handle says so)
+            await self._runtime.checkpoint()  # if it ends meanwhile, the handle says so
             return held
         ended = self._history.get(key) if key is not None and job_id in self._ending else None
         if ended is not None:  # ended here, and Redis has yet to hear of it
@@ -259,8 +259,8 @@ class DistributedPool(Link):
         Raises:
             StoreError: Redis cannot be reached.
         """
-        # This process's news first: what is pending now goes with the next trip at the latest
-        # (the one under way may have started before it came).
+        # This process's news first: what is pending now goes with the next trip at the latest;
+        # the trip under way may have started before it came.
         target = self._trips_done + (2 if self._sending else 1)
         with anyio.move_on_after(self._redis.timeout):
             while self._pending_writes() and self._trips_done < target:

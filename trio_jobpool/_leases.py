@@ -98,7 +98,7 @@ class Leases(JobPool):
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = RECONNECT_DELAY  # before the next try, while Redis is lost
         self._more = True  # Redis may have jobs for idle workers
-        self._news = 0  # "new" and "retry" messages so far (one may pass a claim in flight)
+        self._news = 0  # "new" and "retry" messages so far; one may pass a claim in flight
         self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
         # The pool's own (native) events and scopes on the busy paths: AnyIO's wrappers cost
@@ -121,7 +121,7 @@ class Leases(JobPool):
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
         self._service_scope = anyio.CancelScope()
-        self._link_scope = runtime.CancelScope()  # the link's wait (its deadline: a retry due)
+        self._link_scope = runtime.CancelScope()  # the link's wait; its deadline: a retry due
         self._lost: BaseException | None = None  # the error while Redis is unreachable
 
     def _fence_deadline(self, job: JobHandle[Any]) -> float:
@@ -156,7 +156,7 @@ class Leases(JobPool):
         requests = task.cancelling()
         scope.cancel()
         if task.cancelling() == requests and not _shielded_within(task, scope):
-            fence.fired = True  # (AnyIO did not deliver it: what the task awaits is done)
+            fence.fired = True  # AnyIO did not deliver it: what the task awaits is done
             task.cancel(_FENCE_CANCEL)
 
     def _set_fence(self, job: JobHandle[Any], deadline: float) -> None:
@@ -185,7 +185,7 @@ class Leases(JobPool):
         could not be reached. The keeper runs at least every third of the lease while the
         loop runs: a stall is a time it did not run for over half a lease."""
         if now - self._keeper_ran > self._lease / 2 and fence >= self._keeper_ran:
-            return True  # (a stall the keeper has not seen yet: it is just over)
+            return True  # a stall that is just over, which the keeper has not seen yet
         start, end = self._stall
         return start <= fence <= end
 
@@ -214,9 +214,9 @@ class Leases(JobPool):
         scope takes it: it is not AnyIO's). Anything else it came with still propagates; an
         outer cancellation is AnyIO's, which delivers it again at the worker's next await."""
         assert isinstance(job, RecordedJob)
-        self._check_fence(job)  # (its scope's deadline: the fence)
+        self._check_fence(job)  # its scope's deadline is its fence
         fence = None if self._task_fences is None else self._task_fences.get(job.job_id)
-        fired = fence is not None and fence.fired  # (the attempt's end drops the fence)
+        fired = fence is not None and fence.fired  # read now: the attempt's end drops the fence
         propagate = super()._job_base_exception(job, exc, cancelled_exc)
         if fired and propagate is exc and _only_cancellations(exc, cancelled_exc):
             return None
@@ -243,7 +243,7 @@ class Leases(JobPool):
         if job is None:
             return
         if job._cancel_reason is not None:
-            return  # (cancelled or timed out already: it ends as such)
+            return  # cancelled or timed out already: it ends as such
         job._cancel_reason = reason
         if job._status is _RUNNING and job._scope is not None:
             job._scope.cancel()
@@ -290,7 +290,7 @@ class Leases(JobPool):
 
     def _drop_lease(self, job: RecordedJob[Any]) -> None:
         self._leases.pop(job.job_id, None)
-        self._out.progress.pop(job.job_id, None)  # (its end or hand-back carries the last one)
+        self._out.forget_progress(job.job_id)  # its end or hand-back carries the last one
 
 
 class _TaskFence:
@@ -329,7 +329,7 @@ def _shielded_within(task: asyncio.Task[Any], scope: CancelScopeLike) -> bool:
             if inner.shield:
                 return True
             inner = inner._parent_scope
-    except (ImportError, KeyError, AttributeError):  # (another AnyIO: not known)
+    except (ImportError, KeyError, AttributeError):  # another AnyIO: unknown
         return True
     return inner is None
 

@@ -187,7 +187,7 @@ class Link(SharedEnds):
             self._end_gone(job)
             ended += 1
         for job in list(self._remote.values()):
-            if job._key not in self._live and job._record.seq:  # (else: not sent yet)
+            if job._key not in self._live and job._record.seq:  # else: not sent yet
                 self._end_gone(job)
                 ended += 1
         self._leases.clear()
@@ -237,11 +237,11 @@ class Link(SharedEnds):
         return max(0, idle - len(self._waiting) - self._claiming)
 
     async def _link(self) -> None:
-        """Make a trip whenever there is something to send (one at a time: a second trip
-        under way at once gained nothing measurable, and cost a task per trip)."""
+        """Make a trip whenever there is something to send. One trip at a time: whatever
+        comes during a trip goes with the next one (docs/design.md says why)."""
         while True:
             with self._runtime.CancelScope() as scope:
-                scope.deadline = self._retry_due  # (moved by a trip that learns of one)
+                scope.deadline = self._retry_due  # the next retry due; a trip may bring it nearer
                 self._link_scope = scope
                 await self._wake.wait()
             if self._now() >= self._retry_due:
@@ -401,7 +401,7 @@ class Link(SharedEnds):
                 continue
             key = self._key(c.job_id)
             job = self._remote.get(key)
-            if job is None or job._record.seq != c.seq:  # (not this submission: its own)
+            if job is None or job._record.seq != c.seq:  # another submission: a handle of its own
                 record = JobRecord(
                     job_id=c.job_id,
                     name=c.name,
@@ -466,9 +466,11 @@ class Link(SharedEnds):
                         self._renewed(held, now + self._lease, now)
                         for job_id in lost:
                             self._fence(job_id)
-                        for job_id in cancel:  # (its pub/sub message was missed)
+                        for job_id in cancel:  # cancels whose pub/sub message was missed
                             self._on_message(f"cancel:{job_id}")
-                        with contextlib.suppress(*redis_errors(), QueueLost):  # (the next reaps)
+                        with contextlib.suppress(
+                            *redis_errors(), QueueLost
+                        ):  # else the next one reaps
                             await queue.reap(self._redis.max_crashes, round(interval * 1000))
                 self._keeper_ran = self._now()
             now = self._now()
@@ -487,7 +489,7 @@ class Link(SharedEnds):
         await self._adopt_epoch()
         try:
             return await call(arg)
-        except QueueLost as exc:  # (lost again at once)
+        except QueueLost as exc:  # lost again at once
             self._queue_lost(exc)
             raise StoreError(f"Redis at {self._redis.url} keeps losing the queue") from exc
 
@@ -518,7 +520,7 @@ class Link(SharedEnds):
                     delay = RECONNECT_DELAY
                     async for message in pubsub:
                         self._on_message(str(message["data"]))
-            except BaseException as exc:  # (coredis's task groups wrap what it raises)
+            except BaseException as exc:  # coredis's task groups wrap what it raises in groups
                 if not _redis_lost(exc):
                     raise
                 if not started:

@@ -201,7 +201,7 @@ class SharedEnds(Leases):
         if reason.kind is CancelKind.SHUTDOWN or job._cancel_reason is not None:
             return  # a job of the shared queue: the shutdown of this pool leaves it there
         job._cancel_reason = reason
-        if job._record.seq:  # (else its submit is under way: the answer sends the cancel)
+        if job._record.seq:  # else its submit is under way, and the answer sends the cancel
             self._out.cancels.add(job.job_id)
             self._wake_link()
 
@@ -222,7 +222,7 @@ class SharedEnds(Leases):
         done = set(recorded)
         counters = self._counters
         for job_id, status, _ in ends:
-            if job_id not in done:  # (a status's value names its counter)
+            if job_id not in done:  # a status's value names its counter
                 setattr(counters, status, getattr(counters, status) - 1)
 
     def _refresh(self, job: RecordedJob[Any], fields: dict[str, str]) -> None:

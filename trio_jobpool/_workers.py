@@ -89,7 +89,7 @@ class Workers(Attempts):
             self._workers_host_error = exc  # raised by _supervise_workers
         finally:
             self._workers_settled.set()
-            opened.set()  # (if it failed to open: _open_workers_group must not wait)
+            opened.set()  # also when the group failed to open: _open_workers_group waits for it
 
     async def _supervise_workers(self) -> None:
         """Stand for the workers' task group in the pool's nursery: raise what the group
@@ -176,7 +176,7 @@ class Workers(Attempts):
                 elif job._cancel_reason is not None or not job._timeout:
                     self._end_unstarted(job)  # its code never runs
                 else:
-                    ended = job  # (its reason is read again once the attempt is over)
+                    ended = job  # its cancel reason, read again once the attempt is over
                     _current_job.set(job)
                     job._scope = scope
                     if fence is not None:
