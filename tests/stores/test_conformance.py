@@ -411,7 +411,9 @@ async def test_current_job_and_progress(pool_kwargs: dict[str, Any]) -> None:
     async with open_job_pool(2, 10, **pool_kwargs) as pool:
         await pool.submit(hold, "blocker")
         await board.wait_started("blocker")
-        handle = await pool.submit(report_progress, "p", job_id="p")
+        # submit_nowait never yields, so the job cannot have reported progress yet (a submit
+        # may yield, and an idle worker may run the job meanwhile).
+        handle = pool.submit_nowait(report_progress, "p", job_id="p")
         assert (handle.progress, handle.progress_message) == (0.0, None)
         await board.wait_started("p")
         await until(lambda: "p:child" in board.seen)
