@@ -290,7 +290,8 @@ class Attempts(PoolCore):
             self._place(job, bounded=False)
 
     def _end_unstarted(self, job: JobHandle[Any]) -> None:
-        """End a job handed to this worker that must not start (see ``_worker``)."""
+        """End a job handed to a worker that must not start: it was cancelled before its start,
+        or has no time at all (a timeout of 0); its code never runs."""
         if job._cancel_reason is None:
             job._cancel_reason = TIMED_OUT
         self._attempt_ended(job, job._cancel_reason.kind.status, None)

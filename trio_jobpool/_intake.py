@@ -247,7 +247,7 @@ class Intake(Workers):
 
     def _reserve(self, job: JobHandle[Any]) -> bool:
         """With a store: accept ``job`` into a place of the waiting room, where it stays out of
-        the workers' reach until it is on disk (``_make_durable``); ``False`` if full."""
+        the workers' reach until it is on disk (``_write_accepted``); ``False`` if full."""
         if self._closed:
             raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
         if job._key in self._live:

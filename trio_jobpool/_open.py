@@ -54,7 +54,7 @@ def open_job_pool(
 
     The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
     the block; its workers, and so every running job, are tasks of a task group of their own,
-    for which a task of that nursery stands (see ``JobPool._host_workers``): the block does not
+    for which a task of that nursery stands (see ``Workers._host_workers``): the block does not
     end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
     seconds (see :meth:`JobPool.stop`). Leaving the block normally is
     ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every

@@ -274,7 +274,7 @@ class Workers(Attempts):
 
     def _fence_deadline(self, job: JobHandle[Any]) -> float:
         """A distributed pool's hook: when (pool clock) the running ``job`` must stop because
-        its lease may lapse; its scope's deadline while it runs (see ``_worker``)."""
+        its lease may lapse; its scope's deadline while it runs (see ``_run_jobs``)."""
         return _INF
 
     async def _next_job(self, slot: Slot) -> JobHandle[Any] | None:
