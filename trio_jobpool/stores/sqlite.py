@@ -33,7 +33,7 @@ each write is the one on ``(finished_at, priority, seq)`` (live jobs are the row
 memory where every live job is: the lock below keeps any other pool off the file.
 
 One pool at a time: the store takes an exclusive ``flock`` on the database file itself (see
-``_lock``); a second pool opening the same database, by any path, fails at once with
+``_file_lock.py``); a second pool opening the same database, by any path, fails at once with
 :class:`StoreError` naming the path. After every commit the store checks that the file at the
 path is still the one it locked: a commit into a deleted or replaced database counts as failed.
 
@@ -66,23 +66,11 @@ import anyio.to_thread
 from .._errors import StoreError
 from .._runtime import Runtime, Slot, current_runtime
 from ._base import LIVE_STATUSES, JobRecord
-
-fcntl: Any
-try:  # POSIX file locks; elsewhere the database's own locking is all there is
-    import fcntl
-except ImportError:  # pragma: no cover - not on the platforms we test
-    fcntl = None
+from ._file_lock import DatabaseLock
 
 __all__ = ["SqliteStore"]
 
 logger = logging.getLogger("trio_jobpool.store")
-
-# The databases (st_dev, st_ino) that stores of this process hold locked, and their paths.
-_HELD: dict[tuple[int, int], str] = {}
-_HELD_LOCK = threading.Lock()
-# Descriptors opened on a database another store of this process holds: closing them would
-# drop that store's SQLite locks (POSIX locks are per process and file), so they stay open.
-_STRAY: list[int] = []
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -191,8 +179,7 @@ class SqliteStore:
         self.max_crashes = max_crashes
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None  # the descriptor holding the flock (see _lock)
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the locked file
+        self._file_lock = DatabaseLock(self.path, self.url)  # one pool at a time
         # Health of the writes, for the pool and its metrics (on the loop's thread).
         self.failing = False  # the last commit failed (a full disk, a deleted file, ...)
         self.failed_commits = 0  # commits that failed since the store was opened
@@ -295,7 +282,7 @@ class SqliteStore:
         return records
 
     def _open_sync(self) -> list[JobRecord]:
-        self._lock()
+        self._file_lock.acquire()
         try:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
@@ -312,7 +299,7 @@ class SqliteStore:
             ).fetchall()
             self._next_seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
-            self._check_identity()  # what SQLite opened is the file locked
+            self._file_lock.check()  # what SQLite opened is the file locked
         except sqlite3.Error as exc:
             self._close_sync()
             raise self._error("cannot open", exc) from None
@@ -344,96 +331,6 @@ class SqliteStore:
         """Called once with the writing connection after it is set up (WAL, schema): a hook
         for subclasses to add their own settings (``PRAGMA cache_size``, ...). Runs in the
         store's worker thread."""
-
-    def _lock(self) -> None:
-        """Take the one-pool-per-database lock: ``flock`` on the database file itself.
-
-        The lock is on the file (its inode), not on a name: a symlink or a hard link to the
-        database, or any other path to it, meets the same lock, and there is no lock file that
-        could be deleted from under a running pool. ``flock`` locks belong to an open file
-        description, so they never mix with the POSIX (``fcntl``) byte-range locks SQLite takes
-        on the same file. One hazard remains: closing *any* descriptor of a file drops every
-        POSIX lock this process holds on it, SQLite's included; so a descriptor on a database
-        another store of this process has open is never closed (see ``_HELD``).
-
-        Raises:
-            StoreError: another pool holds the database (this process or another), or it
-                cannot be opened; nothing was created or written then, except an empty
-                database file where there was none.
-        """
-        if fcntl is None:  # pragma: no cover
-            return
-        with _HELD_LOCK:
-            try:
-                known = os.stat(self.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot open: {exc}") from None
-            else:
-                holder = _HELD.get((known.st_dev, known.st_ino))
-                if holder is not None:
-                    raise self._in_use(f"this process's pool on {holder}")
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot open: {exc}") from None
-            opened = os.fstat(fd)
-            identity = (opened.st_dev, opened.st_ino)
-            if identity in _HELD:  # the path changed to another store's file in between
-                _STRAY.append(fd)  # never closed: that would drop the other store's locks
-                raise self._in_use(f"this process's pool on {_HELD[identity]}")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)  # (no store of this process has this file open: no locks lost)
-                if isinstance(exc, BlockingIOError):
-                    raise self._in_use("another process") from None
-                raise StoreError(f"{self.url}: cannot lock: {exc}") from None
-            _HELD[identity] = str(self.path)
-            self._lock_fd = fd
-            self._identity = identity
-        try:
-            self._check_identity()  # the lock guards the file that is at the path now
-        except StoreError:
-            self._unlock()
-            raise
-
-    def _in_use(self, holder: str) -> StoreError:
-        return StoreError(
-            f"{self.url} is in use by another pool ({holder} holds a lock on the database file)"
-        )
-
-    def _check_identity(self) -> None:
-        """Check that the locked file is still the one at the path (one ``os.stat``).
-
-        Raises:
-            StoreError: the database file was deleted, or replaced by another file.
-        """
-        if self._identity is None:  # pragma: no cover - no fcntl: not checked
-            return
-        try:
-            now = os.stat(self.path)
-        except OSError as exc:
-            raise StoreError(
-                f"{self.url}: the database file was deleted or moved while the pool had it "
-                f"open ({exc.strerror}); nothing more is written to it"
-            ) from None
-        if (now.st_dev, now.st_ino) != self._identity:
-            raise StoreError(
-                f"{self.url}: the database file was replaced by another file while the pool "
-                "had it open; nothing more is written to it"
-            )
-
-    def _unlock(self) -> None:
-        """Release the lock (after the connections on the file are closed)."""
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        with _HELD_LOCK:
-            if self._identity is not None:
-                _HELD.pop(self._identity, None)
-            os.close(fd)
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Put jobs a crash interrupted back in the queue, or end them as poison."""
@@ -482,7 +379,7 @@ class SqliteStore:
                 if connection is not None:
                     connection.close()
                     setattr(self, attribute, None)
-        self._unlock()
+        self._file_lock.release()
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -760,7 +657,7 @@ class SqliteStore:
             raise self._error("cannot write", exc) from None
         # Committed, but to the file at the path? A write into a deleted (or replaced) file is
         # one nobody will read: it fails like any other, so no submit is accepted into it.
-        self._check_identity()
+        self._file_lock.check()
 
     def rewrite_failed(self) -> None:
         """Queue the updates of failed commits again (ends, retries, progress), if any: the
