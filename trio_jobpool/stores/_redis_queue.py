@@ -77,7 +77,7 @@ def never_sent(exc: BaseException) -> bool:
     if isinstance(exc, ConnectionRefusedError):
         return True
     return isinstance(exc, coredis.exceptions.ConnectionError) and str(exc).startswith(
-        "Unable to establish a connection"  # (coredis: connecting or its handshake failed)
+        "Unable to establish a connection"  # coredis: connecting or its handshake failed
     )
 
 

@@ -232,8 +232,8 @@ end
 
 # ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
 # then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
-# none)] per job. Returns (per job its number, -1 if a
-# live job has its id, -2 if there was no room; the number of waiting jobs after).
+# none)] per job. Returns (per job its number, -1 if a live job has its id, -2 if there was no
+# room; the number of waiting jobs after).
 SUBMIT: Final = (
     _LIB
     + """
@@ -432,7 +432,7 @@ return {requeued, #ended}
 )
 
 # ARGV: a new epoch. The queue's epoch: the one it has, else the new one (now the queue's).
-# (No epoch check: this is how a caller learns it.)
+# It makes no epoch check: this script is how a caller learns the epoch.
 OPEN: Final = """
 local key = KEYS[1] .. ':epoch'
 local epoch = redis.call('GET', key)

@@ -17,9 +17,9 @@ Who commits depends on ``synchronous``:
   automatic checkpoint (once the WAL holds 1,000 pages, some hundreds of jobs) waits for the
   disk, two ``fsync`` calls inside that commit. A thread would cost more than the work: it
   needs the GIL for every row, and a busy event loop gives it up only every
-  ``sys.getswitchinterval()`` (5 ms), measured to halve throughput. (A checkpoint thread was
-  tried: a checkpoint made by another connection while the loop keeps committing does not let
-  the WAL start over, and it grew without bound.)
+  ``sys.getswitchinterval()`` (5 ms). Checkpoints are SQLite's automatic ones, on the same
+  connection: a checkpoint by another connection while the loop keeps committing never lets the
+  WAL start over.
 * ``"FULL"``: every commit waits for ``fsync``, which must not block the event loop: a writer
   thread of the store's own commits, then tells the event loop (one thread-safe call) how far
   it got, and starts on what was queued meanwhile.
@@ -136,10 +136,11 @@ class SqliteStore:
         self._thread: threading.Thread | None = None  # the writer (synchronous="FULL")
         self._writer_running = False
         self._committed = 0  # the same as _written, as the event loop has been told
-        self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
+        # Recent failed commits, each (after, upto, error): writes after+1 … upto failed.
+        self._failures: list[tuple[int, int, StoreError]] = []
         self._retry: list[Write] = []  # updates of failed commits
-        # (ticket, arrival, where its task waits), a heap: tickets are not always waited for
-        # in the order they were issued (a worker waits for a start queued a while before).
+        # A heap of (ticket, arrival, where its task waits): tickets are not always waited
+        # for in the order they were issued, as a worker waits for a start queued earlier.
         self._waiters: list[tuple[int, int, Slot]] = []
         self._arrivals = 0
         # Made by open(), in the event loop that uses the store.
@@ -202,8 +203,8 @@ class SqliteStore:
         self._runtime = runtime
         self._call_soon, self._call_soon_here = runtime.call_soon_threadsafe, runtime.call_soon
         # asyncio runs a call_soon callback right after the tasks that are ready now, before
-        # the ones those wake; two more passes make commits twice as big (measured: D3 about
-        # a fifth faster). Trio's callbacks already come a pass later: no gain measured there.
+        # the ones those wake: two more scheduler passes let those queue their writes into
+        # the same commit. Trio runs its callbacks a pass later already.
         self._extra_passes = 0 if self._runtime.name == "trio" else 2
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
@@ -301,7 +302,7 @@ class SqliteStore:
     def add(self, record: JobRecord) -> int:
         """Number a new job (``record.seq``; queued, never started) and queue its insert;
         return the ticket to :meth:`wait` for. Until that returns, the job is not on disk."""
-        record.seq = self._next_seq  # (only ever on the loop's thread)
+        record.seq = self._next_seq  # add runs only on the loop's thread
         self._next_seq += 1
         return self._enqueue((INSERT, insert_values(record)))
 
@@ -397,7 +398,8 @@ class SqliteStore:
         """
         if self._retry:
             self._enqueue()
-        if self._committed < self._issued:  # (failures already reported are not raised again)
+        # Failures already reported to their waiters are not raised again here.
+        if self._committed < self._issued:
             await self.wait(self._issued)
 
     def _enqueue(self, op: Write | None = None) -> int:
@@ -409,8 +411,8 @@ class SqliteStore:
 
     def _enqueue_locked(self, op: Write | None) -> int:
         if self._queued_progress and op is not None and op[0] is not PROGRESS:
-            # A later progress report must not be folded into one queued before this write
-            # (an update's last value is its seq; an insert's job has no progress queued).
+            # A later progress report must not be folded into one queued before this write.
+            # An update's last value is its seq; an insert's job has no progress queued.
             self._queued_progress.pop(op[1][-1], None)
         if self._retry:
             # Updates are not given up on when a commit fails: they go into the next one (a
@@ -531,7 +533,7 @@ class SqliteStore:
             )
         self._committed = committed = max(self._committed, upto)
         if self.on_commit_result is not None and (error is not None or recovered):
-            self.on_commit_result(error)  # (the pool pauses or resumes its starts)
+            self.on_commit_result(error)  # the pool pauses or resumes its starts
         waiters = self._waiters
         if waiters:
             unpark = self._runtime.unpark_shielded  # type: ignore[union-attr]
