@@ -10,16 +10,19 @@ Invariants, for every lock of this process:
 
 * ``_HELD`` maps the ``(st_dev, st_ino)`` of each database file a lock of this process holds to
   the path it was acquired by; an entry exists exactly while its lock's descriptor is open and
-  holds the ``flock``. ``_HELD_LOCK`` guards ``_HELD`` and every open and close of a lock's
-  descriptor, so that two stores opening in two threads cannot both take the same file.
-* A process holds at most one lock per file: :meth:`DatabaseLock.acquire` refuses a file that
-  is in ``_HELD``, before opening it when the path already names it.
+  holds the ``flock``. ``_HELD_LOCK`` guards ``_HELD``: an acquire holds it from its first look
+  at ``_HELD`` until its entry is made, a release around its close, so that no acquire in
+  another thread decides on a stale ``_HELD``.
+* A process holds at most one lock per file, and opens no descriptor on a file it holds where
+  it can tell: :meth:`DatabaseLock.acquire` refuses a file in ``_HELD`` before opening it,
+  when the path names it already.
 * A descriptor on a file that another lock of this process holds is never closed: closing
   *any* descriptor of a file drops every POSIX lock this process holds on it, SQLite's
   included. Such a descriptor, opened because the path came to name a held file between the
   ``stat`` and the ``open``, is kept in ``_STRAY`` for the life of the process.
-* While the lock is held, the file it locks is the one SQLite writes through the path only if
-  :meth:`DatabaseLock.check` passes: the store checks after opening and after every commit.
+* The lock guards a file, not a path: while it is held the path may come to name another file,
+  or none. :meth:`DatabaseLock.check` says whether it still names the locked file; the store
+  checks after opening and after every commit, and a commit whose check fails counts as failed.
 
 Where ``fcntl`` is missing there are no file locks: every method does nothing and the
 database's own locking is all there is.
@@ -58,7 +61,8 @@ class DatabaseLock:
         url: how error messages name the database (the store's URL).
 
     Every method blocks the calling thread briefly (a ``stat``, an ``open``, a non-blocking
-    ``flock``): the store calls them from its worker thread, or after a commit on the loop.
+    ``flock``): the store acquires and releases the lock in a worker thread, and checks it
+    after every commit on whichever thread committed.
     """
 
     def __init__(self, path: Path, url: str) -> None:
