@@ -1,7 +1,7 @@
 """The few async primitives the pool needs, bound once per pool to the running backend.
 
-Under Trio the pool uses Trio's own nursery, cancel scopes and low-level parking (measured about
-twice as fast as AnyIO's wrappers on Trio). Under asyncio it uses AnyIO for what needs structured
+Under Trio the pool uses Trio's own nursery, cancel scopes and low-level parking, which cost less
+than AnyIO's wrappers around them. Under asyncio it uses AnyIO for what needs structured
 semantics (the task group and cancel scopes) and plain futures for parking. Everything else in the
 package is written once, against the abstract :class:`Runtime`; :func:`current_runtime` selects
 the implementation once per pool (when it opens), and the pool hands that one object to
@@ -13,7 +13,7 @@ facing a full queue) parks on a :class:`Slot`; whoever has something for it call
 both. If the cancellation comes first, the slot is marked ``abandoned`` and whoever looks at it
 next skips it. Under asyncio a plain ``task.cancel()`` can land in the same loop iteration as
 the value; then the cancellation wins and the value is left in ``slot.late`` for the parked task
-to undo (AnyIO's own cancel scopes never race like this).
+to undo. AnyIO's own cancel scopes never race like this.
 """
 
 from __future__ import annotations
@@ -95,8 +95,8 @@ class Slot:
         """Whether the parked task has given up (was cancelled): hand it nothing."""
         if self._abandoned:
             return True
-        # On asyncio a cancellation cancels the future at once, but the task only notices
-        # (and sets _abandoned) when it next runs.
+        # On asyncio a cancellation cancels the future at once, but the task notices it, and
+        # sets _abandoned, only when it next runs.
         waiter = self._waiter
         return isinstance(waiter, asyncio.Future) and waiter.done()
 
@@ -246,8 +246,8 @@ class _TrioRuntime(Runtime):
         return trio.lowlevel.current_task()
 
     def spawn_detached(self, fn: Callable[[], Awaitable[None]], name: str) -> None:
-        # Children of a system task are not KeyboardInterrupt-protected (only the system
-        # task's own frames are), so jobs in the host's nursery are interruptible as before.
+        # Children of a system task are not KeyboardInterrupt-protected, only the system
+        # task's own frames are: jobs in the host's nursery stay interruptible.
         trio.lowlevel.spawn_system_task(fn, name=name, context=contextvars.copy_context())
 
     def outer_cancelled(self) -> bool:
@@ -373,8 +373,8 @@ class _AsyncioRuntime(Runtime):
             return await future
         except asyncio.CancelledError:
             if future.done() and not future.cancelled():
-                # A value was handed over in the same loop iteration as a plain task.cancel()
-                # (AnyIO never does this: it does not cancel a task whose future has a result).
+                # A value was handed over in the same loop iteration as a plain task.cancel().
+                # AnyIO never does this: it does not cancel a task whose future has a result.
                 # The cancellation wins, as callers such as asyncio.timeout() expect; the
                 # caller finds the value in `late` and undoes what it meant.
                 slot.late = future.result()

@@ -1,6 +1,6 @@
 """The narrow protocol between a pool and the store that keeps its jobs durable.
 
-The pool keeps its waiting room, workers and timers in memory as always; a store is the
+The pool keeps its waiting room, workers and timers in memory; a store is the
 write-ahead record of every job, so that the next pool on the same store can pick up what a
 crashed one left. The pool (through its journal, ``_journal.py``) talks to a store through
 these calls only, and accepts any object that has them (``open_job_pool(store=...)``):

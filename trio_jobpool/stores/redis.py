@@ -160,7 +160,7 @@ class RedisStore:
                             ssl=parts.scheme == "rediss",
                             **options
                             | {
-                                # (a cluster that is down refused the command: safe to resend)
+                                # A cluster that is down refused the command: resending is safe.
                                 "retry_policy": coredis.retry.ConstantRetryPolicy(
                                     (coredis.exceptions.ClusterDownError,), retries=2, delay=0.1
                                 )

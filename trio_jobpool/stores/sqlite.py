@@ -17,23 +17,18 @@ Who commits depends on ``synchronous``:
   automatic checkpoint (once the WAL holds 1,000 pages, some hundreds of jobs) waits for the
   disk, two ``fsync`` calls inside that commit. A thread would cost more than the work: it
   needs the GIL for every row, and a busy event loop gives it up only every
-  ``sys.getswitchinterval()`` (5 ms), measured to halve throughput. (A checkpoint thread was
-  tried: a checkpoint made by another connection while the loop keeps committing does not let
-  the WAL start over, and it grew without bound.)
+  ``sys.getswitchinterval()`` (5 ms). Checkpoints are SQLite's automatic ones, on the same
+  connection: a checkpoint by another connection while the loop keeps committing never lets the
+  WAL start over.
 * ``"FULL"``: every commit waits for ``fsync``, which must not block the event loop: a writer
   thread of the store's own commits, then tells the event loop (one thread-safe call) how far
   it got, and starts on what was queued meanwhile.
 
-Cheap writes: the store numbers every job itself (``seq``, the table's row id, which is also the
-submission order), so every later write finds its row by the primary key and sets only what
-changed: a start sets three columns, a progress report two. The only other index maintained on
-each write is the one on ``(finished_at, priority, seq)`` (live jobs are the rows without
-``finished_at``: what recovery reads, in order, and what ``prune`` skips) and the one on
-``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is the pool's check, made in
-memory where every live job is: the lock below keeps any other pool off the file.
+Cheap writes: every write after a job's insert finds its row by the primary key and sets only
+what changed (see ``_sqlite_schema.py``, the on-disk format).
 
 One pool at a time: the store takes an exclusive ``flock`` on the database file itself (see
-``_lock``); a second pool opening the same database, by any path, fails at once with
+``_file_lock.py``); a second pool opening the same database, by any path, fails at once with
 :class:`StoreError` naming the path. After every commit the store checks that the file at the
 path is still the one it locked: a commit into a deleted or replaced database counts as failed.
 
@@ -47,9 +42,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import logging
-import math
 import operator
 import os
 import sqlite3
@@ -65,102 +58,31 @@ import anyio.to_thread
 
 from .._errors import StoreError
 from .._runtime import Runtime, Slot, current_runtime
-from ._base import LIVE_STATUSES, JobRecord
-
-fcntl: Any
-try:  # POSIX file locks; elsewhere the database's own locking is all there is
-    import fcntl
-except ImportError:  # pragma: no cover - not on the platforms we test
-    fcntl = None
+from ._base import JobRecord
+from ._file_lock import DatabaseLock
+from ._sqlite_schema import (
+    CHANGE,
+    COLUMNS,
+    COMPLETE,
+    INSERT,
+    LIVE_ROWS,
+    LIVE_SQL,
+    PROGRESS,
+    START,
+    Write,
+    change_values,
+    complete_values,
+    create_schema,
+    insert_values,
+    to_record,
+)
 
 __all__ = ["SqliteStore"]
 
 logger = logging.getLogger("trio_jobpool.store")
 
-# The databases (st_dev, st_ino) that stores of this process hold locked, and their paths.
-_HELD: dict[tuple[int, int], str] = {}
-_HELD_LOCK = threading.Lock()
-# Descriptors opened on a database another store of this process holds: closing them would
-# drop that store's SQLite locks (POSIX locks are per process and file), so they stay open.
-_STRAY: list[int] = []
-
-_SCHEMA: Final = """
-CREATE TABLE IF NOT EXISTS jobs (
-    seq INTEGER PRIMARY KEY,  -- the job's number, given by the store: submission order
-    job_id TEXT NOT NULL,
-    name TEXT NOT NULL,
-    args TEXT NOT NULL,
-    priority INTEGER NOT NULL,
-    status TEXT NOT NULL,
-    timeout REAL,
-    retry TEXT,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    crashes INTEGER NOT NULL DEFAULT 0,
-    interrupted INTEGER NOT NULL DEFAULT 0,
-    progress REAL NOT NULL DEFAULT 0,
-    progress_message TEXT,
-    result TEXT,
-    error_type TEXT,
-    error_message TEXT,
-    error_traceback TEXT,
-    submitted_at REAL NOT NULL,
-    started_at REAL,
-    finished_at REAL,
-    exec_time REAL,
-    retry_at REAL
-);
-CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
--- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
-CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at, priority, seq);
-"""
-_SCHEMA_VERSION: Final = 2
-# Indexes of version 1 (a partial index on status made every status change cost an index write).
-_OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
-
-# A job's fixed columns, then the ones that change as it runs (see _state).
-_FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
-_STATE: Final = (
-    "status", "attempts", "crashes", "interrupted", "progress", "progress_message", "result",
-    "error_type", "error_message", "error_traceback", "started_at", "finished_at", "exec_time",
-    "retry_at",
-)  # fmt: skip
-_COLUMNS: Final = ", ".join(_FIXED + _STATE)
-# A new job: its fixed columns (the rest take their defaults: it is queued, never started).
-_INSERT: Final = (
-    f"INSERT INTO jobs (seq, {', '.join(_FIXED)}, status) "
-    f"VALUES ({', '.join('?' * (1 + len(_FIXED)))}, 'queued')"
-)
-# Updates find their row by seq and never touch an ended one (finished_at set): a write of a
-# failed commit that is retried after a later write ended the job cannot bring it back.
-_LIVE_ROW: Final = "WHERE seq = ? AND finished_at IS NULL"
-_START: Final = (
-    f"UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL {_LIVE_ROW}"
-)
-_PROGRESS: Final = f"UPDATE jobs SET progress = ?, progress_message = ? {_LIVE_ROW}"
-_CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} {_LIVE_ROW}"
-# The most common change: a job completed (its start and progress are written already).
-_COMPLETE: Final = (
-    f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? {_LIVE_ROW}"
-)
-_LIVE_SQL: Final = "('queued', 'retrying', 'running')"
-_LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {_LIVE_SQL}"
-
-# A queued write: its statement (one of the above) and its values.
-_Write = tuple[str, tuple[Any, ...]]
-
-
 _PRUNE_PART: Final = 1000  # rows deleted per transaction by prune
 _WAL_LIMIT: Final = 64 << 20  # bytes: a WAL that starts over is truncated to this
-
-_NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
-
-
-def _timeout_in(value: float | None) -> float | None:
-    return _NO_TIMEOUT if value is not None and math.isinf(value) else value
-
-
-def _timeout_out(value: float | None) -> float | None:
-    return math.inf if value == _NO_TIMEOUT else value
 
 
 class SqliteStore:
@@ -191,8 +113,7 @@ class SqliteStore:
         self.max_crashes = max_crashes
         self._db: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
-        self._lock_fd: int | None = None  # the descriptor holding the flock (see _lock)
-        self._identity: tuple[int, int] | None = None  # (st_dev, st_ino) of the locked file
+        self._file_lock = DatabaseLock(self.path, self.url)  # one pool at a time
         # Health of the writes, for the pool and its metrics (on the loop's thread).
         self.failing = False  # the last commit failed (a full disk, a deleted file, ...)
         self.failed_commits = 0  # commits that failed since the store was opened
@@ -206,7 +127,7 @@ class SqliteStore:
         self._extra_passes = 0  # on the loop: scheduler passes between a write and its commit
         # With the writer thread: guards _queue, _issued, _written, _closing, _writer_running.
         self._wake = threading.Condition()
-        self._queue: list[_Write] = []  # writes not yet taken
+        self._queue: list[Write] = []  # writes not yet taken
         self._queued_progress: dict[int, int] = {}  # seq: index in _queue of its progress
         self._next_seq = 1
         self._issued = 0  # writes queued so far
@@ -215,10 +136,11 @@ class SqliteStore:
         self._thread: threading.Thread | None = None  # the writer (synchronous="FULL")
         self._writer_running = False
         self._committed = 0  # the same as _written, as the event loop has been told
-        self._failures: list[tuple[int, int, StoreError]] = []  # (after, upto, error)
-        self._retry: list[_Write] = []  # updates of failed commits
-        # (ticket, arrival, where its task waits), a heap: tickets are not always waited for
-        # in the order they were issued (a worker waits for a start queued a while before).
+        # Recent failed commits, each (after, upto, error): writes after+1 … upto failed.
+        self._failures: list[tuple[int, int, StoreError]] = []
+        self._retry: list[Write] = []  # updates of failed commits
+        # A heap of (ticket, arrival, where its task waits): tickets are not always waited
+        # for in the order they were issued, as a worker waits for a start queued earlier.
         self._waiters: list[tuple[int, int, Slot]] = []
         self._arrivals = 0
         # Made by open(), in the event loop that uses the store.
@@ -281,8 +203,8 @@ class SqliteStore:
         self._runtime = runtime
         self._call_soon, self._call_soon_here = runtime.call_soon_threadsafe, runtime.call_soon
         # asyncio runs a call_soon callback right after the tasks that are ready now, before
-        # the ones those wake; two more passes make commits twice as big (measured: D3 about
-        # a fifth faster). Trio's callbacks already come a pass later: no gain measured there.
+        # the ones those wake: two more scheduler passes let those queue their writes into
+        # the same commit. Trio runs its callbacks a pass later already.
         self._extra_passes = 0 if self._runtime.name == "trio" else 2
         records = await anyio.to_thread.run_sync(self._open_sync, limiter=self._limiter)
         self._closing = False
@@ -295,7 +217,7 @@ class SqliteStore:
         return records
 
     def _open_sync(self) -> list[JobRecord]:
-        self._lock()
+        self._file_lock.acquire()
         try:
             db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=5.0
@@ -304,136 +226,27 @@ class SqliteStore:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(f"PRAGMA synchronous={self.synchronous}")
             db.execute(f"PRAGMA journal_size_limit={_WAL_LIMIT}")
-            self._create_schema(db)
+            create_schema(db)
             self.configure(db)
             self._recover(db)
             rows = db.execute(
-                f"SELECT {_COLUMNS}, seq FROM jobs WHERE {_LIVE_ROWS} ORDER BY priority, seq"
+                f"SELECT {COLUMNS}, seq FROM jobs WHERE {LIVE_ROWS} ORDER BY priority, seq"
             ).fetchall()
             self._next_seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()[0]
             self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
-            self._check_identity()  # what SQLite opened is the file locked
+            self._file_lock.check()  # what SQLite opened is the file locked
         except sqlite3.Error as exc:
             self._close_sync()
             raise self._error("cannot open", exc) from None
         except BaseException:
             self._close_sync()
             raise
-        return [_record(row) for row in rows]
-
-    @staticmethod
-    def _create_schema(db: sqlite3.Connection) -> None:
-        """Create the table and indexes, or bring a file of an earlier version up to date."""
-        if db.execute("PRAGMA user_version").fetchone()[0] >= _SCHEMA_VERSION:
-            return
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            for index in _OLD_INDEXES:
-                db.execute(f"DROP INDEX IF EXISTS {index}")
-            for statement in _SCHEMA.split(";"):
-                if statement.strip():
-                    db.execute(statement)
-            db.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        return [to_record(row) for row in rows]
 
     def configure(self, connection: sqlite3.Connection) -> None:
         """Called once with the writing connection after it is set up (WAL, schema): a hook
         for subclasses to add their own settings (``PRAGMA cache_size``, ...). Runs in the
         store's worker thread."""
-
-    def _lock(self) -> None:
-        """Take the one-pool-per-database lock: ``flock`` on the database file itself.
-
-        The lock is on the file (its inode), not on a name: a symlink or a hard link to the
-        database, or any other path to it, meets the same lock, and there is no lock file that
-        could be deleted from under a running pool. ``flock`` locks belong to an open file
-        description, so they never mix with the POSIX (``fcntl``) byte-range locks SQLite takes
-        on the same file. One hazard remains: closing *any* descriptor of a file drops every
-        POSIX lock this process holds on it, SQLite's included; so a descriptor on a database
-        another store of this process has open is never closed (see ``_HELD``).
-
-        Raises:
-            StoreError: another pool holds the database (this process or another), or it
-                cannot be opened; nothing was created or written then, except an empty
-                database file where there was none.
-        """
-        if fcntl is None:  # pragma: no cover
-            return
-        with _HELD_LOCK:
-            try:
-                known = os.stat(self.path)
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot open: {exc}") from None
-            else:
-                holder = _HELD.get((known.st_dev, known.st_ino))
-                if holder is not None:
-                    raise self._in_use(f"this process's pool on {holder}")
-            try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-            except OSError as exc:
-                raise StoreError(f"{self.url}: cannot open: {exc}") from None
-            opened = os.fstat(fd)
-            identity = (opened.st_dev, opened.st_ino)
-            if identity in _HELD:  # the path changed to another store's file in between
-                _STRAY.append(fd)  # never closed: that would drop the other store's locks
-                raise self._in_use(f"this process's pool on {_HELD[identity]}")
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError as exc:
-                os.close(fd)  # (no store of this process has this file open: no locks lost)
-                if isinstance(exc, BlockingIOError):
-                    raise self._in_use("another process") from None
-                raise StoreError(f"{self.url}: cannot lock: {exc}") from None
-            _HELD[identity] = str(self.path)
-            self._lock_fd = fd
-            self._identity = identity
-        try:
-            self._check_identity()  # the lock guards the file that is at the path now
-        except StoreError:
-            self._unlock()
-            raise
-
-    def _in_use(self, holder: str) -> StoreError:
-        return StoreError(
-            f"{self.url} is in use by another pool ({holder} holds a lock on the database file)"
-        )
-
-    def _check_identity(self) -> None:
-        """Check that the locked file is still the one at the path (one ``os.stat``).
-
-        Raises:
-            StoreError: the database file was deleted, or replaced by another file.
-        """
-        if self._identity is None:  # pragma: no cover - no fcntl: not checked
-            return
-        try:
-            now = os.stat(self.path)
-        except OSError as exc:
-            raise StoreError(
-                f"{self.url}: the database file was deleted or moved while the pool had it "
-                f"open ({exc.strerror}); nothing more is written to it"
-            ) from None
-        if (now.st_dev, now.st_ino) != self._identity:
-            raise StoreError(
-                f"{self.url}: the database file was replaced by another file while the pool "
-                "had it open; nothing more is written to it"
-            )
-
-    def _unlock(self) -> None:
-        """Release the lock (after the connections on the file are closed)."""
-        fd, self._lock_fd = self._lock_fd, None
-        if fd is None:
-            return
-        with _HELD_LOCK:
-            if self._identity is not None:
-                _HELD.pop(self._identity, None)
-            os.close(fd)
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Put jobs a crash interrupted back in the queue, or end them as poison."""
@@ -482,16 +295,16 @@ class SqliteStore:
                 if connection is not None:
                     connection.close()
                     setattr(self, attribute, None)
-        self._unlock()
+        self._file_lock.release()
 
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, record: JobRecord) -> int:
         """Number a new job (``record.seq``; queued, never started) and queue its insert;
         return the ticket to :meth:`wait` for. Until that returns, the job is not on disk."""
-        record.seq = self._next_seq  # (only ever on the loop's thread)
+        record.seq = self._next_seq  # add runs only on the loop's thread
         self._next_seq += 1
-        return self._enqueue((_INSERT, _insert_values(record)))
+        return self._enqueue((INSERT, insert_values(record)))
 
     def add_now(self, record: JobRecord) -> None:
         """Insert a live job and commit it before returning (queued writes wait their turn).
@@ -506,11 +319,11 @@ class SqliteStore:
         self._next_seq += 1
         # Only this insert: a new job has no queued writes that must come first, and the
         # queue's writes keep their own order and their own waiters.
-        self._write([(_INSERT, _insert_values(record))])
+        self._write([(INSERT, insert_values(record))])
 
     def started(self, record: JobRecord) -> int:
         """Queue the write of a job's start (status, attempts, start time); its ticket."""
-        return self._enqueue((_START, (record.attempts, record.started_at, record.seq)))
+        return self._enqueue((START, (record.attempts, record.started_at, record.seq)))
 
     def progressed(self, record: JobRecord) -> int:
         """Queue the write of a job's progress; its ticket. A progress write of the same job
@@ -526,19 +339,17 @@ class SqliteStore:
         seq = values[-1]
         index = self._queued_progress.get(seq)
         if index is not None:
-            self._queue[index] = (_PROGRESS, values)
+            self._queue[index] = (PROGRESS, values)
             return self._issued - len(self._queue) + index + 1
-        ticket = self._enqueue_locked((_PROGRESS, values))
+        ticket = self._enqueue_locked((PROGRESS, values))
         self._queued_progress[seq] = len(self._queue) - 1
         return ticket
 
     def changed(self, record: JobRecord) -> int:
         """Queue the write of every changing field of a job (an end, a retry, a requeue)."""
         if record.status == "completed":
-            result = "null" if record.result is None else json.dumps(record.result)
-            values = (result, record.finished_at, record.exec_time, record.seq)
-            return self._enqueue((_COMPLETE, values))
-        return self._enqueue((_CHANGE, _change_values(record)))
+            return self._enqueue((COMPLETE, complete_values(record)))
+        return self._enqueue((CHANGE, change_values(record)))
 
     def flush_now(self) -> None:
         """Commit every write queued so far before returning (blocking the calling thread:
@@ -587,20 +398,21 @@ class SqliteStore:
         """
         if self._retry:
             self._enqueue()
-        if self._committed < self._issued:  # (failures already reported are not raised again)
+        # Failures already reported to their waiters are not raised again here.
+        if self._committed < self._issued:
             await self.wait(self._issued)
 
-    def _enqueue(self, op: _Write | None = None) -> int:
+    def _enqueue(self, op: Write | None = None) -> int:
         """Queue ``op`` (after any updates of failed commits); return its ticket."""
         if self._on_loop:  # the queue has no other thread to guard against
             return self._enqueue_locked(op)
         with self._wake:
             return self._enqueue_locked(op)
 
-    def _enqueue_locked(self, op: _Write | None) -> int:
-        if self._queued_progress and op is not None and op[0] is not _PROGRESS:
-            # A later progress report must not be folded into one queued before this write
-            # (an update's last value is its seq; an insert's job has no progress queued).
+    def _enqueue_locked(self, op: Write | None) -> int:
+        if self._queued_progress and op is not None and op[0] is not PROGRESS:
+            # A later progress report must not be folded into one queued before this write.
+            # An update's last value is its seq; an insert's job has no progress queued.
             self._queued_progress.pop(op[1][-1], None)
         if self._retry:
             # Updates are not given up on when a commit fails: they go into the next one (a
@@ -648,7 +460,7 @@ class SqliteStore:
         error = self._write_batch(batch)
         self._on_written(upto - len(batch), upto, error, batch)
 
-    def _write_batch(self, batch: list[_Write]) -> StoreError | None:
+    def _write_batch(self, batch: list[Write]) -> StoreError | None:
         """Commit ``batch``; the error to report to its waiters, if it failed."""
         try:
             self._write(batch)
@@ -696,7 +508,7 @@ class SqliteStore:
         after: int,
         upto: int,
         error: StoreError | None,
-        batch: list[_Write],
+        batch: list[Write],
     ) -> None:
         """In the event loop: the writer finished writes ``after+1 … upto``."""
         if error is not None:
@@ -705,7 +517,7 @@ class SqliteStore:
             # Inserts and starts are not retried: their waiters (a submitter, a worker) got
             # the error and act on it (the job is not accepted; it is not started, the pool
             # keeps it queued). Ends, retries, requeues and progress go into the next commit.
-            self._retry.extend(op for op in batch if op[0] is not _INSERT and op[0] is not _START)
+            self._retry.extend(op for op in batch if op[0] is not INSERT and op[0] is not START)
             self.failed_commits += 1
             if not self.failing:  # one line per streak of failures, not one per commit
                 self.failing = True
@@ -721,18 +533,18 @@ class SqliteStore:
             )
         self._committed = committed = max(self._committed, upto)
         if self.on_commit_result is not None and (error is not None or recovered):
-            self.on_commit_result(error)  # (the pool pauses or resumes its starts)
+            self.on_commit_result(error)  # the pool pauses or resumes its starts
         waiters = self._waiters
         if waiters:
             unpark = self._runtime.unpark_shielded  # type: ignore[union-attr]
             while waiters and waiters[0][0] <= committed:
                 unpark(heapq.heappop(waiters)[2], error)
 
-    def _write(self, batch: list[_Write]) -> None:
+    def _write(self, batch: list[Write]) -> None:
         with self._connection_lock:
             self._write_locked(batch)
 
-    def _write_locked(self, batch: list[_Write]) -> None:
+    def _write_locked(self, batch: list[Write]) -> None:
         db = self._db
         if db is None:
             raise StoreError(f"{self.url} is closed")
@@ -742,11 +554,11 @@ class SqliteStore:
                 # Inserts first (a job's insert is queued before any write of its row, and
                 # rows are told apart by seq alone, so this changes nothing), then runs of one
                 # statement each in one executemany call, in the order they were queued.
-                inserts = [values for statement, values in batch if statement is _INSERT]
+                inserts = [values for statement, values in batch if statement is INSERT]
                 if inserts:
-                    db.executemany(_INSERT, inserts)
+                    db.executemany(INSERT, inserts)
                     if len(inserts) < len(batch):
-                        batch = [op for op in batch if op[0] is not _INSERT]
+                        batch = [op for op in batch if op[0] is not INSERT]
                     else:
                         batch = []
                 for statement, run in itertools.groupby(batch, key=operator.itemgetter(0)):
@@ -760,7 +572,7 @@ class SqliteStore:
             raise self._error("cannot write", exc) from None
         # Committed, but to the file at the path? A write into a deleted (or replaced) file is
         # one nobody will read: it fails like any other, so no submit is accepted into it.
-        self._check_identity()
+        self._file_lock.check()
 
     def rewrite_failed(self) -> None:
         """Queue the updates of failed commits again (ends, retries, progress), if any: the
@@ -777,12 +589,12 @@ class SqliteStore:
             return None
         try:
             row = reader.execute(
-                f"SELECT {_COLUMNS}, seq FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
+                f"SELECT {COLUMNS}, seq FROM jobs WHERE job_id = ? ORDER BY seq DESC LIMIT 1",
                 (job_id,),
             ).fetchone()
         except sqlite3.Error as exc:
             raise self._error("cannot read", exc) from None
-        return None if row is None else _record(row)
+        return None if row is None else to_record(row)
 
     async def prune(self, older_than: float) -> int:
         """Delete ended jobs that finished more than ``older_than`` seconds ago; return how
@@ -813,7 +625,7 @@ class SqliteStore:
             try:
                 cursor = db.execute(
                     "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at < ? "
-                    f"AND status NOT IN {_LIVE_SQL} LIMIT {_PRUNE_PART})",
+                    f"AND status NOT IN {LIVE_SQL} LIMIT {_PRUNE_PART})",
                     (cutoff,),
                 )
             except sqlite3.Error as exc:
@@ -822,72 +634,3 @@ class SqliteStore:
 
     def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self.url}: {what}: {exc}")
-
-
-def _state(record: JobRecord) -> tuple[Any, ...]:
-    return (
-        record.status,
-        record.attempts,
-        record.crashes,
-        record.interrupted,
-        record.progress,
-        record.progress_message,
-        "null" if record.result is None else json.dumps(record.result),
-        record.error_type,
-        record.error_message,
-        record.error_traceback,
-        record.started_at,
-        record.finished_at,
-        record.exec_time,
-        record.retry_at,
-    )
-
-
-def _insert_values(record: JobRecord) -> tuple[Any, ...]:
-    return (
-        record.seq,
-        record.job_id,
-        record.name,
-        json.dumps(record.args) if record.args else "[]",
-        record.priority,
-        _timeout_in(record.timeout),
-        None if record.retry is None else json.dumps(record.retry),
-        record.submitted_at,
-    )
-
-
-def _change_values(record: JobRecord) -> tuple[Any, ...]:
-    return (*_state(record), record.seq)
-
-
-def _record(row: tuple[Any, ...]) -> JobRecord:
-    (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
-     interrupted, progress, progress_message, result, error_type, error_message,
-     error_traceback, started_at, finished_at, exec_time, retry_at, seq) = row  # fmt: skip
-    return JobRecord(
-        job_id=job_id,
-        name=name,
-        args=json.loads(args),
-        priority=priority,
-        status=status,
-        timeout=_timeout_out(timeout),
-        retry=None if retry is None else json.loads(retry),
-        attempts=attempts,
-        crashes=crashes,
-        interrupted=interrupted,
-        progress=progress,
-        progress_message=progress_message,
-        result=None if result is None else json.loads(result),
-        error_type=error_type,
-        error_message=error_message,
-        error_traceback=error_traceback,
-        submitted_at=submitted_at,
-        started_at=started_at,
-        finished_at=finished_at,
-        exec_time=exec_time,
-        retry_at=retry_at,
-        seq=seq,
-    )
-
-
-assert LIVE_STATUSES == ("queued", "retrying", "running")  # the SQL above spells them out

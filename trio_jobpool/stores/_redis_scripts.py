@@ -1,0 +1,503 @@
+"""The Lua scripts of the Redis job queue (:class:`RedisQueue` in ``_redis_queue.py``), as
+source text: each is one step of the queue, atomic on the server.
+
+Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q``:
+``{q}:seq`` (submission counter), ``{q}:job:<id>`` (a hash per job), ``{q}:waiting`` (a sorted
+set scored by priority whose members start with the zero-padded submission number, so that
+Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
+expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due),
+``{q}:stats`` (counters), ``{q}:settings`` (how long ended jobs are kept), ``{q}:processes``
+and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:full`` (a submit
+found no room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every
+process) and ``{q}:events:<process>`` (the ends of the jobs it submitted).
+
+Every script but :data:`OPEN` begins with the shared library ``_LIB`` and is called with
+``KEYS[1]`` the prefix ``{q}`` and ``KEYS[2]`` the epoch its caller knows: unless that is the
+queue's ``{q}:epoch``, it touches nothing and answers an error whose text holds
+:data:`LOST_CODE`. The comment above each script says what its ``ARGV`` holds and what it
+returns.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "CANCEL",
+    "END_AND_CLAIM",
+    "FETCH",
+    "GIVE_BACK",
+    "LOST_CODE",
+    "OPEN",
+    "PROGRESS",
+    "REAP",
+    "RENEW",
+    "RETRY",
+    "STATS",
+    "SUBMIT",
+]
+
+LOST_CODE: Final = "JOBPOOL_QUEUE_LOST"  # the error the scripts answer with a stale epoch
+
+# Lua shared by every script: one definition of each step on a job's keys.
+_LIB: Final = """
+local prefix = KEYS[1]
+
+-- The caller's epoch must be the queue's (see the module): else Redis lost the queue.
+if redis.call('GET', prefix .. ':epoch') ~= KEYS[2] then
+  return redis.error_reply('JOBPOOL_QUEUE_LOST ' .. KEYS[2])
+end
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function job_key(id)
+  return prefix .. ':job:' .. id
+end
+
+-- A job's member of the waiting set: its submission number first, for FIFO in one priority.
+local function member(seq, id)
+  return string.format('%016d:', tonumber(seq)) .. id
+end
+
+local function publish(message)
+  redis.call('PUBLISH', prefix .. ':events', message)
+end
+
+-- The queue's counters (cluster_stats): submitted, retried and one per way of ending.
+local function count(name)
+  redis.call('HINCRBY', prefix .. ':stats', name, 1)
+end
+
+-- Jobs left the waiting set: if a submit was refused for want of room, say there is some.
+local function room()
+  if redis.call('DEL', prefix .. ':full') == 1 then
+    publish('room')
+  end
+end
+
+-- Put a job back in the waiting set, in the place its priority and number give it.
+local function requeue(id)
+  local key = job_key(id)
+  local job = redis.call('HMGET', key, 'priority', 'seq')
+  redis.call('HSET', key, 'status', 'queued')
+  redis.call('ZADD', prefix .. ':waiting', job[1], member(job[2], id))
+end
+
+-- Whether owner holds the running job id.
+local function holds(id, owner)
+  local job = redis.call('HMGET', job_key(id), 'owner', 'status')
+  return job[1] == owner and job[2] == 'running'
+end
+
+-- The job is no longer held: store the fields its holder sent (a list of name, value, ...),
+-- drop its owner and its lease.
+local function release(id, flat)
+  local key = job_key(id)
+  if #flat > 0 then
+    redis.call('HSET', key, unpack(flat))
+  end
+  redis.call('HDEL', key, 'owner')
+  redis.call('ZREM', prefix .. ':leases', id)
+end
+
+-- How long an ended job stays readable (ms; 0: until deleted), as the queue's settings say.
+local keep_ms = nil
+
+local function finish(id, status, now)
+  local key = job_key(id)
+  redis.call('HSET', key, 'status', status, 'finished_at', now / 1000)
+  count(status)
+  if keep_ms == nil then
+    keep_ms = tonumber(redis.call('HGET', prefix .. ':settings', 'keep_ms') or '0')
+  end
+  if keep_ms > 0 then
+    redis.call('PEXPIRE', key, keep_ms)
+  end
+end
+
+-- A running job that was cancelled while its process may not have heard (pub/sub is not
+-- kept): wherever it would go next (a retry, back to the queue), it ends cancelled instead.
+local function cancel_if_asked(id, now)
+  if redis.call('HGET', job_key(id), 'cancel_requested') then
+    redis.call('HSET', job_key(id), 'error_message', 'cancelled')
+    finish(id, 'cancelled', now)
+    return true
+  end
+  return false
+end
+
+-- A job whose lease lapsed more than max_crashes times (crashes, and stalls its process
+-- reported) ends failed: as poison if every lapse was a crash, else as LeaseLapsed.
+local function lapsed_too_often(id, max_crashes, now)
+  local job = redis.call('HMGET', job_key(id), 'crashes', 'stalls')
+  local crashes, stalls = tonumber(job[1] or '0'), tonumber(job[2] or '0')
+  if crashes + stalls <= max_crashes then
+    return false
+  end
+  local kind = 'trio_jobpool.PoisonJob'
+  local message = 'interrupted by ' .. crashes .. ' crashes of the process running it'
+  if stalls > 0 then
+    kind = 'trio_jobpool.LeaseLapsed'
+    message = 'its lease lapsed ' .. (crashes + stalls) .. ' times: ' .. stalls
+      .. ' times its process stalled past the lease (its event loop was blocked, or the'
+      .. ' process was paused), ' .. crashes .. ' times its process crashed or was not heard of'
+  end
+  redis.call('HSET', job_key(id), 'error_type', kind, 'error_message', message,
+             'error_traceback', '')
+  finish(id, 'failed', now)
+  return true
+end
+
+-- Tell the processes that submitted the jobs that they ended: one message per submitter, on
+-- its own channel (the others need not hear of it).
+local function announce(ended)
+  local by = {}
+  for _, id in ipairs(ended) do
+    local who = redis.call('HGET', job_key(id), 'submitter') or ''
+    if not by[who] then
+      by[who] = {}
+    end
+    table.insert(by[who], id)
+  end
+  for who, ids in pairs(by) do
+    redis.call('PUBLISH', prefix .. ':events:' .. who, 'ended:' .. cjson.encode(ids))
+  end
+end
+
+-- Record the ends (a JSON list of [id, status, fields] of owner's jobs); return the ids whose
+-- end is recorded: by this call (it still held them), or by an earlier call of the same owner
+-- whose answer it did not get (a resent end: the job names who ended it, in ended_by).
+local function end_jobs(owner, ends, now)
+  local done, new = {}, {}
+  for _, e in ipairs(cjson.decode(ends)) do
+    local id = e[1]
+    if holds(id, owner) then
+      release(id, e[3])
+      finish(id, e[2], now)
+      redis.call('HSET', job_key(id), 'ended_by', owner)
+      done[#done+1] = id
+      new[#new+1] = id
+    else
+      local job = redis.call('HMGET', job_key(id), 'ended_by', 'status')
+      if job[1] == owner and job[2] == e[2] then
+        done[#done+1] = id
+      end
+    end
+  end
+  announce(new)
+  return done
+end
+
+-- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
+-- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
+-- submitted_at, retry_at] (built from the stored JSON text as it is, not decoded and encoded
+-- again); also say in how many ms the next retry is due (-1: none).
+local function claim(owner, count, lease, now)
+  local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
+  for _, id in ipairs(due) do
+    redis.call('ZREM', prefix .. ':retrying', id)
+    requeue(id)
+  end
+  local out = {}
+  if count > 0 then
+    local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
+    for i = 1, #popped, 2 do
+      local id = string.sub(popped[i], 18)
+      local key = job_key(id)
+      local attempts = redis.call('HINCRBY', key, 'attempts', 1)
+      redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now / 1000)
+      redis.call('ZADD', prefix .. ':leases', now + lease, id)
+      local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
+                             'seq', 'interrupted', 'retry_at', 'submitted_at')
+      out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
+        .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
+        .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
+        .. ',' .. (job[8] or 'null') .. ']'
+    end
+    if #popped > 0 then
+      room()
+    end
+  end
+  local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
+  local next_retry = -1
+  if #first > 0 then
+    next_retry = math.max(0, tonumber(first[2]) - now)
+  end
+  return '[' .. table.concat(out, ',') .. ']', next_retry
+end
+"""
+
+# ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
+# then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
+# none)] per job. Returns (per job its number, -1 if a live job has its id, -2 if there was no
+# room; the number of waiting jobs after).
+SUBMIT: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local bound = tonumber(ARGV[1])
+local waiting = redis.call('ZCARD', prefix .. ':waiting')
+local out = {}
+for _, job in ipairs(cjson.decode(ARGV[3])) do
+  local id, name, args, priority, options = job[1], job[2], job[3], job[4], job[5]
+  local key = job_key(id)
+  local status = redis.call('HGET', key, 'status')
+  if status == 'queued' or status == 'running' or status == 'retrying' then
+    out[#out+1] = -1
+  elseif bound >= 0 and waiting >= bound then
+    redis.call('SET', prefix .. ':full', 1)
+    out[#out+1] = -2
+  else
+    local seq = redis.call('INCR', prefix .. ':seq')
+    redis.call('DEL', key)
+    redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
+               'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
+               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
+               'submitter', ARGV[2])
+    redis.call('ZADD', prefix .. ':waiting', priority, member(seq, id))
+    count('submitted')
+    waiting = waiting + 1
+    out[#out+1] = seq
+  end
+end
+publish('new')
+return {out, waiting}
+"""
+)
+
+# ARGV: owner, count, lease_ms, the ends (see end_jobs): a process ends some jobs and takes as
+# many new ones in one round trip.
+END_AND_CLAIM: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local done = end_jobs(ARGV[1], ARGV[4], now)
+local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+return {done, claimed, next_retry}
+"""
+)
+
+# ARGV: owner, a JSON list of [id, delay in ms, fields] per job.
+RETRY: Final = (
+    _LIB
+    + """
+local owner, now = ARGV[1], now_ms()
+local done, cancelled = {}, {}
+for _, r in ipairs(cjson.decode(ARGV[2])) do
+  local id, due = r[1], now + r[2]
+  if holds(id, owner) then
+    release(id, r[3])
+    if cancel_if_asked(id, now) then
+      cancelled[#cancelled+1] = id
+    else
+      redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
+      redis.call('ZADD', prefix .. ':retrying', due, id)
+      count('retried')
+    end
+    done[#done+1] = id
+  end
+end
+if #done > #cancelled then
+  publish('retry')
+end
+announce(cancelled)
+return done
+"""
+)
+
+# ARGV: owner, a JSON list of [id, fields] per job: progress of running jobs, if owner holds
+# them.
+PROGRESS: Final = (
+    _LIB
+    + """
+local owner = ARGV[1]
+for _, p in ipairs(cjson.decode(ARGV[2])) do
+  if holds(p[1], owner) and #p[2] > 0 then
+    redis.call('HSET', job_key(p[1]), unpack(p[2]))
+  end
+end
+return 0
+"""
+)
+
+# ARGV: owner, a JSON list of [id, 1 if it never started else 0, fields, 1 if its process
+# stalled else 0] per job, max_crashes: jobs a process hands back unfinished (it is shutting
+# down, or it fenced them): they go back to their place, no crash counted; an attempt that never
+# started is not counted either. A stall (the process's loop was blocked or it was paused past
+# the lease) counts as a lapse of its own kind; if the reaper had counted it as a crash of this
+# process meanwhile (``lapsed_by``), that crash becomes the stall.
+GIVE_BACK: Final = (
+    _LIB
+    + """
+local owner, now, max_crashes = ARGV[1], now_ms(), tonumber(ARGV[3])
+local done, cancelled = {}, {}
+for _, g in ipairs(cjson.decode(ARGV[2])) do
+  local id = g[1]
+  local key = job_key(id)
+  if holds(id, owner) then
+    release(id, g[3])
+    if g[2] == 1 then
+      redis.call('HINCRBY', key, 'attempts', -1)
+    end
+    if g[4] == 1 then
+      redis.call('HINCRBY', key, 'stalls', 1)
+    end
+    if cancel_if_asked(id, now) or (g[4] == 1 and lapsed_too_often(id, max_crashes, now)) then
+      cancelled[#cancelled+1] = id
+    else
+      requeue(id)
+    end
+    done[#done+1] = id
+  elseif g[4] == 1 and redis.call('HGET', key, 'lapsed_by') == owner then
+    redis.call('HDEL', key, 'lapsed_by')
+    redis.call('HINCRBY', key, 'crashes', -1)
+    redis.call('HINCRBY', key, 'stalls', 1)
+    redis.call('HINCRBY', key, 'interrupted', 1)
+  end
+end
+if #done > #cancelled then
+  publish('new')
+end
+announce(cancelled)
+return done
+"""
+)
+
+# ARGV: owner, lease_ms, the process's stats (JSON), then the ids. Also records that the
+# process is alive (cluster_stats). Returns (the ids it no longer holds, the ids it holds
+# that were cancelled meanwhile).
+RENEW: Final = (
+    _LIB
+    + """
+local owner, now = ARGV[1], now_ms()
+local until_ms = now + tonumber(ARGV[2])
+redis.call('HSET', prefix .. ':processes', owner, ARGV[3])
+redis.call('ZADD', prefix .. ':seen', now, owner)
+local lost, cancel = {}, {}
+for i = 4, #ARGV do
+  local id = ARGV[i]
+  if holds(id, owner) then
+    redis.call('ZADD', prefix .. ':leases', 'XX', until_ms, id)
+    if redis.call('HGET', job_key(id), 'cancel_requested') then
+      cancel[#cancel+1] = id
+    end
+  else
+    lost[#lost+1] = id
+  end
+end
+return {lost, cancel}
+"""
+)
+
+# ARGV: max_crashes, every_ms. Only one process reaps per every_ms (the others return at once).
+REAP: Final = (
+    _LIB
+    + """
+local max_crashes, now = tonumber(ARGV[1]), now_ms()
+if tonumber(ARGV[2]) > 0 and not redis.call('SET', prefix .. ':reaper', 1, 'NX', 'PX', ARGV[2]) then
+  return {0, 0}
+end
+-- processes not seen for an hour are forgotten
+local gone = redis.call('ZRANGEBYSCORE', prefix .. ':seen', '-inf', now - 3600000)
+for _, owner in ipairs(gone) do
+  redis.call('HDEL', prefix .. ':processes', owner)
+  redis.call('ZREM', prefix .. ':seen', owner)
+end
+local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
+local requeued, ended = 0, {}
+for _, id in ipairs(lapsed) do
+  local holder = redis.call('HGET', job_key(id), 'owner')
+  release(id, {})
+  -- a crash, unless its process reports a stall later (see GIVE_BACK)
+  redis.call('HINCRBY', job_key(id), 'crashes', 1)
+  if holder then
+    redis.call('HSET', job_key(id), 'lapsed_by', holder)
+  end
+  if cancel_if_asked(id, now) or lapsed_too_often(id, max_crashes, now) then
+    ended[#ended+1] = id
+  else
+    requeue(id)
+    requeued = requeued + 1
+  end
+end
+if requeued > 0 then
+  publish('new')
+end
+announce(ended)
+return {requeued, #ended}
+"""
+)
+
+# ARGV: a new epoch. The queue's epoch: the one it has, else the new one (now the queue's).
+# It makes no epoch check: this script is how a caller learns the epoch.
+OPEN: Final = """
+local key = KEYS[1] .. ':epoch'
+local epoch = redis.call('GET', key)
+if not epoch then
+  epoch = ARGV[1]
+  redis.call('SET', key, epoch)
+end
+return epoch
+"""
+
+# ARGV: the id.
+CANCEL: Final = (
+    _LIB
+    + """
+local id = ARGV[1]
+local job = redis.call('HMGET', job_key(id), 'status', 'seq')
+if job[1] == 'queued' then
+  redis.call('ZREM', prefix .. ':waiting', member(job[2], id))
+  room()
+elseif job[1] == 'retrying' then
+  redis.call('ZREM', prefix .. ':retrying', id)
+elseif job[1] == 'running' then
+  -- its process is told now; and if it does not hear, the job ends at its next step
+  redis.call('HSET', job_key(id), 'cancel_requested', 1)
+  publish('cancel:' .. id)
+  return 'running'
+else
+  return 'not live'
+end
+redis.call('HSET', job_key(id), 'error_message', 'cancelled')
+finish(id, 'cancelled', now_ms())
+announce({id})
+return 'cancelled'
+"""
+)
+
+# ARGV: the ids. Every field of each job (an empty list for an unknown id).
+FETCH: Final = (
+    _LIB
+    + """
+local out = {}
+for i = 1, #ARGV do
+  out[i] = redis.call('HGETALL', job_key(ARGV[i]))
+end
+return out
+"""
+)
+
+# ARGV: how long ago (ms) a process must have been seen to count. Returns (counters as a flat
+# list, waiting, retrying, running, the stats (JSON) of the processes seen since).
+STATS: Final = (
+    _LIB
+    + """
+local now = now_ms()
+local seen = redis.call('ZRANGEBYSCORE', prefix .. ':seen', now - tonumber(ARGV[1]), '+inf')
+local processes = {}
+if #seen > 0 then
+  processes = redis.call('HMGET', prefix .. ':processes', unpack(seen))
+end
+return {
+  redis.call('HGETALL', prefix .. ':stats'),
+  redis.call('ZCARD', prefix .. ':waiting'),
+  redis.call('ZCARD', prefix .. ':retrying'),
+  redis.call('ZCARD', prefix .. ':leases'),
+  processes,
+}
+"""
+)

@@ -1,0 +1,217 @@
+"""The SQLite store's on-disk format: the ``jobs`` table and its indexes, their upgrade, the
+statements the store writes with, and the conversions between a row and a :class:`JobRecord`.
+
+Cheap writes: the store numbers every job itself (``seq``, the table's row id, which is also the
+submission order), so every later write finds its row by the primary key and sets only what
+changed: a start sets three columns, a progress report two. The only other index maintained on
+each write is the one on ``(finished_at, priority, seq)`` (live jobs are the rows without
+``finished_at``: what recovery reads, in order, and what ``prune`` skips) and the one on
+``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is the pool's check, made in
+memory where every live job is: the store's :class:`DatabaseLock` keeps any other pool off the
+file.
+
+A database's ``user_version`` is the version of this format it holds; :func:`create_schema`
+brings a file of an earlier version up to :data:`SCHEMA_VERSION`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from typing import Any, Final
+
+from ._base import LIVE_STATUSES, JobRecord
+
+__all__ = [
+    "CHANGE",
+    "COLUMNS",
+    "COMPLETE",
+    "INSERT",
+    "LIVE_ROWS",
+    "LIVE_SQL",
+    "PROGRESS",
+    "SCHEMA_VERSION",
+    "START",
+    "Write",
+    "change_values",
+    "complete_values",
+    "create_schema",
+    "insert_values",
+    "to_record",
+]
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS jobs (
+    seq INTEGER PRIMARY KEY,  -- the job's number, given by the store: submission order
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    timeout REAL,
+    retry TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    crashes INTEGER NOT NULL DEFAULT 0,
+    interrupted INTEGER NOT NULL DEFAULT 0,
+    progress REAL NOT NULL DEFAULT 0,
+    progress_message TEXT,
+    result TEXT,
+    error_type TEXT,
+    error_message TEXT,
+    error_traceback TEXT,
+    submitted_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    exec_time REAL,
+    retry_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
+-- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
+CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at, priority, seq);
+"""
+SCHEMA_VERSION: Final = 2
+# Indexes of version 1, dropped by the upgrade to version 2.
+_OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
+
+# A job's fixed columns, then the ones that change as it runs (see _state).
+_FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
+_STATE: Final = (
+    "status", "attempts", "crashes", "interrupted", "progress", "progress_message", "result",
+    "error_type", "error_message", "error_traceback", "started_at", "finished_at", "exec_time",
+    "retry_at",
+)  # fmt: skip
+COLUMNS: Final = ", ".join(_FIXED + _STATE)
+# A new job: its fixed columns; the rest take their defaults, as for a job queued, never started.
+INSERT: Final = (
+    f"INSERT INTO jobs (seq, {', '.join(_FIXED)}, status) "
+    f"VALUES ({', '.join('?' * (1 + len(_FIXED)))}, 'queued')"
+)
+# Updates find their row by seq and never touch an ended one (finished_at set): a write of a
+# failed commit that is retried after a later write ended the job cannot bring it back.
+_LIVE_ROW: Final = "WHERE seq = ? AND finished_at IS NULL"
+START: Final = (
+    f"UPDATE jobs SET status = 'running', attempts = ?, started_at = ?, retry_at = NULL {_LIVE_ROW}"
+)
+PROGRESS: Final = f"UPDATE jobs SET progress = ?, progress_message = ? {_LIVE_ROW}"
+CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STATE)} {_LIVE_ROW}"
+# The most common change: a job completed. Its start and progress are written already.
+COMPLETE: Final = (
+    f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? {_LIVE_ROW}"
+)
+LIVE_SQL: Final = "('queued', 'retrying', 'running')"
+LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {LIVE_SQL}"
+
+# A queued write: its statement (one of the above) and its values.
+Write = tuple[str, tuple[Any, ...]]
+
+_NO_TIMEOUT: Final = -1.0  # a job's timeout=math.inf; NULL means "the pool's default"
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """Create the table and indexes, or bring a file of an earlier version up to date, in one
+    transaction: on an error (raised as is) it is rolled back and the file is unchanged."""
+    if db.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for index in _OLD_INDEXES:
+            db.execute(f"DROP INDEX IF EXISTS {index}")
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                db.execute(statement)
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        db.execute("COMMIT")
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+
+
+def _timeout_in(value: float | None) -> float | None:
+    return _NO_TIMEOUT if value is not None and math.isinf(value) else value
+
+
+def _timeout_out(value: float | None) -> float | None:
+    return math.inf if value == _NO_TIMEOUT else value
+
+
+def _result(record: JobRecord) -> str:
+    return "null" if record.result is None else json.dumps(record.result)
+
+
+def _state(record: JobRecord) -> tuple[Any, ...]:
+    return (
+        record.status,
+        record.attempts,
+        record.crashes,
+        record.interrupted,
+        record.progress,
+        record.progress_message,
+        _result(record),
+        record.error_type,
+        record.error_message,
+        record.error_traceback,
+        record.started_at,
+        record.finished_at,
+        record.exec_time,
+        record.retry_at,
+    )
+
+
+def insert_values(record: JobRecord) -> tuple[Any, ...]:
+    """The values of :data:`INSERT` for a new job."""
+    return (
+        record.seq,
+        record.job_id,
+        record.name,
+        json.dumps(record.args) if record.args else "[]",
+        record.priority,
+        _timeout_in(record.timeout),
+        None if record.retry is None else json.dumps(record.retry),
+        record.submitted_at,
+    )
+
+
+def change_values(record: JobRecord) -> tuple[Any, ...]:
+    """The values of :data:`CHANGE`: every field that changes as a job runs."""
+    return (*_state(record), record.seq)
+
+
+def complete_values(record: JobRecord) -> tuple[Any, ...]:
+    """The values of :data:`COMPLETE` for a job that completed."""
+    return (_result(record), record.finished_at, record.exec_time, record.seq)
+
+
+def to_record(row: tuple[Any, ...]) -> JobRecord:
+    """The job a row holds: its :data:`COLUMNS`, then its ``seq``."""
+    (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
+     interrupted, progress, progress_message, result, error_type, error_message,
+     error_traceback, started_at, finished_at, exec_time, retry_at, seq) = row  # fmt: skip
+    return JobRecord(
+        job_id=job_id,
+        name=name,
+        args=json.loads(args),
+        priority=priority,
+        status=status,
+        timeout=_timeout_out(timeout),
+        retry=None if retry is None else json.loads(retry),
+        attempts=attempts,
+        crashes=crashes,
+        interrupted=interrupted,
+        progress=progress,
+        progress_message=progress_message,
+        result=None if result is None else json.loads(result),
+        error_type=error_type,
+        error_message=error_message,
+        error_traceback=error_traceback,
+        submitted_at=submitted_at,
+        started_at=started_at,
+        finished_at=finished_at,
+        exec_time=exec_time,
+        retry_at=retry_at,
+        seq=seq,
+    )
+
+
+assert LIVE_STATUSES == ("queued", "retrying", "running")  # LIVE_SQL spells them out
