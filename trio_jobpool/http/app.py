@@ -141,6 +141,56 @@ def create_app(
             ``> 0``; ``max_workers_limit < 1``; an empty ``allowed_hosts``; ``body_timeout``
             not a number ``> 0``; ``max_bodies < 1``.
     """
+    _check_settings(
+        pool,
+        registry,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        submit_wait=submit_wait,
+        max_workers_limit=max_workers_limit,
+        body_timeout=body_timeout,
+        max_bodies=max_bodies,
+    )
+    hosts = _host_names(allowed_hosts)
+    api = _Api(
+        pool,
+        registry,
+        token,
+        max_body_bytes,
+        float(submit_wait),
+        max_workers_limit,
+        float(body_timeout),
+        max_bodies,
+    )
+    guard = Middleware(_Guard, token=token, hosts=hosts, rejections=api.rejections)
+    app = Starlette(
+        routes=_routes(api, dashboard),
+        middleware=[guard],
+        exception_handlers={HTTPException: _http_error},
+    )
+    # A path with a trailing slash that no route has, "/api/v1/jobs/", is a 404, not a redirect.
+    app.router.redirect_slashes = False
+    return app
+
+
+def _check_settings(
+    pool: JobPool,
+    registry: JobRegistry,
+    *,
+    token: str | None,
+    max_body_bytes: int,
+    submit_wait: float,
+    max_workers_limit: int,
+    body_timeout: float,
+    max_bodies: int,
+) -> None:
+    """Refuse the arguments of :func:`create_app` that it documents as refused, in the order
+    of its signature.
+
+    Raises:
+        TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
+        ValueError: a setting out of its range.
+    """
     if not isinstance(pool, JobPool):
         raise TypeError(f"pool must be a JobPool, got {pool!r}")
     if not isinstance(registry, JobRegistry):
@@ -157,25 +207,30 @@ def create_app(
         raise ValueError(f"body_timeout must be a number > 0, got {body_timeout!r}")
     if type(max_bodies) is not int or max_bodies < 1:
         raise ValueError(f"max_bodies must be an int >= 1, got {max_bodies!r}")
-    hosts = None
-    if allowed_hosts is not None:
-        hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
-        if not hosts:
-            raise ValueError("allowed_hosts must name a host, or be None for any")
-        with_port = [h for h in hosts if h.count(":") == 1]  # (an IPv6 address has several)
-        if with_port:
-            raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
-    api = _Api(
-        pool,
-        registry,
-        token,
-        max_body_bytes,
-        float(submit_wait),
-        max_workers_limit,
-        float(body_timeout),
-        max_bodies,
-    )
-    checked = _json_errors  # (every endpoint answers its errors as JSON)
+
+
+def _host_names(allowed_hosts: Collection[str] | None) -> frozenset[str] | None:
+    """``allowed_hosts`` in lower case, IPv6 addresses without their []; None stays None.
+
+    Raises:
+        ValueError: no host, or a host with a port.
+    """
+    if allowed_hosts is None:
+        return None
+    hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
+    if not hosts:
+        raise ValueError("allowed_hosts must name a host, or be None for any")
+    # One colon is a port; an IPv6 address has at least two.
+    with_port = [h for h in hosts if h.count(":") == 1]
+    if with_port:
+        raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
+    return hosts
+
+
+def _routes(api: _Api, dashboard: bool) -> list[Route]:
+    """The endpoints of ``api`` at their paths (the dashboard's only with ``dashboard``); every
+    endpoint answers its errors as JSON (:func:`_json_errors`)."""
+    checked = _json_errors
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
         Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
@@ -191,12 +246,7 @@ def create_app(
     if dashboard:
         routes.append(Route("/", checked(api.page), methods=["GET"]))
         routes.append(Route("/static/{name}", checked(api.static), methods=["GET"]))
-    guard = Middleware(_Guard, token=token, hosts=hosts, rejections=api.rejections)
-    app = Starlette(
-        routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error}
-    )
-    app.router.redirect_slashes = False  # ("/api/v1/jobs/" is a 404, not a redirect)
-    return app
+    return routes
 
 
 class _Api:
