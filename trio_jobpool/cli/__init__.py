@@ -588,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+    except SystemExit as exc:  # --help, --version, or a usage error, already printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args)

@@ -139,7 +139,7 @@ def make_workload(config: DemoConfig) -> list[_Spec]:
     weights = [share for *_, share in _KINDS]
     table = {kind: (priority, low, high, steps) for kind, priority, low, high, steps, _ in _KINDS}
     specs: list[_Spec] = []
-    # Flaky tests fail on their first attempt, first two, first one, or all three (in turn).
+    # Flaky tests fail their first 1, 2, 1 and 3 attempts, in that order, over and over.
     flaky_failures = itertools.cycle((1, 2, 1, 3))
     for index in range(config.jobs):
         kind = rng.choices(kinds, weights)[0]

@@ -21,7 +21,7 @@ Schema = dict[str, Any]
 _NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 _SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
 
-_ALL: list[str] = []  # "required": every property (filled in below)
+_ALL: list[str] = []  # "required": every property; the loop after _SCHEMAS fills it in
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": {

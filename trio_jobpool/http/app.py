@@ -63,8 +63,8 @@ from ._input import (
 )
 from ._openapi import openapi_document
 
-# (anyio's names are imported here, not looked up as ``anyio.name`` in a request: anyio imports
-# its modules lazily, which opens files, and a server out of file descriptors must answer too)
+# anyio's names are imported here, not looked up as anyio.name in a request: anyio imports its
+# modules lazily, which opens files, and a server out of file descriptors must answer too.
 
 __all__ = ["create_app"]
 
@@ -297,7 +297,7 @@ class _Api:
                 return await read_json(request, self.max_body_bytes)
         finally:
             self.bodies -= 1
-        # (reached only when the deadline cancelled the read)
+        # Only a read that the deadline cancelled gets here.
         message = f"the body did not arrive within {self.body_timeout:g} seconds"
         raise ApiError(408, "body_timeout", message, {"Connection": "close"})
 
@@ -328,7 +328,7 @@ class _Api:
             if handle is None:
                 with move_on_after(self.submit_wait):
                     handle = await pool.submit(fn, *spec.args, **options)
-        except QueueFull as exc:  # (a store may refuse at once)
+        except QueueFull as exc:  # a store may refuse at once
             self._refuse(self._queue_full(str(exc)))
         except PoolClosed as exc:
             self._refuse(ApiError(503, "pool_closed", str(exc)))
@@ -338,7 +338,7 @@ class _Api:
             self._refuse(ApiError(400, "unknown_job_name", str(exc)))
         except (JobNotSerializable, TypeError, ValueError) as exc:
             self._refuse(ApiError(422, "invalid", str(exc)))
-        except StoreOutcomeUnknown as exc:  # (not a refusal: the job may be accepted)
+        except StoreOutcomeUnknown as exc:  # not a refusal: the job may be accepted
             logger.warning("submit of %r: outcome unknown: %s", spec.name, exc)
             return _unknown_outcome(options["job_id"] or exc.job_id or "")
         except StoreError as exc:
@@ -353,7 +353,7 @@ class _Api:
         return _json(
             202,
             {"job_id": job_id, "status": "queued"},
-            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # (ASCII, as headers are)
+            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # ASCII, as a header is
         )
 
     def _refuse(self, error: ApiError) -> NoReturn:
@@ -393,7 +393,7 @@ class _Api:
         try:
             mine = self.pool.get(job_id)
         except JobNotFound:
-            if self.remote_waits >= MAX_REMOTE_WAITS:  # (each costs Redis two reads a second)
+            if self.remote_waits >= MAX_REMOTE_WAITS:  # each costs Redis two reads a second
                 return
             self.remote_waits += 1
             try:
@@ -559,7 +559,7 @@ def _error_json(error: BaseException) -> dict[str, str]:
         return {"type": error.type_name, "message": error.message[:_MESSAGE]}
     try:
         message = str(error)
-    except Exception:  # (a broken __str__ is the job's, not the request's, problem)
+    except Exception:  # a broken __str__ is the job's problem, not the request's
         message = f"<{type(error).__name__}>"
     return {"type": type(error).__name__, "message": message[:_MESSAGE]}
 
@@ -572,7 +572,7 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError, RecursionError):
         try:
             return _SHORT.repr(value)
-        except Exception:  # (a broken __repr__ is the job's, not the request's, problem)
+        except Exception:  # a broken __repr__ is the job's problem, not the request's
             return f"<{type(value).__name__}>"
     return value
 
@@ -610,7 +610,7 @@ def _json_errors(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except ApiError as exc:
             return _error(exc)
-        except StoreError as exc:  # (a distributed pool that cannot reach Redis)
+        except StoreError as exc:  # a distributed pool that cannot reach Redis
             logger.warning("%s %s failed: %s", request.method, request.url.path, exc)
             return _error(ApiError(503, "store_unavailable", "the pool's store cannot be reached"))
         except Exception:
@@ -652,7 +652,8 @@ class _Guard:
         if scope["type"] == "http":
             error = self._check(scope)
             if error is not None:
-                path = scope["path"].removeprefix(scope.get("root_path", ""))  # (mounted)
+                # The path within this app, which may be mounted under root_path.
+                path = scope["path"].removeprefix(scope.get("root_path", ""))
                 if path == "/api/v1/jobs" and scope["method"] == "POST":
                     self._rejections[error.code] += 1
                 await _error(error)(scope, receive, send)
@@ -669,7 +670,7 @@ class _Guard:
                 message = f"a request may carry one {name!r} header, this one has {count}"
                 return ApiError(400, "duplicate_header", message)
         host = headers.get("host", "")
-        if not _HOST.fullmatch(host):  # (userinfo, a path: "evil.example@127.0.0.1")
+        if not _HOST.fullmatch(host):  # userinfo or a path: "evil.example@127.0.0.1"
             return ApiError(400, "bad_host", f"malformed Host header {host!r}")
         ours = _address(f"{scope.get('scheme', 'http')}://{host}")
         if self._hosts is not None and ours[0] not in self._hosts:
@@ -688,7 +689,7 @@ class _Guard:
     def _authorized(self, given: str) -> bool:
         assert self._token is not None
         scheme, _, credentials = given.partition(" ")
-        # (the scheme is case-insensitive; the token is compared in constant time)
+        # The scheme is case-insensitive; the token is compared in constant time.
         same = hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
         return scheme.lower() == "bearer" and same
 
