@@ -244,6 +244,7 @@ def _add_pool_options(command: argparse.ArgumentParser, *, min_workers: int) -> 
 
 
 def _add_serve(commands: _Commands) -> None:
+    """The ``serve`` command: the pool's options, where it listens, what it serves, its limits."""
     serve = _command(
         commands,
         "serve",
@@ -256,6 +257,15 @@ def _add_serve(commands: _Commands) -> None:
         ),
     )
     _add_pool_options(serve, min_workers=0)
+    _add_serve_store(serve)
+    _add_listen_options(serve)
+    _add_http_options(serve)
+    _add_connection_limits(serve)
+    serve.set_defaults(handler=_serve_command)
+
+
+def _add_serve_store(serve: argparse.ArgumentParser) -> None:
+    """``serve --store``: SQLite in the working directory unless told otherwise."""
     serve.add_argument(
         "--store",
         default=DEFAULT_STORE,
@@ -266,6 +276,10 @@ def _add_serve(commands: _Commands) -> None:
             "only submit, for worker processes to run)"
         ),
     )
+
+
+def _add_listen_options(serve: argparse.ArgumentParser) -> None:
+    """``serve --host --port``: the address the server listens on."""
     serve.add_argument(
         "--host",
         default="127.0.0.1",
@@ -277,6 +291,11 @@ def _add_serve(commands: _Commands) -> None:
         default=8000,
         help="the port to listen on (default: 8000; 0 for any free port, printed)",
     )
+
+
+def _add_http_options(serve: argparse.ArgumentParser) -> None:
+    """``serve --token --no-dashboard --access-log``: who may change state, what is served,
+    what is logged."""
     serve.add_argument(
         "--token",
         default=os.environ.get(TOKEN_VARIABLE) or None,
@@ -296,6 +315,11 @@ def _add_serve(commands: _Commands) -> None:
         action="store_true",
         help="log every request on stderr",
     )
+
+
+def _add_connection_limits(serve: argparse.ArgumentParser) -> None:
+    """``serve --backlog --body-timeout --max-bodies``: the limits that keep many or slow
+    clients from taking the server's connections and file descriptors."""
     serve.add_argument(
         "--backlog",
         type=_int_at_least(1),
@@ -323,7 +347,6 @@ def _add_serve(commands: _Commands) -> None:
             "(default: 64)"
         ),
     )
-    serve.set_defaults(handler=_serve_command)
 
 
 def _add_worker(commands: _Commands) -> None:
@@ -565,7 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+    except SystemExit as exc:  # --help, --version, or a usage error, already printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     try:
         code: int = args.handler(args)

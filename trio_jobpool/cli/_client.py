@@ -289,7 +289,7 @@ def _progress(job_id: str) -> Iterator[_Display]:
         yield _PlainDisplay()
         return
     progress = Progress(
-        # (markup=False: the job's name, id and progress message are text, not Rich markup)
+        # markup=False: the job's name, id and progress message are text, not Rich markup.
         TextColumn("{task.description}", markup=False),
         BarColumn(),
         TaskProgressColumn(),

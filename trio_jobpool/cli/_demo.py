@@ -139,7 +139,7 @@ def make_workload(config: DemoConfig) -> list[_Spec]:
     weights = [share for *_, share in _KINDS]
     table = {kind: (priority, low, high, steps) for kind, priority, low, high, steps, _ in _KINDS}
     specs: list[_Spec] = []
-    # Flaky tests fail on their first attempt, first two, first one, or all three (in turn).
+    # Flaky tests fail their first 1, 2, 1 and 3 attempts, in that order, over and over.
     flaky_failures = itertools.cycle((1, 2, 1, 3))
     for index in range(config.jobs):
         kind = rng.choices(kinds, weights)[0]
@@ -474,27 +474,54 @@ def _ms(seconds: float) -> str:
 
 
 def _summary(state: _State, stats: PoolStats, width: int) -> list[RenderableType]:
-    """The end-of-run report: outcome counts, timings, a per-kind table and one plain line."""
-    jobs = stats.total_submitted
-    counts = {
+    """The end-of-run report: outcome counts, timings, a per-kind table and one plain line.
+
+    The three tables stand side by side from a ``width`` of 110 columns, else the per-kind
+    table goes below the other two.
+    """
+    wall = state.elapsed()
+    outcome = _outcome_table(stats)
+    timing = _timing_table(state, stats, wall)
+    kinds = _kinds_table(state)
+    tables = Table.grid(padding=(0, 4))
+    if width >= 110:
+        tables.add_row(outcome, timing, kinds)
+        parts: list[RenderableType] = [tables]
+    else:
+        tables.add_row(outcome, timing)
+        parts = [tables, kinds]
+    return [*parts, _check_line(state, stats), Text(_summary_line(stats, wall), style="dim")]
+
+
+def _ended_counts(stats: PoolStats) -> dict[JobStatus, int]:
+    """How many jobs ended in each end status."""
+    return {
         JobStatus.COMPLETED: stats.total_completed,
         JobStatus.FAILED: stats.total_failed,
         JobStatus.CANCELLED: stats.total_cancelled,
         JobStatus.TIMED_OUT: stats.total_timed_out,
     }
+
+
+def _outcome_table(stats: PoolStats) -> Table:
+    """Jobs and their share by end status, then the submitted total and the retries."""
+    jobs = stats.total_submitted
     outcome = Table(title="outcome", box=box.SIMPLE_HEAD, title_justify="left")
     outcome.add_column("status")
     outcome.add_column("jobs", justify="right")
     outcome.add_column("share", justify="right")
-    for status, count in counts.items():
+    for status, count in _ended_counts(stats).items():
         share = count / jobs if jobs else 0.0
         outcome.add_row(f"[{_STATUS_STYLES[status]}]{status.value}[/]", str(count), f"{share:.1%}")
     outcome.add_section()
     outcome.add_row("[bold]submitted[/]", f"[bold]{jobs}[/]", "")
     outcome.add_row("retries", str(stats.total_retried), "")
+    return outcome
 
-    wall = state.elapsed()
-    throughput = jobs / wall if wall > 0 else 0.0
+
+def _timing_table(state: _State, stats: PoolStats, wall: float) -> Table:
+    """``wall`` time, throughput, execution and wait times, and the workers before and after."""
+    throughput = stats.total_submitted / wall if wall > 0 else 0.0
     timing = Table(title="timing", box=box.SIMPLE_HEAD, title_justify="left")
     timing.add_column("measure")
     timing.add_column("value", justify="right")
@@ -506,7 +533,12 @@ def _summary(state: _State, stats: PoolStats, width: int) -> list[RenderableType
     timing.add_row("exec p99", _ms(stats.exec_time_p99))
     timing.add_row("wait avg", _ms(stats.average_wait_time))
     timing.add_row("workers", f"{state.config.workers} → {stats.max_workers}")
+    return timing
 
+
+def _kinds_table(state: _State) -> Table:
+    """For each kind of job, in the order of ``_KINDS``: jobs, completed, not completed and
+    their average execution time."""
     kinds = Table(title="by kind", box=box.SIMPLE_HEAD, title_justify="left")
     kinds.add_column("kind")
     kinds.add_column("jobs", justify="right")
@@ -524,27 +556,28 @@ def _summary(state: _State, stats: PoolStats, width: int) -> list[RenderableType
         kinds.add_row(
             kind, str(len(handles)), f"[green]{ok}[/]", str(len(handles) - ok), _ms(average)
         )
+    return kinds
 
-    ended = sum(counts.values())
+
+def _check_line(state: _State, stats: PoolStats) -> Text:
+    """✓ if every submitted job ended and as many were submitted as configured, else ✗."""
+    jobs = stats.total_submitted
+    ended = sum(_ended_counts(stats).values())
     if ended == jobs == state.config.jobs:
-        check = Text.from_markup(
+        return Text.from_markup(
             f"[green]✓[/] completed + failed + cancelled + timed_out = {ended} = submitted"
         )
-    else:
-        check = Text.from_markup(f"[red]✗ counts do not add up: {ended} ended, {jobs} submitted[/]")
-    line = (
-        f"summary: submitted={jobs} completed={stats.total_completed} failed={stats.total_failed} "
-        f"cancelled={stats.total_cancelled} timed_out={stats.total_timed_out} "
-        f"retried={stats.total_retried} wall={wall:.2f}s"
+    return Text.from_markup(f"[red]✗ counts do not add up: {ended} ended, {jobs} submitted[/]")
+
+
+def _summary_line(stats: PoolStats, wall: float) -> str:
+    """The ``summary: key=value ...`` line, plain text for logs and scripts."""
+    return (
+        f"summary: submitted={stats.total_submitted} completed={stats.total_completed} "
+        f"failed={stats.total_failed} cancelled={stats.total_cancelled} "
+        f"timed_out={stats.total_timed_out} retried={stats.total_retried} "
+        f"wall={wall:.2f}s"
     )
-    tables = Table.grid(padding=(0, 4))
-    if width >= 110:
-        tables.add_row(outcome, timing, kinds)
-        parts: list[RenderableType] = [tables]
-    else:
-        tables.add_row(outcome, timing)
-        parts = [tables, kinds]
-    return [*parts, check, Text(line, style="dim")]
 
 
 # -- entry point -----------------------------------------------------------------------------

@@ -23,7 +23,8 @@ def write_line(text: str, stream: TextIO | None = None) -> None:
     try:
         print(text, file=out, flush=True)
     except OSError:
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # (not a real file)
+        # A stream without a file descriptor of its own (io.StringIO, a wrapper) stays as it is.
+        with contextlib.suppress(OSError, ValueError, AttributeError):
             devnull = os.open(os.devnull, os.O_WRONLY)
             try:
                 os.dup2(devnull, out.fileno())

@@ -66,7 +66,7 @@ def _ignore_sigpipe() -> None:
     """Keep SIGPIPE ignored (Python's default, which an ``--app`` module may have changed):
     a write to a closed pipe then fails with EPIPE, which :func:`write_line` drops, instead of
     killing the process before its pool drains."""
-    if hasattr(signal, "SIGPIPE"):  # (not on Windows)
+    if hasattr(signal, "SIGPIPE"):  # Windows has no SIGPIPE
         signal.signal(signal.SIGPIPE, signal.SIG_IGN)
 
 
@@ -242,14 +242,16 @@ async def pool_until_signal(
                     pools.append(pool)
                     yield pool, stopping
                     _draining(pool, shutdown_timeout)
-            except BaseException as error:  # (reported, and the process ends)
-                if pools and pools[0].abandoned_jobs:  # trio.run would wait for them forever
+            except BaseException as error:
+                # With jobs abandoned, trio.run would wait for them forever: the error is
+                # reported and the process ends here.
+                if pools and pools[0].abandoned_jobs:
                     _exit_abandoning(pools[0], error)
                 raise
             nursery.cancel_scope.cancel()
             if pool.abandoned_jobs:
                 _exit_abandoning(pool)
-    if not pools:  # a second signal cancelled the opening (a long recovery, a slow Redis)
+    if not pools:  # a second signal cancelled the opening: a long recovery, a slow Redis
         raise CliError(EXIT_FAILED, "stopped by a signal before the pool was open")
 
 
@@ -292,7 +294,7 @@ def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoRet
         "exiting without waiting for them",
         sys.stderr,
     )
-    logging.shutdown()  # (the status lines are flushed as written)
+    logging.shutdown()  # flushes the log handlers; write_line flushed every status line
     os._exit(EXIT_FAILED)
 
 

@@ -20,13 +20,15 @@ import math
 import sys
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
 import anyio.lowlevel
 import trio
 
-from trio_jobpool import JobPool
+from trio_jobpool import JobPool, JobRegistry
 
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
@@ -48,7 +50,13 @@ except ImportError as exc:  # Starlette or prometheus_client (the [cli] extra) i
 else:
     _http_missing = None
 
+if TYPE_CHECKING:
+    from hypercorn.config import Config
+    from hypercorn.typing import ASGIFramework
+
 __all__ = ["ServeOptions", "run_serve"]
+
+_Serve = Callable[..., Awaitable[None]]
 
 _CLI_MISSING = "needs the [cli] extra ({name} is not installed): pip install 'trio-jobpool[cli]'"
 
@@ -115,85 +123,166 @@ class _OncePerCondition(logging.Filter):
 
 
 def run_serve(options: ServeOptions) -> int:
-    """``trio-jobpool serve``: serve until SIGINT/SIGTERM, then drain; 0 once stopped."""
-    if options.token == "":
-        raise CliError(EXIT_BAD_INPUT, "--token: an empty token is not allowed")
-    if not options.body_timeout > 0:
-        raise CliError(EXIT_BAD_INPUT, "--body-timeout must be more than 0 seconds")
-    try:
-        import hypercorn.trio
-        from hypercorn.config import Config
-        from hypercorn.typing import ASGIFramework
-    except ImportError as exc:
-        raise CliError(EXIT_BAD_INPUT, _CLI_MISSING.format(name=exc.name)) from None
-    if _http_missing is not None:
-        raise CliError(EXIT_BAD_INPUT, _CLI_MISSING.format(name=_http_missing))
+    """``trio-jobpool serve``: serve until SIGINT/SIGTERM, then drain; 0 once stopped.
+
+    Raises:
+        CliError: bad options, a missing package, a registry that cannot be loaded, an
+            address that cannot be listened on, a store that cannot be opened (their exit
+            codes: :mod:`._errors`).
+    """
+    _check_options(options)
+    serve = _hypercorn_serve()
     registry = load_registry(options.app)
     opener = open_pool(options, registry)
     if not len(registry):
         write_line(f"warning: the registry {options.app} has no jobs", sys.stderr)
+    config = _hypercorn_config(options)
+    _warn_file_limit(options.max_bodies)
+    opened: list[JobPool] = []
+    main = partial(_serve_pool, options, registry, opener, serve, config, opened)
+    with _accept_errors_once():
+        run_trio(main, options.store)
+    write_line(summary(opened[0] if opened else None))
+    return 0
+
+
+def _check_options(options: ServeOptions) -> None:
+    """Refuse what argparse lets through: an empty token, a body timeout of 0.
+
+    Raises:
+        CliError: ``EXIT_BAD_INPUT``.
+    """
+    if options.token == "":
+        raise CliError(EXIT_BAD_INPUT, "--token: an empty token is not allowed")
+    if not options.body_timeout > 0:
+        raise CliError(EXIT_BAD_INPUT, "--body-timeout must be more than 0 seconds")
+
+
+def _hypercorn_serve() -> _Serve:
+    """Hypercorn's Trio ``serve``, imported now; Hypercorn and :mod:`trio_jobpool.http` are
+    both needed to serve.
+
+    Raises:
+        CliError: ``EXIT_BAD_INPUT``, naming the missing package and the extra to install.
+    """
+    try:
+        import hypercorn.trio
+    except ImportError as exc:
+        raise CliError(EXIT_BAD_INPUT, _CLI_MISSING.format(name=exc.name)) from None
+    if _http_missing is not None:
+        raise CliError(EXIT_BAD_INPUT, _CLI_MISSING.format(name=_http_missing))
+    return hypercorn.trio.serve
+
+
+def _hypercorn_config(options: ServeOptions) -> Config:
+    """Hypercorn's settings: the address, its log level (WARNING), the access log, the
+    backlog. Called after :func:`_hypercorn_serve`, which found Hypercorn."""
+    from hypercorn.config import Config
+
     config = Config()
     host = f"[{options.host}]" if ":" in options.host else options.host
     config.bind = [f"{host}:{options.port}"]
     config.loglevel = "WARNING"
     config.accesslog = _access_logger() if options.access_log else None
     config.backlog = options.backlog
+    return config
+
+
+def _warn_file_limit(max_bodies: int) -> None:
+    """Raise the limit of open files (:func:`_raise_file_limit`); warn on stderr if
+    ``max_bodies`` slow clients could hold more than half of it."""
     files = _raise_file_limit()
-    if files is not None and options.max_bodies > files // 2:
+    if files is not None and max_bodies > files // 2:
         write_line(
-            f"warning: --max-bodies {options.max_bodies} slow clients could hold most of this "
+            f"warning: --max-bodies {max_bodies} slow clients could hold most of this "
             f"process's {files} file descriptors (ulimit -n)",
             sys.stderr,
         )
-    where = f"{options.host}:{options.port}"
-    opened: list[JobPool] = []
 
-    async def main() -> None:
-        # anyio (which the app uses) imports its Trio backend on first use: done now, for
-        # a first request that comes while every file descriptor is taken cannot.
-        await anyio.lowlevel.checkpoint()
-        async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
-            opened.append(pool)
-            # On loopback, answer only for loopback names: a web page whose host name an
-            # attacker points at 127.0.0.1 (DNS rebinding) is refused.
-            hosts = ["localhost", "127.0.0.1", "::1", options.host]
-            app: ASGIFramework = create_app(  # a Starlette app is one
-                pool,
-                registry,
-                token=options.token,
-                dashboard=options.dashboard,
-                allowed_hosts=hosts if _loopback(options.host) else None,
-                body_timeout=options.body_timeout,
-                max_bodies=options.max_bodies,
-            )  # type: ignore[assignment]
-            async with trio.open_nursery() as nursery:
-                serve = partial(hypercorn.trio.serve, app, config, shutdown_trigger=stopping.wait)
-                try:
-                    binds: list[str] = await nursery.start(serve)
-                except* OSError as group:  # Hypercorn's bind (in a group from its nursery)
-                    error = next(leaves(group))
-                    reason = getattr(error, "strerror", None) or str(error)
-                    raise CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}") from None
-                write_line(
-                    f"serving on {binds[0] if binds else where} (store: {store_name(pool)}, "
-                    f"workers: {pool.max_workers})"
-                )
-                if not _loopback(options.host) and options.token is None:
-                    write_line(
-                        f"warning: listening on {options.host} without a token: anyone who can "
-                        "reach it can submit and cancel jobs (--token)",
-                        sys.stderr,
-                    )
 
+@contextlib.contextmanager
+def _accept_errors_once() -> Iterator[None]:
+    """Within the block, Trio's accept loop logs each failed-accept condition once a minute
+    (:class:`_OncePerCondition`)."""
     accept_errors = logging.getLogger("trio.serve_listeners")
     once = _OncePerCondition()
     accept_errors.addFilter(once)
     try:
-        run_trio(main, options.store)
+        yield
     finally:
         accept_errors.removeFilter(once)
-    write_line(summary(opened[0] if opened else None))
-    return 0
+
+
+async def _serve_pool(
+    options: ServeOptions,
+    registry: JobRegistry,
+    opener: contextlib.AbstractAsyncContextManager[JobPool],
+    serve: _Serve,
+    config: Config,
+    opened: list[JobPool],
+) -> None:
+    """Open the pool (appended to ``opened``), serve its app with ``serve`` and ``config``
+    until the first signal, then leave the pool's block, which drains it
+    (:func:`pool_until_signal`).
+
+    Raises:
+        CliError: ``EXIT_FAILED`` if the address cannot be listened on.
+    """
+    # anyio, which the app uses, imports its Trio backend on first use: a first request that
+    # comes while every file descriptor is taken could not, so it is imported before serving.
+    await anyio.lowlevel.checkpoint()
+    async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
+        opened.append(pool)
+        app = _app(pool, registry, options)
+        async with trio.open_nursery() as nursery:
+            start = partial(serve, app, config, shutdown_trigger=stopping.wait)
+            binds = await _start_listening(nursery, start, f"{options.host}:{options.port}")
+            _announce(pool, options, binds)
+
+
+def _app(pool: JobPool, registry: JobRegistry, options: ServeOptions) -> ASGIFramework:
+    """The app of :mod:`trio_jobpool.http` over ``pool``, with ``serve``'s options."""
+    # On loopback the app answers only for loopback names: a web page whose host name an
+    # attacker points at 127.0.0.1 (DNS rebinding) is refused.
+    hosts = ["localhost", "127.0.0.1", "::1", options.host]
+    app: ASGIFramework = create_app(  # a Starlette app is an ASGIFramework
+        pool,
+        registry,
+        token=options.token,
+        dashboard=options.dashboard,
+        allowed_hosts=hosts if _loopback(options.host) else None,
+        body_timeout=options.body_timeout,
+        max_bodies=options.max_bodies,
+    )  # type: ignore[assignment]
+    return app
+
+
+async def _start_listening(nursery: trio.Nursery, serve: _Serve, where: str) -> list[str]:
+    """Start ``serve`` in ``nursery``; the addresses it listens on once it does.
+
+    Raises:
+        CliError: ``EXIT_FAILED`` with the system's reason if it cannot listen on ``where``.
+    """
+    try:
+        binds: list[str] = await nursery.start(serve)
+    except* OSError as group:  # Hypercorn's bind fails inside its nursery, so in a group
+        error = next(leaves(group))
+        reason = getattr(error, "strerror", None) or str(error)
+        raise CliError(EXIT_FAILED, f"cannot listen on {where}: {reason}") from None
+    return binds
+
+
+def _announce(pool: JobPool, options: ServeOptions, binds: list[str]) -> None:
+    """Print ``serving on URL`` on stdout; warn on stderr of a server open to the network
+    without a token."""
+    where = binds[0] if binds else f"{options.host}:{options.port}"
+    write_line(f"serving on {where} (store: {store_name(pool)}, workers: {pool.max_workers})")
+    if not _loopback(options.host) and options.token is None:
+        write_line(
+            f"warning: listening on {options.host} without a token: anyone who can "
+            "reach it can submit and cancel jobs (--token)",
+            sys.stderr,
+        )
 
 
 def _loopback(host: str) -> bool:

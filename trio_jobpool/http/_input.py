@@ -38,8 +38,8 @@ MAX_PRIORITY: Final = 2**53 - 1
 
 _SUBMIT_FIELDS: Final = frozenset({"name", "args", "priority", "job_id", "timeout", "retry"})
 _RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
-# No "/" (the id is one segment of a URL path), no control characters, and no lone surrogates
-# (JSON's "\ud800" is not text a URL or a header can carry).
+# A job id is one segment of a URL path, so it has no "/"; it has no control characters, and no
+# lone surrogates, as JSON's "\ud800" is not text a URL or a header can carry.
 _JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f\ud800-\udfff]+")
 
 
@@ -98,14 +98,14 @@ async def read_json(request: Request, max_bytes: int) -> object:
     except ClientDisconnect:
         raise ApiError(400, "client_disconnected", "the client went away") from None
     try:
-        return _DECODER.decode(b"".join(chunks).decode("utf-8-sig"))  # (a BOM is allowed)
-    except (ValueError, RecursionError) as exc:  # (UnicodeDecodeError is a ValueError)
+        return _DECODER.decode(b"".join(chunks).decode("utf-8-sig"))  # a BOM is allowed
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise ApiError(400, "malformed_json", f"the body is not JSON: {exc}") from None
 
 
 def _float(text: str) -> float:
     value = float(text)
-    if not math.isfinite(value):  # (1e999)
+    if not math.isfinite(value):  # 1e999 is inf
         raise ValueError(f"{text} is too large for a number")
     return value
 
@@ -195,7 +195,7 @@ def float_param(request: Request, name: str, high: float) -> float | None:
         value = float(text)
     except ValueError:
         _invalid(f"the query parameter {name!r} must be a number, got {text!r}")
-    if not 0 <= value <= high:  # (NaN fails too)
+    if not 0 <= value <= high:  # NaN fails this too
         _invalid(f"the query parameter {name!r} must be within 0 and {high}, got {text!r}")
     return value
 
@@ -213,7 +213,7 @@ def _int(fields: dict[str, Any], name: str, default: int, low: int, high: int) -
     value = fields.get(name, default)
     if type(value) is float and value.is_integer():  # JSON's 3.0 is the integer 3
         value = int(value)
-    if type(value) is not int:  # (a bool is not a number here)
+    if type(value) is not int:  # a bool is not a number here
         _invalid(f"{name!r} must be an integer, got {json.dumps(value)}")
     if not low <= value <= high:
         _invalid(f"{name!r} must be within {low} and {high}, got {value}")
@@ -228,7 +228,7 @@ def _number(fields: dict[str, Any], name: str) -> float | None:
         _invalid(f"{name!r} must be a number >= 0 or null, got {json.dumps(value)}")
     try:
         return float(value)
-    except OverflowError:  # (an int of hundreds of digits)
+    except OverflowError:  # an int of hundreds of digits
         _invalid(f"{name!r} is too large")
 
 

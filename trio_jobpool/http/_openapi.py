@@ -21,7 +21,7 @@ Schema = dict[str, Any]
 _NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 _SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
 
-_ALL: list[str] = []  # "required": every property (filled in below)
+_ALL: list[str] = []  # "required": every property; the loop after _SCHEMAS fills it in
 
 _SCHEMAS: dict[str, Schema] = {
     "Error": {
@@ -207,6 +207,114 @@ _JOB_ID_PARAMETER: Schema = {
 }
 
 
+# Every operation that changes state has "security" (the bearer token) and a 401 answer, as in
+# an app with a token; openapi_document takes both out of the document of an app without one.
+_PATHS: dict[str, Any] = {
+    "/api/v1/jobs": {
+        "post": {
+            "summary": "Submit a registered job",
+            "operationId": "submitJob",
+            "requestBody": _body("Submission"),
+            "responses": {
+                "202": _json("Accepted", "accepted: the job is queued"),
+                **_errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503, 504),
+            },
+            "security": [{"bearer": []}],
+        },
+        "get": {
+            "summary": "Recent jobs: running, then waiting, then ended",
+            "operationId": "listJobs",
+            "parameters": [
+                {
+                    "name": "limit",
+                    "in": "query",
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                }
+            ],
+            "responses": {"200": _json("JobList", "the jobs"), **_errors(422)},
+        },
+    },
+    "/api/v1/jobs/{job_id}": {
+        "get": {
+            "summary": "One job; with wait, first wait up to that long for it to end",
+            "operationId": "getJob",
+            "parameters": [
+                _JOB_ID_PARAMETER,
+                {
+                    "name": "wait",
+                    "in": "query",
+                    "schema": {"type": "number", "minimum": 0, "maximum": 60},
+                },
+            ],
+            "responses": {"200": _json("Job", "the job"), **_errors(404, 422, 503)},
+        }
+    },
+    "/api/v1/jobs/{job_id}/cancel": {
+        "post": {
+            "summary": "Cancel a live job",
+            "operationId": "cancelJob",
+            "parameters": [_JOB_ID_PARAMETER],
+            "responses": {
+                "200": _json("Cancelled", "cancelled"),
+                **_errors(401, 403, 404, 409, 503),
+            },
+            "security": [{"bearer": []}],
+        }
+    },
+    "/api/v1/jobs/pool/stats": {
+        "get": {
+            "summary": "The pool's stats (PoolStats.as_dict())",
+            "operationId": "poolStats",
+            "parameters": [
+                {"name": "cluster", "in": "query", "schema": {"enum": ["true", "false"]}}
+            ],
+            "responses": {"200": _json("PoolStats", "the stats"), **_errors(422, 503)},
+        }
+    },
+    "/api/v1/jobs/pool/size": {
+        "put": {
+            "summary": "Resize the pool",
+            "operationId": "resizePool",
+            "requestBody": _body("Resize"),
+            "responses": {
+                "200": _json("Size", "the new size"),
+                **_errors(400, 401, 403, 408, 413, 415, 422, 503),
+            },
+            "security": [{"bearer": []}],
+        }
+    },
+    "/api/v1/jobs/pool/info": {
+        "get": {
+            "summary": "The service's settings",
+            "operationId": "poolInfo",
+            "responses": {"200": _json("Info", "the settings")},
+        }
+    },
+    "/healthz": {
+        "get": {
+            "summary": "Liveness: 200 while the pool is open",
+            "operationId": "health",
+            "responses": {
+                "200": _json("Health", "open"),
+                "503": _json("Health", "the pool is closed"),
+            },
+        }
+    },
+    "/metrics": {
+        "get": {
+            "summary": "Prometheus metrics",
+            "operationId": "metrics",
+            "responses": {
+                "200": {
+                    "description": "the Prometheus text format",
+                    "content": {"text/plain": {"schema": {"type": "string"}}},
+                }
+            },
+        }
+    },
+}
+
+
 def openapi_document(
     *, token_required: bool, names: list[str], workers: tuple[int, int]
 ) -> dict[str, Any]:
@@ -217,116 +325,9 @@ def openapi_document(
     schemas["Submission"]["properties"]["name"]["enum"] = names
     size = schemas["Resize"]["properties"]["max_workers"]
     size["minimum"], size["maximum"] = workers
-
-    changes: dict[str, Any] = {}  # what a request that changes state adds to its operation
-    auth: tuple[int, ...] = ()
-    if token_required:
-        changes = {"security": [{"bearer": []}]}
-        auth = (401,)
-    paths = {
-        "/api/v1/jobs": {
-            "post": {
-                "summary": "Submit a registered job",
-                "operationId": "submitJob",
-                "requestBody": _body("Submission"),
-                "responses": {
-                    "202": _json("Accepted", "accepted: the job is queued"),
-                    **_errors(400, *auth, 403, 408, 409, 413, 415, 422, 429, 503, 504),
-                },
-                **changes,
-            },
-            "get": {
-                "summary": "Recent jobs: running, then waiting, then ended",
-                "operationId": "listJobs",
-                "parameters": [
-                    {
-                        "name": "limit",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                    }
-                ],
-                "responses": {"200": _json("JobList", "the jobs"), **_errors(422)},
-            },
-        },
-        "/api/v1/jobs/{job_id}": {
-            "get": {
-                "summary": "One job; with wait, first wait up to that long for it to end",
-                "operationId": "getJob",
-                "parameters": [
-                    _JOB_ID_PARAMETER,
-                    {
-                        "name": "wait",
-                        "in": "query",
-                        "schema": {"type": "number", "minimum": 0, "maximum": 60},
-                    },
-                ],
-                "responses": {"200": _json("Job", "the job"), **_errors(404, 422, 503)},
-            }
-        },
-        "/api/v1/jobs/{job_id}/cancel": {
-            "post": {
-                "summary": "Cancel a live job",
-                "operationId": "cancelJob",
-                "parameters": [_JOB_ID_PARAMETER],
-                "responses": {
-                    "200": _json("Cancelled", "cancelled"),
-                    **_errors(*auth, 403, 404, 409, 503),
-                },
-                **changes,
-            }
-        },
-        "/api/v1/jobs/pool/stats": {
-            "get": {
-                "summary": "The pool's stats (PoolStats.as_dict())",
-                "operationId": "poolStats",
-                "parameters": [
-                    {"name": "cluster", "in": "query", "schema": {"enum": ["true", "false"]}}
-                ],
-                "responses": {"200": _json("PoolStats", "the stats"), **_errors(422, 503)},
-            }
-        },
-        "/api/v1/jobs/pool/size": {
-            "put": {
-                "summary": "Resize the pool",
-                "operationId": "resizePool",
-                "requestBody": _body("Resize"),
-                "responses": {
-                    "200": _json("Size", "the new size"),
-                    **_errors(400, *auth, 403, 408, 413, 415, 422, 503),
-                },
-                **changes,
-            }
-        },
-        "/api/v1/jobs/pool/info": {
-            "get": {
-                "summary": "The service's settings",
-                "operationId": "poolInfo",
-                "responses": {"200": _json("Info", "the settings")},
-            }
-        },
-        "/healthz": {
-            "get": {
-                "summary": "Liveness: 200 while the pool is open",
-                "operationId": "health",
-                "responses": {
-                    "200": _json("Health", "open"),
-                    "503": _json("Health", "the pool is closed"),
-                },
-            }
-        },
-        "/metrics": {
-            "get": {
-                "summary": "Prometheus metrics",
-                "operationId": "metrics",
-                "responses": {
-                    "200": {
-                        "description": "the Prometheus text format",
-                        "content": {"text/plain": {"schema": {"type": "string"}}},
-                    }
-                },
-            }
-        },
-    }
+    paths = copy.deepcopy(_PATHS)
+    if not token_required:
+        _without_token(paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -340,3 +341,12 @@ def openapi_document(
     if token_required:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return document
+
+
+def _without_token(paths: dict[str, Any]) -> None:
+    """Take out of ``paths`` what only an app with a token has: the ``security`` of every
+    operation that changes state, and its 401 answer."""
+    for operations in paths.values():
+        for operation in operations.values():
+            if operation.pop("security", None) is not None:
+                del operation["responses"]["401"]

@@ -137,12 +137,13 @@ class PoolApp:
         if self._pool is not None:
             raise RuntimeError("this app's pool is open already: one lifespan at a time")
         async with self._opener() as pool:
-            app = self._build(pool)  # (before the pool is visible: a bad setting serves nothing)
+            # Built before the pool is visible: with a bad setting, nothing is served.
+            app = self._build(pool)
             self._pool, self._app = pool, app
             try:
                 yield pool
             finally:
-                # Requests from now on are answered 503 (the server has stopped taking them).
+                # From here on a request is answered 503; the server has stopped taking them.
                 self._pool = self._app = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -157,7 +158,7 @@ class PoolApp:
         elif scope["type"] == "http":
             message = "the pool is not open (the app's ASGI lifespan opens it)"
             await _error(ApiError(503, "pool_closed", message))(scope, receive, send)
-        # (another scope, with no pool: nothing is accepted; the server closes it)
+        # A scope of another type, with no pool open, is not accepted: the server closes it.
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """The ASGI lifespan protocol around :meth:`open`. An exception is reported to the

@@ -63,8 +63,8 @@ from ._input import (
 )
 from ._openapi import openapi_document
 
-# (anyio's names are imported here, not looked up as ``anyio.name`` in a request: anyio imports
-# its modules lazily, which opens files, and a server out of file descriptors must answer too)
+# anyio's names are imported here, not looked up as anyio.name in a request: anyio imports its
+# modules lazily, which opens files, and a server out of file descriptors must answer too.
 
 __all__ = ["create_app"]
 
@@ -141,6 +141,56 @@ def create_app(
             ``> 0``; ``max_workers_limit < 1``; an empty ``allowed_hosts``; ``body_timeout``
             not a number ``> 0``; ``max_bodies < 1``.
     """
+    _check_settings(
+        pool,
+        registry,
+        token=token,
+        max_body_bytes=max_body_bytes,
+        submit_wait=submit_wait,
+        max_workers_limit=max_workers_limit,
+        body_timeout=body_timeout,
+        max_bodies=max_bodies,
+    )
+    hosts = _host_names(allowed_hosts)
+    api = _Api(
+        pool,
+        registry,
+        token,
+        max_body_bytes,
+        float(submit_wait),
+        max_workers_limit,
+        float(body_timeout),
+        max_bodies,
+    )
+    guard = Middleware(_Guard, token=token, hosts=hosts, rejections=api.rejections)
+    app = Starlette(
+        routes=_routes(api, dashboard),
+        middleware=[guard],
+        exception_handlers={HTTPException: _http_error},
+    )
+    # A path with a trailing slash that no route has, "/api/v1/jobs/", is a 404, not a redirect.
+    app.router.redirect_slashes = False
+    return app
+
+
+def _check_settings(
+    pool: JobPool,
+    registry: JobRegistry,
+    *,
+    token: str | None,
+    max_body_bytes: int,
+    submit_wait: float,
+    max_workers_limit: int,
+    body_timeout: float,
+    max_bodies: int,
+) -> None:
+    """Refuse the arguments of :func:`create_app` that it documents as refused, in the order
+    of its signature.
+
+    Raises:
+        TypeError: ``pool`` is not a ``JobPool``, ``registry`` not a ``JobRegistry``.
+        ValueError: a setting out of its range.
+    """
     if not isinstance(pool, JobPool):
         raise TypeError(f"pool must be a JobPool, got {pool!r}")
     if not isinstance(registry, JobRegistry):
@@ -157,25 +207,30 @@ def create_app(
         raise ValueError(f"body_timeout must be a number > 0, got {body_timeout!r}")
     if type(max_bodies) is not int or max_bodies < 1:
         raise ValueError(f"max_bodies must be an int >= 1, got {max_bodies!r}")
-    hosts = None
-    if allowed_hosts is not None:
-        hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
-        if not hosts:
-            raise ValueError("allowed_hosts must name a host, or be None for any")
-        with_port = [h for h in hosts if h.count(":") == 1]  # (an IPv6 address has several)
-        if with_port:
-            raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
-    api = _Api(
-        pool,
-        registry,
-        token,
-        max_body_bytes,
-        float(submit_wait),
-        max_workers_limit,
-        float(body_timeout),
-        max_bodies,
-    )
-    checked = _json_errors  # (every endpoint answers its errors as JSON)
+
+
+def _host_names(allowed_hosts: Collection[str] | None) -> frozenset[str] | None:
+    """``allowed_hosts`` in lower case, IPv6 addresses without their []; None stays None.
+
+    Raises:
+        ValueError: no host, or a host with a port.
+    """
+    if allowed_hosts is None:
+        return None
+    hosts = frozenset(host.lower().strip("[]") for host in allowed_hosts)
+    if not hosts:
+        raise ValueError("allowed_hosts must name a host, or be None for any")
+    # One colon is a port; an IPv6 address has at least two.
+    with_port = [h for h in hosts if h.count(":") == 1]
+    if with_port:
+        raise ValueError(f"allowed_hosts are host names without a port, got {with_port}")
+    return hosts
+
+
+def _routes(api: _Api, dashboard: bool) -> list[Route]:
+    """The endpoints of ``api`` at their paths (the dashboard's only with ``dashboard``); every
+    endpoint answers its errors as JSON (:func:`_json_errors`)."""
+    checked = _json_errors
     routes = [
         Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
         Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
@@ -191,12 +246,7 @@ def create_app(
     if dashboard:
         routes.append(Route("/", checked(api.page), methods=["GET"]))
         routes.append(Route("/static/{name}", checked(api.static), methods=["GET"]))
-    guard = Middleware(_Guard, token=token, hosts=hosts, rejections=api.rejections)
-    app = Starlette(
-        routes=routes, middleware=[guard], exception_handlers={HTTPException: _http_error}
-    )
-    app.router.redirect_slashes = False  # ("/api/v1/jobs/" is a 404, not a redirect)
-    return app
+    return routes
 
 
 class _Api:
@@ -247,7 +297,7 @@ class _Api:
                 return await read_json(request, self.max_body_bytes)
         finally:
             self.bodies -= 1
-        # (reached only when the deadline cancelled the read)
+        # Only a read that the deadline cancelled gets here.
         message = f"the body did not arrive within {self.body_timeout:g} seconds"
         raise ApiError(408, "body_timeout", message, {"Connection": "close"})
 
@@ -278,7 +328,7 @@ class _Api:
             if handle is None:
                 with move_on_after(self.submit_wait):
                     handle = await pool.submit(fn, *spec.args, **options)
-        except QueueFull as exc:  # (a store may refuse at once)
+        except QueueFull as exc:  # a store may refuse at once
             self._refuse(self._queue_full(str(exc)))
         except PoolClosed as exc:
             self._refuse(ApiError(503, "pool_closed", str(exc)))
@@ -288,7 +338,7 @@ class _Api:
             self._refuse(ApiError(400, "unknown_job_name", str(exc)))
         except (JobNotSerializable, TypeError, ValueError) as exc:
             self._refuse(ApiError(422, "invalid", str(exc)))
-        except StoreOutcomeUnknown as exc:  # (not a refusal: the job may be accepted)
+        except StoreOutcomeUnknown as exc:  # not a refusal: the job may be accepted
             logger.warning("submit of %r: outcome unknown: %s", spec.name, exc)
             return _unknown_outcome(options["job_id"] or exc.job_id or "")
         except StoreError as exc:
@@ -303,7 +353,7 @@ class _Api:
         return _json(
             202,
             {"job_id": job_id, "status": "queued"},
-            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # (ASCII, as headers are)
+            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # ASCII, as a header is
         )
 
     def _refuse(self, error: ApiError) -> NoReturn:
@@ -343,7 +393,7 @@ class _Api:
         try:
             mine = self.pool.get(job_id)
         except JobNotFound:
-            if self.remote_waits >= MAX_REMOTE_WAITS:  # (each costs Redis two reads a second)
+            if self.remote_waits >= MAX_REMOTE_WAITS:  # each costs Redis two reads a second
                 return
             self.remote_waits += 1
             try:
@@ -509,7 +559,7 @@ def _error_json(error: BaseException) -> dict[str, str]:
         return {"type": error.type_name, "message": error.message[:_MESSAGE]}
     try:
         message = str(error)
-    except Exception:  # (a broken __str__ is the job's, not the request's, problem)
+    except Exception:  # a broken __str__ is the job's problem, not the request's
         message = f"<{type(error).__name__}>"
     return {"type": type(error).__name__, "message": message[:_MESSAGE]}
 
@@ -522,7 +572,7 @@ def _jsonable(value: Any) -> Any:
     except (TypeError, ValueError, RecursionError):
         try:
             return _SHORT.repr(value)
-        except Exception:  # (a broken __repr__ is the job's, not the request's, problem)
+        except Exception:  # a broken __repr__ is the job's problem, not the request's
             return f"<{type(value).__name__}>"
     return value
 
@@ -560,7 +610,7 @@ def _json_errors(endpoint: Endpoint) -> Endpoint:
             return await endpoint(request)
         except ApiError as exc:
             return _error(exc)
-        except StoreError as exc:  # (a distributed pool that cannot reach Redis)
+        except StoreError as exc:  # a distributed pool that cannot reach Redis
             logger.warning("%s %s failed: %s", request.method, request.url.path, exc)
             return _error(ApiError(503, "store_unavailable", "the pool's store cannot be reached"))
         except Exception:
@@ -602,7 +652,8 @@ class _Guard:
         if scope["type"] == "http":
             error = self._check(scope)
             if error is not None:
-                path = scope["path"].removeprefix(scope.get("root_path", ""))  # (mounted)
+                # The path within this app, which may be mounted under root_path.
+                path = scope["path"].removeprefix(scope.get("root_path", ""))
                 if path == "/api/v1/jobs" and scope["method"] == "POST":
                     self._rejections[error.code] += 1
                 await _error(error)(scope, receive, send)
@@ -619,7 +670,7 @@ class _Guard:
                 message = f"a request may carry one {name!r} header, this one has {count}"
                 return ApiError(400, "duplicate_header", message)
         host = headers.get("host", "")
-        if not _HOST.fullmatch(host):  # (userinfo, a path: "evil.example@127.0.0.1")
+        if not _HOST.fullmatch(host):  # userinfo or a path: "evil.example@127.0.0.1"
             return ApiError(400, "bad_host", f"malformed Host header {host!r}")
         ours = _address(f"{scope.get('scheme', 'http')}://{host}")
         if self._hosts is not None and ours[0] not in self._hosts:
@@ -638,7 +689,7 @@ class _Guard:
     def _authorized(self, given: str) -> bool:
         assert self._token is not None
         scheme, _, credentials = given.partition(" ")
-        # (the scheme is case-insensitive; the token is compared in constant time)
+        # The scheme is case-insensitive; the token is compared in constant time.
         same = hmac.compare_digest(credentials.strip().encode("latin-1"), self._token)
         return scheme.lower() == "bearer" and same
 
