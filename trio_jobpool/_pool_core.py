@@ -159,27 +159,23 @@ class PoolCore:
         self._runtime.unpark(offer.slot, True)
         return True
 
-    def _end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        """A live job of this pool, no longer counted as queued or running, ends: it leaves the
-        live jobs, takes its final state, and its end is reported (``_report_end``)."""
-        live = self._live
-        del live[job._key]
-        self._finish(job, status, result, now)
-        if self._named_jobs:
-            self._report_end(job, status, result, now)
-        if not live and self._idle_event is not None:
-            self._idle_event.set()
-            self._idle_event = None
+    def _end(
+        self, job: JobHandle[Any], status: JobStatus, result: Any, now: float, held: bool = True
+    ) -> None:
+        """Give ``job``'s handle its final state (status, outcome, end time), keep it in the
+        history, release its arguments and wake the tasks that wait for it.
 
-    def _finish(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
-        """Give ``job``'s handle its final state: status, outcome, end time; keep it in the
-        history, release its arguments, wake the tasks that wait for it."""
+        ``held``: the job is one of this pool's live jobs, no longer counted as queued or
+        running; it leaves the live jobs and its end is reported (``_report_end``). ``False``:
+        the handle only (a distributed pool's handle of a job that ran elsewhere, or whose run
+        here was not its end).
+        """
         job._status = status
         job._result = result
         job._finished_m = now
         job._args = ()  # an ended job no longer holds on to its arguments
+        key = job._key
         if self._history_size:
-            key = job._key
             history = self._history
             history[key] = job  # an id used again: the newest job is the one found
             ended = self._ended
@@ -191,6 +187,14 @@ class PoolCore:
         extra = job._extra
         if extra is not None and extra.done is not None:
             extra.done.set()
+        if held:
+            live = self._live
+            del live[key]
+            if self._named_jobs:
+                self._report_end(job, status, result, now)
+            if not live and self._idle_event is not None:
+                self._idle_event.set()
+                self._idle_event = None
 
     def _report_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
         """Hook: where the end of a job with a record goes. Here: to the journal."""

@@ -112,7 +112,7 @@ class SharedEnds(Leases):
         key = job._key
         if self._remote.get(key) is job:
             del self._remote[key]
-        self._finish(job, status, result, self._now() if now is None else now)
+        self._end(job, status, result, self._now() if now is None else now, held=False)
         self._notify()
 
     def _end_abandoned(self, job: JobHandle[Any]) -> None:
