@@ -211,10 +211,13 @@ class Workers(Attempts):
                 if ready_in_a_row >= _YIELD_EVERY:
                     ready_in_a_row = 0
                     await runtime.checkpoint()  # never starve the rest of the program
-                next_job = self._take() if self._workers <= self._max_workers else None
+                if self._workers > self._max_workers:  # surplus after a resize
+                    self._workers -= 1
+                    return None
+                next_job = self._take()
                 if next_job is None:
                     ready_in_a_row = 0
-                    next_job = await self._next_job(slot)
+                    next_job = await self._idle_wait(slot)
                     if next_job is None:
                         return None
                 job = next_job
