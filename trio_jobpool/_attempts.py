@@ -3,10 +3,9 @@ timeouts (one deadline watcher per pool), and the journal's part in a start."""
 
 from __future__ import annotations
 
-import logging
 import math
 import time
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final
 
 from ._config import PoolConfig
 from ._errors import (
@@ -34,10 +33,6 @@ from .stores._base import JobRecord
 
 __all__ = ["Attempts"]
 
-logger = logging.getLogger("trio_jobpool")
-
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _QUEUED: Final = JobStatus.QUEUED
 _RETRYING: Final = JobStatus.RETRYING

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, TypeVarTuple
 
@@ -28,7 +27,6 @@ from .stores._base import JobRecord
 
 __all__ = ["Intake"]
 
-logger = logging.getLogger("trio_jobpool")
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")

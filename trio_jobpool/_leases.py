@@ -24,7 +24,7 @@ import math
 import os
 import secrets
 import socket
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final
 
 import anyio
 
@@ -50,8 +50,6 @@ from .stores.redis import RedisStore
 
 __all__ = ["Leases"]
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _RUNNING: Final = JobStatus.RUNNING
 FENCED: Final = CancelReason(

@@ -30,7 +30,7 @@ import json
 import logging
 import math
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar
 
 import anyio
 
@@ -69,7 +69,6 @@ from .stores._redis_queue import (
 __all__ = ["Link"]
 
 T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _QUEUED: Final = JobStatus.QUEUED
 _RUNNING: Final = JobStatus.RUNNING

@@ -15,11 +15,8 @@ How a job moves (every step is synchronous, so the counters are exact between ch
 
 from __future__ import annotations
 
-import logging
-import math
-import re
 from collections.abc import Iterator
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar
 
 from ._errors import (
     JobNotFound,
@@ -39,25 +36,12 @@ from .stores._base import NamedStore
 
 __all__ = ["JobPool"]
 
-logger = logging.getLogger("trio_jobpool")
 
 T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _QUEUED: Final = JobStatus.QUEUED
-_RETRYING: Final = JobStatus.RETRYING
 _RUNNING: Final = JobStatus.RUNNING
 _CANCELLED: Final = JobStatus.CANCELLED
-_INF: Final = math.inf
-# A worker that keeps finding work ready yields to the scheduler at least this often, so that
-# jobs which never checkpoint cannot starve the rest of the program.
-_YIELD_EVERY: Final = 64
-_HEX16: Final = re.compile("[0-9a-f]{16}")
-
-
-def _started_m(job: JobHandle[Any]) -> float:
-    started = job._started_m
-    return 0.0 if started is None else started
 
 
 class JobPool(Intake):
@@ -164,7 +148,7 @@ class JobPool(Intake):
             TypeError, ValueError: ``limit`` is not an ``int >= 0``.
         """
         check_count("limit", limit, 0)
-        jobs = sorted(self._running, key=_started_m)[:limit]
+        jobs = self._running_oldest_first()[:limit]
         if len(jobs) < limit:
             for job in self._live_newest_first():
                 if job._status is not _RUNNING:

@@ -10,7 +10,6 @@ the journal's pause of starts) → ``Workers`` (the worker tasks, their host, sh
 
 from __future__ import annotations
 
-import logging
 import math
 import random
 import re
@@ -18,7 +17,7 @@ import secrets
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final
 
 from ._config import PoolConfig
 from ._errors import (
@@ -38,10 +37,6 @@ from ._waiting_room import Offer, Offers, WaitingJobs
 
 __all__ = ["PoolCore"]
 
-logger = logging.getLogger("trio_jobpool")
-
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _INF: Final = math.inf
 _HEX16: Final = re.compile("[0-9a-f]{16}")
@@ -196,6 +191,10 @@ class PoolCore:
                 self._idle_event.set()
                 self._idle_event = None
 
+    def _running_oldest_first(self) -> list[JobHandle[Any]]:
+        """The running jobs, the earliest started first."""
+        return sorted(self._running, key=_start_time)
+
     def _report_end(self, job: JobHandle[Any], status: JobStatus, result: Any, now: float) -> None:
         """Hook: where the end of a job with a record goes. Here: to the journal."""
         assert self._journal is not None
@@ -245,3 +244,8 @@ class PoolCore:
                 offer.slot,
                 PoolClosed(f"cannot accept job {offer.job.job_id!r}: the pool is closed"),
             )
+
+
+def _start_time(job: JobHandle[Any]) -> float:
+    started = job._started_m
+    return 0.0 if started is None else started

@@ -5,7 +5,7 @@ with the queue), and the handle of a job submitted here that ran elsewhere."""
 from __future__ import annotations
 
 import json
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final
 
 from ._errors import (
     StoreError,
@@ -27,8 +27,6 @@ from .stores._redis_queue import (
 
 __all__ = ["SharedEnds"]
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _QUEUED: Final = JobStatus.QUEUED
 _RUNNING: Final = JobStatus.RUNNING

@@ -9,7 +9,7 @@ import contextlib
 import logging
 import math
 from functools import partial
-from typing import Any, Final, TypeVar, TypeVarTuple
+from typing import Any, Final
 
 from ._attempts import Attempts
 from ._errors import (
@@ -32,8 +32,6 @@ __all__ = ["Workers"]
 
 logger = logging.getLogger("trio_jobpool")
 
-T = TypeVar("T")
-Ts = TypeVarTuple("Ts")
 
 _RUNNING: Final = JobStatus.RUNNING
 _CANCELLED: Final = JobStatus.CANCELLED
@@ -41,11 +39,6 @@ _INF: Final = math.inf
 # A worker that keeps finding work ready yields to the scheduler at least this often, so that
 # jobs which never checkpoint cannot starve the rest of the program.
 _YIELD_EVERY: Final = 64
-
-
-def _started_m(job: JobHandle[Any]) -> float:
-    started = job._started_m
-    return 0.0 if started is None else started
 
 
 class Workers(Attempts):
@@ -347,7 +340,7 @@ class Workers(Attempts):
             return
         self._abandoned = True
         grace = self._config.shutdown_grace
-        for job in sorted(self._running, key=_started_m):
+        for job in self._running_oldest_first():
             logger.warning(
                 "job %r was still running %g s after the pool's shutdown cancelled it: "
                 "abandoned; it runs on in the background (name: %s)%s",
