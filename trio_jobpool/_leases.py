@@ -96,7 +96,10 @@ class Leases(JobPool):
         self._claiming = 0  # jobs the trips under way are claiming
         self._delay = RECONNECT_DELAY  # before the next try, while Redis is lost
         self._more = True  # Redis may have jobs for idle workers
-        self._news = 0  # "new" and "retry" messages so far; one may pass a claim in flight
+        # A trip must go even with no worker free: to pass on a wake-up this process cannot
+        # serve (its claim leaves the jobs to other idle workers), or to move due retries.
+        self._trip_due = False
+        self._news = 0  # "new" messages so far; one may pass a claim in flight
         self._draining = False  # stop() began: no more claims
         self._retry_due = math.inf  # when the next retry comes due (pool clock)
         # The pool's own (native) events and scopes on the busy paths: AnyIO's wrappers cost

@@ -217,7 +217,7 @@ class Link(SharedEnds):
 
     def _unsent(self) -> bool:
         """Whether a trip would have anything to send now."""
-        return self._queued() or bool(self._out.fetches) or self._claimable() > 0
+        return self._queued() or bool(self._out.fetches) or self._claimable() > 0 or self._trip_due
 
     def _pending_writes(self) -> bool:
         """Whether Redis has yet to hear something this process has to tell it."""
@@ -228,12 +228,23 @@ class Link(SharedEnds):
             self._wake_link()  # a worker is free: the link claims for it
         return await super()._idle_wait(slot)
 
-    def _claimable(self) -> int:
-        """How many jobs the idle workers could take now."""
-        if self._draining or self._stopping or not self._more:
+    def _capacity(self) -> int:
+        """How many jobs the idle workers could take now: 0 while draining or stopping."""
+        if self._draining or self._stopping:
             return 0
         idle = sum(1 for slot in self._idle if not slot.abandoned)
         return max(0, idle - len(self._waiting) - self._claiming)
+
+    def _claimable(self) -> int:
+        """As :meth:`_capacity`, while Redis may have jobs for them (``_more``)."""
+        return self._capacity() if self._more else 0
+
+    def _spawn_workers(self, count: int) -> None:
+        """New workers (the pool opens, or grows): claim for them, which also registers them
+        as idle in Redis if no job waits."""
+        super()._spawn_workers(count)
+        self._more = True
+        self._wake_link()
 
     async def _link(self) -> None:
         """Make a trip whenever there is something to send. One trip at a time: whatever
@@ -246,6 +257,7 @@ class Link(SharedEnds):
             if self._now() >= self._retry_due:
                 self._retry_due = math.inf
                 self._more = True
+                self._trip_due = True  # the retry goes back to the queue even if no worker is free
             self._wake = self._runtime.Event()
             if self._unsent():
                 await self._trip()
@@ -309,8 +321,11 @@ class Link(SharedEnds):
                     if await queue.cancel(cancels[0]) == "cancelled":
                         out.fetches.add(cancels[0])
                     del cancels[0]
-        count = self._claimable()
-        if out.ends or count:
+        # Every free worker is offered, also when the trip is for the ends: a claim keeps this
+        # process's idle workers registered in Redis (see stores/_redis_scripts.py, wake-ups).
+        count = self._capacity()
+        if out.ends or (count and self._more) or self._trip_due:
+            self._trip_due = False
             await self._end_and_claim(count)
 
     async def _end_and_claim(self, count: int) -> None:
@@ -528,11 +543,12 @@ class Link(SharedEnds):
                 delay = min(_MAX_RECONNECT_DELAY, delay * 2)
 
     def _on_message(self, data: str) -> None:
-        if data in ("new", "retry"):
+        if data == "new":  # a wake-up of this process's registered idle workers
             self._more = True
             self._news += 1
-            if self._claimable():
-                self._wake_link()
+            if not self._capacity():
+                self._trip_due = True  # pass it on: the claim leaves the jobs to others
+            self._wake_link()
         elif data == "room":
             self._room.set()
             self._room = self._runtime.Event()

@@ -137,6 +137,10 @@ class SharedEnds(Leases):
         if job._exec_time is not None:
             fields["exec_time"] = job._exec_time
         self._out.retries.add((job.job_id, max(0, round(delay * 1000)), fields))
+        # No other process hears of it: this one's link puts it back in the queue when it is
+        # due (and the reaper does, if this process is gone by then).
+        self._retry_due = min(self._retry_due, self._now() + delay)
+        self._link_scope.deadline = self._retry_due
         self._wake_link()
 
     def _remote_ended(self, job_id: str, fields: dict[str, str]) -> None:

@@ -258,7 +258,9 @@ class RedisQueue:
         lease_ms: int,
     ) -> tuple[list[str], list[Claimed], int | None]:
         """:meth:`end` and then :meth:`claim`, in one round trip: (the ids whose end was
-        recorded, the jobs claimed, when the next retry is due)."""
+        recorded, the jobs claimed, when the next retry is due). ``count`` is every worker of
+        ``owner`` that is free: those left without a job are registered as idle, and the next
+        job to wait wakes the process (a message ``new`` on its own channel)."""
         batch = [[job_id, status, _flat(fields)] for job_id, status, fields in ends]
         argv: list[str | int] = [owner, count, lease_ms, json.dumps(batch)]
         reply: list[Any] = await self._run(self._end_and_claim, argv)
@@ -314,9 +316,11 @@ class RedisQueue:
         await self.client.hset(f"{self.prefix}:settings", {"keep_ms": keep_ms})
 
     async def leave(self, owner: str) -> None:
-        """Forget ``owner``'s stats: its process is gone (cluster_stats)."""
+        """Forget ``owner``'s stats and idle workers: its process is gone (cluster_stats, and
+        no wake-up goes to it any more)."""
         await self.client.hdel(f"{self.prefix}:processes", [owner])
         await self.client.zrem(f"{self.prefix}:seen", [owner])
+        await self.client.hdel(f"{self.prefix}:idle", [owner])
 
     async def reap(self, max_crashes: int, every_ms: int = 0) -> tuple[int, int]:
         """Requeue the jobs whose lease lapsed (a crash each), unless some process reaped in

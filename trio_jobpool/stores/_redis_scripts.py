@@ -7,9 +7,18 @@ set scored by priority whose members start with the zero-padded submission numbe
 Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
 expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due),
 ``{q}:stats`` (counters), ``{q}:settings`` (how long ended jobs are kept), ``{q}:processes``
-and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:full`` (a submit
-found no room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every
-process) and ``{q}:events:<process>`` (the ends of the jobs it submitted).
+and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:idle`` (per process,
+how many of its workers wait for a job and have not been woken), ``{q}:full`` (a submit found no
+room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every process:
+room in the queue, cancels) and ``{q}:events:<process>`` (the ends of the jobs it submitted, and
+its wake-ups).
+
+Wake-ups: no job waits while a worker that has not been woken for it is idle. Invariant, after
+every script: ``{q}:waiting`` is empty or ``{q}:idle`` is. A process's claim that leaves some of
+its workers without a job registers them in ``{q}:idle`` (it found the waiting set empty); every
+script that adds to the waiting set (or leaves jobs in it) then calls ``wake``, which takes
+registered workers up to the number of waiting jobs, one message ``new`` to each process woken.
+So a job costs one wake-up message and one claim, however many processes are idle.
 
 Every script but :data:`OPEN` begins with the shared library ``_LIB`` and is called with
 ``KEYS[1]`` the prefix ``{q}`` and ``KEYS[2]`` the epoch its caller knows: unless that is the
@@ -64,6 +73,42 @@ end
 
 local function publish(message)
   redis.call('PUBLISH', prefix .. ':events', message)
+end
+
+-- Wake registered idle workers for the jobs waiting (see the module): take them from
+-- {q}:idle up to the number of waiting jobs, and send each process woken one 'new'.
+local function wake()
+  local idle_key = prefix .. ':idle'
+  if redis.call('EXISTS', idle_key) == 0 then
+    return
+  end
+  local n = redis.call('ZCARD', prefix .. ':waiting')
+  if n == 0 then
+    return
+  end
+  local idle = redis.call('HGETALL', idle_key)
+  for i = 1, #idle, 2 do
+    if n <= 0 then
+      break
+    end
+    local owner, workers = idle[i], tonumber(idle[i + 1])
+    if workers <= n then
+      redis.call('HDEL', idle_key, owner)
+    else
+      redis.call('HINCRBY', idle_key, owner, -n)
+    end
+    n = n - workers
+    redis.call('PUBLISH', prefix .. ':events:' .. owner, 'new')
+  end
+end
+
+-- Record that owner has idle workers left without a job (0: none) after its claim.
+local function register_idle(owner, idle)
+  if idle > 0 then
+    redis.call('HSET', prefix .. ':idle', owner, idle)
+  else
+    redis.call('HDEL', prefix .. ':idle', owner)
+  end
 end
 
 -- The queue's counters (cluster_stats): submitted, retried and one per way of ending.
@@ -191,16 +236,21 @@ local function end_jobs(owner, ends, now)
   return done
 end
 
--- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
--- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
--- submitted_at, retry_at] (built from the stored JSON text as it is, not decoded and encoded
--- again); also say in how many ms the next retry is due (-1: none).
-local function claim(owner, count, lease, now)
+-- Retries that are due go back to the waiting set, in their place.
+local function promote_due(now)
   local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
   for _, id in ipairs(due) do
     redis.call('ZREM', prefix .. ':retrying', id)
     requeue(id)
   end
+end
+
+-- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
+-- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
+-- submitted_at, retry_at] (built from the stored JSON text as it is, not decoded and encoded
+-- again); also say in how many ms the next retry is due (-1: none).
+local function claim(owner, count, lease, now)
+  promote_due(now)
   local out = {}
   if count > 0 then
     local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
@@ -221,6 +271,8 @@ local function claim(owner, count, lease, now)
       room()
     end
   end
+  register_idle(owner, count - #out)
+  wake()
   local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
   local next_retry = -1
   if #first > 0 then
@@ -263,7 +315,7 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
     out[#out+1] = seq
   end
 end
-publish('new')
+wake()
 return {out, waiting}
 """
 )
@@ -299,9 +351,6 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
     end
     done[#done+1] = id
   end
-end
-if #done > #cancelled then
-  publish('retry')
 end
 announce(cancelled)
 return done
@@ -358,9 +407,7 @@ for _, g in ipairs(cjson.decode(ARGV[2])) do
     redis.call('HINCRBY', key, 'interrupted', 1)
   end
 end
-if #done > #cancelled then
-  publish('new')
-end
+wake()
 announce(cancelled)
 return done
 """
@@ -405,6 +452,16 @@ local gone = redis.call('ZRANGEBYSCORE', prefix .. ':seen', '-inf', now - 360000
 for _, owner in ipairs(gone) do
   redis.call('HDEL', prefix .. ':processes', owner)
   redis.call('ZREM', prefix .. ':seen', owner)
+  redis.call('HDEL', prefix .. ':idle', owner)
+end
+-- idle workers of processes not seen for three reap intervals (a lease) are gone
+if tonumber(ARGV[2]) > 0 then
+  for _, owner in ipairs(redis.call('HKEYS', prefix .. ':idle')) do
+    local seen = redis.call('ZSCORE', prefix .. ':seen', owner)
+    if seen and tonumber(seen) < now - 3 * tonumber(ARGV[2]) then
+      redis.call('HDEL', prefix .. ':idle', owner)
+    end
+  end
 end
 local lapsed = redis.call('ZRANGEBYSCORE', prefix .. ':leases', '-inf', now, 'LIMIT', 0, 1000)
 local requeued, ended = 0, {}
@@ -423,9 +480,10 @@ for _, id in ipairs(lapsed) do
     requeued = requeued + 1
   end
 end
-if requeued > 0 then
-  publish('new')
-end
+-- retries due (their process may be gone), and a wake-up that went to a process which could
+-- not take it (gone, or stopping)
+promote_due(now)
+wake()
 announce(ended)
 return {requeued, #ended}
 """
