@@ -433,6 +433,13 @@ def test_store_settings_from_the_url_and_bad_ones() -> None:
         RedisStore("http://localhost")
 
 
+def test_ended_jobs_are_kept_an_hour_by_default() -> None:
+    """docs/distributed.md, "Sizing Redis": an hour bounds what a busy queue holds."""
+    assert RedisStore().keep_ended == 3600.0
+    assert RedisStore.from_url("redis://h/0").keep_ended == 3600.0
+    assert RedisStore.from_url("redis://h/0?keep_ended=none").keep_ended is None
+
+
 async def test_redis_down_at_the_start_is_a_clear_error() -> None:
     from tests.servers import free_port
 

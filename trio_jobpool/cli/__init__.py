@@ -492,7 +492,7 @@ def _add_prune(commands: _Commands) -> None:
             "Delete the jobs of an SQLite store that ended more than --older-than ago (live "
             "jobs are never deleted). The store must not be in use: stop the server using it "
             "first. A Redis store needs no pruning: ended jobs expire by themselves "
-            "(keep_ended, a week by default)."
+            "(keep_ended, an hour by default)."
         ),
     )
     prune.add_argument(

@@ -69,7 +69,7 @@ def run_prune(store: str, older_than: float) -> int:
         raise CliError(
             EXIT_BAD_INPUT,
             "a Redis store needs no pruning: ended jobs expire by themselves, keep_ended "
-            "seconds after their end (a week by default; set it in the URL: ?keep_ended=86400)",
+            "seconds after their end (an hour by default; set it in the URL: ?keep_ended=86400)",
         )
     try:
         sqlite_store = SqliteStore.from_url(store)

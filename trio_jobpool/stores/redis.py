@@ -42,7 +42,10 @@ class RedisStore:
             submit that got no answer raises :class:`~trio_jobpool.StoreOutcomeUnknown`.
         keep_ended: seconds an ended job stays in Redis (its status, result or error, for
             ``aget``) before it expires; ``None``: until deleted by hand. The queue has one
-            setting: the pool opened last on it sets it for all.
+            setting: the pool opened last on it sets it for all. An hour by default: an ended
+            job takes about 530 bytes of Redis memory (more with its result or error), and a
+            busy queue's Redis holds jobs per second times ``keep_ended`` of them
+            (docs/distributed.md, "Sizing Redis").
 
     Raises:
         ValueError, TypeError: bad settings.
@@ -57,7 +60,7 @@ class RedisStore:
         max_crashes: int = 3,
         cluster: bool = False,
         timeout: float = 5.0,
-        keep_ended: float | None = 7 * 86400.0,
+        keep_ended: float | None = 3600.0,
     ) -> None:
         if not isinstance(url, str) or not url.startswith(("redis://", "rediss://")):
             raise ValueError(f"a Redis URL starts with redis:// or rediss://, got {url!r}")
