@@ -14,6 +14,12 @@ from trio_jobpool import JobNotFound, RetryPolicy, open_job_pool
 
 from ._helpers import Gate, fail, invariant_holds, noop, settle, sleep_forever
 
+
+async def takes(seconds: float) -> None:
+    """A job that runs ``seconds`` of the (virtual) clock."""
+    await trio.sleep(seconds)
+
+
 pytestmark = pytest.mark.anyio
 
 
@@ -64,9 +70,6 @@ async def test_counters_follow_every_kind_of_end() -> None:
 
 @pytest.mark.trio
 async def test_averages_and_percentiles_are_exact(autojump_clock: trio.abc.Clock) -> None:
-    async def takes(seconds: float) -> None:
-        await trio.sleep(seconds)
-
     async with open_job_pool(max_workers=1, max_pending=None) as pool:
         for seconds in range(1, 101):  # 1 s … 100 s, one after another
             pool.submit_nowait(takes, float(seconds))
@@ -84,9 +87,6 @@ async def test_averages_and_percentiles_are_exact(autojump_clock: trio.abc.Clock
 
 @pytest.mark.trio
 async def test_percentiles_cover_a_recent_window(autojump_clock: trio.abc.Clock) -> None:
-    async def takes(seconds: float) -> None:
-        await trio.sleep(seconds)
-
     async with open_job_pool(max_workers=4, max_pending=None) as pool:
         for _ in range(2000):
             pool.submit_nowait(takes, 100.0)
@@ -176,9 +176,6 @@ async def test_percentiles_cover_exactly_the_last_1024_attempts(
     1,100 attempts of 1000 s, 1,013 of 1 s leave 11 slow ones in the window and p99 (nearest
     rank 1014 of 1024) is slow; one more fast attempt makes it fast. A window of 1,023 would
     read fast after 1,013, one of 1,025 slow after 1,014."""
-
-    async def takes(seconds: float) -> None:
-        await trio.sleep(seconds)
 
     async with open_job_pool(max_workers=64, max_pending=None) as pool:
         for _ in range(1_100):

@@ -285,13 +285,10 @@ class Leases(JobPool):
     def _release(self, job: RecordedJob[Any]) -> None:
         """This process no longer holds ``job`` (it went to retry or was handed back)."""
         del self._live[job._key]
-        self._drop_lease(job)
-        if not self._live:
-            self._notify()
-
-    def _drop_lease(self, job: RecordedJob[Any]) -> None:
         self._leases.pop(job.job_id, None)
         self._out.forget_progress(job.job_id)  # its end or hand-back carries the last one
+        if not self._live:
+            self._notify()
 
 
 class _TaskFence:

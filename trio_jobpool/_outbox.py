@@ -110,6 +110,6 @@ class Outbox:
         self.progress.clear()
         self.fetches.clear()
 
-    def forget_progress(self, job_id: str) -> Any:
+    def forget_progress(self, job_id: str) -> None:
         """Drop the queued progress of ``job_id`` (its end or hand-back carries the last)."""
-        return self.progress.pop(job_id, None)
+        self.progress.pop(job_id, None)

@@ -78,8 +78,6 @@ class SharedEnds(Leases):
         """Where the end of a job that ran here goes: to Redis, with the link's next trip.
         Its lease is renewed until Redis has the end (see ``_end_and_claim``)."""
         assert isinstance(job, RecordedJob)
-        if self._remote.get(job._key) is job:
-            del self._remote[job._key]
         self._out.forget_progress(job.job_id)
         fields: Fields = {}
         if job._exec_time is not None:
@@ -99,6 +97,15 @@ class SharedEnds(Leases):
         self._out.ends.add((job.job_id, status.value, fields))
         self._ending.add(job.job_id)
         self._wake_link()
+
+    def _end(
+        self, job: JobHandle[Any], status: JobStatus, result: Any, now: float, held: bool = True
+    ) -> None:
+        """As the engine's; a handle of a job submitted here also stops being followed, and
+        ``join`` and ``cluster_stats`` look again."""
+        if self._remote.get(job._key) is job:
+            del self._remote[job._key]
+        super()._end(job, status, result, now, held)
         self._notify()
 
     def _end_here(
@@ -107,11 +114,7 @@ class SharedEnds(Leases):
         """End the handle of a job this process does not hold (any more): one submitted here
         that ran elsewhere, or one whose run here ended without an end to send. The handle
         takes its final state; nothing is sent."""
-        key = job._key
-        if self._remote.get(key) is job:
-            del self._remote[key]
         self._end(job, status, result, self._now() if now is None else now, held=False)
-        self._notify()
 
     def _end_abandoned(self, job: JobHandle[Any]) -> None:
         """End the handle of a job the shutdown abandoned (see ``JobPool._abandon``), and
