@@ -14,6 +14,7 @@ import pytest
 from trio_jobpool import (
     DuplicateJob,
     JobNotFound,
+    JobStatus,
     PoolClosed,
     QueueFull,
     open_job_pool,
@@ -70,6 +71,45 @@ async def test_ids_in_the_generated_form_never_collide() -> None:
         # ids of other forms that merely look alike are plain ids
         upper = pool.submit_nowait(noop, job_id=f"{prefix}{6:016X}".upper())
         assert pool.get(upper.job_id) is upper
+
+
+async def test_lookalikes_of_a_generated_id_are_other_ids() -> None:
+    """Only the exact generated form names a generated job: a suffix that ``int(..., 16)``
+    would also read as the same counter (a sign, an underscore, upper case, a non-ASCII
+    digit) is a plain id of its own, for ``get``, ``cancel`` and ``submit`` alike."""
+    gate = Gate()
+    async with open_job_pool(max_workers=1, max_pending=None) as pool:
+        pool.submit_nowait(gate.job)
+        target = pool.submit_nowait(noop)
+        prefix, counter = target.job_id[:16], int(target.job_id[16:], 16)
+        canonical = f"{counter:016x}"
+        assert target.job_id == prefix + canonical
+        lookalikes = [
+            "+" + canonical[1:],
+            canonical[:8] + "_" + canonical[9:],
+            canonical[:-1] + "\N{ARABIC-INDIC DIGIT ONE}",
+        ]
+        for suffix in lookalikes:
+            with pytest.raises(JobNotFound):
+                pool.cancel(prefix + suffix)
+            with pytest.raises(JobNotFound):
+                pool.get(prefix + suffix)
+        assert target.status is JobStatus.QUEUED
+        plain = [pool.submit_nowait(noop, job_id=prefix + suffix) for suffix in lookalikes]
+        for handle in plain:
+            pool.cancel(handle.job_id)
+            assert handle.status is JobStatus.CANCELLED
+        assert target.status is JobStatus.QUEUED
+        pool.cancel(target.job_id)
+        assert target.status is JobStatus.CANCELLED
+        # a chosen id in the generated form, with letters: its upper case is another id
+        lettered = pool.submit_nowait(noop, job_id=f"{prefix}{0xAB:016x}")
+        with pytest.raises(JobNotFound):
+            pool.cancel(f"{prefix}{0xAB:016X}")
+        upper = pool.submit_nowait(noop, job_id=f"{prefix}{0xAB:016X}")
+        pool.cancel(upper.job_id)
+        assert (upper.status, lettered.status) == (JobStatus.CANCELLED, JobStatus.QUEUED)
+        gate.open()
 
 
 async def test_submit_nowait_raises_queue_full_at_the_bound() -> None:

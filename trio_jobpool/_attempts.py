@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import time
+from bisect import bisect_left
 from typing import Any, Final
 
 from ._config import PoolConfig
@@ -29,6 +30,7 @@ from ._pool_core import PoolCore
 from ._records import job_from_record, wall_clock_converter
 from ._registry import check_json
 from ._runtime import Runtime, Slot, TaskGroupLike
+from ._stats import TIME_BUCKETS
 from .stores._base import JobRecord
 
 __all__ = ["Attempts"]
@@ -37,6 +39,7 @@ __all__ = ["Attempts"]
 _QUEUED: Final = JobStatus.QUEUED
 _RETRYING: Final = JobStatus.RETRYING
 _RUNNING: Final = JobStatus.RUNNING
+_COMPLETED: Final = JobStatus.COMPLETED
 _INF: Final = math.inf
 
 
@@ -71,7 +74,7 @@ class Attempts(PoolCore):
         """Accept blocked submissions, best first, while there is room for them."""
         bound = self._bound
         offers = self._offers
-        while len(offers) and self._bounded_waiting < bound:
+        while offers.size and self._bounded_waiting < bound:
             offer = offers.pop()
             if offer is None:
                 return
@@ -104,7 +107,7 @@ class Attempts(PoolCore):
             job._scope.cancel()
             job._scope = None
         self._end(job, JobStatus.CANCELLED, NO_CAUSE, self._now())
-        if status is _QUEUED and len(self._offers):
+        if status is _QUEUED and self._offers.size:
             self._admit_offers()
 
     async def _watch_deadlines(self) -> None:
@@ -147,7 +150,7 @@ class Attempts(PoolCore):
         if starts are paused because the store cannot commit)."""
         if self._starts_paused:
             return None
-        if len(self._offers):
+        if self._offers.size:
             return self._take_contended()
         job = self._waiting.pop()
         if job is not None:
@@ -190,7 +193,10 @@ class Attempts(PoolCore):
         counters = self._counters
         counters.queued -= 1
         counters.running += 1
-        counters.record_wait(now - job._ready_m)
+        wait = now - job._ready_m  # Counters.record_wait, written out
+        counters.wait_total += wait
+        counters.wait_count += 1
+        counters.wait_buckets[bisect_left(TIME_BUCKETS, wait)] += 1
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
@@ -249,6 +255,26 @@ class Attempts(PoolCore):
             else:
                 counters.timed_out += 1
         self._end(job, status, result, now)
+
+    def _attempt_completed(self, job: JobHandle[Any], value: Any) -> None:
+        """The running attempt of ``job`` returned ``value``: the job ends ``COMPLETED``.
+
+        The hot path of a worker: :meth:`_attempt_ended` and :meth:`_attempt_over` written out
+        for a pool whose jobs have no record (a job with one goes through
+        :meth:`_attempt_ended`, which checks that its result is JSON and which the distributed
+        pool extends).
+        """
+        if self._named_jobs:
+            self._attempt_ended(job, _COMPLETED, value)
+            return
+        counters = self._counters
+        counters.running -= 1
+        counters.completed += 1
+        self._running.discard(job)
+        now = self._now()
+        exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
+        counters.record_exec(exec_time)
+        self._end(job, _COMPLETED, value, now)
 
     def _attempt_over(self, job: JobHandle[Any]) -> float:
         """Count a running attempt out (its run time into the stats); return the time."""

@@ -172,10 +172,10 @@ class Intake(Workers):
                 # An id in this pool's generated form that it has not generated yet: never
                 # generate it (or anything before it) later.
                 self._next_id = key + 1
-        if type(priority) is not int and (
-            isinstance(priority, bool) or not isinstance(priority, int)
-        ):
-            raise TypeError(f"priority must be an int, got {priority!r}")
+        if type(priority) is not int:
+            if isinstance(priority, bool) or not isinstance(priority, int):
+                raise TypeError(f"priority must be an int, got {priority!r}")
+            priority = int(priority)  # an int subclass (an IntEnum, say): a plain int
         limit = self._default_timeout if timeout is None else seconds("timeout", timeout)
         given_retry = retry
         if retry is None:
@@ -184,9 +184,9 @@ class Intake(Workers):
             raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
         if self._named_jobs:
             return self._new_recorded_job(
-                key, fn, args, int(priority), limit, retry, timeout, given_retry
+                key, fn, args, priority, limit, retry, timeout, given_retry
             )
-        return JobHandle(self, key, fn, args, int(priority), limit, retry)
+        return JobHandle(self, key, fn, args, priority, limit, retry)
 
     def _new_recorded_job(
         self,
@@ -309,7 +309,7 @@ class Intake(Workers):
             if not self._live and self._idle_event is not None:
                 self._idle_event.set()
                 self._idle_event = None
-            if len(self._offers):
+            if self._offers.size:
                 self._admit_offers()
         elif not job._status.ended:
             self._cancel_job(job, SUBMIT_CANCELLED)

@@ -252,7 +252,7 @@ class Leases(JobPool):
     def _process_stats(self) -> dict[str, Any]:
         """What this process tells the others (with each lease renewal) for cluster_stats."""
         c = self._counters
-        p50, p95, p99 = c.window.percentiles(0.50, 0.95, 0.99)
+        p50, p95, p99 = c.exec_percentiles()
         return {
             "owner": self._owner,
             "max_workers": self._max_workers,

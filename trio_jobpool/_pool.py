@@ -70,7 +70,10 @@ class JobPool(Intake):
         Raises:
             JobNotFound: no live job has this id (unknown, or already ended).
         """
-        job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
+        if type(job_id) is str and self._generated_id(job_id) is not None:
+            job = self._live.get(int(job_id[16:], 16))  # _key, written out
+        else:
+            job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
         if job is None:
             raise JobNotFound(job_id)
         if job._status is _QUEUED:  # the common case, written out (see _cancel_job)
@@ -83,7 +86,7 @@ class JobPool(Intake):
             self._end(job, _CANCELLED, NO_CAUSE, self._now())
             if bounded:
                 self._bounded_waiting -= 1
-                if len(self._offers):
+                if self._offers.size:
                     self._admit_offers()
         else:
             self._cancel_job(job, CANCELLED)

@@ -39,7 +39,6 @@ __all__ = ["PoolCore"]
 
 
 _INF: Final = math.inf
-_HEX16: Final = re.compile("[0-9a-f]{16}")
 
 
 class PoolCore:
@@ -110,6 +109,8 @@ class PoolCore:
         self._blocked = 0
         self._rng = random.Random()
         self._id_prefix = secrets.token_hex(8)
+        # the form of the ids this pool generates, whole: one match tells one (see _key)
+        self._generated_id = re.compile(self._id_prefix + "[0-9a-f]{16}").fullmatch
         # Starts paused while the store fails to commit: no job is taken until _resume_at (a
         # wake-up of the deadline watcher) or until a commit succeeds, whichever comes first.
         self._starts_paused = False
@@ -123,10 +124,8 @@ class PoolCore:
         the counter is kept (the id string costs more memory than the rest of a queued job);
         the string is made again when asked for. Any other id is its own key.
         """
-        if len(job_id) == 32 and job_id.startswith(self._id_prefix):
-            suffix = job_id[16:]
-            if _HEX16.fullmatch(suffix):
-                return int(suffix, 16)
+        if self._generated_id(job_id) is not None:
+            return int(job_id[16:], 16)
         return job_id
 
     def _job_id(self, key: str | int) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import math
 from bisect import bisect_left
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import accumulate
 from typing import Any, Final
@@ -86,30 +88,29 @@ class TimeHistogram:
 
 
 class LatencyWindow:
-    """The last :attr:`SIZE` samples in a ring buffer; percentiles by nearest rank."""
+    """The last :attr:`SIZE` samples; percentiles by nearest rank.
+
+    ``add`` is the bound ``append`` of a bounded deque (one C call per sample, the oldest
+    dropped); the sorted samples are kept for as long as the caller's count of samples
+    added (``version``) stays the same.
+    """
 
     SIZE = 1024
-    __slots__ = ("_count", "_samples", "_sorted")
+    __slots__ = ("_samples", "_sorted", "_version", "add")
 
     def __init__(self) -> None:
-        self._samples: list[float] = []
-        self._count = 0
-        self._sorted: list[float] | None = []
+        self._samples: deque[float] = deque(maxlen=self.SIZE)
+        self.add: Callable[[float], None] = self._samples.append
+        self._sorted: list[float] = []
+        self._version = 0
 
-    def add(self, sample: float) -> None:
-        count = self._count
-        if count < self.SIZE:
-            self._samples.append(sample)
-        else:
-            self._samples[count % self.SIZE] = sample
-        self._count = count + 1
-        self._sorted = None
-
-    def percentiles(self, *quantiles: float) -> tuple[float, ...]:
-        """Nearest-rank percentiles (``0.0`` for each while the window is empty)."""
+    def percentiles(self, version: int, *quantiles: float) -> tuple[float, ...]:
+        """Nearest-rank percentiles (``0.0`` for each while the window is empty); ``version``:
+        how many samples were added so far."""
+        if version != self._version:
+            self._sorted = sorted(self._samples)
+            self._version = version
         ordered = self._sorted
-        if ordered is None:
-            ordered = self._sorted = sorted(self._samples)
         if not ordered:
             return tuple(0.0 for _ in quantiles)
         n = len(ordered)
@@ -161,6 +162,11 @@ class Counters:
         self.exec_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
         self.window.add(seconds)
 
+    def exec_percentiles(self) -> tuple[float, float, float]:
+        """p50, p95 and p99 of the last :attr:`LatencyWindow.SIZE` execution times."""
+        p50, p95, p99 = self.window.percentiles(self.exec_count, 0.50, 0.95, 0.99)
+        return p50, p95, p99
+
     def record_wait(self, seconds: float) -> None:
         self.wait_total += seconds
         self.wait_count += 1
@@ -179,7 +185,7 @@ class Counters:
         }
 
     def snapshot(self, max_workers: int) -> PoolStats:
-        p50, p95, p99 = self.window.percentiles(0.50, 0.95, 0.99)
+        p50, p95, p99 = self.exec_percentiles()
         return PoolStats(
             total_submitted=self.submitted,
             total_completed=self.completed,

@@ -37,31 +37,41 @@ _COMPACT_MIN_DEAD = 1024
 
 
 class PriorityBuckets(Generic[T]):
-    """Items ordered by ``(item._priority, insertion order)``; subclasses say which are alive."""
+    """Items ordered by ``(item._priority, insertion order)``; subclasses say which are alive.
 
-    __slots__ = ("_buckets", "_dead", "_priorities", "_size")
+    One deque per priority, and a heap of the priorities that have one. A bucket is dropped
+    once it is empty, except the last one left: a queue that keeps emptying and filling at one
+    priority (the common case) keeps its deque instead of making one each time.
+    """
+
+    __slots__ = ("_buckets", "_dead", "_priorities", "size")
 
     def __init__(self) -> None:
         self._buckets: dict[int, deque[T]] = {}
         self._priorities: list[int] = []  # heap of the keys of _buckets
-        self._size = 0  # entries, dead ones included
+        self.size = 0
+        """Entries held, dead ones not yet dropped included: an upper bound of the live ones
+        (``0``: none)."""
         self._dead = 0  # entries known to be dead (see discard)
 
     def _alive(self, item: T) -> bool:
         raise NotImplementedError  # pragma: no cover - overridden
 
     def __len__(self) -> int:
-        """Entries still held, including dead ones not yet dropped (an upper bound)."""
-        return self._size
+        """:attr:`size`."""
+        return self.size
 
     def push(self, item: T) -> None:
-        self._bucket(item._priority).append(item)
-        self._size += 1
+        bucket = self._buckets.get(item._priority)
+        if bucket is None:
+            bucket = self._bucket(item._priority)
+        bucket.append(item)
+        self.size += 1
 
     def push_front(self, item: T) -> None:
         """Put ``item`` back ahead of every item of its priority (one taken, then returned)."""
         self._bucket(item._priority).appendleft(item)
-        self._size += 1
+        self.size += 1
 
     def _bucket(self, priority: int) -> deque[T]:
         """The bucket of ``priority``, made (and its priority put in the heap) if missing."""
@@ -82,9 +92,11 @@ class PriorityBuckets(Generic[T]):
                 if self._alive(item):
                     return item
                 bucket.popleft()
-                self._size -= 1
+                self.size -= 1
                 if self._dead:  # items may also die unannounced (an abandoned submission)
                     self._dead -= 1
+            if len(priorities) == 1:
+                return None  # the last bucket stays, empty, for the next push (see pop)
             del buckets[heapq.heappop(priorities)]
         return None
 
@@ -96,26 +108,28 @@ class PriorityBuckets(Generic[T]):
             bucket = buckets[priorities[0]]
             while bucket:
                 item = bucket.popleft()
-                self._size -= 1
+                self.size -= 1
                 if self._alive(item):
-                    if not bucket:
+                    if not bucket and len(priorities) > 1:
                         del buckets[heapq.heappop(priorities)]
                     return item
                 if self._dead:
                     self._dead -= 1
+            if len(priorities) == 1:
+                return None
             del buckets[heapq.heappop(priorities)]
         return None
 
     def discard(self) -> None:
         """Note that one held item has just died in place; compact if the dead dominate."""
         self._dead += 1
-        if self._dead >= _COMPACT_MIN_DEAD and self._dead * 2 > self._size:
+        if self._dead >= _COMPACT_MIN_DEAD and self._dead * 2 > self.size:
             self._compact()
 
     def drain(self) -> Iterator[T]:
         """Yield every live item in order and empty the buckets (items may die meanwhile)."""
         buckets, self._buckets, self._priorities = self._buckets, {}, []
-        self._size = self._dead = 0
+        self.size = self._dead = 0
         for priority in sorted(buckets):
             for item in buckets[priority]:
                 if self._alive(item):
@@ -130,7 +144,7 @@ class PriorityBuckets(Generic[T]):
             else:
                 del self._buckets[priority]
         self._priorities = sorted(self._buckets)
-        self._size = sum(len(bucket) for bucket in self._buckets.values())
+        self.size = sum(len(bucket) for bucket in self._buckets.values())
         self._dead = 0
 
 

@@ -191,7 +191,7 @@ class Workers(Attempts):
                         if job._status is not _RUNNING:  # abandoned
                             return None
                         job._scope = None
-                        self._attempt_ended(job, JobStatus.COMPLETED, value)
+                        self._attempt_completed(job, value)
                     if ended._cancel_reason is not None:
                         break  # spent
                     if fence is not None:
