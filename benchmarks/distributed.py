@@ -1,17 +1,35 @@
-"""Distributed job queues on one Redis, side by side: no-op jobs through 1 and 2 worker processes.
+"""Distributed job queues on one Redis, side by side: jobs through 1 and 2 worker processes;
+and trio_jobpool's scaling from 1 to 8 worker processes.
 
-    python benchmarks/distributed.py                     # 10,000 jobs, 3 rounds (5-10 minutes)
+    python benchmarks/distributed.py                     # 10,000 no-op jobs, 3 rounds (5-10 min)
     python benchmarks/distributed.py --quick             # 2,000 jobs, 1 round: a smoke test
+    python benchmarks/distributed.py --body redis        # jobs that do one Redis command each
+    python benchmarks/distributed.py --scaling           # trio_jobpool, P = 1, 2, 4, 8
     python benchmarks/distributed.py --rounds 5 --only-impls jobpool-trio,saq --procs 2
     python benchmarks/distributed.py --render benchmarks/results/distributed.json
 
-Issue #5: N no-op jobs through P worker processes (concurrency 10 each) on one redis-server,
-for trio_jobpool's distributed pool (under Trio and under asyncio), the closest peers (saq, arq,
+Issue #5: N jobs through P worker processes (concurrency 10 each) on one redis-server, for
+trio_jobpool's distributed pool (under Trio and under asyncio), the closest peers (saq, arq,
 streaq) and a hand-written coredis loop as the limit of one client per round trip. The target:
 trio_jobpool at least 5x the best of saq/arq/streaq in jobs/s. ``distributed_impls.py`` has
-the producers and workers of each implementation and how each is run.
+the producers and workers of each implementation, how each is run, and the job bodies.
 
-Method, for each measurement (one implementation, one P):
+The job body (``--body``, the same in every mode):
+
+* ``noop`` (the default): the job updates its process's tally in memory (count, first start,
+  last end) and nothing else: no Redis command.
+* ``redis``: the job runs ``INCR bench:<queue>:count`` through its worker process's own Redis
+  client, then updates the tally; its start is stamped before the command. The client is the
+  one the library gives a job, as users' jobs reach it: arq ``ctx["redis"]``, saq
+  ``ctx["worker"].queue.redis``, streaq ``worker.redis``; trio_jobpool has no API that lends a
+  job the pool's client, so each worker process creates one coredis client before "go", enters
+  it before opening its pool and the job reaches it through a module-level reference; the
+  coredis loops use their one client. INCR of one key, not SET of a key per job: Redis's memory
+  does not grow with the body, and the counter's final value (read after the workers stopped)
+  is a check independent of each library's bookkeeping: it must equal the jobs the workers
+  ran (a job run twice shows in both).
+
+Method of the default mode, for each measurement (one implementation, one P):
 
 1. A fresh ``redis-server`` on a free loopback port (``tests/servers.py``: ``--save ""
    --appendonly no``), stopped after the measurement.
@@ -22,9 +40,9 @@ Method, for each measurement (one implementation, one P):
    all are ready the harness says "go" to all of them at once. Process start-up (the
    interpreter, imports) is thus outside the measurement, and the workers start together.
 4. **jobs/s** = N / (the last job's end - the first job's start), both taken on the system-wide
-   monotonic clock by the no-op job itself (in memory: no Redis command per job) in whichever
-   process ran it; each worker reports its tally every 20 ms. Worker set-up after "go"
-   (connecting, loading scripts) is outside it too: it ends before the first job starts.
+   monotonic clock by the job itself (in memory) in whichever process ran it; each worker
+   reports its tally every 20 ms. Worker set-up after "go" (connecting, loading scripts) is
+   outside it too: it ends before the first job starts.
 5. Then the producer polls the implementation's own store (every 5 ms) until it says all N
    jobs are done (trio_jobpool: ``cluster_stats()``; saq: its incomplete/queued/active counts;
    arq: its queue sorted set; streaq: its queue, running set and results set; the coredis loops:
@@ -34,15 +52,47 @@ Method, for each measurement (one implementation, one P):
    final tally (a total above N means some job ran twice).
 
 Also reported, to tell where the time goes: the server's commands per job (those run inside
-Lua scripts included) and its CPU per job (``INFO commandstats`` and ``INFO cpu`` from the
-workers' start to the end of the run), and the worker processes' CPU per job (all threads,
-from their first job on).
+Lua scripts included; the harness's own ``INFO`` calls left out) and its CPU per job (``INFO
+commandstats`` and ``INFO cpu`` from the workers' start to the end of the run), and the worker
+processes' CPU per job (all threads, from their first job's end on).
+
+Method of ``--scaling`` (trio_jobpool only: ``jobpool-trio`` and ``jobpool-asyncio``, or those
+of ``--only-impls``; P = 1, 2, 4, 8 unless ``--procs``), for each measurement:
+
+1. A fresh ``redis-server`` as above.
+2. P worker processes (10 workers each, as above) and one front end process are started;
+   each says "ready" (the front end once its pool, ``max_workers=0`` and ``max_pending=None``,
+   is open). The harness says "go" to the workers, waits until each says its pool is open, then
+   0.3 s more (``SETTLE_S``: their first claims find nothing and register them idle).
+3. The "before" counters: each worker process's CPU seconds (asked on its stdin), and the
+   server's ``INFO cpu``, ``memory`` (``used_memory``) and ``commandstats``.
+4. "go" to the front end: it submits the N jobs from 50 concurrent tasks (``submit``, one job
+   per call) while the workers run them: idle at first, they wake on submits. "submit jobs/s"
+   = N / the submitting's duration.
+5. Once the workers' tallies reach N, the front end polls ``cluster_stats()`` (every 5 ms)
+   until all N jobs have ended in Redis; then the "after" counters, as in 3.
+6. SIGTERM to everyone; the workers' final tallies as above; the front end leaves its pool
+   only then (leaving costs commands, after the counts).
+
+Reported per (implementation, P): **jobs/s** as above (first job's start to last job's end);
+Redis commands per job (after - before, scripts' inner commands included, the check's few polls
+too), Redis CPU per job, the worker processes' CPU per job (summed, over the same span: idle
+processes' wake-ups count), the front end's CPU per job (from its "go" to the confirmation), and
+**Redis bytes per ended job** = (``used_memory`` after - before) / N: the ended jobs are all
+still there (``keep_ended``, 3600 s by default); with the growth of ``mem_clients_normal`` /
+N beside it, the connections' buffers (noise, not the jobs'). The report states the issue's two
+goals and whether the medians meet them: commands per job within 10% (``FLAT``) of the smallest
+P's at every P; jobs/s never lower at a larger P than at the next smaller one.
 
 Every (implementation, P) runs once per round, in an order rotated from round to round; each
 measurement has a hard timeout (``--timeout``, default 120 s), each process a watchdog of its
-own. The report gives medians with min-max over the rounds, the ratio of trio_jobpool to the
-best peer at the same P, and the coredis loops as the limit. It goes to
-``benchmarks/results/distributed.md`` and ``.json`` (``distributed-quick.*`` for ``--quick``).
+own; every wait of the harness is bounded by that timeout. The default mode's report gives
+medians with min-max over the rounds, the ratio of trio_jobpool to the best peer at the same
+P, and the coredis loops as the limit. Reports go to ``benchmarks/results/`` as
+``distributed[-scaling][-redis][-quick].md`` and ``.json``: ``distributed.md`` for the default
+(no-op) run, ``distributed-redis.md`` for ``--body redis``, ``distributed-scaling.md`` for
+``--scaling`` (``-scaling-redis`` with both), ``-quick`` added for ``--quick``. Each report's
+header gives the machine, the commit and the date, and the JSON the config (mode, body).
 trio_jobpool is imported from a snapshot copy taken at the start, so that edits to the tree
 during the run do not mix versions.
 """
@@ -51,6 +101,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import queue
@@ -69,7 +120,7 @@ from typing import Any
 
 import redis
 from _report import machine_info, source_digest
-from distributed_impls import IMPLS, JOBPOOLS, LIMITS, PEER_SETTINGS, PEERS
+from distributed_impls import BODIES, IMPLS, JOBPOOLS, LIMITS, PEER_SETTINGS, PEERS, count_key
 from run import snapshot
 
 HERE = Path(__file__).resolve().parent
@@ -87,8 +138,12 @@ CONCURRENCY = 10  # jobs at once per worker process
 ENQUEUE_TASKS = 50  # concurrent producer tasks
 STOP_TIMEOUT = 15.0  # seconds a worker may take to stop after SIGTERM (then SIGKILL)
 TARGET = 5.0  # trio_jobpool's jobs/s over the best peer's
+SCALING_PROCS = "1,2,4,8"  # --scaling: worker processes
+SETTLE_S = 0.3  # --scaling: seconds from the last worker's pool open to the front end's "go"
+FLAT = 0.10  # --scaling: the largest departure of commands/job from the smallest P's
 TIMES = "\N{MULTIPLICATION SIGN}"
 DASH = "\N{EN DASH}"
+ARROW = "\N{RIGHTWARDS ARROW}"
 VERSIONS = ("trio-jobpool", "trio", "anyio", "coredis", "saq", "arq", "streaq", "redis")
 
 
@@ -117,8 +172,11 @@ class Child:
         else:
             self.records.append(record)
 
-    def find(self, key: str) -> dict[str, Any] | None:
-        return next((r for r in self.records if key in r), None)
+    def find(self, key: str, value: Any = None) -> dict[str, Any] | None:
+        """The first message with ``key`` (equal to ``value`` unless that is None)."""
+        return next(
+            (r for r in self.records if key in r and (value is None or r[key] == value)), None
+        )
 
     def send(self, line: str) -> None:
         try:
@@ -225,10 +283,16 @@ class Children:
 
 
 def measure(
-    impl: str, procs: int, n: int, timeout: float, env: dict[str, str], snapshot_dir: str
+    impl: str,
+    procs: int,
+    n: int,
+    timeout: float,
+    env: dict[str, str],
+    snapshot_dir: str,
+    body: str = "noop",
 ) -> dict[str, Any]:
     """One measurement, in fresh processes on a fresh redis-server; always returns a record."""
-    record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n}
+    record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n, "body": body}
     record["loadavg_1m"] = os.getloadavg()[0]  # (others' work on the machine shows here)
     started = time.monotonic()
     deadline = started + timeout
@@ -243,7 +307,7 @@ def measure(
                     queue_name = f"bench{time.time_ns()}"
                     producer = children.spawn(
                         "producer", "produce", impl, url, queue_name, str(n),
-                        str(ENQUEUE_TASKS), budget,
+                        str(ENQUEUE_TASKS), budget, "--body", body,
                     )  # fmt: skip
                     children.pump(
                         lambda: producer.find("enqueued") is not None, deadline, "enqueue"
@@ -252,19 +316,35 @@ def measure(
                     assert enqueued is not None
                     record["enqueue_jobs_per_s"] = n / enqueued["seconds"]
                     _run_workers(
-                        record, children, producer, impl, url, queue_name, procs, n, deadline
-                    )
+                        record, children, producer, impl, url, queue_name, procs, n, deadline,
+                        body,
+                    )  # fmt: skip
                 finally:
                     statuses = children.stop_all()  # (Redis still up: they stop gracefully)
+                    if body == "redis":
+                        record["body_runs"] = _body_runs(url, queue_name)
         except MeasurementError as exc:
             record["error"] = str(exc)
         except Exception as exc:  # the server did not start, say: reported, the run goes on
             record["error"] = f"{type(exc).__name__}: {exc}"
-        workers = [c for c in children.children if c.name != "producer"]
+        workers = [c for c in children.children if c.name.startswith("worker")]
         if workers and "error" not in record:
             _finish(record, workers, statuses, n, snapshot_dir)
     record["measurement_s"] = time.monotonic() - started
     return record
+
+
+def _body_runs(url: str, queue_name: str) -> int | None:
+    """The redis body's counter: how many bodies ran (None: it could not be read)."""
+    try:
+        client = redis.Redis.from_url(url, socket_timeout=10)
+        try:
+            value = client.get(count_key(queue_name))
+        finally:
+            client.close()
+    except redis.RedisError:
+        return None
+    return int(value or 0)  # type: ignore[arg-type]
 
 
 def _run_workers(
@@ -277,12 +357,15 @@ def _run_workers(
     procs: int,
     n: int,
     deadline: float,
+    body: str,
 ) -> None:
     budget = str(deadline - time.monotonic() + STOP_TIMEOUT + 5)
     before = redis_counters(url)
     spawned = time.monotonic()
     workers = [
-        children.spawn(f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY), budget)
+        children.spawn(
+            f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY), budget, "--body", body
+        )
         for k in range(procs)
     ]
     children.pump(lambda: all(w.find("ready") for w in workers), deadline, "workers ready")
@@ -306,6 +389,15 @@ def _run_workers(
     record["confirm_lag_s"] = confirmed["at"] - last
     record["confirmed"] = confirmed["confirmed"]
     record["store"] = confirmed["store"]
+    _server_deltas(record, before, after, n)
+    # (from each worker's last tally before the end was noticed: up to 20 ms after its last job)
+    record["worker_cpu_us_per_job"] = sum(w.tally.get("cpu", 0.0) for w in workers) / n * 1e6
+
+
+def _server_deltas(
+    record: dict[str, Any], before: dict[str, Any], after: dict[str, Any], n: int
+) -> None:
+    """Redis commands and CPU per job between two ``redis_counters``; the calls per command."""
     calls = {
         name: count - before["calls"].get(name, 0)
         for name, count in after["calls"].items()
@@ -314,22 +406,156 @@ def _run_workers(
     record["redis_commands_per_job"] = sum(calls.values()) / n
     record["redis_cpu_us_per_job"] = (after["cpu_s"] - before["cpu_s"]) / n * 1e6
     record["redis_calls"] = dict(sorted(calls.items(), key=lambda item: -item[1]))
-    # (from each worker's last tally before the end was noticed: up to 20 ms after its last job)
-    record["worker_cpu_us_per_job"] = sum(w.tally.get("cpu", 0.0) for w in workers) / n * 1e6
 
 
 def redis_counters(url: str) -> dict[str, Any]:
-    """The server's CPU seconds and its calls per command (those run by scripts included)."""
+    """The server's CPU seconds, its ``used_memory`` and its calls per command (those run by
+    scripts included; ``info``, the harness's own, left out)."""
     client = redis.Redis.from_url(url, socket_timeout=10)
     try:
         cpu: dict[str, Any] = client.info("cpu")  # type: ignore[assignment]
+        memory: dict[str, Any] = client.info("memory")  # type: ignore[assignment]
         stats: dict[str, Any] = client.info("commandstats")  # type: ignore[assignment]
     finally:
         client.close()
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls.pop("info", None)
     return {
         "cpu_s": float(cpu["used_cpu_sys"]) + float(cpu["used_cpu_user"]),
-        "calls": {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()},
+        "used_memory": int(memory["used_memory"]),
+        "used_memory_dataset": int(memory["used_memory_dataset"]),
+        "mem_clients_normal": int(memory["mem_clients_normal"]),
+        "calls": calls,
     }
+
+
+# -- the scaling mode's measurement ---------------------------------------------------------------
+
+
+def measure_scaling(
+    impl: str,
+    procs: int,
+    n: int,
+    timeout: float,
+    env: dict[str, str],
+    snapshot_dir: str,
+    body: str = "noop",
+) -> dict[str, Any]:
+    """One measurement of the scaling mode (P idle workers, then a front end submits); in fresh
+    processes on a fresh redis-server; always returns a record."""
+    record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n, "body": body}
+    record["loadavg_1m"] = os.getloadavg()[0]
+    started = time.monotonic()
+    deadline = started + timeout
+    budget = str(timeout + STOP_TIMEOUT + 5)  # the processes' watchdog
+    statuses: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="jobpool-scaling-") as tmp:
+        workdir = Path(tmp)
+        children = Children(workdir, env)
+        try:
+            with redis_server(workdir) as url:
+                queue_name = f"bench{time.time_ns()}"
+                try:
+                    workers = [
+                        children.spawn(
+                            f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY),
+                            budget, "--body", body,
+                        )
+                        for k in range(procs)
+                    ]  # fmt: skip
+                    front = children.spawn(
+                        "front", "front", impl, url, queue_name, str(n), str(ENQUEUE_TASKS),
+                        budget, "--body", body,
+                    )  # fmt: skip
+                    _run_scaling(record, children, front, workers, url, n, deadline)
+                finally:
+                    statuses = children.stop_all()  # (Redis still up: they stop gracefully)
+                    if body == "redis":
+                        record["body_runs"] = _body_runs(url, queue_name)
+        except MeasurementError as exc:
+            record["error"] = str(exc)
+        except Exception as exc:  # the server did not start, say: reported, the run goes on
+            record["error"] = f"{type(exc).__name__}: {exc}"
+        workers = [c for c in children.children if c.name.startswith("worker")]
+        if workers and "error" not in record:
+            _finish(record, workers, statuses, n, snapshot_dir)
+            if statuses.get("front"):
+                front = next(c for c in children.children if c.name == "front")
+                record.setdefault("problems", []).append(
+                    f"front: exit status {statuses['front']}: {front.stderr_tail(3)}"
+                )
+    record["measurement_s"] = time.monotonic() - started
+    return record
+
+
+def _run_scaling(
+    record: dict[str, Any],
+    children: Children,
+    front: Child,
+    workers: list[Child],
+    url: str,
+    n: int,
+    deadline: float,
+) -> None:
+    spawned = time.monotonic()
+    everyone = [*workers, front]
+    children.pump(lambda: all(c.find("ready") for c in everyone), deadline, "processes ready")
+    record["ready_s"] = time.monotonic() - spawned
+    for worker in workers:
+        worker.send("go")
+    children.pump(lambda: all(w.find("open") for w in workers), deadline, "the workers' pools")
+    time.sleep(SETTLE_S)  # their first claims find nothing and register them idle
+    cpu_before = _workers_cpu(children, workers, 1, deadline)
+    before = redis_counters(url)
+    go = time.monotonic()
+    front.send("go")
+    children.pump(
+        lambda: sum(w.tally["count"] for w in workers) >= n and front.find("submitted") is not None,
+        deadline,
+        "all jobs run",
+    )
+    noticed = time.monotonic()
+    front.send("check")
+    children.pump(lambda: front.find("confirmed") is not None, deadline, "the store's check")
+    after = redis_counters(url)  # (all N ended in Redis: the check's polls included)
+    cpu_after = _workers_cpu(children, workers, 2, deadline)
+    submitted, confirmed = front.find("submitted"), front.find("confirmed")
+    assert submitted is not None
+    assert confirmed is not None
+    first = min(w.tally["first"] for w in workers if w.tally["count"])
+    last = max(w.tally["last"] for w in workers if w.tally["count"])
+    record["jobs_per_s"] = n / (last - first)
+    record["run_s"] = last - first
+    record["submit_jobs_per_s"] = n / submitted["seconds"]
+    record["submit_s"] = submitted["seconds"]
+    record["start_lag_s"] = first - go  # the front end's "go" to the first job's start
+    record["notice_lag_s"] = noticed - last
+    record["confirm_lag_s"] = confirmed["at"] - last
+    record["confirmed"] = confirmed["confirmed"]
+    record["store"] = confirmed["store"]
+    record["check_polls"] = confirmed["polls"]
+    _server_deltas(record, before, after, n)
+    record["used_memory_before"] = before["used_memory"]
+    record["used_memory_after"] = after["used_memory"]
+    record["redis_bytes_per_job"] = (after["used_memory"] - before["used_memory"]) / n
+    clients = after["mem_clients_normal"] - before["mem_clients_normal"]
+    record["redis_client_bytes_per_job"] = clients / n  # (connections' buffers: not the jobs')
+    for name in ("used_memory_dataset", "mem_clients_normal"):
+        record[f"{name}_before"] = before[name]
+        record[f"{name}_after"] = after[name]
+    record["worker_cpu_us_per_job"] = (cpu_after - cpu_before) / n * 1e6
+    record["front_cpu_us_per_job"] = confirmed["cpu"] / n * 1e6
+
+
+def _workers_cpu(children: Children, workers: list[Child], seq: int, deadline: float) -> float:
+    """The worker processes' CPU seconds so far, summed (their ``seq``-th answer to ``cpu``)."""
+    for worker in workers:
+        worker.send("cpu")
+    children.pump(
+        lambda: all(w.find("seq", seq) for w in workers), deadline, "the workers' CPU times"
+    )
+    answers = [w.find("seq", seq) or {} for w in workers]  # (all there: see the pump)
+    return sum(float(answer["cpu_at"]) for answer in answers)
 
 
 def _finish(
@@ -366,6 +592,8 @@ def _finish(
     ]
     if sum(counts) != n:
         problems.append(f"the workers ran {sum(counts)} jobs, not {n}")
+    if "body_runs" in record and record["body_runs"] != sum(counts):
+        problems.append(f"the redis body's counter says {record['body_runs']}, not {sum(counts)}")
     if "confirmed" in record and not record["confirmed"]:
         problems.append(f"the store did not confirm all jobs done: {record['store']}")
     if problems:
@@ -404,7 +632,25 @@ METRICS = (
     "redis_commands_per_job",
     "redis_cpu_us_per_job",
     "worker_cpu_us_per_job",
+    "submit_jobs_per_s",  # --scaling
+    "front_cpu_us_per_job",  # --scaling
+    "redis_bytes_per_job",  # --scaling
+    "redis_client_bytes_per_job",  # --scaling
 )
+BODY_TITLES = {
+    "noop": "no-op jobs",
+    "redis": "jobs that do one Redis command (INCR through the worker process's own client)",
+}
+BODY_LINES = {
+    "noop": "The job body: the tally only (in memory: no Redis command).",
+    "redis": (
+        "The job body: `INCR bench:<queue>:count` through the worker process's own client, "
+        'then the tally: arq `ctx["redis"]`, saq `ctx["worker"].queue.redis`, streaq '
+        "`worker.redis`; trio_jobpool a coredis client created once per worker process "
+        "(before the pool opens) and reached through a module-level reference; the coredis "
+        "loops their one client. jobs/s runs from the first body's start to the last body's end."
+    ),
+}
 
 
 def summarise(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -464,15 +710,18 @@ def _ms(figure: dict[str, Any] | None) -> str:
 
 def render_markdown(results: dict[str, Any]) -> str:
     config, machine, summary = results["config"], results["machine"], results["summary"]
+    body = config.get("body", "noop")
     procs = list(summary)
     lines = [
-        "# Distributed job queues on one Redis: no-op jobs",
+        f"# Distributed job queues on one Redis: {BODY_TITLES[body]}",
         "",
-        f"{config['n']:,} no-op jobs enqueued first, then run by P worker processes "
+        f"{config['n']:,} jobs (body `{body}`) enqueued first, then run by P worker processes "
         f"({config['concurrency']} jobs at once each) on one fresh redis-server per "
         f"measurement; {config['rounds']} round(s), medians (min{DASH}max). jobs/s = N / "
         "(last job's end - first job's start) across the workers, process start-up "
         "excluded. Method: `benchmarks/distributed.py`.",
+        "",
+        BODY_LINES[body],
         "",
         f"Machine: {_machine_line(machine)}.",
         "",
@@ -501,6 +750,9 @@ def render_markdown(results: dict[str, Any]) -> str:
             cells.append(_spread(row["enqueue_jobs_per_s"]) if row else "")
         lines.append("| " + " | ".join(cells) + " |")
     lines += ["", _verdicts(summary), ""]
+    counted = _body_count_line(results["records"])
+    if counted:
+        lines += [counted, ""]
     lines += [
         'Details (medians): start lag = from "go" to the first job (the workers\' set-up); '
         "confirm lag = from the last job's end until the implementation's own store said all "
@@ -542,6 +794,137 @@ def render_markdown(results: dict[str, Any]) -> str:
     if problems:
         lines += ["", "Problems:", "", *problems]
     return "\n".join(lines) + "\n"
+
+
+def render_scaling(results: dict[str, Any]) -> str:
+    """The scaling mode's report: the issue's two goals, then the figures per (impl, P)."""
+    config, machine, summary = results["config"], results["machine"], results["summary"]
+    body = config.get("body", "noop")
+    lines = [
+        f"# trio_jobpool scaling on one Redis: {BODY_TITLES[body]}",
+        "",
+        f"P worker processes ({config['concurrency']} workers each) wait idle on one fresh "
+        "redis-server per measurement; then a front end (a pool with `max_workers=0`) submits "
+        f"{config['n']:,} jobs (body `{body}`) from {config['enqueue_tasks']} concurrent tasks, "
+        "so the workers wake on submits. "
+        f"{config['rounds']} round(s), medians (min{DASH}max). jobs/s = N / (last job's end - "
+        "first job's start). Redis commands (those run by scripts included), Redis CPU and "
+        "the worker processes' CPU: from just before the front end's \"go\" until the store "
+        "confirmed all N jobs ended; front end CPU: its own, over the same span; Redis bytes "
+        "per ended job: the growth of `used_memory` over that span / N (ended jobs are kept "
+        "for `keep_ended`, an hour by default), of which client buffers: the growth of "
+        "`mem_clients_normal` (the connections' buffers, which come and go with traffic: "
+        "noise, not the jobs'). Method: `benchmarks/distributed.py`.",
+        "",
+        BODY_LINES[body],
+        "",
+        f"Machine: {_machine_line(machine)}.",
+        "",
+    ]
+    load = _load_line(results)
+    if load:
+        lines += [load, ""]
+    lines += ["Goals (issue #14):", "", *_scaling_verdicts(summary, machine), ""]
+    counted = _body_count_line(results["records"])
+    if counted:
+        lines += [counted, ""]
+    lines += [
+        "| implementation | P | jobs/s | vs smallest P | submit jobs/s | Redis commands/job "
+        "| Redis CPU µs/job | worker CPU µs/job | front end CPU µs/job | Redis bytes/ended job "
+        "| of which client buffers | start lag ms | share |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    records = results["records"]
+    for impl in JOBPOOLS:
+        base = None
+        for p, part in summary.items():
+            row = part["rows"].get(impl)
+            if row is None:
+                continue
+            jobs = _median(row)
+            base = base if base is not None else jobs
+            shares = [r.get("per_worker") for r in records if r["impl"] == impl]
+            shares = [s for s in shares if s and len(s) == int(p)]
+            share = "/".join(str(c) for c in shares[-1]) if shares else ""
+            lines.append(
+                f"| `{impl}` | {p} | {_spread(row['jobs_per_s']) or 'error'} "
+                f"| {_ratio(jobs / base if jobs and base else None)} "
+                f"| {_spread(row['submit_jobs_per_s'])} "
+                f"| {_spread(row['redis_commands_per_job'], 2)} "
+                f"| {_num(_median(row, 'redis_cpu_us_per_job'))} "
+                f"| {_num(_median(row, 'worker_cpu_us_per_job'))} "
+                f"| {_num(_median(row, 'front_cpu_us_per_job'))} "
+                f"| {_spread(row['redis_bytes_per_job'])} "
+                f"| {_num(_median(row, 'redis_client_bytes_per_job'))} "
+                f"| {_ms(row['start_lag_s'])} | {share} |"
+            )
+    problems = [
+        f"- {impl} P={p}: {text}"
+        for p in summary
+        for impl, row in summary[p]["rows"].items()
+        for text in row["problems"] + [e.strip().splitlines()[-1] for e in row["errors"]]
+    ]
+    if problems:
+        lines += ["", "Problems:", "", *problems]
+    return "\n".join(lines) + "\n"
+
+
+def _scaling_verdicts(summary: dict[str, Any], machine: dict[str, Any]) -> list[str]:
+    """Whether commands/job stay within FLAT of the smallest P's, and whether jobs/s never
+    falls from one P to the next (medians), for each trio_jobpool backend."""
+    lines = []
+    for impl in JOBPOOLS:
+        commands = _medians(summary, impl, "redis_commands_per_job")
+        jobs = _medians(summary, impl, "jobs_per_s")
+        if len(commands) < 2 or len(jobs) < 2:
+            lines.append(f"- `{impl}`: fewer than two values of P measured: no verdict.")
+            continue
+        p0, c0 = commands[0]
+        worst_p, worst_c = max(commands, key=lambda pc: abs(pc[1] / c0 - 1))
+        departure = worst_c / c0 - 1
+        held = "holds" if abs(departure) <= FLAT else "does NOT hold"
+        span = f"P={p0}{DASH}{commands[-1][0]}"
+        lines.append(
+            f"- `{impl}`, Redis commands per job flat within {FLAT:.0%} over {span}: **{held}** "
+            f"({c0:.2f} at P={p0}; largest departure {departure:+.1%}, at P={worst_p}: "
+            f"{worst_c:.2f})."
+        )
+        falls = [
+            f"P={a}{ARROW}{b}: {jb / ja - 1:+.1%}"
+            for (a, ja), (b, jb) in itertools.pairwise(jobs)
+            if jb < ja
+        ]
+        steps = ", ".join(f"P={p} {j:,.0f}" for p, j in jobs)
+        verdict = f"**does NOT hold**: falls at {'; '.join(falls)}" if falls else "**holds**"
+        lines.append(f"- `{impl}`, jobs/s never falls as P grows: {verdict} ({steps}).")
+    lines.append(
+        f"- The machine has {machine['cores']} cores, shared by redis-server, the front end "
+        "and the P worker processes: once the processes outnumber the cores, CPU, not the "
+        "queue, bounds jobs/s."
+    )
+    return lines
+
+
+def _medians(summary: dict[str, Any], impl: str, metric: str) -> list[tuple[int, float]]:
+    """(P, median) of one implementation's metric, for each P where it has one (P ascending)."""
+    found = []
+    for p, part in summary.items():
+        value = _median(part["rows"].get(impl), metric)
+        if value:
+            found.append((int(p), value))
+    return found
+
+
+def _body_count_line(records: list[dict[str, Any]]) -> str:
+    """For the redis body: whether its counter matched the jobs the workers ran."""
+    checked = [r for r in records if "body_runs" in r and "per_worker" in r]
+    if not checked:
+        return ""
+    same = sum(1 for r in checked if r["body_runs"] == sum(r["per_worker"]))
+    return (
+        f"The INCR counter equalled the jobs the workers ran in {same} of {len(checked)} "
+        "measurements (a job run twice counts twice in both)."
+    )
 
 
 def _verdicts(summary: dict[str, Any]) -> str:
@@ -607,7 +990,15 @@ def _machine() -> dict[str, Any]:
 
 def _progress(step: int, total: int, record: dict[str, Any]) -> str:
     where = f"{record['impl']:<16} P={record['procs']}"
-    if "jobs_per_s" in record:
+    if "jobs_per_s" in record and "redis_bytes_per_job" in record:  # --scaling
+        value = (
+            f"{record['jobs_per_s']:>9,.0f} jobs/s  ({record['redis_commands_per_job']:.2f} "
+            f"commands/job, {record['redis_bytes_per_job']:,.0f} B/job, submit "
+            f"{record['submit_jobs_per_s']:,.0f} jobs/s)"
+        )
+        if record.get("problems"):
+            value += "  PROBLEMS: " + "; ".join(record["problems"])
+    elif "jobs_per_s" in record:
         value = (
             f"{record['jobs_per_s']:>9,.0f} jobs/s  (enqueue {record['enqueue_jobs_per_s']:,.0f}"
             f" jobs/s, confirm lag {record['confirm_lag_s'] * 1000:.0f} ms)"
@@ -636,13 +1027,26 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help=f"N={QUICK_N:,}, 1 round")
     parser.add_argument("--rounds", type=int, help="rounds (default 3, or 1 with --quick)")
     parser.add_argument("--n", type=int, help=f"jobs per measurement (default {N:,})")
-    parser.add_argument("--only-impls", help=f"comma-separated: {','.join(IMPLS)}")
-    parser.add_argument("--procs", default="1,2", help="worker processes, e.g. 1,2 (default)")
+    parser.add_argument(
+        "--only-impls", help=f"comma-separated: {','.join(IMPLS)} (--scaling: the jobpool-*)"
+    )
+    parser.add_argument(
+        "--procs", help=f"worker processes, e.g. 1,2 (default; --scaling: {SCALING_PROCS})"
+    )
+    parser.add_argument(
+        "--body", choices=list(BODIES), default="noop", help="the job's body (default noop)"
+    )
+    parser.add_argument(
+        "--scaling",
+        action="store_true",
+        help="trio_jobpool only: idle worker processes, a front end submitting during the run",
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
     parser.add_argument("--render", metavar="JSON", help="measure nothing: re-render a run")
     args = parser.parse_args(argv)
-    args.impls = _pick(args.only_impls, list(IMPLS))
-    args.procs_list = [int(p) for p in args.procs.split(",") if p.strip()]
+    args.impls = _pick(args.only_impls, JOBPOOLS if args.scaling else list(IMPLS))
+    procs = args.procs or (SCALING_PROCS if args.scaling else "1,2")
+    args.procs_list = [int(p) for p in procs.split(",") if p.strip()]
     if args.rounds is None:
         args.rounds = 1 if args.quick else 3
     if args.n is None:
@@ -652,8 +1056,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return args
 
 
+def stem(scaling: bool, body: str, quick: bool) -> str:
+    """The results' file name: ``distributed[-scaling][-redis][-quick]``."""
+    parts = ["distributed"]
+    parts += ["scaling"] if scaling else []
+    parts += [] if body == "noop" else [body]
+    parts += ["quick"] if quick else []
+    return "-".join(parts)
+
+
 def write_report(results: dict[str, Any], stem: str) -> None:
-    markdown = render_markdown(results)
+    scaling = results["config"].get("mode") == "scaling"
+    markdown = render_scaling(results) if scaling else render_markdown(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown)
@@ -679,19 +1093,23 @@ def main(argv: list[str]) -> int:
     steps = plan(args.impls, args.procs_list, args.rounds)
     machine = _machine()
     where = f"{machine['cpu']}, {machine['cores']} cores"
-    print(f"{len(steps)} measurements of {args.n:,} jobs; {where}")
+    mode = "scaling" if args.scaling else "standard"
+    print(f"{len(steps)} measurements ({mode}) of {args.n:,} jobs, body {args.body}; {where}")
     started = time.monotonic()
     records = []
+    one = measure_scaling if args.scaling else measure
     with _snapshot() as (env, copy):
         source = source_digest(Path(copy) / "trio_jobpool")
         for step, (round_, impl, procs) in enumerate(steps, 1):
-            record = measure(impl, procs, args.n, args.timeout, env, copy)
+            record = one(impl, procs, args.n, args.timeout, env, copy, args.body)
             record["round"] = round_
             records.append(record)
             print(_progress(step, len(steps), record), flush=True)
     results = {
         "machine": machine,
         "config": {
+            "mode": mode,
+            "body": args.body,
             "quick": args.quick,
             "rounds": args.rounds,
             "n": args.n,
@@ -710,7 +1128,7 @@ def main(argv: list[str]) -> int:
         "records": records,
     }
     print()
-    write_report(results, "distributed-quick" if args.quick else "distributed")
+    write_report(results, stem(args.scaling, args.body, args.quick))
     return 1 if any("error" in r or r.get("problems") for r in records) else 0
 
 

@@ -1,23 +1,49 @@
 """The processes of ``distributed.py``: producers and workers of each job queue measured.
 
-    python benchmarks/distributed_impls.py produce IMPL URL QUEUE N TASKS DEADLINE
-    python benchmarks/distributed_impls.py work IMPL URL QUEUE CONCURRENCY DEADLINE
+    python benchmarks/distributed_impls.py produce IMPL URL QUEUE N TASKS DEADLINE [--body B]
+    python benchmarks/distributed_impls.py work IMPL URL QUEUE CONCURRENCY DEADLINE [--body B]
+    python benchmarks/distributed_impls.py front IMPL URL QUEUE N TASKS DEADLINE [--body B]
 
 The harness (``distributed.py``) starts these; they talk to it by lines on stdin and stdout
 (stdout lines of the protocol start with ``@@`` and carry JSON):
 
-* ``produce`` enqueues N no-op jobs through the implementation's own client, from TASKS
+* ``produce`` enqueues N jobs of body B through the implementation's own client, from TASKS
   concurrent tasks, prints ``@@{"enqueued": N, "seconds": ...}`` and closes its client. It then
   waits for a ``check`` line, opens a client again and polls the implementation's own store
   (every 5 ms) until it says that all N jobs are done: ``@@{"confirmed": ..., "at": ...}``
   (``at`` on the system-wide monotonic clock).
-* ``work`` imports everything, prints ``@@{"ready": ...}`` and waits for a ``go`` line; then it
-  runs the implementation's own worker (CONCURRENCY jobs at a time) until SIGTERM, and prints
-  ``@@{"final": ...}``. Meanwhile a thread prints the tally of the no-op jobs run in this
-  process every 20 ms when it changed: ``@@{"count", "first", "last", "cpu"}``, the monotonic
-  times of the first job's start and the last job's end, and the CPU seconds the process used
-  since its first job started. The no-op job updates that tally in memory
-  only: it costs no Redis command, the same for every implementation.
+* ``work`` imports everything (and, for trio_jobpool and the coredis loops with ``--body
+  redis``, creates the process's coredis client), prints ``@@{"ready": ...}`` and waits for a
+  ``go`` line; then it runs the implementation's own worker (CONCURRENCY jobs at a time) until
+  SIGTERM, and prints ``@@{"final": ...}``. Meanwhile a thread prints the tally of the jobs run
+  in this process every 20 ms when it changed: ``@@{"count", "first", "last", "cpu"}``, the
+  monotonic times of the first job's start and the last job's end, and the CPU seconds the
+  process used since its first job ended. Another thread answers each further stdin line
+  ``cpu`` with ``@@{"cpu_at": <the process's CPU seconds so far>, "seq": <1, 2, ...>}``. A
+  trio_jobpool worker also prints ``@@{"open": ...}`` once its pool is open.
+* ``front`` (trio_jobpool only: the scaling mode's front end) opens a pool with
+  ``max_workers=0`` and ``max_pending=None``, prints ``@@{"ready": ...}`` and waits for a
+  ``go`` line; then it submits N jobs from TASKS concurrent tasks and prints
+  ``@@{"submitted": N, "seconds": ...}``; on a ``check`` line it polls ``cluster_stats()``
+  (every 5 ms) until all N jobs are done and prints ``@@{"confirmed": ..., "at": ...,
+  "cpu": ...}``, ``cpu`` being the CPU seconds it used from "go" to the confirmation. It leaves
+  its pool on SIGTERM.
+
+The job bodies (``--body``, the same name in every process of a measurement):
+
+* ``noop``: the tally only (in memory: no Redis command).
+* ``redis``: ``INCR bench:<QUEUE>:count`` through the worker process's own Redis client, then
+  the tally: arq's ``ctx["redis"]``; saq's ``ctx["worker"].queue.redis`` (saq 0.26 puts
+  ``worker`` and ``job`` in a job's context, not ``queue``); streaq's ``worker.redis`` (the
+  task's closure over its ``Worker``); trio_jobpool: a coredis client created once per worker
+  process before "go", entered before the pool opens, reached by the job as the module-level
+  ``JOB_REDIS`` (the package has no API that lends a job the pool's own client); the coredis
+  loops: their one client, as ``JOB_REDIS`` too. INCR of one key: the same cost for every
+  implementation, memory that does not grow with N, and a final count that tells how many
+  bodies ran (a job run twice shows as a count above N).
+
+The tally stamps a job's start as the monotonic time the body began (taken before the
+command) and its end when the tally is updated, after the command.
 
 Each process exits on its own after DEADLINE seconds whatever happens (a watchdog thread), so
 that nothing outlives a harness that died.
@@ -27,16 +53,17 @@ Implementations (the peers are run as their docs run them, with their defaults, 
 
 * ``jobpool-trio`` / ``jobpool-asyncio``: ``open_job_pool(CONCURRENCY, 100, store=redis://...,
   registry=...)`` under ``trio.run`` / ``anyio.run(backend="asyncio")``; JSON payloads.
-* ``saq``: ``saq.Worker(queue, functions=[noop], concurrency=CONCURRENCY).start()`` on a fresh
-  asyncio loop, as ``saq.worker.start`` (the ``saq`` command) does.
+* ``saq``: ``saq.Worker(queue, functions=[noop, incr], concurrency=CONCURRENCY).start()`` on a
+  fresh asyncio loop, as ``saq.worker.start`` (the ``saq`` command) does.
 * ``arq``: ``arq.worker.run_worker(settings)`` (what the ``arq`` command calls), ``max_jobs``
   = CONCURRENCY.
 * ``streaq``: ``Worker(redis_url, queue_name, concurrency=CONCURRENCY).run_sync()`` (what the
   ``streaq run`` command calls).
 * ``coredis-loop-1`` / ``coredis-loop-10``: CONCURRENCY tasks on one coredis client (asyncio),
   each popping 1 (resp. up to 10) JSON jobs per round trip (``LPOP key [count]``) from a Redis
-  list and running them one after the other. No acknowledgement, no lease, no result: the
-  limit of what one client does per round trip, not a job queue.
+  list and running them one after the other (a ``redis`` body's INCR on the same client). No
+  acknowledgement, no lease, no result: the limit of what one client does per round trip, not a
+  job queue.
 
 Logging is left unconfigured (Python's default, WARNING) in every process: the peers' command
 line tools would configure INFO, where arq and streaq log a line per job.
@@ -46,6 +73,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -60,13 +88,15 @@ from typing import Any
 
 import anyio
 
-__all__ = ["IMPLS", "PEER_SETTINGS", "PEERS", "LIMITS", "JOBPOOLS"]
+__all__ = ["BODIES", "IMPLS", "JOBPOOLS", "LIMITS", "PEERS", "PEER_SETTINGS", "count_key"]
 
 CHECK_INTERVAL = 0.005  # seconds between two polls of a store for "all done"
 CHECK_TIMEOUT = 30.0  # seconds the check waits for the store to confirm
 REPORT_INTERVAL = 0.02  # seconds between two tally lines of a worker
 JOBPOOL_QUEUE_SIZE = 100  # the worker pools' queue_size (they claim for idle workers only)
 LIST_KEY = "coredis-loop:{queue}"  # the coredis loops' list
+COUNT_KEY = "bench:{queue}:count"  # the redis body's counter
+BODIES = {"noop": "noop", "redis": "incr"}  # --body: the job's registered name
 
 # Settings of the peers that differ from their defaults, and why (reported with the results).
 ARQ_POLL_DELAY = 0.01
@@ -83,7 +113,7 @@ PEER_SETTINGS: dict[str, dict[str, object]] = {
 }
 
 
-# -- the no-op job's tally ---------------------------------------------------------------------
+# -- the jobs' tally and bodies ----------------------------------------------------------------
 
 
 class Tally:
@@ -92,14 +122,18 @@ class Tally:
     count = 0
     first = 0.0
     last = 0.0
-    cpu_first = 0.0  # the process's CPU seconds when its first job started
+    cpu_first = 0.0  # the process's CPU seconds when its first job ended
 
     @classmethod
-    def tick(cls) -> None:
+    def tick(cls, started: float | None = None) -> None:
+        """A job ends now; it started at ``started`` (default: now, a job without a wait)."""
         now = time.monotonic()  # CLOCK_MONOTONIC: one clock for every process of the machine
+        begun = now if started is None else started
         if cls.count == 0:
-            cls.first = now
+            cls.first = begun
             cls.cpu_first = time.process_time()
+        elif begun < cls.first:  # (a job that started earlier may end later)
+            cls.first = begun
         cls.count += 1
         cls.last = now
 
@@ -110,9 +144,14 @@ class Tally:
         return {"count": count, "first": cls.first, "last": cls.last, "cpu": cpu}
 
 
+_EMIT_LOCK = threading.Lock()  # lines from several threads never interleave
+
+
 def emit(record: dict[str, Any]) -> None:
-    sys.stdout.write("@@" + json.dumps(record) + "\n")
-    sys.stdout.flush()
+    line = "@@" + json.dumps(record) + "\n"
+    with _EMIT_LOCK:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def _reporter(stop: threading.Event) -> None:
@@ -131,9 +170,35 @@ def _watchdog(seconds: float) -> None:
     timer.start()
 
 
+def _cpu_answers() -> None:
+    """Answer each ``cpu`` line of stdin with the process's CPU seconds (until EOF)."""
+    seq = 0
+    for line in iter(sys.stdin.readline, ""):  # ends with the process (daemon) or at EOF
+        if line.strip() == "cpu":
+            seq += 1
+            emit({"cpu_at": time.process_time(), "seq": seq})
+
+
+# The redis body's client (trio_jobpool, the coredis loops) and key, set once per process.
+JOB_REDIS: Any = None
+JOB_KEY = ""
+
+
+def count_key(queue: str) -> str:
+    """The key that the redis body increments."""
+    return COUNT_KEY.format(queue=queue)
+
+
 async def noop(i: int) -> None:
-    """The job: nothing but the tally (``i`` travels as its argument)."""
+    """The no-op body: nothing but the tally (``i`` travels as its argument)."""
     Tally.tick()
+
+
+async def incr(i: int) -> None:
+    """The redis body: one INCR through the process's client, then the tally."""
+    started = time.monotonic()
+    await JOB_REDIS.incr(JOB_KEY)
+    Tally.tick(started)
 
 
 async def _until_signal() -> None:
@@ -182,6 +247,7 @@ def _registry() -> Any:
 
     registry = JobRegistry()
     registry.register(noop, name="noop")
+    registry.register(incr, name="incr")
     return registry
 
 
@@ -196,7 +262,7 @@ def _jobpool_runner(backend: str) -> Callable[[Callable[[], Awaitable[Any]]], An
     return run
 
 
-async def _jobpool_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
+async def _jobpool_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     from trio_jobpool import open_job_pool
 
     store = _jobpool_store(url, queue)
@@ -205,9 +271,27 @@ async def _jobpool_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
     ) as producer:
 
         async def submit(i: int) -> None:
-            await producer.submit("noop", i)
+            await producer.submit(job, i)
 
         return await _fan_out(submit, n, tasks)
+
+
+def _jobpool_reader(pool: Any, n: int) -> Callable[[], Awaitable[dict[str, Any]]]:
+    """``_poll``'s view of a trio_jobpool queue: all done once N completed and nothing waits
+    or runs."""
+
+    async def read() -> dict[str, Any]:
+        s = await pool.cluster_stats()
+        done = s.total_completed >= n and s.queued_tasks == 0 and s.active_workers == 0
+        return {
+            "done": done,
+            "completed": s.total_completed,
+            "failed": s.total_failed,
+            "queued": s.queued_tasks,
+            "active": s.active_workers,
+        }
+
+    return read
 
 
 async def _jobpool_check(url: str, queue: str, n: int) -> dict[str, Any]:
@@ -217,19 +301,35 @@ async def _jobpool_check(url: str, queue: str, n: int) -> dict[str, Any]:
     async with open_job_pool(
         0, JOBPOOL_QUEUE_SIZE, store=store, registry=_registry(), max_pending=None
     ) as pool:
+        return await _poll(_jobpool_reader(pool, n))
 
-        async def read() -> dict[str, Any]:
-            s = await pool.cluster_stats()
-            done = s.total_completed >= n and s.queued_tasks == 0 and s.active_workers == 0
-            return {
-                "done": done,
-                "completed": s.total_completed,
-                "failed": s.total_failed,
-                "queued": s.queued_tasks,
-                "active": s.active_workers,
-            }
 
-        return await _poll(read)
+async def _jobpool_front(url: str, queue: str, n: int, tasks: int, job: str) -> None:
+    """The scaling mode's front end (see the module's docstring, ``front``)."""
+    from trio_jobpool import open_job_pool
+
+    store = _jobpool_store(url, queue)
+    async with open_job_pool(
+        0, JOBPOOL_QUEUE_SIZE, store=store, registry=_registry(), max_pending=None
+    ) as pool:
+        emit({"ready": os.getpid()})
+        if (await anyio.to_thread.run_sync(sys.stdin.readline)).strip() != "go":
+            return
+        cpu = time.process_time()
+
+        async def submit(i: int) -> None:
+            await pool.submit(job, i)
+
+        emit({"submitted": n, "seconds": await _fan_out(submit, n, tasks)})
+        if (await anyio.to_thread.run_sync(sys.stdin.readline)).strip() != "check":
+            return
+        # The handler goes in before the confirmation: the harness's SIGTERM follows it. The
+        # pool is left after SIGTERM, since leaving it costs Redis commands.
+        with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+            state = await _poll(_jobpool_reader(pool, n))
+            emit({**state, "cpu": time.process_time() - cpu})
+            async for _ in signals:
+                break
 
 
 def _jobpool_worker(backend: str) -> Callable[[argparse.Namespace], dict[str, Any]]:
@@ -240,9 +340,15 @@ def _jobpool_worker(backend: str) -> Callable[[argparse.Namespace], dict[str, An
         async def main() -> dict[str, Any]:
             store = _jobpool_store(args.url, args.queue)
             registry = _registry()
-            async with open_job_pool(
-                args.concurrency, JOBPOOL_QUEUE_SIZE, store=store, registry=registry
-            ) as pool:
+            async with contextlib.AsyncExitStack() as stack:
+                if JOB_REDIS is not None:  # the redis body's client: connected before the pool
+                    await stack.enter_async_context(JOB_REDIS)
+                pool = await stack.enter_async_context(
+                    open_job_pool(
+                        args.concurrency, JOBPOOL_QUEUE_SIZE, store=store, registry=registry
+                    )
+                )
+                emit({"open": os.getpid()})
                 await _until_signal()
             stats = pool.stats()
             return {
@@ -264,7 +370,13 @@ async def _saq_noop(ctx: Any, *, i: int) -> None:
     Tally.tick()
 
 
-async def _saq_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
+async def _saq_incr(ctx: Any, *, i: int) -> None:
+    started = time.monotonic()
+    await ctx["worker"].queue.redis.incr(JOB_KEY)
+    Tally.tick(started)
+
+
+async def _saq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     from saq import Queue
 
     q = Queue.from_url(url, name=queue)
@@ -272,7 +384,7 @@ async def _saq_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
     try:
 
         async def submit(i: int) -> None:
-            await q.enqueue("noop", i=i)
+            await q.enqueue(job, i=i)
 
         return await _fan_out(submit, n, tasks)
     finally:
@@ -305,7 +417,9 @@ def _saq_worker(args: argparse.Namespace) -> dict[str, Any]:
         # as saq.worker.start (the `saq` command) does, without its logging set-up
         queue = Queue.from_url(args.url, name=args.queue)
         worker: Worker[Any] = Worker(
-            queue, functions=[("noop", _saq_noop)], concurrency=args.concurrency
+            queue,
+            functions=[("noop", _saq_noop), ("incr", _saq_incr)],
+            concurrency=args.concurrency,
         )
         await queue.connect()
         try:
@@ -328,7 +442,13 @@ async def _arq_noop(ctx: dict[str, Any], i: int) -> None:
     Tally.tick()
 
 
-async def _arq_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
+async def _arq_incr(ctx: dict[str, Any], i: int) -> None:
+    started = time.monotonic()
+    await ctx["redis"].incr(JOB_KEY)
+    Tally.tick(started)
+
+
+async def _arq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     from arq import create_pool
     from arq.connections import RedisSettings
 
@@ -336,7 +456,7 @@ async def _arq_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
     try:
 
         async def submit(i: int) -> None:
-            await pool.enqueue_job("noop", i)
+            await pool.enqueue_job(job, i)
 
         return await _fan_out(submit, n, tasks)
     finally:
@@ -368,7 +488,7 @@ def _arq_worker(args: argparse.Namespace) -> dict[str, Any]:
     from arq.worker import func, run_worker
 
     settings: dict[str, Any] = {
-        "functions": [func(_arq_noop, name="noop")],
+        "functions": [func(_arq_noop, name="noop"), func(_arq_incr, name="incr")],
         "redis_settings": RedisSettings.from_dsn(args.url),
         "queue_name": args.queue,
         "max_jobs": args.concurrency,
@@ -381,7 +501,8 @@ def _arq_worker(args: argparse.Namespace) -> dict[str, Any]:
 # -- streaq --------------------------------------------------------------------------------------
 
 
-def _streaq_worker_object(url: str, queue: str, concurrency: int) -> tuple[Any, Any]:
+def _streaq_worker_object(url: str, queue: str, concurrency: int) -> tuple[Any, dict[str, Any]]:
+    """A streaq ``Worker`` and its tasks by name."""
     from streaq import Worker
 
     worker: Any = Worker(redis_url=url, queue_name=queue, concurrency=concurrency)
@@ -389,12 +510,21 @@ def _streaq_worker_object(url: str, queue: str, concurrency: int) -> tuple[Any, 
     async def streaq_noop(i: int) -> None:
         Tally.tick()
 
-    task = worker.task(name="noop")(streaq_noop)
-    return worker, task
+    async def streaq_incr(i: int) -> None:
+        started = time.monotonic()
+        await worker.redis.incr(JOB_KEY)
+        Tally.tick(started)
+
+    tasks = {
+        "noop": worker.task(name="noop")(streaq_noop),
+        "incr": worker.task(name="incr")(streaq_incr),
+    }
+    return worker, tasks
 
 
-async def _streaq_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
-    worker, task = _streaq_worker_object(url, queue, 10)
+async def _streaq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
+    worker, by_name = _streaq_worker_object(url, queue, 10)
+    task = by_name[job]
     async with worker:
 
         async def submit(i: int) -> None:
@@ -433,12 +563,12 @@ def _coredis_client(url: str) -> Any:
     return coredis.Redis.from_url(url, decode_responses=True)
 
 
-async def _coredis_enqueue(url: str, queue: str, n: int, tasks: int) -> float:
+async def _coredis_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     key = LIST_KEY.format(queue=queue)
     async with _coredis_client(url) as client:
 
         async def submit(i: int) -> None:
-            await client.rpush(key, [json.dumps({"f": "noop", "a": [i]})])
+            await client.rpush(key, [json.dumps({"f": job, "a": [i]})])
 
         return await _fan_out(submit, n, tasks)
 
@@ -454,7 +584,7 @@ async def _coredis_check(url: str, queue: str, n: int) -> dict[str, Any]:
         return await _poll(read)
 
 
-FUNCTIONS: dict[str, Callable[..., Awaitable[None]]] = {"noop": noop}
+FUNCTIONS: dict[str, Callable[..., Awaitable[None]]] = {"noop": noop, "incr": incr}
 
 
 def _coredis_worker(batch: int) -> Callable[[argparse.Namespace], dict[str, Any]]:
@@ -478,7 +608,8 @@ def _coredis_worker(batch: int) -> Callable[[argparse.Namespace], dict[str, Any]
                     await FUNCTIONS[job["f"]](*job["a"])
 
         async def main() -> None:
-            async with _coredis_client(args.url) as client, anyio.create_task_group() as tg:
+            client = JOB_REDIS if JOB_REDIS is not None else _coredis_client(args.url)
+            async with client, anyio.create_task_group() as tg:
                 for _ in range(args.concurrency):
                     tg.start_soon(consume, client)
                 await _until_signal()
@@ -498,7 +629,7 @@ class Impl:
     name: str
     kind: str  # "jobpool", "peer" or "limit"
     run: Callable[[Callable[[], Awaitable[Any]]], Any]  # runs the producer's coroutines
-    enqueue: Callable[[str, str, int, int], Awaitable[float]]
+    enqueue: Callable[[str, str, int, int, str], Awaitable[float]]
     check: Callable[[str, str, int], Awaitable[dict[str, Any]]]
     work: Callable[[argparse.Namespace], dict[str, Any]]
     imports: tuple[str, ...]  # imported before the worker says it is ready
@@ -581,7 +712,8 @@ LIMITS = [name for name, impl in IMPLS.items() if impl.kind == "limit"]
 
 def produce(args: argparse.Namespace) -> int:
     impl = IMPLS[args.impl]
-    seconds = impl.run(lambda: impl.enqueue(args.url, args.queue, args.n, args.tasks))
+    job = BODIES[args.body]
+    seconds = impl.run(lambda: impl.enqueue(args.url, args.queue, args.n, args.tasks, job))
     emit({"enqueued": args.n, "seconds": seconds})
     command = sys.stdin.readline().strip()  # the harness: "check" once the workers are done
     if command != "check":
@@ -591,12 +723,17 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def work(args: argparse.Namespace) -> int:
+    global JOB_REDIS, JOB_KEY
     impl = IMPLS[args.impl]
     for module in impl.imports:
         importlib.import_module(module)
+    JOB_KEY = count_key(args.queue)
+    if args.body == "redis" and impl.kind in ("jobpool", "limit"):
+        JOB_REDIS = _coredis_client(args.url)  # (connects when the worker enters it)
     emit({"ready": os.getpid()})
     if sys.stdin.readline().strip() != "go":
         return 0
+    threading.Thread(target=_cpu_answers, daemon=True).start()
     stop = threading.Event()
     reporter = threading.Thread(target=_reporter, args=(stop,), daemon=True)
     reporter.start()
@@ -609,20 +746,38 @@ def work(args: argparse.Namespace) -> int:
     return 0
 
 
+def front(args: argparse.Namespace) -> int:
+    impl = IMPLS[args.impl]
+    if impl.kind != "jobpool":
+        raise ValueError(f"front: trio_jobpool only, not {args.impl}")
+    impl.run(lambda: _jobpool_front(args.url, args.queue, args.n, args.tasks, BODIES[args.body]))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "produce": produce,
+    "work": work,
+    "front": front,
+}
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
     p = commands.add_parser("produce")
     w = commands.add_parser("work")
-    for sub in (p, w):
+    f = commands.add_parser("front")
+    for sub in (p, w, f):
         sub.add_argument("impl", choices=list(IMPLS))
         sub.add_argument("url")
         sub.add_argument("queue")
-    p.add_argument("n", type=int)
-    p.add_argument("tasks", type=int)
+    for sub in (p, f):
+        sub.add_argument("n", type=int)
+        sub.add_argument("tasks", type=int)
     w.add_argument("concurrency", type=int)
-    for sub in (p, w):
+    for sub in (p, w, f):
         sub.add_argument("deadline", type=float)
+        sub.add_argument("--body", choices=list(BODIES), default="noop")
     return parser.parse_args(argv)
 
 
@@ -630,7 +785,7 @@ def main(argv: list[str]) -> int:
     args = parse_args(argv)
     _watchdog(args.deadline)
     try:
-        return produce(args) if args.command == "produce" else work(args)
+        return COMMANDS[args.command](args)
     except Exception as exc:
         emit({"error": "".join(traceback.format_exception(exc))})
         return 1
