@@ -54,6 +54,20 @@ async def test_a_live_id_is_refused_and_an_ended_one_can_be_used_again(queue: Re
     assert not {"result", "ended_by", "finished_at", "owner"} & set(stored)  # the old run's
 
 
+async def test_scripts_the_server_lost_are_loaded_again(queue: RedisQueue) -> None:
+    """A server that restarted (or ran SCRIPT FLUSH) no longer has the scripts: the call that
+    finds one missing loads it and is sent once more (it did not run)."""
+    assert (await queue.submit([job("a")], None))[0] == [1]
+    await queue.client.script_flush()
+    assert (await queue.submit([job("b")], None))[0] == [2]
+    await queue.client.script_flush()
+    claimed, _ = await queue.claim("p1", 5, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["a", "b"]
+    await queue.client.script_flush()
+    assert await queue.fetch(["a", "nobody"]) == [await queue.job("a"), {}]
+    assert (await queue.stats(1000)).counters["submitted"] == 2
+
+
 async def test_only_the_holder_of_a_lease_renews_or_ends_it(queue: RedisQueue) -> None:
     await queue.submit([job("a"), job("b")], None)
     await queue.claim("p1", 2, lease_ms=10_000)
