@@ -75,9 +75,10 @@ def main(argv: list[str]) -> int:
         keys = [k for k in records[0] if only is None or k in only]
         for key in keys:
             values = [r[key] for r in records if key in r]
+            digits = 3 if max(abs(v) for v in values) < 10 else 1  # (shares, trips per job)
             print(
-                f"   {key:40s} {statistics.median(values):9.1f} "
-                f"({min(values):.1f}-{max(values):.1f})"
+                f"   {key:40s} {statistics.median(values):9.{digits}f} "
+                f"({min(values):.{digits}f}-{max(values):.{digits}f})"
             )
     return 0
 

@@ -605,6 +605,7 @@ def worker(args: argparse.Namespace) -> dict[str, Any]:
         Window.profiler.save()
         if args.profile:
             out["python_calls_per_job"] = round(calls(Window.profiler.p) / n, 1)
+            out["profile_split_share"] = profile_split(Window.profiler.p)
     if spy is not None:
         spy.wait(timeout=30)
         samples = split(Path(args.split).read_text())
@@ -736,6 +737,40 @@ async def primitives(n: int = 20_000) -> dict[str, float]:
             await checkpoint()
         took("Event.set() waking a waiting task, until it ran", cpu)
     return out
+
+
+def profile_split(profile: Any) -> dict[str, float]:
+    """Shares of a cProfile's time by the task it ran in (the same split as :func:`classify`,
+    from the call tree: the cumulative time of each task's root coroutine): the job's INCR
+    (``incr``, and the reader and writer tasks of the body's :class:`JobConnection`), the
+    pool (its workers less the body, its link, listener and keeper, the reader and writer
+    tasks of its own connections), the event loop (the rest)."""
+    import pstats
+
+    cumulative: Counter[str] = Counter()
+    for (path, _, function), row in pstats.Stats(profile).stats.items():  # type: ignore[attr-defined]
+        cumulative[f"{Path(path).name}:{function}"] += row[3]
+    total = pstats.Stats(profile).total_tt  # type: ignore[attr-defined]
+    job_tasks = (
+        cumulative["profile_worker.py:job_reader_task"]
+        + cumulative["profile_worker.py:job_writer_task"]
+    )
+    job = cumulative["profile_worker.py:incr"] + job_tasks
+    pool = (
+        cumulative["_workers.py:_run_jobs"]
+        - cumulative["profile_worker.py:incr"]
+        + cumulative["_link.py:_link"]
+        + cumulative["_link.py:_listen"]
+        + cumulative["_link.py:_keep"]
+        + cumulative["_base.py:_reader_task"]
+        + cumulative["_base.py:_writer_task"]
+        - job_tasks
+    )
+    return {
+        JOB: round(job / total, 3),
+        POOL: round(pool / total, 3),
+        LOOP: round(1 - (job + pool) / total, 3),
+    }
 
 
 def calls(profile: Any) -> int:
