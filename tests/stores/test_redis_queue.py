@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -48,7 +49,23 @@ async def test_a_live_id_is_refused_and_an_ended_one_can_be_used_again(queue: Re
     assert (await queue.submit([job("x")], None))[0] == [-1]  # running counts as live
     assert await queue.end("p1", [("x", "completed", {"result": "2"})]) == ["x"]
     assert (await queue.submit([job("x")], None))[0] == [2]  # (a refused submit takes no number)
-    assert (await queue.job("x"))["status"] == "queued"
+    stored = await queue.job("x")
+    assert (stored["status"], stored["seq"], stored["attempts"]) == ("queued", "2", "0")
+    assert not {"result", "ended_by", "finished_at", "owner"} & set(stored)  # the old run's
+
+
+async def test_scripts_the_server_lost_are_loaded_again(queue: RedisQueue) -> None:
+    """A server that restarted (or ran SCRIPT FLUSH) no longer has the scripts: the call that
+    finds one missing loads it and is sent once more (it did not run)."""
+    assert (await queue.submit([job("a")], None))[0] == [1]
+    await queue.client.script_flush()
+    assert (await queue.submit([job("b")], None))[0] == [2]
+    await queue.client.script_flush()
+    claimed, _ = await queue.claim("p1", 5, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["a", "b"]
+    await queue.client.script_flush()
+    assert await queue.fetch(["a", "nobody"]) == [await queue.job("a"), {}]
+    assert (await queue.stats(1000)).counters["submitted"] == 2
 
 
 async def test_only_the_holder_of_a_lease_renews_or_ends_it(queue: RedisQueue) -> None:
@@ -242,3 +259,46 @@ async def test_a_resent_end_is_confirmed_and_a_late_one_refused(queue: RedisQueu
     assert await queue.end("p1", [("e", "completed", {})]) == ["e"]
     assert (await queue.stats(1000)).counters["completed"] == 1
     assert await queue.end("p2", [("f", "completed", {})]) == []  # p2 never held it
+
+
+async def test_one_call_submits_claims_and_ends_thousands_of_jobs(queue: RedisQueue) -> None:
+    """The scripts write the members of the waiting set and of the leases, and the counters,
+    once per call, in slices of a thousand (unpack() of a Lua table has a limit): a call with
+    2,500 jobs does for each what a call with one does."""
+    n = 2500
+    await queue.keep_ended(3600)
+    jobs = [job(f"j{i}", priority=i % 3) for i in range(n)]
+    seqs, waiting = await queue.submit(jobs[:1200], None, submitter="s1")
+    more, waiting = await queue.submit(jobs[1200:], None, submitter="s2")
+    assert (seqs + more, waiting) == (list(range(1, n + 1)), n)
+    claimed, _ = await queue.claim("p1", n, lease_ms=10_000)
+    expected = sorted(range(n), key=lambda i: (i % 3, i))  # by priority, then submission
+    assert [c.job_id for c in claimed] == [f"j{i}" for i in expected]
+    assert {c.attempts for c in claimed} == {1}
+    read = await queue.stats(1000)
+    assert (read.waiting, read.running, read.counters["submitted"]) == (0, n, n)
+    channels = [queue.events_of("s1"), queue.events_of("s2")]
+    ends = [(f"j{i}", "completed" if i % 2 else "failed", {"exec_time": 0.5}) for i in range(n)]
+    async with queue.client.pubsub(channels=channels) as pubsub:
+        assert await queue.end("p1", ends) == [f"j{i}" for i in range(n)]
+        announced: dict[str, list[str]] = {}
+        while sum(len(ids) for ids in announced.values()) < n:
+            message = await pubsub.get_message(timeout=5)
+            assert message is not None
+            if message["type"] == "message":
+                assert message["data"].startswith("ended:")
+                ids = json.loads(message["data"][6:])
+                announced.setdefault(message["channel"], []).extend(ids)
+    assert announced == {
+        queue.events_of("s1"): [f"j{i}" for i in range(1200)],
+        queue.events_of("s2"): [f"j{i}" for i in range(1200, n)],
+    }
+    read = await queue.stats(1000)
+    assert (read.waiting, read.running) == (0, 0)
+    assert (read.counters["completed"], read.counters["failed"]) == (n // 2, n // 2)
+    stored = await queue.job("j7")
+    assert stored["status"] == "completed"
+    assert (stored["ended_by"], stored["exec_time"], stored["attempts"]) == ("p1", "0.5", "1")
+    assert "owner" not in stored
+    assert float(stored["finished_at"]) >= float(stored["started_at"])
+    assert 0 < await queue.client.ttl(f"{queue.prefix}:job:j7") <= 3600  # kept for keep_ended

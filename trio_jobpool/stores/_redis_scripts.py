@@ -151,15 +151,41 @@ end
 -- How long an ended job stays readable (ms; 0: until deleted), as the queue's settings say.
 local keep_ms = nil
 
-local function finish(id, status, now)
-  local key = job_key(id)
-  redis.call('HSET', key, 'status', status, 'finished_at', now / 1000)
-  count(status)
+-- An ended job's hash expires keep_ms from now (if the queue's settings say so).
+local function expire(key)
   if keep_ms == nil then
     keep_ms = tonumber(redis.call('HGET', prefix .. ':settings', 'keep_ms') or '0')
   end
   if keep_ms > 0 then
     redis.call('PEXPIRE', key, keep_ms)
+  end
+end
+
+local function finish(id, status, now)
+  local key = job_key(id)
+  redis.call('HSET', key, 'status', status, 'finished_at', now / 1000)
+  count(status)
+  expire(key)
+end
+
+-- Commands that take any number of members (ZADD, ZREM) get them in slices: unpack() of a
+-- Lua table has a limit, and a call may carry the ends or claims of thousands of workers.
+local SLICE = 1000
+
+local function zadd_all(key, score, ids)
+  for i = 1, #ids, SLICE do
+    local args = {}
+    for j = i, math.min(i + SLICE - 1, #ids) do
+      args[#args+1] = score
+      args[#args+1] = ids[j]
+    end
+    redis.call('ZADD', key, unpack(args))
+  end
+end
+
+local function zrem_all(key, ids)
+  for i = 1, #ids, SLICE do
+    redis.call('ZREM', key, unpack(ids, i, math.min(i + SLICE - 1, #ids)))
   end
 end
 
@@ -215,24 +241,46 @@ end
 -- Record the ends (a JSON list of [id, status, fields] of owner's jobs); return the ids whose
 -- end is recorded: by this call (it still held them), or by an earlier call of the same owner
 -- whose answer it did not get (a resent end: the job names who ended it, in ended_by).
+-- What release, finish and announce do for each job, with one HMGET and one HSET per job and
+-- the leases, counters and announcements once per call (end_and_claim runs once per trip of
+-- every busy process).
 local function end_jobs(owner, ends, now)
-  local done, new = {}, {}
+  local done, ended, counts, by = {}, {}, {}, {}
+  local finished_at = now / 1000
   for _, e in ipairs(cjson.decode(ends)) do
-    local id = e[1]
-    if holds(id, owner) then
-      release(id, e[3])
-      finish(id, e[2], now)
-      redis.call('HSET', job_key(id), 'ended_by', owner)
-      done[#done+1] = id
-      new[#new+1] = id
-    else
-      local job = redis.call('HMGET', job_key(id), 'ended_by', 'status')
-      if job[1] == owner and job[2] == e[2] then
-        done[#done+1] = id
+    local id, status, fields = e[1], e[2], e[3]
+    local key = job_key(id)
+    local job = redis.call('HMGET', key, 'owner', 'status', 'submitter', 'ended_by')
+    if job[1] == owner and job[2] == 'running' then
+      -- the fields its holder sent, then the end's own (never among them)
+      fields[#fields+1] = 'status'
+      fields[#fields+1] = status
+      fields[#fields+1] = 'finished_at'
+      fields[#fields+1] = finished_at
+      fields[#fields+1] = 'ended_by'
+      fields[#fields+1] = owner
+      redis.call('HSET', key, unpack(fields))
+      redis.call('HDEL', key, 'owner')
+      expire(key)
+      counts[status] = (counts[status] or 0) + 1
+      local who = job[3] or ''
+      if not by[who] then
+        by[who] = {}
       end
+      table.insert(by[who], id)
+      ended[#ended+1] = id
+      done[#done+1] = id
+    elseif job[4] == owner and job[2] == status then
+      done[#done+1] = id
     end
   end
-  announce(new)
+  zrem_all(prefix .. ':leases', ended)
+  for status, n in pairs(counts) do
+    redis.call('HINCRBY', prefix .. ':stats', status, n)
+  end
+  for who, ids in pairs(by) do
+    redis.call('PUBLISH', prefix .. ':events:' .. who, 'ended:' .. cjson.encode(ids))
+  end
   return done
 end
 
@@ -254,19 +302,22 @@ local function claim(owner, count, lease, now)
   local out = {}
   if count > 0 then
     local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
+    local ids = {}
     for i = 1, #popped, 2 do
       local id = string.sub(popped[i], 18)
       local key = job_key(id)
-      local attempts = redis.call('HINCRBY', key, 'attempts', 1)
-      redis.call('HSET', key, 'status', 'running', 'owner', owner, 'started_at', now / 1000)
-      redis.call('ZADD', prefix .. ':leases', now + lease, id)
       local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
-                             'seq', 'interrupted', 'retry_at', 'submitted_at')
+                             'seq', 'interrupted', 'retry_at', 'submitted_at', 'attempts')
+      local attempts = tonumber(job[10] or '0') + 1
+      redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'owner', owner,
+                 'started_at', now / 1000)
+      ids[#ids+1] = id
       out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
         .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
         .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
         .. ',' .. (job[8] or 'null') .. ']'
     end
+    zadd_all(prefix .. ':leases', now + lease, ids)
     if #popped > 0 then
       room()
     end
@@ -285,14 +336,18 @@ end
 # ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
 # then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
 # none)] per job. Returns (per job its number, -1 if a live job has its id, -2 if there was no
-# room; the number of waiting jobs after).
+# room; the number of waiting jobs after). One HGET and one HSET per job (and a DEL if an ended
+# job had its id); the submission counter, the waiting set and the counters once per call.
 SUBMIT: Final = (
     _LIB
     + """
 local now = now_ms()
 local bound = tonumber(ARGV[1])
 local waiting = redis.call('ZCARD', prefix .. ':waiting')
-local out = {}
+local seq_key = prefix .. ':seq'
+local first_seq = tonumber(redis.call('GET', seq_key) or '0')
+local seq = first_seq
+local out, members = {}, {}
 for _, job in ipairs(cjson.decode(ARGV[3])) do
   local id, name, args, priority, options = job[1], job[2], job[3], job[4], job[5]
   local key = job_key(id)
@@ -303,17 +358,27 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
     redis.call('SET', prefix .. ':full', 1)
     out[#out+1] = -2
   else
-    local seq = redis.call('INCR', prefix .. ':seq')
-    redis.call('DEL', key)
+    seq = seq + 1
+    if status then  -- an ended job of the same id, still kept: this one replaces it
+      redis.call('DEL', key)
+    end
     redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
                'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
                'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
                'submitter', ARGV[2])
-    redis.call('ZADD', prefix .. ':waiting', priority, member(seq, id))
-    count('submitted')
+    members[#members+1] = priority
+    members[#members+1] = member(seq, id)
     waiting = waiting + 1
     out[#out+1] = seq
   end
+end
+if seq > first_seq then
+  redis.call('SET', seq_key, seq)
+  for i = 1, #members, 2 * SLICE do  -- (score, member) pairs
+    local last = math.min(i + 2 * SLICE - 1, #members)
+    redis.call('ZADD', prefix .. ':waiting', unpack(members, i, last))
+  end
+  redis.call('HINCRBY', prefix .. ':stats', 'submitted', seq - first_seq)
 end
 wake()
 return {out, waiting}
