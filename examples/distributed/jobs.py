@@ -1,4 +1,5 @@
-"""The jobs of the distributed example: one registry, imported by the producer and the worker.
+"""What the producer and the worker of the distributed example share: the jobs' registry and
+the check that the ``[redis]`` extra is installed.
 
 Every process on a queue must register the same names (a job travels through Redis by name,
 with JSON arguments), so the registry lives in a module of its own.
@@ -7,12 +8,24 @@ with JSON arguments), so the registry lives in a module of its own.
 from __future__ import annotations
 
 import os
+import sys
 
 import anyio
 
 from trio_jobpool import JobRegistry, current_job
 
 registry = JobRegistry()
+
+
+def require_redis_extra() -> None:
+    """Exit (status 1) with one line naming the extra to install if coredis is missing."""
+    try:
+        import coredis  # noqa: F401
+    except ImportError:
+        sys.exit(
+            "this example needs the [redis] extra (coredis is not installed): "
+            "pip install 'trio-jobpool[redis]'"
+        )
 
 
 @registry.job(name="build")

@@ -17,7 +17,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jobs import build, registry, test
+from jobs import build, registry, require_redis_extra, test
 
 from trio_jobpool import JobFailed, open_job_pool
 
@@ -46,5 +46,6 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
+    require_redis_extra()
     default = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     trio.run(main, sys.argv[1] if len(sys.argv) > 1 else default)

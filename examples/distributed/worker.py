@@ -21,7 +21,7 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `jobs`, run from anywhere
 
-from jobs import registry
+from jobs import registry, require_redis_extra
 
 from trio_jobpool import open_job_pool
 
@@ -47,4 +47,5 @@ if __name__ == "__main__":
     parser.add_argument("url", nargs="?", default=default)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
+    require_redis_extra()
     trio.run(main, args.url, args.workers)

@@ -2,8 +2,8 @@
 
 Subcommands:
 
-* ``demo``: run a built-in CI-like workload on a Trio pool and show live progress (needs the
-  ``[cli]`` extra, i.e. ``rich``).
+* ``demo``: run a built-in CI-like workload on a Trio pool and show live progress (the live
+  display needs the ``[cli]`` extra, i.e. ``rich``; ``--no-live`` needs nothing more).
 * ``serve``: serve a registry's jobs over HTTP (``trio_jobpool.http``) with Hypercorn on Trio.
 * ``worker``: run the jobs of a shared store (Redis) until stopped.
 * ``submit``, ``status``, ``cancel``, ``stats``: talk to a running ``serve`` over HTTP.
@@ -52,8 +52,8 @@ URL_VARIABLE = "TRIO_JOBPOOL_URL"
 TOKEN_VARIABLE = "TRIO_JOBPOOL_TOKEN"
 
 _RICH_MISSING = (
-    "trio-jobpool demo needs the 'rich' package for its display.\n"
-    "Install it with:  pip install 'trio-jobpool[cli]'"
+    "the live display needs the [cli] extra (rich is not installed): "
+    "pip install 'trio-jobpool[cli]', or run with --no-live"
 )
 
 _EXIT_CODES = """\
@@ -161,7 +161,8 @@ def _add_demo(commands: _Commands) -> None:
             "Run a few hundred simulated CI jobs (builds, tests, lints, deploys) on a Trio job "
             "pool: varied lengths and priorities, failures, retried flaky tests, a timeout, a "
             "cancellation by id and a resize half way, with a live display of the pool's stats "
-            "and a summary at the end. Needs 'rich' (pip install 'trio-jobpool[cli]')."
+            "and a summary at the end. The live display needs 'rich' (pip install "
+            "'trio-jobpool[cli]'); --no-live prints plain lines and needs nothing more."
         ),
     )
     demo.add_argument(
@@ -512,11 +513,11 @@ def _add_prune(commands: _Commands) -> None:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        print(_RICH_MISSING, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if args.live:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            raise CliError(EXIT_BAD_INPUT, _RICH_MISSING) from None
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed, live=args.live)
     return run_demo(config)
 
