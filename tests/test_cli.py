@@ -7,22 +7,34 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
+from pathlib import Path
 
 import pytest
 
+from trio_jobpool.cli._output import DOCS_URL
 
-def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m trio_jobpool ARGS`` (or ``python -c CODE ARGS``) in a subprocess."""
+COMMANDS = ("demo", "serve", "worker", "submit", "status", "cancel", "stats", "prune")
+
+
+def run_cli(
+    *args: str, code: str | None = None, columns: int | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m trio_jobpool ARGS`` (or ``python -c CODE ARGS``) in a subprocess (on a
+    terminal ``columns`` wide, as ``$COLUMNS`` says)."""
     command = (
         [sys.executable, "-m", "trio_jobpool"] if code is None else [sys.executable, "-c", code]
     )
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    if columns is not None:
+        env["COLUMNS"] = str(columns)
     return subprocess.run(
         [*command, *args],
         capture_output=True,
         text=True,
         encoding="utf-8",
         timeout=60,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        env=env,
         check=False,
     )
 
@@ -116,11 +128,63 @@ def test_help() -> None:
         assert option in result.stdout
 
 
+def test_no_command_prints_the_help() -> None:
+    """The bare command is how one asks what it does: its help, on stdout, exit 0 (as for
+    --help; a usage error is exit 2)."""
+    result = run_cli()
+    assert result.returncode == 0
+    assert result.stderr == ""
+    assert result.stdout == run_cli("--help").stdout
+    assert result.stdout.startswith("usage: trio-jobpool ")
+    for command in COMMANDS:
+        assert re.search(rf"^    {command} ", result.stdout, re.MULTILINE), command
+
+
+@pytest.mark.parametrize("columns", [60, 80, 200])
+def test_help_is_wrapped_to_the_terminal(columns: int) -> None:
+    """Every line of every help fits the terminal (at most 100 columns on a wide one); the
+    descriptions are wrapped into lines, not printed as one long line each; the exit codes
+    keep their layout."""
+    width = min(columns, 100)
+    for args in [(), *((command,) for command in COMMANDS)]:
+        result = run_cli(*args, "--help", columns=columns)
+        assert result.returncode == 0, result.stderr
+        long = [line for line in result.stdout.splitlines() if len(line) > width]
+        assert long == [], (args, long)
+        codes = result.stdout.split("\nexit codes:\n")[1].split("\n\n")[0].splitlines()
+        assert [line[:5] for line in codes if not line.startswith("     ")] == [
+            "  0  ",
+            "  1  ",
+            "  2  ",
+            "  3  ",
+        ]
+        assert " ".join(" ".join(codes).split()).endswith(
+            "2 bad input: usage, JSON, --app, an answer 400/401/422, a missing extra "
+            "3 the server cannot be reached, or answered 5xx"
+        )
+    serve = run_cli("serve", "--help", columns=columns).stdout
+    description = serve.split("\n\n")[1]
+    assert description.startswith("Open a job pool on STORE with the jobs of a registry")
+    assert description.count("\n") >= (2 if columns <= 80 else 1)
+
+
+def test_help_points_to_the_docs_site() -> None:
+    for args in [(), *((command,) for command in COMMANDS)]:
+        help_text = run_cli(*args, "--help", columns=100).stdout
+        assert f"\ndocumentation: {DOCS_URL}\n" in help_text, args
+        assert ".md" not in help_text, args  # the wheel ships no docs/*.md
+    assert DOCS_URL in run_cli("serve", "--help", columns=100).stdout.split("options:")[0]
+
+
+def test_the_docs_url_is_the_one_pyproject_gives_the_package_index() -> None:
+    pyproject = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())
+    assert pyproject["project"]["urls"]["Documentation"] == DOCS_URL
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (("frobnicate",), "invalid choice: 'frobnicate'"),
-        ((), "required: COMMAND"),
         (("demo", "--jobs", "3"), "must be at least 10"),
         (("demo", "--workers", "many"), "not an integer"),
     ],

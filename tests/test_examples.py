@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
+
+from trio_jobpool import RedisStore
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SCRIPTS = sorted(EXAMPLES.glob("*.py"))
@@ -123,8 +127,44 @@ def test_example_runs(script: Path) -> None:
         )
 
 
+def distributed_jobs() -> ModuleType:
+    """examples/distributed/jobs.py, imported under a name of its own."""
+    spec = importlib.util.spec_from_file_location(
+        "distributed_example_jobs", EXAMPLES / "distributed" / "jobs.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("redis://h/0", "redis://h/0?queue=example&lease_timeout=10"),
+        # A query already there is kept: the example's settings are added to it.
+        ("redis://h/0?timeout=2", "redis://h/0?timeout=2&queue=example&lease_timeout=10"),
+        (
+            "rediss://user:p%40ss@h:6380/1?timeout=2&keep_ended=",
+            "rediss://user:p%40ss@h:6380/1?timeout=2&keep_ended=&queue=example&lease_timeout=10",
+        ),
+        # A setting the URL names itself is its own.
+        ("redis://h/0?queue=mine", "redis://h/0?queue=mine&lease_timeout=10"),
+    ],
+)
+def test_the_distributed_example_builds_its_store_url(url: str, expected: str) -> None:
+    built = distributed_jobs().store_url(url)
+    assert built == expected
+    store = RedisStore.from_url(built)  # what open_job_pool makes of it
+    assert store.queue == ("mine" if "queue=mine" in url else "example")
+    assert store.lease_timeout == 10
+    assert store.timeout == (2 if "timeout=2" in url else 5)
+
+
 def test_the_distributed_example_in_three_processes(tmp_path: Path) -> None:
-    """examples/distributed/: two workers and a producer, on a Redis server of the test's own."""
+    """examples/distributed/: two workers and a producer, on a Redis server of the test's own;
+    the producer's URL has a query of its own, which the example keeps."""
     from tests.servers import redis_server
 
     folder = EXAMPLES / "distributed"
@@ -145,7 +185,7 @@ def test_the_distributed_example_in_three_processes(tmp_path: Path) -> None:
                 assert worker.stdout is not None
                 assert "Ctrl+C to stop" in worker.stdout.readline()
             producer = subprocess.run(
-                [sys.executable, str(folder / "producer.py"), f"{url}/0"],
+                [sys.executable, str(folder / "producer.py"), f"{url}/0?timeout=5"],
                 capture_output=True,
                 text=True,
                 timeout=60,

@@ -17,13 +17,13 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from jobs import build, registry, test
+from jobs import build, registry, require_redis_extra, store_url, test
 
 from trio_jobpool import JobFailed, open_job_pool
 
 
 async def main(url: str) -> None:
-    store = f"{url}?queue=example&lease_timeout=10"
+    store = store_url(url)
     async with open_job_pool(0, 100, store=store, registry=registry) as pool:
         handles = {}
         for i in range(6):
@@ -46,5 +46,6 @@ async def main(url: str) -> None:
 
 
 if __name__ == "__main__":
+    require_redis_extra()
     default = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     trio.run(main, sys.argv[1] if len(sys.argv) > 1 else default)

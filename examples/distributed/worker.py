@@ -21,13 +21,13 @@ import trio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # for `jobs`, run from anywhere
 
-from jobs import registry
+from jobs import registry, require_redis_extra, store_url
 
 from trio_jobpool import open_job_pool
 
 
 async def main(url: str, workers: int) -> None:
-    store = f"{url}?queue=example&lease_timeout=10"
+    store = store_url(url)
     async with open_job_pool(workers, 100, store=store, registry=registry) as pool:
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             print(f"worker {os.getpid()}: {workers} workers on {url}, Ctrl+C to stop", flush=True)
@@ -47,4 +47,5 @@ if __name__ == "__main__":
     parser.add_argument("url", nargs="?", default=default)
     parser.add_argument("--workers", type=int, default=4)
     args = parser.parse_args()
+    require_redis_extra()
     trio.run(main, args.url, args.workers)

@@ -9,6 +9,8 @@ where that is a failure (.ci/run installs both). Every wait is bounded.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -30,6 +32,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 TOKEN = "dashboard-test-token"
 WAIT = 10.0  # seconds for the page to show something (it polls once a second)
+NO_VALUE = "\N{EN DASH}"  # what the page shows for a number it does not have
+RATE_WINDOW = 10.0  # seconds: each point of the chart covers the jobs ended in this window
 CHROMIUM_FLAGS = (
     "--headless=new",
     "--no-sandbox",
@@ -144,6 +148,11 @@ def row_status(driver: WebDriver, job_id: str) -> str | None:
 def has_status(driver: WebDriver, job_id: str, status: str) -> Callable[[], bool]:
     """A condition: the job's row shows ``status``."""
     return lambda: row_status(driver, job_id) == status
+
+
+def has_ended(driver: WebDriver, job_id: str) -> Callable[[], bool]:
+    """A condition: the job's row shows it completed or failed."""
+    return lambda: row_status(driver, job_id) in ("completed", "failed")
 
 
 # -- the tests -------------------------------------------------------------------------------
@@ -265,6 +274,9 @@ def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> N
     with run_server(log, port, token=TOKEN) as first:
         open_dashboard(driver, first)
         wait_for(driver, "max workers", shows(driver, "max-workers", 4))
+        # No job has run yet: no times to show, rather than "0.0 ms".
+        for average in ("avg-exec", "p95-exec", "avg-wait"):
+            assert text(driver, average) == NO_VALUE
         stop(first.process)
         wait_for(driver, "the disconnected state", lambda: state_of(driver) == "disconnected")
         # The browser logs each refused connection; nothing else may show up.
@@ -275,5 +287,196 @@ def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> N
         wait_for(driver, "the connected state", lambda: state_of(driver) == "connected")
         wait_for(driver, "the new server's job", lambda: row_status(driver, "after-restart"))
         wait_for(driver, "the new server's numbers", shows(driver, "completed", 1))
+        wait_for(driver, "an exec time", lambda: text(driver, "avg-exec").endswith(" ms"))
+        assert text(driver, "avg-wait").endswith(" ms")
     refused = console_errors(driver)
     assert all("ERR_CONNECTION_REFUSED" in entry for entry in refused), refused
+
+
+def test_first_render_shows_the_numbers(driver: WebDriver, server: Server, tmp_path: Path) -> None:
+    """Right after the page has loaded it shows the server's numbers and jobs, never
+    "connecting…": they come with the page. The API is blocked while the page loads, so
+    nothing but the page itself can have shown them."""
+    job_id = server.submit("quick", 7, job_id="before-load")
+    assert server.job(job_id, wait=WAIT)["status"] == "completed"
+    stats = server.stats()
+    console_errors(driver)
+    driver.execute_cdp_cmd("Network.enable", {})
+    driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": ["*/api/v1/*"]})
+    try:
+        driver.get(server.url)  # returns once the page has loaded
+        # Read at once, in one script: the first round of polling fails a second later.
+        shown = driver.execute_script(
+            """
+            const text = (id) => document.getElementById(id).textContent;
+            const row = [...document.querySelectorAll("#jobs tr")]
+                .find((tr) => tr.dataset.jobId === arguments[0]);
+            return {
+                state: document.getElementById("connection").dataset.state,
+                connection: text("connection"),
+                max_workers: text("max-workers"),
+                completed: text("completed"),
+                info: text("server-info"),
+                token_field: !document.getElementById("token-field").hidden,
+                row_status: row?.dataset.status,
+            };
+            """,
+            job_id,
+        )
+        driver.save_screenshot(str(tmp_path / "first-render.png"))
+    finally:
+        driver.execute_cdp_cmd("Network.setBlockedURLs", {"urls": []})
+        driver.execute_cdp_cmd("Network.disable", {})
+    assert shown["state"] == "connected", shown
+    assert shown["connection"] == "live", shown
+    assert shown["max_workers"] == "4", shown
+    assert int(shown["completed"]) >= stats["total_completed"], shown
+    assert shown["info"].startswith("v"), shown
+    assert shown["token_field"], shown  # pool/info came with the page too
+    assert shown["row_status"] == "completed", shown
+    wait_for(driver, "the connected state", lambda: state_of(driver) == "connected")
+    blocked = console_errors(driver)  # only the blocked rounds, if one came before the unblock
+    assert all("ERR_BLOCKED_BY_CLIENT" in entry for entry in blocked), blocked
+
+
+_ID_SHAPES = """
+    return [...document.querySelectorAll("#jobs .job-id")].map((code) => {
+        const range = document.createRange();
+        range.selectNodeContents(code);
+        // One rectangle per line box the text takes (the elided middle of an id takes none).
+        const rects = [...range.getClientRects()].filter((rect) => rect.width && rect.height);
+        const tops = new Set(rects.map((rect) => Math.round(rect.top)));
+        const style = getComputedStyle(code);
+        const width = code.getBoundingClientRect().width;
+        const probe = document.createElement("span");  // ten digits in the id's font
+        probe.textContent = "0000000000";
+        code.append(probe);
+        const digit = probe.getBoundingClientRect().width / 10;
+        probe.remove();
+        const selection = window.getSelection();
+        selection.removeAllRanges();
+        selection.addRange(range);
+        const selected = selection.toString();
+        selection.removeAllRanges();
+        return {
+            id: code.textContent,
+            title: code.title,
+            selected: selected,
+            lines: tops.size,
+            height: code.getBoundingClientRect().height,
+            line_height: parseFloat(style.lineHeight),
+            shown_chars: width / digit,
+            cut: code.scrollWidth > code.clientWidth,
+        };
+    });
+"""
+
+# The vertical extent (device pixels) of the chart's throughput line: 0 for no line, a few
+# pixels for a flat one.
+_THROUGHPUT_EXTENT = """
+    const canvas = document.getElementById("chart");
+    const hex = getComputedStyle(canvas).getPropertyValue("--throughput").trim();
+    const colour = [1, 3, 5].map((at) => parseInt(hex.slice(at, at + 2), 16));
+    const { data, width, height } =
+        canvas.getContext("2d").getImageData(0, 0, canvas.width, canvas.height);
+    let top = height, bottom = -1;
+    for (let y = 0; y < height; y++) {
+        for (let x = 0; x < width; x++) {
+            const at = 4 * (y * width + x);
+            const near = colour.every((value, i) => Math.abs(data[at + i] - value) < 24);
+            if (near && data[at + 3] > 200) {
+                top = Math.min(top, y);
+                bottom = Math.max(bottom, y);
+            }
+        }
+    }
+    return bottom < 0 ? 0 : bottom - top;
+"""
+
+
+def test_screenshot_after_a_few_jobs(driver: WebDriver, server: Server, tmp_path: Path) -> None:
+    """After a few jobs, most with generated ids: no id wraps (a generated one shows 4 + 6 of its
+    digits; the whole id is its title and what a selection copies), the chart has a throughput
+    line, and a click on an id copies it. The screenshot is left in tmp_path."""
+    open_dashboard(driver, server)
+    long_id = "a-job-id-long-enough-to-wrap-in-a-narrow-column-0123456789"
+    submitted = [server.submit("quick", n) for n in range(4)]
+    submitted.append(server.submit("boom", "on purpose"))
+    submitted.append(server.submit("quick", 9, job_id=long_id))
+    submitted.append(server.submit("nap", 0.5))
+    generated = [job_id for job_id in submitted if job_id != long_id]
+    assert all(len(job_id) == 32 for job_id in generated), generated
+    for job_id in submitted:
+        wait_for(driver, f"{job_id} ended", has_ended(driver, job_id))
+    # Each point of the chart covers the 10 s before it: the jobs show as a rise of the line.
+    wait_for(driver, "a throughput line", lambda: driver.execute_script(_THROUGHPUT_EXTENT) > 10)
+    assert text(driver, "chart-window") == "(each point covers the 10 s before it)"
+    assert text(driver, "avg-exec").endswith((" ms", " s"))
+
+    path = tmp_path / "dashboard.png"
+    assert driver.save_screenshot(str(path))
+    assert path.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+    shapes = {shape["id"]: shape for shape in driver.execute_script(_ID_SHAPES)}
+    assert set(submitted) <= set(shapes)
+    for job_id, shape in shapes.items():
+        assert shape["lines"] == 1, shape
+        assert shape["height"] <= 1.5 * shape["line_height"], shape
+        assert shape["title"].startswith(job_id + "\n"), shape
+        assert shape["selected"] == job_id, shape
+    for job_id in generated:
+        shape = shapes[job_id]
+        assert not shape["cut"], shape
+        assert 10 <= shape["shown_chars"] <= 12, shape  # 4 digits, "…", 6 digits
+        row = row_of(driver, job_id)
+        assert row is not None
+        assert row.find_element(By.CSS_SELECTOR, ".job-id").text == job_id  # as Selenium reads it
+    assert shapes[long_id]["cut"]
+    assert 23 <= shapes[long_id]["shown_chars"] <= 25
+
+    # A click copies the whole id (or, without the Clipboard API, selects it).
+    origin = server.url.rstrip("/")
+    driver.execute_cdp_cmd(
+        "Browser.grantPermissions",
+        {"origin": origin, "permissions": ["clipboardReadWrite", "clipboardSanitizedWrite"]},
+    )
+    job_id = generated[0]
+    row = row_of(driver, job_id)
+    assert row is not None
+    row.find_element(By.CSS_SELECTOR, ".job-id").click()
+    wait_for(driver, "the copy", shows(driver, "message", f"Copied job id {job_id}."))
+    copied = driver.execute_async_script(
+        "navigator.clipboard.readText().then(arguments[0], (error) => arguments[0](String(error)))"
+    )
+    assert copied == job_id
+    assert console_errors(driver) == []
+
+
+def test_the_chart_is_a_rate_over_a_sliding_window(driver: WebDriver, tmp_path: Path) -> None:
+    """One job ends every 2 s, and the page polls every second: a rate per interval between
+    polls is 0, 1, 0, 1 ... jobs/s; over the 10 s window it stays near 0.5 jobs/s."""
+    _require_chromium()
+    with checked_server(tmp_path, token=TOKEN) as fresh:
+        open_dashboard(driver, fresh)
+        stop_submitting = threading.Event()
+
+        def submit_every_two_seconds() -> None:
+            n = 0
+            while not stop_submitting.wait(0 if n == 0 else 2.0):
+                fresh.submit("quick", n)
+                n += 1
+
+        submitter = threading.Thread(target=submit_every_two_seconds, daemon=True)
+        submitter.start()
+        try:
+            time.sleep(RATE_WINDOW + 2)  # a full window of jobs behind the latest point
+            seen = []
+            for _ in range(12):  # 6 s: three jobs, six polls
+                seen.append(float(text(driver, "rate-now")))
+                time.sleep(0.5)
+        finally:
+            stop_submitting.set()
+            submitter.join(WAIT)
+        assert all(0.3 <= rate <= 0.7 for rate in seen), seen
+        assert console_errors(driver) == []
+        driver.get("about:blank")  # no rounds against the stopped server

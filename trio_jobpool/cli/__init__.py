@@ -2,14 +2,15 @@
 
 Subcommands:
 
-* ``demo``: run a built-in CI-like workload on a Trio pool and show live progress (needs the
-  ``[cli]`` extra, i.e. ``rich``).
+* ``demo``: run a built-in CI-like workload on a Trio pool and show live progress (the live
+  display needs the ``[cli]`` extra, i.e. ``rich``; ``--no-live`` needs nothing more).
 * ``serve``: serve a registry's jobs over HTTP (``trio_jobpool.http``) with Hypercorn on Trio.
 * ``worker``: run the jobs of a shared store (Redis) until stopped.
 * ``submit``, ``status``, ``cancel``, ``stats``: talk to a running ``serve`` over HTTP.
 * ``prune``: delete old ended jobs from an SQLite store.
 
-Exit codes (``docs/cli.md``): 0 success; 1 the job or the request failed for a reason other than
+Without a command, ``trio-jobpool`` prints its help on stdout and exits 0. Exit codes
+(``docs/cli.md``): 0 success; 1 the job or the request failed for a reason other than
 bad input (a job that did not complete, 404, 409, 429, 503; a store in use, a port taken);
 2 bad input (usage, JSON, ``--app``, a 400/401/422 answer, a missing extra); 3 the server cannot
 be reached or answered 5xx; 130 interrupted.
@@ -27,7 +28,10 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -36,7 +40,7 @@ from trio_jobpool import __version__
 from ._client import Client, cancel, parse_args_json, stats, status, submit
 from ._demo import DemoConfig, run_demo
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CliError
-from ._output import write_line
+from ._output import DOCS_URL, write_line
 from ._running import WorkerOptions
 from ._serve import ServeOptions, run_serve
 from ._worker import run_prune, run_worker
@@ -52,18 +56,68 @@ URL_VARIABLE = "TRIO_JOBPOOL_URL"
 TOKEN_VARIABLE = "TRIO_JOBPOOL_TOKEN"
 
 _RICH_MISSING = (
-    "trio-jobpool demo needs the 'rich' package for its display.\n"
-    "Install it with:  pip install 'trio-jobpool[cli]'"
+    "the live display needs the [cli] extra (rich is not installed): "
+    "pip install 'trio-jobpool[cli]', or run with --no-live"
 )
 
-_EXIT_CODES = """\
+_EXIT_CODES = f"""\
 exit codes:
   0  success
-  1  failed: the job ended without completing, the server refused (404, 409, 429, 503),
-     a store in use, an address taken
+  1  failed: the job ended without completing, the server refused
+     (404, 409, 429, 503), a store in use, an address taken
   2  bad input: usage, JSON, --app, an answer 400/401/422, a missing extra
   3  the server cannot be reached, or answered 5xx
+
+documentation: {DOCS_URL}
 """
+_MAX_HELP_WIDTH = 100  # columns of --help on a wide terminal
+
+
+class _HelpFormatter(argparse.HelpFormatter):
+    """argparse's formatter, at most ``_MAX_HELP_WIDTH`` columns wide, whose description and
+    epilog are wrapped to the width paragraph by paragraph (paragraphs are separated by a blank
+    line). An indented line starts an entry of a list (the exit codes: ``  2  bad input...``),
+    which is wrapped under its own text; the lines indented deeper below it continue it."""
+
+    def __init__(self, prog: str) -> None:
+        columns = shutil.get_terminal_size().columns
+        super().__init__(prog, width=max(40, min(columns, _MAX_HELP_WIDTH) - 2))
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        paragraphs = []
+        for paragraph in text.strip("\n").split("\n\n"):
+            # Each entry: its first line's head (the indentation and first word of a list
+            # entry, "" for a line of prose) and its text.
+            entries: list[tuple[str, str]] = []
+            for line in paragraph.splitlines():
+                last = entries[-1][0] if entries else None
+                entry = _LIST_ENTRY.match(line)
+                if last and line.startswith(" " * len(last)):  # a list entry's next line
+                    entries[-1] = (last, f"{entries[-1][1]} {line}")
+                elif entry is not None:
+                    entries.append((entry.group(), line[entry.end() :]))
+                elif last == "":  # prose goes on
+                    entries[-1] = ("", f"{entries[-1][1]} {line}")
+                else:
+                    entries.append(("", line))
+            paragraphs.append(
+                "\n".join(
+                    textwrap.fill(
+                        " ".join(body.split()),
+                        width,
+                        initial_indent=indent + head,
+                        subsequent_indent=indent + " " * len(head),
+                        break_on_hyphens=False,
+                        break_long_words=False,
+                    )
+                    for head, body in entries
+                )
+            )
+        return "\n\n".join(paragraphs) + "\n"
+
+
+_LIST_ENTRY = re.compile(r" +\S+ +")  # "  2  ": an entry of a list in a help text
+
 
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -125,10 +179,11 @@ def build_parser() -> argparse.ArgumentParser:
         prog="trio-jobpool",
         description="A job worker pool for Trio and AnyIO: a job server, its client, a demo.",
         epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    # Not required: without a command, main prints this help.
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     _add_demo(commands)
     _add_serve(commands)
     _add_worker(commands)
@@ -148,7 +203,7 @@ def _command(
         help=help,
         description=description,
         epilog=_EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_HelpFormatter,
     )
 
 
@@ -161,7 +216,8 @@ def _add_demo(commands: _Commands) -> None:
             "Run a few hundred simulated CI jobs (builds, tests, lints, deploys) on a Trio job "
             "pool: varied lengths and priorities, failures, retried flaky tests, a timeout, a "
             "cancellation by id and a resize half way, with a live display of the pool's stats "
-            "and a summary at the end. Needs 'rich' (pip install 'trio-jobpool[cli]')."
+            "and a summary at the end. The live display needs 'rich' (pip install "
+            "'trio-jobpool[cli]'); --no-live prints plain lines and needs nothing more."
         ),
     )
     demo.add_argument(
@@ -251,9 +307,11 @@ def _add_serve(commands: _Commands) -> None:
         help="serve a registry's jobs over HTTP (API, metrics, dashboard)",
         description=(
             "Open a job pool on STORE with the jobs of a registry and serve it over HTTP "
-            "(docs/service.md) with Hypercorn on Trio, until SIGINT or SIGTERM; then stop "
-            "serving and drain the pool. Prints 'serving on URL ...' once it listens. Needs "
-            "the [cli] extra (pip install 'trio-jobpool[cli]')."
+            "with Hypercorn on Trio, until SIGINT or SIGTERM; then stop serving and drain the "
+            "pool. Prints 'serving on URL ...' once it listens. Needs the [cli] extra (pip "
+            "install 'trio-jobpool[cli]').\n\n"
+            f"The HTTP API, the dashboard and the metrics are described in the documentation: "
+            f"{DOCS_URL}"
         ),
     )
     _add_pool_options(serve, min_workers=0)
@@ -512,11 +570,11 @@ def _add_prune(commands: _Commands) -> None:
 
 
 def _demo_command(args: argparse.Namespace) -> int:
-    try:
-        import rich  # noqa: F401
-    except ImportError:
-        print(_RICH_MISSING, file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if args.live:
+        try:
+            import rich  # noqa: F401
+        except ImportError:
+            raise CliError(EXIT_BAD_INPUT, _RICH_MISSING) from None
     config = DemoConfig(jobs=args.jobs, workers=args.workers, seed=args.seed, live=args.live)
     return run_demo(config)
 
@@ -590,6 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error, already printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    if args.command is None:  # the bare command: what it can do
+        parser.print_help()
+        return 0
     try:
         code: int = args.handler(args)
     except CliError as exc:

@@ -7,9 +7,11 @@ way through. A ``rich`` live display shows the progress, the pool's stats, the r
 the progress they report through ``current_job().set_progress()``, and the notable events; a
 summary follows.
 
-Only the public API is used. ``rich`` is needed (the ``[cli]`` extra) to run it, not to import
-this module: without it :func:`run_demo` raises ``ImportError``, and the ``demo`` command says
-what to install before calling it.
+Only the public API is used. The live display needs ``rich`` (the ``[cli]`` extra); the plain
+output (``live=False``: progress lines, events and the summary as text, for logs and pipes)
+needs nothing beyond the package. Neither is needed to import this module: without ``rich``,
+:func:`run_demo` raises ``ImportError`` for a live display, and the ``demo`` command says what to
+install before calling it.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from __future__ import annotations
 import collections
 import itertools
 import random
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TextIO
 
 import trio
 
@@ -37,12 +40,11 @@ from trio_jobpool import (
 try:
     from rich import box
     from rich.console import Console, Group, RenderableType
-    from rich.markup import escape
     from rich.panel import Panel
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
-except ImportError as exc:  # no [cli] extra: every name above is used only by run_demo's run
+except ImportError as exc:  # no [cli] extra: every name above is used only by the live display
     _rich_missing: ImportError | None = exc
 else:
     _rich_missing = None
@@ -191,18 +193,24 @@ def make_workload(config: DemoConfig) -> list[_Spec]:
     return specs
 
 
+# A piece of an event's text and its Rich style ("" for none): the live display styles it, the
+# plain output prints the text alone. Nothing is Rich markup, so no text needs escaping.
+_Segment = tuple[str, str]
+
+
 @dataclass(slots=True)
 class _State:
-    """What the display needs besides ``pool.stats()``."""
+    """What the display needs besides ``pool.stats()``: with ``console``, the live display
+    draws there; without, the plain output goes to ``out``."""
 
     config: DemoConfig
-    live: bool
-    console: Console
     start: float
+    console: Console | None = None
+    out: TextIO = field(default_factory=lambda: sys.stdout)
     handles: list[JobHandle[Any]] = field(default_factory=list)
     kinds: dict[str, str] = field(default_factory=dict)  # job id -> kind
     ended: collections.Counter[JobStatus] = field(default_factory=collections.Counter)
-    events: collections.deque[tuple[float, str]] = field(
+    events: collections.deque[tuple[float, tuple[_Segment, ...]]] = field(
         default_factory=lambda: collections.deque(maxlen=_EVENT_ROWS)
     )
     resized: bool = False
@@ -216,12 +224,20 @@ class _State:
     def elapsed(self) -> float:
         return (trio.current_time() if self.end is None else self.end) - self.start
 
-    def event(self, markup: str) -> None:
-        """Record a notable event (shown in the live panel or printed at once)."""
+    @property
+    def live(self) -> bool:
+        return self.console is not None
+
+    def print(self, line: str) -> None:
+        """Print a line of the plain output."""
+        print(line, file=self.out, flush=True)
+
+    def event(self, *segments: _Segment) -> None:
+        """Record a notable event (shown in the live panel, or printed at once)."""
         elapsed = self.elapsed()
-        self.events.append((elapsed, markup))
+        self.events.append((elapsed, segments))
         if not self.live:
-            self.console.print(f"{elapsed:6.2f}s  {markup}", highlight=False, soft_wrap=True)
+            self.print(f"{elapsed:6.2f}s  {''.join(text for text, _ in segments)}")
 
 
 # -- the jobs --------------------------------------------------------------------------------
@@ -234,8 +250,10 @@ async def _ci_job(state: _State, spec: _Spec) -> str:
     if attempt > 1:
         limit = spec.retry.max_attempts if spec.retry else attempt
         state.event(
-            f"[cyan]↻ retry[/]     [bold]{spec.job_id}[/] attempt {attempt} of {limit} "
-            f"[dim](after: {escape(spec.failure)})[/]"
+            ("↻ retry     ", "cyan"),
+            (spec.job_id, "bold"),
+            (f" attempt {attempt} of {limit} ", ""),
+            (f"(after: {spec.failure})", "dim"),
         )
     if spec.started is not None:
         spec.started.set()
@@ -262,25 +280,32 @@ async def _watch(state: _State, pool: JobPool, spec: _Spec, handle: JobHandle[An
     status = handle.status
     state.ended[status] += 1
     if status is JobStatus.FAILED:
+        attempts = f"{handle.attempts} attempt{'s' if handle.attempts > 1 else ''}"
         state.event(
-            f"[red]✗ failed[/]    [bold]{spec.job_id}[/] after {handle.attempts} "
-            f"attempt{'s' if handle.attempts > 1 else ''}: {escape(str(handle.error))}"
+            ("✗ failed    ", "red"),
+            (spec.job_id, "bold"),
+            (f" after {attempts}: {handle.error}", ""),
         )
     elif status is JobStatus.TIMED_OUT:
-        state.event(f"[magenta]⏱ timed out[/] [bold]{spec.job_id}[/] ({escape(str(handle.error))})")
+        state.event(("⏱ timed out ", "magenta"), (spec.job_id, "bold"), (f" ({handle.error})", ""))
     elif status is JobStatus.CANCELLED:
         state.event(
-            f"[yellow]⊘ cancelled[/] [bold]{spec.job_id}[/] at "
-            f"{handle.progress:.0%} ({escape(handle.progress_message or '')})"
+            ("⊘ cancelled ", "yellow"),
+            (spec.job_id, "bold"),
+            (f" at {handle.progress:.0%} ({handle.progress_message or ''})", ""),
         )
     elif handle.attempts > 1:
-        state.event(f"[green]✓ recovered[/] [bold]{spec.job_id}[/] on attempt {handle.attempts}")
+        state.event(
+            ("✓ recovered ", "green"), (spec.job_id, "bold"), (f" on attempt {handle.attempts}", "")
+        )
     ended = state.ended_total
     if not state.resized and ended >= state.config.jobs // 2:
         state.resized = True
         before = pool.max_workers
         pool.resize(before * 2)
-        state.event(f"[blue]⇧ resize[/]    pool grown from {before} to {before * 2} workers")
+        state.event(
+            ("⇧ resize    ", "blue"), (f"pool grown from {before} to {before * 2} workers", "")
+        )
     if ended == state.config.jobs:
         state.end = trio.current_time()
         state.done.set()
@@ -290,7 +315,7 @@ async def _cancel_when_running(state: _State, pool: JobPool, spec: _Spec) -> Non
     """The operator cancels the long monorepo build by id, a while after it started."""
     assert spec.started is not None
     await spec.started.wait()
-    state.event(f"[dim]▶ started[/]   [bold]{spec.job_id}[/] (will be cancelled by id)")
+    state.event(("▶ started   ", "dim"), (spec.job_id, "bold"), (" (will be cancelled by id)", ""))
     await trio.sleep(1.5)
     handle = pool.get(spec.job_id)
     if handle.status is JobStatus.RUNNING:
@@ -391,11 +416,12 @@ def _running_panel(state: _State, width: int) -> Panel:
 def _events_panel(state: _State) -> Panel:
     lines = Text()
     rows = list(state.events)
-    for index, (at, markup) in enumerate(rows):
+    for index, (at, segments) in enumerate(rows):
         if index:
             lines.append("\n")
         lines.append(f"{at:5.2f}s  ", style="dim")
-        lines.append_text(Text.from_markup(markup, overflow="ellipsis"))
+        for text, style in segments:
+            lines.append(text, style=style or None)
     for _ in range(len(rows), _EVENT_ROWS):
         lines.append("\n")
     lines.no_wrap = True
@@ -424,12 +450,12 @@ def _header(state: _State, stats: PoolStats) -> Panel:
     return Panel(grid, title=title, border_style="bright_blue", box=box.ROUNDED)
 
 
-def _render(state: _State, pool: JobPool) -> RenderableType:
+def _render(state: _State, console: Console, pool: JobPool) -> RenderableType:
     stats = pool.stats()
     middle = Table.grid(padding=(0, 1), expand=True)
     middle.add_column(width=30)
     middle.add_column(ratio=1)
-    middle.add_row(_stats_panel(state, stats), _running_panel(state, state.console.width))
+    middle.add_row(_stats_panel(state, stats), _running_panel(state, console.width))
     return Group(_header(state, stats), middle, _events_panel(state))
 
 
@@ -445,52 +471,54 @@ def _plain_line(state: _State, pool: JobPool) -> str:
 
 async def _display(state: _State, pool: JobPool) -> None:
     """Redraw the live display (or print a progress line) until every job has ended."""
-    if not state.live:
+    console = state.console
+    if console is None:
         while not state.done.is_set():
             with trio.move_on_after(_PLAIN_INTERVAL):
                 await state.done.wait()
             if not state.done.is_set():
-                state.console.print(_plain_line(state, pool), highlight=False, soft_wrap=True)
+                state.print(_plain_line(state, pool))
         return
     from rich.live import Live
 
     with Live(
-        _render(state, pool),
-        console=state.console,
+        _render(state, console, pool),
+        console=console,
         auto_refresh=False,  # redrawn from this task: the pool is never touched from a thread
         transient=False,
     ) as live:
         while not state.done.is_set():
             with trio.move_on_after(_LIVE_INTERVAL):
                 await state.done.wait()
-            live.update(_render(state, pool), refresh=True)
+            live.update(_render(state, console, pool), refresh=True)
 
 
 # -- the summary -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _SummaryTable:
+    """A table of the summary, drawn by Rich after the live display (:func:`_rich_table`) or
+    as text in the plain output (:func:`_plain_table`)."""
+
+    title: str
+    columns: tuple[str, ...]
+    right: tuple[bool, ...]  # which columns are justified to the right
+    rows: list[tuple[_Segment, ...]]
+    section: int | None = None  # a rule before the row of this index
 
 
 def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _summary(state: _State, stats: PoolStats, width: int) -> list[RenderableType]:
-    """The end-of-run report: outcome counts, timings, a per-kind table and one plain line.
-
-    The three tables stand side by side from a ``width`` of 110 columns, else the per-kind
-    table goes below the other two.
-    """
-    wall = state.elapsed()
-    outcome = _outcome_table(stats)
-    timing = _timing_table(state, stats, wall)
-    kinds = _kinds_table(state)
-    tables = Table.grid(padding=(0, 4))
-    if width >= 110:
-        tables.add_row(outcome, timing, kinds)
-        parts: list[RenderableType] = [tables]
-    else:
-        tables.add_row(outcome, timing)
-        parts = [tables, kinds]
-    return [*parts, _check_line(state, stats), Text(_summary_line(stats, wall), style="dim")]
+def _summary_tables(state: _State, stats: PoolStats) -> list[_SummaryTable]:
+    """The end-of-run tables: outcome counts, timings, and a per-kind table."""
+    return [
+        _outcome_table(stats),
+        _timing_table(state, stats, state.elapsed()),
+        _kinds_table(state),
+    ]
 
 
 def _ended_counts(stats: PoolStats) -> dict[JobStatus, int]:
@@ -503,71 +531,78 @@ def _ended_counts(stats: PoolStats) -> dict[JobStatus, int]:
     }
 
 
-def _outcome_table(stats: PoolStats) -> Table:
+def _plain_cells(*cells: str) -> tuple[_Segment, ...]:
+    return tuple((cell, "") for cell in cells)
+
+
+def _outcome_table(stats: PoolStats) -> _SummaryTable:
     """Jobs and their share by end status, then the submitted total and the retries."""
     jobs = stats.total_submitted
-    outcome = Table(title="outcome", box=box.SIMPLE_HEAD, title_justify="left")
-    outcome.add_column("status")
-    outcome.add_column("jobs", justify="right")
-    outcome.add_column("share", justify="right")
+    rows: list[tuple[_Segment, ...]] = []
     for status, count in _ended_counts(stats).items():
         share = count / jobs if jobs else 0.0
-        outcome.add_row(f"[{_STATUS_STYLES[status]}]{status.value}[/]", str(count), f"{share:.1%}")
-    outcome.add_section()
-    outcome.add_row("[bold]submitted[/]", f"[bold]{jobs}[/]", "")
-    outcome.add_row("retries", str(stats.total_retried), "")
-    return outcome
+        rows.append(
+            ((status.value, _STATUS_STYLES[status]), (str(count), ""), (f"{share:.1%}", ""))
+        )
+    section = len(rows)
+    rows.append((("submitted", "bold"), (str(jobs), "bold"), ("", "")))
+    rows.append(_plain_cells("retries", str(stats.total_retried), ""))
+    return _SummaryTable(
+        "outcome", ("status", "jobs", "share"), (False, True, True), rows, section=section
+    )
 
 
-def _timing_table(state: _State, stats: PoolStats, wall: float) -> Table:
+def _timing_table(state: _State, stats: PoolStats, wall: float) -> _SummaryTable:
     """``wall`` time, throughput, execution and wait times, and the workers before and after."""
     throughput = stats.total_submitted / wall if wall > 0 else 0.0
-    timing = Table(title="timing", box=box.SIMPLE_HEAD, title_justify="left")
-    timing.add_column("measure")
-    timing.add_column("value", justify="right")
-    timing.add_row("wall time", f"{wall:.2f} s")
-    timing.add_row("throughput", f"{throughput:.1f} jobs/s")
-    timing.add_row("exec avg", _ms(stats.average_exec_time))
-    timing.add_row("exec p50", _ms(stats.exec_time_p50))
-    timing.add_row("exec p95", _ms(stats.exec_time_p95))
-    timing.add_row("exec p99", _ms(stats.exec_time_p99))
-    timing.add_row("wait avg", _ms(stats.average_wait_time))
-    timing.add_row("workers", f"{state.config.workers} → {stats.max_workers}")
-    return timing
+    rows = [
+        _plain_cells("wall time", f"{wall:.2f} s"),
+        _plain_cells("throughput", f"{throughput:.1f} jobs/s"),
+        _plain_cells("exec avg", _ms(stats.average_exec_time)),
+        _plain_cells("exec p50", _ms(stats.exec_time_p50)),
+        _plain_cells("exec p95", _ms(stats.exec_time_p95)),
+        _plain_cells("exec p99", _ms(stats.exec_time_p99)),
+        _plain_cells("wait avg", _ms(stats.average_wait_time)),
+        _plain_cells("workers", f"{state.config.workers} → {stats.max_workers}"),
+    ]
+    return _SummaryTable("timing", ("measure", "value"), (False, True), rows)
 
 
-def _kinds_table(state: _State) -> Table:
+def _kinds_table(state: _State) -> _SummaryTable:
     """For each kind of job, in the order of ``_KINDS``: jobs, completed, not completed and
     their average execution time."""
-    kinds = Table(title="by kind", box=box.SIMPLE_HEAD, title_justify="left")
-    kinds.add_column("kind")
-    kinds.add_column("jobs", justify="right")
-    kinds.add_column("ok", justify="right")
-    kinds.add_column("not ok", justify="right")
-    kinds.add_column("exec avg", justify="right")
     by_kind: dict[str, list[JobHandle[Any]]] = collections.defaultdict(list)
     for handle in state.handles:
         by_kind[state.kinds[handle.job_id]].append(handle)
+    rows: list[tuple[_Segment, ...]] = []
     for kind, _, _, _, _, _ in _KINDS:
         handles = by_kind.get(kind, [])
         ok = sum(1 for h in handles if h.status is JobStatus.COMPLETED)
         times = [h.exec_time for h in handles if h.exec_time is not None]
         average = sum(times) / len(times) if times else 0.0
-        kinds.add_row(
-            kind, str(len(handles)), f"[green]{ok}[/]", str(len(handles) - ok), _ms(average)
+        rows.append(
+            (
+                (kind, ""),
+                (str(len(handles)), ""),
+                (str(ok), "green"),
+                (str(len(handles) - ok), ""),
+                (_ms(average), ""),
+            )
         )
-    return kinds
+    columns = ("kind", "jobs", "ok", "not ok", "exec avg")
+    return _SummaryTable("by kind", columns, (False, True, True, True, True), rows)
 
 
-def _check_line(state: _State, stats: PoolStats) -> Text:
+def _check_line(state: _State, stats: PoolStats) -> tuple[_Segment, ...]:
     """✓ if every submitted job ended and as many were submitted as configured, else ✗."""
     jobs = stats.total_submitted
     ended = sum(_ended_counts(stats).values())
     if ended == jobs == state.config.jobs:
-        return Text.from_markup(
-            f"[green]✓[/] completed + failed + cancelled + timed_out = {ended} = submitted"
+        return (
+            ("✓", "green"),
+            (f" completed + failed + cancelled + timed_out = {ended} = submitted", ""),
         )
-    return Text.from_markup(f"[red]✗ counts do not add up: {ended} ended, {jobs} submitted[/]")
+    return ((f"✗ counts do not add up: {ended} ended, {jobs} submitted", "red"),)
 
 
 def _summary_line(stats: PoolStats, wall: float) -> str:
@@ -580,18 +615,80 @@ def _summary_line(stats: PoolStats, wall: float) -> str:
     )
 
 
+def _rich_table(table: _SummaryTable) -> Table:
+    drawn = Table(title=table.title, box=box.SIMPLE_HEAD, title_justify="left")
+    for column, right in zip(table.columns, table.right, strict=True):
+        drawn.add_column(column, justify="right" if right else "left")
+    for index, row in enumerate(table.rows):
+        if index == table.section:
+            drawn.add_section()
+        drawn.add_row(*(Text(text, style=style) for text, style in row))
+    return drawn
+
+
+def _plain_table(table: _SummaryTable) -> list[str]:
+    """The table as lines of text: its title, then its columns (two spaces apart) under a rule
+    of dashes, indented by two spaces; a rule also before the row ``section``."""
+    texts = [table.columns, *(tuple(text for text, _ in row) for row in table.rows)]
+    widths = [max(len(row[column]) for row in texts) for column in range(len(table.columns))]
+
+    def line(cells: Sequence[str]) -> str:
+        laid = (
+            cell.rjust(width) if right else cell.ljust(width)
+            for cell, width, right in zip(cells, widths, table.right, strict=True)
+        )
+        return ("  " + "  ".join(laid)).rstrip()
+
+    rule = line(["-" * width for width in widths])
+    lines = [table.title, line(table.columns), rule]
+    for index, row in enumerate(texts[1:]):
+        if index == table.section:
+            lines.append(rule)
+        lines.append(line(row))
+    return lines
+
+
+def _print_summary(state: _State, stats: PoolStats) -> None:
+    """Print the summary: with Rich after the live display (the three tables side by side from
+    a width of 110 columns, else the per-kind table below the other two), else as text."""
+    tables = _summary_tables(state, stats)
+    check = _check_line(state, stats)
+    line = _summary_line(stats, state.elapsed())
+    console = state.console
+    if console is None:
+        for table in tables:
+            state.print("")
+            for text in _plain_table(table):
+                state.print(text)
+        state.print("")
+        state.print("".join(text for text, _ in check))
+        state.print(line)
+        return
+    drawn = [_rich_table(table) for table in tables]
+    grid = Table.grid(padding=(0, 4))
+    if console.width >= 110:
+        grid.add_row(*drawn)
+        parts: list[RenderableType] = [grid]
+    else:
+        grid.add_row(*drawn[:2])
+        parts = [grid, *drawn[2:]]
+    console.print()
+    for part in parts:
+        console.print(part)
+    console.print(Text.assemble(*check), soft_wrap=True)
+    console.print(Text(line, style="dim"), soft_wrap=True)
+
+
 # -- entry point -----------------------------------------------------------------------------
 
 
-async def _main(config: DemoConfig, console: Console) -> int:
+async def _main(config: DemoConfig, console: Console | None, out: TextIO) -> int:
     specs = make_workload(config)
-    state = _State(config=config, live=config.live, console=console, start=trio.current_time())
-    if not config.live:
-        console.print(
+    state = _State(config=config, start=trio.current_time(), console=console, out=out)
+    if console is None:
+        state.print(
             f"trio-jobpool demo: {config.jobs} CI jobs on Trio, {config.workers} workers "
-            f"(→ {config.workers * 2} half way), seed {config.seed}",
-            highlight=False,
-            soft_wrap=True,
+            f"(→ {config.workers * 2} half way), seed {config.seed}"
         )
     async with open_job_pool(
         max_workers=config.workers,
@@ -604,33 +701,37 @@ async def _main(config: DemoConfig, console: Console) -> int:
             await _submit_all(state, pool, specs, nursery)
             await state.done.wait()
         stats = pool.stats()
-    console.print()
-    for part in _summary(state, stats, console.width):
-        console.print(part, soft_wrap=isinstance(part, Text))
+    _print_summary(state, stats)
     ended = (
         stats.total_completed + stats.total_failed + stats.total_cancelled + stats.total_timed_out
     )
     return 0 if ended == stats.total_submitted == config.jobs else 1
 
 
-def run_demo(config: DemoConfig, console: Console | None = None) -> int:
+def run_demo(config: DemoConfig, console: Console | None = None, out: TextIO | None = None) -> int:
     """Run the demo workload on Trio and print its summary; return the exit code (0: OK).
 
+    With ``config.live``, the live display and the summary are drawn on ``console`` (a new
+    ``rich`` :class:`~rich.console.Console` by default); else plain lines go to ``out``
+    (``sys.stdout`` by default), and ``rich`` is not used.
+
     Raises:
-        ImportError: ``rich`` is not installed (before anything runs).
+        ImportError: ``config.live`` and ``rich`` is not installed (before anything runs).
         ValueError: ``config.jobs < 10`` or ``config.workers < 1``.
         KeyboardInterrupt: interrupted (every job is cancelled first).
     """
-    if _rich_missing is not None:
+    if config.live and _rich_missing is not None:
         raise _rich_missing
     if config.jobs < 10:
         raise ValueError(f"the demo needs at least 10 jobs, got {config.jobs}")
     if config.workers < 1:
         raise ValueError(f"the demo needs at least 1 worker, got {config.workers}")
-    if console is None:
+    if not config.live:
+        console = None
+    elif console is None:
         console = Console()
     try:
-        return trio.run(_main, config, console)
+        return trio.run(_main, config, console, sys.stdout if out is None else out)
     except BaseExceptionGroup as group:
         # Ctrl-C arrives wrapped by the demo's nursery: give the caller a plain interrupt.
         interrupt, rest = group.split(KeyboardInterrupt)

@@ -1,13 +1,18 @@
-"""Lines for the user: the status and error lines of every command go through :func:`write_line`."""
+"""Lines for the user: the status and error lines of every command go through :func:`write_line`;
+the address of the documentation they point to is :data:`DOCS_URL`."""
 
 from __future__ import annotations
 
 import contextlib
 import os
 import sys
-from typing import TextIO
+from typing import Final, TextIO
 
-__all__ = ["write_line"]
+__all__ = ["DOCS_URL", "write_line"]
+
+DOCS_URL: Final = "https://trio-jobpool.readthedocs.io/"
+"""The documentation site: the one place the package names it (``[project.urls]`` in
+pyproject.toml repeats it for the package index; tests/test_cli.py checks that they agree)."""
 
 
 def write_line(text: str, stream: TextIO | None = None) -> None:

@@ -19,7 +19,6 @@ import reprlib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
-from importlib import resources
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -53,6 +52,7 @@ from trio_jobpool import (
 )
 
 from . import metrics
+from ._dashboard import FIRST_JOBS, dashboard_bytes, dashboard_page
 from ._input import (
     ApiError,
     float_param,
@@ -448,19 +448,19 @@ class _Api:
         return _json(200, {"max_workers": self.pool.max_workers})
 
     async def info(self, request: Request) -> Response:
+        return _json(200, self._info())
+
+    def _info(self) -> dict[str, Any]:
         store = self.pool.store
-        return _json(
-            200,
-            {
-                "version": __version__,
-                "store": "memory://" if store is None else store.url,
-                "closed": self.pool.closed,
-                "names": sorted(self.jobs),
-                "token_required": self.token_required,
-                "submit_wait": self.submit_wait,
-                "max_body_bytes": self.max_body_bytes,
-            },
-        )
+        return {
+            "version": __version__,
+            "store": "memory://" if store is None else store.url,
+            "closed": self.pool.closed,
+            "names": sorted(self.jobs),
+            "token_required": self.token_required,
+            "submit_wait": self.submit_wait,
+            "max_body_bytes": self.max_body_bytes,
+        }
 
     async def health(self, request: Request) -> Response:
         if self.pool.closed:
@@ -497,22 +497,22 @@ class _Api:
     # -- the dashboard -------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        return _dashboard_file("index.html", "text/html; charset=utf-8")
+        """``GET /``: the dashboard, with the answers of its first round in it
+        (:func:`dashboard_page`): ``pool/info``, ``pool/stats`` and the first jobs."""
+        jobs = [await _job_json(job) for job in self.pool.recent_jobs(FIRST_JOBS)]
+        first = {"info": self._info(), "stats": self.pool.stats().as_dict(), "jobs": jobs}
+        page = dashboard_page(_ENCODER.encode(first))
+        return _dashboard_file(page, "text/html; charset=utf-8")
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         media_type = _DASHBOARD_FILES.get(name)
         if media_type is None:
             raise ApiError(404, "not_found", "no such path")
-        return _dashboard_file(name, media_type)
+        return _dashboard_file(dashboard_bytes(name), media_type)
 
 
-@functools.cache
-def _dashboard_bytes(name: str) -> bytes:
-    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
-
-
-def _dashboard_file(name: str, media_type: str) -> Response:
+def _dashboard_file(content: bytes, media_type: str) -> Response:
     headers = {
         "Cache-Control": "no-cache",
         # The page loads nothing from elsewhere, and nothing may load it into a frame.
@@ -522,7 +522,7 @@ def _dashboard_file(name: str, media_type: str) -> Response:
         ),
         "X-Content-Type-Options": "nosniff",
     }
-    return Response(_dashboard_bytes(name), media_type=media_type, headers=headers)
+    return Response(content, media_type=media_type, headers=headers)
 
 
 # -- JSON in and out -------------------------------------------------------------------------

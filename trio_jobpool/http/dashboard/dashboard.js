@@ -1,14 +1,19 @@
 // The live dashboard of a trio_jobpool HTTP service. It polls the JSON API once a second (one
-// round at a time, paused while the page is hidden) and shows what it gets. Every URL is
-// relative, so the page works behind a path prefix. Server data only ever reaches the page
-// through textContent and attributes, never as HTML: job ids and names are user input.
+// round at a time, paused while the page is hidden) and shows what it gets; the server puts the
+// answers of the first round in the page itself (the "first-round" data block), so the numbers
+// show as soon as the page has loaded. Every URL is relative, so the page works behind a path
+// prefix. Server data only ever reaches the page through textContent and attributes, never as
+// HTML: job ids and names are user input.
 "use strict";
 
 (() => {
   const POLL_MS = 1000;
   const FETCH_TIMEOUT_MS = 5000;
   const WINDOW_S = 300; // the chart covers the last five minutes
+  const RATE_S = 10; // each point of the chart: the jobs ended in the RATE_S seconds before it
   const SUMMARY_S = 60; // the throughput and failure-rate figures cover the last minute
+  const JOBS_LIMIT = 25; // the jobs listed (FIRST_JOBS in trio_jobpool/http/_dashboard.py)
+  const GENERATED_ID = /^[0-9a-f]{32}$/; // a pool's own ids (and UUIDs): shown short, see makeRow
   const LIVE = new Set(["queued", "retrying", "running"]);
   const TOKEN_KEY = "trio_jobpool.token";
 
@@ -51,18 +56,22 @@
       }
       const [stats, list] = await Promise.all([
         getJSON("api/v1/jobs/pool/stats"),
-        getJSON("api/v1/jobs?limit=25"),
+        getJSON(`api/v1/jobs?limit=${JOBS_LIMIT}`),
       ]);
-      setConnection(true);
-      showStats(stats);
-      record(stats);
-      drawChart();
-      showJobs(list.jobs);
+      show(stats, list.jobs);
     } catch (error) {
       state.info = null; // the server may come back with another configuration
       setConnection(false, error);
     }
     setTimeout(tick, POLL_MS);
+  }
+
+  function show(stats, jobs) {
+    setConnection(true);
+    showStats(stats);
+    record(stats);
+    drawChart();
+    showJobs(jobs);
   }
 
   function tick() {
@@ -128,9 +137,16 @@
       retried: stats.total_retried,
     };
     for (const [id, value] of Object.entries(numbers)) setText($(id), count(value));
-    setText($("avg-exec"), duration(stats.average_exec_time));
-    setText($("p95-exec"), duration(stats.exec_time_p95));
-    setText($("avg-wait"), duration(stats.average_wait_time));
+    // The pool reports 0 for an average over no attempts: shown as "–", not as "0.0 ms". An
+    // attempt ends as a job completed, failed or timed out, as a retry, or cancelled while
+    // running (counted in total_cancelled with the jobs cancelled while waiting: then only a
+    // non-zero average tells); one starts as one of those or as a running job.
+    const ended = stats.total_completed + stats.total_failed + stats.total_timed_out;
+    const endedAttempts = ended + stats.total_retried;
+    const over = (attempts, seconds) => (attempts > 0 || seconds > 0 ? duration(seconds) : "–");
+    setText($("avg-exec"), over(endedAttempts, stats.average_exec_time));
+    setText($("p95-exec"), over(endedAttempts, stats.exec_time_p95));
+    setText($("avg-wait"), over(endedAttempts + stats.active_workers, stats.average_wait_time));
     const bar = $("worker-bar");
     bar.max = Math.max(1, stats.max_workers || 0);
     bar.value = Math.min(stats.active_workers || 0, bar.max); // active may pass max after a shrink
@@ -146,7 +162,8 @@
     const last = samples[samples.length - 1];
     if (last && (ended < last.ended || bad < last.bad)) samples.length = 0; // a new server
     samples.push({ t, ended, bad });
-    while (samples.length > 1 && t - samples[1].t >= WINDOW_S) samples.shift();
+    // Kept: the samples of the chart's window and of the rate window of its leftmost point.
+    while (samples.length > 1 && t - samples[1].t >= WINDOW_S + RATE_S) samples.shift();
 
     const from = samples.find((sample) => t - sample.t <= SUMMARY_S);
     const seconds = t - from.t;
@@ -158,22 +175,40 @@
     );
   }
 
-  // One point per interval between samples: jobs ended per second, and the share of those that
-  // failed or timed out (null when none ended).
-  function intervals() {
+  // One point per sample after the first, over the RATE_S seconds before it (over less while
+  // the page has been open for less): the jobs ended per second, and the share of those that
+  // failed or timed out (null when none ended). A sliding window, not the interval since the
+  // sample before: jobs that end one every few seconds make a steady line, not a sawtooth.
+  function windowed() {
+    const samples = state.samples;
     const points = [];
-    for (let i = 1; i < state.samples.length; i++) {
-      const [a, b] = [state.samples[i - 1], state.samples[i]];
-      const ended = b.ended - a.ended;
-      const seconds = b.t - a.t;
+    let j = 0; // samples[j] is the last sample at or before the window's start
+    for (let i = 1; i < samples.length; i++) {
+      const b = samples[i];
+      const start = Math.max(samples[0].t, b.t - RATE_S);
+      while (j + 1 < i && samples[j + 1].t <= start) j++;
+      const a = totalsAt(samples[j], samples[j + 1], start);
+      const seconds = b.t - start;
       if (seconds <= 0) continue;
+      const ended = b.ended - a.ended;
       const failure = ended > 0 ? (b.bad - a.bad) / ended : null;
       points.push({ t: b.t, throughput: ended / seconds, failure });
     }
     return points;
   }
 
+  // The totals at time t, from the samples a and b around it: linear in between (the page only
+  // knows that the jobs between two samples ended at some time between them).
+  function totalsAt(a, b, t) {
+    if (t <= a.t || b.t <= a.t) return a;
+    const share = Math.min(1, (t - a.t) / (b.t - a.t));
+    return { t, ended: a.ended + share * (b.ended - a.ended), bad: a.bad + share * (b.bad - a.bad) };
+  }
+
   function drawChart() {
+    const rates = windowed();
+    const latest = rates.at(-1);
+    setText($("rate-now"), latest === undefined ? "–" : rate(latest.throughput));
     const canvas = $("chart");
     const ratio = window.devicePixelRatio || 1;
     const width = canvas.clientWidth;
@@ -190,7 +225,7 @@
     const pad = { left: 44, right: 40, top: 10, bottom: 20 };
     const plotHeight = height - pad.top - pad.bottom;
     const now = performance.now() / 1000;
-    const points = intervals();
+    const points = rates.filter((point) => now - point.t <= WINDOW_S);
     const peak = niceCeiling(Math.max(1, ...points.map((point) => point.throughput)));
     const x = (t) => pad.left + (1 - (now - t) / WINDOW_S) * (width - pad.left - pad.right);
     const yShare = (share) => pad.top + (1 - share) * plotHeight; // 0..1 over the full height
@@ -283,8 +318,28 @@
     row.dataset.jobId = id;
     const idCell = element("th", "id", row);
     idCell.scope = "row";
-    idCell.title = id;
-    element("code", "", idCell).textContent = id;
+    // The whole id is the element's text (a selection copies all of it, a search finds it); the
+    // stylesheet keeps it on one line. A generated id shows as its first 4 and last 6 digits,
+    // "…" between: a pool's ids share their first 16 digits and count up in the last 16.
+    const code = element("code", "job-id", idCell);
+    if (GENERATED_ID.test(id)) {
+      code.classList.add("generated");
+      element("span", "", code).textContent = id.slice(0, 4);
+      element("span", "elided", code).textContent = id.slice(4, -6);
+      element("span", "tail", code).textContent = id.slice(-6);
+    } else {
+      code.textContent = id;
+    }
+    code.title = `${id}\n(click to copy)`;
+    code.tabIndex = 0;
+    code.setAttribute("role", "button");
+    code.addEventListener("click", () => copyId(id, code));
+    code.addEventListener("keydown", (event) => {
+      if (event.key === "Enter" || event.key === " ") {
+        event.preventDefault();
+        copyId(id, code);
+      }
+    });
     const names = ["name", "priority", "status", "progress", "attempts", "exec-time", "actions"];
     for (const name of names) element("td", name, row);
     const status = row.querySelector(".status");
@@ -324,6 +379,24 @@
       button.addEventListener("click", () => cancel(job.job_id, button));
     } else if (!LIVE.has(job.status) && button !== null) {
       button.remove();
+    }
+  }
+
+  // ---- copying a job's id
+
+  // Copy the whole id to the clipboard; where the page may not (no Clipboard API outside a
+  // secure context: plain HTTP from another host), select it, for the user's own copy.
+  async function copyId(id, code) {
+    try {
+      await navigator.clipboard.writeText(id);
+      say(`Copied job id ${id}.`, "ok");
+    } catch {
+      const range = document.createRange();
+      range.selectNodeContents(code);
+      const selection = window.getSelection();
+      selection.removeAllRanges();
+      selection.addRange(range);
+      say(`Job id ${id} selected: copy it with Ctrl+C (⌘C).`, "ok");
     }
   }
 
@@ -384,6 +457,11 @@
 
   // ---- start
 
+  setText($("chart-window"), `(each point covers the ${RATE_S} s before it)`);
+  $("chart").setAttribute(
+    "aria-label",
+    `Jobs ended per second and failure rate over the last five minutes, each point over the ${RATE_S} seconds before it`,
+  );
   const tokenInput = $("token");
   $("token-field").addEventListener("submit", (event) => event.preventDefault()); // Enter: stay
   try {
@@ -392,5 +470,20 @@
   } catch {
     // no sessionStorage (disabled by the browser): the token lasts as long as the page
   }
-  round();
+  // The first round's answers are in the page when the server put them there; else (the page
+  // served from elsewhere) the first round runs at once.
+  let first = null;
+  try {
+    first = JSON.parse($("first-round")?.textContent || "null");
+  } catch {
+    // not JSON: the page was not served by the app; the first round runs at once
+  }
+  if (first === null) {
+    round();
+  } else {
+    state.info = first.info;
+    showInfo(first.info);
+    show(first.stats, first.jobs);
+    setTimeout(tick, POLL_MS);
+  }
 })();
