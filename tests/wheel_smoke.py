@@ -4,7 +4,8 @@ Run as ``python -I tests/wheel_smoke.py SOURCE_ROOT`` with the interpreter of a 
 into which the wheel was installed with ``[all]`` (and ``httpx``, the HTTP check's client), from
 a directory outside the source tree: ``-I`` keeps the script's folder, the working directory
 and ``PYTHONPATH`` off ``sys.path``, and the first check fails if ``trio_jobpool`` is imported
-from ``SOURCE_ROOT/trio_jobpool`` all the same. Not collected by pytest (its name has no ``test_`` prefix).
+from ``SOURCE_ROOT/trio_jobpool`` all the same. Not collected by pytest (its name has no
+``test_`` prefix).
 
 What it checks, each step printing one line:
 
