@@ -91,7 +91,9 @@ def build(session: nox.Session) -> None:
     (sdist,) = dist.glob("*.tar.gz")
     (wheel,) = dist.glob("*.whl")
     session.run("twine", "check", "--strict", str(sdist), str(wheel))
-    problems = _check_sdist(sdist) + _check_wheel(wheel)
+    licenses = sorted(path.name for path in ROOT.glob("LICEN[CS]E*"))
+    problems = [] if licenses else ["the source tree has no LICENSE file"]
+    problems += _check_sdist(sdist, licenses) + _check_wheel(wheel, licenses)
     if problems:
         session.error("; ".join(problems))
     session.log(f"{sdist.name} and {wheel.name} hold what they must")
@@ -104,7 +106,7 @@ def build(session: nox.Session) -> None:
     session.run(python, "-I", str(ROOT / "tests" / "wheel_smoke.py"), str(ROOT), external=True)
 
 
-def _check_sdist(sdist: Path) -> list[str]:
+def _check_sdist(sdist: Path, licenses: list[str]) -> list[str]:
     """What is wrong with the sdist: it must hold the package, README, pyproject, the license,
     the changelog, and every file of tests/, docs/ (but its build) and examples/ that is in the
     source tree."""
@@ -115,7 +117,7 @@ def _check_sdist(sdist: Path) -> list[str]:
         "pyproject.toml",
         "README.md",
         "CHANGELOG.md",
-        "LICENSE",
+        *licenses,
         "trio_jobpool/py.typed",
         "docs/conf.py",
         "docs/index.md",
@@ -130,7 +132,7 @@ def _check_sdist(sdist: Path) -> list[str]:
     return [f"{sdist.name} lacks {missing}"] if missing else []
 
 
-def _check_wheel(wheel: Path) -> list[str]:
+def _check_wheel(wheel: Path, licenses: list[str]) -> list[str]:
     """What is wrong with the wheel: it must hold the dashboard's files, ``py.typed``, the
     license and the command's entry point, and no tests or docs."""
     with zipfile.ZipFile(wheel) as archive:
@@ -140,7 +142,7 @@ def _check_wheel(wheel: Path) -> list[str]:
         metadata = archive.read(f"{dist_info}/METADATA").decode()
     required = {
         "trio_jobpool/py.typed",
-        f"{dist_info}/licenses/LICENSE",
+        *(f"{dist_info}/licenses/{name}" for name in licenses),
         *(
             f"trio_jobpool/{path.relative_to(ROOT / 'trio_jobpool').as_posix()}"
             for path in (ROOT / "trio_jobpool/http/dashboard").iterdir()
@@ -155,8 +157,11 @@ def _check_wheel(wheel: Path) -> list[str]:
         problems.append(f"{wheel.name} holds {stray[:5]}")
     if "trio-jobpool = trio_jobpool.cli:main" not in entry_points:
         problems.append(f"{wheel.name}: no trio-jobpool command in {entry_points!r}")
-    if "License-Expression: MIT" not in metadata or "License-File: LICENSE" not in metadata:
-        problems.append(f"{wheel.name}: its metadata names no MIT license and LICENSE file")
+    if "License-Expression: MIT" not in metadata:
+        problems.append(f"{wheel.name}: its metadata has no License-Expression: MIT")
+    for name in licenses:
+        if f"License-File: {name}" not in metadata:
+            problems.append(f"{wheel.name}: its metadata has no License-File: {name}")
     return problems
 
 
