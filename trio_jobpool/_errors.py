@@ -22,19 +22,28 @@ __all__ = [
 
 
 class JobPoolError(Exception):
-    """Base class of every exception this library raises on its own account."""
+    """Base class of every exception this library raises on its own account; not raised
+    itself."""
 
 
 class PoolClosed(JobPoolError):
-    """The pool no longer accepts jobs: ``close()`` or ``stop()`` was called, or its block ended."""
+    """The pool no longer accepts jobs: ``close()`` or ``stop()`` was called, or its block ended.
+
+    Raised by ``submit`` / ``submit_nowait`` on a closed pool (also to submissions waiting for
+    room when it closes), and by ``resize`` once the pool is stopping.
+    """
 
 
 class QueueFull(JobPoolError):
-    """``submit_nowait`` found no room: ``queue_size + max_pending`` jobs are already waiting."""
+    """``submit_nowait`` found no room: ``queue_size + max_pending`` jobs are already waiting
+    (the message gives their number and the bound)."""
 
 
 class DuplicateJob(JobPoolError):
-    """A job with this id is live (queued, retrying or running); nothing was changed."""
+    """A job with this id is live (queued, retrying or running); nothing was changed.
+
+    Raised by ``submit`` / ``submit_nowait``. Attribute ``job_id``: the id.
+    """
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"job {job_id!r} is already live in this pool")
@@ -42,7 +51,11 @@ class DuplicateJob(JobPoolError):
 
 
 class JobNotFound(JobPoolError, LookupError):
-    """No live job has this id (and, for ``get``, no ended job in the pool's history)."""
+    """No live job has this id (and, for ``get``, no ended job in the pool's history).
+
+    Raised by ``JobPool.cancel`` / ``acancel`` and ``JobPool.get`` / ``aget``; also a
+    ``LookupError``. Attribute ``job_id``: the id.
+    """
 
     def __init__(self, job_id: str) -> None:
         super().__init__(f"no such job: {job_id!r}")
@@ -53,10 +66,20 @@ class JobNotFound(JobPoolError, LookupError):
 
 
 class JobCancelled(JobPoolError):
-    """The job ended cancelled; the message says why: ``cancelled`` (by id or handle),
-    ``cancelled by the pool's shutdown``, ``cancelled by its own code`` (it raised a
+    """The outcome of a cancelled job (``wait()``, ``error``), raised by ``result()``.
+
+    Message ``job '<id>' was <reason>``; ``reason`` is ``cancelled`` (by id or handle),
+    ``cancelled by the pool's shutdown``, ``abandoned by the pool's shutdown: it did not end
+    when cancelled`` (see ``JobPool.stop``), ``cancelled by its own code`` (it raised a
     cancellation nothing had asked for), ``interrupted by KeyboardInterrupt`` (or another
-    ``BaseException``), or ``cancelled: its submit was cancelled`` (asyncio only)."""
+    ``BaseException``'s class name), or, on asyncio only, ``cancelled: its submit was
+    cancelled`` (see ``JobPool.submit``). Attribute ``job_id``: the id.
+
+    Its ``__cause__``, when the job raised something on its way out: the exception it raised
+    while being cancelled; the ``ExceptionGroup`` of the errors its own task group raised
+    together with a cancellation; or, for ``cancelled by its own code``, the cancellation it
+    raised. Otherwise ``None``.
+    """
 
     def __init__(self, job_id: str, reason: str = "cancelled") -> None:
         super().__init__(f"job {job_id!r} was {reason}")
@@ -64,7 +87,12 @@ class JobCancelled(JobPoolError):
 
 
 class JobTimeout(JobPoolError, TimeoutError):
-    """The job ran longer than its timeout and was cancelled."""
+    """The outcome of a job that ran longer than its timeout and was cancelled, raised by
+    ``result()``; also a ``TimeoutError``.
+
+    Message ``job '<id>' timed out after <timeout> s``; attributes ``job_id`` and ``timeout``.
+    Its ``__cause__`` is what the job raised on its way out, as for :class:`JobCancelled`.
+    """
 
     def __init__(self, job_id: str, timeout: float) -> None:
         super().__init__(f"job {job_id!r} timed out after {timeout:g} s")
@@ -73,10 +101,15 @@ class JobTimeout(JobPoolError, TimeoutError):
 
 
 class JobFailed(JobPoolError):
-    """A failed job whose original exception object is gone (e.g. read back from a store).
+    """The outcome of a failed job whose original exception object is gone: one read back from
+    a store (``JobPool.get`` of an ended job of an earlier pool), raised by its ``result()``.
 
-    ``type_name`` and ``message`` describe the original exception and ``traceback_text`` keeps its
-    formatted traceback.
+    Message ``job '<id>' failed: <type_name>: <message>``. Attributes: ``job_id``;
+    ``type_name`` and ``message``, the original exception's class (``ValueError``,
+    ``mymodule.BuildError``, ``trio_jobpool.JobTimeout``) and message; ``traceback_text``,
+    its formatted traceback. A job ended as poison has ``type_name``
+    ``trio_jobpool.PoisonJob`` (on the Redis store, ``trio_jobpool.LeaseLapsed`` when some of
+    its lapsed leases were stalls of its process: see docs/distributed.md).
     """
 
     def __init__(self, job_id: str, type_name: str, message: str, traceback_text: str = "") -> None:
@@ -88,23 +121,41 @@ class JobFailed(JobPoolError):
 
 
 class JobNotRegistered(JobPoolError):
-    """The function (or name) is not registered in the pool's :class:`JobRegistry`."""
+    """The function (or name) is not registered in the pool's :class:`JobRegistry`.
+
+    Raised by ``submit`` with an unknown name, ``JobRegistry.get`` and ``JobRegistry.name_of``.
+    """
 
 
 class JobNotSerializable(JobPoolError):
-    """A job's arguments (or result) cannot be represented as JSON."""
+    """A job's arguments (or result) cannot be represented as JSON.
+
+    Raised by a durable or distributed pool's ``submit`` / ``submit_nowait`` for arguments
+    JSON cannot hold (the message names the value); the outcome of such a job whose result
+    JSON cannot hold (it ends failed).
+    """
 
 
 class StoreError(JobPoolError):
     """A store cannot be opened, read or written: a corrupt or non-SQLite file, a read-only
-    path, a full disk, or a file another pool holds. The message names the store's path."""
+    path, a full disk, a file another pool holds, a Redis that does not answer. The message
+    names the store's path (or URL).
+
+    Raised when a pool's store cannot be opened, and by ``submit`` when the job could not be
+    written (the job is not accepted); the outcome of a distributed pool's job that Redis lost
+    (a restart without persistence, a flush, an eviction: see docs/distributed.md).
+    """
 
 
 class StoreOutcomeUnknown(StoreError):
     """A write was sent to the store and no answer came within its timeout (or the connection
     broke before the answer): it may or may not have happened. For a submit, the job may be
     queued, running or done: look it up by ``job_id`` later (``aget``); submitting it again with
-    the same id is refused with :class:`DuplicateJob` while the first one, if written, is live."""
+    the same id is refused with :class:`DuplicateJob` while the first one, if written, is live.
+
+    Raised by a distributed pool's ``submit``; ``submit_nowait``'s handle ends failed with it.
+    Attribute ``job_id``: the job the write was for, or ``None``.
+    """
 
     def __init__(self, message: str, job_id: str | None = None) -> None:
         super().__init__(message)

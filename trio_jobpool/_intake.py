@@ -47,31 +47,79 @@ class Intake(Workers):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> JobHandle[T]:
-        """Submit ``fn(*args)`` as a job and return its handle once the pool accepted it.
+        """Submit ``fn(*args)`` as a job and return its handle once the pool has accepted it.
 
-        Waits while the pool is full (backpressure). Always a cancel point: if it is cancelled,
-        the job was not accepted; if it returns, the job was accepted. (One exception, on
-        asyncio only: a plain ``task.cancel()`` that lands in the same loop iteration as the
-        acceptance wins, and the job is taken back -- or, if a worker was handed it already,
-        cancelled before it starts unless it had started.) With a store, it returns once the
-        job is written; that write is not interrupted by a cancellation.
-        A schedule point whenever it waits, and otherwise at least every 0.5 ms of consecutive
-        submits to this pool (see ``trio_jobpool._runtime.SCHEDULE_INTERVAL``): a submit loop
-        never starves other tasks, yet does not pay a trip through the scheduler per job.
+        Waits while the pool is full (backpressure). With a store, it returns once the job is
+        written; that write is not interrupted by a cancellation.
+
+        Cancellation: always a cancel point. If ``submit`` is cancelled, the job was not
+        accepted (it has no handle, is not counted, and ``get`` does not find it); if it
+        returns, the job was accepted. When the pool is full it blocks until the job is
+        accepted, and that wait is a schedule point. When it accepts at once, it yields to the
+        scheduler only if no ``submit`` to the same pool has yielded in the last 0.5 ms (each
+        pool keeps its own pace), so a submit loop never starves other tasks, yet does not pay
+        a trip through the scheduler per job:
+
+        * on Trio it checks for cancellation first, accepts the job, and then yields if a yield
+          is due; that yield is shielded, so a cancellation arriving during it is delivered at
+          the caller's next checkpoint and the handle is returned;
+        * on asyncio, before accepting the job, it yields if a yield is due, and otherwise only
+          checks for cancellation (raising if an enclosing AnyIO cancel scope is cancelled);
+          either way it is an AnyIO cancel point, and it never yields after acceptance.
+
+        On asyncio, a plain ``task.cancel()`` (as ``asyncio.wait_for``, ``asyncio.timeout``
+        and ``asyncio.TaskGroup`` do) can land in the same loop iteration as the acceptance of
+        a waiting submission. The cancellation wins: ``submit`` raises it, and the acceptance
+        is undone. A job that was waiting is taken back (no handle, not counted, ``get`` does
+        not find it). A job that had already been handed to a worker stays accepted and
+        counted, and is cancelled: it ends ``CANCELLED`` with ``JobCancelled("job '…' was
+        cancelled: its submit was cancelled")``, and its code does not run unless its worker
+        had already started it. Trio and AnyIO cancel scopes never race like this: once the
+        job is accepted, the cancellation comes at the caller's next checkpoint, after
+        ``submit`` has returned the handle.
 
         Args:
-            fn: an async callable (or, with a registry, a registered job's name).
-            job_id: a non-empty ``str``; by default 32 lowercase hex characters, unique: a
-                random prefix per pool and a counter.
-            priority: any ``int``; lower runs first, FIFO within one priority.
-            timeout: seconds from the job's start; ``None``: the pool's ``job_timeout``;
-                ``math.inf``: none.
-            retry: ``None``: the pool's policy; ``RetryPolicy(max_attempts=1)``: no retry.
+            fn: an async callable (only ``callable()`` is checked; a callable whose result
+                cannot be awaited makes the job fail with ``TypeError``), or, when the pool has
+                a registry, the name of a registered job. For keyword arguments, use
+                ``functools.partial``.
+            args: passed to ``fn`` positionally.
+            job_id: a non-empty ``str``; ``None`` generates a unique id of 32 lowercase hex
+                characters: 16 drawn at random when the pool opens, then a 16-hex-digit
+                counter. An id given here in that form (this pool's first 16 characters, then
+                16 lowercase hex digits) moves the counter past it, so no id generated later
+                equals it.
+            priority: any ``int``; lower runs first, FIFO within one priority. Stored as a
+                plain ``int``.
+            timeout: seconds from the start of each attempt, a number ``>= 0``; ``None`` for
+                the pool's ``job_timeout``; ``math.inf`` for none. With ``0`` the job never
+                runs: it ends ``TIMED_OUT`` as soon as a worker takes it.
+            retry: a :class:`RetryPolicy`; ``None`` for the pool's policy;
+                ``RetryPolicy(max_attempts=1)`` for no retry.
+
+        Returns:
+            The job's :class:`JobHandle`. The job is live from this moment: ``queued``, or
+            ``running`` if an idle worker took it.
 
         Raises:
-            PoolClosed: the pool was closed (before or while waiting for room).
-            DuplicateJob: a live job has this id.
-            TypeError, ValueError: bad arguments.
+            TypeError: ``fn`` is not callable; ``fn`` is given by name to a pool without a
+                registry; ``job_id`` is not a ``str``; ``priority`` is not an ``int`` (a
+                ``bool`` is refused); ``timeout`` is not a number or ``None``; ``retry`` is not
+                a :class:`RetryPolicy` or ``None``.
+            ValueError: ``job_id == ""``; ``timeout`` is negative or NaN.
+            JobNotRegistered: ``fn`` names no registered job.
+            PoolClosed: the pool is closed, when called or while waiting for room.
+            DuplicateJob: a live job has this id, when called or when the waiting submission's
+                turn comes (see the guide, "Semantics the contract leaves open").
+            RuntimeError: called from a job's own task of the same pool when the pool is full
+                and no room would ever come: every worker is busy and every other running job
+                waits on the pool already (see :meth:`JobHandle.wait`). The job was not
+                accepted. Not on a distributed pool.
+            StoreError: with a store, the job could not be written (it is not accepted).
+            StoreOutcomeUnknown: on a distributed pool, the write was sent to Redis and no
+                answer came (see :class:`StoreOutcomeUnknown`).
+
+        Argument errors are raised before the checkpoint.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         runtime = self._runtime
@@ -121,11 +169,13 @@ class Intake(Workers):
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
     ) -> JobHandle[T]:
-        """Like :meth:`submit`, but never waits.
+        """Like :meth:`submit`, but never waits; synchronous.
 
         Raises:
-            QueueFull: the pool is full.
-            PoolClosed, DuplicateJob, TypeError, ValueError: as for :meth:`submit`.
+            QueueFull: the pool is full (the job was not accepted; the message gives the number
+                of waiting jobs and the bound).
+            PoolClosed, DuplicateJob, JobNotRegistered, TypeError, ValueError: as for
+                :meth:`submit`.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         if self._journal is not None:

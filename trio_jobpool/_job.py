@@ -33,27 +33,30 @@ T = TypeVar("T")
 
 
 class JobStatus(StrEnum):
-    """Where a job is in its life. A ``str``, so it compares equal to its value."""
+    """Where a job is in its life. A ``str``: each member compares equal to its value
+    (``JobStatus.TIMED_OUT == "timed_out"``)."""
 
     QUEUED = "queued"
     """Accepted, waiting for a worker."""
     RETRYING = "retrying"
     """An attempt failed and a retry is scheduled; waiting out the backoff (holding no worker)."""
     RUNNING = "running"
-    """A worker is running it."""
+    """A worker is running it (or has just been handed it)."""
     COMPLETED = "completed"
     """Returned a value."""
     FAILED = "failed"
     """Raised an exception (after its last attempt)."""
     CANCELLED = "cancelled"
-    """Cancelled by id, by its handle or by the pool's shutdown; or interrupted (a
-    ``KeyboardInterrupt``); or it raised a cancellation of its own (see ``JobCancelled``)."""
+    """Cancelled by id, by its handle or by the pool's shutdown; also a job that raised a
+    cancellation of its own accord, or was interrupted by ``KeyboardInterrupt`` or the like
+    (see :class:`JobCancelled`)."""
     TIMED_OUT = "timed_out"
     """Ran past its timeout and was cancelled."""
 
     @property
     def ended(self) -> bool:
-        """``True`` for the four final states."""
+        """``True`` for the four final states: ``COMPLETED``, ``FAILED``, ``CANCELLED`` and
+        ``TIMED_OUT``."""
         return self in _ENDED
 
 
@@ -173,7 +176,9 @@ _current_job: ContextVar[JobHandle[Any] | None] = ContextVar(
 
 
 def current_job() -> JobHandle[Any]:
-    """The handle of the job whose code is running, in the job itself and in tasks it starts.
+    """The handle of the job whose code is running: in the job itself and in tasks it starts
+    (they inherit its context; there it still returns the job's handle after the job has
+    ended).
 
     Raises:
         RuntimeError: called outside any job.
@@ -187,10 +192,14 @@ def current_job() -> JobHandle[Any]:
 class JobHandle(Generic[T]):
     """One submitted job: its state, timings, progress and outcome.
 
-    Handles are created by ``JobPool.submit``; every attribute is read-only. Times ending in
-    ``_at`` are wall-clock seconds (``time.time()`` scale, derived from the pool's monotonic
-    clock so they never run backwards); ``exec_time`` is in seconds. Timings are those of the
-    latest attempt.
+    Handles are created by :meth:`JobPool.submit` / :meth:`JobPool.submit_nowait`; every
+    attribute is a read-only property. Times ending in ``_at`` are wall-clock seconds
+    (``time.time()`` scale, derived from the pool's monotonic clock so they never run
+    backwards); ``exec_time`` is in seconds. Timings are those of the latest attempt.
+
+    A ``JobCancelled`` or ``JobTimeout`` is created the first time it is asked for
+    (:attr:`error`, :meth:`wait`, :meth:`result`); from then on every access gives the same
+    object.
     """
 
     __slots__ = (
@@ -255,14 +264,14 @@ class JobHandle(Generic[T]):
 
     @property
     def job_id(self) -> str:
-        """The job's id: given at submit, or 32 generated lowercase hex characters."""
+        """The id given at submit, or the generated one (32 lowercase hex characters)."""
         key = self._key
         return key if isinstance(key, str) else self._owner._job_id(key)
 
     @property
     def name(self) -> str:
-        """The job's name: the name it is registered under in the pool's registry (the first,
-        if several), else its function's ``__qualname__`` (or ``repr``, for a callable that
+        """The name the job's function is registered under in the pool's registry (the first,
+        if several), else the function's ``__qualname__`` (or ``repr``, for a callable that
         has none). A job of a store (SQLite, Redis) has the name it was submitted by."""
         fn = self._fn
         name = self._owner._name_of(fn)
@@ -273,7 +282,7 @@ class JobHandle(Generic[T]):
 
     @property
     def priority(self) -> int:
-        """The job's priority: lower runs first."""
+        """The priority given at submit; lower runs first."""
         return self._priority
 
     @property
@@ -281,8 +290,10 @@ class JobHandle(Generic[T]):
         """When the running attempt times out, on the pool's clock (``trio.current_time()``,
         or the asyncio loop's ``time()``); ``None`` unless running with a finite timeout.
 
-        Timeouts are enforced by the pool, not by a deadline on the job's cancel scope, so
-        ``trio.current_effective_deadline()`` inside a job does not show it; this does.
+        Timeouts are enforced by the pool's deadline watcher, not by a deadline on the job's
+        cancel scope, so ``trio.current_effective_deadline()`` inside a job does not show the
+        job's timeout; ``current_job().deadline`` does. The watcher cancels a job within one
+        scheduling step of its deadline.
         """
         if self._status is not JobStatus.RUNNING or self._started_m is None:
             return None
@@ -296,7 +307,7 @@ class JobHandle(Generic[T]):
 
     @property
     def attempts(self) -> int:
-        """How many attempts have started."""
+        """How many attempts have started (0 while it has never run)."""
         return self._attempts
 
     @property
@@ -306,7 +317,7 @@ class JobHandle(Generic[T]):
 
     @property
     def progress_message(self) -> str | None:
-        """The last message given to :meth:`set_progress`."""
+        """The last message given to :meth:`set_progress`; ``None`` until then."""
         return None if self._extra is None else self._extra.message
 
     @property
@@ -326,14 +337,16 @@ class JobHandle(Generic[T]):
 
     @property
     def exec_time(self) -> float | None:
-        """How long the latest attempt ran, once it has ended; ``None`` before."""
+        """How long the latest attempt ran, once that attempt ended; ``None`` before and while
+        it runs."""
         return self._exec_time
 
     @property
     def error(self) -> BaseException | None:
-        """The job's exception once it ended in any way but ``COMPLETED`` (``JobCancelled``,
-        ``JobTimeout`` or what the job raised); before that, the exception of the latest
-        failed attempt if a retry is under way, else ``None``."""
+        """The job's exception once it ended in any way but ``COMPLETED`` (what it raised,
+        :class:`JobCancelled` or :class:`JobTimeout`); while a retry is under way
+        (``RETRYING``, and during the next attempt), the latest failed attempt's exception;
+        otherwise ``None``."""
         if self._status is JobStatus.COMPLETED:
             return None
         result = self._result
@@ -349,17 +362,23 @@ class JobHandle(Generic[T]):
     async def wait(self) -> outcome.Outcome[T]:
         """Wait until the job has ended and return its outcome; never raises for the job.
 
-        Returns a fresh ``outcome.Value(result)`` or ``outcome.Error(exc)`` (``exc`` is what the
-        job raised, ``JobCancelled`` or ``JobTimeout``) on each call.
+        Each call returns a fresh ``outcome.Value(result)`` or ``outcome.Error(exc)``, where
+        ``exc`` is what the job raised, a :class:`JobCancelled` or a :class:`JobTimeout` (the
+        same object as :attr:`error`, on every call). Each call first resets
+        ``exc.__traceback__`` to the traceback the job's exception had when the job ended
+        (``None`` for ``JobCancelled`` and ``JobTimeout``), so raising it again and again
+        (:meth:`result`) does not make its traceback grow.
 
-        A checkpoint. Cancelling the wait does not affect the job.
+        A checkpoint (also when the job has already ended); cancelling the wait does not
+        affect the job.
 
         Raises:
             RuntimeError: called from a job of the same pool (in its own task, not one it
                 started) while every other running job of the pool waits on jobs of the pool
                 (or for room in it) and every worker is busy: nothing would ever run the job
                 waited for (see docs/guide.md, "Jobs that wait on jobs"). Also when a job
-                waits for itself.
+                waits for itself. The waits already under way go on. Never on a distributed
+                pool.
         """
         if not self._status.ended:
             extra = self._extra
@@ -392,26 +411,34 @@ class JobHandle(Generic[T]):
     async def result(self) -> T:
         """Wait until the job has ended; return its value or raise its exception.
 
+        Cancellation: as :meth:`wait`.
+
         Raises:
             Exception: what the job raised (``FAILED``).
-            JobCancelled: the job was cancelled.
-            JobTimeout: the job timed out (also a ``TimeoutError``).
+            JobCancelled: the job was cancelled (``CANCELLED``).
+            JobTimeout: the job timed out (``TIMED_OUT``; also a ``TimeoutError``).
+            RuntimeError: as :meth:`wait`.
         """
         return (await self.wait()).unwrap()
 
     # -- acting on the job -----------------------------------------------------------------
 
     def cancel(self) -> None:
-        """Cancel the job if it is still live (see ``JobPool.cancel``); otherwise do nothing."""
+        """Cancel the job if it is still live, exactly as ``pool.cancel(handle.job_id)`` (see
+        :meth:`JobPool.cancel`); do nothing if it has ended."""
         if not self._status.ended:
             self._owner._cancel_job(self, CANCELLED)
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
-        """Record how far the job has got, for ``progress`` and the pool's observers.
+        """Record how far the job has got, for :attr:`progress` and :attr:`progress_message`.
+
+        Normally called by the job itself through :func:`current_job`; it does not check who
+        calls it.
 
         Raises:
-            ValueError: ``fraction`` is not within ``0.0 … 1.0``.
-            TypeError: ``fraction`` is not a number or ``message`` not a ``str`` or ``None``.
+            ValueError: ``fraction`` is not within ``0.0 … 1.0`` (NaN included).
+            TypeError: ``fraction`` is not an ``int`` or ``float`` (a ``bool`` is refused), or
+                ``message`` is neither a ``str`` nor ``None``.
         """
         if isinstance(fraction, bool) or not isinstance(fraction, int | float):
             raise TypeError(f"progress must be a number from 0.0 to 1.0, got {fraction!r}")

@@ -52,39 +52,86 @@ def open_job_pool(
 ) -> AbstractAsyncContextManager[JobPool]:
     """Open a job pool for the duration of an ``async with`` block.
 
-    The pool's retry timers and deadline watcher are tasks of a nursery (task group) opened by
-    the block; its workers, and so every running job, are tasks of a task group of their own,
-    for which a task of that nursery stands (see ``Workers._host_workers``): the block does not
-    end before every worker has, unless a job ignores its cancellation for ``shutdown_grace``
-    seconds (see :meth:`JobPool.stop`). Leaving the block normally is
-    ``await pool.stop(drain=True)``. Leaving it by an exception (or a cancellation) cancels every
-    job at once and re-raises that exception itself, not wrapped in an exception group.
+    Returns an async context manager: ``async with open_job_pool(...) as pool`` opens a nursery
+    (on asyncio, an AnyIO task group), starts a deadline watcher in it and ``max_workers``
+    workers, and yields the :class:`JobPool`. The retry timers and the deadline watcher are
+    tasks of that nursery. The workers, and so every running job, are tasks of a task group of
+    their own, which a task of the nursery stands for: what a worker raises is raised in the
+    nursery, a cancellation of the nursery cancels the workers, and the block does not end
+    before every worker has ended, except that it stops waiting for a job that has not ended
+    ``shutdown_grace`` seconds after the shutdown cancelled it (see :meth:`JobPool.stop` and
+    the design notes, "Jobs that ignore cancellation").
+
+    Leaving the block:
+
+    * normally: ``await pool.stop(drain=True)`` (jobs get up to ``shutdown_timeout``, then the
+      rest is cancelled; it returns once every job has ended and every worker has exited, or
+      jobs that ignore their cancellation were abandoned after ``shutdown_grace``);
+    * by an exception, or a cancellation: every job is cancelled at once, the pool's tasks
+      unwind (jobs still running after ``shutdown_grace`` are abandoned, as by ``stop``), and
+      that exception itself is re-raised: the same object, not wrapped in an exception group
+      and not re-derived (an exception group raised by the block comes out as that very group,
+      of its own class). If the nursery ends with more than one exception (for example the
+      block's and a job's ``KeyboardInterrupt``), they are raised together in a
+      ``BaseExceptionGroup``.
+
+    Whichever way the block ends, no job is left live (an abandoned job's handle has ended
+    ``CANCELLED``, though its code may still run; see :meth:`JobPool.stop`).
 
     Args:
-        max_workers: jobs that run at once (>= 1).
-        queue_size: jobs that may wait beyond those idle workers take (>= 0).
-        job_timeout: default per-job timeout in seconds, from the job's start; ``None``: none.
-        shutdown_timeout: how long leaving the block (or ``stop()``) lets jobs finish before
-            cancelling them; ``None``: no limit.
-        shutdown_grace: how long the shutdown then waits for the cancelled jobs to end
-            before it abandons those still running (jobs that shield themselves from
-            cancellation or catch it; see ``JobPool.stop``); ``None``: wait for them forever.
-        max_pending: extra waiting room on top of ``queue_size``; ``None``: no bound at all.
-        retry: the default :class:`RetryPolicy`; ``None``: no retries.
-        history: how many ended jobs ``get`` can still find (>= 0).
-        store: ``None`` (in memory); ``"sqlite:///path/jobs.db"``, a :class:`SqliteStore`
-            or any other object that implements the ``Store`` protocol
-            (``trio_jobpool.stores.Store``): every accepted job is written to the store
-            before ``submit`` returns, and the next pool on the same store resumes what a
-            crash left (see docs/durability.md); ``"redis://..."`` or a :class:`RedisStore`:
-            a distributed pool (see docs/distributed.md). A store needs a ``registry``, and
-            room for at least one waiting job.
-        registry: a :class:`JobRegistry`; with one, jobs may also be submitted by name. With
-            a store, only registered functions with JSON arguments can be submitted.
+        max_workers: how many jobs run at once; ``int >= 1`` (``>= 0`` for a distributed
+            pool: ``max_workers=0`` is a process that only submits).
+        queue_size: how many accepted jobs may wait beyond those that idle workers take at
+            once; ``int >= 0``.
+        job_timeout: the default timeout of a job, from the start of each attempt; ``None``
+            (or ``math.inf``) for none; a number ``>= 0``.
+        shutdown_timeout: how long leaving the block normally (or ``stop()`` without
+            ``timeout``) lets jobs finish before cancelling them; ``None`` (or ``math.inf``)
+            for no limit; a number ``>= 0``.
+        max_pending: extra waiting room on top of ``queue_size``; ``int >= 0``, or ``None``
+            for no bound at all. The pool is *full* when no worker is idle and
+            ``queue_size + max_pending`` accepted jobs wait (jobs back from a retry backoff are
+            not counted).
+        retry: the default :class:`RetryPolicy` for jobs submitted with ``retry=None``;
+            ``None`` for no retries.
+        history: how many ended jobs :meth:`JobPool.get` can still find; ``int >= 0``.
+        store: ``None`` (or ``"memory://"``), the in-memory pool; ``"sqlite:///path/jobs.db"``
+            (a path relative to the working directory; ``sqlite:////abs/path.db`` for an
+            absolute one), a :class:`SqliteStore` or any other object that implements the
+            ``Store`` protocol: the durable pool, which writes every accepted job to the store
+            before ``submit`` returns, and whose next pool on the same store resumes what a
+            crash left (docs/durability.md); ``"redis://host:port/db"`` (settings as a query:
+            ``?queue=builds&lease_timeout=30``) or a :class:`RedisStore`: the distributed pool,
+            whose waiting jobs live in Redis, shared with other processes
+            (docs/distributed.md); it yields a :class:`JobPool` with the differences listed
+            there. A store needs a ``registry`` and ``queue_size + max_pending >= 1``. The
+            store is opened (and recovered, or connected) when the block is entered, before any
+            job runs, and closed when it is left.
+        registry: a :class:`JobRegistry`; with one, ``submit`` also accepts a registered job's
+            name. With a store, only registered functions with JSON arguments can be
+            submitted.
+        shutdown_grace: how long the shutdown then waits for the cancelled jobs to end, before
+            it *abandons* those still running (see :meth:`JobPool.stop`); ``None`` (or
+            ``math.inf``) to wait for them forever; a number ``>= 0``. The default, 1 s, is
+            ample for the cleanup of a job that honours its cancellation (a ``finally`` that
+            closes a connection or writes a line) and keeps the bound on a shutdown short:
+            leaving the block takes at most ``shutdown_timeout + shutdown_grace``.
 
     Raises:
-        ValueError, TypeError: bad arguments (raised here, before any task starts).
-        RuntimeError: entered outside Trio or asyncio.
+        ValueError: from the call itself (before any task starts): ``max_workers < 1``
+            (``< 0`` on Redis), ``queue_size < 0``, ``max_pending < 0``, ``history < 0``, a
+            negative or NaN ``job_timeout`` / ``shutdown_timeout`` / ``shutdown_grace``, a
+            store URL other than ``memory://``, ``sqlite:///…`` or ``redis://…`` (or bad
+            settings in it), a store without a ``registry``, or a store with
+            ``queue_size + max_pending < 1``.
+        TypeError: from the call itself: a count that is not an ``int`` (or is a ``bool``), a
+            timeout that is not a number or ``None``, a ``retry`` that is not a
+            :class:`RetryPolicy`, a ``registry`` that is not a :class:`JobRegistry`.
+        RuntimeError: when the block is entered outside Trio and asyncio.
+        StoreError: when the block is entered and the store cannot be opened (in use by
+            another pool, not an SQLite file, not writable; Redis not reachable).
+        ImportError: when the block is entered with a Redis store and without coredis (the
+            ``redis`` extra).
     """
     the_store = open_store(store)
     distributed = isinstance(the_store, RedisStore)

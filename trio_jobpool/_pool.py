@@ -45,11 +45,13 @@ _CANCELLED: Final = JobStatus.CANCELLED
 
 
 class JobPool(Intake):
-    """A pool of workers running async jobs; create it with :func:`open_job_pool`.
+    """A pool of workers running async jobs; obtain it from :func:`open_job_pool` (it is not
+    meant to be constructed directly).
 
     All methods must be called from tasks of the event loop that opened the pool.
     The synchronous methods (``submit_nowait``, ``cancel``, ``resize``, ``close``, ``get``,
-    ``stats``) never yield and take effect before they return.
+    ``stats``) never yield and take effect before they return. ``repr(pool)`` shows its state
+    (``open``, ``closed``, ``stopped``), worker target and counts.
     """
 
     def __repr__(self) -> str:
@@ -63,12 +65,23 @@ class JobPool(Intake):
     def cancel(self, job_id: str) -> None:
         """Cancel a live job by id: it ends ``CANCELLED``.
 
-        A waiting or retrying job is removed at once (O(1)) and never runs again. A running
-        job's cancel scope is cancelled; it ends as soon as it reaches a checkpoint, and its
-        worker moves on. A job that shields itself and returns a value ends ``COMPLETED``.
+        * A ``queued`` or ``retrying`` job ends before ``cancel`` returns and never runs
+          (again). Removal is O(1) (lazy deletion). Room freed in the waiting room admits
+          blocked submissions.
+        * A ``running`` job's cancel scope is cancelled; the job ends when it reaches a
+          checkpoint (its status stays ``RUNNING`` until then) and its worker moves on. A job
+          that shields itself and returns a value ends ``COMPLETED``; one that raises while
+          being cancelled ends ``CANCELLED`` with that exception as ``handle.error.__cause__``
+          (an ``ExceptionGroup`` of the errors, if the job's own task group raised them
+          together with the cancellation).
+        * A job handed to a worker that has not started it yet (status ``RUNNING``) never runs
+          its code: it ends ``CANCELLED`` when its worker takes it up, a moment later.
+
+        On a distributed pool it acts on the jobs this process holds; :meth:`acancel` reaches
+        the jobs of every process.
 
         Raises:
-            JobNotFound: no live job has this id (unknown, or already ended).
+            JobNotFound: no live job has this id (unknown, already ended, or not a ``str``).
         """
         if type(job_id) is str and self._generated_id(job_id) is not None:
             job = self._live.get(int(job_id[16:], 16))  # _key, written out
@@ -92,30 +105,44 @@ class JobPool(Intake):
             self._cancel_job(job, CANCELLED)
 
     async def acancel(self, job_id: str) -> None:
-        """:meth:`cancel`, as a checkpoint. The same call works on every pool: on a distributed
-        pool it reaches jobs of any process, through Redis.
+        """:meth:`cancel`, as a checkpoint; the same call works on every pool. Where ``cancel``
+        acts on what this process holds, this form goes where the job is.
+
+        On a distributed pool it cancels a live job of any process through Redis, returning
+        once a waiting or retrying job is cancelled, or once the process running the job has
+        been told.
 
         Raises:
             JobNotFound: no live job has this id.
+            StoreError: on a distributed pool, Redis does not answer.
         """
         self.cancel(job_id)
         await self._runtime.checkpoint()
 
     async def aget(self, job_id: str) -> JobHandle[Any]:
-        """:meth:`get`, as a checkpoint. The same call works on every pool: on a distributed
-        pool it reads any job from Redis.
+        """:meth:`get`, as a checkpoint; the same call works on every pool.
+
+        On a distributed pool it reads the job from Redis: the handle of a job this process
+        submitted, brought up to date (status, attempts, progress, timings), or a snapshot
+        handle of another process's job.
 
         Raises:
-            JobNotFound: no such job.
+            JobNotFound: there is no such job.
+            StoreError: on a distributed pool, Redis does not answer.
         """
         await self._runtime.checkpoint()
         return self.get(job_id)
 
     def get(self, job_id: str) -> JobHandle[Any]:
-        """The handle of a live job, or of one of the last ``history`` ended jobs.
+        """The handle of the live job with this id, or else of the newest ended job with this id
+        among the last ``history`` jobs that ended.
+
+        Every ended job takes one of the ``history`` places, also when its id was used before;
+        an older job with a reused id can no longer be found. A durable pool also reads ended
+        jobs of earlier pools back from its store.
 
         Raises:
-            JobNotFound: neither.
+            JobNotFound: neither (or an id that is not a ``str``).
         """
         if not isinstance(job_id, str):
             raise JobNotFound(job_id)
@@ -130,14 +157,24 @@ class JobPool(Intake):
         return job
 
     def stats(self) -> PoolStats:
-        """A snapshot of the pool's counters; O(1) (see :class:`PoolStats`)."""
+        """A snapshot of the pool's counters (see :class:`PoolStats`).
+
+        O(1) in the number of jobs: counters are kept up to date as jobs move, and the
+        percentiles need at most one sort of a 1,024-sample window. Works after the pool has
+        stopped.
+        """
         return self._counters.snapshot(self._max_workers)
 
     def histograms(self) -> dict[str, TimeHistogram]:
-        """Every execution and wait time since the pool opened, in buckets: a ``dict`` with the
-        keys ``"exec_time"`` (each attempt that ended) and ``"wait_time"`` (each attempt that
-        started), each a :class:`TimeHistogram` with the bounds of ``TIME_BUCKETS``.
-        O(buckets); this process's jobs only, also on a distributed pool.
+        """Every execution and wait time since the pool opened, in the buckets of
+        ``TIME_BUCKETS``.
+
+        The key ``"exec_time"`` holds one sample per attempt that ended (completed, failed,
+        retried, timed out, or cancelled while running), ``"wait_time"`` one per attempt that
+        started (from acceptance, or the end of a retry's backoff, to the start). Unlike the
+        percentiles of :meth:`stats`, which cover the last 1,024 attempts, these never forget,
+        so they can be added up over time and over processes (the ``/metrics`` histograms).
+        O(buckets). On a distributed pool: the attempts this process ran.
         """
         return self._counters.histograms()
 
@@ -168,47 +205,62 @@ class JobPool(Intake):
         return reversed(self._live.values())
 
     async def cluster_stats(self) -> PoolStats:
-        """The stats of every process sharing this pool's queue. A pool in one process (in
-        memory or on SQLite) is the whole cluster: this is :meth:`stats`, after a checkpoint.
-        A distributed pool reads them from Redis."""
+        """The stats of every process sharing this pool's queue.
+
+        For a pool in one process (in memory or on SQLite) it is :meth:`stats`, after a
+        checkpoint. A distributed pool reads them from Redis in one round trip, after sending
+        its own pending news: totals, ``queued_tasks`` and ``active_workers`` of the whole
+        queue, from counters updated atomically with each step (the invariant holds exactly);
+        ``max_workers`` summed over the live processes.
+
+        Raises:
+            StoreError: on a distributed pool, Redis does not answer.
+        """
         await self._runtime.checkpoint()
         return self.stats()
 
     @property
     def abandoned_jobs(self) -> tuple[str, ...]:
         """The ids of the jobs the shutdown abandoned (they were still running
-        ``shutdown_grace`` seconds after it cancelled them), in the order they started; empty
-        until then. Such a job's task runs on, outside the pool: the program can exit only
-        once it ends (``trio.run`` and ``asyncio.run`` wait for it), or by ``os._exit``."""
+        ``shutdown_grace`` seconds after it cancelled them; see :meth:`stop`), in the order
+        they started; empty until then. Their code runs on in a task nobody waits for, and
+        ``trio.run`` / ``asyncio.run`` wait for it before they return: a program that must exit
+        checks this after the pool's block and ends itself (``os._exit``)."""
         return tuple(self._abandoned_ids)
 
     @property
     def max_workers(self) -> int:
-        """The current target number of workers (see :meth:`resize`)."""
+        """The current target number of workers, the ``max_workers`` given to
+        :func:`open_job_pool` or to the last :meth:`resize`."""
         return self._max_workers
 
     @property
     def store(self) -> NamedStore | None:
-        """The pool's store (a :class:`SqliteStore` or a :class:`RedisStore`, or any other
-        ``Store`` it was given), or ``None`` for a pool in memory."""
+        """The pool's store (a :class:`SqliteStore` or a :class:`RedisStore`, also when the pool
+        was opened with a URL, or any other ``Store`` it was given), or ``None`` for a pool in
+        memory. For example ``await pool.store.prune(older_than=7 * 86400)``."""
         return None if self._journal is None else self._journal.store
 
     @property
     def closed(self) -> bool:
-        """Whether the pool has stopped accepting jobs."""
+        """Whether the pool has stopped accepting jobs (``close()``, ``stop()``, or the end of
+        the block)."""
         return self._closed
 
     def resize(self, max_workers: int) -> None:
         """Set the number of workers.
 
-        Growing starts the new workers at once. Shrinking never cancels a running job: idle
-        surplus workers exit now, busy ones after their current job, and from now on no more
-        than ``max_workers`` jobs start running at once.
+        Growing starts the new workers at once (each takes a waiting job immediately if there
+        is one). Shrinking never cancels a running job: idle surplus workers exit now, busy
+        ones after their current job, and from now on no job starts while ``max_workers`` or
+        more are running.
 
         Raises:
             ValueError: ``max_workers < 1``.
-            TypeError: not an ``int``.
-            PoolClosed: the pool is stopping or stopped.
+            TypeError: not an ``int`` (or a ``bool``).
+            PoolClosed: the pool is stopping or stopped: once a ``stop()`` (or the end of the
+                block) has finished draining or begins cancelling the jobs. A pool that is only
+                closed, or still draining, can be resized.
         """
         check_count("max_workers", max_workers, 1)
         if self._stopping:
@@ -227,13 +279,16 @@ class JobPool(Intake):
                 self._runtime.unpark(slot, None)
 
     async def join(self) -> None:
-        """Wait until no job is waiting, retrying or running. A checkpoint.
+        """Wait until no job is waiting, retrying or running (jobs accepted meanwhile are
+        waited for too). With nothing live, returns after one checkpoint.
 
-        Cancelling the wait does not affect the jobs.
+        A checkpoint; cancelling the wait does not affect the jobs.
 
         Raises:
-            RuntimeError: called from inside one of this pool's own jobs (it would wait for
-                itself).
+            RuntimeError: called from inside one of this pool's own running jobs, or from a
+                task such a job started while the job is running (it would wait for itself).
+                Nothing is changed. A task that outlives the job that started it is no longer
+                inside that job.
         """
         self._refuse_inside_own_job("join()")
         if not self._live:
@@ -247,25 +302,59 @@ class JobPool(Intake):
     async def stop(self, drain: bool = True, timeout: float | None = None) -> None:
         """Close the pool, finish or cancel its jobs, and wait until its workers have exited.
 
-        With ``drain``, waiting, retrying and running jobs go on for up to ``timeout`` seconds
-        (default: the pool's ``shutdown_timeout``); whatever is left then is cancelled. Without
-        ``drain`` everything is cancelled at once. Returns once every job has ended and every
-        worker has exited, or once the pool's ``shutdown_grace`` has passed since it cancelled
-        the jobs: then each job still running (one that shields itself from cancellation, or
-        catches it) is *abandoned*: logged (a warning per job, by id and name), ended
-        ``CANCELLED`` here without waiting for it (with a store, left ``running`` there, so
-        that another pool runs it again), and left to run on in a task the pool no longer
-        waits for (see docs/design.md). So ``stop(timeout=T)`` returns within
-        ``T + shutdown_grace`` seconds. Calling it again, or concurrently, is safe; a call with
-        ``drain=False`` cuts a draining stop short.
+        * ``drain=True``: waiting, retrying and running jobs go on for up to ``timeout``
+          seconds (``None``: the pool's ``shutdown_timeout``; ``math.inf``: no limit); whatever
+          is left then is cancelled.
+        * ``drain=False``: every job is cancelled at once.
 
-        If the call itself is cancelled, every job is cancelled before the cancellation
-        propagates.
+        Returns once every job has ended and every worker has exited. Calling it again, or
+        concurrently, is safe; a call with ``drain=False`` cuts a draining call short. Jobs
+        cancelled by it end ``CANCELLED`` with ``JobCancelled("job '…' was cancelled by the
+        pool's shutdown")``.
+
+        **Jobs that ignore their cancellation are abandoned.** A job that is still running
+        ``shutdown_grace`` seconds after the shutdown cancelled it (it shields itself with
+        ``CancelScope(shield=True)``, or catches the cancellation and carries on) is abandoned,
+        and ``stop`` returns: ``stop(timeout=T)`` returns within ``T + shutdown_grace`` seconds
+        whatever the jobs do (``drain=False``: within ``shutdown_grace``). For each abandoned
+        job:
+
+        * the log gets one warning on the ``trio_jobpool`` logger, naming its id and name:
+          ``job '…' was still running 1 s after the pool's shutdown cancelled it: abandoned;
+          it runs on in the background (name: …)``, plus ``, and stays running in the store``
+          with a store;
+        * its handle ends ``CANCELLED`` with ``JobCancelled("job '…' was abandoned by the
+          pool's shutdown: it did not end when cancelled")``; in the stats it counts in
+          ``total_cancelled`` (no longer in ``active_workers``), so the invariant of the stats
+          holds after ``stop``;
+        * its code runs on, in a task nobody waits for, until it ends by itself: nothing in
+          Trio or asyncio can end a task that ignores cancellation. When it ends, its result is
+          dropped and nothing in the pool changes; an exception it raises then has nobody to
+          go to: one that is not an ``Exception`` (a ``KeyboardInterrupt`` that landed in its
+          code, say) is logged as an error on the ``trio_jobpool`` logger with its traceback
+          (under Trio, raising it would crash the run with ``TrioInternalError``; under asyncio
+          a ``KeyboardInterrupt`` or ``SystemExit`` in a task escapes the event loop as
+          always). ``trio.run`` and ``asyncio.run`` still wait for it before they return (see
+          the design notes, "Jobs that ignore cancellation"): to exit the process regardless,
+          exit it after the block when :attr:`abandoned_jobs` is not empty (``os._exit``, as
+          ``trio-jobpool serve`` and ``worker`` do);
+        * with a SQLite store, its record stays ``running`` (no end is written): the next pool
+          on the file counts a crash and runs it again, as after a ``kill -9``; with Redis,
+          neither its end nor a hand-back is sent: its lease, no longer renewed, lapses and
+          another process (or the next pool) runs it again. Until the abandoned code ends, the
+          job may so run twice at once.
+
+        Cancellation: if the call is cancelled while draining, every job is cancelled (as with
+        ``drain=False``) before the cancellation propagates; the call then does not wait for
+        the workers to exit.
 
         Raises:
-            RuntimeError: called from inside one of this pool's own jobs.
-            ValueError: a negative or NaN ``timeout``.
-            TypeError: a ``timeout`` that is not a number.
+            RuntimeError: called from inside one of this pool's own running jobs, or from a
+                task such a job started while the job is running (it would wait for itself).
+                Nothing is changed. A task that outlives the job that started it is no longer
+                inside that job.
+            ValueError: a negative or NaN ``timeout``. Nothing is changed.
+            TypeError: a ``timeout`` that is not a number. Nothing is changed.
         """
         self._refuse_inside_own_job("stop()")
         limit = self._config.shutdown_timeout if timeout is None else seconds("timeout", timeout)

@@ -233,8 +233,9 @@ class PoolCore:
         return None
 
     def close(self) -> None:
-        """Stop accepting jobs: ``submit`` raises :class:`PoolClosed` from now on, and so do
-        submissions that are waiting for room. Jobs already accepted are not affected."""
+        """Stop accepting jobs: ``submit`` and ``submit_nowait`` raise :class:`PoolClosed` from
+        now on, and every submission waiting for room raises :class:`PoolClosed` now. Jobs
+        already accepted are not affected (retries still re-enter). Idempotent."""
         if self._closed:
             return
         self._closed = True

@@ -21,8 +21,14 @@ F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 class JobRegistry:
     """A mapping of stable names to async job functions.
 
-    Use ``@registry.job`` (the function's ``__qualname__`` as the name) or
-    ``@registry.job(name="build")``; the decorator returns the function unchanged.
+    Given to ``open_job_pool(registry=...)``, it lets ``submit`` take a name instead of the
+    function. Durable and distributed pools run registered functions only, and the HTTP service
+    submits by name only (the registry given to ``create_app``). Use ``@registry.job`` (the
+    function's ``__qualname__`` as the name) or ``@registry.job(name="build")``; the decorator
+    returns the function unchanged.
+
+    Container protocol: ``name in registry``, ``iter(registry)`` (the names) and
+    ``len(registry)``.
     """
 
     def __init__(self) -> None:
@@ -37,11 +43,12 @@ class JobRegistry:
     def job(
         self, fn: Callable[..., Awaitable[Any]] | None = None, /, *, name: str | None = None
     ) -> Any:
-        """Register an async function, as ``@registry.job`` or ``@registry.job(name=...)``.
+        """Decorator: register an async function, as ``@registry.job`` (under its
+        ``__qualname__``) or ``@registry.job(name="build")`` (under the given name). Returns
+        the function unchanged.
 
         Raises:
-            TypeError: the function is not an ``async def`` function, or the name not a ``str``.
-            ValueError: the name is empty or already registered to another function.
+            TypeError, ValueError: as :meth:`register`.
         """
 
         def register(fn: Callable[..., Awaitable[Any]]) -> Callable[..., Awaitable[Any]]:
@@ -51,7 +58,16 @@ class JobRegistry:
         return register if fn is None else register(fn)
 
     def register(self, fn: Callable[..., Awaitable[Any]], *, name: str | None = None) -> str:
-        """Register ``fn`` under ``name`` (default: its ``__qualname__``); return the name."""
+        """Register ``fn`` under ``name`` (default: ``fn.__qualname__``) and return the name.
+
+        Registering the same function under the same name again is harmless; a function may
+        have several names (:meth:`name_of` returns the first).
+
+        Raises:
+            TypeError: ``fn`` is not an ``async def`` function (checked with
+                ``inspect.iscoroutinefunction``), or ``name`` is not a ``str``.
+            ValueError: ``name`` is empty or already registered to another function.
+        """
         if not inspect.iscoroutinefunction(fn):
             raise TypeError(f"only async functions can be registered as jobs, got {fn!r}")
         if name is None:
@@ -79,7 +95,7 @@ class JobRegistry:
             raise JobNotRegistered(f"no job is registered as {name!r}") from None
 
     def name_of(self, fn: Callable[..., Awaitable[Any]]) -> str:
-        """The name ``fn`` was registered under.
+        """The name ``fn`` was (first) registered under.
 
         Raises:
             JobNotRegistered: ``fn`` is not registered here.

@@ -22,9 +22,18 @@ class RetryPolicy:
     Timeouts and cancellations are never retried, whatever ``retry_on`` says.
     ``RetryPolicy(max_attempts=1)`` means "no retry".
 
+    Attributes:
+        max_attempts: attempts in all, the first included; ``int >= 1``.
+        backoff: the first wait, in seconds; a number ``>= 0``.
+        max_backoff: the cap on every wait (before jitter); a number ``>= 0``.
+        jitter: multiply each wait by a random factor in ``[0.5, 1.0]``.
+        retry_on: the exception classes that are retried; ``Exception`` subclasses. A single
+            class is accepted and stored as a one-element tuple.
+
     Raises:
         ValueError: ``max_attempts < 1``, a negative or NaN ``backoff``/``max_backoff``.
-        TypeError: ``retry_on`` holds something that is not an ``Exception`` subclass.
+        TypeError: a non-``int`` ``max_attempts``, a non-number ``backoff``/``max_backoff``, or
+            a ``retry_on`` that is not a tuple of ``Exception`` subclasses.
     """
 
     max_attempts: int = 3
@@ -55,11 +64,15 @@ class RetryPolicy:
                 raise TypeError(f"retry_on must hold Exception subclasses, got {exc_type!r}")
 
     def should_retry(self, attempts: int, exc: BaseException) -> bool:
-        """Whether a job that failed with ``exc`` on attempt number ``attempts`` goes again."""
+        """Whether a job that failed with ``exc`` on attempt number ``attempts`` (1-based) goes
+        again: ``attempts < max_attempts and isinstance(exc, retry_on)``."""
         return attempts < self.max_attempts and isinstance(exc, self.retry_on)
 
     def delay(self, attempts: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after attempt number ``attempts`` (1-based) failed."""
+        """Seconds to wait after attempt number ``attempts`` (1-based) failed, by the formula
+        above; the jitter factor is drawn from ``rng`` (default: the ``random`` module). Never
+        overflows: past 1,000 doublings the wait before jitter is ``max_backoff`` (``0.0`` if
+        ``backoff`` is ``0``)."""
         exponent = max(0, attempts - 1)
         if exponent > 1000:  # 2**1001 overflows a float; the power no longer matters
             base = math.inf if self.backoff > 0 else 0.0

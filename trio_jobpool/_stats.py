@@ -22,23 +22,43 @@ TIME_BUCKETS: Final[tuple[float, ...]] = (
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5,
     1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 )  # fmt: skip
-"""The upper bounds (seconds) of the buckets of :class:`TimeHistogram`, before ``inf``."""
+"""The upper bounds (seconds) of the buckets of :class:`TimeHistogram`, before ``inf``: fixed, so
+that histograms of several processes or pools add up bucket by bucket."""
 
 
 @dataclass(frozen=True, slots=True)
 class PoolStats:
-    """A consistent snapshot of a pool's counters (see ``JobPool.stats``).
+    """A consistent snapshot of a pool's counters, returned by :meth:`JobPool.stats`.
 
-    Whenever no task is mid-step::
+    Invariant, whenever no task is in the middle of a step::
 
         total_submitted == total_completed + total_failed + total_cancelled
                            + total_timed_out + queued_tasks + active_workers
 
-    ``queued_tasks`` counts jobs waiting for a worker or waiting out a retry backoff;
-    ``active_workers`` counts jobs running now. ``total_retried`` counts retries scheduled.
-    Averages cover every attempt that ended (execution) or started (wait, from submission or
-    re-entry after a backoff to the start); the percentiles cover the last
-    :data:`LatencyWindow.SIZE` attempts that ended. Times are in seconds.
+    A job a shutdown abandoned (see :meth:`JobPool.stop`) counts in ``total_cancelled`` from
+    the moment it is abandoned, and its execution time (up to then) in the averages; its code
+    may still run, but no longer counts in ``active_workers``.
+
+    All times are in seconds; averages and percentiles are ``0.0`` while there is no sample.
+
+    Attributes:
+        total_submitted: jobs accepted.
+        total_completed: jobs that ended ``COMPLETED``.
+        total_failed: jobs that ended ``FAILED``.
+        total_cancelled: jobs that ended ``CANCELLED``.
+        total_timed_out: jobs that ended ``TIMED_OUT``.
+        total_retried: retries scheduled.
+        active_workers: jobs running now.
+        max_workers: the current target number of workers.
+        queued_tasks: jobs waiting for a worker or waiting out a retry backoff.
+        average_exec_time: mean execution time over every attempt that ended (completed,
+            failed, retried, timed out, or cancelled while running).
+        average_wait_time: mean wait over every attempt that started, from acceptance (or
+            re-entry after a backoff) to the start.
+        exec_time_p50: nearest-rank median of the execution times of the last 1,024 attempts
+            that ended.
+        exec_time_p95: the same window's 95th percentile.
+        exec_time_p99: the same window's 99th percentile.
     """
 
     total_submitted: int
@@ -57,20 +77,22 @@ class PoolStats:
     exec_time_p99: float
 
     def as_dict(self) -> dict[str, Any]:
-        """The snapshot as a JSON-ready ``dict`` with exactly the field names as keys."""
+        """The snapshot as a JSON-ready ``dict`` whose keys are exactly the field names, in
+        field order."""
         return {field.name: getattr(self, field.name) for field in dataclasses.fields(self)}
 
 
 @dataclass(frozen=True, slots=True)
 class TimeHistogram:
-    """Every sample of one kind of time (execution or wait) since the pool opened, in buckets.
+    """Every sample of one kind of time (execution or wait) since the pool opened, in buckets,
+    as :meth:`JobPool.histograms` returns them.
 
     ``counts[i]`` is how many samples were ``<= bounds[i]`` (cumulative, as Prometheus has
     them); the last bound is ``math.inf``, so ``counts[-1]`` is the number of samples.
     """
 
     bounds: tuple[float, ...]
-    """The buckets' upper bounds in seconds, ascending: :data:`TIME_BUCKETS`, then ``inf``."""
+    """Upper bounds of the buckets in seconds, ascending (:data:`TIME_BUCKETS`, then ``inf``)."""
     counts: tuple[int, ...]
     """Cumulative counts, one per bound."""
     total: float

@@ -1,3 +1,4 @@
-"""The package's version, in one place (``pyproject.toml`` repeats it for packaging)."""
+"""The package's version, the one place it is written: packaging reads it from here
+(``[tool.setuptools.dynamic]`` in ``pyproject.toml``), and so does the documentation site."""
 
 __version__ = "0.1.0"

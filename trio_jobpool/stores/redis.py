@@ -21,7 +21,12 @@ __all__ = ["RedisStore"]
 
 
 class RedisStore:
-    """A job queue in Redis (or Redis Cluster), shared by pools in many processes.
+    """A job queue in Redis (or Redis Cluster), shared by pools in many processes: the store of
+    a distributed pool (docs/distributed.md).
+
+    Pass it as ``open_job_pool(store=...)`` (or use the URL form, ``store="redis://..."``).
+    Creating it connects to nothing; a pool connects when its block is entered (and one store
+    may serve one pool after another). Needs the ``redis`` extra (coredis), imported only then.
 
     Args:
         url: ``redis://[user:password@]host:port/db`` (``rediss://`` for TLS). Settings may
@@ -88,7 +93,12 @@ class RedisStore:
 
     @classmethod
     def from_url(cls, url: str) -> RedisStore:
-        """A store from a URL whose query may carry the settings (see the class)."""
+        """The store a URL names, the settings as a query
+        (``?queue=builds&lease_timeout=10&max_crashes=1&cluster=1&timeout=2&keep_ended=3600``).
+
+        Raises:
+            ValueError: unknown or bad settings.
+        """
         parts = urllib.parse.urlsplit(url)
         query = dict(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
         settings: dict[str, Any] = {}
@@ -114,7 +124,7 @@ class RedisStore:
 
     @property
     def url(self) -> str:
-        """The server's URL, without the password (for messages)."""
+        """The server's URL without its password, and the queue (for messages)."""
         parts = urllib.parse.urlsplit(self._url)
         if parts.password is None:
             return f"{self._url} (queue {self.queue!r})"

@@ -86,14 +86,28 @@ _WAL_LIMIT: Final = 64 << 20  # bytes: a WAL that starts over is truncated to th
 
 
 class SqliteStore:
-    """A durable job store in one SQLite file (see the module docstring).
+    """The embedded durable store: one SQLite file in WAL mode (docs/durability.md).
+
+    Pass it as ``open_job_pool(store=...)`` (or use the URL form,
+    ``store="sqlite:///path/jobs.db"``). Creating it opens nothing; the pool opens it. One pool
+    at a time per database: the store holds an exclusive ``flock`` on the database file itself
+    (its inode) while open, so no other path to it (a symlink, a hard link) gets a second pool.
 
     Args:
         path: the database file; created (with its schema) if missing.
-        synchronous: SQLite's ``synchronous`` setting: ``"NORMAL"`` (survives the process
-            being killed) or ``"FULL"`` (survives power loss too).
-        max_crashes: a job interrupted by more crashes than this ends ``failed`` as poison
-            instead of running again, so a job that kills its process cannot loop forever.
+        synchronous: ``"NORMAL"`` (a commit survives the process being killed; commits run on
+            the event loop's thread and never wait for the disk) or ``"FULL"`` (it also
+            survives a power cut; commits, each with an ``fsync``, run in a writer thread).
+        max_crashes: a job interrupted by more crashes of the process running it than this
+            ends failed as poison (:class:`JobFailed` with ``type_name``
+            ``trio_jobpool.PoisonJob``) instead of running again, so a job that kills its
+            process cannot loop forever; ``int >= 0``.
+
+    Attributes:
+        failing: ``True`` from a commit that failed (a full disk, a deleted database) to the
+            next one that succeeds. While commits fail, the pool starts no job (each waits,
+            queued; see docs/durability.md, "A full disk").
+        failed_commits: how many commits failed since the store was opened.
 
     Raises:
         ValueError: a bad ``synchronous`` or ``max_crashes``.
@@ -178,6 +192,7 @@ class SqliteStore:
 
     @property
     def url(self) -> str:
+        """``"sqlite:///<path>"``, used in messages."""
         return f"sqlite:///{self.path}"
 
     def __repr__(self) -> str:
@@ -244,9 +259,9 @@ class SqliteStore:
         return [to_record(row) for row in rows]
 
     def configure(self, connection: sqlite3.Connection) -> None:
-        """Called once with the writing connection after it is set up (WAL, schema): a hook
-        for subclasses to add their own settings (``PRAGMA cache_size``, ...). Runs in the
-        store's worker thread."""
+        """Called once with the writing ``sqlite3.Connection`` after it is set up (WAL,
+        schema): a hook for subclasses to add their own settings (``PRAGMA cache_size``, ...).
+        Runs in the store's worker thread."""
 
     def _recover(self, db: sqlite3.Connection) -> None:
         """Put jobs a crash interrupted back in the queue, or end them as poison."""
@@ -598,7 +613,8 @@ class SqliteStore:
 
     async def prune(self, older_than: float) -> int:
         """Delete ended jobs that finished more than ``older_than`` seconds ago; return how
-        many. Live jobs are never pruned.
+        many. Live jobs are never pruned. It deletes in parts of 1,000 jobs, each its own
+        transaction. Use it while the pool is open (``await pool.store.prune(...)``).
 
         Raises:
             ValueError: a negative ``older_than``.
