@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
+import importlib.util
 import json
 import logging
 import math
@@ -20,6 +21,7 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -30,7 +32,8 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trio_jobpool import (
@@ -89,6 +92,13 @@ _DASHBOARD_FILES: Final = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
+SWAGGER_UI_FILES: Final = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
+"""The files of the ``swagger-ui-py`` package that ``/docs`` uses (served under
+``/docs/swagger-ui/``); no other file of that package is served."""
+_SWAGGER_UI_MISSING: Final = (
+    "the API reference needs the swagger-ui-py package, which ships Swagger UI: "
+    "pip install 'trio-jobpool[http]'"
+)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -227,26 +237,78 @@ def _host_names(allowed_hosts: Collection[str] | None) -> frozenset[str] | None:
     return hosts
 
 
-def _routes(api: _Api, dashboard: bool) -> list[Route]:
+def _routes(api: _Api, dashboard: bool) -> list[BaseRoute]:
     """The endpoints of ``api`` at their paths (the dashboard's only with ``dashboard``); every
-    endpoint answers its errors as JSON (:func:`_json_errors`)."""
-    checked = _json_errors
-    routes = [
-        Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
-        Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
-        Route("/api/v1/jobs/pool/stats", checked(api.stats), methods=["GET"]),
-        Route("/api/v1/jobs/pool/size", checked(api.resize), methods=["PUT"]),
-        Route("/api/v1/jobs/pool/info", checked(api.info), methods=["GET"]),
-        Route("/api/v1/jobs/{job_id}", checked(api.job), methods=["GET"]),
-        Route("/api/v1/jobs/{job_id}/cancel", checked(api.cancel), methods=["POST"]),
-        Route("/healthz", checked(api.health), methods=["GET"]),
-        Route("/metrics", checked(api.metrics), methods=["GET"]),
-        Route("/openapi.json", checked(api.openapi), methods=["GET"]),
-    ]
+    endpoint answers its errors as JSON (:func:`_json_errors`).
+
+    One route per path, serving each of its methods: a method the path does not serve is then
+    answered 405 with every method it does serve in ``Allow`` (``HEAD`` with ``GET``), never
+    only those of the first route that matched the path."""
+    paths: dict[str, dict[str, Endpoint]] = {
+        "/api/v1/jobs": {"GET": api.list_jobs, "POST": api.submit},
+        "/api/v1/jobs/pool/stats": {"GET": api.stats},
+        "/api/v1/jobs/pool/size": {"PUT": api.resize},
+        "/api/v1/jobs/pool/info": {"GET": api.info},
+        "/api/v1/jobs/{job_id}": {"GET": api.job},
+        "/api/v1/jobs/{job_id}/cancel": {"POST": api.cancel},
+        "/healthz": {"GET": api.health},
+        "/metrics": {"GET": api.metrics},
+        "/openapi.json": {"GET": api.openapi},
+    }
     if dashboard:
-        routes.append(Route("/", checked(api.page), methods=["GET"]))
-        routes.append(Route("/static/{name}", checked(api.static), methods=["GET"]))
+        paths["/"] = {"GET": api.page}
+        paths["/static/{name}"] = {"GET": api.static}
+    paths["/docs"] = {"GET": api.reference}
+    paths["/docs/reference.js"] = {"GET": api.reference_script}
+    routes: list[BaseRoute] = [_route(path, endpoints) for path, endpoints in paths.items()]
+    if api.swagger_ui is not None:
+        routes.append(Mount("/docs/swagger-ui", _OnlyFiles(api.swagger_ui, SWAGGER_UI_FILES)))
     return routes
+
+
+def swagger_ui_directory() -> Path | None:
+    """The directory of Swagger UI's files in the installed ``swagger-ui-py`` package (its
+    ``swagger_ui/static``), found without importing the package; ``None`` if it is not
+    installed (``/docs`` then answers 404, naming the package)."""
+    spec = importlib.util.find_spec("swagger_ui")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        directory = Path(location, "static")
+        if all((directory / name).is_file() for name in SWAGGER_UI_FILES):
+            return directory
+    return None
+
+
+class _OnlyFiles(StaticFiles):
+    """Starlette's ``StaticFiles`` over ``directory``, serving only the files ``names``
+    (404 for any other path, as JSON through the app's error handler)."""
+
+    def __init__(self, directory: Path, names: frozenset[str]) -> None:
+        super().__init__(directory=directory)
+        self._names = names
+
+    def get_path(self, scope: Scope) -> str:
+        path = super().get_path(scope)
+        if path not in self._names:
+            raise HTTPException(404)
+        return path
+
+
+def _route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+    """The route of ``path``: each method of ``endpoints`` to its endpoint (``HEAD`` to the
+    ``GET`` one), errors answered as JSON."""
+    checked = {method: _json_errors(endpoint) for method, endpoint in endpoints.items()}
+    if len(checked) == 1:
+        ((method, endpoint),) = checked.items()
+        return Route(path, endpoint, methods=[method])
+
+    async def by_method(request: Request) -> Response:
+        # The route lets through only the methods of `checked` (and HEAD, when GET is one).
+        method = request.method
+        return await checked["GET" if method == "HEAD" else method](request)
+
+    return Route(path, by_method, methods=list(checked))
 
 
 class _Api:
@@ -275,6 +337,7 @@ class _Api:
         self.bodies = 0  # request bodies being read now (at most max_bodies)
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
+        self.swagger_ui = swagger_ui_directory()
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -340,21 +403,16 @@ class _Api:
             self._refuse(ApiError(422, "invalid", str(exc)))
         except StoreOutcomeUnknown as exc:  # not a refusal: the job may be accepted
             logger.warning("submit of %r: outcome unknown: %s", spec.name, exc)
-            return _unknown_outcome(options["job_id"] or exc.job_id or "")
+            return _unknown_outcome(request, options["job_id"] or exc.job_id or "")
         except StoreError as exc:
             logger.warning("submit of %r failed: %s", spec.name, exc)
             message = "the pool's store failed the write, or could not be reached: not accepted"
             self._refuse(ApiError(503, "store_unavailable", message))
         if handle is None:
-            self._refuse(
-                self._queue_full(f"no room in the queue within {self.submit_wait:g} seconds")
-            )
+            message = f"no room in the queue within {self.submit_wait:g} seconds"
+            self._refuse(self._queue_full(message))
         job_id = handle.job_id
-        return _json(
-            202,
-            {"job_id": job_id, "status": "queued"},
-            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # ASCII, as a header is
-        )
+        return _json(202, {"job_id": job_id, "status": "queued"}, _location(request, job_id))
 
     def _refuse(self, error: ApiError) -> NoReturn:
         self.rejections[error.code] += 1
@@ -427,11 +485,16 @@ class _Api:
     # -- the pool ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
-        """``GET /api/v1/jobs/pool/stats``: ``pool.stats()`` (``cluster_stats()``)."""
-        cluster = request.query_params.get("cluster", "false").lower()
-        if cluster not in ("true", "false", "1", "0"):
-            raise ApiError(422, "invalid", "the query parameter 'cluster' must be true or false")
-        if cluster in ("true", "1"):
+        """``GET /api/v1/jobs/pool/stats``: ``pool.stats()``; with ``?cluster=true``,
+        ``pool.cluster_stats()``. ``cluster`` is exactly ``true`` or ``false`` (422 else)."""
+        cluster = request.query_params.get("cluster", "false")
+        if cluster not in ("true", "false"):  # exactly the document's enum
+            raise ApiError(
+                422,
+                "invalid",
+                f"the query parameter 'cluster' must be 'true' or 'false', got {cluster!r}",
+            )
+        if cluster == "true":
             stats = await self.pool.cluster_stats()
         else:
             stats = self.pool.stats()
@@ -487,42 +550,70 @@ class _Api:
         return Response(content, media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``: the document of this app; mounted under a prefix (the ASGI
+        ``root_path``), with that prefix as its one server."""
         document = openapi_document(
             token_required=self.token_required,
             names=sorted(self.jobs),
             workers=(1, self.max_workers_limit),
+            root_path=request.scope.get("root_path", ""),
         )
         return _json(200, document)
+
+    # -- the API reference -----------------------------------------------------------------
+
+    async def reference(self, request: Request) -> Response:
+        """``GET /docs``: the interactive API reference (Swagger UI) of ``/openapi.json``,
+        every file it loads served by this app (404 without the swagger-ui-py package)."""
+        if self.swagger_ui is None:
+            raise ApiError(404, "not_found", _SWAGGER_UI_MISSING)
+        return _package_file("reference", "index.html", "text/html; charset=utf-8")
+
+    async def reference_script(self, request: Request) -> Response:
+        return _package_file("reference", "reference.js", "text/javascript; charset=utf-8")
 
     # -- the dashboard -------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        return _dashboard_file("index.html", "text/html; charset=utf-8")
+        return _package_file("dashboard", "index.html", "text/html; charset=utf-8")
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         media_type = _DASHBOARD_FILES.get(name)
         if media_type is None:
             raise ApiError(404, "not_found", "no such path")
-        return _dashboard_file(name, media_type)
+        return _package_file("dashboard", name, media_type)
 
 
 @functools.cache
-def _dashboard_bytes(name: str) -> bytes:
-    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
+def _package_bytes(folder: str, name: str) -> bytes:
+    return resources.files(__package__).joinpath(folder, name).read_bytes()
 
 
-def _dashboard_file(name: str, media_type: str) -> Response:
+# What the pages of the package may load: nothing from elsewhere, and nothing may load them into
+# a frame. Swagger UI (the reference) sets style attributes of its own, hence 'unsafe-inline'
+# for styles there; no page runs inline scripts.
+_POLICIES: Final = {
+    "dashboard": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'"
+    ),
+    "reference": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
+    ),
+}
+
+
+def _package_file(folder: str, name: str, media_type: str) -> Response:
+    """A file of the package's ``folder`` (``dashboard``, ``reference``), with the headers
+    that keep the page to this server."""
     headers = {
         "Cache-Control": "no-cache",
-        # The page loads nothing from elsewhere, and nothing may load it into a frame.
-        "Content-Security-Policy": (
-            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-            "connect-src 'self'; frame-ancestors 'none'"
-        ),
+        "Content-Security-Policy": _POLICIES[folder],
         "X-Content-Type-Options": "nosniff",
     }
-    return Response(_dashboard_bytes(name), media_type=media_type, headers=headers)
+    return Response(_package_bytes(folder, name), media_type=media_type, headers=headers)
 
 
 # -- JSON in and out -------------------------------------------------------------------------
@@ -586,7 +677,15 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> R
     return Response(content, status, headers, media_type="application/json")
 
 
-def _unknown_outcome(job_id: str) -> Response:
+def _location(request: Request, job_id: str) -> dict[str, str]:
+    """The ``Location`` header of job ``job_id``: its path on the server the client sees, so
+    under the app's mount prefix (the ASGI ``root_path``: ``/jobs`` for an app mounted at
+    ``/jobs``, or a server's ``--root-path``), the id percent-encoded (a header is ASCII)."""
+    root = request.scope.get("root_path", "")
+    return {"Location": f"{root}/api/v1/jobs/{quote(job_id, safe='')}"}
+
+
+def _unknown_outcome(request: Request, job_id: str) -> Response:
     """504 ``outcome_unknown``: the submit reached the store, which did not answer; the job
     may have been accepted. ``job_id`` (and ``Location``) name it for a later look-up."""
     message = (
@@ -594,7 +693,7 @@ def _unknown_outcome(job_id: str) -> Response:
         "look it up by its id later (404 there means it was not)"
     )
     body = {"error": "outcome_unknown", "message": message, "job_id": job_id}
-    return _json(504, body, {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"})
+    return _json(504, body, _location(request, job_id))
 
 
 def _error(error: ApiError) -> Response:
@@ -627,7 +726,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "bad_request")
     message = "no such path" if exc.status_code == 404 else exc.detail
-    return _error(ApiError(exc.status_code, code, message, exc.headers))
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # Starlette joins a set: one order for every answer
+        methods = sorted(method.strip() for method in headers["Allow"].split(","))
+        headers["Allow"] = ", ".join(methods)
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return _error(ApiError(exc.status_code, code, message, headers))
 
 
 class _Guard:
