@@ -590,19 +590,12 @@ def _package_bytes(folder: str, name: str) -> bytes:
     return resources.files(__package__).joinpath(folder, name).read_bytes()
 
 
-# What the pages of the package may load: nothing from elsewhere, and nothing may load them into
-# a frame. Swagger UI (the reference) sets style attributes of its own, hence 'unsafe-inline'
-# for styles there; no page runs inline scripts.
-_POLICIES: Final = {
-    "dashboard": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "connect-src 'self'; frame-ancestors 'none'"
-    ),
-    "reference": (
-        "default-src 'self'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'"
-    ),
-}
+# What the pages of the package (the dashboard, the API reference) may load: nothing from
+# elsewhere, no inline script or style; and nothing may load them into a frame.
+_POLICY: Final = (
+    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+    "connect-src 'self'; frame-ancestors 'none'"
+)
 
 
 def _package_file(folder: str, name: str, media_type: str) -> Response:
@@ -610,7 +603,7 @@ def _package_file(folder: str, name: str, media_type: str) -> Response:
     that keep the page to this server."""
     headers = {
         "Cache-Control": "no-cache",
-        "Content-Security-Policy": _POLICIES[folder],
+        "Content-Security-Policy": _POLICY,
         "X-Content-Type-Options": "nosniff",
     }
     return Response(_package_bytes(folder, name), media_type=media_type, headers=headers)
