@@ -189,7 +189,13 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     answers = {str(status): _json("Error", _ERRORS[status]) for status in statuses}
     if 429 in statuses:
         answers["429"]["headers"] = {
-            "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            "Retry-After": {
+                "description": (
+                    "seconds: the jobs waiting now over the rate jobs ended in the last "
+                    "minute, 1 to 300"
+                ),
+                "schema": {"type": "integer", "minimum": 1, "maximum": 300},
+            }
         }
     return answers
 

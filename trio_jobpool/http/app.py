@@ -65,6 +65,7 @@ from ._input import (
     read_json,
 )
 from ._openapi import openapi_document
+from ._retry_after import RetryAfter
 
 # anyio's names are imported here, not looked up as anyio.name in a request: anyio imports its
 # modules lazily, which opens files, and a server out of file descriptors must answer too.
@@ -84,6 +85,9 @@ MAX_REMOTE_WAITS: Final = 64
 CLUSTER_STATS_WAIT: Final = 3.0
 """How long ``/metrics`` waits for ``cluster_stats()`` (seconds): well under Prometheus's
 default scrape timeout (10 s), so a scrape is answered while Redis hangs."""
+RETRY_AFTER_STATS_WAIT: Final = 1.0
+"""How long a distributed pool's refused submission waits for the cluster's stats, which its
+``Retry-After`` is computed from (seconds)."""
 _MESSAGE: Final = 1000  # characters of a job's error message in an answer
 _SHORT = reprlib.Repr()  # a result's repr, when JSON cannot hold the result
 _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 1000
@@ -338,6 +342,12 @@ class _Api:
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
         self.swagger_ui = swagger_ui_directory()
+        self.retry_after = RetryAfter()
+        # The rate of ended jobs is measured from now (a distributed pool's from its first
+        # refusal: its cluster's stats are read from Redis, once per refusal).
+        self.sample_locally = not isinstance(pool.store, RedisStore)
+        if self.sample_locally:
+            self.retry_after.observe(pool.stats)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -392,7 +402,7 @@ class _Api:
                 with move_on_after(self.submit_wait):
                     handle = await pool.submit(fn, *spec.args, **options)
         except QueueFull as exc:  # a store may refuse at once
-            self._refuse(self._queue_full(str(exc)))
+            self._refuse(await self._queue_full(str(exc)))
         except PoolClosed as exc:
             self._refuse(ApiError(503, "pool_closed", str(exc)))
         except DuplicateJob as exc:
@@ -410,7 +420,9 @@ class _Api:
             self._refuse(ApiError(503, "store_unavailable", message))
         if handle is None:
             message = f"no room in the queue within {self.submit_wait:g} seconds"
-            self._refuse(self._queue_full(message))
+            self._refuse(await self._queue_full(message))
+        if self.sample_locally:
+            self.retry_after.observe(pool.stats)  # stats() once a second at most
         job_id = handle.job_id
         return _json(202, {"job_id": job_id, "status": "queued"}, _location(request, job_id))
 
@@ -418,12 +430,16 @@ class _Api:
         self.rejections[error.code] += 1
         raise error
 
-    def _queue_full(self, message: str) -> ApiError:
-        # Retry-After: how long the workers would take to run what waits, from 1 s to 1 min.
-        stats = self.pool.stats()
-        per_job = stats.average_exec_time or 1.0
-        backlog = stats.queued_tasks * per_job / max(1, stats.max_workers)
-        seconds = min(60, max(1, math.ceil(backlog)))
+    async def _queue_full(self, message: str) -> ApiError:
+        """429 ``queue_full`` with ``Retry-After``: how long the jobs waiting now take to
+        clear at the rate the pool has ended jobs lately (:mod:`._retry_after`); a distributed
+        pool's, from its cluster's stats (this process's if Redis does not answer within
+        ``RETRY_AFTER_STATS_WAIT`` seconds)."""
+        stats: PoolStats | None = None
+        if not self.sample_locally:
+            with contextlib.suppress(StoreError), move_on_after(RETRY_AFTER_STATS_WAIT):
+                stats = await self.pool.cluster_stats()
+        seconds = self.retry_after.seconds(stats or self.pool.stats())
         return ApiError(429, "queue_full", message, {"Retry-After": str(seconds)})
 
     async def list_jobs(self, request: Request) -> Response:
