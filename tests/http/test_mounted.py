@@ -27,7 +27,7 @@ from starlette.routing import Mount
 from tests.servers import free_port
 from trio_jobpool import JobRegistry, open_job_pool
 from trio_jobpool.http import create_app
-from trio_jobpool.http.app import SWAGGER_UI_FILES
+from trio_jobpool.http._reference import SWAGGER_UI_FILES
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 TOKEN = "mount-test-token"

@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import hmac
-import importlib.util
 import json
 import logging
 import math
@@ -21,7 +20,6 @@ import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection
 from importlib import resources
-from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import quote, urlsplit
 
@@ -33,7 +31,6 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
-from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trio_jobpool import (
@@ -65,6 +62,7 @@ from ._input import (
     read_json,
 )
 from ._openapi import openapi_document
+from ._reference import SWAGGER_UI_MISSING, SwaggerUiFiles, reference_file, swagger_ui_directory
 from ._retry_after import RetryAfter
 
 # anyio's names are imported here, not looked up as anyio.name in a request: anyio imports its
@@ -96,13 +94,6 @@ _DASHBOARD_FILES: Final = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
 }
-SWAGGER_UI_FILES: Final = frozenset({"swagger-ui.css", "swagger-ui-bundle.js"})
-"""The files of the ``swagger-ui-py`` package that ``/docs`` uses (served under
-``/docs/swagger-ui/``); no other file of that package is served."""
-_SWAGGER_UI_MISSING: Final = (
-    "the API reference needs the swagger-ui-py package, which ships Swagger UI: "
-    "pip install 'trio-jobpool[http]'"
-)
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 
@@ -266,37 +257,8 @@ def _routes(api: _Api, dashboard: bool) -> list[BaseRoute]:
     paths["/docs/reference.js"] = {"GET": api.reference_script}
     routes: list[BaseRoute] = [_route(path, endpoints) for path, endpoints in paths.items()]
     if api.swagger_ui is not None:
-        routes.append(Mount("/docs/swagger-ui", _OnlyFiles(api.swagger_ui, SWAGGER_UI_FILES)))
+        routes.append(Mount("/docs/swagger-ui", SwaggerUiFiles(api.swagger_ui)))
     return routes
-
-
-def swagger_ui_directory() -> Path | None:
-    """The directory of Swagger UI's files in the installed ``swagger-ui-py`` package (its
-    ``swagger_ui/static``), found without importing the package; ``None`` if it is not
-    installed (``/docs`` then answers 404, naming the package)."""
-    spec = importlib.util.find_spec("swagger_ui")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        directory = Path(location, "static")
-        if all((directory / name).is_file() for name in SWAGGER_UI_FILES):
-            return directory
-    return None
-
-
-class _OnlyFiles(StaticFiles):
-    """Starlette's ``StaticFiles`` over ``directory``, serving only the files ``names``
-    (404 for any other path, as JSON through the app's error handler)."""
-
-    def __init__(self, directory: Path, names: frozenset[str]) -> None:
-        super().__init__(directory=directory)
-        self._names = names
-
-    def get_path(self, scope: Scope) -> str:
-        path = super().get_path(scope)
-        if path not in self._names:
-            raise HTTPException(404)
-        return path
 
 
 def _route(path: str, endpoints: dict[str, Endpoint]) -> Route:
@@ -582,47 +544,41 @@ class _Api:
         """``GET /docs``: the interactive API reference (Swagger UI) of ``/openapi.json``,
         every file it loads served by this app (404 without the swagger-ui-py package)."""
         if self.swagger_ui is None:
-            raise ApiError(404, "not_found", _SWAGGER_UI_MISSING)
-        return _package_file("reference", "index.html", "text/html; charset=utf-8")
+            raise ApiError(404, "not_found", SWAGGER_UI_MISSING)
+        return reference_file("index.html", "text/html; charset=utf-8")
 
     async def reference_script(self, request: Request) -> Response:
-        return _package_file("reference", "reference.js", "text/javascript; charset=utf-8")
+        return reference_file("reference.js", "text/javascript; charset=utf-8")
 
     # -- the dashboard -------------------------------------------------------------------------
 
     async def page(self, request: Request) -> Response:
-        return _package_file("dashboard", "index.html", "text/html; charset=utf-8")
+        return _dashboard_file("index.html", "text/html; charset=utf-8")
 
     async def static(self, request: Request) -> Response:
         name = request.path_params["name"]
         media_type = _DASHBOARD_FILES.get(name)
         if media_type is None:
             raise ApiError(404, "not_found", "no such path")
-        return _package_file("dashboard", name, media_type)
+        return _dashboard_file(name, media_type)
 
 
 @functools.cache
-def _package_bytes(folder: str, name: str) -> bytes:
-    return resources.files(__package__).joinpath(folder, name).read_bytes()
+def _dashboard_bytes(name: str) -> bytes:
+    return resources.files(__package__).joinpath("dashboard", name).read_bytes()
 
 
-# What the pages of the package (the dashboard, the API reference) may load: nothing from
-# elsewhere, no inline script or style; and nothing may load them into a frame.
-_POLICY: Final = (
-    "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-    "connect-src 'self'; frame-ancestors 'none'"
-)
-
-
-def _package_file(folder: str, name: str, media_type: str) -> Response:
-    """A file of the package's ``folder`` (``dashboard``, ``reference``), with the headers
-    that keep the page to this server."""
+def _dashboard_file(name: str, media_type: str) -> Response:
     headers = {
         "Cache-Control": "no-cache",
-        "Content-Security-Policy": _POLICY,
+        # The page loads nothing from elsewhere, and nothing may load it into a frame.
+        "Content-Security-Policy": (
+            "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; frame-ancestors 'none'"
+        ),
         "X-Content-Type-Options": "nosniff",
     }
-    return Response(_package_bytes(folder, name), media_type=media_type, headers=headers)
+    return Response(_dashboard_bytes(name), media_type=media_type, headers=headers)
 
 
 # -- JSON in and out -------------------------------------------------------------------------
