@@ -488,6 +488,87 @@ def test_serve_reports_an_address_in_use(tmp_path: Path) -> None:
     assert "Traceback" not in process.stderr
 
 
+def test_serve_max_pending_adds_overflow_room(capsys: pytest.CaptureFixture[str]) -> None:
+    """--max-pending N: queue-size + N jobs wait before a submission is refused (429)."""
+    args = ("--port", "0", "--store", "memory://", "--workers", "1", "--queue-size", "1")
+    with (
+        serving(*args, "--max-pending", "2", "--shutdown-timeout", "0") as (_, url),
+        httpx.Client(base_url=url, timeout=10) as client,
+    ):
+        for n in range(4):  # 1 running, then 1 + 2 waiting
+            body = {"name": "sleep", "args": [60], "job_id": f"p{n}"}
+            assert client.post("/api/v1/jobs", json=body).status_code == 202, n
+            if n == 0:
+                wait_until_running(capsys, "p0", url)
+        refused = client.post("/api/v1/jobs", json={"name": "sleep", "args": [60]})
+        assert refused.status_code == 429
+        stats = client.get("/api/v1/jobs/pool/stats").json()
+        assert (stats["active_workers"], stats["queued_tasks"]) == (1, 3)
+    # 'none' is no bound; a negative room is a usage error.
+    from trio_jobpool.cli import build_parser
+
+    common = ["serve", "--app", APP]
+    assert build_parser().parse_args([*common, "--max-pending", "none"]).max_pending is None
+    assert build_parser().parse_args(common).max_pending == 0
+    code, _, err = run(capsys, *common, "--max-pending", "-1")
+    assert code == 2
+    assert "must be at least 0" in err
+
+
+def test_jobs_cut_off_by_the_shutdown_timeout_stay_queued_and_are_resumed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A job longer than --shutdown-timeout: each stop cuts it off and leaves it queued in the
+    store (not counted as cancelled), each start says it resumed the jobs and logs that the
+    long one starts over, with its attempt count."""
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    args = ("--port", "0", "--store", store, "--workers", "1", "--shutdown-timeout", "0.3")
+    with serving(*args) as (process, url):
+        for job_id in ("long", "next"):
+            code, _, _ = run(capsys, "submit", "sleep", "[60]", "--job-id", job_id, "--url", url)
+            assert code == 0
+        code, _, _ = run(capsys, "submit", "lint", '["a", 0]', "--job-id", "quick", "--url", url)
+        assert code == 0
+        wait_until_running(capsys, "long", url)
+        assert "resumed" not in process.output  # a new store: nothing to resume
+        assert process.stop(signal.SIGTERM) == 0
+    assert "draining: 1 running, 2 waiting here" in process.output
+    stop_line = (
+        "stopped: 0 completed, 0 failed, 0 cancelled, 0 timed out here; "
+        "3 left queued in the store for the next start"
+    )
+    assert stop_line in process.output, process.output
+    for attempt in (2, 3):
+        with serving(*args) as (process, url):
+            wait_until_running(capsys, "long", url)
+            with httpx.Client(base_url=url, timeout=10) as client:
+                job = client.get("/api/v1/jobs/long").json()
+            assert (job["status"], job["attempts"]) == ("running", attempt)
+            assert process.stop(signal.SIGTERM) == 0
+        assert f"resumed 3 jobs from {store} (left queued or running by an earlier run)" in (
+            process.output
+        )
+        assert (
+            f"job 'long' (sleep) starts again from the beginning, attempt {attempt}: earlier "
+            f"attempts were cut short ({attempt - 1} by a pool's shutdown); a job that runs "
+            "longer than the shutdown_timeout starts over at every restart"
+        ) in process.stderr, process.stderr
+        assert "'next'" not in process.stderr  # never started: nothing starts over
+        assert stop_line in process.output
+
+
+def test_in_memory_jobs_cut_off_are_cancelled(capsys: pytest.CaptureFixture[str]) -> None:
+    """Without a store, the jobs the stop cuts off are gone: they count as cancelled."""
+    args = ("--port", "0", "--store", "memory://", "--workers", "1", "--shutdown-timeout", "0")
+    with serving(*args) as (process, url):
+        for job_id in ("m1", "m2"):
+            code, _, _ = run(capsys, "submit", "sleep", "[60]", "--job-id", job_id, "--url", url)
+            assert code == 0
+        wait_until_running(capsys, "m1", url)
+        assert process.stop(signal.SIGTERM) == 0
+    assert "stopped: 0 completed, 0 failed, 2 cancelled, 0 timed out here\n" in process.output
+
+
 # -- worker, on Redis ---------------------------------------------------------------------
 
 

@@ -3,6 +3,7 @@ timeouts (one deadline watcher per pool), and the journal's part in a start."""
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from bisect import bisect_left
@@ -33,7 +34,9 @@ from ._runtime import Runtime, Slot, TaskGroupLike
 from ._stats import TIME_BUCKETS
 from .stores._base import JobRecord
 
-__all__ = ["Attempts"]
+__all__ = ["Attempts", "log_start_over"]
+
+logger = logging.getLogger("trio_jobpool")
 
 
 _QUEUED: Final = JobStatus.QUEUED
@@ -433,6 +436,8 @@ class Attempts(PoolCore):
             else:
                 job._status = _QUEUED
                 self._place(job, bounded=not job._attempts)
+                if record.interrupted or record.crashes:
+                    log_start_over(record, record.attempts + 1)
 
     def _begin_wait(self, target: JobHandle[Any] | None) -> bool:
         """Before the current task waits on ``target`` (a job of this pool; ``None``: room in
@@ -498,3 +503,25 @@ class Attempts(PoolCore):
             self._default_retry,
             wall_clock_converter(self._now()),
         )
+
+
+def log_start_over(record: JobRecord, attempt: int) -> None:
+    """Log (logger ``trio_jobpool``) that ``record``'s job, whose earlier attempts a pool's
+    shutdown or a crash cut short, starts again from the beginning as its ``attempt``-th: at
+    INFO the first time (a resume after a stop is routine), as a WARNING from the second on (a
+    job that runs longer than the ``shutdown_timeout`` of pools stopped as often never ends)."""
+    causes = [
+        f"{count} by a {cause}"
+        for count, cause in ((record.interrupted, "pool's shutdown"), (record.crashes, "crash"))
+        if count
+    ]
+    logger.log(
+        logging.WARNING if record.interrupted + record.crashes > 1 else logging.INFO,
+        "job %r (%s) starts again from the beginning, attempt %d: earlier attempts were cut "
+        "short (%s); a job that runs longer than the shutdown_timeout starts over at every "
+        "restart",
+        record.job_id,
+        record.name,
+        attempt,
+        ", ".join(causes),
+    )

@@ -34,6 +34,7 @@ from typing import Any, Final, TypeVar
 
 import anyio
 
+from ._attempts import log_start_over
 from ._errors import (
     DuplicateJob,
     PoolClosed,
@@ -429,6 +430,8 @@ class Link(SharedEnds):
                 job = self._job_from_record(record, key)
             record = job._record
             record.crashes, record.interrupted = c.crashes, c.interrupted
+            if c.crashes or c.interrupted:
+                log_start_over(record, c.attempts)
             job._attempts = c.attempts - 1  # _start counts the attempt
             job._status = _QUEUED
             job._ready_m = (c.retry_at or c.submitted_at) - self._wall_offset

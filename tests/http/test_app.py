@@ -241,7 +241,7 @@ async def test_a_full_queue_is_429_with_retry_after() -> None:
             assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
         response = await client.post("/api/v1/jobs", json={"name": "block"})
         error_of(response, 429, "queue_full")
-        assert 1 <= int(response.headers["retry-after"]) <= 60
+        assert 1 <= int(response.headers["retry-after"]) <= 300
         assert pool.stats().total_submitted == 2
         jobs.release.set()
 

@@ -1,10 +1,17 @@
-"""schemathesis against a real server (Hypercorn, Trio): requests drawn from the app's own
-OpenAPI document, valid and invalid; no answer is a 5xx, every answer matches the document, and
-no job the server accepted is lost."""
+"""schemathesis against a real server: requests drawn from the app's own OpenAPI document, valid
+and invalid. In process (its Python API, driven by hypothesis) against tests/http/_server.py on
+Hypercorn's Trio and asyncio workers: no answer is a 5xx, every answer matches the document, and
+no job the server accepted is lost. Then its command line with every check against a real
+``trio-jobpool serve``."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,7 +19,11 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 
+from tests.servers import free_port
+
 from ._served import Server, checked_server
+
+ROOT = Path(__file__).resolve().parent.parent.parent
 
 ACCEPTED: dict[str, list[str]] = {}  # by server: ids of the jobs it answered 202 for
 
@@ -85,3 +96,89 @@ def _quote(job_id: str) -> str:
     import urllib.parse
 
     return urllib.parse.quote(job_id, safe="")
+
+
+# -- the schemathesis command line, every check -----------------------------------------------
+
+CLI_TOKEN = "fuzz-cli-token"
+CLI_SEED = 20260  # fixed: a failure here is reproducible with the same command
+CLI_EXAMPLES = 25  # per operation and phase: the run takes about 10 s
+
+
+def test_schemathesis_cli_with_every_check(tmp_path: Path) -> None:
+    """``schemathesis run --checks all`` (the command line, as a user runs it) against a real
+    ``trio-jobpool serve`` with a token, on a free loopback port: every phase (examples,
+    coverage, fuzzing, stateful), a bounded number of examples; any failed check fails this
+    test, with schemathesis's report."""
+    port = free_port()
+    serve = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "trio_jobpool",
+            "serve",
+            "--app",
+            "tests.http._fuzz_jobs:registry",
+            "--store",
+            "memory://",
+            "--port",
+            str(port),
+            "--token",
+            CLI_TOKEN,
+            "--workers",
+            "2",
+            "--queue-size",
+            "5",
+            "--shutdown-timeout",
+            "1",
+        ],
+        cwd=ROOT,
+        env={**os.environ, "TRIO_JOBPOOL_TOKEN": ""},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert serve.stdout is not None
+        ready = serve.stdout.readline()  # "serving on URL ...", or nothing if it failed
+        assert ready.startswith(f"serving on http://127.0.0.1:{port} "), ready
+        run = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "schemathesis.cli",
+                "run",
+                f"http://127.0.0.1:{port}/openapi.json",
+                "--checks",
+                "all",
+                "--max-examples",
+                str(CLI_EXAMPLES),
+                "--seed",
+                str(CLI_SEED),
+                "--workers",
+                "1",
+                "--header",
+                f"Authorization: Bearer {CLI_TOKEN}",
+                "--request-timeout",
+                "15",
+                "--generation-database",
+                "none",
+                "--no-color",
+            ],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        try:
+            _, errors = serve.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            serve.kill()
+            _, errors = serve.communicate()
+    report = run.stdout[-6000:] + run.stderr[-2000:]
+    assert run.returncode == 0, report
+    assert "9 passed" in run.stdout or "Tested: 9" in run.stdout, report
+    assert "Traceback" not in errors, errors

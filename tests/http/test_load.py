@@ -81,7 +81,7 @@ def test_concurrent_submits_end_or_are_told_to_retry(server: Server) -> None:
     assert set(statuses) == {202, 429}, statuses
     assert len(set(accepted)) == len(accepted) == statuses[202]
     assert retry_after
-    assert all(1 <= int(seconds) <= 60 for seconds in retry_after)
+    assert all(1 <= int(seconds) <= 300 for seconds in retry_after)
     stats = server.stats()
     assert stats["total_submitted"] == stats["total_completed"] == len(accepted)
     assert stats["queued_tasks"] == stats["active_workers"] == 0

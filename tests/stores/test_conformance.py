@@ -16,6 +16,7 @@ the same store does with it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sqlite3
 import time
@@ -664,6 +665,41 @@ async def test_jobs_cut_short_by_the_shutdown_stay_queued_and_run_on_the_next_po
         "running-2": "completed",
         "waiting": "completed",
         "waiting-by-id": "cancelled",
+    }
+
+
+async def test_each_restart_logs_a_job_that_starts_over(
+    db: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A job the shutdown cuts off at every stop starts over at every start: the pool logs it
+    with its attempt, at INFO the first time, as a warning from the second on (docs/service.md);
+    a job that never started is not logged."""
+    caplog.set_level(logging.INFO, logger="trio_jobpool")
+    for attempt in (1, 2, 3):
+        caplog.clear()
+        board.reset()
+        async with open_job_pool(1, 10, shutdown_timeout=0.01, **sqlite(db)) as pool:
+            if attempt == 1:
+                await pool.submit(hold, "long", job_id="long")
+                await pool.submit(note, "after", job_id="after")
+            await board.wait_started("long")
+            assert pool.get("long").attempts == attempt
+        logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "trio_jobpool"]
+        if attempt == 1:
+            assert logged == []
+            continue
+        level = logging.INFO if attempt == 2 else logging.WARNING
+        assert logged == [
+            (
+                level,
+                f"job 'long' (hold) starts again from the beginning, attempt {attempt}: "
+                f"earlier attempts were cut short ({attempt - 1} by a pool's shutdown); a job "
+                "that runs longer than the shutdown_timeout starts over at every restart",
+            )
+        ]
+    assert {job: row["status"] for job, row in stored(db).items()} == {
+        "long": "queued",
+        "after": "queued",
     }
 
 

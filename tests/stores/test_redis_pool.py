@@ -13,6 +13,7 @@ tests/stores/test_redis_processes.py runs real ones.
 
 from __future__ import annotations
 
+import logging
 import signal
 import urllib.parse
 import uuid
@@ -385,6 +386,32 @@ async def test_leaving_by_an_exception_hands_running_jobs_back(kw: dict[str, Any
     async with open_job_pool(2, 10, **kw) as pool:
         await until(lambda: board.started.count("running") == 2 and "waiting" in board.started)
         await pool.acancel("running")
+
+
+async def test_a_job_a_shutdown_cut_off_is_logged_where_it_starts_over(
+    kw: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """The process that takes a job another process's shutdown cut off logs that it starts
+    over, with its attempt (INFO: once; docs/service.md)."""
+    caplog.set_level(logging.INFO, logger="trio_jobpool")
+    async with open_job_pool(1, 10, shutdown_timeout=0.01, **kw) as pool:
+        await pool.submit(hang, "cut", job_id="cut")
+        await board.wait_started("cut")
+    assert not [r for r in caplog.records if "starts again" in r.getMessage()]
+    async with open_job_pool(1, 10, **kw) as pool:
+        await until(lambda: board.started.count("cut") == 2)
+        await pool.acancel("cut")
+    logged = [
+        (r.levelno, r.getMessage()) for r in caplog.records if "starts again" in r.getMessage()
+    ]
+    assert logged == [
+        (
+            logging.INFO,
+            "job 'cut' (hang) starts again from the beginning, attempt 2: earlier attempts "
+            "were cut short (1 by a pool's shutdown); a job that runs longer than the "
+            "shutdown_timeout starts over at every restart",
+        )
+    ]
 
 
 async def test_a_stopped_pool_leaves_waiting_jobs_to_the_others(kw: dict[str, Any]) -> None:

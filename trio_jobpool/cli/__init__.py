@@ -165,6 +165,13 @@ def _duration(text: str) -> float:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _max_pending(text: str) -> int | None:
+    """An argparse ``type``: an ``int >= 0``, or ``none`` (no bound: ``None``)."""
+    if text.strip().lower() == "none":
+        return None
+    return _int_at_least(0)(text)
+
+
 def _port(text: str) -> int:
     """An argparse ``type``: a TCP port, 0 (any free port) to 65535."""
     value = _int_at_least(0)(text)
@@ -315,6 +322,16 @@ def _add_serve(commands: _Commands) -> None:
         ),
     )
     _add_pool_options(serve, min_workers=0)
+    serve.add_argument(
+        "--max-pending",
+        type=_max_pending,
+        default=0,
+        metavar="N",
+        help=(
+            "overflow room on top of --queue-size: the pool is full (submissions wait, then "
+            "429) once queue-size + N jobs wait (default: 0; 'none': no bound)"
+        ),
+    )
     _add_serve_store(serve)
     _add_listen_options(serve)
     _add_http_options(serve)
@@ -585,6 +602,7 @@ def _serve_command(args: argparse.Namespace) -> int:
         store=args.store,
         workers=args.workers,
         queue_size=args.queue_size,
+        max_pending=args.max_pending,
         shutdown_timeout=args.shutdown_timeout,
         shutdown_grace=args.shutdown_grace,
         host=args.host,

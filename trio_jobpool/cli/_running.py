@@ -28,7 +28,7 @@ from typing import Any, NoReturn
 
 import trio
 
-from trio_jobpool import JobPool, JobRegistry, StoreError, open_job_pool
+from trio_jobpool import JobHandle, JobPool, JobRegistry, JobStatus, StoreError, open_job_pool
 
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
@@ -60,6 +60,7 @@ class WorkerOptions:
     queue_size: int
     shutdown_timeout: float
     shutdown_grace: float = 1.0
+    max_pending: int | None = 0
 
 
 def _ignore_sigpipe() -> None:
@@ -216,6 +217,7 @@ def open_pool(
         return open_job_pool(
             max_workers=options.workers,
             queue_size=options.queue_size,
+            max_pending=options.max_pending,
             shutdown_timeout=options.shutdown_timeout,
             shutdown_grace=options.shutdown_grace,
             store=options.store,
@@ -231,28 +233,35 @@ async def pool_until_signal(
 ) -> AsyncIterator[tuple[JobPool, trio.Event]]:
     """Open the pool and watch for SIGINT/SIGTERM: yields the pool and an event set by the first
     signal; a second one cancels the running jobs (``pool.stop(drain=False)``). Leaving drains
-    the pool (up to ``shutdown_timeout``)."""
+    the pool (up to ``shutdown_timeout``), then writes the stop line (:func:`summary`).
+
+    Once the pool is open, before yielding, it writes ``resumed N job(s) from STORE`` if the
+    store gave the pool jobs an earlier run left live (the pool logs each one that starts over
+    because a shutdown or a crash cut its attempt short)."""
     stopping = trio.Event()
     pools: list[JobPool] = []
-    with trio.open_signal_receiver(*_SIGNALS) as signals:
+    live: list[JobHandle[Any]] = []  # the jobs live when the drain began
+    with _pool_log(), trio.open_signal_receiver(*_SIGNALS) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, stopping, pools, nursery.cancel_scope)
             try:
                 async with opener as pool:
                     pools.append(pool)
+                    _resumed(pool)
                     yield pool, stopping
-                    _draining(pool, shutdown_timeout)
+                    live = _draining(pool, shutdown_timeout)
             except BaseException as error:
                 # With jobs abandoned, trio.run would wait for them forever: the error is
                 # reported and the process ends here.
                 if pools and pools[0].abandoned_jobs:
-                    _exit_abandoning(pools[0], error)
+                    _exit_abandoning(pools[0], live, error)
                 raise
             nursery.cancel_scope.cancel()
             if pool.abandoned_jobs:
-                _exit_abandoning(pool)
+                _exit_abandoning(pool, live)
     if not pools:  # a second signal cancelled the opening: a long recovery, a slow Redis
         raise CliError(EXIT_FAILED, "stopped by a signal before the pool was open")
+    write_line(summary(pool, live))
 
 
 async def _watch_signals(
@@ -274,7 +283,9 @@ async def _watch_signals(
             opening.cancel()
 
 
-def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoReturn:
+def _exit_abandoning(
+    pool: JobPool, live: list[JobHandle[Any]], error: BaseException | None = None
+) -> NoReturn:
     """End the process now, with exit code 1: jobs that ignored their cancellation still run
     (the pool abandoned them; each was logged), and ``trio.run`` would wait for them forever.
     The pool's block has returned (``error``: what leaving it raised, reported first on
@@ -287,7 +298,7 @@ def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoRet
             write_line(f"error: {expected.message}", sys.stderr)
         else:
             write_line("".join(traceback.format_exception(error)).rstrip("\n"), sys.stderr)
-    write_line(summary(pool))
+    write_line(summary(pool, live))
     write_line(
         f"{len(ids)} job(s) did not end when cancelled and were abandoned "
         f"({', '.join(map(repr, ids[:10]))}{', ...' if len(ids) > 10 else ''}): "
@@ -298,24 +309,94 @@ def _exit_abandoning(pool: JobPool, error: BaseException | None = None) -> NoRet
     os._exit(EXIT_FAILED)
 
 
-def _draining(pool: JobPool, timeout: float) -> None:
-    stats = pool.stats()
-    if stats.active_workers or stats.queued_tasks:
+class _StderrLines(logging.Handler):
+    """Each record as a line on stderr, through :func:`write_line` (a stderr that cannot be
+    written drops it)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+        else:
+            write_line(text, sys.stderr)
+
+
+@contextlib.contextmanager
+def _pool_log() -> Iterator[None]:
+    """Within the block, the pool's log (logger ``trio_jobpool``) from INFO up is written on
+    stderr, a line a record (its message; a traceback after it), so that the jobs a restart
+    starts over are said at once (INFO), not only once they are cut off again (WARNING, which
+    logging's last resort shows anyway). Left alone if logging was configured (the ``--app``
+    module's handlers, on the root or on ``trio_jobpool``)."""
+    pool_logger = logging.getLogger("trio_jobpool")
+    if pool_logger.handlers or logging.getLogger().handlers:
+        yield
+        return
+    handler = _StderrLines(logging.INFO)
+    level = pool_logger.level
+    pool_logger.addHandler(handler)
+    if pool_logger.getEffectiveLevel() > logging.INFO:
+        pool_logger.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        pool_logger.removeHandler(handler)
+        pool_logger.setLevel(level)
+
+
+def _resumed(pool: JobPool) -> None:
+    """Write how many jobs the pool took over from its store on opening, if any: a pool
+    counts those as submitted, and nothing else can have submitted yet."""
+    resumed = pool.stats().total_submitted
+    if resumed:
         write_line(
-            f"draining: {stats.active_workers} running, {stats.queued_tasks} waiting here; "
-            f"waiting up to {timeout:g} s"
+            f"resumed {resumed} job{'s' if resumed != 1 else ''} from {store_name(pool)} "
+            "(left queued or running by an earlier run)"
         )
 
 
-def summary(pool: JobPool | None) -> str:
-    """The last status line of a command: what this process's pool ran (None: never opened)."""
+def _draining(pool: JobPool, timeout: float) -> list[JobHandle[Any]]:
+    """Say what the drain waits for; the jobs live now (running, waiting, retrying), to tell
+    afterwards which of them the drain's end cut off."""
+    stats = pool.stats()
+    if not (stats.active_workers or stats.queued_tasks):
+        return []
+    write_line(
+        f"draining: {stats.active_workers} running, {stats.queued_tasks} waiting here; "
+        f"waiting up to {timeout:g} s"
+    )
+    return pool.recent_jobs(stats.active_workers + stats.queued_tasks)
+
+
+# JobCancelled's message for a job the pool's shutdown cancelled (documented in its docstring).
+_CUT_OFF = "was cancelled by the pool's shutdown"
+
+
+def summary(pool: JobPool | None, live: list[JobHandle[Any]] | None = None) -> str:
+    """The last status line of a command: what this process's pool ran (None: never opened).
+
+    ``live``: the jobs that were live when the drain began. Those the drain's end cancelled
+    (``--shutdown-timeout`` ran out, or a second signal) are not counted as cancelled on a
+    pool with a store, which keeps them queued for the next run: the line says how many were
+    ``left queued in the store`` instead. In memory they are gone, and count as cancelled."""
     if pool is None:
         return "stopped"
     stats = pool.stats()
-    return (
+    left = 0
+    if pool.store is not None and live:
+        left = sum(
+            1
+            for job in live
+            if job.status is JobStatus.CANCELLED and _CUT_OFF in str(job.error or "")
+        )
+    line = (
         f"stopped: {stats.total_completed} completed, {stats.total_failed} failed, "
-        f"{stats.total_cancelled} cancelled, {stats.total_timed_out} timed out here"
+        f"{stats.total_cancelled - left} cancelled, {stats.total_timed_out} timed out here"
     )
+    if left:
+        line += f"; {left} left queued in the store for the next start"
+    return line
 
 
 def store_name(pool: JobPool) -> str:

@@ -40,7 +40,6 @@ from ._running import (
     pool_until_signal,
     run_trio,
     store_name,
-    summary,
 )
 
 try:
@@ -138,11 +137,9 @@ def run_serve(options: ServeOptions) -> int:
         write_line(f"warning: the registry {options.app} has no jobs", sys.stderr)
     config = _hypercorn_config(options)
     _warn_file_limit(options.max_bodies)
-    opened: list[JobPool] = []
-    main = partial(_serve_pool, options, registry, opener, serve, config, opened)
+    main = partial(_serve_pool, options, registry, opener, serve, config)
     with _accept_errors_once():
         run_trio(main, options.store)
-    write_line(summary(opened[0] if opened else None))
     return 0
 
 
@@ -219,10 +216,9 @@ async def _serve_pool(
     opener: contextlib.AbstractAsyncContextManager[JobPool],
     serve: _Serve,
     config: Config,
-    opened: list[JobPool],
 ) -> None:
-    """Open the pool (appended to ``opened``), serve its app with ``serve`` and ``config``
-    until the first signal, then leave the pool's block, which drains it
+    """Open the pool, serve its app with ``serve`` and ``config`` until the first signal, then
+    leave the pool's block, which drains it and writes the stop line
     (:func:`pool_until_signal`).
 
     Raises:
@@ -232,7 +228,6 @@ async def _serve_pool(
     # comes while every file descriptor is taken could not, so it is imported before serving.
     await anyio.lowlevel.checkpoint()
     async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
-        opened.append(pool)
         app = _app(pool, registry, options)
         async with trio.open_nursery() as nursery:
             start = partial(serve, app, config, shutdown_trigger=stopping.wait)

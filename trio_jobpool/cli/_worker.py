@@ -13,7 +13,7 @@ import os
 
 import trio
 
-from trio_jobpool import JobPool, SqliteStore, StoreError
+from trio_jobpool import SqliteStore, StoreError
 
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
@@ -24,7 +24,6 @@ from ._running import (
     pool_until_signal,
     run_trio,
     store_name,
-    summary,
 )
 
 __all__ = ["run_prune", "run_worker"]
@@ -43,11 +42,9 @@ def run_worker(options: WorkerOptions) -> int:
         )
     registry = load_registry(options.app)
     opener = open_pool(options, registry)
-    opened: list[JobPool] = []
 
     async def main() -> None:
         async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
-            opened.append(pool)
             write_line(
                 f"worker {os.getpid()}: {pool.max_workers} workers on {store_name(pool)}, "
                 "Ctrl+C to stop"
@@ -55,7 +52,6 @@ def run_worker(options: WorkerOptions) -> int:
             await stopping.wait()
 
     run_trio(main, options.store)
-    write_line(summary(opened[0] if opened else None))
     return 0
 
 

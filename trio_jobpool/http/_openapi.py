@@ -189,7 +189,13 @@ def _errors(*statuses: int) -> dict[str, Schema]:
     answers = {str(status): _json("Error", _ERRORS[status]) for status in statuses}
     if 429 in statuses:
         answers["429"]["headers"] = {
-            "Retry-After": {"description": "seconds", "schema": {"type": "integer"}}
+            "Retry-After": {
+                "description": (
+                    "seconds: the jobs waiting now over the rate jobs ended in the last "
+                    "minute, 1 to 300"
+                ),
+                "schema": {"type": "integer", "minimum": 1, "maximum": 300},
+            }
         }
     return answers
 
@@ -266,7 +272,12 @@ _PATHS: dict[str, Any] = {
             "summary": "The pool's stats (PoolStats.as_dict())",
             "operationId": "poolStats",
             "parameters": [
-                {"name": "cluster", "in": "query", "schema": {"enum": ["true", "false"]}}
+                {
+                    "name": "cluster",
+                    "in": "query",
+                    "description": "true: every process of a distributed pool",
+                    "schema": {"type": "string", "enum": ["true", "false"], "default": "false"},
+                }
             ],
             "responses": {"200": _json("PoolStats", "the stats"), **_errors(422, 503)},
         }
@@ -316,11 +327,13 @@ _PATHS: dict[str, Any] = {
 
 
 def openapi_document(
-    *, token_required: bool, names: list[str], workers: tuple[int, int]
+    *, token_required: bool, names: list[str], workers: tuple[int, int], root_path: str = ""
 ) -> dict[str, Any]:
     """The document; with ``token_required``, the requests that change state need the token;
     ``names``: the registered names a submission may give; ``workers``: the smallest and
-    largest size a resize may ask for."""
+    largest size a resize may ask for; ``root_path``: the prefix the app is mounted under
+    (``/jobs``), which becomes the document's one ``servers`` entry, so that tools resolve
+    its paths under it (without one, no ``servers``: the paths are from the host's root)."""
     schemas = copy.deepcopy(_SCHEMAS)
     schemas["Submission"]["properties"]["name"]["enum"] = names
     size = schemas["Resize"]["properties"]["max_workers"]
@@ -338,6 +351,8 @@ def openapi_document(
         "paths": paths,
         "components": {"schemas": schemas},
     }
+    if root_path:
+        document["servers"] = [{"url": root_path, "description": "where the app is mounted"}]
     if token_required:
         document["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer"}}
     return document

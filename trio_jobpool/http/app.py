@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from trio_jobpool import (
@@ -62,6 +62,8 @@ from ._input import (
     read_json,
 )
 from ._openapi import openapi_document
+from ._reference import SWAGGER_UI_MISSING, SwaggerUiFiles, reference_file, swagger_ui_directory
+from ._retry_after import RetryAfter
 
 # anyio's names are imported here, not looked up as anyio.name in a request: anyio imports its
 # modules lazily, which opens files, and a server out of file descriptors must answer too.
@@ -81,6 +83,9 @@ MAX_REMOTE_WAITS: Final = 64
 CLUSTER_STATS_WAIT: Final = 3.0
 """How long ``/metrics`` waits for ``cluster_stats()`` (seconds): well under Prometheus's
 default scrape timeout (10 s), so a scrape is answered while Redis hangs."""
+RETRY_AFTER_STATS_WAIT: Final = 1.0
+"""How long a distributed pool's refused submission waits for the cluster's stats, which its
+``Retry-After`` is computed from (seconds)."""
 _MESSAGE: Final = 1000  # characters of a job's error message in an answer
 _SHORT = reprlib.Repr()  # a result's repr, when JSON cannot hold the result
 _SHORT.maxstring = _SHORT.maxother = _SHORT.maxlong = 1000
@@ -227,26 +232,49 @@ def _host_names(allowed_hosts: Collection[str] | None) -> frozenset[str] | None:
     return hosts
 
 
-def _routes(api: _Api, dashboard: bool) -> list[Route]:
+def _routes(api: _Api, dashboard: bool) -> list[BaseRoute]:
     """The endpoints of ``api`` at their paths (the dashboard's only with ``dashboard``); every
-    endpoint answers its errors as JSON (:func:`_json_errors`)."""
-    checked = _json_errors
-    routes = [
-        Route("/api/v1/jobs", checked(api.submit), methods=["POST"]),
-        Route("/api/v1/jobs", checked(api.list_jobs), methods=["GET"]),
-        Route("/api/v1/jobs/pool/stats", checked(api.stats), methods=["GET"]),
-        Route("/api/v1/jobs/pool/size", checked(api.resize), methods=["PUT"]),
-        Route("/api/v1/jobs/pool/info", checked(api.info), methods=["GET"]),
-        Route("/api/v1/jobs/{job_id}", checked(api.job), methods=["GET"]),
-        Route("/api/v1/jobs/{job_id}/cancel", checked(api.cancel), methods=["POST"]),
-        Route("/healthz", checked(api.health), methods=["GET"]),
-        Route("/metrics", checked(api.metrics), methods=["GET"]),
-        Route("/openapi.json", checked(api.openapi), methods=["GET"]),
-    ]
+    endpoint answers its errors as JSON (:func:`_json_errors`).
+
+    One route per path, serving each of its methods: a method the path does not serve is then
+    answered 405 with every method it does serve in ``Allow`` (``HEAD`` with ``GET``), never
+    only those of the first route that matched the path."""
+    paths: dict[str, dict[str, Endpoint]] = {
+        "/api/v1/jobs": {"GET": api.list_jobs, "POST": api.submit},
+        "/api/v1/jobs/pool/stats": {"GET": api.stats},
+        "/api/v1/jobs/pool/size": {"PUT": api.resize},
+        "/api/v1/jobs/pool/info": {"GET": api.info},
+        "/api/v1/jobs/{job_id}": {"GET": api.job},
+        "/api/v1/jobs/{job_id}/cancel": {"POST": api.cancel},
+        "/healthz": {"GET": api.health},
+        "/metrics": {"GET": api.metrics},
+        "/openapi.json": {"GET": api.openapi},
+    }
     if dashboard:
-        routes.append(Route("/", checked(api.page), methods=["GET"]))
-        routes.append(Route("/static/{name}", checked(api.static), methods=["GET"]))
+        paths["/"] = {"GET": api.page}
+        paths["/static/{name}"] = {"GET": api.static}
+    paths["/docs"] = {"GET": api.reference}
+    paths["/docs/reference.js"] = {"GET": api.reference_script}
+    routes: list[BaseRoute] = [_route(path, endpoints) for path, endpoints in paths.items()]
+    if api.swagger_ui is not None:
+        routes.append(Mount("/docs/swagger-ui", SwaggerUiFiles(api.swagger_ui)))
     return routes
+
+
+def _route(path: str, endpoints: dict[str, Endpoint]) -> Route:
+    """The route of ``path``: each method of ``endpoints`` to its endpoint (``HEAD`` to the
+    ``GET`` one), errors answered as JSON."""
+    checked = {method: _json_errors(endpoint) for method, endpoint in endpoints.items()}
+    if len(checked) == 1:
+        ((method, endpoint),) = checked.items()
+        return Route(path, endpoint, methods=[method])
+
+    async def by_method(request: Request) -> Response:
+        # The route lets through only the methods of `checked` (and HEAD, when GET is one).
+        method = request.method
+        return await checked["GET" if method == "HEAD" else method](request)
+
+    return Route(path, by_method, methods=list(checked))
 
 
 class _Api:
@@ -275,6 +303,13 @@ class _Api:
         self.bodies = 0  # request bodies being read now (at most max_bodies)
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
+        self.swagger_ui = swagger_ui_directory()
+        self.retry_after = RetryAfter()
+        # The rate of ended jobs is measured from now (a distributed pool's from its first
+        # refusal: its cluster's stats are read from Redis, once per refusal).
+        self.sample_locally = not isinstance(pool.store, RedisStore)
+        if self.sample_locally:
+            self.retry_after.observe(pool.stats)
 
     # -- jobs ----------------------------------------------------------------------------------
 
@@ -329,7 +364,7 @@ class _Api:
                 with move_on_after(self.submit_wait):
                     handle = await pool.submit(fn, *spec.args, **options)
         except QueueFull as exc:  # a store may refuse at once
-            self._refuse(self._queue_full(str(exc)))
+            self._refuse(await self._queue_full(str(exc)))
         except PoolClosed as exc:
             self._refuse(ApiError(503, "pool_closed", str(exc)))
         except DuplicateJob as exc:
@@ -340,32 +375,33 @@ class _Api:
             self._refuse(ApiError(422, "invalid", str(exc)))
         except StoreOutcomeUnknown as exc:  # not a refusal: the job may be accepted
             logger.warning("submit of %r: outcome unknown: %s", spec.name, exc)
-            return _unknown_outcome(options["job_id"] or exc.job_id or "")
+            return _unknown_outcome(request, options["job_id"] or exc.job_id or "")
         except StoreError as exc:
             logger.warning("submit of %r failed: %s", spec.name, exc)
             message = "the pool's store failed the write, or could not be reached: not accepted"
             self._refuse(ApiError(503, "store_unavailable", message))
         if handle is None:
-            self._refuse(
-                self._queue_full(f"no room in the queue within {self.submit_wait:g} seconds")
-            )
+            message = f"no room in the queue within {self.submit_wait:g} seconds"
+            self._refuse(await self._queue_full(message))
+        if self.sample_locally:
+            self.retry_after.observe(pool.stats)  # stats() once a second at most
         job_id = handle.job_id
-        return _json(
-            202,
-            {"job_id": job_id, "status": "queued"},
-            {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"},  # ASCII, as a header is
-        )
+        return _json(202, {"job_id": job_id, "status": "queued"}, _location(request, job_id))
 
     def _refuse(self, error: ApiError) -> NoReturn:
         self.rejections[error.code] += 1
         raise error
 
-    def _queue_full(self, message: str) -> ApiError:
-        # Retry-After: how long the workers would take to run what waits, from 1 s to 1 min.
-        stats = self.pool.stats()
-        per_job = stats.average_exec_time or 1.0
-        backlog = stats.queued_tasks * per_job / max(1, stats.max_workers)
-        seconds = min(60, max(1, math.ceil(backlog)))
+    async def _queue_full(self, message: str) -> ApiError:
+        """429 ``queue_full`` with ``Retry-After``: how long the jobs waiting now take to
+        clear at the rate the pool has ended jobs lately (:mod:`._retry_after`); a distributed
+        pool's, from its cluster's stats (this process's if Redis does not answer within
+        ``RETRY_AFTER_STATS_WAIT`` seconds)."""
+        stats: PoolStats | None = None
+        if not self.sample_locally:
+            with contextlib.suppress(StoreError), move_on_after(RETRY_AFTER_STATS_WAIT):
+                stats = await self.pool.cluster_stats()
+        seconds = self.retry_after.seconds(stats or self.pool.stats())
         return ApiError(429, "queue_full", message, {"Retry-After": str(seconds)})
 
     async def list_jobs(self, request: Request) -> Response:
@@ -427,11 +463,16 @@ class _Api:
     # -- the pool ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
-        """``GET /api/v1/jobs/pool/stats``: ``pool.stats()`` (``cluster_stats()``)."""
-        cluster = request.query_params.get("cluster", "false").lower()
-        if cluster not in ("true", "false", "1", "0"):
-            raise ApiError(422, "invalid", "the query parameter 'cluster' must be true or false")
-        if cluster in ("true", "1"):
+        """``GET /api/v1/jobs/pool/stats``: ``pool.stats()``; with ``?cluster=true``,
+        ``pool.cluster_stats()``. ``cluster`` is exactly ``true`` or ``false`` (422 else)."""
+        cluster = request.query_params.get("cluster", "false")
+        if cluster not in ("true", "false"):  # exactly the document's enum
+            raise ApiError(
+                422,
+                "invalid",
+                f"the query parameter 'cluster' must be 'true' or 'false', got {cluster!r}",
+            )
+        if cluster == "true":
             stats = await self.pool.cluster_stats()
         else:
             stats = self.pool.stats()
@@ -487,12 +528,27 @@ class _Api:
         return Response(content, media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
+        """``GET /openapi.json``: the document of this app; mounted under a prefix (the ASGI
+        ``root_path``), with that prefix as its one server."""
         document = openapi_document(
             token_required=self.token_required,
             names=sorted(self.jobs),
             workers=(1, self.max_workers_limit),
+            root_path=request.scope.get("root_path", ""),
         )
         return _json(200, document)
+
+    # -- the API reference -----------------------------------------------------------------
+
+    async def reference(self, request: Request) -> Response:
+        """``GET /docs``: the interactive API reference (Swagger UI) of ``/openapi.json``,
+        every file it loads served by this app (404 without the swagger-ui-py package)."""
+        if self.swagger_ui is None:
+            raise ApiError(404, "not_found", SWAGGER_UI_MISSING)
+        return reference_file("index.html", "text/html; charset=utf-8")
+
+    async def reference_script(self, request: Request) -> Response:
+        return reference_file("reference.js", "text/javascript; charset=utf-8")
 
     # -- the dashboard -------------------------------------------------------------------------
 
@@ -586,7 +642,15 @@ def _json(status: int, body: object, headers: dict[str, str] | None = None) -> R
     return Response(content, status, headers, media_type="application/json")
 
 
-def _unknown_outcome(job_id: str) -> Response:
+def _location(request: Request, job_id: str) -> dict[str, str]:
+    """The ``Location`` header of job ``job_id``: its path on the server the client sees, so
+    under the app's mount prefix (the ASGI ``root_path``: ``/jobs`` for an app mounted at
+    ``/jobs``, or a server's ``--root-path``), the id percent-encoded (a header is ASCII)."""
+    root = request.scope.get("root_path", "")
+    return {"Location": f"{root}/api/v1/jobs/{quote(job_id, safe='')}"}
+
+
+def _unknown_outcome(request: Request, job_id: str) -> Response:
     """504 ``outcome_unknown``: the submit reached the store, which did not answer; the job
     may have been accepted. ``job_id`` (and ``Location``) name it for a later look-up."""
     message = (
@@ -594,7 +658,7 @@ def _unknown_outcome(job_id: str) -> Response:
         "look it up by its id later (404 there means it was not)"
     )
     body = {"error": "outcome_unknown", "message": message, "job_id": job_id}
-    return _json(504, body, {"Location": f"/api/v1/jobs/{quote(job_id, safe='')}"})
+    return _json(504, body, _location(request, job_id))
 
 
 def _error(error: ApiError) -> Response:
@@ -627,7 +691,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     code = _HTTP_CODES.get(exc.status_code, "bad_request")
     message = "no such path" if exc.status_code == 404 else exc.detail
-    return _error(ApiError(exc.status_code, code, message, exc.headers))
+    headers = dict(exc.headers or {})
+    if "Allow" in headers:  # Starlette joins a set: one order for every answer
+        methods = sorted(method.strip() for method in headers["Allow"].split(","))
+        headers["Allow"] = ", ".join(methods)
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return _error(ApiError(exc.status_code, code, message, headers))
 
 
 class _Guard:
