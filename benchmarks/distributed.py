@@ -292,6 +292,40 @@ def measure(
     body: str = "noop",
 ) -> dict[str, Any]:
     """One measurement, in fresh processes on a fresh redis-server; always returns a record."""
+
+    def run(
+        record: dict[str, Any], children: Children, url: str, queue_name: str, deadline: float,
+        budget: str,
+    ) -> None:  # fmt: skip
+        producer = children.spawn(
+            "producer", "produce", impl, url, queue_name, str(n),
+            str(ENQUEUE_TASKS), budget, "--body", body,
+        )  # fmt: skip
+        children.pump(lambda: producer.find("enqueued") is not None, deadline, "enqueue")
+        enqueued = producer.find("enqueued")
+        assert enqueued is not None
+        record["enqueue_jobs_per_s"] = n / enqueued["seconds"]
+        _run_workers(
+            record, children, producer, impl, url, queue_name, procs, n, deadline, body,
+        )  # fmt: skip
+
+    return _in_fresh_processes(impl, procs, n, timeout, env, snapshot_dir, body, run)
+
+
+def _in_fresh_processes(
+    impl: str,
+    procs: int,
+    n: int,
+    timeout: float,
+    env: dict[str, str],
+    snapshot_dir: str,
+    body: str,
+    run: Callable[[dict[str, Any], Children, str, str, float, str], None],
+) -> dict[str, Any]:
+    """The frame of every measurement: a fresh redis-server in a temporary directory, the
+    processes ``run`` spawns (given the record, the children, the server's URL, a fresh queue
+    name, the deadline and the processes' watchdog budget), then a graceful stop of them all
+    and the workers' final figures. Any failure is the record's ``error``."""
     record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n, "body": body}
     record["loadavg_1m"] = os.getloadavg()[0]  # (others' work on the machine shows here)
     started = time.monotonic()
@@ -303,22 +337,9 @@ def measure(
         children = Children(workdir, env)
         try:
             with redis_server(workdir) as url:
+                queue_name = f"bench{time.time_ns()}"
                 try:
-                    queue_name = f"bench{time.time_ns()}"
-                    producer = children.spawn(
-                        "producer", "produce", impl, url, queue_name, str(n),
-                        str(ENQUEUE_TASKS), budget, "--body", body,
-                    )  # fmt: skip
-                    children.pump(
-                        lambda: producer.find("enqueued") is not None, deadline, "enqueue"
-                    )
-                    enqueued = producer.find("enqueued")
-                    assert enqueued is not None
-                    record["enqueue_jobs_per_s"] = n / enqueued["seconds"]
-                    _run_workers(
-                        record, children, producer, impl, url, queue_name, procs, n, deadline,
-                        body,
-                    )  # fmt: skip
+                    run(record, children, url, queue_name, deadline, budget)
                 finally:
                     statuses = children.stop_all()  # (Redis still up: they stop gracefully)
                     if body == "redis":
@@ -330,6 +351,11 @@ def measure(
         workers = [c for c in children.children if c.name.startswith("worker")]
         if workers and "error" not in record:
             _finish(record, workers, statuses, n, snapshot_dir)
+            front = next((c for c in children.children if c.name == "front"), None)
+            if front is not None and statuses.get("front"):
+                record.setdefault("problems", []).append(
+                    f"front: exit status {statuses['front']}: {front.stderr_tail(3)}"
+                )
     record["measurement_s"] = time.monotonic() - started
     return record
 
@@ -443,49 +469,25 @@ def measure_scaling(
 ) -> dict[str, Any]:
     """One measurement of the scaling mode (P idle workers, then a front end submits); in fresh
     processes on a fresh redis-server; always returns a record."""
-    record: dict[str, Any] = {"impl": impl, "procs": procs, "n": n, "body": body}
-    record["loadavg_1m"] = os.getloadavg()[0]
-    started = time.monotonic()
-    deadline = started + timeout
-    budget = str(timeout + STOP_TIMEOUT + 5)  # the processes' watchdog
-    statuses: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="jobpool-scaling-") as tmp:
-        workdir = Path(tmp)
-        children = Children(workdir, env)
-        try:
-            with redis_server(workdir) as url:
-                queue_name = f"bench{time.time_ns()}"
-                try:
-                    workers = [
-                        children.spawn(
-                            f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY),
-                            budget, "--body", body,
-                        )
-                        for k in range(procs)
-                    ]  # fmt: skip
-                    front = children.spawn(
-                        "front", "front", impl, url, queue_name, str(n), str(ENQUEUE_TASKS),
-                        budget, "--body", body,
-                    )  # fmt: skip
-                    _run_scaling(record, children, front, workers, url, n, deadline)
-                finally:
-                    statuses = children.stop_all()  # (Redis still up: they stop gracefully)
-                    if body == "redis":
-                        record["body_runs"] = _body_runs(url, queue_name)
-        except MeasurementError as exc:
-            record["error"] = str(exc)
-        except Exception as exc:  # the server did not start, say: reported, the run goes on
-            record["error"] = f"{type(exc).__name__}: {exc}"
-        workers = [c for c in children.children if c.name.startswith("worker")]
-        if workers and "error" not in record:
-            _finish(record, workers, statuses, n, snapshot_dir)
-            if statuses.get("front"):
-                front = next(c for c in children.children if c.name == "front")
-                record.setdefault("problems", []).append(
-                    f"front: exit status {statuses['front']}: {front.stderr_tail(3)}"
-                )
-    record["measurement_s"] = time.monotonic() - started
-    return record
+
+    def run(
+        record: dict[str, Any], children: Children, url: str, queue_name: str, deadline: float,
+        budget: str,
+    ) -> None:  # fmt: skip
+        workers = [
+            children.spawn(
+                f"worker{k}", "work", impl, url, queue_name, str(CONCURRENCY),
+                budget, "--body", body,
+            )
+            for k in range(procs)
+        ]  # fmt: skip
+        front = children.spawn(
+            "front", "front", impl, url, queue_name, str(n), str(ENQUEUE_TASKS),
+            budget, "--body", body,
+        )  # fmt: skip
+        _run_scaling(record, children, front, workers, url, n, deadline)
+
+    return _in_fresh_processes(impl, procs, n, timeout, env, snapshot_dir, body, run)
 
 
 def _run_scaling(
