@@ -13,8 +13,8 @@ What it checks, each step printing one line:
   ships ``py.typed`` and the dashboard's files;
 * a pool in memory runs jobs on Trio and on asyncio, and a durable pool on SQLite runs a job;
 * ``http``: an app around an open pool answers ``/healthz``, a submit, the job's result,
-  ``/metrics``, ``/openapi.json``, the dashboard page and its script (through
-  ``httpx.ASGITransport``, no socket);
+  ``/metrics``, ``/openapi.json``, the dashboard page and its script, and the API reference
+  (``/docs``, its script and Swagger UI's files) (through ``httpx.ASGITransport``, no socket);
 * ``redis``: coredis imports and a ``RedisStore`` parses a URL; a distributed pool runs a job on
   a ``redis-server`` started here on a free loopback port, when one is on ``PATH`` (required
   when ``CI`` is set);
@@ -122,9 +122,22 @@ def check_http() -> None:
                 assert "text/html" in page.headers["content-type"]
                 script = await client.get("/static/dashboard.js")
                 assert script.status_code == 200, script.status_code
+                # the API reference: its page and script from the wheel, Swagger UI's files
+                # from the installed swagger-ui-py (no CDN)
+                for path in (
+                    "/docs",
+                    "/docs/reference.js",
+                    "/docs/swagger-ui/swagger-ui.css",
+                    "/docs/swagger-ui/swagger-ui-bundle.js",
+                ):
+                    answer = await client.get(path)
+                    assert answer.status_code == 200, (path, answer.status_code)
 
     anyio.run(main)
-    step("http: /healthz, a submit and its result, /metrics, /openapi.json and the dashboard")
+    step(
+        "http: /healthz, a submit and its result, /metrics, /openapi.json, the dashboard and"
+        " the API reference (/docs)"
+    )
 
 
 def free_port() -> int:
