@@ -36,7 +36,7 @@ import random
 import urllib.error
 import urllib.request
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import anyio
 
@@ -149,6 +149,7 @@ async def main() -> None:
     import trio
     from hypercorn.config import Config
     from hypercorn.trio import serve
+    from hypercorn.typing import ASGIFramework
 
     from trio_jobpool import open_job_pool
     from trio_jobpool.http import create_app
@@ -159,7 +160,8 @@ async def main() -> None:
     stop = trio.Event()
     pool_block = open_job_pool(max_workers=4, queue_size=100, registry=registry)
     async with pool_block as pool, trio.open_nursery() as nursery:
-        app = create_app(pool, registry)
+        # A Starlette app is an ASGI app: Starlette types the messages loosely, Hypercorn exactly.
+        app = cast(ASGIFramework, create_app(pool, registry))
         binds = await nursery.start(partial(serve, app, config, shutdown_trigger=stop.wait))
         print(f"serving on {binds[0]} (as trio-jobpool serve --app examples.ci_jobs:registry)")
         await trio.to_thread.run_sync(tour, binds[0])

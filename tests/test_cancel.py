@@ -46,6 +46,7 @@ async def test_cancel_a_running_job_and_the_worker_moves_on() -> None:
         assert running.status is JobStatus.RUNNING
         pool.cancel("r")
         await running.wait()
+        running = running  # rebound: mypy keeps the status narrowed above across calls
         assert running.status is JobStatus.CANCELLED
         assert isinstance(running.error, JobCancelled)
         await after.wait()
@@ -94,6 +95,7 @@ async def test_cancel_a_retrying_job() -> None:
         assert handle.status is JobStatus.RETRYING
         assert pool.stats().queued_tasks == 1
         pool.cancel("flaky")
+        handle = handle  # rebound: mypy keeps the status narrowed above across calls
         assert handle.status is JobStatus.CANCELLED
         assert handle.attempts == 1
         stats = pool.stats()

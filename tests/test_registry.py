@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from trio_jobpool import JobNotRegistered, JobNotSerializable, JobRegistry, open_job_pool
+from trio_jobpool import JobHandle, JobNotRegistered, JobNotSerializable, JobRegistry, open_job_pool
 from trio_jobpool._registry import check_json
 
 
@@ -97,7 +97,7 @@ async def test_submit_by_name_with_a_registry() -> None:
         return 2 * x
 
     async with open_job_pool(registry=registry) as pool:
-        handle = await pool.submit("double", 21)
+        handle: JobHandle[int] = await pool.submit("double", 21)
         assert await handle.result() == 42
         with pytest.raises(JobNotRegistered, match="triple"):
             await pool.submit("triple", 1)

@@ -146,6 +146,7 @@ async def test_backoff_does_not_hold_a_worker() -> None:
         assert invariant_holds(stats)
         gate.open()
         await other.wait()
+    retrying = retrying  # rebound: mypy keeps the status narrowed above across calls
     assert retrying.status is JobStatus.CANCELLED  # shutdown_timeout=0 cut the backoff short
 
 

@@ -12,7 +12,7 @@ from typing import Any
 import anyio
 import pytest
 
-from trio_jobpool import JobRegistry, JobStatus, SqliteStore, StoreError, open_job_pool
+from trio_jobpool import JobHandle, JobRegistry, JobStatus, SqliteStore, StoreError, open_job_pool
 
 from ._helpers import invariant_holds, settle
 
@@ -49,7 +49,7 @@ async def test_a_job_abandoned_while_its_start_is_being_written_is_left_alone(
         1, 10, store=store, registry=registry, shutdown_timeout=0.0, shutdown_grace=0.05
     ) as pool:
         await pool.submit("review_gated")
-        second = await pool.submit("review_quick")
+        second: JobHandle[str] = await pool.submit("review_quick")
         blocker = sqlite3.connect(db, isolation_level=None)
         try:
             blocker.execute("BEGIN IMMEDIATE")  # the writer thread now waits for this lock
@@ -57,6 +57,7 @@ async def test_a_job_abandoned_while_its_start_is_being_written_is_left_alone(
             await settle()  # ... and waits for its start to be committed
             assert second.status is JobStatus.RUNNING
             await pool.stop()
+            second = second  # rebound: mypy keeps the status narrowed above across calls
             assert second.status is JobStatus.CANCELLED
             assert "abandoned" in str(second.error)
             stats = pool.stats()

@@ -63,7 +63,9 @@ async def test_wait_returns_a_fresh_outcome_each_time() -> None:
         assert second.unwrap() == 42
         assert handle.error is None
         bad = await pool.submit(fail)
-        assert (await bad.wait()).error is bad.error  # type: ignore[union-attr]
+        ended = await bad.wait()
+        assert isinstance(ended, outcome.Error)
+        assert ended.error is bad.error
         assert isinstance(bad.error, Boom)
 
 
@@ -337,6 +339,7 @@ async def test_timeout_is_measured_from_the_start_exactly(autojump_clock: trio.a
         assert timed.status is JobStatus.QUEUED
         gate.open()
         await timed.wait()
+        timed = timed  # rebound: mypy keeps the status narrowed above across calls
         assert timed.status is JobStatus.TIMED_OUT
         assert timed.exec_time == pytest.approx(5.0)
         assert timed.started_at is not None

@@ -23,7 +23,7 @@ import pytest
 import trio
 
 from tests.servers import free_port
-from trio_jobpool import JobStatus, open_job_pool
+from trio_jobpool import JobHandle, JobStatus, open_job_pool
 
 ROOT = Path(__file__).resolve().parent.parent
 JOB_SECONDS = 2.0  # each job runs this long: the signal comes while they run
@@ -103,7 +103,9 @@ def test_worker_drains_when_its_output_pipe_is_closed(redis_url: str) -> None:
 
         async def submit_then_stop_the_worker() -> tuple[int, list[object]]:
             async with open_job_pool(0, 10, store=store, registry=registry) as pool:
-                handles = [await pool.submit("sleep", JOB_SECONDS) for _ in range(2)]
+                handles: list[JobHandle[float]] = [
+                    await pool.submit("sleep", JOB_SECONDS) for _ in range(2)
+                ]
                 with trio.fail_after(10):  # another process's jobs starting: poll, bounded
                     for handle in handles:
                         while (await pool.aget(handle.job_id)).status != JobStatus.RUNNING:

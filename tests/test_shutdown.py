@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import anyio
+import outcome
 import pytest
 import trio
 import trio.testing
@@ -163,7 +164,9 @@ async def test_waiters_outside_the_pool_are_woken_when_it_fails() -> None:
 
     async def waiter(index: int) -> None:
         await submitted.wait()
-        results.append(type((await handles[index].wait()).error))  # type: ignore[union-attr]
+        ended = await handles[index].wait()
+        assert isinstance(ended, outcome.Error)
+        results.append(type(ended.error))
 
     async with anyio.create_task_group() as tg:
         tg.start_soon(run_pool)

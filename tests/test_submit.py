@@ -101,6 +101,7 @@ async def test_lookalikes_of_a_generated_id_are_other_ids() -> None:
             assert handle.status is JobStatus.CANCELLED
         assert target.status is JobStatus.QUEUED
         pool.cancel(target.job_id)
+        target = target  # rebound: mypy keeps the status narrowed above across calls
         assert target.status is JobStatus.CANCELLED
         # a chosen id in the generated form, with letters: its upper case is another id
         lettered = pool.submit_nowait(noop, job_id=f"{prefix}{0xAB:016x}")

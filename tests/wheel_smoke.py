@@ -41,7 +41,7 @@ import anyio.lowlevel
 import trio
 
 import trio_jobpool
-from trio_jobpool import JobRegistry, JobStatus, RedisStore, open_job_pool
+from trio_jobpool import JobHandle, JobRegistry, JobStatus, RedisStore, open_job_pool
 
 registry = JobRegistry()
 
@@ -89,7 +89,7 @@ def check_core(tmp: Path) -> None:
         async with open_job_pool(
             2, 10, store=f"sqlite:///{tmp}/jobs.db", registry=registry
         ) as pool:
-            handle = await pool.submit("add", 2, 3)
+            handle: JobHandle[int] = await pool.submit("add", 2, 3)
             assert await handle.result() == 5
             assert handle.status is JobStatus.COMPLETED
 
@@ -176,7 +176,7 @@ def check_redis(tmp: Path) -> None:
         async def main() -> None:
             url = f"redis://127.0.0.1:{port}/0?queue=smoke"
             async with open_job_pool(2, 10, store=url, registry=registry) as pool:
-                handle = await pool.submit("add", 4, 5)
+                handle: JobHandle[int] = await pool.submit("add", 4, 5)
                 assert await handle.result() == 9
                 assert (await pool.cluster_stats()).total_completed == 1
 

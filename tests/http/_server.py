@@ -13,8 +13,8 @@ from __future__ import annotations
 import argparse
 import signal
 import socket
-from collections.abc import Awaitable, Callable
-from typing import cast
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, cast
 
 import anyio
 import anyio.lowlevel
@@ -87,7 +87,9 @@ async def main(arguments: argparse.Namespace) -> None:
         await pool.stop(drain=False)
 
 
-def _serve(backend: str) -> Callable[..., Awaitable[None]]:
+def _serve(
+    backend: str,
+) -> Callable[[Framework, Config, Callable[[], Awaitable[None]]], Coroutine[Any, Any, None]]:
     async def serve(app: Framework, config: Config, trigger: Callable[[], Awaitable[None]]) -> None:
         if backend == "trio":
             await hypercorn.trio.serve(app, config, shutdown_trigger=trigger)

@@ -15,7 +15,7 @@ import anyio
 import httpx
 import pytest
 
-from trio_jobpool import JobPool, JobRegistry, PoolStats, current_job, open_job_pool
+from trio_jobpool import JobHandle, JobPool, JobRegistry, PoolStats, current_job, open_job_pool
 from trio_jobpool.http import create_app
 
 pytestmark = pytest.mark.anyio
@@ -577,7 +577,7 @@ def test_create_app_checks_its_arguments() -> None:
                 create_app(pool, registry, max_body_bytes=0)
             for wait in (0, -1, float("nan"), float("inf"), True, "1"):
                 with pytest.raises(ValueError, match="submit_wait"):
-                    create_app(pool, registry, submit_wait=wait)
+                    create_app(pool, registry, submit_wait=wait)  # type: ignore[arg-type]  # (True, "1")
             with pytest.raises(ValueError, match="max_workers_limit"):
                 create_app(pool, registry, max_workers_limit=0)
 
@@ -715,7 +715,7 @@ async def test_wait_follows_a_job_of_another_process(redis_url: str) -> None:
         open_job_pool(0, 10, store=store, registry=jobs.registry) as submitter,
         open_job_pool(0, 10, store=store, registry=jobs.registry) as front,
     ):
-        handle = await submitter.submit("block", "far", job_id="far")
+        handle: JobHandle[str] = await submitter.submit("block", "far", job_id="far")
         app = create_app(front, jobs.registry)
         async with httpx.AsyncClient(
             transport=httpx.ASGITransport(app=app), base_url="http://test"

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +55,7 @@ async def test_open_serves_the_pool_and_leaving_it_drains() -> None:
         response = await client.get("/healthz")
         assert (response.status_code, response.json()["error"]) == (503, "pool_closed")
         async with app.open() as pool:
+            app = app  # rebound: mypy keeps the pool narrowed above across calls
             assert app.pool is pool
             body = {"name": "step", "args": ["a"], "job_id": "a"}
             assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
@@ -67,6 +69,7 @@ async def test_open_serves_the_pool_and_leaving_it_drains() -> None:
                 async with app.open():
                     pass
         assert pool.get("b").status is JobStatus.COMPLETED  # drained, not cancelled
+        app = app  # (as above)
         assert app.pool is None
         response = await client.post("/api/v1/jobs", json={"name": "step", "args": ["c"]})
         assert (response.status_code, response.json()["error"]) == (503, "pool_closed")
@@ -80,7 +83,7 @@ async def _lifespan(app: PoolApp) -> tuple[list[str], BaseException | None]:
     started = anyio.Event()
     error: list[BaseException] = []
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         sent.append(message["type"])
         if message["type"].startswith("lifespan.startup"):
             started.set()

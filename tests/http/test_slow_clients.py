@@ -102,7 +102,7 @@ async def test_body_options_are_checked() -> None:
     async with open_job_pool(1, 10, registry=registry) as pool:
         for bad in ({"body_timeout": 0}, {"body_timeout": float("inf")}, {"max_bodies": 0}):
             with pytest.raises(ValueError, match=next(iter(bad))):
-                create_app(pool, registry, **bad)  # type: ignore[arg-type]
+                create_app(pool, registry, **bad)
 
 
 # -- a real serve, out of file descriptors -----------------------------------------------------

@@ -156,6 +156,8 @@ async def test_a_job_redis_lost_alone_ends_its_handle_when_the_pool_looks_it_up(
             with pytest.raises(JobNotFound):
                 await front.aget(looked_up.job_id)
             assert looked_up.status is JobStatus.FAILED
-            await client.client_kill(type_="pubsub")  # (as a failover drops every connection)
+            await client.client_kill(
+                type_=coredis.PureToken.PUBSUB
+            )  # (as a failover drops every connection)
         with anyio.fail_after(WAIT), pytest.raises(StoreError, match="is lost"):
             await reconnected.result()  # the listener looked up what it follows

@@ -156,9 +156,9 @@ async def test_only_registered_jobs_with_json_arguments_and_results(kw: dict[str
             await pool.submit(unregistered)
         with pytest.raises(JobNotSerializable):
             await pool.submit(note, object())  # type: ignore[arg-type]
-        by_name = await pool.submit("double", 4)
+        by_name: JobHandle[int] = await pool.submit("double", 4)
         assert await by_name.result() == 8
-        bad_result = await pool.submit("returns_object")
+        bad_result: JobHandle[object] = await pool.submit("returns_object")
         with pytest.raises(JobNotSerializable):
             await bad_result.result()
 
@@ -229,8 +229,8 @@ async def test_a_cancel_whose_message_was_missed_reaches_the_job_with_the_lease_
     import coredis
 
     queue = f"t{uuid.uuid4().hex[:12]}"
-    kw = {"store": f"{redis_url}/0?queue={queue}&lease_timeout=0.6", "registry": registry}
-    async with open_job_pool(1, 10, **kw) as pool:
+    store = f"{redis_url}/0?queue={queue}&lease_timeout=0.6"
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
         handle = await pool.submit(hang, "missed", job_id="missed")
         await board.wait_started("missed")
         async with coredis.Redis.from_url(redis_url, decode_responses=True) as raw:

@@ -161,7 +161,7 @@ async def test_a_worker_killed_mid_run_loses_no_job(
     rows = read_log(log)
     starts = collections.Counter(item for _, event, item, _ in rows if event == "start")
     assert set(starts) == {f"job-{i:03d}" for i in range(count)}  # every job ran
-    first_pid = {}
+    first_pid: dict[str, int] = {}
     for pid, event, item, _ in rows:
         if event == "start":
             first_pid.setdefault(item, pid)

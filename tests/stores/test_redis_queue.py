@@ -10,7 +10,7 @@ import coredis
 import pytest
 
 from tests.servers import redis_cluster
-from trio_jobpool.stores._redis_queue import QueueLost, RedisQueue
+from trio_jobpool.stores._redis_queue import Fields, QueueLost, RedisQueue
 
 pytestmark = pytest.mark.anyio
 
@@ -110,7 +110,7 @@ async def test_cancel_ends_a_waiting_job_and_tells_a_running_ones_process(
         assert await queue.cancel("w") == "cancelled"
         assert await queue.cancel("r") == "running"
         assert await queue.cancel("nobody") == "not live"
-        messages = []
+        messages: list[tuple[str | bytes, int | str | bytes]] = []
         while len(messages) < 2:
             message = await pubsub.get_message(timeout=5)
             assert message is not None
@@ -147,7 +147,7 @@ async def test_a_retry_holds_no_process_and_comes_back_in_its_place(queue: Redis
     await queue.submit([job("a", 1), job("b", 1), job("c", 1)], None)
     running, _ = await queue.claim("p1", 2, lease_ms=10_000)
     assert [c.job_id for c in running] == ["a", "b"]
-    error = {"error_type": "ValueError", "error_message": "flaky"}
+    error: Fields = {"error_type": "ValueError", "error_message": "flaky"}
     assert await queue.retry("p2", [("a", 0, error)]) == []  # not its job
     assert await queue.retry("p1", [("a", 60_000, error)]) == ["a"]
     assert await queue.renew("p1", ["a"], lease_ms=10_000) == (["a"], [])  # no lease: waiting
@@ -278,7 +278,9 @@ async def test_one_call_submits_claims_and_ends_thousands_of_jobs(queue: RedisQu
     read = await queue.stats(1000)
     assert (read.waiting, read.running, read.counters["submitted"]) == (0, n, n)
     channels = [queue.events_of("s1"), queue.events_of("s2")]
-    ends = [(f"j{i}", "completed" if i % 2 else "failed", {"exec_time": 0.5}) for i in range(n)]
+    ends: list[tuple[str, str, Fields]] = [
+        (f"j{i}", "completed" if i % 2 else "failed", {"exec_time": 0.5}) for i in range(n)
+    ]
     async with queue.client.pubsub(channels=channels) as pubsub:
         assert await queue.end("p1", ends) == [f"j{i}" for i in range(n)]
         announced: dict[str, list[str]] = {}
@@ -286,9 +288,12 @@ async def test_one_call_submits_claims_and_ends_thousands_of_jobs(queue: RedisQu
             message = await pubsub.get_message(timeout=5)
             assert message is not None
             if message["type"] == "message":
-                assert message["data"].startswith("ended:")
-                ids = json.loads(message["data"][6:])
-                announced.setdefault(message["channel"], []).extend(ids)
+                channel, data = message["channel"], message["data"]
+                assert isinstance(channel, str)  # (the client decodes responses)
+                assert isinstance(data, str)
+                assert data.startswith("ended:")
+                ids = json.loads(data[6:])
+                announced.setdefault(channel, []).extend(ids)
     assert announced == {
         queue.events_of("s1"): [f"j{i}" for i in range(1200)],
         queue.events_of("s2"): [f"j{i}" for i in range(1200, n)],

@@ -18,7 +18,7 @@ import coredis
 import pytest
 
 from tests.durable_app import registry
-from trio_jobpool import JobStatus, open_job_pool
+from trio_jobpool import JobHandle, JobStatus, open_job_pool
 
 from .test_redis_processes import worker_processes
 
@@ -53,7 +53,7 @@ async def _script_calls_per_job(redis_url: str, processes: int, backend: str) ->
                         await anyio.sleep(0.01)
                     assert await (await front.submit("double", -1)).result() == -2
                 before = await _script_calls(client)
-                handles = []
+                handles: list[JobHandle[int]] = []
                 for i in range(JOBS):
                     handles.append(await front.submit("double", i))
                     await handles[-1].wait()  # one job at a time: every submit finds them idle

@@ -27,6 +27,7 @@ from tests.durable_app import (
 from trio_jobpool import (
     DuplicateJob,
     JobFailed,
+    JobHandle,
     JobNotFound,
     JobNotRegistered,
     JobNotSerializable,
@@ -196,7 +197,7 @@ async def test_durable_pools_take_registered_functions_and_json_only(tmp_path: P
             await pool.submit(double, {1, 2})  # type: ignore[arg-type]
         with pytest.raises(JobNotSerializable, match="nan"):
             pool.submit_nowait(double, float("nan"))  # type: ignore[arg-type]
-        by_name = await pool.submit("double", 4)
+        by_name: JobHandle[int] = await pool.submit("double", 4)
         assert await by_name.result() == 8
         assert pool.stats().total_submitted == 1
 

@@ -266,6 +266,7 @@ async def test_jobs_whose_start_cannot_be_written_stay_queued_and_run_once_there
         assert _metric(pool, "jobpool_store_failed_commits_total") == store.failed_commits
         store.make_room()
         await pool.join()
+        store = store  # rebound: mypy keeps the failing narrowed above across calls
         assert not store.failing
         assert _metric(pool, "jobpool_store_failing") == 0
         stats = pool.stats()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from tests.durable_app import board, registry
-from trio_jobpool import JobNotFound, JobStatus, StoreError, open_job_pool
+from trio_jobpool import JobHandle, JobNotFound, JobStatus, StoreError, open_job_pool
 from trio_jobpool.stores import Store
 
 from .fake_store import MemoryStore, record_of
@@ -68,9 +68,9 @@ async def test_a_store_that_fails_refuses_submits_and_then_recovers() -> None:
 async def test_a_start_that_cannot_be_written_is_not_run_until_the_store_recovers() -> None:
     store = MemoryStore()
     async with open_job_pool(1, 10, store=store, registry=registry) as pool:
-        blocker = await pool.submit("hold", "blocker", job_id="blocker")
+        blocker: JobHandle[str] = await pool.submit("hold", "blocker", job_id="blocker")
         await board.wait_started("blocker")
-        waiting = await pool.submit("note", "next", job_id="next")
+        waiting: JobHandle[str] = await pool.submit("note", "next", job_id="next")
         store.failing = True
         board.open()  # the blocker ends; the next job's start cannot be written
         await blocker.wait()
