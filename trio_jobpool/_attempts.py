@@ -6,7 +6,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from bisect import bisect_left
 from typing import Any, Final
 
 from ._config import PoolConfig
@@ -31,7 +30,6 @@ from ._pool_core import PoolCore
 from ._records import job_from_record, wall_clock_converter
 from ._registry import check_json
 from ._runtime import Runtime, Slot, TaskGroupLike
-from ._stats import TIME_BUCKETS
 from .stores._base import JobRecord
 
 __all__ = ["Attempts", "log_start_over"]
@@ -196,10 +194,7 @@ class Attempts(PoolCore):
         counters = self._counters
         counters.queued -= 1
         counters.running += 1
-        wait = now - job._ready_m  # Counters.record_wait, written out
-        counters.wait_total += wait
-        counters.wait_count += 1
-        counters.wait_buckets[bisect_left(TIME_BUCKETS, wait)] += 1
+        counters.record_wait(now - job._ready_m)
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
@@ -262,21 +257,15 @@ class Attempts(PoolCore):
     def _attempt_completed(self, job: JobHandle[Any], value: Any) -> None:
         """The running attempt of ``job`` returned ``value``: the job ends ``COMPLETED``.
 
-        The hot path of a worker: :meth:`_attempt_ended` and :meth:`_attempt_over` written out
-        for a pool whose jobs have no record (a job with one goes through
-        :meth:`_attempt_ended`, which checks that its result is JSON and which the distributed
-        pool extends).
+        The hot path of a worker: :meth:`_attempt_ended` without its branches, for a pool whose
+        jobs have no record (a job with one goes through :meth:`_attempt_ended`, which checks
+        that its result is JSON and which the distributed pool extends).
         """
         if self._named_jobs:
             self._attempt_ended(job, _COMPLETED, value)
             return
-        counters = self._counters
-        counters.running -= 1
-        counters.completed += 1
-        self._running.discard(job)
-        now = self._now()
-        exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
-        counters.record_exec(exec_time)
+        now = self._attempt_over(job)
+        self._counters.completed += 1
         self._end(job, _COMPLETED, value, now)
 
     def _attempt_over(self, job: JobHandle[Any]) -> float:

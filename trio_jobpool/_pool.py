@@ -83,10 +83,7 @@ class JobPool(Intake):
         Raises:
             JobNotFound: no live job has this id (unknown, already ended, or not a ``str``).
         """
-        if type(job_id) is str and self._generated_id(job_id) is not None:
-            job = self._live.get(int(job_id[16:], 16))  # _key, written out
-        else:
-            job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
+        job = self._live.get(self._key(job_id)) if isinstance(job_id, str) else None
         if job is None:
             raise JobNotFound(job_id)
         if job._status is _QUEUED:  # the common case, written out (see _cancel_job)
