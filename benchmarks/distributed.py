@@ -711,7 +711,7 @@ def _ms(figure: dict[str, Any] | None) -> str:
 
 
 def render_markdown(results: dict[str, Any]) -> str:
-    config, machine, summary = results["config"], results["machine"], results["summary"]
+    config, summary = results["config"], results["summary"]
     body = config.get("body", "noop")
     procs = list(summary)
     lines = [
@@ -723,14 +723,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         "(last job's end - first job's start) across the workers, process start-up "
         "excluded. Method: `benchmarks/distributed.py`.",
         "",
-        BODY_LINES[body],
-        "",
-        f"Machine: {_machine_line(machine)}.",
-        "",
+        *_setting_lines(results, body),
     ]
-    load = _load_line(results)
-    if load:
-        lines += [load, ""]
     header = ["implementation"]
     for p in procs:
         header += [f"P={p} jobs/s", f"P={p} vs best peer"]
@@ -818,14 +812,8 @@ def render_scaling(results: dict[str, Any]) -> str:
         "`mem_clients_normal` (the connections' buffers, which come and go with traffic: "
         "noise, not the jobs'). Method: `benchmarks/distributed.py`.",
         "",
-        BODY_LINES[body],
-        "",
-        f"Machine: {_machine_line(machine)}.",
-        "",
+        *_setting_lines(results, body),
     ]
-    load = _load_line(results)
-    if load:
-        lines += [load, ""]
     lines += ["Goals (issue #14):", "", *_scaling_verdicts(summary, machine), ""]
     counted = _body_count_line(results["records"])
     if counted:
@@ -944,6 +932,13 @@ def _verdicts(summary: dict[str, Any]) -> str:
     if not parts:
         return ""
     return f"Target {TIMES}{TARGET:g} of the best peer: " + "; ".join(parts) + "."
+
+
+def _setting_lines(results: dict[str, Any], body: str) -> list[str]:
+    """The lines every report has after its method: the job body, the machine, its load."""
+    lines = [BODY_LINES[body], "", f"Machine: {_machine_line(results['machine'])}.", ""]
+    load = _load_line(results)
+    return [*lines, load, ""] if load else lines
 
 
 def _load_line(results: dict[str, Any]) -> str:
