@@ -31,6 +31,7 @@ API_NAMES = {
     "JobRegistry",
     "current_job",
     "JobPoolError",
+    "Defer",
     "PoolClosed",
     "QueueFull",
     "DuplicateJob",
@@ -119,6 +120,7 @@ def test_messages_name_the_job() -> None:
 
 def test_job_status_is_a_str_enum() -> None:
     assert [s.value for s in JobStatus] == [
+        "scheduled",
         "queued",
         "retrying",
         "running",
@@ -138,7 +140,7 @@ def test_job_status_is_a_str_enum() -> None:
 
 
 def test_pool_stats_as_dict_has_exactly_the_fields() -> None:
-    stats = PoolStats(1, 2, 3, 4, 5, 6, 7, 8, 9, 0.1, 0.2, 0.3, 0.4, 0.5)
+    stats = PoolStats(1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 0.1, 0.2, 0.3, 0.4, 0.5)
     assert list(stats.as_dict()) == [
         "total_submitted",
         "total_completed",
@@ -149,6 +151,7 @@ def test_pool_stats_as_dict_has_exactly_the_fields() -> None:
         "active_workers",
         "max_workers",
         "queued_tasks",
+        "scheduled_tasks",
         "average_exec_time",
         "average_wait_time",
         "exec_time_p50",

@@ -5,6 +5,7 @@ cancellation by id, retries with backoff, live resizing and stats. See ``docs/``
 """
 
 from ._errors import (
+    Defer,
     DuplicateJob,
     JobCancelled,
     JobFailed,
@@ -28,6 +29,7 @@ from ._version import __version__ as __version__
 from .stores import RedisStore, SqliteStore
 
 __all__ = [
+    "Defer",
     "DuplicateJob",
     "JobCancelled",
     "JobFailed",

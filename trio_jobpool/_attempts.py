@@ -102,7 +102,7 @@ class Attempts(PoolCore):
         counters.cancelled += 1
         if status is _QUEUED:
             self._waiting.discard()
-            if not job._attempts:
+            if not job._attempts and job._due_m is None:
                 self._bounded_waiting -= 1
         elif job._scope is not None:  # retrying: stop its backoff timer
             job._scope.cancel()
@@ -155,7 +155,9 @@ class Attempts(PoolCore):
             return self._take_contended()
         job = self._waiting.pop()
         if job is not None:
-            if not job._attempts:  # a first attempt counts against the bound; a retry does not
+            # A first attempt counts against the bound; a retry or a job that was scheduled
+            # (it re-entered when due) does not.
+            if not job._attempts and job._due_m is None:
                 self._bounded_waiting -= 1
             self._start(job)
         return job
@@ -179,7 +181,7 @@ class Attempts(PoolCore):
             if job is None:
                 return None
             waiting.pop()
-            bounded = not job._attempts
+            bounded = not job._attempts and job._due_m is None
             self._start(job)
             if bounded:
                 self._bounded_waiting -= 1
@@ -358,7 +360,8 @@ class Attempts(PoolCore):
         self._journal.requeued(job)
         if not job._attempts:  # never started: no start time (a retry shows its failed one)
             job._started_m = None
-            self._bounded_waiting += 1  # and a first attempt waits within the bound again
+            if job._due_m is None:  # and a first attempt waits within the bound again
+                self._bounded_waiting += 1
         self._waiting.push_front(job)
 
     def _commit_result(self, error: StoreError | None) -> None:

@@ -9,6 +9,7 @@ service tasks of :mod:`._link`; leases and fencing are in :mod:`._leases`, how j
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, TypeVar, TypeVarTuple
 
@@ -76,6 +77,8 @@ class DistributedPool(Link):
         priority: int = 5,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
     ) -> JobHandle[T]:
         """Submit a job to the shared queue; return once Redis has it (see the class).
 
@@ -88,6 +91,8 @@ class DistributedPool(Link):
             StoreError: Redis cannot be reached.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if self._due_of(delay, at) is not None:
+            raise ValueError("delay and at are not yet available on a distributed pool")
         await self._runtime.checkpoint_before()
         assert isinstance(job, RecordedJob)
         while True:
@@ -112,6 +117,8 @@ class DistributedPool(Link):
         priority: int = 5,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
     ) -> JobHandle[T]:
         """Hand a job to the link and return its handle at once (see the class).
 
@@ -121,6 +128,8 @@ class DistributedPool(Link):
             PoolClosed, DuplicateJob (of a job this process knows), TypeError, ValueError.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if self._due_of(delay, at) is not None:
+            raise ValueError("delay and at are not yet available on a distributed pool")
         assert isinstance(job, RecordedJob)
         self._check_submittable(job)
         if self._waiting_estimate + len(self._out.submits) >= self._bound:
@@ -292,6 +301,7 @@ class DistributedPool(Link):
             active_workers=read.running,
             max_workers=sum(p.get("max_workers", 0) for p in processes),
             queued_tasks=read.waiting + read.retrying,
+            scheduled_tasks=0,  # no job of a distributed pool can be scheduled yet
             average_exec_time=weighted("exec_total", exec_count),
             average_wait_time=weighted("wait_total", wait_count),
             exec_time_p50=largest("p50"),

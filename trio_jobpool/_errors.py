@@ -5,7 +5,10 @@ Every message names the job id or the value involved, so a log line is enough to
 
 from __future__ import annotations
 
+import math
+
 __all__ = [
+    "Defer",
     "DuplicateJob",
     "JobCancelled",
     "JobFailed",
@@ -40,7 +43,7 @@ class QueueFull(JobPoolError):
 
 
 class DuplicateJob(JobPoolError):
-    """A job with this id is live (queued, retrying or running); nothing was changed.
+    """A job with this id is live (scheduled, queued, retrying or running); nothing was changed.
 
     Raised by ``submit`` / ``submit_nowait``. Attribute ``job_id``: the id.
     """
@@ -160,3 +163,30 @@ class StoreOutcomeUnknown(StoreError):
     def __init__(self, message: str, job_id: str | None = None) -> None:
         super().__init__(message)
         self.job_id = job_id
+
+
+class Defer(JobPoolError):
+    """Raised by a job's own code to run it again later, without counting a failure.
+
+    ``raise Defer(delay)`` ends the running attempt: the job goes back to
+    ``JobStatus.SCHEDULED``, due ``delay`` seconds from now, keeping its id, priority,
+    arguments and handle. The attempt counts in ``handle.attempts`` but not against the job's
+    :class:`RetryPolicy` (which counts failed attempts), and it is not a failure in the stats.
+    A job that raises ``Defer`` while it is being cancelled or timed out ends that way instead;
+    one that raises it during the pool's shutdown is scheduled (a store keeps it for the next
+    pool; an in-memory pool ends it ``CANCELLED`` with the rest of its scheduled jobs).
+
+    Attribute ``delay``: the seconds given, as a ``float``.
+
+    Raises:
+        TypeError: ``delay`` is not a number (a ``bool`` is refused).
+        ValueError: ``delay`` is negative, NaN or infinite.
+    """
+
+    def __init__(self, delay: float) -> None:
+        if isinstance(delay, bool) or not isinstance(delay, int | float):
+            raise TypeError(f"Defer(delay): delay must be a number of seconds, got {delay!r}")
+        if not math.isfinite(delay) or delay < 0:
+            raise ValueError(f"Defer(delay): delay must be a finite number >= 0, got {delay!r}")
+        super().__init__(f"deferred by {delay:g} s")
+        self.delay = float(delay)

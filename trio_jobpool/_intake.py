@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, TypeVarTuple
 
@@ -17,12 +18,12 @@ from ._job import (
     JobStatus,
     RecordedJob,
 )
+from ._later import Later, due_time
 from ._records import policy_to_json
 from ._registry import check_json
 from ._retry import RetryPolicy
 from ._validate import seconds
 from ._waiting_room import Offer
-from ._workers import Workers
 from .stores._base import JobRecord
 
 __all__ = ["Intake"]
@@ -32,10 +33,11 @@ T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
 
 _QUEUED: Final = JobStatus.QUEUED
+_SCHEDULED: Final = JobStatus.SCHEDULED
 _CANCELLED: Final = JobStatus.CANCELLED
 
 
-class Intake(Workers):
+class Intake(Later):
     """Submitting jobs (see the module docstring)."""
 
     async def submit(
@@ -46,6 +48,8 @@ class Intake(Workers):
         priority: int = 5,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
     ) -> JobHandle[T]:
         """Submit ``fn(*args)`` as a job and return its handle once the pool has accepted it.
 
@@ -96,17 +100,26 @@ class Intake(Workers):
                 runs: it ends ``TIMED_OUT`` as soon as a worker takes it.
             retry: a :class:`RetryPolicy`; ``None`` for the pool's policy;
                 ``RetryPolicy(max_attempts=1)`` for no retry.
+            delay: run the job no earlier than this many seconds from now (a finite number
+                ``>= 0``). A job due in the future is accepted at once as ``SCHEDULED``: it
+                never waits for room and never raises ``QueueFull``; when due, it enters the
+                waiting room as a retry does (beyond the bound, behind the jobs of its priority
+                already waiting), and its wait time counts from its due time. Due times follow
+                the pool's clock (Trio's ``MockClock`` moves them). A due time that is not in
+                the future (``delay=0``) makes an ordinary submission.
+            at: the same as an aware ``datetime``, converted to the pool's clock once, here.
 
         Returns:
-            The job's :class:`JobHandle`. The job is live from this moment: ``queued``, or
-            ``running`` if an idle worker took it.
+            The job's :class:`JobHandle`. The job is live from this moment: ``scheduled``,
+            ``queued``, or ``running`` if an idle worker took it.
 
         Raises:
             TypeError: ``fn`` is not callable; ``fn`` is given by name to a pool without a
                 registry; ``job_id`` is not a ``str``; ``priority`` is not an ``int`` (a
                 ``bool`` is refused); ``timeout`` is not a number or ``None``; ``retry`` is not
                 a :class:`RetryPolicy` or ``None``.
-            ValueError: ``job_id == ""``; ``timeout`` is negative or NaN.
+            ValueError: ``job_id == ""``; ``timeout`` is negative or NaN; ``delay`` is
+                negative, NaN or infinite; ``at`` is naive; both ``delay`` and ``at`` given.
             JobNotRegistered: ``fn`` names no registered job.
             PoolClosed: the pool is closed, when called or while waiting for room.
             DuplicateJob: a live job has this id, when called or when the waiting submission's
@@ -123,6 +136,12 @@ class Intake(Workers):
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
         runtime = self._runtime
+        if delay is not None or at is not None:
+            due = self._due_of(delay, at)
+            if due is not None:
+                await runtime.checkpoint_before()
+                await self._accept_later(job, due)
+                return job
         await runtime.checkpoint_before()
         if self._journal is not None:
             if not self._reserve(job):
@@ -168,16 +187,23 @@ class Intake(Workers):
         priority: int = 5,
         timeout: float | None = None,
         retry: RetryPolicy | None = None,
+        delay: float | None = None,
+        at: datetime.datetime | None = None,
     ) -> JobHandle[T]:
         """Like :meth:`submit`, but never waits; synchronous.
 
         Raises:
             QueueFull: the pool is full (the job was not accepted; the message gives the number
-                of waiting jobs and the bound).
+                of waiting jobs and the bound). Never for a job due in the future.
             PoolClosed, DuplicateJob, JobNotRegistered, TypeError, ValueError: as for
                 :meth:`submit`.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if delay is not None or at is not None:
+            due = self._due_of(delay, at)
+            if due is not None:
+                self._accept_later_now(job, due)
+                return job
         if self._journal is not None:
             if not self._reserve(job):
                 raise QueueFull(
@@ -192,6 +218,61 @@ class Intake(Workers):
                 f"(queue_size + max_pending = {self._bound})"
             )
         return job
+
+    def _due_of(self, delay: float | None, at: datetime.datetime | None) -> float | None:
+        """The due time (pool clock) of a submission given ``delay`` or ``at``; ``None``: now."""
+        now = self._now()
+        return due_time(delay, at, now, self._wall(now))
+
+    def _admit_later(self, job: JobHandle[Any], due: float) -> None:
+        """Accept ``job`` as scheduled, due at ``due``: counted and live, and (without a
+        journal) in the timer's heap. With a journal it stays out of the heap until it is on
+        record (``_write_later``), so it cannot start before that."""
+        if self._closed:
+            raise PoolClosed(f"cannot accept job {job.job_id!r}: the pool is closed")
+        key = job._key
+        if key in self._live:
+            raise DuplicateJob(job.job_id)
+        now = self._now()
+        job._submitted_m = now
+        self._live[key] = job
+        self._counters.submitted += 1
+        journal = self._journal
+        if journal is None:
+            self._schedule(job, due)
+            return
+        assert isinstance(job, RecordedJob)
+        journal.accepted(job, now)
+        journal.scheduled(job, self._wall(due))
+        self._reserve_later(job, due)
+
+    async def _accept_later(self, job: JobHandle[Any], due: float) -> None:
+        """``submit`` of a job due at ``due``: accepted without waiting for room; with a
+        journal, returns once it is on record (a cancellation is delivered after the write,
+        as for any submit)."""
+        self._admit_later(job, due)
+        if self._journal is not None:
+            assert isinstance(job, RecordedJob)
+            try:
+                await self._journal.write_accepted(job)
+            except BaseException:
+                self._revoke(job)
+                raise
+            self._schedule_reserved(job)
+        elif self._runtime.yield_due():
+            await self._runtime.schedule_point()
+
+    def _accept_later_now(self, job: JobHandle[Any], due: float) -> None:
+        """``submit_nowait`` of a job due at ``due`` (see :meth:`_accept_later`)."""
+        self._admit_later(job, due)
+        if self._journal is not None:
+            assert isinstance(job, RecordedJob)
+            try:
+                self._journal.write_accepted_now(job)
+            except BaseException:
+                self._revoke(job)
+                raise
+            self._schedule_reserved(job)
 
     def _new_job(
         self,
@@ -346,7 +427,15 @@ class Intake(Workers):
         waiting is taken back as if never submitted; one already handed to a worker is
         cancelled (it does not start unless its worker already started it).
         """
-        if job._status is _QUEUED and not job._attempts:
+        if job._status is _SCHEDULED and job._seq < 0:  # reserved, not in the heap yet
+            job._status = _CANCELLED
+            job._cancel_reason = SUBMIT_CANCELLED
+            del self._live[job._key]
+            counters = self._counters
+            counters.submitted -= 1
+            counters.scheduled -= 1
+            self._wake_join()
+        elif job._status is _QUEUED and not job._attempts:
             job._status = _CANCELLED  # dead in the waiting room; never counted as ended
             job._cancel_reason = SUBMIT_CANCELLED
             del self._live[job._key]
@@ -356,9 +445,7 @@ class Intake(Workers):
             self._bounded_waiting -= 1
             if self._journal is None:  # with a journal it was only reserved, never queued
                 self._waiting.discard()
-            if not self._live and self._idle_event is not None:
-                self._idle_event.set()
-                self._idle_event = None
+            self._wake_join()
             if self._offers.size:
                 self._admit_offers()
         elif not job._status.ended:

@@ -36,6 +36,9 @@ class JobStatus(StrEnum):
     """Where a job is in its life. A ``str``: each member compares equal to its value
     (``JobStatus.TIMED_OUT == "timed_out"``)."""
 
+    SCHEDULED = "scheduled"
+    """Accepted, due later (``delay=``/``at=``, a :class:`Defer`): it holds no worker and
+    does not count against the queue bound; when due it becomes ``QUEUED``."""
     QUEUED = "queued"
     """Accepted, waiting for a worker."""
     RETRYING = "retrying"
@@ -206,6 +209,7 @@ class JobHandle(Generic[T]):
         "_args",
         "_attempts",
         "_cancel_reason",
+        "_due_m",
         "_exec_time",
         "_finished_m",
         "_fn",
@@ -216,12 +220,16 @@ class JobHandle(Generic[T]):
         "_result",
         "_retry",
         "_scope",
+        "_seq",
         "_started_m",
         "_status",
         "_submitted_m",
         "_timeout",
         "_priority",
     )
+    _seq: int
+    """Set when the job is scheduled (see ``DueJobs.push``): its place among the jobs due at
+    the same time; ``-1`` while its record is being written (``Later._reserve_later``)."""
 
     def __init__(
         self,
@@ -253,6 +261,15 @@ class JobHandle(Generic[T]):
         self._result: Any = None
         self._scope: CancelScopeLike | None = None
         self._cancel_reason: CancelReason | None = None
+        self._due_m: float | None = None  # the latest due time (pool clock), once scheduled
+
+    def __lt__(self, other: JobHandle[Any]) -> bool:
+        """The order of scheduled jobs in their pool's timer heap: by due time, then by the
+        order they were scheduled in. Only scheduled jobs of one pool are ever compared."""
+        due, other_due = self._due_m, other._due_m
+        if due == other_due:
+            return self._seq < other._seq
+        return due < other_due  # type: ignore[operator]
 
     def __repr__(self) -> str:
         return (
@@ -299,6 +316,14 @@ class JobHandle(Generic[T]):
             return None
         deadline = self._started_m + self._timeout
         return None if math.isinf(deadline) else deadline
+
+    @property
+    def scheduled_for(self) -> float | None:
+        """When the job is (or was last) due, as wall-clock seconds: the time given by
+        ``delay=``/``at=`` at submit, or the latest :class:`Defer`; ``None`` for a job that
+        was never scheduled."""
+        due = self._due_m
+        return None if due is None else self._owner._wall(due)
 
     @property
     def status(self) -> JobStatus:

@@ -90,6 +90,23 @@ class Journal:
         yet (see :meth:`write_accepted`)."""
         job._record.submitted_at = self._wall(now)
 
+    def scheduled(self, job: RecordedJob[Any], due: float) -> None:
+        """The accepted ``job`` is scheduled, due at wall-clock ``due``: its record says so
+        (written with it, see :meth:`write_accepted`)."""
+        record = job._record
+        record.status = "scheduled"
+        record.scheduled_for = due
+
+    def deferred(self, job: RecordedJob[Any], due: float) -> None:
+        """Queue the write of an attempt that ended with ``Defer``: the job is scheduled again,
+        due at wall-clock ``due``."""
+        record = job._record
+        record.status = "scheduled"
+        record.scheduled_for = due
+        record.attempts = job._attempts
+        record.exec_time = job._exec_time
+        self.store.changed(record)
+
     async def write_accepted(self, job: RecordedJob[Any]) -> None:
         """Insert the accepted ``job`` and wait until that is durable; a cancellation is
         delivered at the caller's next checkpoint, after the write (``Store.wait``).

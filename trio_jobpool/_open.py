@@ -264,6 +264,7 @@ async def _pool_block(
             await pool._open_workers_group(nursery)
             await pool._start_services(nursery)
             nursery.start_soon(pool._watch_deadlines)
+            nursery.start_soon(pool._watch_due)
             pool._recover(recovered)
             pool._spawn_workers(pool.max_workers)
             try:

@@ -92,7 +92,7 @@ class JobPool(Intake):
             counters.queued -= 1
             counters.cancelled += 1
             self._waiting.discard()
-            bounded = not job._attempts
+            bounded = not job._attempts and job._due_m is None
             self._end(job, _CANCELLED, NO_CAUSE, self._now())
             if bounded:
                 self._bounded_waiting -= 1
@@ -277,7 +277,8 @@ class JobPool(Intake):
 
     async def join(self) -> None:
         """Wait until no job is waiting, retrying or running (jobs accepted meanwhile are
-        waited for too). With nothing live, returns after one checkpoint.
+        waited for too, and scheduled jobs that fall due meanwhile). Jobs that are still
+        scheduled are not waited for. With nothing to wait for, returns after one checkpoint.
 
         A checkpoint; cancelling the wait does not affect the jobs.
 
@@ -288,10 +289,10 @@ class JobPool(Intake):
                 inside that job.
         """
         self._refuse_inside_own_job("join()")
-        if not self._live:
+        if len(self._live) <= self._counters.scheduled:
             await self._runtime.checkpoint()
             return
-        while self._live:
+        while len(self._live) > self._counters.scheduled:
             if self._idle_event is None:
                 self._idle_event = self._runtime.Event()
             await self._idle_event.wait()

@@ -91,7 +91,8 @@ class PoolCore:
         self._worker_tasks = 0  # worker tasks still alive
         self._closed = False
         self._stopping = False
-        self._idle_event: Any = None  # set when the last live job ends, made on demand
+        # set when no live job is left but scheduled ones (see _wake_join), made on demand
+        self._idle_event: Any = None
         self._workers_gone = runtime.Event()
         # The workers run in a task group of their own, hosted by a task the pool's block can
         # stop waiting for (see _host_workers); set once it has ended, or the pool gave up on
@@ -186,9 +187,15 @@ class PoolCore:
             del live[key]
             if self._named_jobs:
                 self._report_end(job, status, result, now)
-            if not live and self._idle_event is not None:
-                self._idle_event.set()
-                self._idle_event = None
+            if self._idle_event is not None:
+                self._wake_join()
+
+    def _wake_join(self) -> None:
+        """Set the event ``join`` waits on if no job is waiting, retrying or running (every
+        live job is scheduled, or none is live)."""
+        if self._idle_event is not None and len(self._live) <= self._counters.scheduled:
+            self._idle_event.set()
+            self._idle_event = None
 
     def _running_oldest_first(self) -> list[JobHandle[Any]]:
         """The running jobs, the earliest started first."""

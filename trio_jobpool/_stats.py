@@ -33,7 +33,8 @@ class PoolStats:
     Invariant, whenever no task is in the middle of a step::
 
         total_submitted == total_completed + total_failed + total_cancelled
-                           + total_timed_out + queued_tasks + active_workers
+                           + total_timed_out + queued_tasks + scheduled_tasks
+                           + active_workers
 
     A job a shutdown abandoned (see :meth:`JobPool.stop`) counts in ``total_cancelled`` from
     the moment it is abandoned, and its execution time (up to then) in the averages; its code
@@ -51,6 +52,8 @@ class PoolStats:
         active_workers: jobs running now.
         max_workers: the current target number of workers.
         queued_tasks: jobs waiting for a worker or waiting out a retry backoff.
+        scheduled_tasks: jobs accepted to run later (``delay=``, ``at=``, a ``Defer``) and not
+            yet due.
         average_exec_time: mean execution time over every attempt that ended (completed,
             failed, retried, timed out, or cancelled while running).
         average_wait_time: mean wait over every attempt that started, from acceptance (or
@@ -70,6 +73,7 @@ class PoolStats:
     active_workers: int
     max_workers: int
     queued_tasks: int
+    scheduled_tasks: int
     average_exec_time: float
     average_wait_time: float
     exec_time_p50: float
@@ -151,6 +155,7 @@ class Counters:
         "retried",
         "running",
         "queued",
+        "scheduled",
         "exec_total",
         "exec_count",
         "wait_total",
@@ -169,6 +174,7 @@ class Counters:
         self.retried = 0
         self.running = 0
         self.queued = 0
+        self.scheduled = 0
         self.exec_total = 0.0
         self.exec_count = 0
         self.wait_total = 0.0
@@ -218,6 +224,7 @@ class Counters:
             active_workers=self.running,
             max_workers=max_workers,
             queued_tasks=self.queued,
+            scheduled_tasks=self.scheduled,
             average_exec_time=self.exec_total / self.exec_count if self.exec_count else 0.0,
             average_wait_time=self.wait_total / self.wait_count if self.wait_count else 0.0,
             exec_time_p50=p50,

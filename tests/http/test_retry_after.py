@@ -36,6 +36,7 @@ def stats(ended: int = 0, queued: int = 0, workers: int = 4, average: float = 0.
         active_workers=workers,
         max_workers=workers,
         queued_tasks=queued,
+        scheduled_tasks=0,
         average_exec_time=average,
         average_wait_time=0.0,
         exec_time_p50=average,
