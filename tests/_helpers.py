@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
+import looptime
+import trio.testing
 
 
 class Gate:
@@ -65,5 +68,18 @@ def invariant_holds(stats: Any) -> bool:
         + stats.total_cancelled
         + stats.total_timed_out
         + stats.queued_tasks
+        + stats.scheduled_tasks
         + stats.active_workers
     )
+
+
+def run_virtual(backend: str, main: Callable[[], Awaitable[None]]) -> None:
+    """Run ``main`` on ``backend`` in virtual time: on Trio with
+    ``MockClock(autojump_threshold=0)``, on asyncio with a ``looptime`` event loop. Time
+    starts at 0 and jumps to the next timer whenever every task is blocked, so a day of
+    timers runs in milliseconds and every due time is met exactly."""
+    if backend == "trio":
+        options: dict[str, Any] = {"clock": trio.testing.MockClock(autojump_threshold=0)}
+    else:
+        options = {"loop_factory": lambda: looptime.new_event_loop(start=0.0, _enabled=True)}
+    anyio.run(main, backend=backend, backend_options=options)

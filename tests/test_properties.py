@@ -1,10 +1,11 @@
-"""Property-based tests: random programs of submit/cancel/fail/timeout/resize keep every promise,
+"""Property-based tests: random programs of submit (now or later)/cancel/fail/timeout/defer/resize
+keep every promise,
 on every store: in memory, SQLite (a file per example) and Redis (the module's server, a queue
 per example, so that examples are independent).
 
-The in-memory pool runs on Trio's virtual clock; the stores run on the real one (their threads
-and sockets are not on the event loop's clock, and the jobs' timeouts and backoffs are about a
-millisecond). Where a promise takes another form on a distributed pool by contract
+The in-memory pool runs in virtual time (``run_virtual``); the stores run on the real clock
+(their threads and sockets are not on the event loop's clock, and the jobs' timeouts, backoffs
+and delays are about a millisecond). Where a promise takes another form on a distributed pool by contract
 (docs/distributed.md), the test says so and checks that form.
 """
 
@@ -16,11 +17,11 @@ from typing import Any
 
 import anyio
 import pytest
-import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_jobpool import (
+    Defer,
     JobNotFound,
     JobPool,
     JobRegistry,
@@ -31,11 +32,13 @@ from trio_jobpool import (
     open_job_pool,
 )
 
-from ._helpers import invariant_holds
+from ._helpers import invariant_holds, run_virtual
 
 BACKENDS = ["trio", "asyncio"]
 # examples per backend: the stores' pools open a file or a Redis connection per example
 EXAMPLES = {"memory": 60, "sqlite": 20, "redis": 20}
+# the stores whose pools take delay= and Defer in these programs
+SCHEDULING = {"memory"}
 
 registry = JobRegistry()
 
@@ -46,6 +49,7 @@ class State:
     def __init__(self) -> None:
         self.events: list[anyio.Event] = []
         self.flaky_calls: dict[int, int] = {}
+        self.defer_calls: dict[int, int] = {}
         self.started: list[int] = []
         self.gate: anyio.Event | None = None
         self.blocking: anyio.Event | None = None
@@ -67,6 +71,10 @@ async def program_job(index: int, behaviour: str) -> str:
         state.flaky_calls[index] = state.flaky_calls.get(index, 0) + 1
         if state.flaky_calls[index] == 1:
             raise ValueError(index)
+    if behaviour == "defer":
+        state.defer_calls[index] = state.defer_calls.get(index, 0) + 1
+        if state.defer_calls[index] <= 2:
+            raise Defer(0.002)
     return behaviour
 
 
@@ -108,10 +116,12 @@ async def view(pool: JobPool) -> PoolStats:
     return await pool.cluster_stats()
 
 
-behaviours = st.sampled_from(["ok", "fail", "block", "timeout", "flaky"])
+behaviours = st.sampled_from(["ok", "fail", "block", "timeout", "flaky", "defer"])
+delays = st.sampled_from([None, None, 0.0, 0.001, 0.004])
 operations = st.lists(
     st.one_of(
-        st.tuples(st.just("submit"), st.integers(-2, 5), behaviours),
+        st.tuples(st.just("submit"), st.integers(-2, 5), behaviours, delays),
+        st.tuples(st.just("sleep")),
         st.tuples(st.just("cancel"), st.integers(0, 60)),
         st.tuples(st.just("release"), st.integers(0, 60)),
         st.tuples(st.just("resize"), st.integers(1, 5)),
@@ -123,9 +133,10 @@ operations = st.lists(
 
 def _run(backend: str, store: str | None, main: Any) -> None:
     state.__init__()  # type: ignore[misc]
-    virtual = backend == "trio" and store is None
-    options = {"clock": trio.testing.MockClock(autojump_threshold=0)} if virtual else {}
-    anyio.run(main, backend=backend, backend_options=options)
+    if store is None:
+        run_virtual(backend, main)
+    else:
+        anyio.run(main, backend=backend)
 
 
 async def _program(
@@ -152,7 +163,11 @@ async def _program(
         for op in ops:
             kind = op[0]
             if kind == "submit":
-                _, priority, behaviour = op
+                _, priority, behaviour, delay = op
+                if kind_of(store) not in SCHEDULING:
+                    delay = None
+                    if behaviour == "defer":
+                        behaviour = "ok"
                 index = len(events)
                 events.append(anyio.Event())
                 try:
@@ -163,6 +178,7 @@ async def _program(
                         priority=priority,
                         timeout=0.001 if behaviour == "timeout" else None,
                         retry=policy if behaviour == "flaky" else RetryPolicy(max_attempts=1),
+                        delay=delay,
                     )
                 except QueueFull:
                     events.pop()
@@ -183,12 +199,18 @@ async def _program(
             elif kind == "resize":
                 pool.resize(op[1])
                 assert pool.stats().max_workers == op[1]
+            elif kind == "sleep":
+                await anyio.sleep(0.002)
             elif kind == "settle":
                 await anyio.wait_all_tasks_blocked()
                 assert pool.stats().active_workers <= max(pool.max_workers, max_workers, 5)
             assert invariant_holds(await view(pool))
         for event in events:
             event.set()
+        with anyio.fail_after(30):  # every job is due within 0.01 s: wait for them to start
+            while (await view(pool)).scheduled_tasks:
+                await anyio.sleep(0.001)
+                await pool.join()
         await pool.join()
         stats = await view(pool)
         if distributed:
@@ -207,6 +229,7 @@ async def _program(
     assert invariant_holds(stats)
     assert stats.total_submitted == len(handles)
     assert stats.queued_tasks == 0
+    assert stats.scheduled_tasks == 0
     assert stats.active_workers == 0
     by_status: dict[JobStatus, int] = {}
     for handle, behaviour in handles:
@@ -222,6 +245,14 @@ async def _program(
     assert stats.total_failed == by_status.get(JobStatus.FAILED, 0)
     assert stats.total_cancelled == by_status.get(JobStatus.CANCELLED, 0)
     assert stats.total_timed_out == by_status.get(JobStatus.TIMED_OUT, 0)
+
+
+def kind_of(store: str | None) -> str:
+    """``memory``, ``sqlite`` or ``redis``: the kind of store of a URL."""
+    if store is None:
+        return "memory"
+    scheme = store.split(":", 1)[0]
+    return "redis" if scheme.startswith("redis") else scheme
 
 
 def _examples(store: str) -> settings:

@@ -218,12 +218,14 @@ class Attempts(PoolCore):
             self._attempt_ended(job, reason.kind.status, None, cause=exc)
             return
         policy = job._retry
-        # An attempt a crash or a shutdown cut short is counted in attempts, not as a failure.
-        failures = job._attempts
+        # An attempt a crash or a shutdown cut short, or one that ended with Defer, is counted
+        # in attempts, not as a failure.
+        counted = job._attempts - job._deferrals  # the backoff grows with these
+        failures = counted
         if isinstance(job, RecordedJob):
             failures -= job._record.crashes + job._record.interrupted
         if policy is not None and not self._stopping and policy.should_retry(failures, exc):
-            self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
+            self._schedule_retry(job, exc, policy.delay(counted, self._rng))
             return
         # A failed job's outcome keeps the traceback it ended with (see JobHandle.wait).
         self._attempt_ended(job, JobStatus.FAILED, (exc, exc.__traceback__))

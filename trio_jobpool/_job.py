@@ -479,6 +479,18 @@ class JobHandle(Generic[T]):
 
     # -- for the pool ----------------------------------------------------------------------
 
+    @property
+    def _deferrals(self) -> int:
+        """How many attempts ended with ``Defer`` (they are not failures for the retry policy)."""
+        extra = self._extra
+        return 0 if extra is None else extra.deferrals
+
+    def _count_deferral(self) -> None:
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = _Extra()
+        extra.deferrals += 1
+
     def _build_error(self, unbuilt: Unbuilt) -> BaseException:
         error: BaseException
         if self._status is JobStatus.TIMED_OUT:
@@ -492,14 +504,16 @@ class JobHandle(Generic[T]):
 
 
 class _Extra:
-    """What few jobs need: reported progress, and an event for tasks waiting on the job."""
+    """What few jobs need: reported progress, an event for tasks waiting on the job, and how
+    many of its attempts ended with ``Defer``."""
 
-    __slots__ = ("done", "message", "progress")
+    __slots__ = ("deferrals", "done", "message", "progress")
 
     def __init__(self) -> None:
         self.progress = 0.0
         self.message: str | None = None
         self.done: EventLike | None = None
+        self.deferrals = 0
 
 
 class Unbuilt:
@@ -545,6 +559,13 @@ class RecordedJob(JobHandle[T]):
     @property
     def name(self) -> str:
         return self._record.name
+
+    @property
+    def _deferrals(self) -> int:
+        return self._record.deferrals  # kept in the record: it survives a restart
+
+    def _count_deferral(self) -> None:
+        self._record.deferrals += 1
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         super().set_progress(fraction, message)

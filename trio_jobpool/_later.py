@@ -149,6 +149,7 @@ class Later(Workers):
         """The running attempt of ``job`` raised ``Defer(delay)``: it is over, not failed, and
         the job is due again in ``delay`` seconds (at once, as a retry re-enters, for ``0``)."""
         now = self._attempt_over(job)
+        job._count_deferral()
         due = now + delay
         if self._journal is not None:
             assert isinstance(job, RecordedJob)
