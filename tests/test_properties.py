@@ -5,8 +5,8 @@ per example, so that examples are independent).
 
 The in-memory pool runs in virtual time (``run_virtual``); the stores run on the real clock
 (their threads and sockets are not on the event loop's clock, and the jobs' timeouts, backoffs
-and delays are about a millisecond). Where a promise takes another form on a distributed pool by contract
-(docs/distributed.md), the test says so and checks that form.
+and delays are about a millisecond). Where a promise takes another form on a distributed pool
+by contract (docs/distributed.md), the test says so and checks that form.
 """
 
 from __future__ import annotations
