@@ -79,6 +79,23 @@ EXPECTED: dict[str, list[str]] = {
         r'^  \{"total_submitted": 2, "total_completed": 1, "total_failed": 1,',
         r"^lifespan ended: the pool was drained and closed$",
     ],
+    "schedules.py": [
+        r"^nightly next runs at 02:30 Berlin \(CET\)$",
+        r"^webhook is scheduled, due in 10 min$",
+        r"^scheduled jobs: 2$",
+        r"^00:00 UTC  artifact-812: build-812 not ready, deferred 20 min\n"
+        r"00:10 UTC  webhook-77: webhook to https://example.test/hook delivered\n"
+        r"00:20 UTC  artifact-812: build-812 not ready, deferred 20 min\n"
+        r"00:40 UTC  artifact-812: build-812 ready after 3 looks\n"
+        r"01:30 UTC  nightly@\d{4}-\d\d-\d\dT01:30:00Z: nightly build of main\n"
+        r"06:00 UTC  health@\d{4}-\d\d-\d\dT06:00:00Z: health check\n"
+        r"09:00 UTC  release-v1\.4\.0: released v1\.4\.0\n"
+        r"12:00 UTC  health@\d{4}-\d\d-\d\dT12:00:00Z: health check\n"
+        r"18:00 UTC  health@\d{4}-\d\d-\d\dT18:00:00Z: health check$",
+        r"^schedule health: runs=3 skipped=0$",
+        r"^schedule nightly: runs=1 skipped=0$",
+        r"^stats: completed=8 failed=0 scheduled=0$",
+    ],
     "asgi_service.py": [
         r"^uvicorn serves asgi_service:app; the lifespan opened the pool$",
         r'^POST /api/v1/jobs \{"name": "build", .*"job_id": "quick"\} -> 202 queued$',

@@ -200,6 +200,9 @@ async def test_wait_time_counts_from_the_due_time() -> None:
         assert handle.started_at == pytest.approx(handle.submitted_at + 15)
         # two waits: 0 for the gate's job, 5 for the scheduled one (due at 10, started at 15)
         assert pool.stats().average_wait_time == pytest.approx(2.5)
+        lag = pool.histograms()["due_lag"]  # the scheduled one only
+        assert lag.count == 1
+        assert lag.total == pytest.approx(5.0)
 
 
 @virtual

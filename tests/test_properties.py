@@ -207,11 +207,13 @@ async def _program(
             assert invariant_holds(await view(pool))
         for event in events:
             event.set()
-        with anyio.fail_after(30):  # every job is due within 0.01 s: wait for them to start
-            while (await view(pool)).scheduled_tasks:
-                await anyio.sleep(0.001)
+        with anyio.fail_after(30):  # each job is due within 0.01 s (a deferral: 0.002 s)
+            while True:
                 await pool.join()
-        await pool.join()
+                now = await view(pool)
+                if not (now.scheduled_tasks or now.queued_tasks or now.active_workers):
+                    break  # nothing is live: nothing can change
+                await anyio.sleep(0.001)
         stats = await view(pool)
         if distributed:
             # Counted are the jobs Redis had: submit_nowait sends with the next round trip,

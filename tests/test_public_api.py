@@ -28,6 +28,7 @@ API_NAMES = {
     "JobStatus",
     "PoolStats",
     "RetryPolicy",
+    "Schedule",
     "JobRegistry",
     "current_job",
     "JobPoolError",

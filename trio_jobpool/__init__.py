@@ -24,6 +24,7 @@ from ._open import open_job_pool
 from ._pool import JobPool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
+from ._schedules import Schedule
 from ._stats import TIME_BUCKETS, PoolStats, TimeHistogram
 from ._version import __version__ as __version__
 from .stores import RedisStore, SqliteStore
@@ -47,6 +48,7 @@ __all__ = [
     "QueueFull",
     "RedisStore",
     "RetryPolicy",
+    "Schedule",
     "SqliteStore",
     "StoreError",
     "StoreOutcomeUnknown",

@@ -196,7 +196,11 @@ class Attempts(PoolCore):
         counters = self._counters
         counters.queued -= 1
         counters.running += 1
-        counters.record_wait(now - job._ready_m)
+        wait = now - job._ready_m
+        counters.record_wait(wait)
+        due = job._due_m
+        if due is not None and due == job._ready_m:  # the start of a job that fell due
+            counters.record_lag(wait)
         job._status = _RUNNING
         job._attempts += 1
         job._started_m = now
@@ -355,7 +359,8 @@ class Attempts(PoolCore):
         counters = self._counters
         counters.running -= 1
         counters.queued += 1
-        counters.forget_wait(job._started_m - job._ready_m)  # type: ignore[operator]
+        wait = job._started_m - job._ready_m  # type: ignore[operator]
+        counters.forget_wait(wait, lagged=job._due_m == job._ready_m)
         self._running.discard(job)
         job._attempts -= 1
         job._status = _QUEUED

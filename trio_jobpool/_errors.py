@@ -56,12 +56,14 @@ class DuplicateJob(JobPoolError):
 class JobNotFound(JobPoolError, LookupError):
     """No live job has this id (and, for ``get``, no ended job in the pool's history).
 
-    Raised by ``JobPool.cancel`` / ``acancel`` and ``JobPool.get`` / ``aget``; also a
-    ``LookupError``. Attribute ``job_id``: the id.
+    Raised by ``JobPool.cancel`` / ``acancel`` and ``JobPool.get`` / ``aget``, and by
+    ``JobPool.unschedule`` for a schedule that does not exist (``kind="schedule"``: the
+    message says "no such schedule"); also a ``LookupError``. Attribute ``job_id``: the id (or
+    the schedule's name).
     """
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"no such job: {job_id!r}")
+    def __init__(self, job_id: str, *, kind: str = "job") -> None:
+        super().__init__(f"no such {kind}: {job_id!r}")
         self.job_id = job_id
 
     def __str__(self) -> str:  # LookupError would repr() the single argument
@@ -172,9 +174,11 @@ class Defer(JobPoolError):
     ``JobStatus.SCHEDULED``, due ``delay`` seconds from now, keeping its id, priority,
     arguments and handle. The attempt counts in ``handle.attempts`` but not against the job's
     :class:`RetryPolicy` (which counts failed attempts), and it is not a failure in the stats.
-    A job that raises ``Defer`` while it is being cancelled or timed out ends that way instead;
-    one that raises it during the pool's shutdown is scheduled (a store keeps it for the next
-    pool; an in-memory pool ends it ``CANCELLED`` with the rest of its scheduled jobs).
+    A job that raises ``Defer`` while it is being cancelled or timed out ends that way instead
+    (so does one the pool's shutdown is cancelling: with a store, the next pool runs it again
+    at once, as any job the shutdown interrupted). One that raises it while a ``stop()`` drains
+    the pool is scheduled: a store keeps it for the next pool, an in-memory pool ends it
+    ``CANCELLED`` with the rest of its scheduled jobs.
 
     Attribute ``delay``: the seconds given, as a ``float``.
 

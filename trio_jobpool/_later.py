@@ -114,17 +114,22 @@ class Later(Workers):
                 await runtime.sleep(_INF)
             if self._stopping:
                 return
-            self._fire_due()
+            # Everything due by the deadline that woke the timer is due: an asyncio timer may
+            # fire a little before its time.
+            self._fire_due(self._due_target)
             self._due_scope = runtime.CancelScope()
             self._due_scope.deadline = self._due_target = self._due.earliest()
 
-    def _fire_due(self) -> None:
-        """Every scheduled job due by now enters the waiting room (or an idle worker takes
-        it), earliest due first, beyond the queue bound."""
+    def _fire_due(self, until: float) -> None:
+        """Every scheduled job due by now or by ``until`` (pool clock) enters the waiting room
+        (or an idle worker takes it), earliest due first, beyond the queue bound."""
         counters = self._counters
-        for job in self._due.pop_due(self._now()):
+        now = self._now()
+        for job in self._due.pop_due(max(now, until)):
             counters.scheduled -= 1
             counters.queued += 1
+            if job._ready_m > now:  # the timer fired a moment early: never a negative wait
+                job._due_m = job._ready_m = now
             self._place(job, bounded=False)
 
     def _cancel_job(self, job: JobHandle[Any], reason: CancelReason) -> None:

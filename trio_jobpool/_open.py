@@ -265,6 +265,7 @@ async def _pool_block(
             await pool._start_services(nursery)
             nursery.start_soon(pool._watch_deadlines)
             nursery.start_soon(pool._watch_due)
+            nursery.start_soon(pool._watch_schedules)
             pool._recover(recovered)
             pool._spawn_workers(pool.max_workers)
             try:

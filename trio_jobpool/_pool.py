@@ -22,13 +22,13 @@ from ._errors import (
     JobNotFound,
     PoolClosed,
 )
-from ._intake import Intake
 from ._job import (
     CANCELLED,
     NO_CAUSE,
     JobHandle,
     JobStatus,
 )
+from ._periodic import Periodic
 from ._runtime import TaskGroupLike
 from ._stats import PoolStats, TimeHistogram
 from ._validate import check_count, seconds
@@ -44,7 +44,7 @@ _RUNNING: Final = JobStatus.RUNNING
 _CANCELLED: Final = JobStatus.CANCELLED
 
 
-class JobPool(Intake):
+class JobPool(Periodic):
     """A pool of workers running async jobs; obtain it from :func:`open_job_pool` (it is not
     meant to be constructed directly).
 
@@ -168,7 +168,9 @@ class JobPool(Intake):
 
         The key ``"exec_time"`` holds one sample per attempt that ended (completed, failed,
         retried, timed out, or cancelled while running), ``"wait_time"`` one per attempt that
-        started (from acceptance, or the end of a retry's backoff, to the start). Unlike the
+        started (from acceptance, or the end of a retry's backoff, or the due time, to the
+        start), and ``"due_lag"`` one per start of a job that fell due (``delay``, ``at``,
+        ``Defer``, a schedule's tick): from its due time to its start. Unlike the
         percentiles of :meth:`stats`, which cover the last 1,024 attempts, these never forget,
         so they can be added up over time and over processes (the ``/metrics`` histograms).
         O(buckets). On a distributed pool: the attempts this process ran.

@@ -163,6 +163,8 @@ class Counters:
         "window",
         "exec_buckets",
         "wait_buckets",
+        "lag_buckets",
+        "lag_total",
     )
 
     def __init__(self) -> None:
@@ -183,6 +185,8 @@ class Counters:
         # samples per bucket of TIME_BUCKETS (the last: beyond them), for the histograms
         self.exec_buckets = [0] * (len(TIME_BUCKETS) + 1)
         self.wait_buckets = [0] * (len(TIME_BUCKETS) + 1)
+        self.lag_buckets = [0] * (len(TIME_BUCKETS) + 1)
+        self.lag_total = 0.0
 
     def record_exec(self, seconds: float) -> None:
         self.exec_total += seconds
@@ -200,16 +204,28 @@ class Counters:
         self.wait_count += 1
         self.wait_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
 
-    def forget_wait(self, seconds: float) -> None:
-        """Take back a wait recorded for a start that did not happen (its write failed)."""
+    def record_lag(self, seconds: float) -> None:
+        """A job that fell due (``delay``, ``at``, ``Defer``, a schedule's tick) started
+        ``seconds`` after its due time."""
+        self.lag_total += seconds
+        self.lag_buckets[bisect_left(TIME_BUCKETS, seconds)] += 1
+
+    def forget_wait(self, seconds: float, *, lagged: bool = False) -> None:
+        """Take back a wait recorded for a start that did not happen (its write failed), and
+        with ``lagged`` its lag."""
         self.wait_total -= seconds
         self.wait_count -= 1
-        self.wait_buckets[bisect_left(TIME_BUCKETS, seconds)] -= 1
+        bucket = bisect_left(TIME_BUCKETS, seconds)
+        self.wait_buckets[bucket] -= 1
+        if lagged:
+            self.lag_total -= seconds
+            self.lag_buckets[bucket] -= 1
 
     def histograms(self) -> dict[str, TimeHistogram]:
         return {
             "exec_time": TimeHistogram.of(self.exec_buckets, self.exec_total),
             "wait_time": TimeHistogram.of(self.wait_buckets, self.wait_total),
+            "due_lag": TimeHistogram.of(self.lag_buckets, self.lag_total),
         }
 
     def snapshot(self, max_workers: int) -> PoolStats:

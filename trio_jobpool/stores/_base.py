@@ -33,7 +33,14 @@ from typing import Any, Protocol, runtime_checkable
 from .._errors import StoreError
 from .._runtime import Runtime
 
-__all__ = ["LIVE_STATUSES", "JobRecord", "NamedStore", "Store"]
+__all__ = [
+    "LIVE_STATUSES",
+    "JobRecord",
+    "NamedStore",
+    "ScheduleBook",
+    "ScheduleRecord",
+    "Store",
+]
 
 LIVE_STATUSES = ("queued", "retrying", "running")
 
@@ -70,6 +77,97 @@ class JobRecord:
     retry_at: float | None = None  # when a retrying job goes back to the queue
     scheduled_for: float | None = None  # when a job given delay/at or deferred is (was) due
     seq: int = 0  # the store's number for this job (submission order); 0: not stored yet
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """One periodic schedule as a store keeps it: its definition and its state, JSON-ready.
+
+    Times are wall-clock seconds. ``handled_until``: every tick at or before it was handled
+    (fired or skipped) and no later one was; ``next_run`` is the first tick after it (cached,
+    so that a view need not evaluate the rule). ``anchor`` is the time of the declaration that
+    made the current definition (``every`` ticks count from it).
+    """
+
+    name: str
+    job_name: str
+    args: list[Any]
+    cron: str | None
+    every: float | None
+    tz: str
+    anchor: float
+    priority: int = 5
+    timeout: float | None = None
+    retry: dict[str, Any] | None = None
+    overlap: str = "skip"
+    misfire: str = "skip"
+    paused: bool = False
+    handled_until: float = 0.0
+    next_run: float = 0.0
+    last_run: float | None = None
+    last_job_id: str | None = None
+    runs: int = 0
+    skipped: int = 0
+
+    def definition(self) -> tuple[Any, ...]:
+        """What a declaration says: two declarations with equal definitions are identical (the
+        anchor and the state are not part of it)."""
+        return (
+            self.job_name,
+            self.args,
+            self.cron,
+            self.every,
+            self.tz,
+            self.priority,
+            self.timeout,
+            self.retry,
+            self.overlap,
+            self.misfire,
+            self.paused,
+        )
+
+
+class ScheduleBook(Protocol):
+    """Where a pool keeps its periodic schedules, and the one step that fires a tick.
+
+    A pool in memory keeps them in a dict; a durable store in its file, a distributed pool in
+    Redis. Every method is atomic on its own, which is what makes a tick fire once across
+    processes and restarts (see :meth:`fire`).
+    """
+
+    async def load_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, sorted by name."""
+        ...
+
+    async def declare_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Keep ``record`` unless a schedule of that name with an equal definition exists;
+        return the schedule now kept (the existing one, unchanged, or ``record``). A replaced
+        schedule keeps its counters and last run (``runs``, ``skipped``, ``last_run``,
+        ``last_job_id``); the returned record carries them."""
+        ...
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Remove the schedule; ``False`` if there was none."""
+        ...
+
+    async def fire(
+        self, before: ScheduleRecord, after: ScheduleRecord, job: JobRecord | None
+    ) -> ScheduleRecord | None:
+        """Move the schedule from state ``before`` to ``after`` and, with ``job``, submit that
+        job (a tick's), all at once, only if the schedule kept is still ``before`` (the same
+        definition, anchor and ``handled_until``); return the schedule now kept (``None``: it
+        was removed).
+
+        The result equals ``after`` when it did so. Otherwise nothing was written (another
+        process or an earlier pool handled those ticks, or the schedule was declared anew),
+        except in one case: a book shared by several processes (Redis) also checks the overlap
+        rule itself, since the firing process may not know every process's jobs. With
+        ``after.overlap == "skip"`` and ``before.last_job_id`` still live there, it skips the
+        tick instead: ``job`` is not submitted, and the state kept is ``after`` with the run
+        counted as skipped (``runs``, ``last_run`` and ``last_job_id`` as in ``before``,
+        ``skipped`` one more).
+        """
+        ...
 
 
 class NamedStore(Protocol):
