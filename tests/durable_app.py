@@ -59,6 +59,19 @@ async def logged_until(item: str, path: str) -> str:
     return item
 
 
+@registry.job(name="logged_defer")
+async def logged_defer(item: str, delay: float) -> str:
+    """As ``logged`` with no wait, but the job's first attempt raises ``Defer(delay)`` (logged
+    as ``<pid> deferred <item> <time>``) instead of ending."""
+    _log("start", item)
+    await anyio.lowlevel.checkpoint()
+    if trio_jobpool.current_job().attempts == 1:
+        _log("deferred", item)
+        raise trio_jobpool.Defer(delay)
+    _log("end", item)
+    return item
+
+
 @registry.job(name="double")
 async def double(x: int) -> int:
     await anyio.lowlevel.checkpoint()
@@ -179,6 +192,19 @@ async def flaky(name: str, failures: int) -> str:
         board.event(f"failed:{name}:{call}").set()
         raise ValueError(f"{name} failure {call}")
     return f"{name} ok after {call}"
+
+
+@registry.job(name="defer_once")
+async def defer_once(name: str, delay: float) -> str:
+    """Record the start; the job's first attempt (``current_job().attempts == 1``, which a
+    store keeps across pools) sets the event ``deferred:<name>`` and raises ``Defer(delay)``
+    (the test resumes once the pool has dealt with it); a later one returns ``name``."""
+    board.start(name)
+    await anyio.lowlevel.checkpoint()
+    if trio_jobpool.current_job().attempts == 1:
+        board.event(f"deferred:{name}").set()
+        raise trio_jobpool.Defer(delay)
+    return name
 
 
 @registry.job(name="hang_once_then_flaky")

@@ -11,7 +11,9 @@ by contract (docs/distributed.md), the test says so and checks that form.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import time
 import uuid
 from typing import Any
 
@@ -29,6 +31,7 @@ from trio_jobpool import (
     PoolStats,
     QueueFull,
     RetryPolicy,
+    current_job,
     open_job_pool,
 )
 
@@ -38,7 +41,7 @@ BACKENDS = ["trio", "asyncio"]
 # examples per backend: the stores' pools open a file or a Redis connection per example
 EXAMPLES = {"memory": 60, "sqlite": 20, "redis": 20}
 # the stores whose pools take delay= and Defer in these programs
-SCHEDULING = {"memory"}
+SCHEDULING = {"memory", "sqlite"}
 
 registry = JobRegistry()
 
@@ -53,6 +56,10 @@ class State:
         self.started: list[int] = []
         self.gate: anyio.Event | None = None
         self.blocking: anyio.Event | None = None
+        # later_job: (index, attempt, wall time, the job's due time) of every start, and
+        # the index of every run that returned
+        self.starts: list[tuple[int, int, float, float | None]] = []
+        self.ends: list[int] = []
 
 
 state = State()
@@ -75,6 +82,23 @@ async def program_job(index: int, behaviour: str) -> str:
         state.defer_calls[index] = state.defer_calls.get(index, 0) + 1
         if state.defer_calls[index] <= 2:
             raise Defer(0.002)
+    return behaviour
+
+
+@registry.job(name="later_job")
+async def later_job(index: int, behaviour: str) -> str:
+    """A job of the restart programs: records its start (with its due time) and its end;
+    ``defer`` defers its first attempt by 0 to 15 ms."""
+    job = current_job()
+    state.starts.append((index, job.attempts, time.time(), job.scheduled_for))
+    await anyio.lowlevel.checkpoint()
+    if behaviour == "fail":
+        raise ValueError(index)
+    if behaviour == "block":
+        await state.events[index].wait()
+    if behaviour == "defer" and job.attempts == 1:
+        raise Defer(0.005 * (index % 4))
+    state.ends.append(index)
     return behaviour
 
 
@@ -239,6 +263,7 @@ async def _program(
         by_status[handle.status] = by_status.get(handle.status, 0) + 1
         if handle.status is JobStatus.COMPLETED:
             assert await handle.result() == behaviour
+            assert handle.attempts == {"flaky": 2, "defer": 3}.get(behaviour, 1)
         if handle.status is JobStatus.TIMED_OUT:
             assert behaviour == "timeout"
         if handle.status is JobStatus.FAILED:
@@ -319,6 +344,103 @@ def _check_order(
     assert state.started == expected
 
 
+class Leave(Exception):
+    """Leaves a pool's block by an exception (its live jobs stay in the store)."""
+
+
+restart_steps = st.lists(
+    st.one_of(
+        st.tuples(
+            st.just("submit"),
+            st.integers(0, 3),
+            st.sampled_from(["ok", "ok", "defer", "fail", "block"]),
+            st.sampled_from([None, 0, 0.001, 0.005, 0.02]),
+        ),
+        st.tuples(st.just("cancel"), st.integers(0, 40)),
+        st.tuples(st.just("release"), st.integers(0, 40)),
+        st.tuples(st.just("settle")),
+        st.tuples(st.just("restart"), st.sampled_from(["drain", "exception", "stop"])),
+    ),
+    max_size=30,
+)
+
+
+async def _restart_program(url: str, steps: list[tuple[Any, ...]]) -> None:
+    """Run ``steps`` on pools on the store ``url``, one pool after another (a ``restart``
+    step ends a pool: by a drain cut short, by an exception, or by ``stop(drain=False)``),
+    then a last pool until every job has ended. Jobs for later and deferred ones that a
+    pool's end cut off are resumed by the next pool, due at their time."""
+    ids: list[str] = []
+    behaviours: list[str] = []
+    cancelled: dict[int, int] = {}  # index: starts recorded when it was cancelled
+    step = 0
+    options: dict[str, Any] = {"shutdown_timeout": 0.01, "store": url, "registry": registry}
+    while step < len(steps):
+        with contextlib.suppress(Leave):
+            async with open_job_pool(2, 10, max_pending=None, **options) as pool:
+                assert invariant_holds(pool.stats())
+                while step < len(steps):
+                    op = steps[step]
+                    step += 1
+                    kind = op[0]
+                    if kind == "restart":
+                        if op[1] == "exception":
+                            raise Leave
+                        if op[1] == "stop":
+                            await pool.stop(drain=False)
+                        break
+                    if kind == "submit":
+                        _, priority, behaviour, delay = op
+                        index = len(ids)
+                        state.events.append(anyio.Event())
+                        ids.append(f"job-{index}")
+                        behaviours.append(behaviour)
+                        await pool.submit(
+                            later_job,
+                            index,
+                            behaviour,
+                            job_id=ids[index],
+                            priority=priority,
+                            delay=delay,
+                        )
+                    elif kind == "cancel" and ids:
+                        index = op[1] % len(ids)
+                        handle = await pool.aget(ids[index])
+                        if not handle.status.ended:
+                            handle.cancel()
+                            cancelled[index] = len(state.starts)
+                    elif kind == "release" and ids:
+                        state.events[op[1] % len(ids)].set()
+                    elif kind == "settle":
+                        await anyio.wait_all_tasks_blocked()
+                    assert invariant_holds(pool.stats())
+    for event in state.events:
+        event.set()
+    async with open_job_pool(2, 10, max_pending=None, **options) as pool:
+        with anyio.fail_after(30):
+            for job_id in ids:
+                await (await pool.aget(job_id)).wait()
+        await pool.join()
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.scheduled_tasks, stats.queued_tasks, stats.active_workers) == (0, 0, 0)
+        final = [(await pool.aget(job_id)).status for job_id in ids]
+    for index, behaviour in enumerate(behaviours):
+        if index in cancelled:
+            expected = JobStatus.CANCELLED
+        elif behaviour == "fail":
+            expected = JobStatus.FAILED
+        else:
+            expected = JobStatus.COMPLETED
+        assert final[index] is expected, (index, behaviour, final[index])
+        # a job that completed returned once: it never runs again once its end is on record
+        assert state.ends.count(index) == (expected is JobStatus.COMPLETED)
+    for position, (index, _, at, due) in enumerate(state.starts):
+        if due is not None:
+            assert at >= due - 0.002, (index, at, due)  # no job starts before its due time
+        assert position < cancelled.get(index, len(state.starts))  # none after its cancel
+
+
 # One test per store, so that each has its own number of examples.
 
 
@@ -374,3 +496,17 @@ def test_start_order_is_priority_then_fifo_on_redis(
     backend: str, request: pytest.FixtureRequest, stores: dict[str, Any], **kw: Any
 ) -> None:
     _check_order(backend, "redis", request, stores, **kw)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(steps=restart_steps)
+def test_random_programs_with_restarts_run_jobs_for_later_at_their_time_on_sqlite(
+    backend: str, stores: dict[str, Any], steps: list[tuple[Any, ...]]
+) -> None:
+    url = f"sqlite:///{stores['sqlite'] / uuid.uuid4().hex}.db"
+    _run(backend, url, functools.partial(_restart_program, url, steps))

@@ -414,7 +414,8 @@ class Attempts(PoolCore):
             self._runtime.unpark(slot, job)
 
     def _recover(self, records: list[JobRecord]) -> None:
-        """Take over the live jobs a store returned on opening, in their stored order.
+        """Take over the live jobs a store returned on opening, in their stored order
+        (each put back by :meth:`_resume`).
 
         They count as submitted to this pool. A recovered backlog counts against the bound
         (first attempts) like any waiting job, so new submissions wait for it to drain.
@@ -427,16 +428,22 @@ class Attempts(PoolCore):
             job = self._job_from_record(record, key)
             self._live[key] = job
             self._counters.submitted += 1
-            self._counters.queued += 1
-            if record.status == "retrying":
-                job._status = _RETRYING
-                delay = max(0.0, (record.retry_at or wall_now) - wall_now)
-                self._nursery.start_soon(self._retry_later, job, delay)
-            else:
-                job._status = _QUEUED
-                self._place(job, bounded=not job._attempts)
-                if record.interrupted or record.crashes:
-                    log_start_over(record, record.attempts + 1)
+            self._resume(job, record, wall_now)
+
+    def _resume(self, job: RecordedJob[Any], record: JobRecord, wall_now: float) -> None:
+        """Put the recovered ``job`` (live, counted as submitted, in no state yet) where its
+        ``record`` says it was: waiting for a retry (due at its stored wall-clock time, at
+        once if that passed), or queued. ``wall_now``: the wall-clock time of the recovery."""
+        self._counters.queued += 1
+        if record.status == "retrying":
+            job._status = _RETRYING
+            delay = max(0.0, (record.retry_at or wall_now) - wall_now)
+            self._nursery.start_soon(self._retry_later, job, delay)
+        else:
+            job._status = _QUEUED
+            self._place(job, bounded=not job._attempts)
+            if record.interrupted or record.crashes:
+                log_start_over(record, record.attempts + 1)
 
     def _begin_wait(self, target: JobHandle[Any] | None) -> bool:
         """Before the current task waits on ``target`` (a job of this pool; ``None``: room in

@@ -1,5 +1,5 @@
 """Later jobs: the scheduled state (``delay=``, ``at=``, ``Defer``), its timer, and the
-cancel, deferral and shutdown of scheduled jobs.
+cancel, deferral, shutdown and recovery (from a store) of scheduled jobs.
 
 A scheduled job is live (its id is taken, ``get`` finds it, ``cancel`` ends it) but holds no
 worker and does not count against the queue bound. It waits in :class:`~._due_jobs.DueJobs`;
@@ -22,6 +22,7 @@ from ._job import NO_CAUSE, CancelReason, JobHandle, JobStatus, RecordedJob
 from ._journal import Journal
 from ._runtime import Runtime, TaskGroupLike
 from ._workers import Workers
+from .stores._base import JobRecord
 
 __all__ = ["Later", "due_time"]
 
@@ -166,6 +167,25 @@ class Later(Workers):
         job._due_m = job._ready_m = due
         self._counters.queued += 1
         self._place(job, bounded=False)
+
+    def _recover(self, records: list[JobRecord]) -> None:
+        """As ``Attempts._recover``, stored scheduled jobs included (see :meth:`_resume`)."""
+        super()._recover(records)
+        # Stored scheduled jobs whose time passed while no pool ran are due at once: they
+        # enter the waiting room now, earliest due first, behind the recovered queue (as a
+        # job falling due enters behind the jobs of its priority already waiting).
+        self._fire_due(self._now())
+        self._due_target = self._due_scope.deadline = self._due.earliest()
+
+    def _resume(self, job: RecordedJob[Any], record: JobRecord, wall_now: float) -> None:
+        """A stored scheduled job is scheduled again, due at its stored wall-clock time on
+        this pool's clock (in the past if that time passed: :meth:`_recover` lets it in)."""
+        if record.status != "scheduled":
+            super()._resume(job, record, wall_now)
+            return
+        now = self._now()
+        wall_due = record.scheduled_for
+        self._schedule(job, now if wall_due is None else now + (wall_due - self._wall(now)))
 
     def _shut_down(self) -> None:
         super()._shut_down()  # cancels the scheduled jobs with the rest

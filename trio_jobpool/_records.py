@@ -113,6 +113,8 @@ def job_from_record(
     )
     job._attempts = record.attempts
     job._submitted_m = job._ready_m = wall_to_monotonic(record.submitted_at)
+    if record.scheduled_for is not None:  # handle.scheduled_for: when it is (was last) due
+        job._due_m = wall_to_monotonic(record.scheduled_for)
     if JobStatus(record.status).ended:
         apply_end(job, record, wall_to_monotonic)
     else:

@@ -18,7 +18,7 @@ from typing import Any
 from trio_jobpool import StoreError
 from trio_jobpool.stores import JobRecord
 
-LIVE = ("queued", "retrying", "running")
+LIVE = ("queued", "retrying", "running", "scheduled")
 
 
 class MemoryStore:

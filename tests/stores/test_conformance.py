@@ -16,6 +16,7 @@ the same store does with it.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import math
 import sqlite3
@@ -29,6 +30,7 @@ import pytest
 
 from tests.durable_app import (
     board,
+    defer_once,
     fail,
     flaky,
     hang,
@@ -52,15 +54,20 @@ from trio_jobpool import (
     JobFailed,
     JobHandle,
     JobNotFound,
+    JobPool,
     JobPoolError,
     JobStatus,
     JobTimeout,
     PoolClosed,
     QueueFull,
     RetryPolicy,
+    SqliteStore,
     current_job,
     open_job_pool,
 )
+from trio_jobpool.stores import JobRecord, Store
+
+from .fake_store import MemoryStore
 
 pytestmark = pytest.mark.anyio
 
@@ -787,3 +794,297 @@ async def test_writes_queued_just_before_the_block_fails_are_not_lost(
         await pool.join()
         assert pool.get("once").attempts == 1
     assert board.started == ["once"]  # an ended job never runs again
+
+
+# -- scheduled jobs (delay=, at=, Defer) -------------------------------------------------------
+#
+# Distributed pools do not take delay= yet: these run on the stores of one process.
+
+
+async def stored_record(pool: JobPool, job_id: str) -> JobRecord | None:
+    """The record of ``job_id`` as its pool's store has it durably (``None``: no store)."""
+    store = pool.store
+    if store is None:
+        return None
+    assert isinstance(store, Store)
+    await store.flush()
+    return store.load(job_id)
+
+
+async def test_a_scheduled_job_is_live_holds_no_room_and_runs_when_due(
+    local_pool_kwargs: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 1, max_pending=0, **local_pool_kwargs) as pool:
+        await pool.submit(hold, "blocker")
+        await board.wait_started("blocker")
+        await pool.submit(note, "waiting")  # the bound (1) is reached
+        with pytest.raises(QueueFull):
+            pool.submit_nowait(note, "refused")
+        before = time.time()
+        soon = pool.submit_nowait(note, "soon", job_id="soon", delay=0.05)  # beyond the bound
+        hour = await pool.submit(note, "hour", job_id="hour", priority=0, delay=3600)
+        at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=2)
+        later = await pool.submit(note, "at", job_id="at", at=at)
+        assert (soon.status, hour.status, later.status) == (JobStatus.SCHEDULED,) * 3
+        assert soon.scheduled_for is not None
+        assert before + 0.05 <= soon.scheduled_for <= time.time() + 0.05
+        assert later.scheduled_for == pytest.approx(at.timestamp(), abs=1e-3)
+        assert pool.get("hour") is hour
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.total_submitted, stats.scheduled_tasks) == (5, 3)
+        assert (stats.queued_tasks, stats.active_workers) == (1, 1)
+        record = await stored_record(pool, "soon")
+        if record is not None:
+            assert (record.status, record.scheduled_for) == ("scheduled", soon.scheduled_for)
+            assert record.attempts == 0
+        board.open()
+        assert await soon.result() == "soon"
+        assert soon.started_at is not None
+        assert soon.started_at >= soon.scheduled_for  # not before its time
+        assert soon.attempts == 1
+        pool.cancel("hour")
+        assert hour.status is JobStatus.CANCELLED
+        record = await stored_record(pool, "hour")
+        if record is not None:
+            assert (record.status, record.attempts) == ("cancelled", 0)
+        await pool.join()  # the scheduled job "at" is not waited for
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.scheduled_tasks, stats.total_completed, stats.total_cancelled) == (1, 3, 1)
+    assert later.status is JobStatus.CANCELLED  # by the shutdown (a store keeps it: below)
+    assert board.started == ["blocker", "waiting", "soon"]
+
+
+async def test_a_deferred_job_is_scheduled_again_and_runs_again(
+    local_pool_kwargs: dict[str, Any],
+) -> None:
+    async with open_job_pool(1, 10, **local_pool_kwargs) as pool:
+        job = await pool.submit(defer_once, "d", 0.05, job_id="d")
+        await board.event("deferred:d").wait()
+        assert job.status is JobStatus.SCHEDULED
+        assert job.attempts == 1
+        due = job.scheduled_for
+        assert due is not None
+        assert job.started_at is not None
+        assert due >= job.started_at + 0.05
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.scheduled_tasks, stats.active_workers, stats.queued_tasks) == (1, 0, 0)
+        record = await stored_record(pool, "d")
+        if record is not None:
+            assert (record.status, record.scheduled_for, record.attempts) == ("scheduled", due, 1)
+            assert record.exec_time is not None
+        assert await job.result() == "d"
+        assert job.attempts == 2
+        assert job.started_at >= due
+        stats = pool.stats()
+        assert (stats.total_failed, stats.total_retried, stats.total_completed) == (0, 0, 1)
+        record = await stored_record(pool, "d")
+        if record is not None:
+            assert (record.status, record.attempts) == ("completed", 2)
+    assert board.started == ["d", "d"]
+
+
+class Durable:
+    """A store that outlives its pools (``kind``: fake, sqlite, sqlite-full): a new store
+    object on it for each pool, and what it holds between pools."""
+
+    def __init__(self, kind: str, db: Path) -> None:
+        self.kind = kind
+        self.db = db
+        self.fake_rows: dict[str, JobRecord] = {}
+
+    def store(self) -> Store:
+        if self.kind == "fake":
+            return MemoryStore(self.fake_rows)
+        return SqliteStore(self.db, synchronous="FULL" if self.kind == "sqlite-full" else "NORMAL")
+
+    def kwargs(self) -> dict[str, Any]:
+        return {"store": self.store(), "registry": registry}
+
+    def rows(self) -> dict[str, tuple[str, float | None, int]]:
+        """``job_id: (status, scheduled_for, attempts)`` of each job, with no pool open."""
+        if self.kind == "fake":
+            return {
+                job: (r.status, r.scheduled_for, r.attempts) for job, r in self.fake_rows.items()
+            }
+        return {
+            job: (row["status"], row["scheduled_for"], row["attempts"])
+            for job, row in stored(self.db).items()
+        }
+
+    def set_due(self, job_id: str, wall: float) -> None:
+        """Move a stored job's due time (as if the clock had moved), with no pool open."""
+        if self.kind == "fake":
+            self.fake_rows[job_id].scheduled_for = wall
+            return
+        connection = sqlite3.connect(self.db)
+        try:
+            with connection:
+                connection.execute(
+                    "UPDATE jobs SET scheduled_for = ? WHERE job_id = ?", (wall, job_id)
+                )
+        finally:
+            connection.close()
+
+
+@pytest.fixture(params=["fake", "sqlite", "sqlite-full"])
+def durable(request: pytest.FixtureRequest, db: Path) -> Durable:
+    return Durable(request.param, db)
+
+
+async def test_a_store_keeps_scheduled_records_and_their_deferral(durable: Durable) -> None:
+    store = durable.store()
+    assert await store.open() == []
+    now = time.time()
+
+    def new(job_id: str, priority: int = 5, due: float | None = None) -> JobRecord:
+        status = "queued" if due is None else "scheduled"
+        record = JobRecord(job_id, "note", [job_id], priority, status=status, scheduled_for=due)
+        record.submitted_at = now
+        return record
+
+    queued, urgent, later, deferred = (
+        new("q"),
+        new("u", 1, now + 120),
+        new("s", 5, now + 60),
+        new("d"),
+    )
+    for record in (queued, urgent, later, deferred):
+        ticket = store.add(record)
+    await store.wait(ticket)
+    store.add_now(new("n", 5, now + 90))  # submit_nowait's path
+    loaded = store.load("s")
+    assert loaded is not None
+    assert (loaded.status, loaded.scheduled_for, loaded.seq) == ("scheduled", now + 60, later.seq)
+    # "d" runs, and its attempt ends with Defer: scheduled again (what Journal.deferred writes)
+    deferred.status, deferred.attempts, deferred.started_at = "running", 1, now
+    await store.wait(store.started(deferred))
+    deferred.status, deferred.scheduled_for, deferred.exec_time = "scheduled", now + 300, 0.5
+    store.changed(deferred)
+    await store.flush()
+    loaded = store.load("d")
+    assert loaded is not None
+    assert (loaded.status, loaded.scheduled_for) == ("scheduled", now + 300)
+    assert (loaded.attempts, loaded.started_at, loaded.exec_time) == (1, now, 0.5)
+    await store.aclose()
+
+    again = durable.store()
+    live = await again.open()  # live jobs in (priority, submission) order, scheduled included
+    try:
+        assert [(r.job_id, r.status, r.scheduled_for) for r in live] == [
+            ("u", "scheduled", now + 120),
+            ("q", "queued", None),
+            ("s", "scheduled", now + 60),
+            ("d", "scheduled", now + 300),
+            ("n", "scheduled", now + 90),
+        ]
+        assert [(r.attempts, r.crashes) for r in live] == [(0, 0)] * 3 + [(1, 0), (0, 0)]
+    finally:
+        await again.aclose()
+
+
+async def test_scheduled_jobs_are_kept_across_restarts_and_due_at_their_time(
+    durable: Durable,
+) -> None:
+    # Pool 1: three jobs for later (delay=, at=, a deferral), and one that fell due while the
+    # only worker was busy; the pool's shutdown (a drain that times out) cancels them here.
+    at = datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=2)
+    first: dict[str, JobHandle[Any]] = {}
+    async with open_job_pool(1, 10, shutdown_timeout=0.05, **durable.kwargs()) as pool:
+        first["hour"] = await pool.submit(note, "hour", job_id="hour", delay=3600)
+        first["at"] = await pool.submit(note, "at", job_id="at", at=at)
+        first["defer"] = await pool.submit(defer_once, "defer", 3600, job_id="defer")
+        await board.event("deferred:defer").wait()
+        first["fallen"] = await pool.submit(note, "fallen", job_id="fallen", delay=0.05)
+        first["blocker"] = await pool.submit(hold, "blocker", job_id="blocker")
+        await board.wait_started("blocker")
+        fallen_due = first["fallen"].scheduled_for
+        assert fallen_due is not None
+        await anyio.sleep(fallen_due - time.time() + 0.02)  # until it is due, and a little
+        await anyio.wait_all_tasks_blocked()
+        assert first["fallen"].status is JobStatus.QUEUED  # due, waiting for the worker
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.scheduled_tasks, stats.queued_tasks, stats.active_workers) == (3, 1, 1)
+        due = {job: handle.scheduled_for for job, handle in first.items()}
+    for handle in first.values():
+        assert handle.status is JobStatus.CANCELLED
+        assert str(handle.error).endswith(SHUTDOWN)
+    # On record, the scheduled jobs are still scheduled, the one that fell due too (falling due
+    # writes nothing), and the cut-short blocker is queued.
+    assert durable.rows() == {
+        "hour": ("scheduled", due["hour"], 0),
+        "at": ("scheduled", due["at"], 0),
+        "defer": ("scheduled", due["defer"], 1),
+        "fallen": ("scheduled", fallen_due, 0),
+        "blocker": ("queued", None, 1),
+    }
+    assert board.started == ["defer", "blocker"]
+
+    # Pool 2: the scheduled jobs are scheduled again, at their time; the one whose time has
+    # passed is due at once, behind the recovered queue (the blocker was submitted after it).
+    board.reset()
+    board.open()
+    async with open_job_pool(1, 10, **durable.kwargs()) as pool:
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.total_submitted, stats.scheduled_tasks) == (5, 3)
+        for job in ("hour", "at", "defer"):
+            handle = pool.get(job)
+            assert handle.status is JobStatus.SCHEDULED
+            assert handle.scheduled_for == pytest.approx(due[job], abs=1e-3)
+        assert pool.get("defer").attempts == 1
+        assert pool.get("fallen").status is not JobStatus.SCHEDULED
+        await pool.join()  # not waiting for the scheduled ones
+        assert board.started == ["blocker", "fallen"]
+        assert pool.get("fallen").attempts == 1
+        assert pool.stats().scheduled_tasks == 3
+    rows = durable.rows()
+    assert {job: status for job, (status, _, _) in rows.items()} == {
+        "hour": "scheduled",
+        "at": "scheduled",
+        "defer": "scheduled",
+        "fallen": "completed",
+        "blocker": "completed",
+    }
+
+    # Pool 3: every due time passed while no pool ran: each runs at once, earliest due first.
+    now = time.time()
+    for offset, job in enumerate(["at", "defer", "hour"]):
+        durable.set_due(job, now - 3 + offset)
+    board.reset()
+    async with open_job_pool(1, 10, **durable.kwargs()) as pool:
+        stats = pool.stats()
+        assert invariant_holds(stats)
+        assert (stats.total_submitted, stats.scheduled_tasks) == (3, 0)
+        await pool.join()
+        assert board.started == ["at", "defer", "hour"]
+        assert pool.get("defer").attempts == 2
+    assert {job: status for job, (status, _, _) in durable.rows().items()} == dict.fromkeys(
+        ["hour", "at", "defer", "fallen", "blocker"], "completed"
+    )
+
+    board.reset()
+    async with open_job_pool(1, 10, **durable.kwargs()) as pool:  # nothing is left to run
+        assert pool.stats().total_submitted == 0
+    assert board.started == []
+
+
+async def test_a_cancelled_scheduled_job_never_runs_in_a_later_pool(durable: Durable) -> None:
+    async with open_job_pool(1, 10, **durable.kwargs()) as pool:
+        await pool.submit(note, "kept", job_id="kept", delay=3600)
+        await pool.submit(note, "dropped", job_id="dropped", delay=3600)
+        pool.cancel("dropped")
+    now = time.time()
+    for job in ("kept", "dropped"):
+        durable.set_due(job, now - 1)
+    assert {job: status for job, (status, _, _) in durable.rows().items()} == {
+        "kept": "scheduled",
+        "dropped": "cancelled",
+    }
+    async with open_job_pool(1, 10, **durable.kwargs()) as pool:
+        await pool.join()
+        assert pool.get("dropped").status is JobStatus.CANCELLED
+    assert board.started == ["kept"]

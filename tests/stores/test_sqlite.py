@@ -37,6 +37,7 @@ from trio_jobpool import (
     open_job_pool,
 )
 from trio_jobpool.stores._base import JobRecord
+from trio_jobpool.stores._sqlite_schema import SCHEMA_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -396,7 +397,7 @@ async def test_a_file_of_the_first_schema_is_upgraded_and_resumed(tmp_path: Path
         statuses = dict(connection.execute("SELECT job_id, status FROM jobs"))
     connection.close()
     assert indexes == {"jobs_by_id", "jobs_by_end"}
-    assert version == 2
+    assert version == SCHEMA_VERSION
     assert statuses == {"done": "completed", "second": "completed", "first": "completed"}
 
 

@@ -4,6 +4,9 @@ through it (its journal) is exactly the job's life. Faults are injected with a f
 
 from __future__ import annotations
 
+import time
+
+import anyio
 import pytest
 
 from tests.durable_app import board, registry
@@ -94,6 +97,58 @@ async def test_jobs_a_crash_left_in_the_store_run_again() -> None:
         await pool.join()
     assert store.statuses() == {"waiting": "completed", "running": "completed"}
     assert store.rows["running"].crashes == 1
+
+
+async def test_a_scheduled_jobs_life_through_any_store() -> None:
+    """A job for later is inserted ``scheduled``; falling due writes nothing (its start
+    writes ``running``); a deferral is one change back to ``scheduled``."""
+    store = MemoryStore()
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        later: JobHandle[str] = await pool.submit("note", "later", job_id="later", delay=0.02)
+        deferred: JobHandle[str] = await pool.submit("defer_once", "d", 0.02, job_id="d")
+        assert await later.result() == "later"
+        assert await deferred.result() == "d"
+    assert [entry for entry in store.log if entry[1] == "later"] == [
+        ("add", "later", "scheduled"),
+        ("start", "later", "running"),
+        ("change", "later", "completed"),
+    ]
+    assert [entry for entry in store.log if entry[1] == "d"] == [
+        ("add", "d", "queued"),
+        ("start", "d", "running"),
+        ("change", "d", "scheduled"),
+        ("start", "d", "running"),
+        ("change", "d", "completed"),
+    ]
+    assert store.rows["later"].scheduled_for == later.scheduled_for
+    assert store.rows["d"].scheduled_for == deferred.scheduled_for
+
+
+class Leave(Exception):
+    pass
+
+
+async def test_a_due_job_whose_start_cannot_be_written_stays_scheduled_on_record() -> None:
+    store = MemoryStore()
+    with pytest.raises(Leave):  # noqa: PT012 - the block is the subject
+        async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+            later: JobHandle[str] = await pool.submit("note", "later", job_id="later", delay=0.02)
+            store.failing = True
+            assert later.scheduled_for is not None
+            await anyio.sleep(later.scheduled_for - time.time() + 0.01)  # until it is due
+            await anyio.wait_all_tasks_blocked()
+            assert store.failed_commits >= 1  # its start was tried, and not written
+            assert later.status is JobStatus.QUEUED
+            assert later.attempts == 0
+            assert "later" not in board.started
+            raise Leave
+    assert later.status is JobStatus.CANCELLED  # by the shutdown, which writes nothing for it
+    assert store.statuses() == {"later": "scheduled"}
+    store.failing = False
+    async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+        assert await pool.get("later").result() == "later"  # due at once
+        assert pool.get("later").attempts == 1
+    assert board.started == ["later"]
 
 
 def test_a_store_of_no_known_kind_is_refused() -> None:

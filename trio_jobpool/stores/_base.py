@@ -8,9 +8,11 @@ these calls only, and accepts any object that has them (``open_job_pool(store=..
 * ``open(runtime)`` once, before any job runs: recover from a crash and return the jobs to
   resume;
 * ``add(record)`` for each accepted job (``add_now(record)``: written before it returns, for
-  ``submit_nowait``), and for every later change ``started(record)``, ``progressed(record)`` or
-  ``changed(record)`` (its end, a retry, a requeue): each queues a write and returns its
-  *ticket* at once;
+  ``submit_nowait``), ``queued``, or ``scheduled`` with its due time ``scheduled_for``; and for
+  every later change ``started(record)``, ``progressed(record)`` or ``changed(record)`` (its
+  end, a retry, a deferral, a requeue): each queues a write and returns its *ticket* at once.
+  A scheduled job that falls due is not written: its record stays ``scheduled`` until its
+  start writes ``running``;
 * ``wait(ticket)`` where a write must be durable before the pool goes on (a submit returns, a
   job starts); ``flush()`` to wait for every write queued so far, ``flush_now()`` to commit them
   before returning;
@@ -42,7 +44,7 @@ __all__ = [
     "Store",
 ]
 
-LIVE_STATUSES = ("queued", "retrying", "running")
+LIVE_STATUSES = ("queued", "retrying", "running", "scheduled")
 
 
 @dataclass(slots=True)
@@ -202,7 +204,9 @@ class Store(Protocol):
         ...
 
     async def open(self, runtime: Runtime | None = None) -> list[JobRecord]:
-        """Recover and return the live jobs to resume, in (priority, submission) order.
+        """Recover and return the live jobs to resume, in (priority, submission) order: those
+        ``queued``, ``retrying`` (with ``retry_at``) and ``scheduled`` (with ``scheduled_for``,
+        returned as stored: the pool decides when each is due).
 
         Jobs a crash interrupted while running go back to the queue with the interrupted
         attempt counted (``attempts``) and recorded as a crash (``crashes``); those
@@ -215,11 +219,12 @@ class Store(Protocol):
         ...
 
     def add(self, record: JobRecord) -> int:
-        """Queue the insert of a new live job (numbering it: ``record.seq``); its ticket."""
+        """Queue the insert of a new live job (numbering it: ``record.seq``): ``queued``, or
+        ``scheduled`` with ``scheduled_for``; its ticket."""
         ...
 
     def add_now(self, record: JobRecord) -> None:
-        """Insert a new live job and make it durable before returning (numbering it).
+        """Insert a new live job (as :meth:`add`) and make it durable before returning.
 
         Raises:
             StoreError: the write failed; nothing was added.
@@ -235,7 +240,8 @@ class Store(Protocol):
         ...
 
     def changed(self, record: JobRecord) -> int:
-        """Queue a write of every changing field of ``record`` (an end, a retry, a requeue)."""
+        """Queue a write of every changing field of ``record`` (an end, a retry, a requeue, a
+        deferral: ``scheduled`` again with a new ``scheduled_for``)."""
         ...
 
     async def wait(self, ticket: int) -> None:

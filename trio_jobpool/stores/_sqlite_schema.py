@@ -5,13 +5,19 @@ Cheap writes: the store numbers every job itself (``seq``, the table's row id, w
 submission order), so every later write finds its row by the primary key and sets only what
 changed: a start sets three columns, a progress report two. The only other index maintained on
 each write is the one on ``(finished_at, priority, seq)`` (live jobs are the rows without
-``finished_at``: what recovery reads, in order, and what ``prune`` skips) and the one on
-``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is the pool's check, made in
-memory where every live job is: the store's :class:`DatabaseLock` keeps any other pool off the
-file.
+``finished_at``: what recovery reads, in order, and what ``prune`` skips; scheduled jobs are
+among them, and the pool orders them by ``scheduled_for`` in memory, so no index of due times
+is kept) and the one on ``(job_id, seq)`` for ``JobPool.get``. That live job ids are unique is
+the pool's check, made in memory where every live job is: the store's :class:`DatabaseLock`
+keeps any other pool off the file.
 
 A database's ``user_version`` is the version of this format it holds; :func:`create_schema`
-brings a file of an earlier version up to :data:`SCHEMA_VERSION`.
+brings a file of an earlier version up to :data:`SCHEMA_VERSION`, keeping its jobs:
+
+* version 1 → 2: new indexes (``jobs_by_end`` instead of ``jobs_live_id`` and
+  ``jobs_finished``);
+* version 2 → 3: the column ``scheduled_for`` (a job given ``delay=``/``at=`` or deferred:
+  status ``scheduled``, live, due at that wall-clock time), ``NULL`` in the rows already there.
 """
 
 from __future__ import annotations
@@ -64,28 +70,33 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_at REAL,
     finished_at REAL,
     exec_time REAL,
-    retry_at REAL
+    retry_at REAL,
+    scheduled_for REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
 -- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at, priority, seq);
 """
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # Indexes of version 1, dropped by the upgrade to version 2.
 _OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
+# Columns added since version 1 (CREATE TABLE IF NOT EXISTS leaves an existing table as it is):
+# each is added to a file that lacks it, NULL in its rows (SQLite rewrites no row for that).
+_ADDED_COLUMNS: Final = (("scheduled_for", "REAL"),)  # version 3
 
 # A job's fixed columns, then the ones that change as it runs (see _state).
 _FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
 _STATE: Final = (
     "status", "attempts", "crashes", "interrupted", "progress", "progress_message", "result",
     "error_type", "error_message", "error_traceback", "started_at", "finished_at", "exec_time",
-    "retry_at",
+    "retry_at", "scheduled_for",
 )  # fmt: skip
 COLUMNS: Final = ", ".join(_FIXED + _STATE)
-# A new job: its fixed columns; the rest take their defaults, as for a job queued, never started.
+# A new job: its fixed columns, its status (queued, or scheduled) and its due time (NULL for a
+# queued one); the rest take their defaults, as for a job never started.
+_NEW: Final = (*_FIXED, "status", "scheduled_for")
 INSERT: Final = (
-    f"INSERT INTO jobs (seq, {', '.join(_FIXED)}, status) "
-    f"VALUES ({', '.join('?' * (1 + len(_FIXED)))}, 'queued')"
+    f"INSERT INTO jobs (seq, {', '.join(_NEW)}) VALUES ({', '.join('?' * (1 + len(_NEW)))})"
 )
 # Updates find their row by seq and never touch an ended one (finished_at set): a write of a
 # failed commit that is retried after a later write ended the job cannot bring it back.
@@ -99,7 +110,7 @@ CHANGE: Final = f"UPDATE jobs SET {', '.join(f'{column} = ?' for column in _STAT
 COMPLETE: Final = (
     f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? {_LIVE_ROW}"
 )
-LIVE_SQL: Final = "('queued', 'retrying', 'running')"
+LIVE_SQL: Final = "('queued', 'retrying', 'running', 'scheduled')"
 LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {LIVE_SQL}"
 
 # A queued write: its statement (one of the above) and its values.
@@ -120,6 +131,10 @@ def create_schema(db: sqlite3.Connection) -> None:
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 db.execute(statement)
+        present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+        for column, kind in _ADDED_COLUMNS:
+            if column not in present:
+                db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")
         db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         db.execute("COMMIT")
     except BaseException:
@@ -156,11 +171,13 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
         record.finished_at,
         record.exec_time,
         record.retry_at,
+        record.scheduled_for,
     )
 
 
 def insert_values(record: JobRecord) -> tuple[Any, ...]:
-    """The values of :data:`INSERT` for a new job."""
+    """The values of :data:`INSERT` for a new job (``queued``, or ``scheduled`` with its due
+    time)."""
     return (
         record.seq,
         record.job_id,
@@ -170,6 +187,8 @@ def insert_values(record: JobRecord) -> tuple[Any, ...]:
         _timeout_in(record.timeout),
         None if record.retry is None else json.dumps(record.retry),
         record.submitted_at,
+        record.status,
+        record.scheduled_for,
     )
 
 
@@ -187,7 +206,8 @@ def to_record(row: tuple[Any, ...]) -> JobRecord:
     """The job a row holds: its :data:`COLUMNS`, then its ``seq``."""
     (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
      interrupted, progress, progress_message, result, error_type, error_message,
-     error_traceback, started_at, finished_at, exec_time, retry_at, seq) = row  # fmt: skip
+     error_traceback, started_at, finished_at, exec_time, retry_at, scheduled_for,
+     seq) = row  # fmt: skip
     return JobRecord(
         job_id=job_id,
         name=name,
@@ -210,8 +230,9 @@ def to_record(row: tuple[Any, ...]) -> JobRecord:
         finished_at=finished_at,
         exec_time=exec_time,
         retry_at=retry_at,
+        scheduled_for=scheduled_for,
         seq=seq,
     )
 
 
-assert LIVE_STATUSES == ("queued", "retrying", "running")  # LIVE_SQL spells them out
+assert LIVE_STATUSES == ("queued", "retrying", "running", "scheduled")  # as LIVE_SQL does

@@ -315,8 +315,9 @@ class SqliteStore:
     # -- writing ---------------------------------------------------------------------------
 
     def add(self, record: JobRecord) -> int:
-        """Number a new job (``record.seq``; queued, never started) and queue its insert;
-        return the ticket to :meth:`wait` for. Until that returns, the job is not on disk."""
+        """Number a new job (``record.seq``; queued, or scheduled with its due time, never
+        started) and queue its insert; return the ticket to :meth:`wait` for. Until that
+        returns, the job is not on disk."""
         record.seq = self._next_seq  # add runs only on the loop's thread
         self._next_seq += 1
         return self._enqueue((INSERT, insert_values(record)))
@@ -361,7 +362,8 @@ class SqliteStore:
         return ticket
 
     def changed(self, record: JobRecord) -> int:
-        """Queue the write of every changing field of a job (an end, a retry, a requeue)."""
+        """Queue the write of every changing field of a job (an end, a retry, a requeue, a
+        deferral)."""
         if record.status == "completed":
             return self._enqueue((COMPLETE, complete_values(record)))
         return self._enqueue((CHANGE, change_values(record)))
