@@ -9,6 +9,7 @@ examples/ci_jobs.py, from the repository root, as a newcomer would.
 from __future__ import annotations
 
 import contextlib
+import datetime
 import json
 import os
 import queue
@@ -279,6 +280,83 @@ def test_every_endpoint_of_a_served_pool(url: str) -> None:
         assert http.get("/static/nothing.js").status_code == 404
 
 
+def test_later_jobs_of_a_served_pool(url: str) -> None:
+    """``delay`` and ``at`` of ``POST /api/v1/jobs``, every error of theirs, ``scheduled_for``,
+    the list of scheduled jobs, their count in the stats and the metrics, and their cancel,
+    against ``trio-jobpool serve`` on SQLite."""
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    hour = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(hours=2)
+    with httpx.Client(base_url=url, timeout=30, headers=auth) as http:
+
+        def submit(job_id: str, **when: object) -> httpx.Response:
+            body = {"name": "lint", "args": ["repo-later", 0], "job_id": job_id, **when}
+            return http.post("/api/v1/jobs", json=body)
+
+        def invalid(response: httpx.Response) -> str:
+            assert (response.status_code, response.json()["error"]) == (422, "invalid")
+            return str(response.json()["message"])
+
+        answer = submit("later-delay", delay=3600)
+        body = answer.json()
+        assert (answer.status_code, body["job_id"], body["status"]) == (
+            202,
+            "later-delay",
+            "scheduled",
+        )
+        assert body["scheduled_for"] == pytest.approx(time.time() + 3600, abs=5)
+        assert answer.headers["location"] == "/api/v1/jobs/later-delay"
+        offset = hour.astimezone(datetime.timezone(datetime.timedelta(hours=-5, minutes=-30)))
+        answer = submit("later-at", at=offset.isoformat())  # 2026-12-07T04:30:00-05:30
+        assert answer.json()["scheduled_for"] == pytest.approx(hour.timestamp(), abs=1e-3)
+        # 401 without the token, as any submit.
+        unauthorized = http.post(
+            "/api/v1/jobs",
+            json={"name": "lint", "delay": 5},
+            headers={"Authorization": "Bearer wrong"},
+        )
+        assert unauthorized.status_code == 401
+
+        naive = hour.replace(tzinfo=None).isoformat()
+        assert "'at' must have a UTC offset" in invalid(submit("bad", at=naive))
+        assert "'delay' or 'at'" in invalid(submit("bad", delay=1, at=hour.isoformat()))
+        for when in ({"delay": -1}, {"delay": "1h"}, {"delay": True}):
+            assert "'delay'" in invalid(submit("bad", **when))
+        for at in ("tomorrow", "2026-13-01T00:00:00Z", 1796041000):
+            assert "'at'" in invalid(submit("bad", at=at))
+        assert http.get("/api/v1/jobs/bad").status_code == 404  # none was accepted
+
+        past = submit("later-past", at="2001-02-03T04:05:06Z")
+        assert past.json() == {"job_id": "later-past", "status": "queued"}
+        soon = submit("later-soon", delay=0.2).json()
+        assert soon["status"] == "scheduled"
+        done = http.get("/api/v1/jobs/later-soon", params={"wait": 10}).json()
+        assert (done["status"], done["result"]) == ("completed", "repo-later: no lint errors")
+        assert done["started_at"] >= done["scheduled_for"] == soon["scheduled_for"]
+
+        job = http.get("/api/v1/jobs/later-delay").json()
+        assert (job["status"], job["scheduled_for"]) == ("scheduled", body["scheduled_for"])
+        listed = http.get("/api/v1/jobs", params={"status": "scheduled", "limit": 500}).json()
+        mine = [j["job_id"] for j in listed["jobs"] if j["job_id"].startswith("later-")]
+        assert mine == ["later-delay", "later-at"]  # earliest due first
+        assert {j["status"] for j in listed["jobs"]} == {"scheduled"}
+        assert "'status'" in invalid(http.get("/api/v1/jobs", params={"status": "running"}))
+        scheduled = http.get("/api/v1/jobs/pool/stats").json()["scheduled_tasks"]
+        assert scheduled == len(listed["jobs"]) >= 2
+        metrics = http.get("/metrics").text
+        assert f"\njobpool_scheduled_tasks {float(scheduled)}\n" in metrics
+        assert "# HELP jobpool_cluster_scheduled_tasks " in metrics
+        document = http.get("/openapi.json").json()
+        assert {"delay", "at"} <= set(document["components"]["schemas"]["Submission"]["properties"])
+
+        for job_id in ("later-delay", "later-at"):
+            cancelled = http.post(f"/api/v1/jobs/{job_id}/cancel")
+            assert (cancelled.status_code, cancelled.json()["message"]) == (200, "job cancelled")
+            assert http.get(f"/api/v1/jobs/{job_id}").json()["status"] == "cancelled"
+            assert http.post(f"/api/v1/jobs/{job_id}/cancel").json()["error"] == "job_ended"
+        after = http.get("/api/v1/jobs/pool/stats").json()["scheduled_tasks"]
+        assert after == scheduled - 2
+
+
 # -- the client against a real server ---------------------------------------------------------
 
 
@@ -354,6 +432,63 @@ def test_submit_wait_of_a_failing_job_exits_1(url: str, capsys: pytest.CaptureFi
     assert " timed_out: JobTimeout: " in err
 
 
+def test_submit_delay_and_at_schedule_the_job(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """``--delay`` and ``--at``: the id alone on stdout (for scripts), ``scheduled NAME as ID,
+    due at TIME`` on stderr (in this machine's zone); ``status`` and ``cancel`` of the job."""
+    code, out, err = run(
+        capsys, "submit", "lint", '["repo-a", 0]', "--delay", "2h", "--token", TOKEN
+    )
+    assert code == 0, err
+    job_id = out.strip()
+    assert re.fullmatch(r"[0-9a-f]{32}\n", out)
+    found = re.fullmatch(rf"scheduled lint as {job_id}, due at (\S+)\n", err)
+    assert found, err
+    due = datetime.datetime.fromisoformat(found.group(1))
+    assert due.utcoffset() is not None  # with its offset
+    job = job_status(capsys, job_id)
+    assert job["status"] == "scheduled"
+    scheduled_for = job["scheduled_for"]
+    assert isinstance(scheduled_for, float)
+    assert abs(scheduled_for - due.timestamp()) <= 0.5  # (shown to the nearest second)
+    assert scheduled_for == pytest.approx(time.time() + 7200, abs=5)
+    assert run(capsys, "cancel", job_id, "--token", TOKEN)[:2] == (0, f"job cancelled: {job_id}\n")
+    assert job_status(capsys, job_id)["status"] == "cancelled"
+
+    at = datetime.datetime(2999, 1, 2, 3, 4, 5, tzinfo=datetime.UTC)
+    args = ["submit", "lint", "--job-id", "cli-at", "--at", "2999-01-02T03:04:05Z"]
+    code, out, err = run(capsys, *args, "--token", TOKEN)
+    assert (code, out) == (0, "cli-at\n")
+    shown = re.fullmatch(r"scheduled lint as cli-at, due at (\S+)\n", err)
+    assert shown, err
+    assert datetime.datetime.fromisoformat(shown.group(1)) == at
+    scheduled_for = job_status(capsys, "cli-at")["scheduled_for"]
+    assert scheduled_for == pytest.approx(at.timestamp(), abs=1e-3)
+    assert run(capsys, "cancel", "cli-at", "--token", TOKEN)[0] == 0
+
+    # A time without its offset: the server's one line, exit 2, nothing submitted.
+    args = ["submit", "lint", "--job-id", "cli-naive", "--at", "2999-01-02T03:04:05"]
+    code, out, err = run(capsys, *args, "--token", TOKEN)
+    assert (code, out) == (2, "")
+    assert err.startswith("trio-jobpool submit: 'at' must have a UTC offset"), err
+    assert err.endswith(" (422 invalid)\n"), err
+    assert err.count("\n") == 1, err
+    assert run(capsys, "status", "cli-naive")[0] == 1  # 404
+
+
+def test_submit_delay_wait_shows_the_job_scheduled_then_its_result(
+    url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    args = ["submit", "lint", '["repo-b", 0]', "--job-id", "cli-soon", "--delay", "0.3"]
+    code, out, err = run(capsys, *args, "--wait", "--token", TOKEN)
+    assert code == 0, err
+    assert out == '"repo-b: no lint errors"\n'
+    assert re.search(r"^scheduled lint as cli-soon, due at \S+$", err, re.MULTILINE), err
+    assert "submitted lint" not in err
+    assert "completed" in err
+    job = job_status(capsys, "cli-soon")
+    assert job["started_at"] >= job["scheduled_for"] > job["submitted_at"]  # type: ignore[operator]
+
+
 def test_cancel(url: str, capsys: pytest.CaptureFixture[str]) -> None:
     job_id = f"sleepy-{uuid.uuid4().hex[:8]}"
     code, _, _ = run(capsys, "submit", "sleep", "[60]", "--job-id", job_id, "--token", TOKEN)
@@ -376,13 +511,15 @@ def test_stats_table_and_json(url: str, capsys: pytest.CaptureFixture[str]) -> N
     stats = json.loads(out)
     ended = sum(stats[f"total_{name}"] for name in ("completed", "failed", "cancelled"))
     ended += stats["total_timed_out"]
-    assert stats["total_submitted"] == ended + stats["queued_tasks"] + stats["active_workers"]
+    waiting = stats["queued_tasks"] + stats["scheduled_tasks"]
+    assert stats["total_submitted"] == ended + waiting + stats["active_workers"]
     assert stats["max_workers"] == 4
     code, out, _ = run(capsys, "stats")
     assert code == 0
     assert "pool stats" in out
     assert url in out
-    for label in ("submitted", "completed", "failed", "running", "waiting", "run time p95"):
+    labels = ("submitted", "completed", "failed", "running", "waiting", "scheduled")
+    for label in (*labels, "run time p95"):
         assert re.search(rf"│ {label} +│ +[0-9.]+( ms| s)? │", out), out
     assert re.search(r"│ workers +│ +4 │", out)
 
@@ -557,6 +694,46 @@ def test_jobs_cut_off_by_the_shutdown_timeout_stay_queued_and_are_resumed(
         assert stop_line in process.output
 
 
+def test_a_scheduled_submit_is_never_refused_for_room(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A full pool refuses an ordinary submission (429) and accepts a scheduled one; the stop
+    does not wait for the scheduled job, and the store keeps it (not counted as cancelled)."""
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    args = ("--port", "0", "--store", store, "--workers", "1", "--queue-size", "1")
+    with serving(*args, "--shutdown-timeout", "0.2") as (process, url):
+        for job_id in ("f1", "f2"):  # 1 running, 1 waiting: full
+            assert run(capsys, "submit", "sleep", "[60]", "--job-id", job_id, "--url", url)[0] == 0
+            if job_id == "f1":
+                wait_until_running(capsys, "f1", url)
+        code, out, err = run(capsys, "submit", "sleep", "[60]", "--url", url)
+        assert (code, out) == (1, "")
+        assert "(429 queue_full)" in err
+        later = ("submit", "sleep", "[60]", "--job-id", "f3", "--delay", "1h", "--url", url)
+        code, out, err = run(capsys, *later)
+        assert (code, out) == (0, "f3\n")
+        assert err.startswith("scheduled sleep as f3, due at ")
+        with httpx.Client(base_url=url, timeout=10) as client:
+            stats = client.get("/api/v1/jobs/pool/stats").json()
+            assert (stats["active_workers"], stats["queued_tasks"], stats["scheduled_tasks"]) == (
+                1,
+                1,
+                1,
+            )
+            # Over HTTP too, with at.
+            body = {"name": "sleep", "args": [1], "at": "2999-01-01T00:00:00+01:00"}
+            assert client.post("/api/v1/jobs", json=body).json()["status"] == "scheduled"
+            assert client.post("/api/v1/jobs", json={"name": "lint"}).status_code == 429
+        assert process.stop(signal.SIGTERM) == 0
+    assert (
+        "draining: 1 running, 1 waiting here; waiting up to 0.2 s; not for the 2 scheduled"
+    ) in process.output, process.output
+    assert (
+        "stopped: 0 completed, 0 failed, 0 cancelled, 0 timed out here; "
+        "4 left queued or scheduled in the store for the next start"
+    ) in process.output, process.output
+
+
 def test_in_memory_jobs_cut_off_are_cancelled(capsys: pytest.CaptureFixture[str]) -> None:
     """Without a store, the jobs the stop cuts off are gone: they count as cancelled."""
     args = ("--port", "0", "--store", "memory://", "--workers", "1", "--shutdown-timeout", "0")
@@ -565,8 +742,14 @@ def test_in_memory_jobs_cut_off_are_cancelled(capsys: pytest.CaptureFixture[str]
             code, _, _ = run(capsys, "submit", "sleep", "[60]", "--job-id", job_id, "--url", url)
             assert code == 0
         wait_until_running(capsys, "m1", url)
+        later = ("submit", "sleep", "[60]", "--job-id", "m3", "--delay", "60", "--url", url)
+        assert run(capsys, *later)[0] == 0
         assert process.stop(signal.SIGTERM) == 0
-    assert "stopped: 0 completed, 0 failed, 2 cancelled, 0 timed out here\n" in process.output
+    # The scheduled job too: an in-memory pool's stop cancels it.
+    assert "draining: 1 running, 1 waiting here; waiting up to 0 s; not for the 1 scheduled" in (
+        process.output
+    )
+    assert "stopped: 0 completed, 0 failed, 3 cancelled, 0 timed out here\n" in process.output
 
 
 # -- worker, on Redis ---------------------------------------------------------------------
@@ -683,6 +866,12 @@ def test_no_server(capsys: pytest.CaptureFixture[str]) -> None:
         (("submit",), "the following arguments are required: NAME"),
         (("submit", "x", "--priority", "high"), "invalid int value: 'high'"),
         (("submit", "x", "--timeout", "-1"), "a duration must be finite and >= 0"),
+        (("submit", "x", "--delay", "-5"), "a duration must be finite and >= 0"),
+        (("submit", "x", "--delay", "soon"), "not a duration: 'soon'"),
+        (
+            ("submit", "x", "--delay", "1", "--at", "2999-01-01T00:00:00Z"),
+            "argument --at: not allowed with argument --delay",
+        ),
         (("prune", "--store", "sqlite:///x.db", "--older-than", "7w"), "not a duration: '7w'"),
         (("serve", "--app", APP, "--port", "70000"), "not a TCP port: 70000"),
         (("worker", "--app", APP, "--store", "redis://h", "--workers", "0"), "at least 1"),

@@ -57,10 +57,14 @@ class Server:
             with error:
                 return error.code, json.load(error)
 
-    def submit(self, name: str, *args: object, job_id: str | None = None) -> str:
+    def submit(
+        self, name: str, *args: object, job_id: str | None = None, delay: float | None = None
+    ) -> str:
         body: dict[str, Any] = {"name": name, "args": list(args)}
         if job_id is not None:
             body["job_id"] = job_id
+        if delay is not None:
+            body["delay"] = delay
         return str(self.api("POST", "api/v1/jobs", body)["job_id"])
 
     def job(self, job_id: str, wait: float = 0) -> dict[str, Any]:

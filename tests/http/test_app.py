@@ -3,8 +3,10 @@ and every error status of docs/service.md."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -15,8 +17,17 @@ import anyio
 import httpx
 import pytest
 
-from trio_jobpool import JobHandle, JobPool, JobRegistry, PoolStats, current_job, open_job_pool
+from trio_jobpool import (
+    Defer,
+    JobHandle,
+    JobPool,
+    JobRegistry,
+    PoolStats,
+    current_job,
+    open_job_pool,
+)
 from trio_jobpool.http import create_app
+from trio_jobpool.http._openapi import openapi_document
 
 pytestmark = pytest.mark.anyio
 
@@ -38,6 +49,7 @@ class Jobs:
         self.registry.register(self.odd_result, name="odd_result")
         self.registry.register(self.bad_repr, name="bad_repr")
         self.registry.register(self.bad_error, name="bad_error")
+        self.registry.register(self.defer_once, name="defer_once")
 
     async def add(self, a: int, b: int) -> int:
         await anyio.lowlevel.checkpoint()
@@ -64,6 +76,13 @@ class Jobs:
     async def bad_repr(self) -> object:
         await anyio.lowlevel.checkpoint()
         return _BadRepr()
+
+    async def defer_once(self, seconds: float) -> str:
+        """Defers its first attempt by ``seconds``; completes its second."""
+        await anyio.lowlevel.checkpoint()
+        if current_job().attempts == 1:
+            raise Defer(seconds)
+        return "done"
 
 
 class _BadStr(Exception):
@@ -175,6 +194,25 @@ async def test_submit_passes_priority_id_timeout_and_retry() -> None:
         ({"name": "add", "retry": []}, "'retry'"),
         ({"name": "add", "colour": "red"}, "'colour'"),
         ([1, 2], "JSON object"),
+        ({"name": "add", "delay": -1}, "'delay'"),
+        ({"name": "add", "delay": "60"}, "'delay'"),
+        ({"name": "add", "delay": True}, "'delay'"),
+        ({"name": "add", "delay": 10**400}, "'delay'"),
+        ({"name": "add", "at": "2999-12-07T10:00:00"}, "'at' must have a UTC offset"),
+        ({"name": "add", "at": "2999-12-07T10:00:00.5"}, "'at' must have a UTC offset"),
+        ({"name": "add", "at": "tomorrow"}, "'at'"),
+        ({"name": "add", "at": 32503680000}, "'at'"),
+        ({"name": "add", "at": "2999-12-07"}, "'at'"),
+        ({"name": "add", "at": "2999-12-07 10:00:00Z"}, "'at'"),
+        ({"name": "add", "at": "2999-12-07T10:00Z"}, "'at'"),
+        ({"name": "add", "at": " 2999-12-07T10:00:00Z"}, "'at'"),
+        ({"name": "add", "at": "2999-02-30T10:00:00Z"}, "'at'"),
+        ({"name": "add", "at": "2999-12-07T24:00:00Z"}, "'at'"),
+        ({"name": "add", "at": "2999-12-07T10:00:00+24:00"}, "'at'"),
+        ({"name": "add", "at": "2999-12-07T10:00:00+01:60"}, "'at'"),
+        ({"name": "add", "at": "0000-01-01T00:00:00Z"}, "'at'"),
+        ({"name": "add", "at": "\uff12999-12-07T10:00:00Z"}, "'at'"),  # (a fullwidth digit)
+        ({"name": "add", "delay": 5, "at": "2999-12-07T10:00:00Z"}, "'delay' or 'at'"),
     ],
 )
 async def test_submit_with_a_bad_field_is_422_and_changes_nothing(body: object, field: str) -> None:
@@ -440,6 +478,178 @@ async def test_the_list_gives_running_then_waiting_then_ended_jobs() -> None:
         jobs.release.set()
 
 
+# -- later jobs ----------------------------------------------------------------------------
+
+
+async def test_a_job_with_a_delay_is_scheduled_then_runs_when_due() -> None:
+    async with served() as (pool, _, client):
+        response = await client.post(
+            "/api/v1/jobs", json={"name": "add", "args": [1, 2], "job_id": "later", "delay": 3600}
+        )
+        assert response.status_code == 202
+        body = response.json()
+        assert list(body) == ["job_id", "status", "scheduled_for"]
+        assert (body["job_id"], body["status"]) == ("later", "scheduled")
+        # (the pool's wall clock is time.time() when it opened, moved on by its own clock)
+        assert body["scheduled_for"] == pytest.approx(time.time() + 3600, abs=1)
+        assert response.headers["location"] == "/api/v1/jobs/later"
+        job = (await client.get("/api/v1/jobs/later")).json()
+        assert (job["status"], job["scheduled_for"]) == ("scheduled", body["scheduled_for"])
+        assert (job["attempts"], job["started_at"], job["result"]) == (0, None, None)
+        assert (await client.get("/api/v1/jobs/pool/stats")).json()["scheduled_tasks"] == 1
+
+        soon = {"name": "add", "args": [2, 3], "job_id": "soon", "delay": 0.05}
+        assert (await client.post("/api/v1/jobs", json=soon)).json()["status"] == "scheduled"
+        done = (await client.get("/api/v1/jobs/soon", params={"wait": 10})).json()
+        assert (done["status"], done["result"]) == ("completed", 5)
+        assert done["started_at"] >= done["scheduled_for"] > done["submitted_at"]
+        stats = pool.stats()
+        assert (stats.scheduled_tasks, stats.total_completed) == (1, 1)
+
+
+async def test_cancel_of_a_scheduled_job() -> None:
+    async with served() as (pool, _, client):
+        body = {"name": "add", "args": [1, 2], "job_id": "later", "delay": 3600}
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        response = await client.post("/api/v1/jobs/later/cancel")
+        assert response.json() == {"message": "job cancelled", "job_id": "later"}
+        job = (await client.get("/api/v1/jobs/later")).json()
+        assert (job["status"], job["attempts"]) == ("cancelled", 0)
+        assert job["error"]["type"] == "JobCancelled"
+        assert job["scheduled_for"] is not None  # when it was due
+        error_of(await client.post("/api/v1/jobs/later/cancel"), 409, "job_ended")
+        stats = pool.stats()
+        assert (stats.scheduled_tasks, stats.total_cancelled) == (0, 1)
+        # Its id is free again.
+        assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+
+
+async def test_at_names_an_instant_with_its_offset() -> None:
+    async with served(max_workers=1, queue_size=10) as (pool, _, client):
+        due = datetime.datetime.now(datetime.UTC).replace(microsecond=0) + datetime.timedelta(
+            hours=2
+        )
+        plus_one = due.astimezone(datetime.timezone(datetime.timedelta(hours=1)))
+        spellings = {
+            "z": due.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "lower": due.strftime("%Y-%m-%dt%H:%M:%Sz"),
+            "offset": plus_one.isoformat(),  # 2026-12-07T11:00:00+01:00
+            "fraction": due.strftime("%Y-%m-%dT%H:%M:%S.250000123Z"),
+        }
+        for job_id, at in spellings.items():
+            body = {"name": "add", "args": [1, 1], "job_id": job_id, "at": at}
+            response = await client.post("/api/v1/jobs", json=body)
+            assert response.status_code == 202, response.text
+            assert response.json()["status"] == "scheduled"
+        for job_id in ("z", "lower", "offset"):
+            scheduled = (await client.get(f"/api/v1/jobs/{job_id}")).json()["scheduled_for"]
+            assert scheduled == pytest.approx(due.timestamp(), abs=1e-3), job_id
+        fraction = (await client.get("/api/v1/jobs/fraction")).json()["scheduled_for"]
+        assert fraction == pytest.approx(due.timestamp() + 0.25, abs=1e-3)
+        # A leap second is the first second of the next minute.
+        leap = {"name": "add", "args": [1, 1], "job_id": "leap", "at": "2999-12-31T23:59:60Z"}
+        assert (await client.post("/api/v1/jobs", json=leap)).status_code == 202
+        expected = datetime.datetime(3000, 1, 1, tzinfo=datetime.UTC).timestamp()
+        leaped = (await client.get("/api/v1/jobs/leap")).json()["scheduled_for"]
+        assert leaped == pytest.approx(expected, abs=1e-3)
+        assert pool.stats().scheduled_tasks == 5
+
+
+async def test_a_time_not_in_the_future_submits_at_once() -> None:
+    async with served() as (pool, _, client):
+        past = "2001-02-03T04:05:06+07:00"
+        for job_id, when in (("past", {"at": past}), ("zero", {"delay": 0}), ("null", {})):
+            body = {"name": "add", "args": [1, 1], "job_id": job_id, "delay": None, "at": None}
+            response = await client.post("/api/v1/jobs", json={**body, **when})
+            assert response.json() == {"job_id": job_id, "status": "queued"}
+            job = (await client.get(f"/api/v1/jobs/{job_id}", params={"wait": 10})).json()
+            assert (job["status"], job["scheduled_for"]) == ("completed", None)
+        assert pool.stats().total_completed == 3
+
+
+async def test_a_scheduled_submit_is_never_429() -> None:
+    async with served(max_workers=1, queue_size=1, submit_wait=0.01) as (pool, jobs, client):
+        for label in ("running", "waiting"):
+            body = {"name": "block", "args": [label]}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        error_of(await client.post("/api/v1/jobs", json={"name": "block"}), 429, "queue_full")
+        at = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(days=1)).isoformat()
+        for when in ({"delay": 3600}, {"at": at}):
+            response = await client.post("/api/v1/jobs", json={"name": "block", **when})
+            assert (response.status_code, response.json()["status"]) == (202, "scheduled")
+        stats = pool.stats()
+        assert (stats.total_submitted, stats.queued_tasks, stats.scheduled_tasks) == (4, 1, 2)
+        jobs.release.set()
+
+
+async def test_the_list_filters_the_scheduled_jobs_earliest_due_first() -> None:
+    async with served(max_workers=1, queue_size=10) as (_, jobs, client):
+        await client.post("/api/v1/jobs", json={"name": "block", "job_id": "run"})
+        for job_id, delay in (("c", 300), ("a", 100), ("gone", 50), ("b", 200)):
+            body = {"name": "add", "args": [1, 1], "job_id": job_id, "delay": delay}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        await client.post("/api/v1/jobs/gone/cancel")
+        await client.post("/api/v1/jobs", json={"name": "add", "args": [0, 0], "job_id": "wait"})
+        listed = (await client.get("/api/v1/jobs", params={"status": "scheduled"})).json()
+        assert [(j["job_id"], j["status"]) for j in listed["jobs"]] == [
+            ("a", "scheduled"),
+            ("b", "scheduled"),
+            ("c", "scheduled"),
+        ]
+        due = [j["scheduled_for"] for j in listed["jobs"]]
+        assert due == sorted(due)
+        first = await client.get("/api/v1/jobs", params={"status": "scheduled", "limit": 2})
+        assert [j["job_id"] for j in first.json()["jobs"]] == ["a", "b"]
+        # The recent jobs hold them too, as live jobs (newest first after the running one).
+        recent = (await client.get("/api/v1/jobs")).json()["jobs"]
+        assert [(j["job_id"], j["status"]) for j in recent[:5]] == [
+            ("run", "running"),
+            ("wait", "queued"),
+            ("b", "scheduled"),
+            ("a", "scheduled"),
+            ("c", "scheduled"),
+        ]
+        for status in ("queued", "SCHEDULED", "", "scheduled,queued"):
+            response = await client.get("/api/v1/jobs", params={"status": status})
+            assert "'status'" in error_of(response, 422, "invalid")
+        response = await client.get("/api/v1/jobs", params={"status": "scheduled", "limit": 0})
+        error_of(response, 422, "invalid")
+        jobs.release.set()
+
+
+async def test_a_deferred_job_shows_as_scheduled_again() -> None:
+    async with served() as (pool, _, client):
+        body = {"name": "defer_once", "args": [3600], "job_id": "d"}
+        assert (await client.post("/api/v1/jobs", json=body)).json()["status"] == "queued"
+        await anyio.wait_all_tasks_blocked()  # (its first attempt has run and deferred)
+        job = (await client.get("/api/v1/jobs/d")).json()
+        assert (job["status"], job["attempts"], job["error"]) == ("scheduled", 1, None)
+        assert job["scheduled_for"] == pytest.approx(time.time() + 3600, abs=60)
+        listed = (await client.get("/api/v1/jobs", params={"status": "scheduled"})).json()
+        assert [j["job_id"] for j in listed["jobs"]] == ["d"]
+        assert pool.stats().scheduled_tasks == 1
+
+
+async def test_the_job_json_has_the_documented_fields() -> None:
+    document = openapi_document(token_required=False, names=["add"], workers=(1, 2))
+    schemas = document["components"]["schemas"]
+    async with served() as (_, _, client):
+        body = {"name": "add", "args": [1, 1], "job_id": "j", "delay": 60}
+        accepted = (await client.post("/api/v1/jobs", json=body)).json()
+        assert set(accepted) == set(schemas["Accepted"]["properties"])
+        job = (await client.get("/api/v1/jobs/j")).json()
+        assert list(job) == schemas["Job"]["required"]
+        assert job["status"] in schemas["Job"]["properties"]["status"]["enum"]
+    submission = schemas["Submission"]["properties"]
+    assert submission["delay"]["minimum"] == 0
+    assert submission["at"]["format"] == "date-time"
+    parameters = document["paths"]["/api/v1/jobs"]["get"]["parameters"]
+    assert {p["name"]: p["schema"].get("enum") for p in parameters} == {
+        "limit": None,
+        "status": ["scheduled"],
+    }
+
+
 # -- cancelling -----------------------------------------------------------------------------
 
 
@@ -504,7 +714,15 @@ async def test_resize_changes_the_pool_and_bad_sizes_are_refused() -> None:
 async def test_info_and_health() -> None:
     async with served(token=TOKEN) as (_, _, client):
         info = (await client.get("/api/v1/jobs/pool/info")).json()
-        assert info["names"] == ["add", "bad_error", "bad_repr", "block", "fail", "odd_result"]
+        assert info["names"] == [
+            "add",
+            "bad_error",
+            "bad_repr",
+            "block",
+            "defer_once",
+            "fail",
+            "odd_result",
+        ]
         assert info["store"] == "memory://"
         assert info["token_required"] is True
         assert info["closed"] is False
@@ -685,6 +903,22 @@ async def test_a_durable_pool_serves_jobs_of_an_earlier_run(tmp_path: Path) -> N
         error_of(await client.post("/api/v1/jobs/f/cancel"), 409, "job_ended")
         info = (await client.get("/api/v1/jobs/pool/info")).json()
         assert info["store"] == store
+
+
+async def test_a_durable_pool_schedules_through_the_app(tmp_path: Path) -> None:
+    # (a durable submit goes through `await pool.submit`, not submit_nowait)
+    async with served(store=f"sqlite:///{tmp_path / 'jobs.db'}") as (pool, _, client):
+        for job_id, delay in (("later", 3600), ("soon", 0.05)):
+            body = {"name": "add", "args": [1, 2], "job_id": job_id, "delay": delay}
+            response = await client.post("/api/v1/jobs", json=body)
+            assert (response.status_code, response.json()["status"]) == (202, "scheduled")
+        done = (await client.get("/api/v1/jobs/soon", params={"wait": 10})).json()
+        assert (done["status"], done["result"]) == ("completed", 3)
+        listed = (await client.get("/api/v1/jobs", params={"status": "scheduled"})).json()
+        assert [j["job_id"] for j in listed["jobs"]] == ["later"]
+        assert (await client.post("/api/v1/jobs/later/cancel")).status_code == 200
+        assert (await client.get("/api/v1/jobs/later")).json()["status"] == "cancelled"
+        assert pool.stats().scheduled_tasks == 0
 
 
 async def test_a_distributed_pool_through_the_app(redis_url: str) -> None:

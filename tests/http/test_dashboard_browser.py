@@ -8,9 +8,12 @@ where that is a failure (.ci/run installs both). Every wait is bounded.
 
 from __future__ import annotations
 
+import datetime
 import os
+import re
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -264,6 +267,98 @@ def test_cancel_button_cancels_a_running_job(driver: WebDriver, server: Server) 
     wait_for(driver, "no active worker", shows(driver, "active", 0))
     stored = driver.execute_script("return sessionStorage.getItem('trio_jobpool.token')")
     assert stored == TOKEN
+    assert console_errors(driver) == []
+
+
+def due_rows(driver: WebDriver) -> list[dict[str, str]]:
+    """The rows of the next due jobs, as shown: id, name, due (text, title, seconds), priority."""
+    rows: list[dict[str, str]] = driver.execute_script(
+        """
+        return [...document.querySelectorAll("#due tr")].map((row) => ({
+            id: row.dataset.jobId,
+            name: row.querySelector(".name").textContent,
+            due: row.querySelector(".due").textContent,
+            iso: row.querySelector(".due").title,
+            seconds: row.querySelector(".due").dataset.scheduledFor,
+            priority: row.querySelector(".priority").textContent,
+        }));
+        """
+    )
+    return rows
+
+
+def test_scheduled_jobs_show_with_their_due_time(driver: WebDriver, server: Server) -> None:
+    """The scheduled count, the next due jobs (id, name, due time in the browser's zone and how
+    far ahead, priority), earliest first; a scheduled job in the recent jobs, with a Cancel
+    button that cancels it."""
+    open_dashboard(driver, server)
+    before = server.stats()
+    assert before["scheduled_tasks"] == 0  # (no other test of the module schedules)
+    wait_for(driver, "no scheduled job", shows(driver, "scheduled", 0))
+    assert driver.find_element(By.ID, "due-empty").is_displayed()
+    assert not driver.find_element(By.ID, "due-table").is_displayed()
+
+    later = server.submit("quick", 2, job_id="due <b>later &amp;", delay=7200)
+    soon = server.api(
+        "POST",
+        "api/v1/jobs",
+        {"name": "nap", "args": [1], "job_id": "due-soon", "priority": 2, "delay": 600},
+    )["job_id"]
+    try:
+        wait_for(driver, "2 scheduled", shows(driver, "scheduled", 2))
+        wait_for(
+            driver,
+            "the next due",
+            lambda: (
+                [row["id"] for row in due_rows(driver)]
+                == [
+                    soon,
+                    later,
+                ]
+            ),
+        )
+        assert not driver.find_element(By.ID, "due-empty").is_displayed()
+        shown = {row["id"]: row for row in due_rows(driver)}
+        for job_id, name, priority, ahead in (
+            (soon, "nap", "2", r"in (9|10) min"),
+            (later, "quick", "5", r"in (1\.9|2\.0) h"),
+        ):
+            cells = shown[job_id]
+            due = server.job(job_id)["scheduled_for"]
+            assert (cells["name"], cells["priority"], float(cells["seconds"])) == (
+                name,
+                priority,
+                due,
+            )
+            local = datetime.datetime.fromtimestamp(round(due)).strftime("%Y-%m-%d %H:%M:%S")
+            assert re.fullmatch(rf"{local} \({ahead}\)", cells["due"]), cells
+            utc = datetime.datetime.fromtimestamp(int(due), datetime.UTC)
+            assert cells["iso"].startswith(utc.strftime("%Y-%m-%dT%H:%M:%S.")), cells
+            assert cells["iso"].endswith("Z"), cells
+        assert driver.find_elements(By.CSS_SELECTOR, "#due b") == []  # the id is text
+
+        # In the recent jobs: scheduled, with no progress to show, and a Cancel button.
+        wait_for(driver, "the job scheduled", has_status(driver, soon, "scheduled"))
+        row = row_of(driver, soon)
+        assert row is not None
+        assert row.find_element(By.CSS_SELECTOR, ".progress-text").text == NO_VALUE
+        badge = row.find_element(By.CSS_SELECTOR, ".badge")
+        assert (badge.get_attribute("title") or "").startswith("due "), badge.get_attribute("title")
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        row.find_element(By.CSS_SELECTOR, "button.cancel").click()
+        message = driver.find_element(By.ID, "message")
+        wait_for(driver, "the confirmation", lambda: message.text == f"Job {soon} cancelled.")
+        wait_for(driver, "the job cancelled", has_status(driver, soon, "cancelled"))
+        wait_for(driver, "1 scheduled", shows(driver, "scheduled", 1))
+        wait_for(driver, "one due", lambda: [row["id"] for row in due_rows(driver)] == [later])
+        assert server.job(soon)["status"] == "cancelled"
+    finally:
+        for job_id in (soon, later):
+            server.call("POST", f"api/v1/jobs/{urllib.parse.quote(job_id, safe='')}/cancel")
+    wait_for(driver, "none scheduled", shows(driver, "scheduled", 0))
+    wait_for(
+        driver, "the empty list", lambda: driver.find_element(By.ID, "due-empty").is_displayed()
+    )
     assert console_errors(driver) == []
 
 

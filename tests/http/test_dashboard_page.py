@@ -13,7 +13,7 @@ import pytest
 
 from trio_jobpool import JobRegistry, open_job_pool
 from trio_jobpool.http import create_app
-from trio_jobpool.http._dashboard import FIRST_JOBS, dashboard_bytes
+from trio_jobpool.http._dashboard import FIRST_JOBS, NEXT_DUE, dashboard_bytes
 
 pytestmark = pytest.mark.anyio
 
@@ -73,6 +73,7 @@ async def test_the_page_carries_its_first_round() -> None:
             assert "script-src 'self'" in empty.headers["content-security-policy"]
             data = first_round(empty.text)
             assert data["jobs"] == []
+            assert data["scheduled"] == []
             assert data["stats"]["total_submitted"] == 0
             assert data["info"]["token_required"] is True
 
@@ -97,6 +98,33 @@ async def test_the_page_carries_its_first_round() -> None:
             ]
             for key in ("total_submitted", "total_completed", "max_workers", "queued_tasks"):
                 assert data["stats"][key] == api["stats"][key]
+            assert data["scheduled"] == []
+
+
+async def test_the_first_round_holds_the_next_due_jobs() -> None:
+    registry = JobRegistry()
+
+    @registry.job(name="echo")
+    async def echo(value: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        return value
+
+    async with open_job_pool(2, 10, registry=registry, shutdown_timeout=0) as pool:
+        app = create_app(pool, registry)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            # Submitted latest due first: the page lists the NEXT_DUE earliest, in due order.
+            for n in range(NEXT_DUE + 2, 0, -1):
+                await pool.submit(echo, "later", job_id=f"due-{n}", delay=60 * n)
+            await pool.submit(echo, NASTY_ID, job_id=NASTY_ID, delay=1)
+            data = first_round((await client.get("/")).text)
+            api = await client.get(f"/api/v1/jobs?status=scheduled&limit={NEXT_DUE}")
+            assert data["scheduled"] == api.json()["jobs"]
+            assert [job["job_id"] for job in data["scheduled"]] == [
+                NASTY_ID,
+                *(f"due-{n}" for n in range(1, NEXT_DUE)),
+            ]
+            assert data["stats"]["scheduled_tasks"] == NEXT_DUE + 3
 
 
 def test_the_shipped_page_has_an_empty_data_block() -> None:
@@ -108,3 +136,4 @@ def test_the_shipped_page_has_an_empty_data_block() -> None:
 def test_the_page_asks_for_as_many_jobs_as_it_is_given() -> None:
     script = dashboard_bytes("dashboard.js").decode()
     assert f"const JOBS_LIMIT = {FIRST_JOBS};" in script
+    assert f"const DUE_LIMIT = {NEXT_DUE};" in script

@@ -85,7 +85,8 @@ def test_nothing_accepted_was_lost(fuzz_server: Server) -> None:
     assert accepted, "the fuzzing never had a job accepted"
     stats = fuzz_server.stats()
     ended = sum(stats[f"total_{s}"] for s in ("completed", "failed", "cancelled", "timed_out"))
-    assert stats["total_submitted"] == ended + stats["queued_tasks"] + stats["active_workers"]
+    waiting = stats["queued_tasks"] + stats["scheduled_tasks"]  # (delay, at: scheduled)
+    assert stats["total_submitted"] == ended + waiting + stats["active_workers"]
     assert stats["total_submitted"] >= len(set(accepted))
     for job_id in set(accepted):
         status, _ = fuzz_server.call("GET", f"api/v1/jobs/{_quote(job_id)}")
@@ -103,13 +104,15 @@ def _quote(job_id: str) -> str:
 CLI_TOKEN = "fuzz-cli-token"
 CLI_SEED = 20260  # fixed: a failure here is reproducible with the same command
 CLI_EXAMPLES = 25  # per operation and phase: the run takes about 10 s
+HOOKS = Path(__file__).with_name("_fuzz_hooks.py")  # caps ?wait: see there
 
 
 def test_schemathesis_cli_with_every_check(tmp_path: Path) -> None:
     """``schemathesis run --checks all`` (the command line, as a user runs it) against a real
     ``trio-jobpool serve`` with a token, on a free loopback port: every phase (examples,
-    coverage, fuzzing, stateful), a bounded number of examples; any failed check fails this
-    test, with schemathesis's report."""
+    coverage, fuzzing, stateful), a bounded number of examples, a ``?wait`` of a job capped at
+    1 s (tests/http/_fuzz_hooks.py: a scheduled job would hold it for the whole wait); any
+    failed check fails this test, with schemathesis's report."""
     port = free_port()
     serve = subprocess.Popen(
         [
@@ -166,6 +169,7 @@ def test_schemathesis_cli_with_every_check(tmp_path: Path) -> None:
                 "--no-color",
             ],
             cwd=tmp_path,
+            env={**os.environ, "SCHEMATHESIS_HOOKS": str(HOOKS)},
             capture_output=True,
             text=True,
             timeout=120,

@@ -67,11 +67,30 @@ async def test_counters_and_gauges_are_the_pools_stats() -> None:
         for field in ("submitted", "completed", "failed", "cancelled", "timed_out", "retried"):
             assert value(samples, f"jobpool_jobs_{field}_total") == getattr(stats, f"total_{field}")
         assert (stats.total_submitted, stats.total_cancelled) == (7, 1)
-        for gauge in ("active_workers", "max_workers", "queued_tasks"):
+        for gauge in ("active_workers", "max_workers", "queued_tasks", "scheduled_tasks"):
             assert value(samples, f"jobpool_{gauge}") == getattr(stats, gauge)
             assert value(samples, f"jobpool_cluster_{gauge}") == getattr(stats, gauge)
         assert stats.active_workers == 2
         jobs.release.set()
+
+
+async def test_the_scheduled_gauge_counts_jobs_not_yet_due() -> None:
+    async with served() as (pool, _, client):
+        for job_id, delay in (("a", 60), ("b", 3600), ("now", 0)):
+            body = {"name": "add", "args": [1, 1], "job_id": job_id, "delay": delay}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+        await client.post("/api/v1/jobs/a/cancel")
+        await pool.get("now").wait()
+        response = await client.get("/metrics")
+        assert (
+            "# HELP jobpool_scheduled_tasks Jobs accepted to run later (delay, at, a Defer) and "
+            "not yet due.\n# TYPE jobpool_scheduled_tasks gauge\njobpool_scheduled_tasks 1.0\n"
+        ) in response.text
+        samples = await scrape(client)
+        assert value(samples, "jobpool_cluster_scheduled_tasks") == 1
+        assert value(samples, "jobpool_queued_tasks") == 0
+        stats = pool.stats()
+        assert (stats.total_submitted, stats.total_cancelled, stats.total_completed) == (3, 1, 1)
 
 
 async def test_histograms_count_every_attempt() -> None:

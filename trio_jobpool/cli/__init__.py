@@ -478,7 +478,9 @@ def _add_submit(commands: _Commands) -> None:
         help="submit a job to a running server",
         description=(
             "Submit the registered job NAME with the arguments ARGS (one JSON array) to a "
-            "running 'trio-jobpool serve'. Prints the job's id, or with --wait its result."
+            "running 'trio-jobpool serve'. Prints the job's id, or with --wait its result. "
+            "With --delay or --at the job is scheduled: it runs no earlier than then, and "
+            "'scheduled NAME as ID, due at TIME' is printed on stderr."
         ),
     )
     submit.add_argument("name", metavar="NAME", help="a job name of the server's registry")
@@ -503,6 +505,23 @@ def _add_submit(commands: _Commands) -> None:
         default=None,
         metavar="SECONDS",
         help="per attempt (default: the pool's; 90, 90s, 15m, ...)",
+    )
+    later = submit.add_mutually_exclusive_group()
+    later.add_argument(
+        "--delay",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="run the job no earlier than this long from now (90, 90s, 15m, 12h, 7d)",
+    )
+    later.add_argument(
+        "--at",
+        default=None,
+        metavar="TIME",
+        help=(
+            "run the job no earlier than this RFC 3339 time, with its offset: "
+            "2026-12-07T10:00:00Z, 2026-12-07T11:00:00+01:00"
+        ),
     )
     _add_wait_option(submit)
     _add_client_options(submit, token=True)
@@ -532,7 +551,8 @@ def _add_cancel(commands: _Commands) -> None:
         "cancel",
         help="cancel a job of a running server",
         description=(
-            "Cancel a waiting or running job of a running 'trio-jobpool serve' by its id "
+            "Cancel a scheduled, waiting or running job of a running 'trio-jobpool serve' "
+            "by its id "
             "(exit 1 if there is no such job, or it has ended)."
         ),
     )
@@ -639,6 +659,8 @@ def _submit_command(args: argparse.Namespace) -> int:
         priority=args.priority,
         job_id=args.job_id,
         timeout=args.timeout,
+        delay=args.delay,
+        at=args.at,
         wait=args.wait,
     )
 

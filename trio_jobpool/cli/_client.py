@@ -11,6 +11,7 @@ server cannot be reached or failed (3: no connection, no answer, 5xx).
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import sys
@@ -156,9 +157,13 @@ def submit(
     priority: int | None = None,
     job_id: str | None = None,
     timeout: float | None = None,
+    delay: float | None = None,
+    at: str | None = None,
     wait: bool = False,
 ) -> int:
-    """``submit``: print the new job's id; with ``wait``, its result once it has ended."""
+    """``submit``: print the new job's id; with ``wait``, its result once it has ended. A job
+    the server scheduled (``delay``, ``at``: an RFC 3339 time, which the server checks) is
+    also reported on stderr with its due time: stdout keeps only the id, for scripts."""
     body: dict[str, Any] = {"name": name, "args": args}
     if priority is not None:
         body["priority"] = priority
@@ -166,13 +171,36 @@ def submit(
         body["job_id"] = job_id
     if timeout is not None:
         body["timeout"] = timeout
+    if delay is not None:
+        body["delay"] = delay
+    if at is not None:
+        body["at"] = at
     answer = client.request("POST", "/api/v1/jobs", body)
+    new_id = str(answer["job_id"])
+    if answer.get("status") == "scheduled":
+        due = _due_text(answer.get("scheduled_for"))
+        print(f"scheduled {name} as {new_id}, due at {due}", file=sys.stderr)
+    elif wait:
+        print(f"submitted {name} as {new_id}", file=sys.stderr)
     if not wait:
-        print(answer["job_id"])
+        print(new_id)
         return 0
-    print(f"submitted {name} as {answer['job_id']}", file=sys.stderr)
-    job = _wait_for(client, str(answer["job_id"]))
+    job = _wait_for(client, new_id)
     return _report_end(job)
+
+
+def _due_text(seconds: object) -> str:
+    """A due time (seconds since the epoch) as an RFC 3339 time in this machine's zone, to the
+    nearest second (``2026-12-07T11:00:00+01:00``: a time given to the second comes back
+    through the pool's clock a few microseconds either side of it); a time no date can hold
+    (beyond the year 9999), or not a number, as it is."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int | float):
+        return str(seconds)
+    try:
+        moment = datetime.datetime.fromtimestamp(round(seconds), datetime.UTC).astimezone()
+    except (OverflowError, OSError, ValueError):
+        return f"{seconds} (seconds since the epoch)"
+    return moment.isoformat(timespec="seconds")
 
 
 def status(client: Client, job_id: str, *, wait: bool = False) -> int:
@@ -232,6 +260,7 @@ _LABELS = {
     "active_workers": "running",
     "max_workers": "workers",
     "queued_tasks": "waiting",
+    "scheduled_tasks": "scheduled",
     "average_exec_time": "average run time",
     "average_wait_time": "average wait",
     "exec_time_p50": "run time p50",

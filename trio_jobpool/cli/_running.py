@@ -357,16 +357,23 @@ def _resumed(pool: JobPool) -> None:
 
 
 def _draining(pool: JobPool, timeout: float) -> list[JobHandle[Any]]:
-    """Say what the drain waits for; the jobs live now (running, waiting, retrying), to tell
-    afterwards which of them the drain's end cut off."""
+    """Say what the drain waits for, and what it does not: the scheduled jobs (the stop
+    cancels them, and a store keeps them for the next start); the jobs live now (running,
+    waiting, retrying, scheduled), to tell afterwards which of them the drain's end cut off."""
     stats = pool.stats()
-    if not (stats.active_workers or stats.queued_tasks):
+    scheduled = stats.scheduled_tasks
+    if stats.active_workers or stats.queued_tasks:
+        line = (
+            f"draining: {stats.active_workers} running, {stats.queued_tasks} waiting here; "
+            f"waiting up to {timeout:g} s"
+        )
+        if scheduled:
+            line += f"; not for the {scheduled} scheduled"
+        write_line(line)
+    elif not scheduled:
         return []
-    write_line(
-        f"draining: {stats.active_workers} running, {stats.queued_tasks} waiting here; "
-        f"waiting up to {timeout:g} s"
-    )
-    return pool.recent_jobs(stats.active_workers + stats.queued_tasks)
+    # recent_jobs gives the running jobs, then every other live one, then ended ones.
+    return pool.recent_jobs(stats.active_workers + stats.queued_tasks + scheduled)
 
 
 # JobCancelled's message for a job the pool's shutdown cancelled (documented in its docstring).
@@ -377,25 +384,30 @@ def summary(pool: JobPool | None, live: list[JobHandle[Any]] | None = None) -> s
     """The last status line of a command: what this process's pool ran (None: never opened).
 
     ``live``: the jobs that were live when the drain began. Those the drain's end cancelled
-    (``--shutdown-timeout`` ran out, or a second signal) are not counted as cancelled on a
-    pool with a store, which keeps them queued for the next run: the line says how many were
-    ``left queued in the store`` instead. In memory they are gone, and count as cancelled."""
+    (``--shutdown-timeout`` ran out, or a second signal), and the scheduled ones (which the
+    drain does not wait for), are not counted as cancelled on a pool with a store, which keeps
+    them for the next run: the line says how many were ``left queued in the store`` (``left
+    queued or scheduled`` when scheduled jobs are among them) instead. In memory they are gone,
+    and count as cancelled."""
     if pool is None:
         return "stopped"
     stats = pool.stats()
-    left = 0
+    cut: list[JobHandle[Any]] = []
     if pool.store is not None and live:
-        left = sum(
-            1
+        cut = [
+            job
             for job in live
             if job.status is JobStatus.CANCELLED and _CUT_OFF in str(job.error or "")
-        )
+        ]
     line = (
         f"stopped: {stats.total_completed} completed, {stats.total_failed} failed, "
-        f"{stats.total_cancelled - left} cancelled, {stats.total_timed_out} timed out here"
+        f"{stats.total_cancelled - len(cut)} cancelled, {stats.total_timed_out} timed out here"
     )
-    if left:
-        line += f"; {left} left queued in the store for the next start"
+    if cut:
+        # A job that was scheduled (and has not run) is kept as scheduled, due at its time.
+        scheduled = any(job.scheduled_for is not None for job in cut)
+        kept = "queued or scheduled" if scheduled else "queued"
+        line += f"; {len(cut)} left {kept} in the store for the next start"
     return line
 
 

@@ -13,11 +13,15 @@ import functools
 from importlib import resources
 from typing import Final
 
-__all__ = ["FIRST_JOBS", "dashboard_bytes", "dashboard_page"]
+__all__ = ["FIRST_JOBS", "NEXT_DUE", "dashboard_bytes", "dashboard_page"]
 
 FIRST_JOBS: Final = 25
 """How many jobs the page lists: its rounds ask for ``GET api/v1/jobs?limit=25``
 (``JOBS_LIMIT`` in ``dashboard.js``)."""
+NEXT_DUE: Final = 5
+"""How many scheduled jobs the page lists, the next due first: its rounds ask for
+``GET api/v1/jobs?status=scheduled&limit=5`` while the stats count any (``DUE_LIMIT`` in
+``dashboard.js``)."""
 _SLOT: Final = b'<script id="first-round" type="application/json">null</script>'
 # In a JSON text, '<', '>' and '&' can only be inside strings, where their \u escapes mean
 # the same: escaped, no job id or name can end the data block (``</script>``) or open a comment.
@@ -32,8 +36,9 @@ def dashboard_bytes(name: str) -> bytes:
 
 def dashboard_page(first_round: str) -> bytes:
     """``index.html`` with the JSON text ``first_round`` (an object with the keys ``info``,
-    ``stats`` and ``jobs``: the answers of ``pool/info``, ``pool/stats`` and the ``jobs`` of
-    ``GET api/v1/jobs?limit=25``) in its data block."""
+    ``stats``, ``jobs`` and ``scheduled``: the answers of ``pool/info``, ``pool/stats``, the
+    ``jobs`` of ``GET api/v1/jobs?limit=25`` and of ``GET api/v1/jobs?status=scheduled&limit=5``,
+    ``[]`` when the stats count no scheduled job) in its data block."""
     page = dashboard_bytes("index.html")
     data = first_round.translate(_ESCAPES).encode()
     return page.replace(_SLOT, _SLOT.replace(b">null<", b">" + data + b"<"), 1)

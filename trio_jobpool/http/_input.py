@@ -6,6 +6,7 @@ nothing here touches the pool.
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import re
@@ -36,11 +37,21 @@ MAX_JOB_ID: Final = 200
 MAX_PRIORITY: Final = 2**53 - 1
 """The largest magnitude of a priority (what every store, and JavaScript, holds exactly)."""
 
-_SUBMIT_FIELDS: Final = frozenset({"name", "args", "priority", "job_id", "timeout", "retry"})
+_SUBMIT_FIELDS: Final = frozenset(
+    {"name", "args", "priority", "job_id", "timeout", "retry", "delay", "at"}
+)
 _RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
 # A job id is one segment of a URL path, so it has no "/"; it has no control characters, and no
 # lone surrogates, as JSON's "\ud800" is not text a URL or a header can carry.
 _JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f\ud800-\udfff]+")
+# An RFC 3339 date-time (section 5.6): "T" and "Z" in either case (its note allows that), any
+# number of digits of a second, an offset that is "Z" or +hh:mm / -hh:mm, nothing around it. The
+# ranges of the fields are the datetime constructor's to check; a second of 60 is a leap second.
+_DATE_TIME: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
+    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))",
+    re.ASCII,
+)
 
 
 class ApiError(Exception):
@@ -125,6 +136,8 @@ class SubmitOptions(TypedDict):
     priority: int
     timeout: float | None
     retry: RetryPolicy | None
+    delay: float | None
+    at: datetime.datetime | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,9 +170,15 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
             )
     timeout = _number(fields, "timeout")
     retry = _retry(fields.get("retry"))
+    delay = _number(fields, "delay")
+    at = _date_time(fields, "at")
+    if delay is not None and at is not None:
+        _invalid("give 'delay' or 'at', not both")
     if name not in registry:
         raise ApiError(400, "unknown_job_name", f"no job is registered as {name!r}")
-    options = SubmitOptions(job_id=job_id, priority=priority, timeout=timeout, retry=retry)
+    options = SubmitOptions(
+        job_id=job_id, priority=priority, timeout=timeout, retry=retry, delay=delay, at=at
+    )
     return Submission(name, tuple(args), options)
 
 
@@ -230,6 +249,53 @@ def _number(fields: dict[str, Any], name: str) -> float | None:
         return float(value)
     except OverflowError:  # an int of hundreds of digits
         _invalid(f"{name!r} is too large")
+
+
+def _date_time(fields: dict[str, Any], name: str) -> datetime.datetime | None:
+    """The aware datetime of an RFC 3339 date-time field (with its offset: ``Z`` or
+    ``+01:00``), or ``None`` for an absent or null one. A leap second (``23:59:60Z``) is the
+    second after ``23:59:59Z``; digits of a second beyond microseconds are dropped.
+
+    Raises:
+        ApiError: 422 ``invalid``, naming the field: not a string, not an RFC 3339 date-time,
+            no offset (a local time names no instant), or a field out of its range.
+    """
+    value = fields.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        _invalid(f"{name!r} must be an RFC 3339 date-time string or null, got {json.dumps(value)}")
+    found = _DATE_TIME.fullmatch(value)
+    if found is None:
+        if _DATE_TIME.fullmatch(value + "Z") is not None:
+            _invalid(
+                f"{name!r} must have a UTC offset ('Z' or '+01:00'), got {value!r}: a local "
+                "time names no instant"
+            )
+        _invalid(
+            f"{name!r} must be an RFC 3339 date-time such as '2026-12-07T10:00:00Z' or "
+            f"'2026-12-07T11:00:00+01:00', got {json.dumps(value)[:100]}"
+        )
+    year, month, day, hour, minute, second, fraction, _, sign, hours, minutes = found.groups()
+    leap = second == "60"
+    try:
+        if int(hours or 0) > 23 or int(minutes or 0) > 59:
+            raise ValueError(f"no such UTC offset: {sign}{hours}:{minutes}")
+        offset = datetime.timedelta(hours=int(hours or 0), minutes=int(minutes or 0))
+        zone = datetime.timezone(-offset if sign == "-" else offset)
+        moment = datetime.datetime(
+            int(year),
+            int(month),
+            int(day),
+            int(hour),
+            int(minute),
+            59 if leap else int(second),
+            int((fraction or "0")[:6].ljust(6, "0")),
+            tzinfo=zone,
+        )
+        return moment + datetime.timedelta(seconds=1) if leap else moment
+    except (ValueError, OverflowError) as exc:  # a 13th month, a 30th of February, year 0
+        _invalid(f"{name!r} is not a valid date-time ({exc}), got {value!r}")
 
 
 def _retry(value: object) -> RetryPolicy | None:

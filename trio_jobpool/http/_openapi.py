@@ -66,12 +66,39 @@ _SCHEMAS: dict[str, Schema] = {
             },
             "timeout": {**_SECONDS, "description": "seconds per attempt; null: the pool's"},
             "retry": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Retry"}]},
+            "delay": {
+                **_SECONDS,
+                "description": (
+                    "run no earlier than this many seconds from now (scheduled: never 429); "
+                    "0: at once. Not with at"
+                ),
+            },
+            "at": {
+                "type": ["string", "null"],
+                "format": "date-time",
+                "description": (
+                    "run no earlier than this RFC 3339 time, with its offset (Z or +01:00); a "
+                    "time not in the future submits at once. Not with delay"
+                ),
+            },
+        },
+        # delay and at: one of them at most (null is not given)
+        "not": {
+            "required": ["delay", "at"],
+            "properties": {"delay": {"type": "number"}, "at": {"type": "string"}},
         },
     },
     "Accepted": {
         "type": "object",
         "required": ["job_id", "status"],
-        "properties": {"job_id": {"type": "string"}, "status": {"const": "queued"}},
+        "properties": {
+            "job_id": {"type": "string"},
+            "status": {"enum": ["queued", "scheduled"]},
+            "scheduled_for": {
+                "type": "number",
+                "description": "when a scheduled job is due (seconds since the epoch)",
+            },
+        },
     },
     "Job": {
         "type": "object",
@@ -82,6 +109,7 @@ _SCHEMAS: dict[str, Schema] = {
             "priority": {"type": "integer"},
             "status": {
                 "enum": [
+                    "scheduled",
                     "queued",
                     "retrying",
                     "running",
@@ -95,6 +123,10 @@ _SCHEMAS: dict[str, Schema] = {
             "progress": {"type": "number", "minimum": 0, "maximum": 1},
             "progress_message": {"type": ["string", "null"]},
             "submitted_at": {"type": "number"},
+            "scheduled_for": {
+                **_NUMBER_OR_NULL,
+                "description": "when it is (or was last) due; null: never scheduled",
+            },
             "started_at": _NUMBER_OR_NULL,
             "finished_at": _NUMBER_OR_NULL,
             "exec_time": _NUMBER_OR_NULL,
@@ -173,7 +205,7 @@ _ERRORS = {
     409: "a live job has this id / the job has ended",
     413: "the body is too long",
     415: "the body is not declared JSON (Content-Type: application/json)",
-    422: "a field or parameter is missing, of the wrong type or out of range",
+    422: "a field or parameter is missing, of the wrong type or out of range; delay with at",
     429: "the queue is full; try again after Retry-After seconds",
     503: "the pool is closed, its store cannot be reached, or too many bodies are being read",
     504: "the store did not answer a submit: the job (its job_id in the answer) may be accepted",
@@ -222,20 +254,29 @@ _PATHS: dict[str, Any] = {
             "operationId": "submitJob",
             "requestBody": _body("Submission"),
             "responses": {
-                "202": _json("Accepted", "accepted: the job is queued"),
+                "202": _json("Accepted", "accepted: the job is queued, or scheduled"),
                 **_errors(400, 401, 403, 408, 409, 413, 415, 422, 429, 503, 504),
             },
             "security": [{"bearer": []}],
         },
         "get": {
-            "summary": "Recent jobs: running, then waiting, then ended",
+            "summary": (
+                "Recent jobs: running, then waiting, then ended; with status=scheduled, the "
+                "scheduled jobs, earliest due first"
+            ),
             "operationId": "listJobs",
             "parameters": [
                 {
                     "name": "limit",
                     "in": "query",
-                    "schema": {"type": "integer", "minimum": 1, "maximum": 500},
-                }
+                    "schema": {"type": "integer", "minimum": 1, "maximum": 500, "default": 50},
+                },
+                {
+                    "name": "status",
+                    "in": "query",
+                    "description": "scheduled: only the scheduled jobs, earliest due first",
+                    "schema": {"type": "string", "enum": ["scheduled"]},
+                },
             ],
             "responses": {"200": _json("JobList", "the jobs"), **_errors(422)},
         },

@@ -52,7 +52,7 @@ from trio_jobpool import (
 )
 
 from . import metrics
-from ._dashboard import FIRST_JOBS, dashboard_bytes, dashboard_page
+from ._dashboard import FIRST_JOBS, NEXT_DUE, dashboard_bytes, dashboard_page
 from ._input import (
     ApiError,
     float_param,
@@ -337,8 +337,10 @@ class _Api:
         raise ApiError(408, "body_timeout", message, {"Connection": "close"})
 
     async def submit(self, request: Request) -> Response:
-        """``POST /api/v1/jobs``: 202 once ``pool.submit`` returned (the job is accepted); 429
-        if no room came within ``submit_wait`` (the submission is withdrawn, not accepted);
+        """``POST /api/v1/jobs``: 202 once ``pool.submit`` returned (the job is accepted:
+        ``queued``, or ``scheduled`` with its due time for a job given ``delay`` or ``at`` in
+        the future, which never waits for room); 429 if no room came within ``submit_wait``
+        (the submission is withdrawn, not accepted);
         504 ``outcome_unknown`` with the job's id if Redis was sent the job and did not answer
         (it may have been accepted)."""
         try:
@@ -386,7 +388,13 @@ class _Api:
         if self.sample_locally:
             self.retry_after.observe(pool.stats)  # stats() once a second at most
         job_id = handle.job_id
-        return _json(202, {"job_id": job_id, "status": "queued"}, _location(request, job_id))
+        due = handle.scheduled_for
+        # Accepted as scheduled exactly when the handle has a due time: a fresh handle gets one
+        # only from delay= or at= in the future (one not in the future makes an ordinary job).
+        answer: dict[str, Any] = {"job_id": job_id, "status": "queued"}
+        if due is not None:
+            answer = {"job_id": job_id, "status": "scheduled", "scheduled_for": due}
+        return _json(202, answer, _location(request, job_id))
 
     def _refuse(self, error: ApiError) -> NoReturn:
         self.rejections[error.code] += 1
@@ -405,9 +413,23 @@ class _Api:
         return ApiError(429, "queue_full", message, {"Retry-After": str(seconds)})
 
     async def list_jobs(self, request: Request) -> Response:
-        """``GET /api/v1/jobs``: ``pool.recent_jobs(limit)``."""
+        """``GET /api/v1/jobs``: ``pool.recent_jobs(limit)``; with ``?status=scheduled``,
+        ``pool.scheduled_jobs(limit)`` (earliest due first). ``status`` is exactly
+        ``scheduled`` (422 else)."""
         limit = int_param(request, "limit", 50, 1, MAX_LIST)
-        jobs = [await _job_json(job) for job in self.pool.recent_jobs(limit)]
+        status = request.query_params.get("status")
+        if status is None:
+            handles = self.pool.recent_jobs(limit)
+        elif status == JobStatus.SCHEDULED.value:  # exactly the document's enum
+            handles = self.pool.scheduled_jobs(limit)
+        else:
+            raise ApiError(
+                422,
+                "invalid",
+                f"the query parameter 'status' must be 'scheduled' (the one status the list "
+                f"filters by), got {status!r}",
+            )
+        jobs = [await _job_json(job) for job in handles]
         return _json(200, {"jobs": jobs})
 
     async def job(self, request: Request) -> Response:
@@ -554,9 +576,18 @@ class _Api:
 
     async def page(self, request: Request) -> Response:
         """``GET /``: the dashboard, with the answers of its first round in it
-        (:func:`dashboard_page`): ``pool/info``, ``pool/stats`` and the first jobs."""
-        jobs = [await _job_json(job) for job in self.pool.recent_jobs(FIRST_JOBS)]
-        first = {"info": self._info(), "stats": self.pool.stats().as_dict(), "jobs": jobs}
+        (:func:`dashboard_page`): ``pool/info``, ``pool/stats``, the first jobs and the next
+        scheduled ones."""
+        pool = self.pool
+        jobs = [await _job_json(job) for job in pool.recent_jobs(FIRST_JOBS)]
+        stats = pool.stats()
+        due = pool.scheduled_jobs(NEXT_DUE) if stats.scheduled_tasks else []
+        first = {
+            "info": self._info(),
+            "stats": stats.as_dict(),
+            "jobs": jobs,
+            "scheduled": [await _job_json(job) for job in due],
+        }
         page = dashboard_page(_ENCODER.encode(first))
         return _dashboard_file(page, "text/html; charset=utf-8")
 
@@ -600,6 +631,7 @@ async def _job_json(handle: JobHandle[Any]) -> dict[str, Any]:
         "progress": handle.progress,
         "progress_message": handle.progress_message,
         "submitted_at": handle.submitted_at,
+        "scheduled_for": handle.scheduled_for,
         "started_at": handle.started_at,
         "finished_at": handle.finished_at,
         "exec_time": handle.exec_time,

@@ -11,14 +11,16 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
 
 * counters ``jobpool_jobs_submitted_total``, ``…_completed_total``, ``…_failed_total``,
   ``…_cancelled_total``, ``…_timed_out_total``, ``…_retried_total``;
-* gauges ``jobpool_active_workers``, ``jobpool_max_workers``, ``jobpool_queued_tasks``;
+* gauges ``jobpool_active_workers``, ``jobpool_max_workers``, ``jobpool_queued_tasks``,
+  ``jobpool_scheduled_tasks`` (jobs accepted to run later and not yet due);
 * histograms ``jobpool_job_exec_seconds`` (each attempt that ended) and
-  ``jobpool_job_wait_seconds`` (each attempt that started, from submission or the end of a retry
-  backoff), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
-* gauges ``jobpool_cluster_queued_tasks``, ``jobpool_cluster_active_workers``,
-  ``jobpool_cluster_max_workers``: the same of the whole pool, from ``pool.cluster_stats()``
-  when the app renders them (a distributed pool's shared queue, which every process reports
-  alike; equal to the gauges above for a pool of one process);
+  ``jobpool_job_wait_seconds`` (each attempt that started, from submission, the end of a retry
+  backoff or a scheduled job's due time), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
+* gauges ``jobpool_cluster_queued_tasks``, ``jobpool_cluster_scheduled_tasks``,
+  ``jobpool_cluster_active_workers``, ``jobpool_cluster_max_workers``: the same of the whole
+  pool, from ``pool.cluster_stats()`` when the app renders them (a distributed pool's shared
+  queue, which every process reports alike; equal to the gauges above for a pool of one
+  process);
 * with an SQLite store: the gauge ``jobpool_store_failing`` (1 from a failed commit to the next
   one that succeeds: a full disk, a deleted database; jobs stay queued meanwhile and submits
   are refused) and the counter ``jobpool_store_failed_commits_total``;
@@ -69,10 +71,19 @@ _GAUGES = (
     ("active_workers", "active_workers", "Jobs running now."),
     ("max_workers", "max_workers", "The pool's target number of workers."),
     ("queued_tasks", "queued_tasks", "Jobs waiting for a worker or waiting out a retry backoff."),
+    (
+        "scheduled_tasks",
+        "scheduled_tasks",
+        "Jobs accepted to run later (delay, at, a Defer) and not yet due.",
+    ),
 )
 _HISTOGRAMS = (
     ("job_exec_seconds", "exec_time", "Execution time of each attempt that ended."),
-    ("job_wait_seconds", "wait_time", "Time from submission (or a retry's due time) to start."),
+    (
+        "job_wait_seconds",
+        "wait_time",
+        "Time from submission (or a retry's or a scheduled job's due time) to start.",
+    ),
 )
 
 

@@ -13,8 +13,9 @@
   const RATE_S = 10; // each point of the chart: the jobs ended in the RATE_S seconds before it
   const SUMMARY_S = 60; // the throughput and failure-rate figures cover the last minute
   const JOBS_LIMIT = 25; // the jobs listed (FIRST_JOBS in trio_jobpool/http/_dashboard.py)
-  const GENERATED_ID = /^[0-9a-f]{32}$/; // a pool's own ids (and UUIDs): shown short, see makeRow
-  const LIVE = new Set(["queued", "retrying", "running"]);
+  const DUE_LIMIT = 5; // the scheduled jobs listed, next due first (NEXT_DUE, same module)
+  const GENERATED_ID = /^[0-9a-f]{32}$/; // a pool's own ids (and UUIDs): shown short, see jobId
+  const LIVE = new Set(["scheduled", "queued", "retrying", "running"]);
   const TOKEN_KEY = "trio_jobpool.token";
 
   const $ = (id) => document.getElementById(id);
@@ -22,7 +23,8 @@
     info: null, // api/v1/jobs/pool/info, fetched once per connection
     samples: [], // {t, ended, bad}: page time (s), jobs ended, jobs failed or timed out
     paused: false, // a round fell due while the page was hidden
-    rows: new Map(), // row key -> <tr>
+    rows: new Map(), // row key -> <tr> of the recent jobs
+    dueRows: new Map(), // row key -> <tr> of the next due jobs
   };
 
   // ---- talking to the server
@@ -58,7 +60,13 @@
         getJSON("api/v1/jobs/pool/stats"),
         getJSON(`api/v1/jobs?limit=${JOBS_LIMIT}`),
       ]);
-      show(stats, list.jobs);
+      // The next due jobs only while there are any: a pool that schedules nothing is asked
+      // nothing more (the list walks every scheduled job).
+      const due =
+        stats.scheduled_tasks > 0
+          ? (await getJSON(`api/v1/jobs?status=scheduled&limit=${DUE_LIMIT}`)).jobs
+          : [];
+      show(stats, list.jobs, due);
     } catch (error) {
       state.info = null; // the server may come back with another configuration
       setConnection(false, error);
@@ -66,12 +74,13 @@
     setTimeout(tick, POLL_MS);
   }
 
-  function show(stats, jobs) {
+  function show(stats, jobs, due) {
     setConnection(true);
     showStats(stats);
     record(stats);
     drawChart();
     showJobs(jobs);
+    showDue(due);
   }
 
   function tick() {
@@ -102,6 +111,28 @@
     return `${(seconds / 60).toFixed(1)} min`;
   }
 
+  const pad = (number, width = 2) => String(number).padStart(width, "0");
+
+  // A due time (seconds since the epoch) in the browser's zone, to the nearest second (a time
+  // given to the second comes back a few microseconds either side of it), and how far ahead
+  // it is; the title, to the millisecond, in UTC. "–" for a time no Date can hold.
+  function dueTime(seconds) {
+    const date = new Date(Math.round(seconds) * 1000);
+    if (!isNumber(seconds) || Number.isNaN(date.getTime())) return { text: "–", iso: "" };
+    const day = `${pad(date.getFullYear(), 4)}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+    const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
+    const text = `${day} ${time} (${ahead(seconds - Date.now() / 1000)})`;
+    return { text, iso: new Date(seconds * 1000).toISOString() };
+  }
+
+  function ahead(seconds) {
+    if (seconds < 1) return "due now";
+    if (seconds < 60) return `in ${Math.round(seconds)} s`;
+    if (seconds < 3600) return `in ${Math.round(seconds / 60)} min`;
+    if (seconds < 86400) return `in ${(seconds / 3600).toFixed(1)} h`;
+    return `in ${Math.round(seconds / 86400)} d`;
+  }
+
   function rate(value) {
     return value === 0 ? "0" : value.toFixed(value >= 10 ? 0 : value >= 1 ? 1 : 2);
   }
@@ -127,6 +158,7 @@
   function showStats(stats) {
     const numbers = {
       queued: stats.queued_tasks,
+      scheduled: stats.scheduled_tasks,
       active: stats.active_workers,
       "max-workers": stats.max_workers,
       submitted: stats.total_submitted,
@@ -282,28 +314,38 @@
   // ---- the jobs table: rows are kept and updated in place, so focus and clicks survive a poll
 
   function showJobs(jobs) {
-    const body = $("jobs");
+    showRows($("jobs"), state.rows, jobs, makeRow, updateRow);
+    $("jobs-empty").hidden = jobs.length > 0;
+  }
+
+  function showDue(jobs) {
+    showRows($("due"), state.dueRows, jobs, makeDueRow, updateDueRow);
+    $("due-table").hidden = jobs.length === 0;
+    $("due-empty").hidden = jobs.length > 0;
+  }
+
+  // The rows of `body`, one per job in order, kept in `rows` by key and updated in place.
+  function showRows(body, rows, jobs, make, update) {
     const seen = new Set();
     jobs.forEach((job, index) => {
       // An ended job's id may be used again, so the id alone does not name a row.
       let key = `${job.job_id}\u0000${job.submitted_at}`;
       if (seen.has(key)) key += `\u0000${index}`;
       seen.add(key);
-      let row = state.rows.get(key);
+      let row = rows.get(key);
       if (row === undefined) {
-        row = makeRow(job.job_id);
-        state.rows.set(key, row);
+        row = make(job.job_id);
+        rows.set(key, row);
       }
-      updateRow(row, job);
+      update(row, job);
       if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
     });
-    for (const [key, row] of state.rows) {
+    for (const [key, row] of rows) {
       if (!seen.has(key)) {
         row.remove();
-        state.rows.delete(key);
+        rows.delete(key);
       }
     }
-    $("jobs-empty").hidden = jobs.length > 0;
   }
 
   function element(tag, className, parent) {
@@ -316,6 +358,39 @@
   function makeRow(id) {
     const row = element("tr");
     row.dataset.jobId = id;
+    jobId(id, row);
+    const names = ["name", "priority", "status", "progress", "attempts", "exec-time", "actions"];
+    for (const name of names) element("td", name, row);
+    const status = row.querySelector(".status");
+    element("span", "badge", status);
+    element("span", "error", status);
+    const progress = element("progress", "", row.querySelector(".progress"));
+    progress.max = 1;
+    progress.setAttribute("aria-label", `Progress of job ${id}`);
+    element("span", "progress-text", row.querySelector(".progress"));
+    return row;
+  }
+
+  function makeDueRow(id) {
+    const row = element("tr");
+    row.dataset.jobId = id;
+    jobId(id, row);
+    for (const name of ["name", "due", "priority"]) element("td", name, row);
+    return row;
+  }
+
+  function updateDueRow(row, job) {
+    const part = (selector) => row.querySelector(selector);
+    setText(part(".name"), job.name ?? "–");
+    const due = dueTime(job.scheduled_for);
+    setText(part(".due"), due.text);
+    part(".due").title = due.iso;
+    part(".due").dataset.scheduledFor = String(job.scheduled_for);
+    setText(part(".priority"), count(job.priority));
+  }
+
+  // The id cell of a job's row: the id, which a click copies.
+  function jobId(id, row) {
     const idCell = element("th", "id", row);
     idCell.scope = "row";
     // The whole id is the element's text (a selection copies all of it, a search finds it); the
@@ -340,16 +415,6 @@
         copyId(id, code);
       }
     });
-    const names = ["name", "priority", "status", "progress", "attempts", "exec-time", "actions"];
-    for (const name of names) element("td", name, row);
-    const status = row.querySelector(".status");
-    element("span", "badge", status);
-    element("span", "error", status);
-    const progress = element("progress", "", row.querySelector(".progress"));
-    progress.max = 1;
-    progress.setAttribute("aria-label", `Progress of job ${id}`);
-    element("span", "progress-text", row.querySelector(".progress"));
-    return row;
   }
 
   function updateRow(row, job) {
@@ -358,10 +423,13 @@
     setText(part(".name"), job.name ?? "–");
     setText(part(".priority"), count(job.priority));
     setText(part(".badge"), job.status);
+    const due = job.status === "scheduled" ? `due ${dueTime(job.scheduled_for).text}` : "";
+    part(".badge").title = due;
     setText(part(".error"), job.error ? `${job.error.type}: ${job.error.message}` : "");
-    // A job that ended without ever reporting progress has none to show.
+    // A job that ended, or has not started, without ever reporting progress has none to show.
     const progress = isNumber(job.progress) ? job.progress : 0;
-    const none = !LIVE.has(job.status) && progress === 0 && !job.progress_message;
+    const idle = job.status === "scheduled" || !LIVE.has(job.status);
+    const none = idle && progress === 0 && !job.progress_message;
     part("progress").hidden = none;
     part("progress").value = progress;
     const message = job.progress_message ? ` · ${job.progress_message}` : "";
@@ -483,7 +551,7 @@
   } else {
     state.info = first.info;
     showInfo(first.info);
-    show(first.stats, first.jobs);
+    show(first.stats, first.jobs, first.scheduled ?? []);
     setTimeout(tick, POLL_MS);
   }
 })();
