@@ -123,7 +123,7 @@ def plan(record: ScheduleRecord, rule: TickRule, now: float, live: Callable[[str
     after = dataclasses.replace(record, handled_until=now, next_run=due.next_tick)
     if due.latest is None or record.paused:
         return Step(after, None, None)
-    count = due.count
+    count = due.missed
     if count > 1:
         count = rule.count_in(record.handled_until, now, SKIPS_COUNTED)
     fires = now - due.latest <= MISFIRE_GRACE or record.misfire == "once"

@@ -5,8 +5,8 @@ arithmetic on wall-clock times: ``float`` seconds since the epoch, UTC, as ``tim
 gives them. It has no clock and no state: the pool asks it about times it names.
 
 - ``every`` ticks fall at ``anchor + k * every``, ``k >= 1``, computed exactly (the anchor and the
-  period as the exact values of their floats, with :class:`~fractions.Fraction`) and rounded once
-  to the nearest float. Counting them and finding the latest one in a span is arithmetic, however
+  period as the exact values of their floats, in integers) and rounded once to the nearest
+  float. Counting them and finding the latest one in a span is arithmetic, however
   long the span.
 - ``cron`` ticks are whole seconds (whole minutes, in fact), evaluated in the IANA zone ``tz`` by
   `cronsim <https://pypi.org/project/cronsim/>`_, with Debian cron's rules for the changes of
@@ -20,12 +20,13 @@ cronsim, which parses and evaluates it.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, tzinfo
-from fractions import Fraction
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Any, Final, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -58,19 +59,22 @@ _NICKNAMES: Final = {
     "@hourly": "0 * * * *",
 }
 _MACHINE_ZONES: Final = frozenset({"localtime", "posixrules"})
+_SCAN_STEP: Final = 6 * 3600
+"""How far apart :func:`_changes_in_year` compares a zone's offsets: it finds every change of
+offset but one undone less than 6 hours later (the tz database has no such pair since 1970)."""
 
 
 class Due(NamedTuple):
     """What :meth:`TickRule.due` found about the ticks since the last one fired.
 
     Attributes:
-        count: how many ticks fell in ``(last, now]``, at most ``cap`` (so with ``cap=2``:
+        missed: how many ticks fell in ``(last, now]``, at most ``cap`` (so with ``cap=2``:
             ``0``, ``1``, or ``2`` meaning "two or more").
-        latest: the latest of them, or ``None`` when ``count == 0``.
+        latest: the latest of them, or ``None`` when ``missed == 0``.
         next_tick: the first tick after ``now``.
     """
 
-    count: int
+    missed: int
     latest: float | None
     next_tick: float
 
@@ -95,8 +99,8 @@ class TickRule:
     either field starts with ``*`` (``*``, ``*/2``), both must match (Vixie and Debian cron).
     Evaluated by cronsim on the wall clock of ``tz``; ticks are whole minutes, as epoch seconds.
 
-    Daylight saving time, as Debian's cron does it (cronsim's behaviour, and every statement here
-    has a test):
+    Changes of the zone's offset (daylight saving time), as Debian's cron handles them (each
+    statement here has a test):
 
     - An expression whose minute and hour fields both start with a digit or a name (a job at
       fixed times: ``30 2 * * *``, ``0 9-17 * * MON-FRI``) follows the wall clock, and each of
@@ -109,9 +113,16 @@ class TickRule:
       ``0 * * * *``, ``0 */2 * * *``) follows elapsed time: it ticks at every instant whose
       local time matches. Wall times of a skipped hour never happen, and those of a repeated hour
       happen twice, so ``*/5 * * * *`` ticks 276 times on the spring-forward day, 300 times on the
-      fall-back day, always 5 minutes apart.
+      fall-back day, always 5 minutes apart; and ``*/30 2 * * *`` does not run at all on the
+      spring-forward day, and runs 4 times on the fall-back day. These are evaluated by cronsim
+      in the fixed offset of each stretch of time between two changes (cronsim given the zone
+      skips ticks after a change at midnight, as America/Santiago's, or of 30 minutes, as
+      Australia/Lord_Howe's).
 
     In ``UTC`` (and any zone without changes) both are the same thing.
+
+    Times passed to the methods must be finite (``ValueError``); for ``cron``, within the
+    years ``datetime`` holds (1-9999), else ``datetime``'s own error.
 
     Attributes:
         cron: the expression, its fields upper-cased and separated by single spaces; or
@@ -126,10 +137,11 @@ class TickRule:
     tz: str
     anchor: float
     _zone: tzinfo = field(repr=False, compare=False)
-    # `every`'s anchor and period as exact rationals (both are dyadic: the exact values of
-    # the floats); `None` for a cron rule.
-    _exact_anchor: Fraction | None = field(default=None, repr=False, compare=False)
-    _exact_every: Fraction | None = field(default=None, repr=False, compare=False)
+    # `every`'s anchor and period, exactly: (anchor * scale, every * scale, scale), integers,
+    # `scale` a power of two (a float is an integer over a power of two). `None` for cron.
+    _exact: tuple[int, int, int] | None = field(default=None, repr=False, compare=False)
+    # A cron rule whose minute or hour field starts with `*`: it follows elapsed time.
+    _elapsed: bool = field(default=False, repr=False, compare=False)
 
     @classmethod
     def parse(cls, cron: str | None, every: float | None, tz: str, anchor: float) -> TickRule:
@@ -167,8 +179,11 @@ class TickRule:
             period = _seconds("every", every)
             if period < 1:
                 raise ValueError(f"every must be >= 1 second, got {every!r}")
-            return cls(None, period, tz, anchor, zone, Fraction(anchor), Fraction(period))
-        return cls(_check_cron(cron), None, tz, anchor, zone)
+            return cls(None, period, tz, anchor, zone, _exact_every(anchor, period))
+        canonical = _check_cron(cron)
+        minute, hour = canonical.split()[:2]
+        elapsed = minute.startswith("*") or hour.startswith("*")
+        return cls(canonical, None, tz, anchor, zone, _elapsed=elapsed)
 
     def definition(self) -> dict[str, Any]:
         """The definition, as a JSON-ready dict: ``{"cron": str | None, "every": float |
@@ -189,7 +204,8 @@ class TickRule:
         seconds; ``math.inf`` if cronsim finds no tick within 50 years (no expression
         :meth:`parse` accepts goes that long without one: the rarest, ``0 0 29 2 */7``,
         February 29 on a Sunday, goes 40 years at most). Costs one cronsim evaluation (tens of
-        microseconds), or a few Fraction operations for ``every``.
+        microseconds; two across a change of offset), or a few integer operations for
+        ``every``.
 
         Raises:
             ValueError: ``t`` is NaN or infinite.
@@ -197,7 +213,7 @@ class TickRule:
                 years ``datetime`` holds (1-9999), raised by ``datetime``.
         """
         _check_time(t)
-        if self._exact_every is not None:
+        if self._exact is not None:
             return self._every_tick(self._every_index_after(t))
         return self._cron_after(math.floor(t))
 
@@ -214,7 +230,7 @@ class TickRule:
         _check_time(start)
         _check_time(end)
         _check_cap(cap)
-        if self._exact_every is not None:
+        if self._exact is not None:
             count = self._every_index_after(end) - self._every_index_after(start)
             return max(0, min(count, cap))
         count = 0
@@ -236,7 +252,7 @@ class TickRule:
         """
         _check_time(start)
         _check_time(end)
-        if self._exact_every is not None:
+        if self._exact is not None:
             first = self._every_index_after(start)
             last = self._every_index_after(end) - 1
             return self._every_tick(last) if last >= first else None
@@ -260,7 +276,7 @@ class TickRule:
         _check_cap(cap)
         if cap < 1:
             raise ValueError(f"cap must be >= 1, got {cap!r}")
-        if self._exact_every is not None:
+        if self._exact is not None:
             first = self._every_index_after(last)
             following = self._every_index_after(now)
             count = max(0, following - first)
@@ -281,13 +297,17 @@ class TickRule:
     # increasing in `k` (rounding is monotonic, and exact ticks are >= 1 apart).
 
     def _every_tick(self, k: int) -> float:
-        assert self._exact_anchor is not None and self._exact_every is not None
-        return float(self._exact_anchor + k * self._exact_every)
+        assert self._exact is not None
+        anchor, every, scale = self._exact
+        return (anchor + k * every) / scale  # int / int: correctly rounded
 
     def _every_index_after(self, t: float) -> int:
         """The least ``k >= 1`` whose tick is after ``t``."""
-        assert self._exact_anchor is not None and self._exact_every is not None
-        k = max(1, math.floor((Fraction(t) - self._exact_anchor) / self._exact_every) + 1)
+        assert self._exact is not None
+        anchor, every, scale = self._exact
+        numerator, denominator = t.as_integer_ratio()
+        # k - 1 = floor((t - anchor) / every), in integers.
+        k = max(1, (numerator * scale - anchor * denominator) // (every * denominator) + 1)
         # The exact tick k is after t; its float may have rounded down onto t (never below:
         # t is a float), and then the next one is the first after t.
         return k + 1 if self._every_tick(k) <= t else k
@@ -297,16 +317,25 @@ class TickRule:
     def _cron_after(self, second: int) -> float:
         """The first tick after ``second`` (whole seconds since the epoch)."""
         assert self.cron is not None
-        # cronsim starts from the local wall time and yields the matches after it in wall-clock
-        # order. Inside a repeated hour (after falling back), a wall time that already passed
-        # comes round again: cronsim may first yield the earlier occurrence, an instant before
-        # `second`, which is not "after" it. Such matches are skipped (at most the matches of
-        # one repeated hour).
-        for local in CronSim(self.cron, datetime.fromtimestamp(second, self._zone)):
-            tick = local.timestamp()
-            if tick > second:
+        if not self._elapsed or self._zone is UTC:
+            # On the wall clock, cronsim's Debian rules (the class docstring); or a zone
+            # without changes.
+            return _first_match(self.cron, second, self._zone)
+        # Elapsed time: each stretch between two changes of the zone's offset is a zone of
+        # fixed offset, where cronsim is exact. (With the zone itself, cronsim skips ticks after
+        # a change at midnight, as America/Santiago's, or of 30 minutes, as Lord Howe's.)
+        # Invariant: no tick falls in (second, begin]; `offset` is the zone's just after begin.
+        begin = second
+        while True:
+            offset = datetime.fromtimestamp(begin + 1, self._zone).utcoffset()
+            assert offset is not None
+            tick = _first_match(self.cron, begin, timezone(offset))
+            if tick == math.inf:
                 return tick
-        return math.inf  # cronsim found nothing within 50 years
+            change = _next_change(self._zone, begin + 1, int(tick))
+            if change is None:  # `tick` is in the stretch: the first after `begin`
+                return tick
+            begin = change - 1  # the next stretch starts at `change`
 
     def _cron_latest(self, start: int, end: int) -> float | None:
         """The latest tick in ``(start, end]``, or ``None``."""
@@ -332,6 +361,73 @@ class TickRule:
                     low = probe
                 else:
                     high = middle
+
+
+def _exact_every(anchor: float, every: float) -> tuple[int, int, int]:
+    """``(anchor * scale, every * scale, scale)`` in integers, ``scale`` a power of two."""
+    anchor_numerator, anchor_denominator = anchor.as_integer_ratio()
+    every_numerator, every_denominator = every.as_integer_ratio()
+    scale = max(anchor_denominator, every_denominator)  # both powers of two
+    return (
+        anchor_numerator * (scale // anchor_denominator),
+        every_numerator * (scale // every_denominator),
+        scale,
+    )
+
+
+def _first_match(cron: str, second: int, zone: tzinfo) -> float:
+    """The first instant after ``second`` that cronsim gives for ``cron`` in ``zone``."""
+    # cronsim starts from the local wall time and yields the matches after it in wall-clock
+    # order. Inside a repeated hour (after falling back), a wall time that already passed
+    # comes round again: cronsim may first yield the earlier occurrence, an instant before
+    # `second`, which is not "after" it. Such matches are skipped (at most the matches of one
+    # repeated hour).
+    for local in CronSim(cron, datetime.fromtimestamp(second, zone)):
+        tick = local.timestamp()
+        if tick > second:
+            return tick
+    return math.inf  # cronsim found nothing within 50 years
+
+
+@functools.lru_cache(maxsize=1024)
+def _changes_in_year(zone: tzinfo, year: int) -> tuple[int, ...]:
+    """The instants (whole seconds) of ``year`` (UTC), the first of its year excluded and the
+    first of the next included, at which ``zone`` changes its UTC offset: each one the first
+    second of the new offset. Offsets :data:`_SCAN_STEP` apart are compared, and each
+    difference bisected to the second (about 2 ms a zone and year; cached)."""
+    begin = int(datetime(year, 1, 1, tzinfo=UTC).timestamp())
+    end = int(datetime(year + 1, 1, 1, tzinfo=UTC).timestamp())
+
+    def offset(instant: int) -> timedelta | None:
+        return datetime.fromtimestamp(instant, zone).utcoffset()
+
+    changes = []
+    low, low_offset = begin, offset(begin)
+    while low < end:
+        high = min(low + _SCAN_STEP, end)
+        high_offset = offset(high)
+        if high_offset != low_offset:
+            # Invariant: offset(a) == low_offset != offset(b).
+            a, b = low, high
+            while b - a > 1:
+                middle = (a + b) // 2
+                a, b = (middle, b) if offset(middle) == low_offset else (a, middle)
+            changes.append(b)
+        low, low_offset = high, high_offset
+    return tuple(changes)
+
+
+def _next_change(zone: tzinfo, after: int, until: int) -> int | None:
+    """The first change of ``zone``'s offset in ``(after, until]``, or ``None``."""
+    year = datetime.fromtimestamp(after, UTC).year
+    while True:
+        changes = _changes_in_year(zone, year)
+        index = bisect_right(changes, after)
+        if index < len(changes):
+            return changes[index] if changes[index] <= until else None
+        if datetime(year + 1, 1, 1, tzinfo=UTC).timestamp() >= until:
+            return None
+        year += 1
 
 
 def tick_id(name: str, tick: float) -> str:
