@@ -255,3 +255,17 @@ async def blob(data: str) -> int:
     """A job with a large argument (the full-disk tests); returns its length."""
     await anyio.lowlevel.checkpoint()
     return len(data)
+
+
+@registry.job(name="tick")
+async def tick() -> str:
+    """A schedule's job: logs ``<pid> tick <job id> <time>`` in $JOBPOOL_TEST_LOG if set, and
+    sets the board's event ``ticks:<n>`` at its ``n``-th start in this process (since the
+    board's reset); returns its job id."""
+    job_id = trio_jobpool.current_job().job_id
+    if "JOBPOOL_TEST_LOG" in os.environ:
+        _log("tick", job_id)
+    board.calls["tick"] += 1
+    board.event(f"ticks:{board.calls['tick']}").set()
+    await anyio.lowlevel.checkpoint()
+    return job_id

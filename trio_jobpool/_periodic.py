@@ -321,13 +321,15 @@ class Periodic(Intake):
                     )
             job_record = job._record if isinstance(job, RecordedJob) else None
             kept = await self._book.fire(record, after, job_record)
+            if job is not None and step.tick is not None and kept == after:
+                # It fired: its job is accepted (with a store, on record), even if the schedule
+                # was declared anew or removed while the step was being made.
+                self._admit_tick(job, step.tick - self._wall_offset)
             if self._plans.get(name, (None, None))[0] is not record:
                 continue  # declared anew or removed meanwhile: that declaration decides
             if kept is None:
                 del self._plans[name]
                 continue
-            if job is not None and step.tick is not None and kept == after:
-                self._admit_tick(job, step.tick - self._wall_offset)
             self._adopt(kept)
 
     def _is_live(self, job_id: str) -> bool:

@@ -7,16 +7,22 @@ set, every commit fails, as a full disk would make SQLite's.
 Writes are queued with a ticket each and committed together at the next ``wait`` or ``flush``
 (group commit, as SQLite's). A failed commit fails its inserts for good (their submitters got
 the error) and keeps its updates, which ``rewrite_failed`` queues again.
+
+It keeps periodic schedules too (the ``ScheduleBook`` protocol, in ``schedules``): each step
+commits the writes queued before it, then is made at once, as one write (a tick's state and its
+job together), or fails as a whole while ``failing`` is set.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 from collections.abc import Callable
 from typing import Any
 
 from trio_jobpool import StoreError
 from trio_jobpool.stores import JobRecord
+from trio_jobpool.stores._base import ScheduleRecord
 
 LIVE = ("queued", "retrying", "running", "scheduled")
 
@@ -24,8 +30,13 @@ LIVE = ("queued", "retrying", "running", "scheduled")
 class MemoryStore:
     """A ``Store`` whose durable state is ``rows`` (job id -> the latest record written)."""
 
-    def __init__(self, rows: dict[str, JobRecord] | None = None) -> None:
+    def __init__(
+        self,
+        rows: dict[str, JobRecord] | None = None,
+        schedules: dict[str, ScheduleRecord] | None = None,
+    ) -> None:
         self.rows: dict[str, JobRecord] = {} if rows is None else rows
+        self.schedules: dict[str, ScheduleRecord] = {} if schedules is None else schedules
         self.on_commit_result: Callable[[StoreError | None], None] | None = None
         self.failing = False  # set by a test: every commit fails until it is cleared
         self.failed_commits = 0
@@ -125,6 +136,67 @@ class MemoryStore:
         for after, upto in self._errors:
             if after < ticket <= upto:
                 raise StoreError(f"{self.url}: the disk is full")
+
+    # -- the book of periodic schedules ----------------------------------------------------
+
+    async def load_schedules(self) -> list[ScheduleRecord]:
+        self._commit()
+        return [copy.deepcopy(s) for _, s in sorted(self.schedules.items())]
+
+    async def declare_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        self._step()
+        current = self.schedules.get(record.name)
+        if current is not None:
+            if current.definition() == record.definition():
+                return copy.deepcopy(current)
+            record = dataclasses.replace(
+                record,
+                runs=current.runs,
+                skipped=current.skipped,
+                last_run=current.last_run,
+                last_job_id=current.last_job_id,
+            )
+        self.schedules[record.name] = copy.deepcopy(record)
+        return record
+
+    async def remove_schedule(self, name: str) -> bool:
+        self._step()
+        return self.schedules.pop(name, None) is not None
+
+    async def fire(
+        self, before: ScheduleRecord, after: ScheduleRecord, job: JobRecord | None
+    ) -> ScheduleRecord | None:
+        self._step()
+        current = self.schedules.get(before.name)
+        if current is None:
+            return None
+        if (current.definition(), current.anchor, current.handled_until) != (
+            before.definition(),
+            before.anchor,
+            before.handled_until,
+        ):
+            return copy.deepcopy(current)
+        self.schedules[after.name] = copy.deepcopy(after)
+        if job is not None:
+            job.seq = self._next_seq
+            self._next_seq += 1
+            self.rows[job.job_id] = copy.copy(job)
+            self.log.append(("fire", job.job_id, job.status))
+        return after
+
+    def _step(self) -> None:
+        """A schedule step is a commit of its own after the writes queued before it."""
+        self._commit()
+        if self.failing:
+            self.failed_commits += 1
+            self._was_failing = True
+            error = StoreError(f"{self.url}: the disk is full")
+            self._report(error)
+            raise error
+        self.commits += 1
+        if self._was_failing:
+            self._was_failing = False
+            self._report(None)
 
     def statuses(self) -> dict[str, str]:
         """Every job's status as last committed."""

@@ -206,7 +206,7 @@ async def test_a_file_of_schema_2_is_upgraded_keeping_its_jobs(tmp_path: Path) -
         )}  # fmt: skip
     finally:
         connection.close()
-    assert version == SCHEMA_VERSION == 3
+    assert version == SCHEMA_VERSION == 4  # and 3 to 4: test_sqlite_schedules.py
     assert indexes == {"jobs_by_id", "jobs_by_end"}
     async with open_job_pool(1, 10, store=url, registry=registry) as pool:  # kept, for later
         kept = pool.get("later")

@@ -134,7 +134,10 @@ class ScheduleBook(Protocol):
 
     A pool in memory keeps them in a dict; a durable store in its file, a distributed pool in
     Redis. Every method is atomic on its own, which is what makes a tick fire once across
-    processes and restarts (see :meth:`fire`).
+    processes and restarts (see :meth:`fire`). A :class:`Store` that has these methods too
+    (``SqliteStore``) is its pool's book: the pool takes its store for that when the store has
+    a callable ``fire``. Such a store makes each step durable before returning, after the
+    writes queued before it.
     """
 
     async def load_schedules(self) -> list[ScheduleRecord]:

@@ -1,5 +1,6 @@
-"""The SQLite store's on-disk format: the ``jobs`` table and its indexes, their upgrade, the
-statements the store writes with, and the conversions between a row and a :class:`JobRecord`.
+"""The SQLite store's on-disk format: the ``jobs`` table and its indexes, the ``schedules``
+table, their upgrade, the statements the store writes with, and the conversions between a row
+and a :class:`JobRecord` or a :class:`ScheduleRecord`.
 
 Cheap writes: the store numbers every job itself (``seq``, the table's row id, which is also the
 submission order), so every later write finds its row by the primary key and sets only what
@@ -17,7 +18,9 @@ brings a file of an earlier version up to :data:`SCHEMA_VERSION`, keeping its jo
 * version 1 → 2: new indexes (``jobs_by_end`` instead of ``jobs_live_id`` and
   ``jobs_finished``);
 * version 2 → 3: the column ``scheduled_for`` (a job given ``delay=``/``at=`` or deferred:
-  status ``scheduled``, live, due at that wall-clock time), ``NULL`` in the rows already there.
+  status ``scheduled``, live, due at that wall-clock time), ``NULL`` in the rows already there;
+* version 3 → 4: the table ``schedules`` (periodic schedules: one row per schedule, its
+  definition and its state; see ``_sqlite_book.py`` for the steps that write it), empty.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import math
 import sqlite3
 from typing import Any, Final
 
-from ._base import LIVE_STATUSES, JobRecord
+from ._base import LIVE_STATUSES, JobRecord, ScheduleRecord
 
 __all__ = [
     "CHANGE",
@@ -37,6 +40,8 @@ __all__ = [
     "LIVE_ROWS",
     "LIVE_SQL",
     "PROGRESS",
+    "PUT_SCHEDULE",
+    "SCHEDULE_COLUMNS",
     "SCHEMA_VERSION",
     "START",
     "Write",
@@ -44,7 +49,9 @@ __all__ = [
     "complete_values",
     "create_schema",
     "insert_values",
+    "schedule_values",
     "to_record",
+    "to_schedule",
 ]
 
 _SCHEMA: Final = """
@@ -76,8 +83,30 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
 -- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
 CREATE INDEX IF NOT EXISTS jobs_by_end ON jobs (finished_at, priority, seq);
+-- Periodic schedules (version 4): a ScheduleRecord's fields, args and retry as JSON text.
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    job_name TEXT NOT NULL,
+    args TEXT NOT NULL,
+    cron TEXT,
+    every REAL,
+    tz TEXT NOT NULL,
+    anchor REAL NOT NULL,
+    priority INTEGER NOT NULL,
+    timeout REAL,
+    retry TEXT,
+    overlap TEXT NOT NULL,
+    misfire TEXT NOT NULL,
+    paused INTEGER NOT NULL,
+    handled_until REAL NOT NULL,
+    next_run REAL NOT NULL,
+    last_run REAL,
+    last_job_id TEXT,
+    runs INTEGER NOT NULL,
+    skipped INTEGER NOT NULL
+);
 """
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # Indexes of version 1, dropped by the upgrade to version 2.
 _OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
 # Columns added since version 1 (CREATE TABLE IF NOT EXISTS leaves an existing table as it is):
@@ -111,6 +140,18 @@ COMPLETE: Final = (
     f"UPDATE jobs SET status = 'completed', result = ?, finished_at = ?, exec_time = ? {_LIVE_ROW}"
 )
 LIVE_SQL: Final = "('queued', 'retrying', 'running', 'scheduled')"
+# A schedule's columns, in the order of ScheduleRecord's fields; PUT_SCHEDULE writes a whole
+# row (a declaration, or a tick's step), replacing the one of that name.
+_SCHEDULE_FIELDS: Final = (
+    "name", "job_name", "args", "cron", "every", "tz", "anchor", "priority", "timeout", "retry",
+    "overlap", "misfire", "paused", "handled_until", "next_run", "last_run", "last_job_id",
+    "runs", "skipped",
+)  # fmt: skip
+SCHEDULE_COLUMNS: Final = ", ".join(_SCHEDULE_FIELDS)
+PUT_SCHEDULE: Final = (
+    f"INSERT OR REPLACE INTO schedules ({SCHEDULE_COLUMNS}) "
+    f"VALUES ({', '.join('?' * len(_SCHEDULE_FIELDS))})"
+)
 LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {LIVE_SQL}"
 
 # A queued write: its statement (one of the above) and its values.
@@ -232,6 +273,60 @@ def to_record(row: tuple[Any, ...]) -> JobRecord:
         retry_at=retry_at,
         scheduled_for=scheduled_for,
         seq=seq,
+    )
+
+
+def schedule_values(record: ScheduleRecord) -> tuple[Any, ...]:
+    """The values of :data:`PUT_SCHEDULE` (and of a row's :data:`SCHEDULE_COLUMNS`)."""
+    return (
+        record.name,
+        record.job_name,
+        json.dumps(record.args),
+        record.cron,
+        record.every,
+        record.tz,
+        record.anchor,
+        record.priority,
+        _timeout_in(record.timeout),
+        None if record.retry is None else json.dumps(record.retry),
+        record.overlap,
+        record.misfire,
+        int(record.paused),
+        record.handled_until,
+        record.next_run,
+        record.last_run,
+        record.last_job_id,
+        record.runs,
+        record.skipped,
+    )
+
+
+def to_schedule(row: tuple[Any, ...]) -> ScheduleRecord:
+    """The schedule a row holds (its :data:`SCHEDULE_COLUMNS`). A record written and read back
+    equals the one written, but for what JSON changes in ``args`` and ``retry`` (a tuple comes
+    back as a list)."""
+    (name, job_name, args, cron, every, tz, anchor, priority, timeout, retry, overlap, misfire,
+     paused, handled_until, next_run, last_run, last_job_id, runs, skipped) = row  # fmt: skip
+    return ScheduleRecord(
+        name=name,
+        job_name=job_name,
+        args=json.loads(args),
+        cron=cron,
+        every=every,
+        tz=tz,
+        anchor=anchor,
+        priority=priority,
+        timeout=_timeout_out(timeout),
+        retry=None if retry is None else json.loads(retry),
+        overlap=overlap,
+        misfire=misfire,
+        paused=bool(paused),
+        handled_until=handled_until,
+        next_run=next_run,
+        last_run=last_run,
+        last_job_id=last_job_id,
+        runs=runs,
+        skipped=skipped,
     )
 
 

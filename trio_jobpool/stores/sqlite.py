@@ -27,6 +27,12 @@ Who commits depends on ``synchronous``:
 Cheap writes: every write after a job's insert finds its row by the primary key and sets only
 what changed (see ``_sqlite_schema.py``, the on-disk format).
 
+Periodic schedules: the store is the pool's ``ScheduleBook``. Each of its steps (a declaration,
+a removal, a tick: the schedule's new state and the tick's job) is queued as one write, behind
+every write queued before it, and made inside that commit's transaction; its caller waits for
+the commit (see ``_sqlite_book.py``). A tick's job is thus on disk, together with the
+schedule's state that says its tick was handled, before the pool lets a worker start it.
+
 One pool at a time: the store takes an exclusive ``flock`` on the database file itself (see
 ``_file_lock.py``); a second pool opening the same database, by any path, fails at once with
 :class:`StoreError` naming the path. After every commit the store checks that the file at the
@@ -40,6 +46,7 @@ the error); every other update goes first into the next commit.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -58,8 +65,9 @@ import anyio.to_thread
 
 from .._errors import StoreError
 from .._runtime import Runtime, Slot, current_runtime
-from ._base import JobRecord
+from ._base import JobRecord, ScheduleRecord
 from ._file_lock import DatabaseLock
+from ._sqlite_book import SCHEDULE_STEP, Declare, Fire, Remove, ScheduleStep
 from ._sqlite_schema import (
     CHANGE,
     COLUMNS,
@@ -68,6 +76,7 @@ from ._sqlite_schema import (
     LIVE_ROWS,
     LIVE_SQL,
     PROGRESS,
+    SCHEDULE_COLUMNS,
     START,
     Write,
     change_values,
@@ -75,6 +84,7 @@ from ._sqlite_schema import (
     create_schema,
     insert_values,
     to_record,
+    to_schedule,
 )
 
 __all__ = ["SqliteStore"]
@@ -83,6 +93,8 @@ logger = logging.getLogger("trio_jobpool.store")
 
 _PRUNE_PART: Final = 1000  # rows deleted per transaction by prune
 _WAL_LIMIT: Final = 64 << 20  # bytes: a WAL that starts over is truncated to this
+# Writes whose waiters act on their failure: the store never tries them again.
+_NOT_RETRIED: Final = (INSERT, START, SCHEDULE_STEP)
 
 
 class SqliteStore:
@@ -531,10 +543,11 @@ class SqliteStore:
         if error is not None:
             self._failures.append((after, upto, error))
             del self._failures[:-1024]  # for a wait that comes after its write's report
-            # Inserts and starts are not retried: their waiters (a submitter, a worker) got
-            # the error and act on it (the job is not accepted; it is not started, the pool
-            # keeps it queued). Ends, retries, requeues and progress go into the next commit.
-            self._retry.extend(op for op in batch if op[0] is not INSERT and op[0] is not START)
+            # Inserts, starts and schedule steps are not retried: their waiters (a submitter,
+            # a worker, the pool's schedules) got the error and act on it (the job is not
+            # accepted; it is not started, the pool keeps it queued; the step was not made).
+            # Ends, retries, requeues and progress go into the next commit.
+            self._retry.extend(op for op in batch if op[0] not in _NOT_RETRIED)
             self.failed_commits += 1
             if not self.failing:  # one line per streak of failures, not one per commit
                 self.failing = True
@@ -570,7 +583,12 @@ class SqliteStore:
             try:
                 # Inserts first (a job's insert is queued before any write of its row, and
                 # rows are told apart by seq alone, so this changes nothing), then runs of one
-                # statement each in one executemany call, in the order they were queued.
+                # statement each in one executemany call, in the order they were queued, then
+                # the schedule steps, in the order they were queued. A step comes after every
+                # job write queued before it, as it must (a tick's overlap was decided on the
+                # ends the pool had seen); a job write queued after it is not of its tick's job
+                # (whose writes can be queued only once the step is committed), so it may come
+                # first.
                 inserts = [values for statement, values in batch if statement is INSERT]
                 if inserts:
                     db.executemany(INSERT, inserts)
@@ -578,8 +596,14 @@ class SqliteStore:
                         batch = [op for op in batch if op[0] is not INSERT]
                     else:
                         batch = []
+                steps: list[ScheduleStep] = []
                 for statement, run in itertools.groupby(batch, key=operator.itemgetter(0)):
-                    db.executemany(statement, [values for _, values in run])
+                    if statement is SCHEDULE_STEP:
+                        steps.extend(values[0] for _, values in run)
+                    else:
+                        db.executemany(statement, [values for _, values in run])
+                for step in steps:
+                    step.apply(db)
                 db.execute("COMMIT")
             except BaseException:
                 if db.in_transaction:  # SQLite may have rolled back already (a full disk)
@@ -649,6 +673,88 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise self._error("cannot prune", exc) from None
             return cursor.rowcount
+
+    # -- periodic schedules (the ScheduleBook protocol) ------------------------------------
+
+    async def load_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, sorted by name, after every write queued before this call is done
+        (committed or failed): a listing taken after a declaration or a tick shows it.
+
+        Raises:
+            StoreError: the store is closed, or cannot be read.
+        """
+        with contextlib.suppress(StoreError):  # those writes' own waiters get their error
+            await self.flush()
+        reader = self._reader
+        if reader is None:
+            raise StoreError(f"{self.url} is closed")
+        try:
+            rows = reader.execute(
+                f"SELECT {SCHEDULE_COLUMNS} FROM schedules ORDER BY name"
+            ).fetchall()
+        except sqlite3.Error as exc:
+            raise self._error("cannot read", exc) from None
+        return [to_schedule(row) for row in rows]
+
+    async def declare_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
+        """Keep ``record`` unless a schedule of its name has an equal definition; return the
+        schedule kept (see ``ScheduleBook``), durable before this returns. As :meth:`wait`, a
+        cancellation is delivered after the commit.
+
+        Raises:
+            StoreError: the write failed: nothing was changed.
+        """
+        step = Declare(record)
+        await self._run_step(step)
+        assert step.result is not None
+        return step.result
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Remove the schedule ``name`` (durable before this returns); ``False`` if there was
+        none.
+
+        Raises:
+            StoreError: the write failed: nothing was removed.
+        """
+        step = Remove(name)
+        await self._run_step(step)
+        return step.result
+
+    async def fire(
+        self, before: ScheduleRecord, after: ScheduleRecord, job: JobRecord | None
+    ) -> ScheduleRecord | None:
+        """A tick's step, in one transaction (see ``ScheduleBook.fire``): if the schedule is
+        still ``before`` (its definition, anchor and ``handled_until``), write ``after`` and
+        insert ``job`` (numbered here, as :meth:`add` numbers a job: ``job.seq``); return
+        ``after``. Otherwise write nothing and return the schedule kept (``None``: removed;
+        ``job.seq`` is 0 again). Durable before this returns, and after every write queued
+        before it; as :meth:`wait`, a cancellation is delivered after the commit. The overlap
+        rule is the pool's (its jobs are all in this process): the store does not check it.
+
+        Raises:
+            StoreError: the write failed: neither the schedule nor the job was written.
+        """
+        if job is not None:
+            job.seq = self._next_seq  # on the loop's thread, as in add
+            self._next_seq += 1
+        step = Fire(before, after, job)
+        stored = False
+        try:
+            await self._run_step(step)
+            stored = step.fired
+        finally:
+            if job is not None and not stored:
+                job.seq = 0  # not on record
+        return step.result
+
+    async def _run_step(self, step: ScheduleStep) -> None:
+        """Queue ``step`` behind every write queued so far (at once, before any checkpoint)
+        and wait until the commit that makes it is done.
+
+        Raises:
+            StoreError: that commit failed (the step was rolled back with it).
+        """
+        await self.wait(self._enqueue((SCHEDULE_STEP, (step,))))
 
     def _error(self, what: str, exc: sqlite3.Error) -> StoreError:
         return StoreError(f"{self.url}: {what}: {exc}")
