@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from ._config import PoolConfig
-from ._errors import JobNotFound, JobNotRegistered, PoolClosed
+from ._errors import JobNotFound, JobNotRegistered, PoolClosed, StoreError
 from ._intake import Intake
 from ._job import JobHandle, RecordedJob
 from ._journal import Journal
@@ -38,6 +38,10 @@ __all__ = ["Periodic"]
 logger = logging.getLogger("trio_jobpool")
 
 _INF: Final = math.inf
+# After a step the book could not make (StoreError), the timer tries again after this many
+# seconds, doubled at each failure in a row up to the maximum.
+_RETRY_FIRST: Final = 0.1
+_RETRY_MAX: Final = 10.0
 
 
 class Periodic(Intake):
@@ -63,6 +67,8 @@ class Periodic(Intake):
         self._ticker_scope = runtime.CancelScope()
         self._ticker_target = _INF
         self._unfirable: set[str] = set()  # stored schedules whose job is not registered here
+        self._fire_failures = 0  # steps in a row the book could not make
+        self._ticker_resume = -_INF  # no step before this time (pool clock): see _fire_failed
 
     def _schedule_book(self) -> ScheduleBook:
         """Hook: where this pool keeps its schedules. Here: the store, if it keeps schedules,
@@ -258,7 +264,7 @@ class Periodic(Intake):
         else:
             rule = rule_of(record)
         self._plans[record.name] = (record, rule)
-        due = record.next_run - self._wall_offset
+        due = max(record.next_run - self._wall_offset, self._ticker_resume)
         if due < self._ticker_target:
             self._ticker_target = self._ticker_scope.deadline = due
 
@@ -284,6 +290,7 @@ class Periodic(Intake):
                 (record.next_run - self._wall_offset for record, _ in self._plans.values()),
                 default=_INF,
             )
+            target = max(target, self._ticker_resume)
             self._ticker_scope.deadline = self._ticker_target = target
 
     def _adopt_stored(self, record: ScheduleRecord) -> None:
@@ -320,7 +327,12 @@ class Periodic(Intake):
                         skipped=after.skipped + 1,
                     )
             job_record = job._record if isinstance(job, RecordedJob) else None
-            kept = await self._book.fire(record, after, job_record)
+            try:
+                kept = await self._book.fire(record, after, job_record)
+            except StoreError as exc:
+                self._fire_failed(name, exc)
+                return  # the timer tries again after a backoff; the tick is not lost
+            self._fire_failures = 0
             if job is not None and step.tick is not None and kept == after:
                 # It fired: its job is accepted (with a store, on record), even if the schedule
                 # was declared anew or removed while the step was being made.
@@ -331,6 +343,20 @@ class Periodic(Intake):
                 del self._plans[name]
                 continue
             self._adopt(kept)
+
+    def _fire_failed(self, name: str, exc: StoreError) -> None:
+        """The book could not make a step (the store fails): log it, and let the timer try
+        again after a backoff (0.1 s, doubled at each failure in a row, at most 10 s). Nothing
+        of the step was made, or (Redis, an unknown outcome) the next try finds it made."""
+        delay = min(_RETRY_MAX, _RETRY_FIRST * 2**self._fire_failures)
+        self._fire_failures += 1
+        self._ticker_resume = self._now() + delay
+        logger.warning(
+            "schedule %r: its tick could not be fired (%s); trying again in %g s",
+            name,
+            exc,
+            delay,
+        )
 
     def _is_live(self, job_id: str) -> bool:
         return self._key(job_id) in self._live

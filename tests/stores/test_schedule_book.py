@@ -304,3 +304,33 @@ def test_a_tick_that_fired_runs_even_if_its_schedule_changed_meanwhile(
         assert board.started == ["first"]
 
     run_virtual(backend, main)
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_a_tick_the_store_cannot_take_is_tried_again_not_lost(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """While the store fails, a tick's step fails: the pool logs it and tries again after a
+    backoff (0.1, 0.2, 0.4 … s); once the store commits again, the tick fires, once. The pool
+    does not end. (In virtual time.)"""
+
+    async def main() -> None:
+        store = MemoryStore()
+        with anyio.fail_after(1000):
+            async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+                await pool.schedule("s", note, "tick", every=10)
+                store.failing = True
+                await anyio.sleep(10.65)  # the step at 10 and the tries at 10.1, 10.3 fail
+                assert [s.runs for s in await pool.schedules()] == [0]
+                store.failing = False
+                await board.wait_started("tick")  # the try at 10.7
+                schedule = (await pool.schedules())[0]
+                assert (schedule.runs, schedule.skipped) == (1, 0)
+                await pool.unschedule("s")
+                await pool.join()
+        assert board.started == ["tick"]
+
+    with caplog.at_level("WARNING", logger="trio_jobpool"):
+        run_virtual(backend, main)
+    tries = [r.getMessage() for r in caplog.records if "could not be fired" in r.getMessage()]
+    assert [t.rsplit("again in ", 1)[1] for t in tries] == ["0.1 s", "0.2 s", "0.4 s"]
