@@ -218,10 +218,12 @@ class Attempts(PoolCore):
             self._attempt_ended(job, reason.kind.status, None, cause=exc)
             return
         policy = job._retry
-        # An attempt a crash or a shutdown cut short is counted in attempts, not as a failure.
+        # An attempt a crash or a shutdown cut short, or that deferred the job (Defer), is
+        # counted in attempts, not as a failure.
         failures = job._attempts
         if isinstance(job, RecordedJob):
-            failures -= job._record.crashes + job._record.interrupted
+            record = job._record
+            failures -= record.crashes + record.interrupted + record.deferrals
         if policy is not None and not self._stopping and policy.should_retry(failures, exc):
             self._schedule_retry(job, exc, policy.delay(job._attempts, self._rng))
             return

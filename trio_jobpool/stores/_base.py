@@ -56,6 +56,7 @@ class JobRecord:
     attempts: int = 0
     crashes: int = 0  # attempts cut short by a crash of the process running them
     interrupted: int = 0  # attempts cut short by a pool's shutdown (not failures either)
+    deferrals: int = 0  # attempts that ended with Defer (not failures either)
     progress: float = 0.0
     progress_message: str | None = None
     result: Any = None
