@@ -65,5 +65,6 @@ def invariant_holds(stats: Any) -> bool:
         + stats.total_cancelled
         + stats.total_timed_out
         + stats.queued_tasks
+        + stats.scheduled_tasks
         + stats.active_workers
     )

@@ -399,7 +399,7 @@ class Link(SharedEnds):
             options = {"timeout": record.timeout, "retry": record.retry}
             delay_ms = None
             if job._status is _SCHEDULED:  # due at _due_m: how long from now, on Redis's clock
-                delay_ms = max(0, round((job._due_m - now) * 1000))  # type: ignore[operator]
+                delay_ms = max(0, math.ceil((job._due_m - now) * 1000))  # type: ignore[operator]
             jobs.append(
                 NewJob(record.job_id, record.name, record.args, record.priority, options, delay_ms)
             )

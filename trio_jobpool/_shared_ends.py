@@ -6,6 +6,7 @@ with the queue, deferred, retried), and the handle of a job submitted here that 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final
 
 from ._errors import (
@@ -156,7 +157,7 @@ class SharedEnds(Leases):
         fields: Fields = {}
         if job._exec_time is not None:
             fields["exec_time"] = job._exec_time
-        delay_ms = max(0, round(delay * 1000))
+        delay_ms = math.ceil(delay * 1000)  # (never due early: see the scripts' due_after)
         self._out.retries.add((job.job_id, delay_ms, fields, True))
         if delay_ms and self._remote.get(job._key) is job:
             self._follow_scheduled(job, now + delay)
@@ -199,6 +200,7 @@ class SharedEnds(Leases):
         record = record_from_fields(job_id, fields)
         if not JobStatus(record.status).ended:
             if record.status == "scheduled" and record.seq == job._record.seq:
+                self._apply_live(job, record)
                 self._follow_scheduled(job, self._due_of_record(record))
                 self._notify()  # join: a job no longer waited for
             return  # else submitted again since (an ended id may be reused)

@@ -23,6 +23,7 @@ def invariant_holds(stats: PoolStats) -> bool:
         + stats.total_cancelled
         + stats.total_timed_out
         + stats.queued_tasks
+        + stats.scheduled_tasks
         + stats.active_workers
     )
 

@@ -153,6 +153,12 @@ local function enter(id)
   redis.call('ZADD', prefix .. ':waiting', priority, member(place, id))
 end
 
+-- When a job given a delay (ms, > 0) at now is due: now_ms() rounds the server's time down,
+-- so one ms more, and a job is never due before its delay has passed.
+local function due_after(now, delay)
+  return now + delay + 1
+end
+
 -- The job (submitted as number seq) waits in {q}:scheduled until due (ms, server time).
 local function schedule(id, seq, due)
   redis.call('HSET', job_key(id), 'status', 'scheduled', 'scheduled_for', due / 1000)
@@ -444,7 +450,7 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
                'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
                'submitter', ARGV[2])
     if delay > 0 then
-      local due = now + delay
+      local due = due_after(now, delay)
       later[#later+1] = {id, seq, due}
       if nearest == nil or due < nearest then
         nearest = due
@@ -517,6 +523,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', key, 'deferrals', 1)
       if r[2] > 0 then
         local job = redis.call('HMGET', key, 'seq', 'submitter')
+        due = due_after(now, r[2])
         schedule(id, job[1], due)
         if nearest == nil or due < nearest then
           nearest = due
