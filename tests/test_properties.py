@@ -1,6 +1,6 @@
-"""Property-based tests: random programs of submit/cancel/fail/timeout/resize keep every promise,
-on every store: in memory, SQLite (a file per example) and Redis (the module's server, a queue
-per example, so that examples are independent).
+"""Property-based tests: random programs of submit (now or later)/cancel/fail/timeout/defer/resize
+keep every promise, on every store: in memory, SQLite (a file per example) and Redis (the
+module's server, a queue per example, so that examples are independent).
 
 The in-memory pool runs on Trio's virtual clock; the stores run on the real one (their threads
 and sockets are not on the event loop's clock, and the jobs' timeouts and backoffs are about a
@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from trio_jobpool import (
+    Defer,
     JobNotFound,
     JobPool,
     JobRegistry,
@@ -46,6 +47,7 @@ class State:
     def __init__(self) -> None:
         self.events: list[anyio.Event] = []
         self.flaky_calls: dict[int, int] = {}
+        self.deferred: set[int] = set()
         self.started: list[int] = []
         self.gate: anyio.Event | None = None
         self.blocking: anyio.Event | None = None
@@ -67,6 +69,9 @@ async def program_job(index: int, behaviour: str) -> str:
         state.flaky_calls[index] = state.flaky_calls.get(index, 0) + 1
         if state.flaky_calls[index] == 1:
             raise ValueError(index)
+    if behaviour == "defer" and index not in state.deferred:
+        state.deferred.add(index)
+        raise Defer(0.002)  # once: its next attempt returns
     return behaviour
 
 
@@ -108,10 +113,12 @@ async def view(pool: JobPool) -> PoolStats:
     return await pool.cluster_stats()
 
 
-behaviours = st.sampled_from(["ok", "fail", "block", "timeout", "flaky"])
+behaviours = st.sampled_from(["ok", "fail", "block", "timeout", "flaky", "defer"])
 operations = st.lists(
     st.one_of(
         st.tuples(st.just("submit"), st.integers(-2, 5), behaviours),
+        # a job due later (seconds: the pool's clock in memory, Redis's on Redis)
+        st.tuples(st.just("later"), st.integers(-2, 5), behaviours, st.sampled_from([0.001, 0.02])),
         st.tuples(st.just("cancel"), st.integers(0, 60)),
         st.tuples(st.just("release"), st.integers(0, 60)),
         st.tuples(st.just("resize"), st.integers(1, 5)),
@@ -151,8 +158,9 @@ async def _program(
     ) as pool:
         for op in ops:
             kind = op[0]
-            if kind == "submit":
-                _, priority, behaviour = op
+            if kind in ("submit", "later"):
+                priority, behaviour = op[1], op[2]
+                delay = op[3] if kind == "later" else None
                 index = len(events)
                 events.append(anyio.Event())
                 try:
@@ -163,8 +171,10 @@ async def _program(
                         priority=priority,
                         timeout=0.001 if behaviour == "timeout" else None,
                         retry=policy if behaviour == "flaky" else RetryPolicy(max_attempts=1),
+                        delay=delay,
                     )
                 except QueueFull:
+                    assert delay is None  # a job due later is never refused for want of room
                     events.pop()
                     continue
                 handles.append((handle, behaviour))
@@ -189,7 +199,10 @@ async def _program(
             assert invariant_holds(await view(pool))
         for event in events:
             event.set()
-        await pool.join()
+        await pool.join()  # (not for jobs still scheduled: their handles tell when they end)
+        with anyio.fail_after(30):
+            for handle, _ in handles:
+                await handle.wait()
         stats = await view(pool)
         if distributed:
             # Counted are the jobs Redis had: submit_nowait sends with the next round trip,
@@ -207,6 +220,7 @@ async def _program(
     assert invariant_holds(stats)
     assert stats.total_submitted == len(handles)
     assert stats.queued_tasks == 0
+    assert stats.scheduled_tasks == 0
     assert stats.active_workers == 0
     by_status: dict[JobStatus, int] = {}
     for handle, behaviour in handles:
