@@ -71,6 +71,11 @@ class DistributedPool(Link):
       the invariant holds for ``await cluster_stats()``.
     * Leaving the block (``stop``) drains the jobs running here, not the shared queue: jobs
       that wait in Redis stay there for the other processes (or the next pool).
+    * Jobs due later (``delay=``, ``at=``, ``Defer``) are scheduled in Redis, due on Redis's
+      clock; whichever process claims first once they are due lets them into the queue.
+      ``stats().scheduled_tasks`` is 0 (no process holds a scheduled job);
+      ``cluster_stats().scheduled_tasks`` counts them all; ``scheduled_jobs()`` lists those
+      this process submitted (docs/distributed.md, "Later jobs").
     """
 
     @property

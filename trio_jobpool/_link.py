@@ -423,7 +423,7 @@ class Link(SharedEnds):
                 job._record.seq = seq
                 self._counters.submitted += 1
                 if new.delay_ms:  # scheduled in Redis: the handle follows it
-                    self._follow_scheduled(job, now + new.delay_ms / 1000)
+                    self._follow_scheduled(job, job._due_m)  # type: ignore[arg-type]
                 elif new.delay_ms == 0:  # due already: it entered the queue
                     job._status = _QUEUED
                 self._submit_answer(submission, True)

@@ -336,49 +336,54 @@ local function end_jobs(owner, ends, now)
   return done
 end
 
--- Retries that are due go back to the waiting set, in their place; scheduled jobs that are
--- due enter it, in due order (and submission order among equal due times). At most PROMOTE
--- of each per call: a claim's reply then says the next is due at once (0 ms).
+-- Let in the jobs of one due set that are due by now, earliest first, at most PROMOTE (a
+-- claim's answer then says the next is due at once): a retry ({q}:retrying, members are ids)
+-- goes back to its place in the waiting set, a scheduled job ({q}:scheduled, members as in the
+-- waiting set) enters it (and among equal due times in submission order). Return when the
+-- earliest job left is due (ms), or nil. Nothing due, the common case: one command.
 local PROMOTE = 1000
-local function promote_due(now)
-  local retrying = prefix .. ':retrying'
-  local due = redis.call('ZRANGEBYSCORE', retrying, '-inf', now, 'LIMIT', 0, PROMOTE)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', retrying, id)
-    requeue(id)
+local function promote_set(name, now, scheduled)
+  local set = prefix .. name
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  elseif tonumber(first[2]) > now then
+    return tonumber(first[2])
   end
-  local scheduled = prefix .. ':scheduled'
-  due = redis.call('ZRANGEBYSCORE', scheduled, '-inf', now, 'LIMIT', 0, PROMOTE)
-  if #due > 0 then
-    zrem_all(scheduled, due)
-    for _, m in ipairs(due) do
+  local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, PROMOTE)
+  zrem_all(set, due)
+  for _, m in ipairs(due) do
+    if scheduled then
       enter(string.sub(m, 18))
+    else
+      requeue(m)
     end
   end
+  first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  end
+  return tonumber(first[2])
 end
 
--- In how many ms the next retry or scheduled job is due (0: due now; -1: none).
-local function next_due(now)
-  local soonest = -1
-  for _, set in ipairs({':retrying', ':scheduled'}) do
-    local first = redis.call('ZRANGE', prefix .. set, 0, 0, 'WITHSCORES')
-    if #first > 0 then
-      local wait = math.max(0, tonumber(first[2]) - now)
-      if soonest < 0 or wait < soonest then
-        soonest = wait
-      end
-    end
+-- Let in the retries and scheduled jobs that are due (promote_set); return when the next of
+-- either is due (ms), or nil.
+local function promote_due(now)
+  local retry = promote_set(':retrying', now, false)
+  local scheduled = promote_set(':scheduled', now, true)
+  if retry == nil or (scheduled ~= nil and scheduled < retry) then
+    return scheduled
   end
-  return soonest
+  return retry
 end
 
 -- Put due retries back in their place and let due scheduled jobs in (promote_due), pop up to
 -- count jobs for owner with a lease each, as one JSON list of [id, name, args, priority,
 -- options, attempts, crashes, seq, interrupted, submitted_at, retry_at, scheduled_for,
 -- deferrals] (built from the stored JSON text as it is, not decoded and encoded again); also
--- say in how many ms the next retry or scheduled job is due (next_due).
+-- say in how many ms the next retry or scheduled job is due (0: more are due now; -1: none).
 local function claim(owner, count, lease, now)
-  promote_due(now)
+  local soonest = promote_due(now)
   local out = {}
   if count > 0 then
     local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
@@ -406,7 +411,11 @@ local function claim(owner, count, lease, now)
   end
   register_idle(owner, count - #out)
   wake()
-  return '[' .. table.concat(out, ',') .. ']', next_due(now)
+  local due_in = -1
+  if soonest then
+    due_in = math.max(0, soonest - now)
+  end
+  return '[' .. table.concat(out, ',') .. ']', due_in
 end
 """
 
