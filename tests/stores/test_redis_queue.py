@@ -318,9 +318,9 @@ async def _until_due(queue: RedisQueue, owner: str = "timer") -> list[str]:
     the scripts cannot fake), then claim nothing: the call that lets due jobs in. Return the
     ids the waiting set then holds, in the order claims would take them."""
     _, due_in = await queue.claim(owner, 0, lease_ms=10_000)
-    assert due_in is not None
-    await anyio.sleep(due_in / 1000 + 0.005)
-    await queue.claim(owner, 0, lease_ms=10_000)
+    if due_in is not None:  # (else every one was due already, and is in)
+        await anyio.sleep(due_in / 1000 + 0.005)
+        await queue.claim(owner, 0, lease_ms=10_000)
     members = await queue.client.zrange(f"{queue.prefix}:waiting", 0, -1)
     return [str(m)[17:] for m in members]
 
@@ -355,6 +355,26 @@ async def test_a_scheduled_job_waits_beyond_the_bound_and_enters_behind_its_prio
     assert s.ready_at == s.scheduled_for  # its wait counts from its due time
     read = await queue.stats(1000)
     assert (read.waiting, read.scheduled, read.running) == (0, 0, 4)
+
+
+async def test_a_job_that_came_due_is_cancelled_and_given_back_by_its_new_place(
+    queue: RedisQueue,
+) -> None:
+    await queue.submit([job("s", delay_ms=5), job("t", delay_ms=5)], None)
+    await queue.submit([job("a"), job("b")], None)
+    assert await _until_due(queue) == ["a", "b", "s", "t"]
+    assert await queue.cancel("s") == "cancelled"  # found in the waiting set by its place
+    claimed, _ = await queue.claim("p1", 1, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["a"]
+    assert await queue.give_back("p1", [("a", True, {}, False)], 3) == ["a"]  # its own place
+    claimed, _ = await queue.claim("p2", 5, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["a", "b", "t"]  # s never comes back
+    assert await queue.give_back("p2", [("t", False, {}, False)], 3) == ["t"]
+    await queue.submit([job("c")], None)
+    claimed, _ = await queue.claim("p3", 5, lease_ms=10_000)
+    assert [c.job_id for c in claimed] == ["t", "c"]  # t's place was taken before c came
+    read = await queue.stats(1000)
+    assert (read.waiting, read.running, read.counters["cancelled"]) == (0, 4, 1)
 
 
 async def test_due_jobs_are_let_in_once_in_batches_in_due_order(queue: RedisQueue) -> None:

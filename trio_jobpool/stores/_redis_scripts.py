@@ -714,9 +714,9 @@ CANCEL: Final = (
     _LIB
     + """
 local id = ARGV[1]
-local job = redis.call('HMGET', job_key(id), 'status', 'seq')
+local job = redis.call('HMGET', job_key(id), 'status', 'seq', 'place')
 if job[1] == 'queued' then
-  redis.call('ZREM', prefix .. ':waiting', member(job[2], id))
+  redis.call('ZREM', prefix .. ':waiting', member(job[3] or job[2], id))  -- (see requeue)
   room()
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
