@@ -165,20 +165,22 @@ local function schedule(id, seq, due)
   redis.call('ZADD', prefix .. ':scheduled', due, member(seq, id))
 end
 
--- When the earliest scheduled job is due (ms, server time), or nil if none is scheduled.
-local function earliest_scheduled()
-  local first = redis.call('ZRANGE', prefix .. ':scheduled', 0, 0, 'WITHSCORES')
-  if #first == 0 then
-    return nil
+-- Schedule the jobs of later, a list of {id, seq, due}; if the earliest of them is due before
+-- every job scheduled so far, tell every process, so that their timers move to it (due:<ms
+-- from now>; see docs/distributed.md, "Later jobs").
+local function schedule_all(later, now)
+  if #later == 0 then
+    return
   end
-  return tonumber(first[2])
-end
-
--- A script scheduled jobs, the earliest of them due at nearest (nil: none): if that is
--- earlier than every job scheduled before it (before: the earliest then, nil if none), tell
--- every process, so that their timers move to it (see docs/distributed.md, "Later jobs").
-local function announce_due(before, nearest, now)
-  if nearest and (before == nil or nearest < before) then
+  local first = redis.call('ZRANGE', prefix .. ':scheduled', 0, 0, 'WITHSCORES')
+  local nearest = nil
+  for _, s in ipairs(later) do
+    schedule(s[1], s[2], s[3])
+    if nearest == nil or s[3] < nearest then
+      nearest = s[3]
+    end
+  end
+  if #first == 0 or nearest < tonumber(first[2]) then
     publish('due:' .. math.max(0, nearest - now))
   end
 end
@@ -437,8 +439,6 @@ local seq_key = prefix .. ':seq'
 local first_seq = tonumber(redis.call('GET', seq_key) or '0')
 local seq = first_seq
 local out, members, later = {}, {}, {}
-local before = earliest_scheduled()
-local nearest = nil
 for _, job in ipairs(cjson.decode(ARGV[3])) do
   local id, name, args, priority, options, delay = job[1], job[2], job[3], job[4], job[5], job[6]
   local key = job_key(id)
@@ -459,11 +459,7 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
                'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
                'submitter', ARGV[2])
     if delay > 0 then
-      local due = due_after(now, delay)
-      later[#later+1] = {id, seq, due}
-      if nearest == nil or due < nearest then
-        nearest = due
-      end
+      later[#later+1] = {id, seq, due_after(now, delay)}
     else
       if delay == 0 then  -- due already: it entered as it came, at the end of its priority
         redis.call('HSET', key, 'scheduled_for', now / 1000)
@@ -481,13 +477,10 @@ if seq > first_seq then
     local last = math.min(i + 2 * SLICE - 1, #members)
     redis.call('ZADD', prefix .. ':waiting', unpack(members, i, last))
   end
-  for _, s in ipairs(later) do
-    schedule(s[1], s[2], s[3])
-  end
+  schedule_all(later, now)
   redis.call('HINCRBY', prefix .. ':stats', 'submitted', seq - first_seq)
 end
 wake()
-announce_due(before, nearest, now)
 return {out, waiting}
 """
 )
@@ -514,9 +507,7 @@ RETRY: Final = (
     _LIB
     + """
 local owner, now = ARGV[1], now_ms()
-local done, cancelled, entered, by = {}, {}, 0, {}
-local before = earliest_scheduled()
-local nearest = nil
+local done, cancelled, entered, later, by = {}, {}, 0, {}, {}
 for _, r in ipairs(cjson.decode(ARGV[2])) do
   local id, due, deferred = r[1], now + r[2], r[4] == 1
   if holds(id, owner) then
@@ -532,11 +523,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
       redis.call('HINCRBY', key, 'deferrals', 1)
       if r[2] > 0 then
         local job = redis.call('HMGET', key, 'seq', 'submitter')
-        due = due_after(now, r[2])
-        schedule(id, job[1], due)
-        if nearest == nil or due < nearest then
-          nearest = due
-        end
+        later[#later+1] = {id, job[1], due_after(now, r[2])}
         local who = job[2] or ''
         if who ~= owner then
           by[who] = by[who] or {}
@@ -554,7 +541,7 @@ end
 if entered > 0 then
   wake()
 end
-announce_due(before, nearest, now)
+schedule_all(later, now)
 for who, ids in pairs(by) do
   redis.call('PUBLISH', prefix .. ':events:' .. who, 'scheduled:' .. cjson.encode(ids))
 end
