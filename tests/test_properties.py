@@ -1,7 +1,6 @@
 """Property-based tests: random programs of submit (now or later)/cancel/fail/timeout/defer/resize
-keep every promise,
-on every store: in memory, SQLite (a file per example) and Redis (the module's server, a queue
-per example, so that examples are independent).
+keep every promise, on every store: in memory, SQLite (a file per example) and Redis (the
+module's server, a queue per example, so that examples are independent).
 
 The in-memory pool runs in virtual time (``run_virtual``); the stores run on the real clock
 (their threads and sockets are not on the event loop's clock, and the jobs' timeouts, backoffs
@@ -41,7 +40,7 @@ BACKENDS = ["trio", "asyncio"]
 # examples per backend: the stores' pools open a file or a Redis connection per example
 EXAMPLES = {"memory": 60, "sqlite": 20, "redis": 20}
 # the stores whose pools take delay= and Defer in these programs
-SCHEDULING = {"memory", "sqlite"}
+SCHEDULING = {"memory", "sqlite", "redis"}
 
 registry = JobRegistry()
 
@@ -205,6 +204,7 @@ async def _program(
                         delay=delay,
                     )
                 except QueueFull:
+                    assert delay is None  # a job due later is never refused for want of room
                     events.pop()
                     continue
                 handles.append((handle, behaviour))

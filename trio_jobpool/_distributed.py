@@ -10,8 +10,9 @@ service tasks of :mod:`._link`; leases and fencing are in :mod:`._leases`, how j
 from __future__ import annotations
 
 import datetime
+import heapq
 from collections.abc import Awaitable, Callable, Iterator
-from typing import Any, TypeVar, TypeVarTuple
+from typing import Any, Final, TypeVar, TypeVarTuple
 
 import anyio
 
@@ -24,6 +25,7 @@ from ._errors import (
 from ._job import (
     CANCELLED,
     JobHandle,
+    JobStatus,
     RecordedJob,
 )
 from ._link import ROOM, Link
@@ -42,6 +44,13 @@ __all__ = ["DistributedPool"]
 
 T = TypeVar("T")
 Ts = TypeVarTuple("Ts")
+
+_SCHEDULED: Final = JobStatus.SCHEDULED
+
+
+def _due(job: JobHandle[Any]) -> float:
+    assert job._due_m is not None
+    return job._due_m
 
 
 class DistributedPool(Link):
@@ -62,6 +71,11 @@ class DistributedPool(Link):
       the invariant holds for ``await cluster_stats()``.
     * Leaving the block (``stop``) drains the jobs running here, not the shared queue: jobs
       that wait in Redis stay there for the other processes (or the next pool).
+    * Jobs due later (``delay=``, ``at=``, ``Defer``) are scheduled in Redis, due on Redis's
+      clock; whichever process claims first once they are due lets them into the queue.
+      ``stats().scheduled_tasks`` is 0 (no process holds a scheduled job);
+      ``cluster_stats().scheduled_tasks`` counts them all; ``scheduled_jobs()`` lists those
+      this process submitted (docs/distributed.md, "Later jobs").
     """
 
     @property
@@ -86,13 +100,18 @@ class DistributedPool(Link):
         is not interrupted by a cancellation once the job has been handed to the link (the
         cancellation is delivered at the caller's next checkpoint): returned means queued.
 
+        With ``delay`` or ``at`` (a due time in the future), the job is scheduled in Redis:
+        it never waits for room; Redis lets it into the queue when it is due, on Redis's
+        clock (the time from now until the due time, as this process counts it, is what
+        Redis waits from when it has the job; docs/distributed.md, "Later jobs").
+
         Raises:
             PoolClosed, DuplicateJob, TypeError, ValueError: as for a pool in memory.
             StoreError: Redis cannot be reached.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
-        if self._due_of(delay, at) is not None:
-            raise ValueError("delay and at are not yet available on a distributed pool")
+        if delay is not None or at is not None:
+            self._later(job, self._due_of(delay, at))
         await self._runtime.checkpoint_before()
         assert isinstance(job, RecordedJob)
         while True:
@@ -124,15 +143,17 @@ class DistributedPool(Link):
 
         Raises:
             QueueFull: by the latest count from Redis (plus the submits not yet sent), the
-                queue is full.
+                queue is full. Never for a job due in the future.
             PoolClosed, DuplicateJob (of a job this process knows), TypeError, ValueError.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
-        if self._due_of(delay, at) is not None:
-            raise ValueError("delay and at are not yet available on a distributed pool")
+        if delay is not None or at is not None:
+            self._later(job, self._due_of(delay, at))
         assert isinstance(job, RecordedJob)
         self._check_submittable(job)
-        if self._waiting_estimate + len(self._out.submits) >= self._bound:
+        if job._status is not _SCHEDULED and (
+            self._waiting_estimate + len(self._out.submits) >= self._bound
+        ):
             raise QueueFull(
                 f"cannot accept job {job.job_id!r}: about {self._waiting_estimate} jobs are "
                 f"waiting in Redis (queue_size + max_pending = {self._bound})"
@@ -141,6 +162,14 @@ class DistributedPool(Link):
         self._out.submits.add(Submission(job, None, self._now()))
         self._wake_link()
         return job
+
+    def _later(self, job: JobHandle[Any], due: float | None) -> None:
+        """Make the new ``job`` one to schedule, due at ``due`` (pool clock), unless ``due`` is
+        ``None`` (not in the future: an ordinary submission). Redis takes it as due that long
+        after it has it (docs/distributed.md, "Later jobs")."""
+        if due is not None:
+            job._status = _SCHEDULED
+            job._due_m = due
 
     def close(self) -> None:
         super().close()
@@ -254,7 +283,11 @@ class DistributedPool(Link):
         if job is not None and key not in self._live:
             self._refresh(job, fields)
             return job
-        return self._job_from_record(record_from_fields(job_id, fields), key)
+        record = record_from_fields(job_id, fields)
+        snapshot = self._job_from_record(record, key)
+        if not JobStatus(record.status).ended:
+            self._apply_live(snapshot, record)  # its status (scheduled, ...) and due time
+        return snapshot
 
     async def cluster_stats(self) -> PoolStats:
         """Every process on this queue together, read from Redis in one round trip.
@@ -301,7 +334,7 @@ class DistributedPool(Link):
             active_workers=read.running,
             max_workers=sum(p.get("max_workers", 0) for p in processes),
             queued_tasks=read.waiting + read.retrying,
-            scheduled_tasks=0,  # no job of a distributed pool can be scheduled yet
+            scheduled_tasks=read.scheduled,
             average_exec_time=weighted("exec_total", exec_count),
             average_wait_time=weighted("wait_total", wait_count),
             exec_time_p50=largest("p50"),
@@ -309,12 +342,37 @@ class DistributedPool(Link):
             exec_time_p99=largest("p99"),
         )
 
+    def scheduled_jobs(self, limit: int | None = None) -> list[JobHandle[Any]]:
+        """The handles of the jobs this process submitted that are scheduled in Redis as far
+        as it knows (it follows them until they end; a job another process deferred is
+        announced to its submitter) and not yet due by this process's clock, earliest due
+        first (at most ``limit``). Jobs of other processes are not listed: ``aget`` reads
+        any job.
+
+        O(n log n) in those jobs: for views such as a dashboard, not for a hot path.
+        """
+        now = self._now()
+        jobs = (job for job in self._scheduled.values() if _due(job) > now)
+        if limit is None:
+            return sorted(jobs, key=_due)
+        return heapq.nsmallest(limit, jobs, key=_due)
+
     def _busy(self) -> bool:
-        return bool(self._live or self._remote or self._pending_writes())
+        """Whether ``join`` waits: a job runs here, Redis has news to hear, or a job submitted
+        here is live and not scheduled (as far as this process knows), or scheduled and due."""
+        if self._live or self._pending_writes():
+            return True
+        scheduled = self._scheduled  # a subset of _remote
+        if len(self._remote) > len(scheduled):
+            return True
+        now = self._now()
+        return any(_due(job) <= now for job in scheduled.values())
 
     async def join(self) -> None:
         """Wait until every job this process submitted has ended (wherever it ran), no job
-        runs here, and Redis has been told everything. A checkpoint.
+        runs here, and Redis has been told everything. A checkpoint. Jobs that are scheduled
+        (as far as this process knows: see :meth:`scheduled_jobs`) are not waited for, unless
+        their due time passes meanwhile.
 
         Raises:
             RuntimeError: called from inside one of this pool's own jobs.

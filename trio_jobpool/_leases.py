@@ -101,7 +101,13 @@ class Leases(JobPool):
         self._trip_due = False
         self._news = 0  # "new" messages so far; one may pass a claim in flight
         self._draining = False  # stop() began: no more claims
-        self._retry_due = math.inf  # when the next retry comes due (pool clock)
+        self._retry_due = math.inf  # when the next retry of this process comes due (pool clock)
+        # When the next retry or scheduled job in Redis is due (pool clock), as the latest claim
+        # or "due:" message said; then a claim lets it in, if a worker is free (see _link)
+        self._due_at = math.inf
+        # The handles of jobs submitted here that are scheduled in Redis as far as this process
+        # knows (a subset of _remote), by key
+        self._scheduled: dict[str | int, RecordedJob[Any]] = {}
         # The pool's own (native) events and scopes on the busy paths: AnyIO's wrappers cost
         # more than the rest of a trip's bookkeeping.
         self._wake = runtime.Event()
@@ -122,7 +128,7 @@ class Leases(JobPool):
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
         self._service_scope = anyio.CancelScope()
-        self._link_scope = runtime.CancelScope()  # the link's wait; its deadline: a retry due
+        self._link_scope = runtime.CancelScope()  # the link's wait; its deadline: a timer
         self._lost: BaseException | None = None  # the error while Redis is unreachable
 
     def _fence_deadline(self, job: JobHandle[Any]) -> float:
@@ -271,6 +277,13 @@ class Leases(JobPool):
 
     def _wake_link(self) -> None:
         self._wake.set()
+
+    def _wake_link_at(self, when: float) -> None:
+        """Have the link's wait end by ``when`` (pool clock) at the latest: a timer moved
+        nearer (a retry, a due time). The link sets its wait's deadline from ``_retry_due`` and
+        ``_due_at`` each time it waits; this moves the wait under way."""
+        if when < self._link_scope.deadline:
+            self._link_scope.deadline = when
 
     def _notify(self) -> None:
         if self._changed is not None:

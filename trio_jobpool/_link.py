@@ -3,12 +3,16 @@ process to Redis (``stores/_redis_queue.py``):
 
 * the *link* sends everything that waits to be sent (:mod:`._outbox`), in as few round trips as
   it can: the submits of every task that submitted since the last trip (one script call),
-  cancels, retries, the jobs handed back at shutdown, and then the ends of this process's jobs
-  together with a claim of as many waiting jobs as it has idle workers (one script call). It
-  sleeps on an event: something to send, a worker going idle while Redis has work ("new" on
-  pub/sub), or the next retry coming due (the only timer).
-* the *listener* follows the queue's pub/sub channel: new work, room in the queue, jobs that
-  ended (so the handles of jobs submitted here end too), and cancels of jobs running here.
+  cancels, retries and deferrals, the jobs handed back at shutdown, and then the ends of this
+  process's jobs together with a claim of as many waiting jobs as it has idle workers (one
+  script call). It sleeps on an event: something to send, a worker going idle while Redis has
+  work ("new" on pub/sub), or a timer: the next retry of this process coming due, or the next
+  retry or scheduled job in Redis coming due (its time comes with each claim, and from a
+  "due:" message when a job is scheduled earlier than any before it; docs/distributed.md,
+  "Later jobs").
+* the *listener* follows the queue's pub/sub channel: new work, room in the queue, due times,
+  jobs that ended or were deferred elsewhere (so the handles of jobs submitted here follow), and
+  cancels of jobs running here.
 * the *keeper* renews the leases of the jobs running here every third of the lease timeout
   and reaps lapsed leases (one process per interval does the work).
 
@@ -62,6 +66,7 @@ from .stores._redis_queue import (
     DUPLICATE,
     FULL,
     Claimed,
+    NewJob,
     QueueLost,
     never_sent,
     redis_errors,
@@ -73,6 +78,7 @@ T = TypeVar("T")
 
 _QUEUED: Final = JobStatus.QUEUED
 _RUNNING: Final = JobStatus.RUNNING
+_SCHEDULED: Final = JobStatus.SCHEDULED
 logger = logging.getLogger("trio_jobpool.distributed")
 
 _MAX_RECONNECT_DELAY: Final = 2.0  # the longest wait before a retry after Redis was lost
@@ -211,6 +217,7 @@ class Link(SharedEnds):
             await self._queue.keep_ended(self._redis.keep_ended)
             self._epoch_lost = None
             self._more = True
+            self._due_at = math.inf  # the lost queue's; the next claim tells the new one's
 
     def _queued(self) -> bool:
         """Whether anything but fetches waits for the link."""
@@ -252,13 +259,21 @@ class Link(SharedEnds):
         comes during a trip goes with the next one (docs/design.md says why)."""
         while True:
             with self._runtime.CancelScope() as scope:
-                scope.deadline = self._retry_due  # the next retry due; a trip may bring it nearer
+                # the timers (see _wake_link_at, which brings the deadline nearer meanwhile)
+                scope.deadline = min(self._retry_due, self._due_at)
                 self._link_scope = scope
                 await self._wake.wait()
-            if self._now() >= self._retry_due:
+            now = self._now()
+            if now >= self._retry_due:
                 self._retry_due = math.inf
                 self._more = True
                 self._trip_due = True  # the retry goes back to the queue even if no worker is free
+            if now >= self._due_at:
+                # Jobs are due in Redis: a claim lets them in, if a worker is free here (else
+                # this process has nothing to gain from them now: its next claim, or another
+                # process's, or the reaper, lets them in; docs/distributed.md, "Later jobs").
+                self._due_at = math.inf
+                self._more = True
             self._wake = self._runtime.Event()
             if self._unsent():
                 await self._trip()
@@ -337,7 +352,7 @@ class Link(SharedEnds):
         sent, news = self._now(), self._news
         try:
             with self._out.ends.sending() as ends:
-                recorded, claimed, next_retry = await self._queue.end_and_claim(
+                recorded, claimed, next_due = await self._queue.end_and_claim(
                     self._owner, ends, count, self._lease_ms
                 )
         finally:
@@ -347,12 +362,21 @@ class Link(SharedEnds):
             if self._live.get(self._key(job_id)) is None:  # else it was claimed here again
                 self._leases.pop(job_id, None)
         self._uncount_refused(ends, recorded)
+        if next_due is not None:
+            self._due_in(next_due)
         if count:
             self._more = len(claimed) == count or self._news != news
-            if next_retry is not None:
-                self._retry_due = min(self._retry_due, self._now() + next_retry / 1000)
-                self._link_scope.deadline = self._retry_due
             self._take_in(claimed, sent)
+
+    def _due_in(self, ms: int) -> None:
+        """Redis has a retry or scheduled job due in ``ms`` milliseconds (its clock, as of its
+        answer or message): the link claims then, if a worker is free. An earlier time this
+        process knew stays (a message may pass the answer of a claim): at worst a claim finds
+        nothing due, and its answer tells the next time."""
+        due = self._now() + ms / 1000
+        if due < self._due_at:
+            self._due_at = due
+            self._wake_link_at(due)
 
     async def _send_submits(self) -> None:
         """Send every waiting submit in one call and answer each submitter. If Redis lost
@@ -368,10 +392,17 @@ class Link(SharedEnds):
         if not submits:
             return
         jobs = []
+        now = self._now()
         for submission in submits:
-            record = submission.job._record
+            job = submission.job
+            record = job._record
             options = {"timeout": record.timeout, "retry": record.retry}
-            jobs.append((record.job_id, record.name, record.args, record.priority, options))
+            delay_ms = None
+            if job._status is _SCHEDULED:  # due at _due_m: how long from now, on Redis's clock
+                delay_ms = max(0, math.ceil((job._due_m - now) * 1000))  # type: ignore[operator]
+            jobs.append(
+                NewJob(record.job_id, record.name, record.args, record.priority, options, delay_ms)
+            )
         bound = None if math.isinf(self._bound) else int(self._bound)
         try:
             answers, self._waiting_estimate = await self._queue.submit(jobs, bound, self._owner)
@@ -382,14 +413,19 @@ class Link(SharedEnds):
             for submission in submits:
                 self._submit_answer(submission, self._submit_error(submission, exc))
             raise
-        for submission, seq in zip(submits, answers, strict=True):
+        for submission, new, seq in zip(submits, jobs, answers, strict=True):
             if seq == DUPLICATE:
                 self._submit_answer(submission, DuplicateJob(submission.job.job_id))
             elif seq == FULL:
                 self._submit_answer(submission, ROOM)
             else:
-                submission.job._record.seq = seq
+                job = submission.job
+                job._record.seq = seq
                 self._counters.submitted += 1
+                if new.delay_ms:  # scheduled in Redis: the handle follows it
+                    self._follow_scheduled(job, job._due_m)  # type: ignore[arg-type]
+                elif new.delay_ms == 0:  # due already: it entered the queue
+                    job._status = _QUEUED
                 self._submit_answer(submission, True)
 
     def _submit_answer(self, submission: Submission, answer: object) -> None:
@@ -428,13 +464,18 @@ class Link(SharedEnds):
                     seq=c.seq,
                 )
                 job = self._job_from_record(record, key)
+            else:
+                self._unfollow_scheduled(job)  # (if it was scheduled: it came due)
             record = job._record
             record.crashes, record.interrupted = c.crashes, c.interrupted
+            record.deferrals = c.deferrals
             if c.crashes or c.interrupted:
                 log_start_over(record, c.attempts)
             job._attempts = c.attempts - 1  # _start counts the attempt
             job._status = _QUEUED
-            job._ready_m = (c.retry_at or c.submitted_at) - self._wall_offset
+            job._ready_m = c.ready_at - self._wall_offset  # its wait runs from here
+            if c.scheduled_for is not None:
+                job._due_m = c.scheduled_for - self._wall_offset
             self._live[key] = job
             self._leases[c.job_id] = sent + self._lease
             self._counters.queued += 1
@@ -555,11 +596,14 @@ class Link(SharedEnds):
         elif data == "room":
             self._room.set()
             self._room = self._runtime.Event()
-        elif data.startswith("ended:"):
-            mine = [i for i in json.loads(data[6:]) if self._key(i) in self._remote]
+        elif data.startswith(("ended:", "scheduled:")):  # jobs submitted here: read them
+            ids = json.loads(data.partition(":")[2])
+            mine = [i for i in ids if self._key(i) in self._remote]
             if mine:
                 self._out.fetches.update(mine)
                 self._wake_link()
+        elif data.startswith("due:"):
+            self._due_in(int(data[4:]))
         elif data.startswith("cancel:"):
             job_id = data[7:]
             job = self._live.get(self._key(job_id))

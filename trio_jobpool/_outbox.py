@@ -60,7 +60,8 @@ class Batch(Generic[T]):
 
 
 class Submission:
-    """A submit waiting for the link to send it."""
+    """A submit waiting for the link to send it (a job to schedule is ``SCHEDULED``, its due
+    time in ``_due_m``)."""
 
     __slots__ = ("job", "slot")
 
@@ -74,7 +75,8 @@ class Outbox:
     """Everything a distributed pool has yet to send; each batch goes with the next trip.
 
     ``submits``: submissions (their submitters get an answer each); ``ends``:
-    ``(job_id, status, fields)``; ``retries``: ``(job_id, delay_ms, fields)``;
+    ``(job_id, status, fields)``; ``retries``: ``(job_id, delay_ms, fields, deferred)`` (a
+    retry's backoff, or a ``Defer``);
     ``give_backs``: ``(job_id, started, fields, stalled)``; ``cancels``: job ids; ``progress``:
     the latest progress of each running job, by id (newer replaces older); ``fetches``: ids of
     jobs submitted here whose end happened elsewhere and must be read.
@@ -85,7 +87,7 @@ class Outbox:
     def __init__(self) -> None:
         self.submits: Batch[Submission] = Batch()
         self.ends: Batch[tuple[str, str, Fields]] = Batch()
-        self.retries: Batch[tuple[str, int, Fields]] = Batch()
+        self.retries: Batch[tuple[str, int, Fields, bool]] = Batch()
         self.give_backs: Batch[tuple[str, bool, Fields, bool]] = Batch()
         self.cancels: Batch[str] = Batch()
         self.progress: dict[str, Fields] = {}

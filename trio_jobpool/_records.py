@@ -185,6 +185,7 @@ def record_from_fields(job_id: str, fields: dict[str, str]) -> JobRecord:
         attempts=int(fields.get("attempts") or 0),
         crashes=int(fields.get("crashes") or 0),
         interrupted=int(fields.get("interrupted") or 0),
+        deferrals=int(fields.get("deferrals") or 0),
         progress=number("progress") or 0.0,
         progress_message=fields.get("progress_message"),
         result=None if result is None else json.loads(result),
@@ -196,6 +197,7 @@ def record_from_fields(job_id: str, fields: dict[str, str]) -> JobRecord:
         finished_at=number("finished_at"),
         exec_time=number("exec_time"),
         retry_at=number("retry_at"),
+        scheduled_for=number("scheduled_for"),
         seq=int(fields.get("seq") or 0),
     )
 

@@ -1,10 +1,12 @@
 """How jobs end in a distributed pool: a job that ran here (its end goes to Redis with the
 link's next trip), one whose run here is not its end (fenced, handed back at shutdown, lost
-with the queue), and the handle of a job submitted here that ran elsewhere."""
+with the queue, deferred, retried), and the handle of a job submitted here that ran elsewhere
+(or is scheduled in Redis)."""
 
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, Final
 
 from ._errors import (
@@ -21,6 +23,7 @@ from ._job import (
 )
 from ._leases import Leases
 from ._records import apply_run, ended_outcome, error_fields, record_from_fields
+from .stores._base import JobRecord
 from .stores._redis_queue import (
     Fields,
 )
@@ -31,6 +34,7 @@ __all__ = ["SharedEnds"]
 _QUEUED: Final = JobStatus.QUEUED
 _RUNNING: Final = JobStatus.RUNNING
 _RETRYING: Final = JobStatus.RETRYING
+_SCHEDULED: Final = JobStatus.SCHEDULED
 _FENCES: Final = (CancelKind.FENCED, CancelKind.STALLED)  # kinds that hand the job back, fenced
 
 
@@ -105,8 +109,22 @@ class SharedEnds(Leases):
         ``join`` and ``cluster_stats`` look again."""
         if self._remote.get(job._key) is job:
             del self._remote[job._key]
+            self._unfollow_scheduled(job)
         super()._end(job, status, result, now, held)
         self._notify()
+
+    def _follow_scheduled(self, job: RecordedJob[Any], due: float) -> None:
+        """The handle of a job submitted here (in ``_remote``) learns that Redis has it
+        scheduled, due at ``due`` (pool clock)."""
+        job._status = _SCHEDULED
+        job._due_m = due
+        self._scheduled[job._key] = job
+
+    def _unfollow_scheduled(self, job: JobHandle[Any]) -> None:
+        """The handle of a job submitted here is no longer scheduled (as far as this process
+        knows): it ended, was claimed here, or Redis says so."""
+        if self._scheduled.get(job._key) is job:
+            del self._scheduled[job._key]
 
     def _end_here(
         self, job: RecordedJob[Any], status: JobStatus, result: Any, now: float | None = None
@@ -126,6 +144,28 @@ class SharedEnds(Leases):
         self._release(job)
         self._end_here(job, JobStatus.CANCELLED, NO_CAUSE)
 
+    def _defer(self, job: JobHandle[Any], delay: float) -> None:
+        """The running attempt of ``job`` raised ``Defer(delay)``: it is over, not failed, and
+        counted in no total; the job is no longer held here, and Redis schedules it (with the
+        link's next trip), due ``delay`` seconds after Redis has it (its own clock; ``0``: it
+        enters the queue at once, behind its priority), its attempts kept and the attempt
+        counted as a deferral, which its retry policy does not count as a failure. The handle
+        of a job submitted here follows it (``SCHEDULED``)."""
+        assert isinstance(job, RecordedJob)
+        now = self._attempt_over(job)
+        self._release(job)
+        fields: Fields = {}
+        if job._exec_time is not None:
+            fields["exec_time"] = job._exec_time
+        delay_ms = math.ceil(delay * 1000)  # (never due early: see the scripts' due_after)
+        self._out.retries.add((job.job_id, delay_ms, fields, True))
+        if delay_ms and self._remote.get(job._key) is job:
+            self._follow_scheduled(job, now + delay)
+        else:  # a handle nobody here follows, or one that is queued again at once
+            job._status = _SCHEDULED if delay_ms else _QUEUED
+            job._due_m = now + delay
+        self._wake_link()
+
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
         """A failed attempt is retried: the job waits out its backoff in Redis."""
         assert isinstance(job, RecordedJob)
@@ -139,15 +179,16 @@ class SharedEnds(Leases):
         fields["error_traceback"] = text
         if job._exec_time is not None:
             fields["exec_time"] = job._exec_time
-        self._out.retries.add((job.job_id, max(0, round(delay * 1000)), fields))
+        self._out.retries.add((job.job_id, max(0, round(delay * 1000)), fields, False))
         # No other process hears of it: this one's link puts it back in the queue when it is
         # due (and the reaper does, if this process is gone by then).
         self._retry_due = min(self._retry_due, self._now() + delay)
-        self._link_scope.deadline = self._retry_due
+        self._wake_link_at(self._retry_due)
         self._wake_link()
 
     def _remote_ended(self, job_id: str, fields: dict[str, str]) -> None:
-        """A job submitted here ended elsewhere (or was cancelled in Redis): end its handle."""
+        """A job submitted here ended elsewhere (or was cancelled in Redis): end its handle.
+        Or another process deferred it: its handle follows it as scheduled."""
         key = self._key(job_id)
         job = self._remote.get(key)
         if job is None or key in self._live:
@@ -158,7 +199,11 @@ class SharedEnds(Leases):
             return
         record = record_from_fields(job_id, fields)
         if not JobStatus(record.status).ended:
-            return  # submitted again since (an ended id may be reused)
+            if record.status == "scheduled" and record.seq == job._record.seq:
+                self._apply_live(job, record)
+                self._follow_scheduled(job, self._due_of_record(record))
+                self._notify()  # join: a job no longer waited for
+            return  # else submitted again since (an ended id may be reused)
         job._attempts = record.attempts
         apply_run(job, record, lambda wall: wall - self._wall_offset)
         status, result = ended_outcome(job, record)
@@ -237,6 +282,23 @@ class SharedEnds(Leases):
         if status.ended:
             self._remote_ended(job.job_id, fields)
             return
-        job._status = status
+        self._apply_live(job, record)
+        if status is _SCHEDULED:
+            self._follow_scheduled(job, self._due_of_record(record))
+        else:
+            self._unfollow_scheduled(job)
+
+    def _apply_live(self, job: RecordedJob[Any], record: JobRecord) -> None:
+        """Give ``job`` the state of the live job ``record`` (as Redis has it): its status,
+        attempts, due time, and the timings and progress of its latest attempt."""
+        job._status = JobStatus(record.status)
         job._attempts = record.attempts
+        if record.scheduled_for is not None:
+            job._due_m = self._due_of_record(record)
         apply_run(job, record, lambda wall: wall - self._wall_offset)
+
+    def _due_of_record(self, record: JobRecord) -> float:
+        """The due time (pool clock) of a job that Redis has (had) scheduled: its
+        ``scheduled_for`` is on Redis's clock (see docs/distributed.md, "Later jobs")."""
+        assert record.scheduled_for is not None
+        return record.scheduled_for - self._wall_offset

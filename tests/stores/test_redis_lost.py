@@ -77,12 +77,15 @@ async def test_flushall_ends_every_handle_with_store_error_and_the_pool_goes_on(
             while running.status is not JobStatus.RUNNING:  # (it runs in this pool: a handle)
                 await pool.aget(running.job_id)
         waiting = [await pool.submit(double, i) for i in range(5)]
+        scheduled = await pool.submit(double, 5, delay=60)  # lost with the queue too
         async with coredis.Redis.from_url(redis_url) as client:
             await client.flushall()
-        await all_lost(pool, [running, *waiting])  # type: ignore[list-item]
+        await all_lost(pool, [running, *waiting, scheduled])  # type: ignore[list-item]
+        assert pool.scheduled_jobs() == []
         assert await (await pool.submit(double, 21)).result() == 42  # a new run of the queue
+        assert await (await pool.submit(double, 2, delay=0.05)).result() == 4
         stats = await pool.cluster_stats()
-    assert (stats.total_submitted, stats.total_completed) == (1, 1)
+    assert (stats.total_submitted, stats.total_completed, stats.scheduled_tasks) == (2, 2, 0)
 
 
 async def test_redis_restarted_without_persistence_ends_every_handle_with_store_error(

@@ -533,17 +533,22 @@ async def _core_cases_on(url: str) -> None:
             await front.submit(note, f"{i}", priority=priority)
         doomed = await front.submit(note, "doomed", priority=0)
         failing = await front.submit(flaky, "f", 1, retry=SHORT)
+        later = await front.submit(note, "later", delay=0.2, priority=20)  # scheduled
+        unwanted = await front.submit(note, "unwanted", delay=60)
+        assert (await front.cluster_stats()).scheduled_tasks == 2
         async with open_job_pool(1, 10, store=url, registry=registry) as worker:
             await board.wait_started("blocker")
             doomed.cancel()
             with pytest.raises(JobCancelled):
                 await doomed.result()
+            await worker.acancel(unwanted.job_id)
             board.open()
+            assert await later.result() == "later"
             await front.join()
             stats = await front.cluster_stats()
-            assert worker.stats().total_completed == 7
+            assert worker.stats().total_completed == 8
     assert await failing.result() == "f ok after 2"
     assert invariant_holds(stats)
-    assert (stats.total_completed, stats.total_cancelled, stats.total_retried) == (7, 1, 1)
+    assert (stats.total_completed, stats.total_cancelled, stats.total_retried) == (8, 2, 1)
     assert board.started[:6] == ["blocker", "1", "3", "0", "2", "f"]
-    assert sorted(board.started[6:]) == ["4", "f"]  # (the retry of f, when due)
+    assert sorted(board.started[6:]) == ["4", "f", "later"]  # (the retry of f, when due)

@@ -7,8 +7,11 @@ Each step is one Lua script (atomic on the server, one round trip, a batch of jo
 * ``end_and_claim``: record the ends of a process's jobs, then pop the best waiting jobs for
   it and give each a lease (server time); ``claim`` and ``end`` are its two halves.
 * ``renew``: extend the leases of a process's running jobs; say which it no longer holds.
+* ``submit`` also takes jobs due later (``delay=``/``at=``): they wait in a sorted set by due
+  time, beyond the bound, until a claim (or the reaper) lets them in.
 * ``retry``: put a running job aside until its backoff is over (no process holds it meanwhile);
-  a claim returns it to the queue, in its place, once it is due.
+  a claim returns it to the queue, in its place, once it is due. The same call schedules the
+  jobs that deferred themselves (``Defer``).
 * ``give_back``: a process shutting down puts its unfinished jobs back in their place.
 * ``reap``: put jobs whose lease lapsed (their process died or lost Redis) back in the queue,
   counting a crash against each (and noting whose lease lapsed, ``lapsed_by``: if that process
@@ -33,8 +36,9 @@ from __future__ import annotations
 import functools
 import json
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _redis_scripts as scripts
 
@@ -46,6 +50,7 @@ __all__ = [
     "FULL",
     "MAX_PRIORITY",
     "Claimed",
+    "NewJob",
     "Fields",
     "QueueLost",
     "QueueStats",
@@ -107,6 +112,20 @@ FULL: Final = -2
 """What :meth:`RedisQueue.submit` answers for a job there was no room for."""
 
 
+class NewJob(NamedTuple):
+    """A job to submit (:meth:`RedisQueue.submit`)."""
+
+    job_id: str
+    name: str
+    args: list[Any]
+    priority: int
+    options: dict[str, Any]
+    delay_ms: int | None = None
+    """``None``: queue it now (within the bound); else scheduled, due this many milliseconds
+    from when Redis takes it (server time; ``0``: it enters the queue at once, beyond the
+    bound)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Claimed:
     """A job a process claimed: it holds its lease until it ends it or the lease lapses."""
@@ -122,6 +141,14 @@ class Claimed:
     interrupted: int
     submitted_at: float  # server time
     retry_at: float | None  # when it came back from its latest retry, if it did
+    scheduled_for: float | None  # when it was (last) due, if it was ever scheduled
+    deferrals: int  # its attempts that ended with Defer (not failures for its retry policy)
+
+    @property
+    def ready_at(self) -> float:
+        """When (server time) it last entered the queue: its wait for this attempt runs from
+        here (its submission, the end of a retry's backoff, or its due time)."""
+        return max(self.submitted_at, self.retry_at or 0.0, self.scheduled_for or 0.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +160,7 @@ class QueueStats:
     retrying: int
     running: int
     processes: list[dict[str, Any]]
+    scheduled: int
 
 
 class RedisQueue:
@@ -228,34 +256,38 @@ class RedisQueue:
 
     @property
     def events(self) -> str:
-        """The pub/sub channel of every process: ``new``, ``room``, ``retry`` and
-        ``cancel:<id>``."""
+        """The pub/sub channel of every process: ``room``, ``cancel:<id>`` and ``due:<ms>``
+        (a job was scheduled, due in that many milliseconds, earlier than every scheduled job
+        before it)."""
         return f"{self.prefix}:events"
 
     def events_of(self, submitter: str) -> str:
-        """The channel of one submitter: ``ended:<JSON list of ids>`` for its jobs."""
+        """The channel of one process: ``new`` (a wake-up of its idle workers), and for the
+        jobs it submitted ``ended:<JSON list of ids>`` and ``scheduled:<JSON list of ids>``
+        (deferred by another process)."""
         return f"{self.prefix}:events:{submitter}"
 
     async def submit(
         self,
-        jobs: list[tuple[str, str, list[Any], int, dict[str, Any]]],
+        jobs: Sequence[NewJob],
         bound: int | None,
         submitter: str = "",
     ) -> tuple[list[int], int]:
-        """Queue ``(job_id, name, args, priority, options)`` jobs in one round trip while fewer
-        than ``bound`` jobs wait (``None``: no bound). For each job, its submission number, or
-        :data:`DUPLICATE` (a live job has its id) or :data:`FULL` (no room): then nothing was
-        queued. Also the number of jobs waiting after.
+        """Queue jobs in one round trip while fewer than ``bound`` jobs wait (``None``: no
+        bound); a job with a ``delay_ms`` is scheduled instead, whatever the bound. For each
+        job, its submission number, or :data:`DUPLICATE` (a live job has its id) or
+        :data:`FULL` (no room): then nothing was queued. Also the number of jobs waiting after.
 
         Raises:
             ValueError: a priority a sorted-set score cannot hold exactly.
         """
         batch = []
-        for job_id, name, args, priority, options in jobs:
+        for job_id, name, args, priority, options, delay_ms in jobs:
             if not -MAX_PRIORITY < priority < MAX_PRIORITY:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
             settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
-            batch.append([job_id, name, json.dumps(args), priority, settings])
+            delay = -1 if delay_ms is None else max(0, delay_ms)
+            batch.append([job_id, name, json.dumps(args), priority, settings, delay])
         argv: list[str | int] = [-1 if bound is None else bound, submitter, json.dumps(batch)]
         reply: list[Any] = await self._run(self._submit, argv)
         return [int(seq) for seq in reply[0]], int(reply[1])
@@ -264,10 +296,11 @@ class RedisQueue:
         self, owner: str, count: int, lease_ms: int
     ) -> tuple[list[Claimed], int | None]:
         """Pop up to ``count`` of the best waiting jobs for ``owner``, each with a lease of
-        ``lease_ms`` (server time), after putting the retries that are due back in the queue.
-        Also return in how many milliseconds the next retry is due (``None``: no retry)."""
-        _, claimed, next_retry = await self.end_and_claim(owner, [], count, lease_ms)
-        return claimed, next_retry
+        ``lease_ms`` (server time), after putting the retries that are due back in the queue
+        and letting the scheduled jobs that are due in. Also return in how many milliseconds
+        the next retry or scheduled job is due (``None``: none waits; ``0``: more are due)."""
+        _, claimed, next_due = await self.end_and_claim(owner, [], count, lease_ms)
+        return claimed, next_due
 
     async def end_and_claim(
         self,
@@ -277,13 +310,14 @@ class RedisQueue:
         lease_ms: int,
     ) -> tuple[list[str], list[Claimed], int | None]:
         """:meth:`end` and then :meth:`claim`, in one round trip: (the ids whose end was
-        recorded, the jobs claimed, when the next retry is due). ``count`` is every worker of
+        recorded, the jobs claimed, when the next retry or scheduled job is due, in ms from
+        now). ``count`` is every worker of
         ``owner`` that is free: those left without a job are registered as idle, and the next
         job to wait wakes the process (a message ``new`` on its own channel)."""
         batch = [[job_id, status, _flat(fields)] for job_id, status, fields in ends]
         argv: list[str | int] = [owner, count, lease_ms, json.dumps(batch)]
         reply: list[Any] = await self._run(self._end_and_claim, argv)
-        return list(reply[0]), _claimed(reply[1]), _next_retry(reply[2])
+        return list(reply[0]), _claimed(reply[1]), _next_due(reply[2])
 
     async def end(self, owner: str, ends: list[tuple[str, str, Fields]]) -> list[str]:
         """Record the end of ``owner``'s running jobs (``(job_id, status, fields)``); return
@@ -300,12 +334,18 @@ class RedisQueue:
         reply: list[Any] = await self._run(self._renew, argv)
         return list(reply[0]), list(reply[1])
 
-    async def retry(self, owner: str, retries: list[tuple[str, int, Fields]]) -> list[str]:
-        """Put ``owner``'s running jobs aside for a retry: ``(job_id, delay_ms, fields)`` (the
-        error of the failed attempt among the fields); return the ids it still held."""
+    async def retry(
+        self, owner: str, retries: Sequence[tuple[str, int, Fields, bool]]
+    ) -> list[str]:
+        """Put ``owner``'s running jobs aside until due: ``(job_id, delay_ms, fields,
+        deferred)``. A retry (``deferred`` false; the error of the failed attempt among the
+        fields) waits out its backoff; a job that raised ``Defer`` is scheduled (with a delay
+        of 0, queued at once behind its priority). Return the ids it still held."""
         if not retries:
             return []
-        batch = [[job_id, delay_ms, _flat(fields)] for job_id, delay_ms, fields in retries]
+        batch = [
+            [i, delay_ms, _flat(fields), int(deferred)] for i, delay_ms, fields, deferred in retries
+        ]
         return list(await self._run(self._retry, [owner, json.dumps(batch)]))
 
     async def progress(self, owner: str, jobs: list[tuple[str, Fields]]) -> None:
@@ -364,12 +404,13 @@ class RedisQueue:
         return (await self.fetch([job_id]))[0]
 
     async def stats(self, seen_within_ms: int) -> QueueStats:
-        """The queue's counters, its waiting, retrying and running jobs, and the stats of the
-        processes seen in the last ``seen_within_ms``."""
+        """The queue's counters, its waiting, retrying, running and scheduled jobs, and the
+        stats of the processes seen in the last ``seen_within_ms``."""
         reply: list[Any] = await self._run(self._stats, [seen_within_ms], read_only=True)
         counters = {name: int(value) for name, value in _pairs(reply[0]).items()}
         processes = [json.loads(text) for text in reply[4] if text]
-        return QueueStats(counters, int(reply[1]), int(reply[2]), int(reply[3]), processes)
+        waiting, retrying, running, scheduled = map(int, (*reply[1:4], reply[5]))
+        return QueueStats(counters, waiting, retrying, running, processes, scheduled)
 
 
 def _flat(fields: Fields) -> list[str | int | float]:
@@ -395,10 +436,10 @@ def _pairs(value: Any) -> dict[str, str]:
 def _claimed(text: str) -> list[Claimed]:
     """The jobs a claim returned (one JSON text, see the scripts' ``claim``)."""
     return [
-        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:11])
+        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:13])
         for row in json.loads(text)
     ]
 
 
-def _next_retry(value: Any) -> int | None:
+def _next_due(value: Any) -> int | None:
     return None if int(value) < 0 else int(value)

@@ -6,12 +6,23 @@ Keys (one hash tag, so that every script works on Redis Cluster), for queue ``q`
 set scored by priority whose members start with the zero-padded submission number, so that
 Redis orders one priority first in, first out), ``{q}:leases`` (job id scored by the lease's
 expiry, in milliseconds of server time), ``{q}:retrying`` (job id scored by when it is due),
+``{q}:scheduled`` (jobs given ``delay=``/``at=`` or deferred, not yet due: members as in the
+waiting set, scored by their due time in milliseconds of server time),
 ``{q}:stats`` (counters), ``{q}:settings`` (how long ended jobs are kept), ``{q}:processes``
 and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:idle`` (per process,
 how many of its workers wait for a job and have not been woken), ``{q}:full`` (a submit found no
 room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every process:
-room in the queue, cancels) and ``{q}:events:<process>`` (the ends of the jobs it submitted, and
-its wake-ups).
+room in the queue, cancels, a nearer due time) and ``{q}:events:<process>`` (the ends of the jobs
+it submitted, those of them deferred elsewhere, and its wake-ups).
+
+Due jobs: a retry waits in ``{q}:retrying`` and goes back to its own place in the waiting set
+when due; a scheduled job waits in ``{q}:scheduled`` and, when due, *enters* the waiting set
+behind the jobs of its priority already waiting (a place number drawn from ``{q}:seq`` after
+every job submitted before, kept in its hash as ``place``). ``promote_due`` moves both, at most
+a batch of each per call, earliest due first, in the script of whichever process calls first:
+every claim, and the reaper. Each claim answers when the next job of either set is due; a script
+that schedules a job due earlier than every scheduled job before it says so to every process
+(``due:<ms from now>`` on ``{q}:events``). See docs/distributed.md, "Later jobs".
 
 Wake-ups: no job waits while a worker that has not been woken for it is idle. Invariant, after
 every script: ``{q}:waiting`` is empty or ``{q}:idle`` is. A process's claim that leaves some of
@@ -123,12 +134,55 @@ local function room()
   end
 end
 
--- Put a job back in the waiting set, in the place its priority and number give it.
+-- Put a job back in the waiting set, in the place its priority and number give it (its
+-- submission number, or the place it took when it came due after being scheduled).
 local function requeue(id)
   local key = job_key(id)
-  local job = redis.call('HMGET', key, 'priority', 'seq')
+  local job = redis.call('HMGET', key, 'priority', 'seq', 'place')
   redis.call('HSET', key, 'status', 'queued')
-  redis.call('ZADD', prefix .. ':waiting', job[1], member(job[2], id))
+  redis.call('ZADD', prefix .. ':waiting', job[1], member(job[3] or job[2], id))
+end
+
+-- A scheduled job that is due enters the waiting set behind every job of its priority
+-- already there (a place numbered after every job submitted so far), beyond the bound.
+local function enter(id)
+  local key = job_key(id)
+  local place = redis.call('INCR', prefix .. ':seq')
+  local priority = redis.call('HGET', key, 'priority')
+  redis.call('HSET', key, 'status', 'queued', 'place', place)
+  redis.call('ZADD', prefix .. ':waiting', priority, member(place, id))
+end
+
+-- When a job given a delay (ms, > 0) at now is due: now_ms() rounds the server's time down,
+-- so one ms more, and a job is never due before its delay has passed.
+local function due_after(now, delay)
+  return now + delay + 1
+end
+
+-- The job (submitted as number seq) waits in {q}:scheduled until due (ms, server time).
+local function schedule(id, seq, due)
+  redis.call('HSET', job_key(id), 'status', 'scheduled', 'scheduled_for', due / 1000)
+  redis.call('ZADD', prefix .. ':scheduled', due, member(seq, id))
+end
+
+-- Schedule the jobs of later, a list of {id, seq, due}; if the earliest of them is due before
+-- every job scheduled so far, tell every process, so that their timers move to it (due:<ms
+-- from now>; see docs/distributed.md, "Later jobs").
+local function schedule_all(later, now)
+  if #later == 0 then
+    return
+  end
+  local first = redis.call('ZRANGE', prefix .. ':scheduled', 0, 0, 'WITHSCORES')
+  local nearest = nil
+  for _, s in ipairs(later) do
+    schedule(s[1], s[2], s[3])
+    if nearest == nil or s[3] < nearest then
+      nearest = s[3]
+    end
+  end
+  if #first == 0 or nearest < tonumber(first[2]) then
+    publish('due:' .. math.max(0, nearest - now))
+  end
 end
 
 -- Whether owner holds the running job id.
@@ -284,21 +338,54 @@ local function end_jobs(owner, ends, now)
   return done
 end
 
--- Retries that are due go back to the waiting set, in their place.
-local function promote_due(now)
-  local due = redis.call('ZRANGEBYSCORE', prefix .. ':retrying', '-inf', now, 'LIMIT', 0, 1000)
-  for _, id in ipairs(due) do
-    redis.call('ZREM', prefix .. ':retrying', id)
-    requeue(id)
+-- Let in the jobs of one due set that are due by now, earliest first, at most PROMOTE (a
+-- claim's answer then says the next is due at once): a retry ({q}:retrying, members are ids)
+-- goes back to its place in the waiting set, a scheduled job ({q}:scheduled, members as in the
+-- waiting set) enters it (and among equal due times in submission order). Return when the
+-- earliest job left is due (ms), or nil. Nothing due, the common case: one command.
+local PROMOTE = 1000
+local function promote_set(name, now, scheduled)
+  local set = prefix .. name
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  elseif tonumber(first[2]) > now then
+    return tonumber(first[2])
   end
+  local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, PROMOTE)
+  zrem_all(set, due)
+  for _, m in ipairs(due) do
+    if scheduled then
+      enter(string.sub(m, 18))
+    else
+      requeue(m)
+    end
+  end
+  first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  end
+  return tonumber(first[2])
 end
 
--- Put due retries back in their place, pop up to count jobs for owner with a lease each, as
--- one JSON list of [id, name, args, priority, options, attempts, crashes, seq, interrupted,
--- submitted_at, retry_at] (built from the stored JSON text as it is, not decoded and encoded
--- again); also say in how many ms the next retry is due (-1: none).
+-- Let in the retries and scheduled jobs that are due (promote_set); return when the next of
+-- either is due (ms), or nil.
+local function promote_due(now)
+  local retry = promote_set(':retrying', now, false)
+  local scheduled = promote_set(':scheduled', now, true)
+  if retry == nil or (scheduled ~= nil and scheduled < retry) then
+    return scheduled
+  end
+  return retry
+end
+
+-- Put due retries back in their place and let due scheduled jobs in (promote_due), pop up to
+-- count jobs for owner with a lease each, as one JSON list of [id, name, args, priority,
+-- options, attempts, crashes, seq, interrupted, submitted_at, retry_at, scheduled_for,
+-- deferrals] (built from the stored JSON text as it is, not decoded and encoded again); also
+-- say in how many ms the next retry or scheduled job is due (0: more are due now; -1: none).
 local function claim(owner, count, lease, now)
-  promote_due(now)
+  local soonest = promote_due(now)
   local out = {}
   if count > 0 then
     local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
@@ -307,7 +394,8 @@ local function claim(owner, count, lease, now)
       local id = string.sub(popped[i], 18)
       local key = job_key(id)
       local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
-                             'seq', 'interrupted', 'retry_at', 'submitted_at', 'attempts')
+                             'seq', 'interrupted', 'retry_at', 'submitted_at', 'attempts',
+                             'scheduled_for', 'deferrals')
       local attempts = tonumber(job[10] or '0') + 1
       redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'owner', owner,
                  'started_at', now / 1000)
@@ -315,7 +403,8 @@ local function claim(owner, count, lease, now)
       out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
         .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
         .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
-        .. ',' .. (job[8] or 'null') .. ']'
+        .. ',' .. (job[8] or 'null') .. ',' .. (job[11] or 'null') .. ',' .. (job[12] or '0')
+        .. ']'
     end
     zadd_all(prefix .. ':leases', now + lease, ids)
     if #popped > 0 then
@@ -324,20 +413,22 @@ local function claim(owner, count, lease, now)
   end
   register_idle(owner, count - #out)
   wake()
-  local first = redis.call('ZRANGE', prefix .. ':retrying', 0, 0, 'WITHSCORES')
-  local next_retry = -1
-  if #first > 0 then
-    next_retry = math.max(0, tonumber(first[2]) - now)
+  local due_in = -1
+  if soonest then
+    due_in = math.max(0, soonest - now)
   end
-  return '[' .. table.concat(out, ',') .. ']', next_retry
+  return '[' .. table.concat(out, ',') .. ']', due_in
 end
 """
 
 # ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
 # then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
-# none)] per job. Returns (per job its number, -1 if a live job has its id, -2 if there was no
-# room; the number of waiting jobs after). One HGET and one HSET per job (and a DEL if an ended
-# job had its id); the submission counter, the waiting set and the counters once per call.
+# none), delay] per job: delay is -1 for a job to queue now, else the ms from now (server
+# time) until it is due: such a job is scheduled (never refused for want of room; with a delay
+# of 0, it enters the waiting set at once, beyond the bound). Returns (per job its number, -1
+# if a live job has its id, -2 if there was no room; the number of waiting jobs after). One
+# HGET and one HSET per job (and a DEL if an ended job had its id); the submission counter,
+# the waiting set and the counters once per call.
 SUBMIT: Final = (
     _LIB
     + """
@@ -347,14 +438,15 @@ local waiting = redis.call('ZCARD', prefix .. ':waiting')
 local seq_key = prefix .. ':seq'
 local first_seq = tonumber(redis.call('GET', seq_key) or '0')
 local seq = first_seq
-local out, members = {}, {}
+local out, members, later = {}, {}, {}
 for _, job in ipairs(cjson.decode(ARGV[3])) do
-  local id, name, args, priority, options = job[1], job[2], job[3], job[4], job[5]
+  local id, name, args, priority, options, delay = job[1], job[2], job[3], job[4], job[5], job[6]
   local key = job_key(id)
   local status = redis.call('HGET', key, 'status')
-  if status == 'queued' or status == 'running' or status == 'retrying' then
+  if status == 'queued' or status == 'running' or status == 'retrying'
+      or status == 'scheduled' then
     out[#out+1] = -1
-  elseif bound >= 0 and waiting >= bound then
+  elseif delay < 0 and bound >= 0 and waiting >= bound then
     redis.call('SET', prefix .. ':full', 1)
     out[#out+1] = -2
   else
@@ -366,9 +458,16 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
                'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
                'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
                'submitter', ARGV[2])
-    members[#members+1] = priority
-    members[#members+1] = member(seq, id)
-    waiting = waiting + 1
+    if delay > 0 then
+      later[#later+1] = {id, seq, due_after(now, delay)}
+    else
+      if delay == 0 then  -- due already: it entered as it came, at the end of its priority
+        redis.call('HSET', key, 'scheduled_for', now / 1000)
+      end
+      members[#members+1] = priority
+      members[#members+1] = member(seq, id)
+      waiting = waiting + 1
+    end
     out[#out+1] = seq
   end
 end
@@ -378,6 +477,7 @@ if seq > first_seq then
     local last = math.min(i + 2 * SLICE - 1, #members)
     redis.call('ZADD', prefix .. ':waiting', unpack(members, i, last))
   end
+  schedule_all(later, now)
   redis.call('HINCRBY', prefix .. ':stats', 'submitted', seq - first_seq)
 end
 wake()
@@ -392,30 +492,58 @@ END_AND_CLAIM: Final = (
     + """
 local now = now_ms()
 local done = end_jobs(ARGV[1], ARGV[4], now)
-local claimed, next_retry = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
-return {done, claimed, next_retry}
+local claimed, due_in = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
+return {done, claimed, due_in}
 """
 )
 
-# ARGV: owner, a JSON list of [id, delay in ms, fields] per job.
+# ARGV: owner, a JSON list of [id, delay in ms, fields, 1 if deferred else 0] per job: owner's
+# running jobs go aside until due. A retry (its failed attempt's error among the fields) waits
+# in {q}:retrying and is counted as retried; a deferred job (it raised Defer) is scheduled, or
+# with a delay of 0 enters the waiting set at once, and counts a deferral (not against its
+# retry policy, see Claimed.deferrals). A job deferred by another process than its submitter's
+# is announced on the submitter's channel (scheduled:[ids]), whose handle follows it.
 RETRY: Final = (
     _LIB
     + """
 local owner, now = ARGV[1], now_ms()
-local done, cancelled = {}, {}
+local done, cancelled, entered, later, by = {}, {}, 0, {}, {}
 for _, r in ipairs(cjson.decode(ARGV[2])) do
-  local id, due = r[1], now + r[2]
+  local id, due, deferred = r[1], now + r[2], r[4] == 1
   if holds(id, owner) then
     release(id, r[3])
     if cancel_if_asked(id, now) then
       cancelled[#cancelled+1] = id
-    else
+    elseif not deferred then
       redis.call('HSET', job_key(id), 'status', 'retrying', 'retry_at', due / 1000)
       redis.call('ZADD', prefix .. ':retrying', due, id)
       count('retried')
+    else
+      local key = job_key(id)
+      redis.call('HINCRBY', key, 'deferrals', 1)
+      if r[2] > 0 then
+        local job = redis.call('HMGET', key, 'seq', 'submitter')
+        later[#later+1] = {id, job[1], due_after(now, r[2])}
+        local who = job[2] or ''
+        if who ~= owner then
+          by[who] = by[who] or {}
+          table.insert(by[who], id)
+        end
+      else
+        redis.call('HSET', key, 'scheduled_for', due / 1000)
+        enter(id)
+        entered = entered + 1
+      end
     end
     done[#done+1] = id
   end
+end
+if entered > 0 then
+  wake()
+end
+schedule_all(later, now)
+for who, ids in pairs(by) do
+  redis.call('PUBLISH', prefix .. ':events:' .. who, 'scheduled:' .. cjson.encode(ids))
 end
 announce(cancelled)
 return done
@@ -545,8 +673,9 @@ for _, id in ipairs(lapsed) do
     requeued = requeued + 1
   end
 end
--- retries due (their process may be gone), and a wake-up that went to a process which could
--- not take it (gone, or stopping)
+-- retries and scheduled jobs due (if no process claims: their timers fire only for free
+-- workers, and a retry's process may be gone), and a wake-up that went to a process which
+-- could not take it (gone, or stopping)
 promote_due(now)
 wake()
 announce(ended)
@@ -566,17 +695,20 @@ end
 return epoch
 """
 
-# ARGV: the id.
+# ARGV: the id. A waiting, retrying or scheduled job ends cancelled; a running one's process is
+# told.
 CANCEL: Final = (
     _LIB
     + """
 local id = ARGV[1]
-local job = redis.call('HMGET', job_key(id), 'status', 'seq')
+local job = redis.call('HMGET', job_key(id), 'status', 'seq', 'place')
 if job[1] == 'queued' then
-  redis.call('ZREM', prefix .. ':waiting', member(job[2], id))
+  redis.call('ZREM', prefix .. ':waiting', member(job[3] or job[2], id))  -- (see requeue)
   room()
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
+elseif job[1] == 'scheduled' then
+  redis.call('ZREM', prefix .. ':scheduled', member(job[2], id))
 elseif job[1] == 'running' then
   -- its process is told now; and if it does not hear, the job ends at its next step
   redis.call('HSET', job_key(id), 'cancel_requested', 1)
@@ -605,7 +737,7 @@ return out
 )
 
 # ARGV: how long ago (ms) a process must have been seen to count. Returns (counters as a flat
-# list, waiting, retrying, running, the stats (JSON) of the processes seen since).
+# list, waiting, retrying, running, the stats (JSON) of the processes seen since, scheduled).
 STATS: Final = (
     _LIB
     + """
@@ -621,6 +753,7 @@ return {
   redis.call('ZCARD', prefix .. ':retrying'),
   redis.call('ZCARD', prefix .. ':leases'),
   processes,
+  redis.call('ZCARD', prefix .. ':scheduled'),
 }
 """
 )
