@@ -67,7 +67,7 @@ async def main() -> None:
         await probe.wait()
         now = datetime.datetime.fromtimestamp(probe.submitted_at, datetime.UTC)
         midnight = datetime.datetime(now.year + 1, 1, 12, tzinfo=datetime.UTC)
-        await trio.sleep((midnight - now).total_seconds())
+        await trio.sleep((midnight - now).total_seconds() + 0.001)  # just past midnight
 
         nightly = await pool.schedule(
             "nightly", nightly_build, "main", cron="30 2 * * *", tz="Europe/Berlin"
