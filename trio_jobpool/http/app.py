@@ -64,6 +64,7 @@ from ._input import (
     parse_schedule_name,
     parse_submission,
     read_json,
+    time_zones,
 )
 from ._openapi import openapi_document
 from ._reference import SWAGGER_UI_MISSING, SwaggerUiFiles, reference_file, swagger_ui_directory
@@ -314,6 +315,9 @@ class _Api:
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
         self.swagger_ui = swagger_ui_directory()
+        # Read now, once (it walks the zone files): not in a request that may come while the
+        # server has no file descriptor to spare.
+        time_zones()
         self.retry_after = RetryAfter()
         # The rate of ended jobs is measured from now (a distributed pool's from its first
         # refusal: its cluster's stats are read from Redis, once per refusal).

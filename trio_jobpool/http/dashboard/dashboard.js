@@ -58,10 +58,12 @@
         state.info = await getJSON("api/v1/jobs/pool/info");
         showInfo(state.info);
       }
+      // The schedules are the store's: a store that does not answer them (503) leaves the
+      // panel as it was, not the page disconnected (null: not shown anew).
       const [stats, list, schedules] = await Promise.all([
         getJSON("api/v1/jobs/pool/stats"),
         getJSON(`api/v1/jobs?limit=${JOBS_LIMIT}`),
-        getJSON("api/v1/schedules"),
+        getJSON("api/v1/schedules").catch(() => null),
       ]);
       // The next due jobs only while there are any: a pool that schedules nothing is asked
       // nothing more (the list walks every scheduled job).
@@ -69,7 +71,7 @@
         stats.scheduled_tasks > 0
           ? (await getJSON(`api/v1/jobs?status=scheduled&limit=${DUE_LIMIT}`)).jobs
           : [];
-      show(stats, list.jobs, due, schedules.schedules);
+      show(stats, list.jobs, due, schedules?.schedules ?? null);
     } catch (error) {
       state.info = null; // the server may come back with another configuration
       setConnection(false, error);
@@ -84,7 +86,7 @@
     drawChart();
     showJobs(jobs);
     showDue(due);
-    showSchedules(schedules);
+    if (schedules !== null) showSchedules(schedules);
   }
 
   function tick() {
