@@ -987,9 +987,14 @@ def test_bad_durations(text: str) -> None:
 def test_help_lists_the_commands_and_the_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
     code, out, _ = run(capsys, "--help")
     assert code == 0
-    for command in ("demo", "serve", "worker", "submit", "status", "cancel", "stats", "prune"):
+    commands = ("demo", "serve", "worker", "submit", "status", "cancel", "stats", "schedules")
+    for command in (*commands, "prune"):
         assert command in out
     assert "exit codes:" in out
+    code, out, _ = run(capsys, "schedules", "set", "--help")
+    assert code == 0
+    for option in ("--cron", "--every", "--tz", "--overlap", "--misfire", "--paused", "--token"):
+        assert option in out
     code, out, _ = run(capsys, "serve", "--help")
     assert code == 0
     for option in ("--app", "--store", "--host", "--port", "--workers", "--queue-size"):

@@ -10,7 +10,7 @@ import pytest
 import trio
 import trio.testing
 
-from trio_jobpool import JobNotFound, PoolClosed, Schedule, open_job_pool
+from trio_jobpool import JobNotFound, PoolClosed, RetryPolicy, Schedule, open_job_pool
 
 from ._helpers import Gate, invariant_holds, run_virtual
 
@@ -339,3 +339,55 @@ async def test_bad_declarations_are_refused() -> None:
         pool.close()
         with pytest.raises(PoolClosed, match="'x'"):
             await pool.schedule("x", job, every=5)
+
+
+@virtual
+async def test_a_schedule_carries_its_definition_and_declares_itself_again() -> None:
+    """``Schedule`` holds the whole definition (``args``, ``priority``, ``timeout``, ``retry``,
+    ``overlap``, ``misfire`` besides the rest): declared again from it, it is identical
+    (nothing changes); with ``paused`` flipped it is paused, and the rest is kept."""
+    ticks = Ticks()
+    retry = RetryPolicy(max_attempts=2, backoff=1.0, retry_on=(KeyError,))
+    async with open_job_pool() as pool:
+        declared = await pool.schedule(
+            "s",
+            ticks,
+            "a",
+            [1, 2],
+            every=3600,
+            priority=-1,
+            timeout=30,
+            retry=retry,
+            overlap="allow",
+            misfire="once",
+        )
+        assert (declared.args, declared.priority, declared.timeout) == (("a", [1, 2]), -1, 30.0)
+        assert (declared.retry, declared.overlap, declared.misfire) == (retry, "allow", "once")
+        await anyio.sleep(1800)
+
+        def again(s: Schedule, paused: bool) -> Awaitable[Schedule]:
+            return pool.schedule(
+                s.name,
+                ticks,
+                *s.args,
+                cron=s.cron,
+                every=s.every,
+                tz=s.tz,
+                priority=s.priority,
+                timeout=s.timeout,
+                retry=s.retry,
+                overlap=s.overlap,
+                misfire=s.misfire,
+                paused=paused,
+            )
+
+        same = await again(declared, paused=False)
+        assert same == declared  # identical: its ticks are kept
+        paused = await again(declared, paused=True)
+        assert paused.paused
+        assert paused.next_run == declared.next_run + 1800  # a new declaration's ticks
+        kept = ("args", "priority", "timeout", "retry", "overlap", "misfire", "every", "tz")
+        assert [getattr(paused, f) for f in kept] == [getattr(declared, f) for f in kept]
+        (listed,) = await pool.schedules()
+        assert listed == paused
+        hash(listed)  # (a list among the arguments is not part of the hash)

@@ -141,7 +141,7 @@ class Periodic(Intake):
         if local is not None:
             self._local[name] = local
         self._adopt(kept)
-        return Schedule.of(kept)
+        return self._snapshot(kept)
 
     async def unschedule(self, name: str) -> None:
         """Remove the schedule ``name``; jobs it already submitted are not affected. A
@@ -165,7 +165,14 @@ class Periodic(Intake):
             StoreError: the store could not be read.
         """
         await self._runtime.checkpoint()
-        return [Schedule.of(record) for record in await self._book.load_schedules()]
+        return [self._snapshot(record) for record in await self._book.load_schedules()]
+
+    def _snapshot(self, record: ScheduleRecord) -> Schedule:
+        """The public snapshot of ``record``, with its retry policy: in memory the one it was
+        declared with, else the one its record names."""
+        local = self._local.get(record.name)
+        retry = local[1] if local is not None else policy_from_json(record.retry, None)
+        return Schedule.of(record, retry)
 
     # -- declarations ----------------------------------------------------------------------
 

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Final
+from dataclasses import dataclass, field
+from typing import Any, Final
 
+from ._retry import RetryPolicy
 from ._ticks import TickRule, tick_id
 from .stores._base import JobRecord, ScheduleRecord
 
@@ -69,6 +70,16 @@ class Schedule:
         runs: jobs submitted by it.
         skipped: ticks it skipped (overlap, missed ticks; see the guide), not counting the
             ticks that passed while it was paused.
+        args: the job's positional arguments.
+        priority, timeout, retry: those of every tick's job (``retry``: the schedule's own
+            policy, or ``None`` for the pool's).
+        overlap: ``"skip"`` or ``"allow"``.
+        misfire: ``"skip"`` or ``"once"``.
+
+    ``job_name`` with ``args``, ``cron``, ``every``, ``tz``, ``priority``, ``timeout``,
+    ``retry``, ``overlap``, ``misfire`` and ``paused`` are the definition: declaring them again
+    changes nothing (the HTTP service's pause toggle declares them with ``paused`` flipped).
+    ``args`` is left out of the hash (it may hold lists).
     """
 
     name: str
@@ -82,10 +93,17 @@ class Schedule:
     paused: bool
     runs: int
     skipped: int
+    args: tuple[Any, ...] = field(default=(), hash=False)
+    priority: int = 5
+    timeout: float | None = None
+    retry: RetryPolicy | None = None
+    overlap: str = "skip"
+    misfire: str = "skip"
 
     @classmethod
-    def of(cls, record: ScheduleRecord) -> Schedule:
-        """The snapshot of a stored schedule."""
+    def of(cls, record: ScheduleRecord, retry: RetryPolicy | None = None) -> Schedule:
+        """The snapshot of a stored schedule; ``retry`` is its policy (a record keeps it as
+        JSON, which only a higher layer reads back)."""
         return cls(
             name=record.name,
             job_name=record.job_name,
@@ -98,6 +116,12 @@ class Schedule:
             paused=record.paused,
             runs=record.runs,
             skipped=record.skipped,
+            args=tuple(record.args),
+            priority=record.priority,
+            timeout=record.timeout,
+            retry=retry,
+            overlap=record.overlap,
+            misfire=record.misfire,
         )
 
 

@@ -362,6 +362,138 @@ def test_scheduled_jobs_show_with_their_due_time(driver: WebDriver, server: Serv
     assert console_errors(driver) == []
 
 
+def schedule_rows(driver: WebDriver) -> list[dict[str, str]]:
+    """The rows of the schedules panel, as shown."""
+    rows: list[dict[str, str]] = driver.execute_script(
+        """
+        return [...document.querySelectorAll("#schedules tr")].map((row) => ({
+            name: row.dataset.schedule,
+            paused: row.dataset.paused,
+            shown_name: row.querySelector(".name").textContent,
+            job: row.querySelector(".job").textContent,
+            when: row.querySelector(".when").textContent,
+            next: row.querySelector(".next .time").textContent,
+            next_iso: row.querySelector(".next").title,
+            next_run: row.querySelector(".next").dataset.nextRun,
+            state: row.querySelector(".next .state").textContent,
+            last: row.querySelector(".last-run .time").textContent,
+            last_job: row.querySelector(".last-job").textContent,
+            counts: row.querySelector(".counts").textContent,
+            button: row.querySelector("button.toggle").textContent,
+            pressed: row.querySelector("button.toggle").getAttribute("aria-pressed"),
+        }));
+        """
+    )
+    return rows
+
+
+def schedule_row(driver: WebDriver, name: str) -> dict[str, str] | None:
+    return next((row for row in schedule_rows(driver) if row["name"] == name), None)
+
+
+def toggle_of(driver: WebDriver, name: str) -> WebElement:
+    for row in driver.find_elements(By.CSS_SELECTOR, "#schedules tr"):
+        if row.get_attribute("data-schedule") == name:
+            return row.find_element(By.CSS_SELECTOR, "button.toggle")
+    pytest.fail(f"no row of schedule {name!r}", pytrace=False)
+
+
+def test_the_schedules_panel_and_its_pause_toggle(driver: WebDriver, server: Server) -> None:
+    """The panel lists the schedules (name as text, job, cron and zone or interval, next run in
+    the browser's zone, last run and job, runs / skipped); the toggle asks for the token, then
+    pauses the schedule (the API shows it paused) and resumes it."""
+    open_dashboard(driver, server)
+    wait_for(
+        driver, "no schedules", lambda: driver.find_element(By.ID, "schedules-empty").is_displayed()
+    )
+    assert not driver.find_element(By.ID, "schedules-table").is_displayed()
+    nightly = "nightly <b>&amp;"
+    path = f"api/v1/schedules/{urllib.parse.quote(nightly, safe='')}"
+    body = {"name": "quick", "args": [3], "cron": "30 2 * * *", "tz": "Europe/Berlin"}
+    declared = server.api("PUT", path, body)
+    server.api("PUT", "api/v1/schedules/pulse", {"name": "quick", "args": [1], "every": 1})
+    try:
+        wait_for(driver, "two schedules", lambda: len(schedule_rows(driver)) == 2)
+        assert not driver.find_element(By.ID, "schedules-empty").is_displayed()
+        assert [row["name"] for row in schedule_rows(driver)] == sorted([nightly, "pulse"])
+        row = schedule_row(driver, nightly)
+        assert row is not None
+        assert (row["shown_name"], row["job"], row["when"]) == (
+            nightly,
+            "quick",
+            "30 2 * * * (Europe/Berlin)",
+        )
+        assert driver.find_elements(By.CSS_SELECTOR, "#schedules b") == []  # the name is text
+        due = declared["next_run"]
+        local = datetime.datetime.fromtimestamp(due).strftime("%Y-%m-%d %H:%M:%S")
+        assert re.fullmatch(rf"{local} \(in [0-9.]+ (h|min)\)", row["next"]), row
+        assert float(row["next_run"]) == due
+        assert row["next_iso"].endswith("Z"), row
+        assert (row["last"], row["last_job"], row["counts"]) == (NO_VALUE, "", "0 / 0")
+        assert (row["button"], row["pressed"], row["paused"], row["state"]) == (
+            "Pause",
+            "false",
+            "false",
+            "",
+        )
+        # The every-second schedule fires: its runs, last run and last job follow.
+        wait_for(
+            driver,
+            "a run of pulse",
+            lambda: (
+                (found := schedule_row(driver, "pulse")) is not None
+                and found["last_job"].startswith("pulse@")
+            ),
+        )
+        pulse = schedule_row(driver, "pulse")
+        assert pulse is not None
+        assert pulse["when"] == "every 1 s"
+        assert re.fullmatch(r"[1-9][0-9]* / [0-9]+", pulse["counts"]), pulse
+        assert re.fullmatch(r"\S+ \S+ \((\d+ s ago|just now)\)", pulse["last"]), pulse
+
+        # Without a token the toggle asks for one and sends nothing.
+        message = driver.find_element(By.ID, "schedules-message")
+        toggle_of(driver, nightly).click()
+        wait_for(driver, "a request for the token", lambda: "token" in message.text)
+        assert driver.switch_to.active_element == driver.find_element(By.ID, "token")
+        assert server.api("GET", path)["paused"] is False
+
+        driver.find_element(By.ID, "token").send_keys(TOKEN)
+        toggle_of(driver, nightly).click()
+        wait_for(driver, "the pause", lambda: message.text == f"Schedule {nightly} paused.")
+        shown = server.api("GET", path)
+        assert shown["paused"] is True
+        # Declared again with its whole definition: only `paused` changed.
+        unchanged = ("job_name", "args", "cron", "tz", "priority", "overlap", "misfire")
+        assert {f: shown[f] for f in unchanged} == {f: declared[f] for f in unchanged}
+        wait_for(
+            driver,
+            "the row paused",
+            lambda: (
+                (found := schedule_row(driver, nightly)) is not None
+                and (found["button"], found["pressed"], found["paused"], found["state"])
+                == ("Resume", "true", "true", "paused")
+            ),
+        )
+        toggle_of(driver, nightly).click()
+        wait_for(driver, "the resume", lambda: message.text == f"Schedule {nightly} resumed.")
+        assert server.api("GET", path)["paused"] is False
+        wait_for(
+            driver,
+            "the row running",
+            lambda: (
+                (found := schedule_row(driver, nightly)) is not None and found["button"] == "Pause"
+            ),
+        )
+    finally:
+        for name in (nightly, "pulse"):
+            server.call("DELETE", f"api/v1/schedules/{urllib.parse.quote(name, safe='')}")
+    wait_for(
+        driver, "no schedules", lambda: driver.find_element(By.ID, "schedules-empty").is_displayed()
+    )
+    assert console_errors(driver) == []
+
+
 def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> None:
     _require_chromium()
     port = free_port()

@@ -74,6 +74,7 @@ async def test_the_page_carries_its_first_round() -> None:
             data = first_round(empty.text)
             assert data["jobs"] == []
             assert data["scheduled"] == []
+            assert data["schedules"] == []
             assert data["stats"]["total_submitted"] == 0
             assert data["info"]["token_required"] is True
 
@@ -125,6 +126,33 @@ async def test_the_first_round_holds_the_next_due_jobs() -> None:
                 *(f"due-{n}" for n in range(1, NEXT_DUE)),
             ]
             assert data["stats"]["scheduled_tasks"] == NEXT_DUE + 3
+
+
+async def test_the_first_round_holds_the_schedules() -> None:
+    """As ``GET api/v1/schedules`` lists them (with what the pause toggle declares again), and
+    a name that would end the data block stays inside it."""
+    registry = JobRegistry()
+
+    @registry.job(name="echo")
+    async def echo(value: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        return value
+
+    async with open_job_pool(2, 10, registry=registry) as pool:
+        app = create_app(pool, registry)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            await pool.schedule(NASTY_ID, echo, "x", cron="30 2 * * *", tz="Europe/Berlin")
+            await pool.schedule("hourly", echo, "y", every=3600, paused=True, priority=2)
+            page = (await client.get("/")).text
+            assert "</script><script>alert" not in page
+            data = first_round(page)
+            api = (await client.get("/api/v1/schedules")).json()
+            assert data["schedules"] == api["schedules"]
+            assert [s["name"] for s in data["schedules"]] == sorted([NASTY_ID, "hourly"])
+            hourly = next(s for s in data["schedules"] if s["name"] == "hourly")
+            assert (hourly["job_name"], hourly["args"], hourly["every"]) == ("echo", ["y"], 3600)
+            assert (hourly["paused"], hourly["priority"]) == (True, 2)
 
 
 def test_the_shipped_page_has_an_empty_data_block() -> None:

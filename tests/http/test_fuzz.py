@@ -21,11 +21,15 @@ from schemathesis import GenerationMode
 
 from tests.servers import free_port
 
+from ._fuzz_formats import register as register_formats
 from ._served import Server, checked_server
+
+register_formats()  # a valid schedule's cron expression (see there)
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
 ACCEPTED: dict[str, list[str]] = {}  # by server: ids of the jobs it answered 202 for
+DECLARED: dict[str, set[str]] = {}  # by server: names of the schedules it declared (200, 201)
 
 
 @pytest.fixture(scope="module", params=["trio", "asyncio"])
@@ -52,7 +56,7 @@ def test_every_operation_answers_as_documented(
     # (schemathesis's own pytest plugin does not work with pytest 9 yet: its strategies,
     # driven by hypothesis here)
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 9
+    assert len(operations) == 13
     for operation in operations:
         # (a job id in a path cannot be invalid: any string is one)
         if mode is GenerationMode.NEGATIVE and not (operation.query or operation.body):
@@ -71,6 +75,9 @@ def test_every_operation_answers_as_documented(
             submit = case.method == "POST" and case.path == "/api/v1/jobs"
             if submit and response.status_code == 202:
                 ACCEPTED.setdefault(fuzz_server.url, []).append(response.json()["job_id"])
+            declare = case.method == "PUT" and case.path == "/api/v1/schedules/{name}"
+            if declare and response.status_code in (200, 201):
+                DECLARED.setdefault(fuzz_server.url, set()).add(response.json()["name"])
 
         try:
             check()
@@ -91,6 +98,16 @@ def test_nothing_accepted_was_lost(fuzz_server: Server) -> None:
     for job_id in set(accepted):
         status, _ = fuzz_server.call("GET", f"api/v1/jobs/{_quote(job_id)}")
         assert status == 200, job_id
+    # Valid schedules were drawn (a cron expression too: tests/http/_fuzz_formats.py) and
+    # declared; each one the fuzzing did not delete again is listed.
+    declared = DECLARED.get(fuzz_server.url, set())
+    assert declared, "the fuzzing never had a schedule declared"
+    listed = {
+        schedule["name"] for schedule in fuzz_server.api("GET", "api/v1/schedules")["schedules"]
+    }
+    for name in declared - listed:
+        status, _ = fuzz_server.call("GET", f"api/v1/schedules/{_quote(name)}")
+        assert status == 404, name  # deleted by a DELETE the fuzzing drew
 
 
 def _quote(job_id: str) -> str:
@@ -184,5 +201,5 @@ def test_schemathesis_cli_with_every_check(tmp_path: Path) -> None:
             _, errors = serve.communicate()
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
-    assert "9 passed" in run.stdout or "Tested: 9" in run.stdout, report
+    assert "13 passed" in run.stdout or "Tested: 13" in run.stdout, report
     assert "Traceback" not in errors, errors

@@ -218,6 +218,7 @@ def test_the_alert_rules_are_well_formed() -> None:
         "JobQueueBacklog",
         "HighJobFailureRate",
         "HighWorkerUtilization",
+        "ScheduleSkippingTicks",
     }
     for rule in rules:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
@@ -233,6 +234,9 @@ def test_the_alert_rules_are_well_formed() -> None:
 
 async def test_the_alert_rules_use_only_metrics_the_app_exports() -> None:
     async with served() as (_, _, client):
+        # A schedule, so that the schedule counters have a series each.
+        body = {"name": "add", "args": [1, 1], "every": 3600}
+        assert (await client.put("/api/v1/schedules/s", json=body)).status_code == 201
         exported = set(await scrape(client)) | {"jobpool_http_rejected_total"}
         families = {n.removesuffix(s) for n in exported for s in ("_bucket", "_sum", "_count")}
     used = set()

@@ -6,7 +6,8 @@ Subcommands:
   display needs the ``[cli]`` extra, i.e. ``rich``; ``--no-live`` needs nothing more).
 * ``serve``: serve a registry's jobs over HTTP (``trio_jobpool.http``) with Hypercorn on Trio.
 * ``worker``: run the jobs of a shared store (Redis) until stopped.
-* ``submit``, ``status``, ``cancel``, ``stats``: talk to a running ``serve`` over HTTP.
+* ``submit``, ``status``, ``cancel``, ``stats``, ``schedules list|set|delete``: talk to a
+  running ``serve`` over HTTP.
 * ``prune``: delete old ended jobs from an SQLite store.
 
 Without a command, ``trio-jobpool`` prints its help on stdout and exits 0. Exit codes
@@ -16,9 +17,10 @@ bad input (a job that did not complete, 404, 409, 429, 503; a store in use, a po
 be reached or answered 5xx; 130 interrupted.
 
 The package, top to bottom (``[tool.importlinter]`` in pyproject.toml checks it): this module
-parses the arguments and calls a command module: ``_client`` (submit, status, cancel, stats),
-``_serve``, ``_worker`` (worker, prune), ``_demo``; ``serve`` and ``worker`` share ``_running``
-(the registry, the pool until a signal); all of them use ``_errors`` (:class:`CliError`, the
+parses the arguments and calls a command module: ``_schedules`` (schedules, over
+``_client``'s ``Client``), ``_client`` (submit, status, cancel, stats), ``_serve``, ``_worker``
+(worker, prune), ``_demo``; ``serve`` and ``worker`` share ``_running`` (the registry and the
+app's schedules, the pool until a signal); all of them use ``_errors`` (:class:`CliError`, the
 exit codes) and ``_output``. No module imports one above it, and none imports a private module
 of ``trio_jobpool``: the command line is built on the public API and :mod:`trio_jobpool.http`.
 """
@@ -42,6 +44,7 @@ from ._demo import DemoConfig, run_demo
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CliError
 from ._output import DOCS_URL, write_line
 from ._running import WorkerOptions
+from ._schedules import delete_schedule, list_schedules, set_schedule
 from ._serve import ServeOptions, run_serve
 from ._worker import run_prune, run_worker
 
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_status(commands)
     _add_cancel(commands)
     _add_stats(commands)
+    _add_schedules(commands)
     _add_prune(commands)
     return parser
 
@@ -578,6 +582,128 @@ def _add_stats(commands: _Commands) -> None:
     stats.set_defaults(handler=_stats_command)
 
 
+def _add_schedules(commands: _Commands) -> None:
+    """``schedules list|set|delete``: a command with commands of its own."""
+    schedules = _command(
+        commands,
+        "schedules",
+        help="list, set or delete the periodic schedules of a running server",
+        description=(
+            "The periodic schedules of a running 'trio-jobpool serve': list them, declare one "
+            "(or replace it: declaring one identical to the one kept changes nothing), or "
+            "delete one. An --app module may also declare its schedules (declare_schedules), "
+            "which serve and worker do when their pool opens."
+        ),
+    )
+    actions = schedules.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = _command(
+        actions,
+        "list",
+        help="the schedules as a table",
+        description=(
+            "Show every periodic schedule of a running server: its name, job, cron expression "
+            "and zone or interval, next and last run (in this machine's zone), last job, runs "
+            "and skipped ticks."
+        ),
+    )
+    listing.add_argument("--json", action="store_true", help="print the JSON the server sent")
+    _add_client_options(listing, token=False)
+    listing.set_defaults(handler=_schedules_list_command)
+    _add_schedules_set(actions)
+    delete = _command(
+        actions,
+        "delete",
+        help="delete a schedule",
+        description=(
+            "Delete the periodic schedule NAME of a running server (exit 1 if there is none); "
+            "the jobs it submitted are not touched."
+        ),
+    )
+    delete.add_argument("name", metavar="NAME", help="the schedule's name")
+    _add_client_options(delete, token=True)
+    delete.set_defaults(handler=_schedules_delete_command)
+
+
+def _add_schedules_set(actions: _Commands) -> None:
+    declare = _command(
+        actions,
+        "set",
+        help="declare (or replace) a schedule",
+        description=(
+            "Declare the periodic schedule NAME on a running server: each tick submits the "
+            "registered job JOB with the arguments ARGS (one JSON array), as the job "
+            "'NAME@<tick's UTC time>'. Give --cron or --every. Declaring a schedule identical "
+            "to the one kept changes nothing; a different one replaces it (its counts kept). "
+            "Prints 'created' or 'declared', and the next run."
+        ),
+    )
+    declare.add_argument("name", metavar="NAME", help="the schedule's name")
+    declare.add_argument("job", metavar="JOB", help="a job name of the server's registry")
+    declare.add_argument(
+        "args",
+        metavar="ARGS",
+        nargs="?",
+        default="[]",
+        help="the job's arguments as one JSON array, e.g. '[\"main\"]' (default: [])",
+    )
+    when = declare.add_mutually_exclusive_group(required=True)
+    when.add_argument(
+        "--cron",
+        default=None,
+        metavar="EXPR",
+        help="a 5-field cron expression, e.g. '30 2 * * *' (read in --tz)",
+    )
+    when.add_argument(
+        "--every",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="seconds between ticks, at least 1 (90, 15m, 6h, 1d)",
+    )
+    declare.add_argument(
+        "--tz",
+        default=None,
+        metavar="ZONE",
+        help="the IANA time zone of --cron, e.g. Europe/Berlin (default: UTC)",
+    )
+    declare.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        metavar="N",
+        help="lower runs first (default: the server's, 5)",
+    )
+    declare.add_argument(
+        "--timeout",
+        type=_duration,
+        default=None,
+        metavar="SECONDS",
+        help="per attempt of each job (default: the pool's; 90, 90s, 15m, ...)",
+    )
+    declare.add_argument(
+        "--overlap",
+        choices=("skip", "allow"),
+        default=None,
+        help="skip (default): no tick while the schedule's last job is live; allow: fire anyway",
+    )
+    declare.add_argument(
+        "--misfire",
+        choices=("skip", "once"),
+        default=None,
+        help=(
+            "skip (default): run none of the ticks missed while no server ran; once: one job "
+            "for the latest of them"
+        ),
+    )
+    declare.add_argument(
+        "--paused",
+        action="store_true",
+        help="declare it paused (it fires nothing until declared again without --paused)",
+    )
+    _add_client_options(declare, token=True)
+    declare.set_defaults(handler=_schedules_set_command)
+
+
 def _add_prune(commands: _Commands) -> None:
     prune = _command(
         commands,
@@ -677,6 +803,32 @@ def _stats_command(args: argparse.Namespace) -> int:
     return stats(Client(args.url), as_json=args.json, cluster=args.cluster)
 
 
+def _schedules_list_command(args: argparse.Namespace) -> int:
+    return list_schedules(Client(args.url), as_json=args.json)
+
+
+def _schedules_set_command(args: argparse.Namespace) -> int:
+    job_args = parse_args_json(args.args)
+    return set_schedule(
+        Client(args.url, token=args.token),
+        args.name,
+        args.job,
+        job_args,
+        cron=args.cron,
+        every=args.every,
+        tz=args.tz,
+        priority=args.priority,
+        timeout=args.timeout,
+        overlap=args.overlap,
+        misfire=args.misfire,
+        paused=args.paused,
+    )
+
+
+def _schedules_delete_command(args: argparse.Namespace) -> int:
+    return delete_schedule(Client(args.url, token=args.token), args.name)
+
+
 def _prune_command(args: argparse.Namespace) -> int:
     return run_prune(args.store, args.older_than)
 
@@ -694,7 +846,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.handler(args)
     except CliError as exc:
-        write_line(f"trio-jobpool {args.command}: {exc.message}", sys.stderr)
+        command = " ".join(filter(None, (args.command, getattr(args, "action", None))))
+        write_line(f"trio-jobpool {command}: {exc.message}", sys.stderr)
         return exc.code
     except KeyboardInterrupt:
         write_line("interrupted", sys.stderr)

@@ -27,7 +27,7 @@ from trio_jobpool import JobStatus
 
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNREACHABLE, CliError
 
-__all__ = ["Client", "cancel", "parse_args_json", "stats", "status", "submit"]
+__all__ = ["Client", "cancel", "due_text", "parse_args_json", "stats", "status", "submit"]
 
 REQUEST_TIMEOUT = 30.0  # seconds for the server to answer (beyond a long poll's own wait)
 POLL_WAIT = 0.5  # seconds each GET of `--wait` asks the server to wait for the job's end
@@ -81,6 +81,18 @@ class Client:
         Raises:
             CliError: an error answer (its ``message``), no connection, no answer in time.
         """
+        return self.request_with_status(method, path, body, query=query, timeout=timeout)[1]
+
+    def request_with_status(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        query: dict[str, str] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
+    ) -> tuple[int, Any]:
+        """As :meth:`request`, with the answer's status (a success: 2xx)."""
         url = self.url + path + (f"?{urllib.parse.urlencode(query)}" if query else "")
         headers = {"Accept": "application/json"}
         data = None
@@ -93,6 +105,7 @@ class Client:
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 raw: bytes = response.read()
+                status: int = response.status
         except urllib.error.HTTPError as error:
             with error:
                 raise _refusal(error, error.read()) from None
@@ -111,7 +124,7 @@ class Client:
                 EXIT_UNREACHABLE, f"lost the connection to {self.url}: {error}"
             ) from None
         try:
-            return json.loads(raw)
+            return status, json.loads(raw)
         except ValueError:
             raise CliError(
                 EXIT_UNREACHABLE,
@@ -178,7 +191,7 @@ def submit(
     answer = client.request("POST", "/api/v1/jobs", body)
     new_id = str(answer["job_id"])
     if answer.get("status") == "scheduled":
-        due = _due_text(answer.get("scheduled_for"))
+        due = due_text(answer.get("scheduled_for"))
         print(f"scheduled {name} as {new_id}, due at {due}", file=sys.stderr)
     elif wait:
         print(f"submitted {name} as {new_id}", file=sys.stderr)
@@ -189,7 +202,7 @@ def submit(
     return _report_end(job)
 
 
-def _due_text(seconds: object) -> str:
+def due_text(seconds: object) -> str:
     """A due time (seconds since the epoch) as an RFC 3339 time in this machine's zone, to the
     nearest second (``2026-12-07T11:00:00+01:00``: a time given to the second comes back
     through the pool's clock a few microseconds either side of it); a time no date can hold

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.util
+import inspect
 import logging
 import os
 import signal
@@ -28,14 +29,27 @@ from typing import Any, NoReturn
 
 import trio
 
-from trio_jobpool import JobHandle, JobPool, JobRegistry, JobStatus, StoreError, open_job_pool
+from trio_jobpool import (
+    JobHandle,
+    JobNotRegistered,
+    JobNotSerializable,
+    JobPool,
+    JobRegistry,
+    JobStatus,
+    StoreError,
+    open_job_pool,
+)
 
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
 
 __all__ = [
+    "App",
+    "DeclareSchedules",
     "WorkerOptions",
+    "declare_schedules",
     "leaves",
+    "load_app",
     "load_registry",
     "open_pool",
     "pool_until_signal",
@@ -74,6 +88,40 @@ def _ignore_sigpipe() -> None:
 # -- loading the registry ------------------------------------------------------------------
 
 
+DeclareSchedules = Callable[[JobPool], Awaitable[object]]
+"""An app module's ``declare_schedules(pool)``: an async function that declares the app's
+periodic schedules on the pool (``await pool.schedule(...)``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class App:
+    """What ``--app`` names: the registry, and its module's ``declare_schedules`` if it has one
+    (``None`` else)."""
+
+    spec: str
+    registry: JobRegistry
+    declare_schedules: DeclareSchedules | None = None
+
+
+def load_app(spec: str) -> App:
+    """The registry ``spec`` names (:func:`load_registry`), and the ``declare_schedules``
+    of the module (or file) that holds it, if it defines one.
+
+    Raises:
+        CliError: (exit 2) as :func:`load_registry`; a ``declare_schedules`` that is not
+            callable.
+    """
+    registry, module = _load(spec)
+    declare = getattr(module, "declare_schedules", None)
+    if declare is not None and not callable(declare):
+        raise CliError(
+            EXIT_BAD_INPUT,
+            f"--app {spec!r}: declare_schedules is a {type(declare).__name__}, not an async "
+            "function of the pool",
+        )
+    return App(spec, registry, declare)
+
+
 def load_registry(spec: str) -> JobRegistry:
     """The :class:`JobRegistry` that ``spec`` names: ``module:attribute`` (the working directory
     is searched first, as for ``python -m``) or ``path/to/file.py:attribute``; ``:attribute``
@@ -83,6 +131,11 @@ def load_registry(spec: str) -> JobRegistry:
         CliError: (exit 2) the module or file cannot be found or fails to import, the attribute
             is missing, or it is not a ``JobRegistry``.
     """
+    return _load(spec)[0]
+
+
+def _load(spec: str) -> tuple[JobRegistry, ModuleType]:
+    """The registry ``spec`` names and the module that holds it (see :func:`load_registry`)."""
     target, colon, attribute = spec.rpartition(":")
     if not colon:
         target, attribute = spec, "registry"
@@ -107,7 +160,7 @@ def load_registry(spec: str) -> JobRegistry:
             f"--app {spec!r}: {attribute} is a {type(value).__name__}, not a "
             "trio_jobpool.JobRegistry",
         )
-    return value
+    return value, module
 
 
 def _import_module(name: str, spec: str) -> ModuleType:
@@ -153,6 +206,62 @@ def _import_failed(spec: str) -> CliError:
     own code, so it is shown (this is the one failure that prints one)."""
     text = traceback.format_exc().rstrip()
     return CliError(EXIT_BAD_INPUT, f"--app {spec!r}: importing it failed:\n{text}")
+
+
+# -- the app's periodic schedules ----------------------------------------------------------
+
+
+async def declare_schedules(pool: JobPool, app: App, stopping: trio.Event) -> None:
+    """Run the app module's ``declare_schedules(pool)``, if it has one, then write the
+    schedules the pool has (``schedules: a, b``). Declaring a schedule identical to the one
+    kept changes nothing, so every process (each ``serve``, each ``worker``) does it when its
+    pool opens. A signal (``stopping``) cancels a declaration still under way: the command
+    then stops as usual.
+
+    Raises:
+        CliError: (exit 2) the function raised ``ValueError``, ``TypeError`` or
+            ``JobNotRegistered``/``JobNotSerializable`` (a bad expression, zone, job or
+            argument: its message), or anything else but a ``StoreError`` (with its
+            traceback: it is the app's own code), or returned no awaitable.
+        StoreError: the store could not keep a schedule.
+    """
+    declare = app.declare_schedules
+    if declare is None:
+        return
+    async with trio.open_nursery() as nursery:
+
+        async def cancel_on_signal() -> None:
+            await stopping.wait()
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(cancel_on_signal)
+        await _declare(pool, app.spec, declare)
+        nursery.cancel_scope.cancel()
+    if stopping.is_set():
+        return
+    names = [schedule.name for schedule in await pool.schedules()]
+    write_line(f"schedules: {', '.join(names) if names else 'none'}")
+
+
+async def _declare(pool: JobPool, spec: str, declare: DeclareSchedules) -> None:
+    """``await declare(pool)``, its expected failures as :class:`CliError`."""
+    where = f"--app {spec!r}: declare_schedules"
+    try:
+        declaring = declare(pool)
+        if not inspect.isawaitable(declaring):
+            raise CliError(
+                EXIT_BAD_INPUT,
+                f"{where} returned {type(declaring).__name__}: it must be an async function "
+                "(async def declare_schedules(pool): ...)",
+            )
+        await declaring
+    except (CliError, StoreError):
+        raise
+    except (ValueError, TypeError, JobNotRegistered, JobNotSerializable) as exc:
+        raise CliError(EXIT_BAD_INPUT, f"{where} failed: {exc}") from None
+    except Exception:
+        text = traceback.format_exc().rstrip()
+        raise CliError(EXIT_BAD_INPUT, f"{where} failed:\n{text}") from None
 
 
 # -- opening the pool, and the errors that are expected -------------------------------------

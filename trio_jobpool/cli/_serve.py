@@ -33,9 +33,11 @@ from trio_jobpool import JobPool, JobRegistry
 from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
 from ._running import (
+    App,
     WorkerOptions,
+    declare_schedules,
     leaves,
-    load_registry,
+    load_app,
     open_pool,
     pool_until_signal,
     run_trio,
@@ -131,13 +133,13 @@ def run_serve(options: ServeOptions) -> int:
     """
     _check_options(options)
     serve = _hypercorn_serve()
-    registry = load_registry(options.app)
-    opener = open_pool(options, registry)
-    if not len(registry):
+    app = load_app(options.app)
+    opener = open_pool(options, app.registry)
+    if not len(app.registry):
         write_line(f"warning: the registry {options.app} has no jobs", sys.stderr)
     config = _hypercorn_config(options)
     _warn_file_limit(options.max_bodies)
-    main = partial(_serve_pool, options, registry, opener, serve, config)
+    main = partial(_serve_pool, options, app, opener, serve, config)
     with _accept_errors_once():
         run_trio(main, options.store)
     return 0
@@ -212,23 +214,25 @@ def _accept_errors_once() -> Iterator[None]:
 
 async def _serve_pool(
     options: ServeOptions,
-    registry: JobRegistry,
+    loaded: App,
     opener: contextlib.AbstractAsyncContextManager[JobPool],
     serve: _Serve,
     config: Config,
 ) -> None:
-    """Open the pool, serve its app with ``serve`` and ``config`` until the first signal, then
-    leave the pool's block, which drains it and writes the stop line
-    (:func:`pool_until_signal`).
+    """Open the pool, declare the app's schedules (:func:`declare_schedules`), serve its app
+    with ``serve`` and ``config`` until the first signal, then leave the pool's block, which
+    drains it and writes the stop line (:func:`pool_until_signal`).
 
     Raises:
-        CliError: ``EXIT_FAILED`` if the address cannot be listened on.
+        CliError: ``EXIT_FAILED`` if the address cannot be listened on; ``EXIT_BAD_INPUT`` if
+            the app's schedules cannot be declared.
     """
     # anyio, which the app uses, imports its Trio backend on first use: a first request that
     # comes while every file descriptor is taken could not, so it is imported before serving.
     await anyio.lowlevel.checkpoint()
     async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
-        app = _app(pool, registry, options)
+        await declare_schedules(pool, loaded, stopping)
+        app = _app(pool, loaded.registry, options)
         async with trio.open_nursery() as nursery:
             start = partial(serve, app, config, shutdown_trigger=stopping.wait)
             binds = await _start_listening(nursery, start, f"{options.host}:{options.port}")

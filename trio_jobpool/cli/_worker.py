@@ -19,7 +19,8 @@ from ._errors import EXIT_BAD_INPUT, EXIT_FAILED, CliError
 from ._output import write_line
 from ._running import (
     WorkerOptions,
-    load_registry,
+    declare_schedules,
+    load_app,
     open_pool,
     pool_until_signal,
     run_trio,
@@ -33,18 +34,20 @@ __all__ = ["run_prune", "run_worker"]
 
 
 def run_worker(options: WorkerOptions) -> int:
-    """``trio-jobpool worker``: run the store's jobs until SIGINT/SIGTERM, then drain."""
+    """``trio-jobpool worker``: declare the app's schedules (as ``serve`` does), run the
+    store's jobs until SIGINT/SIGTERM, then drain."""
     if not options.store.startswith(("redis://", "rediss://", "sqlite:///")):
         raise CliError(
             EXIT_BAD_INPUT,
             f"--store {options.store!r}: a worker runs the jobs of a shared store, "
             "redis://host:port/db (or an sqlite:/// file that no other pool holds)",
         )
-    registry = load_registry(options.app)
-    opener = open_pool(options, registry)
+    app = load_app(options.app)
+    opener = open_pool(options, app.registry)
 
     async def main() -> None:
         async with pool_until_signal(opener, options.shutdown_timeout) as (pool, stopping):
+            await declare_schedules(pool, app, stopping)
             write_line(
                 f"worker {os.getpid()}: {pool.max_workers} workers on {store_name(pool)}, "
                 "Ctrl+C to stop"

@@ -7,9 +7,11 @@ nothing here touches the pool.
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 import math
 import re
+import zoneinfo
 from collections.abc import Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -22,25 +24,56 @@ from trio_jobpool import JobRegistry, RetryPolicy
 __all__ = [
     "MAX_JOB_ID",
     "MAX_PRIORITY",
+    "MAX_SCHEDULE_NAME",
+    "MISFIRES",
+    "OVERLAPS",
     "ApiError",
+    "ScheduleSpec",
     "SubmitOptions",
     "Submission",
     "float_param",
     "int_param",
     "parse_resize",
+    "parse_schedule",
+    "parse_schedule_name",
     "parse_submission",
     "read_json",
+    "time_zones",
 ]
 
 MAX_JOB_ID: Final = 200
 """The longest ``job_id`` a client may give, in characters."""
 MAX_PRIORITY: Final = 2**53 - 1
 """The largest magnitude of a priority (what every store, and JavaScript, holds exactly)."""
+MAX_SCHEDULE_NAME: Final = MAX_JOB_ID - len("@2027-01-12T01:30:00Z")
+"""The longest schedule name a client may give: its ticks' job ids (``name@tick``) are then
+at most ``MAX_JOB_ID`` characters, ids a client can name too."""
+OVERLAPS: Final = ("skip", "allow")
+"""The values of a schedule's ``overlap`` (``JobPool.schedule``)."""
+MISFIRES: Final = ("skip", "once")
+"""The values of a schedule's ``misfire`` (``JobPool.schedule``)."""
 
 _SUBMIT_FIELDS: Final = frozenset(
     {"name", "args", "priority", "job_id", "timeout", "retry", "delay", "at"}
 )
 _RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
+_SCHEDULE_FIELDS: Final = frozenset(
+    {
+        "name",
+        "args",
+        "cron",
+        "every",
+        "tz",
+        "priority",
+        "timeout",
+        "retry",
+        "overlap",
+        "misfire",
+        "paused",
+    }
+)
+# Files of a machine that zoneinfo lists among its zones; the pool refuses them as zones.
+_MACHINE_ZONES: Final = frozenset({"localtime", "posixrules"})
 # A job id is one segment of a URL path, so it has no "/"; it has no control characters, and no
 # lone surrogates, as JSON's "\ud800" is not text a URL or a header can carry.
 _JOB_ID: Final = re.compile(r"[^/\x00-\x1f\x7f\ud800-\udfff]+")
@@ -180,6 +213,118 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
         job_id=job_id, priority=priority, timeout=timeout, retry=retry, delay=delay, at=at
     )
     return Submission(name, tuple(args), options)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleSpec:
+    """A checked ``PUT /api/v1/schedules/{name}`` body: the arguments of ``JobPool.schedule``
+    but the schedule's name (``name`` is the registered job's)."""
+
+    name: str
+    args: tuple[Any, ...]
+    cron: str | None
+    every: float | None
+    tz: str
+    priority: int
+    timeout: float | None
+    retry: RetryPolicy | None
+    overlap: str
+    misfire: str
+    paused: bool
+
+
+@functools.cache
+def time_zones() -> frozenset[str]:
+    """The time zones a schedule may name: the IANA zones this machine knows
+    (``zoneinfo.available_timezones()``, which the OpenAPI document lists) and ``UTC``, less
+    the files of a machine (``localtime``, ``posixrules``) that the pool refuses. Read once
+    (walking the zone files takes tens of milliseconds)."""
+    return frozenset(zoneinfo.available_timezones() | {"UTC"}) - _MACHINE_ZONES
+
+
+def parse_schedule_name(name: str) -> str:
+    """A schedule's name from a path, as ``PUT`` takes it (422 ``invalid``): 1 to
+    ``MAX_SCHEDULE_NAME`` characters, no ``/`` and no control characters (a tick's job id,
+    ``name@tick``, must be an id a client can give), not ``.`` or ``..``."""
+    if not 1 <= len(name) <= MAX_SCHEDULE_NAME:
+        _invalid(f"a schedule's name must have 1 to {MAX_SCHEDULE_NAME} characters")
+    if not _JOB_ID.fullmatch(name) or name in (".", ".."):
+        _invalid(
+            "a schedule's name must not contain '/', control characters or lone surrogates, "
+            "nor be '.' or '..'"
+        )
+    return name
+
+
+def parse_schedule(body: object, registry: JobRegistry) -> ScheduleSpec:
+    """Check a schedule's fields (422 ``invalid``, naming the field), then its job's name (400
+    ``unknown_job_name``). Exactly one of ``cron`` and ``every`` (``null`` is the same as
+    leaving a field out); ``tz`` one of :func:`time_zones`. A cron expression is checked only
+    for its type here: the pool reads it (``JobPool.schedule`` raises ``ValueError`` for a bad
+    one, which the app answers 422 naming ``cron``)."""
+    fields = _object(body, _SCHEDULE_FIELDS, "the body")
+    name = fields.get("name")
+    if not isinstance(name, str):
+        _invalid("'name' (the registered job's name) is required and must be a string")
+    args = fields.get("args", [])
+    if not isinstance(args, list):
+        _invalid("'args' must be an array")
+    cron = fields.get("cron")
+    if cron is not None and not isinstance(cron, str):
+        _invalid(f"'cron' must be a cron expression (a string) or null, got {json.dumps(cron)}")
+    every = fields.get("every")
+    if every is not None:
+        if type(every) not in (int, float) or not 1 <= every < math.inf:
+            _invalid(f"'every' must be a number of seconds >= 1 or null, got {json.dumps(every)}")
+        try:
+            every = float(every)
+        except OverflowError:  # an int of hundreds of digits
+            _invalid("'every' is too large")
+    if (cron is None) == (every is None):
+        _invalid(
+            "give one of 'cron' and 'every', not both"
+            if cron is not None
+            else "give one of 'cron' (a cron expression) and 'every' (seconds)"
+        )
+    tz = fields.get("tz", "UTC")
+    if not isinstance(tz, str) or tz not in time_zones():
+        _invalid(
+            f"'tz' must be an IANA time zone name such as 'Europe/Berlin' or 'UTC', got "
+            f"{json.dumps(tz)[:100]}"
+        )
+    priority = _int(fields, "priority", 5, -MAX_PRIORITY, MAX_PRIORITY)
+    timeout = _number(fields, "timeout")
+    retry = _retry(fields.get("retry"))
+    overlap = _word(fields, "overlap", OVERLAPS)
+    misfire = _word(fields, "misfire", MISFIRES)
+    paused = fields.get("paused", False)
+    if not isinstance(paused, bool):
+        _invalid(f"'paused' must be true or false, got {json.dumps(paused)}")
+    if name not in registry:
+        raise ApiError(400, "unknown_job_name", f"no job is registered as {name!r}")
+    return ScheduleSpec(
+        name=name,
+        args=tuple(args),
+        cron=cron,
+        every=every,
+        tz=tz,
+        priority=priority,
+        timeout=timeout,
+        retry=retry,
+        overlap=overlap,
+        misfire=misfire,
+        paused=paused,
+    )
+
+
+def _word(fields: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
+    """A field that is one of the words ``allowed`` (the first by default)."""
+    value = fields.get(name, allowed[0])
+    if value not in allowed:
+        _invalid(
+            f"{name!r} must be one of {', '.join(map(repr, allowed))}, got {json.dumps(value)}"
+        )
+    return str(value)
 
 
 def parse_resize(body: object, low: int, high: int) -> int:

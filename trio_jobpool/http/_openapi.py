@@ -12,7 +12,7 @@ from typing import Any
 
 from trio_jobpool import PoolStats, __version__
 
-from ._input import MAX_JOB_ID, MAX_PRIORITY
+from ._input import MAX_JOB_ID, MAX_PRIORITY, MAX_SCHEDULE_NAME, MISFIRES, OVERLAPS, time_zones
 
 __all__ = ["openapi_document"]
 
@@ -190,6 +190,106 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["status"],
         "properties": {"status": {"enum": ["ok", "closed"]}},
     },
+    "ScheduleDefinition": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["name"],
+        "properties": {
+            "name": {"type": "string", "description": "the registered job's name"},
+            "args": {"type": "array", "items": {}, "description": "the job's arguments"},
+            "cron": {
+                "type": ["string", "null"],
+                "format": "cron",
+                "description": (
+                    "a 5-field cron expression (minute hour day-of-month month day-of-week: "
+                    "numbers, names, *, lists, ranges, steps), read in tz; the pool checks "
+                    "it (422 naming cron). Not with every"
+                ),
+                "examples": ["30 2 * * *", "*/15 9-17 * * MON-FRI"],
+            },
+            "every": {
+                "type": ["number", "null"],
+                "minimum": 1,
+                "description": "seconds between ticks (from the declaration). Not with cron",
+            },
+            "tz": {
+                "type": "string",
+                "default": "UTC",
+                "description": "the IANA time zone cron is read in",
+            },
+            "priority": {
+                "type": "integer",
+                "minimum": -MAX_PRIORITY,
+                "maximum": MAX_PRIORITY,
+                "default": 5,
+            },
+            "timeout": {**_SECONDS, "description": "seconds per attempt; null: the pool's"},
+            "retry": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Retry"}]},
+            "overlap": {
+                "enum": list(OVERLAPS),
+                "default": OVERLAPS[0],
+                "description": "skip: no tick while the schedule's last job is live",
+            },
+            "misfire": {
+                "enum": list(MISFIRES),
+                "default": MISFIRES[0],
+                "description": "once: one job for the latest tick missed while no pool ran",
+            },
+            "paused": {"type": "boolean", "default": False},
+        },
+        # exactly one of cron and every (null is not given)
+        "oneOf": [
+            {
+                "required": ["cron"],
+                "properties": {"cron": {"type": "string"}, "every": {"type": "null"}},
+            },
+            {
+                "required": ["every"],
+                "properties": {"every": {"type": "number"}, "cron": {"type": "null"}},
+            },
+        ],
+    },
+    "Schedule": {
+        "type": "object",
+        "required": _ALL,
+        "properties": {
+            "name": {"type": "string"},
+            "job_name": {"type": "string"},
+            "args": {"type": "array", "items": {}},
+            "cron": {"type": ["string", "null"]},
+            "every": _NUMBER_OR_NULL,
+            "tz": {"type": "string"},
+            "priority": {"type": "integer"},
+            "timeout": _NUMBER_OR_NULL,
+            "retry": {"oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Retry"}]},
+            "overlap": {"enum": list(OVERLAPS)},
+            "misfire": {"enum": list(MISFIRES)},
+            "paused": {"type": "boolean"},
+            "next_run": {
+                **_NUMBER_OR_NULL,
+                "description": "the next tick (seconds since the epoch), also while paused",
+            },
+            "last_run": {
+                **_NUMBER_OR_NULL,
+                "description": "the tick of the last job it submitted",
+            },
+            "last_job_id": {"type": ["string", "null"]},
+            "runs": {"type": "integer", "minimum": 0},
+            "skipped": {"type": "integer", "minimum": 0},
+        },
+    },
+    "ScheduleList": {
+        "type": "object",
+        "required": ["schedules"],
+        "properties": {
+            "schedules": {"type": "array", "items": {"$ref": "#/components/schemas/Schedule"}}
+        },
+    },
+    "ScheduleDeleted": {
+        "type": "object",
+        "required": ["message", "name"],
+        "properties": {"message": {"const": "schedule deleted"}, "name": {"type": "string"}},
+    },
 }
 
 for _schema in _SCHEMAS.values():
@@ -201,11 +301,14 @@ _ERRORS = {
     401: "a token is configured and the request lacks it",
     403: "a browser's request from a page of another origin",
     408: "the body did not arrive within the server's body timeout",
-    404: "no such job",
+    404: "no such job or schedule",
     409: "a live job has this id / the job has ended",
     413: "the body is too long",
     415: "the body is not declared JSON (Content-Type: application/json)",
-    422: "a field or parameter is missing, of the wrong type or out of range; delay with at",
+    422: (
+        "a field or parameter is missing, of the wrong type or out of range (the message "
+        "names it); delay with at; a bad cron expression, zone, or cron with every"
+    ),
     429: "the queue is full; try again after Retry-After seconds",
     503: "the pool is closed, its store cannot be reached, or too many bodies are being read",
     504: "the store did not answer a submit: the job (its job_id in the answer) may be accepted",
@@ -241,6 +344,13 @@ _JOB_ID_PARAMETER: Schema = {
     "name": "job_id",
     "in": "path",
     "required": True,
+    "schema": {"type": "string", "minLength": 1},
+}
+_SCHEDULE_PARAMETER: Schema = {
+    "name": "name",
+    "in": "path",
+    "required": True,
+    "description": "the schedule's name",
     "schema": {"type": "string", "minLength": 1},
 }
 
@@ -342,6 +452,65 @@ _PATHS: dict[str, Any] = {
             "responses": {"200": _json("Info", "the settings")},
         }
     },
+    "/api/v1/schedules": {
+        "get": {
+            "summary": "The periodic schedules, sorted by name",
+            "operationId": "listSchedules",
+            "responses": {"200": _json("ScheduleList", "the schedules"), **_errors(503)},
+        }
+    },
+    "/api/v1/schedules/{name}": {
+        "get": {
+            "summary": "One periodic schedule",
+            "operationId": "getSchedule",
+            "parameters": [_SCHEDULE_PARAMETER],
+            "responses": {"200": _json("Schedule", "the schedule"), **_errors(404, 503)},
+        },
+        "put": {
+            "summary": (
+                "Declare a periodic schedule, or replace the one of that name (an identical "
+                "declaration changes nothing)"
+            ),
+            "operationId": "declareSchedule",
+            "parameters": [
+                {
+                    **_SCHEDULE_PARAMETER,
+                    "schema": {
+                        "type": "string",
+                        "minLength": 1,
+                        "maxLength": MAX_SCHEDULE_NAME,
+                        "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
+                        "not": {"enum": [".", ".."]},
+                    },
+                }
+            ],
+            "requestBody": _body("ScheduleDefinition"),
+            "responses": {
+                "200": _json("Schedule", "declared: it existed (replaced, or unchanged)"),
+                "201": {
+                    **_json("Schedule", "declared: a new schedule"),
+                    "headers": {
+                        "Location": {
+                            "description": "the schedule's URL",
+                            "schema": {"type": "string"},
+                        }
+                    },
+                },
+                **_errors(400, 401, 403, 408, 413, 415, 422, 503),
+            },
+            "security": [{"bearer": []}],
+        },
+        "delete": {
+            "summary": "Remove a periodic schedule (the jobs it submitted are not touched)",
+            "operationId": "deleteSchedule",
+            "parameters": [_SCHEDULE_PARAMETER],
+            "responses": {
+                "200": _json("ScheduleDeleted", "removed"),
+                **_errors(401, 403, 404, 503),
+            },
+            "security": [{"bearer": []}],
+        },
+    },
     "/healthz": {
         "get": {
             "summary": "Liveness: 200 while the pool is open",
@@ -377,6 +546,9 @@ def openapi_document(
     its paths under it (without one, no ``servers``: the paths are from the host's root)."""
     schemas = copy.deepcopy(_SCHEMAS)
     schemas["Submission"]["properties"]["name"]["enum"] = names
+    definition = schemas["ScheduleDefinition"]["properties"]
+    definition["name"]["enum"] = names
+    definition["tz"]["enum"] = sorted(time_zones())
     size = schemas["Resize"]["properties"]["max_workers"]
     size["minimum"], size["maximum"] = workers
     paths = copy.deepcopy(_PATHS)

@@ -46,6 +46,8 @@ from trio_jobpool import (
     PoolStats,
     QueueFull,
     RedisStore,
+    RetryPolicy,
+    Schedule,
     StoreError,
     StoreOutcomeUnknown,
     __version__,
@@ -58,8 +60,11 @@ from ._input import (
     float_param,
     int_param,
     parse_resize,
+    parse_schedule,
+    parse_schedule_name,
     parse_submission,
     read_json,
+    time_zones,
 )
 from ._openapi import openapi_document
 from ._reference import SWAGGER_UI_MISSING, SwaggerUiFiles, reference_file, swagger_ui_directory
@@ -246,6 +251,12 @@ def _routes(api: _Api, dashboard: bool) -> list[BaseRoute]:
         "/api/v1/jobs/pool/info": {"GET": api.info},
         "/api/v1/jobs/{job_id}": {"GET": api.job},
         "/api/v1/jobs/{job_id}/cancel": {"POST": api.cancel},
+        "/api/v1/schedules": {"GET": api.list_schedules},
+        "/api/v1/schedules/{name}": {
+            "GET": api.schedule,
+            "PUT": api.declare_schedule,
+            "DELETE": api.delete_schedule,
+        },
         "/healthz": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
         "/openapi.json": {"GET": api.openapi},
@@ -304,6 +315,9 @@ class _Api:
         self.rejections: Counter[str] = Counter()  # refused submissions, by reason
         self.metrics_registry = metrics.pool_registry(pool, self.rejections)
         self.swagger_ui = swagger_ui_directory()
+        # Read now, once (it walks the zone files): not in a request that may come while the
+        # server has no file descriptor to spare.
+        time_zones()
         self.retry_after = RetryAfter()
         # The rate of ended jobs is measured from now (a distributed pool's from its first
         # refusal: its cluster's stats are read from Redis, once per refusal).
@@ -482,6 +496,75 @@ class _Api:
         except JobNotFound:
             raise ApiError(404, "not_found", f"no job {job_id!r}") from None
 
+    # -- periodic schedules ----------------------------------------------------------------------
+
+    async def list_schedules(self, request: Request) -> Response:
+        """``GET /api/v1/schedules``: ``pool.schedules()``, sorted by name."""
+        schedules = await self.pool.schedules()
+        return _json(200, {"schedules": [_schedule_json(s) for s in schedules]})
+
+    async def schedule(self, request: Request) -> Response:
+        """``GET /api/v1/schedules/{name}``: the schedule of that name (404 if none)."""
+        name = request.path_params["name"]
+        for schedule in await self.pool.schedules():
+            if schedule.name == name:
+                return _json(200, _schedule_json(schedule))
+        raise ApiError(404, "not_found", f"no schedule {name!r}")
+
+    async def declare_schedule(self, request: Request) -> Response:
+        """``PUT /api/v1/schedules/{name}``: ``pool.schedule(name, ...)``, which keeps an
+        identical definition as it is and replaces a different one. 201 (with ``Location``)
+        when no schedule of that name existed just before (as ``pool.schedules()`` read it),
+        else 200; the answer is the schedule as the pool keeps it now.
+
+        The body's fields are checked first (422 ``invalid`` naming the field; 400
+        ``unknown_job_name``), then the pool reads the cron expression: a ``ValueError`` of
+        its is 422 naming ``cron``. Cancelled (the client gone), the declaration may or may not
+        have been made."""
+        name = parse_schedule_name(request.path_params["name"])
+        spec = parse_schedule(await self._body(request), self.jobs)
+        existed = any(s.name == name for s in await self.pool.schedules())
+        try:
+            schedule = await self.pool.schedule(
+                name,
+                self.jobs.get(spec.name),
+                *spec.args,
+                cron=spec.cron,
+                every=spec.every,
+                tz=spec.tz,
+                priority=spec.priority,
+                timeout=spec.timeout,
+                retry=spec.retry,
+                overlap=spec.overlap,
+                misfire=spec.misfire,
+                paused=spec.paused,
+            )
+        except PoolClosed as exc:
+            raise ApiError(503, "pool_closed", str(exc)) from None
+        except JobNotRegistered as exc:  # in the app's registry, not in the pool's
+            raise ApiError(400, "unknown_job_name", str(exc)) from None
+        except JobNotSerializable as exc:
+            raise ApiError(422, "invalid", f"'args': {exc}") from None
+        except (TypeError, ValueError) as exc:
+            # Every other field was checked above: what the pool refuses is the expression.
+            field = "cron" if spec.cron is not None else "every"
+            raise ApiError(422, "invalid", f"{field!r}: {exc}") from None
+        if existed:
+            return _json(200, _schedule_json(schedule))
+        root = request.scope.get("root_path", "")
+        location = {"Location": f"{root}/api/v1/schedules/{quote(name, safe='')}"}
+        return _json(201, _schedule_json(schedule), location)
+
+    async def delete_schedule(self, request: Request) -> Response:
+        """``DELETE /api/v1/schedules/{name}``: ``pool.unschedule(name)`` (404 if there is
+        none); the jobs it submitted are not touched."""
+        name = request.path_params["name"]
+        try:
+            await self.pool.unschedule(name)
+        except JobNotFound:
+            raise ApiError(404, "not_found", f"no schedule {name!r}") from None
+        return _json(200, {"message": "schedule deleted", "name": name})
+
     # -- the pool ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
@@ -531,22 +614,32 @@ class _Api:
         return _json(200, {"status": "ok"})
 
     async def metrics(self, request: Request) -> Response:
-        """``GET /metrics``: this process's metrics, and the cluster gauges if the store
-        answers within ``CLUSTER_STATS_WAIT`` seconds; else they are left out, and a
-        distributed pool's ``jobpool_cluster_stats_fresh`` is 0."""
+        """``GET /metrics``: this process's metrics, and the cluster gauges and the schedules'
+        counters if the store answers for them within ``CLUSTER_STATS_WAIT`` seconds (one
+        deadline for both); else what it did not answer for is left out, and a distributed
+        pool's ``jobpool_cluster_stats_fresh`` is 0 without the cluster gauges.
+
+        The schedules are read here, before rendering: ``pool.schedules()`` is async (it may
+        read the store), while a Prometheus collector is called synchronously."""
         cluster: PoolStats | None = None
-        try:
-            with move_on_after(CLUSTER_STATS_WAIT):
+        schedules: list[Schedule] | None = None
+        with move_on_after(CLUSTER_STATS_WAIT) as deadline:
+            try:
                 cluster = await self.pool.cluster_stats()
-            if cluster is None:
-                logger.warning(
-                    "GET /metrics: no cluster stats: the store did not answer within %g s",
-                    CLUSTER_STATS_WAIT,
-                )
-        except StoreError as exc:  # the pool's own metrics are still worth a scrape
-            logger.warning("GET /metrics: no cluster stats: %s", exc)
+            except StoreError as exc:  # the pool's own metrics are still worth a scrape
+                logger.warning("GET /metrics: no cluster stats: %s", exc)
+            try:
+                schedules = await self.pool.schedules()
+            except StoreError as exc:
+                logger.warning("GET /metrics: no schedule counters: %s", exc)
+        if deadline.cancelled_caught:
+            logger.warning(
+                "GET /metrics: no %s: the store did not answer within %g s",
+                "cluster stats, no schedule counters" if cluster is None else "schedule counters",
+                CLUSTER_STATS_WAIT,
+            )
         fresh = cluster is not None if isinstance(self.pool.store, RedisStore) else None
-        content = metrics.render(self.metrics_registry, cluster, fresh)
+        content = metrics.render(self.metrics_registry, cluster, fresh, schedules)
         return Response(content, media_type=metrics.CONTENT_TYPE)
 
     async def openapi(self, request: Request) -> Response:
@@ -576,17 +669,19 @@ class _Api:
 
     async def page(self, request: Request) -> Response:
         """``GET /``: the dashboard, with the answers of its first round in it
-        (:func:`dashboard_page`): ``pool/info``, ``pool/stats``, the first jobs and the next
-        scheduled ones."""
+        (:func:`dashboard_page`): ``pool/info``, ``pool/stats``, the first jobs, the next
+        scheduled ones and the periodic schedules."""
         pool = self.pool
         jobs = [await _job_json(job) for job in pool.recent_jobs(FIRST_JOBS)]
         stats = pool.stats()
         due = pool.scheduled_jobs(NEXT_DUE) if stats.scheduled_tasks else []
+        schedules = await pool.schedules()
         first = {
             "info": self._info(),
             "stats": stats.as_dict(),
             "jobs": jobs,
             "scheduled": [await _job_json(job) for job in due],
+            "schedules": [_schedule_json(schedule) for schedule in schedules],
         }
         page = dashboard_page(_ENCODER.encode(first))
         return _dashboard_file(page, "text/html; charset=utf-8")
@@ -638,6 +733,51 @@ async def _job_json(handle: JobHandle[Any]) -> dict[str, Any]:
         "result": result,
         "error": None if error is None else _error_json(error),
     }
+
+
+def _schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A schedule as the API gives it (docs/service.md): every field of ``Schedule``, times as
+    seconds since the epoch; its definition as ``PUT`` takes it (``args``, ``priority``,
+    ``timeout``, ``retry``, ``overlap``, ``misfire``, ``paused``), so that a client can
+    declare it again with one field changed. What JSON cannot hold (an argument a schedule
+    declared in code has, an infinite time) is written as in a job's JSON: a short ``repr``,
+    ``null`` for a time."""
+    return {
+        "name": schedule.name,
+        "job_name": schedule.job_name,
+        "args": [_jsonable(arg) for arg in schedule.args],
+        "cron": schedule.cron,
+        "every": _finite(schedule.every),
+        "tz": schedule.tz,
+        "priority": schedule.priority,
+        "timeout": _finite(schedule.timeout),
+        "retry": _retry_json(schedule.retry),
+        "overlap": schedule.overlap,
+        "misfire": schedule.misfire,
+        "paused": schedule.paused,
+        "next_run": _finite(schedule.next_run),
+        "last_run": _finite(schedule.last_run),
+        "last_job_id": schedule.last_job_id,
+        "runs": schedule.runs,
+        "skipped": schedule.skipped,
+    }
+
+
+def _retry_json(policy: RetryPolicy | None) -> dict[str, Any] | None:
+    """A retry policy as a body gives it (which retries every ``Exception``)."""
+    if policy is None:
+        return None
+    return {
+        "max_attempts": policy.max_attempts,
+        "backoff": _finite(policy.backoff),
+        "max_backoff": _finite(policy.max_backoff),
+        "jitter": policy.jitter,
+    }
+
+
+def _finite(seconds: float | None) -> float | None:
+    """``seconds``, or ``None`` for ``None`` and for what JSON cannot hold (``inf``)."""
+    return seconds if seconds is not None and math.isfinite(seconds) else None
 
 
 def _error_json(error: BaseException) -> dict[str, str]:

@@ -13,9 +13,17 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
   ``…_cancelled_total``, ``…_timed_out_total``, ``…_retried_total``;
 * gauges ``jobpool_active_workers``, ``jobpool_max_workers``, ``jobpool_queued_tasks``,
   ``jobpool_scheduled_tasks`` (jobs accepted to run later and not yet due);
-* histograms ``jobpool_job_exec_seconds`` (each attempt that ended) and
+* histograms ``jobpool_job_exec_seconds`` (each attempt that ended),
   ``jobpool_job_wait_seconds`` (each attempt that started, from submission, the end of a retry
-  backoff or a scheduled job's due time), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
+  backoff or a scheduled job's due time) and ``jobpool_schedule_lag_seconds`` (each start of a
+  job that fell due: a schedule's tick, ``delay``/``at``, a ``Defer``; from its due time,
+  ``histograms()["due_lag"]``), with the buckets of :data:`trio_jobpool.TIME_BUCKETS`;
+* counters ``jobpool_schedule_runs_total{schedule}`` and
+  ``jobpool_schedule_skipped_total{schedule}``: each periodic schedule's ``runs`` and
+  ``skipped``, one series per schedule that exists. ``pool.schedules()`` is async (a store may
+  be read) and a collector is not, so the app reads them before it renders and passes them to
+  :func:`render` (:class:`ScheduleCollector`); a registry of :func:`pool_registry` alone has
+  no schedule series;
 * gauges ``jobpool_cluster_queued_tasks``, ``jobpool_cluster_scheduled_tasks``,
   ``jobpool_cluster_active_workers``, ``jobpool_cluster_max_workers``: the same of the whole
   pool, from ``pool.cluster_stats()`` when the app renders them (a distributed pool's shared
@@ -46,12 +54,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from trio_jobpool import JobPool, PoolStats, SqliteStore, TimeHistogram
+from trio_jobpool import JobPool, PoolStats, Schedule, SqliteStore, TimeHistogram
 
 __all__ = [
     "CONTENT_TYPE",
     "ClusterCollector",
     "PoolCollector",
+    "ScheduleCollector",
     "pool_registry",
     "render",
 ]
@@ -83,6 +92,11 @@ _HISTOGRAMS = (
         "job_wait_seconds",
         "wait_time",
         "Time from submission (or a retry's or a scheduled job's due time) to start.",
+    ),
+    (
+        "schedule_lag_seconds",
+        "due_lag",
+        "Time from a job's due time (a schedule's tick, delay/at, a Defer) to its start.",
     ),
 )
 
@@ -159,21 +173,55 @@ class ClusterCollector(Collector):
             )
 
 
+class ScheduleCollector(Collector):
+    """The counters of the periodic schedules, from one ``await pool.schedules()``: their
+    ``runs`` and ``skipped``, labelled by ``schedule`` (a schedule's name). A store keeps these
+    for every process, so each process of a distributed pool reports the same values."""
+
+    def __init__(self, schedules: list[Schedule]) -> None:
+        self._schedules = schedules
+
+    def collect(self) -> Iterable[Metric]:
+        runs = CounterMetricFamily(
+            "jobpool_schedule_runs_total",
+            "Jobs a periodic schedule submitted, by schedule.",
+            labels=["schedule"],
+        )
+        skipped = CounterMetricFamily(
+            "jobpool_schedule_skipped_total",
+            "Ticks a periodic schedule skipped (its last job still live, or missed while no "
+            "pool could fire them), by schedule.",
+            labels=["schedule"],
+        )
+        for schedule in self._schedules:
+            runs.add_metric([schedule.name], schedule.runs)
+            skipped.add_metric([schedule.name], schedule.skipped)
+        yield runs
+        yield skipped
+
+
 def render(
-    registry: CollectorRegistry, cluster: PoolStats | None = None, fresh: bool | None = None
+    registry: CollectorRegistry,
+    cluster: PoolStats | None = None,
+    fresh: bool | None = None,
+    schedules: list[Schedule] | None = None,
 ) -> bytes:
     """The registry's metrics in the Prometheus text format (:data:`CONTENT_TYPE`), and the
     cluster gauges of ``cluster`` (a ``pool.cluster_stats()``) if given; unless ``fresh`` is
     None, the gauge ``jobpool_cluster_stats_fresh``: 1 if the cluster gauges are in this
-    scrape, 0 if the store did not answer for them (they are left out)."""
+    scrape, 0 if the store did not answer for them (they are left out); unless ``schedules``
+    (an ``await pool.schedules()``) is None, the schedules' counters
+    (:class:`ScheduleCollector`)."""
     text = generate_latest(registry)
-    if cluster is None and fresh is None:
+    if cluster is None and fresh is None and schedules is None:
         return text
     extra = CollectorRegistry(auto_describe=False)
     if cluster is not None:
         extra.register(ClusterCollector(cluster))
     if fresh is not None:
         extra.register(_Freshness(fresh))
+    if schedules is not None:
+        extra.register(ScheduleCollector(schedules))
     return text + generate_latest(extra)
 
 

@@ -25,6 +25,8 @@
     paused: false, // a round fell due while the page was hidden
     rows: new Map(), // row key -> <tr> of the recent jobs
     dueRows: new Map(), // row key -> <tr> of the next due jobs
+    scheduleRows: new Map(), // schedule name -> <tr> of the schedules
+    toggling: new Set(), // names of the schedules whose toggle's PUT is under way
   };
 
   // ---- talking to the server
@@ -56,9 +58,12 @@
         state.info = await getJSON("api/v1/jobs/pool/info");
         showInfo(state.info);
       }
-      const [stats, list] = await Promise.all([
+      // The schedules are the store's: a store that does not answer them (503) leaves the
+      // panel as it was, not the page disconnected (null: not shown anew).
+      const [stats, list, schedules] = await Promise.all([
         getJSON("api/v1/jobs/pool/stats"),
         getJSON(`api/v1/jobs?limit=${JOBS_LIMIT}`),
+        getJSON("api/v1/schedules").catch(() => null),
       ]);
       // The next due jobs only while there are any: a pool that schedules nothing is asked
       // nothing more (the list walks every scheduled job).
@@ -66,7 +71,7 @@
         stats.scheduled_tasks > 0
           ? (await getJSON(`api/v1/jobs?status=scheduled&limit=${DUE_LIMIT}`)).jobs
           : [];
-      show(stats, list.jobs, due);
+      show(stats, list.jobs, due, schedules?.schedules ?? null);
     } catch (error) {
       state.info = null; // the server may come back with another configuration
       setConnection(false, error);
@@ -74,13 +79,14 @@
     setTimeout(tick, POLL_MS);
   }
 
-  function show(stats, jobs, due) {
+  function show(stats, jobs, due, schedules) {
     setConnection(true);
     showStats(stats);
     record(stats);
     drawChart();
     showJobs(jobs);
     showDue(due);
+    if (schedules !== null) showSchedules(schedules);
   }
 
   function tick() {
@@ -117,12 +123,39 @@
   // given to the second comes back a few microseconds either side of it), and how far ahead
   // it is; the title, to the millisecond, in UTC. "–" for a time no Date can hold.
   function dueTime(seconds) {
+    return timeAt(seconds, (now) => ahead(seconds - now));
+  }
+
+  // As dueTime, for a time that may be past: how long ago it was, or how far ahead it is.
+  function pastOrDue(seconds) {
+    const relative = (now) => (seconds <= now ? ago(now - seconds) : ahead(seconds - now));
+    return timeAt(seconds, relative);
+  }
+
+  function timeAt(seconds, relative) {
     const date = new Date(Math.round(seconds) * 1000);
     if (!isNumber(seconds) || Number.isNaN(date.getTime())) return { text: "–", iso: "" };
     const day = `${pad(date.getFullYear(), 4)}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
     const time = `${pad(date.getHours())}:${pad(date.getMinutes())}:${pad(date.getSeconds())}`;
-    const text = `${day} ${time} (${ahead(seconds - Date.now() / 1000)})`;
+    const text = `${day} ${time} (${relative(Date.now() / 1000)})`;
     return { text, iso: new Date(seconds * 1000).toISOString() };
+  }
+
+  function ago(seconds) {
+    if (seconds < 1) return "just now";
+    if (seconds < 60) return `${Math.round(seconds)} s ago`;
+    if (seconds < 3600) return `${Math.round(seconds / 60)} min ago`;
+    if (seconds < 86400) return `${(seconds / 3600).toFixed(1)} h ago`;
+    return `${Math.round(seconds / 86400)} d ago`;
+  }
+
+  // A period in seconds: "every 90 s", "every 15 min", "every 6 h", "every 1 d" when it is a
+  // whole number of the unit.
+  function period(seconds) {
+    for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
+      if (seconds >= size && seconds % size === 0) return `every ${seconds / size} ${unit}`;
+    }
+    return `every ${seconds} s`;
   }
 
   function ahead(seconds) {
@@ -389,6 +422,79 @@
     setText(part(".priority"), count(job.priority));
   }
 
+  // ---- the schedules: a row per schedule, by name, with its pause/resume toggle
+
+  function showSchedules(schedules) {
+    const body = $("schedules");
+    const rows = state.scheduleRows;
+    const seen = new Set();
+    schedules.forEach((schedule, index) => {
+      seen.add(schedule.name);
+      let row = rows.get(schedule.name);
+      if (row === undefined) {
+        row = makeScheduleRow(schedule.name);
+        rows.set(schedule.name, row);
+      }
+      updateScheduleRow(row, schedule);
+      if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+    });
+    for (const [name, row] of rows) {
+      if (!seen.has(name)) {
+        row.remove();
+        rows.delete(name);
+      }
+    }
+    $("schedules-table").hidden = schedules.length === 0;
+    $("schedules-empty").hidden = schedules.length > 0;
+  }
+
+  function makeScheduleRow(name) {
+    const row = element("tr");
+    row.dataset.schedule = name;
+    const nameCell = element("th", "name", row);
+    nameCell.scope = "row";
+    for (const cell of ["job", "when", "next", "last-run", "counts", "actions"]) {
+      element("td", cell, row);
+    }
+    element("span", "time", row.querySelector(".next"));
+    element("span", "state", row.querySelector(".next"));
+    element("span", "time", row.querySelector(".last-run"));
+    element("code", "last-job", row.querySelector(".last-run"));
+    const button = element("button", "toggle", row.querySelector(".actions"));
+    button.type = "button";
+    // The definition the toggle declares again is the row's latest (updateScheduleRow).
+    button.addEventListener("click", () => toggle(row.schedule, button));
+    return row;
+  }
+
+  function updateScheduleRow(row, schedule) {
+    const part = (selector) => row.querySelector(selector);
+    row.schedule = schedule;
+    row.dataset.paused = String(schedule.paused);
+    setText(part(".name"), schedule.name);
+    setText(part(".job"), schedule.job_name);
+    const when =
+      schedule.cron !== null ? `${schedule.cron} (${schedule.tz})` : period(schedule.every);
+    setText(part(".when"), when);
+    const next = dueTime(schedule.next_run);
+    setText(part(".next .time"), next.text);
+    part(".next").title = next.iso;
+    part(".next").dataset.nextRun = String(schedule.next_run);
+    setText(part(".next .state"), schedule.paused ? "paused" : "");
+    const last = pastOrDue(schedule.last_run);
+    setText(part(".last-run .time"), last.text);
+    part(".last-run").title = last.iso;
+    setText(part(".last-job"), schedule.last_job_id ?? "");
+    part(".last-job").title = schedule.last_job_id ?? "";
+    setText(part(".counts"), `${count(schedule.runs)} / ${count(schedule.skipped)}`);
+    const button = part("button.toggle");
+    setText(button, schedule.paused ? "Resume" : "Pause");
+    button.setAttribute("aria-pressed", String(schedule.paused));
+    const action = schedule.paused ? "Resume" : "Pause";
+    button.setAttribute("aria-label", `${action} schedule ${schedule.name}`);
+    button.disabled = state.toggling.has(schedule.name);
+  }
+
   // The id cell of a job's row: the id, which a click copies.
   function jobId(id, row) {
     const idCell = element("th", "id", row);
@@ -481,21 +587,30 @@
     $("token").focus();
   }
 
-  async function cancel(id, button) {
+  // The headers of a request that changes state: the token, if one is typed in. null (and
+  // `tell` told the user why) when the server needs a token and none is typed in, or it is not
+  // something a header can carry.
+  function changeHeaders(what, tell) {
     const token = $("token").value.trim();
     if (state.info?.token_required && token === "") {
-      say(`Enter the API token to cancel job ${id}.`, "error");
+      tell(`Enter the API token to ${what}.`, "error");
       askForToken();
-      return;
+      return null;
     }
     const headers = new Headers({ Accept: "application/json" });
     try {
       if (token !== "") headers.set("Authorization", `Bearer ${token}`);
     } catch {
-      say("The token holds characters an HTTP header cannot carry.", "error");
+      tell("The token holds characters an HTTP header cannot carry.", "error");
       askForToken();
-      return;
+      return null;
     }
+    return headers;
+  }
+
+  async function cancel(id, button) {
+    const headers = changeHeaders(`cancel job ${id}`, say);
+    if (headers === null) return;
     button.disabled = true;
     try {
       const url = `api/v1/jobs/${encodeURIComponent(id)}/cancel`;
@@ -519,6 +634,70 @@
     } catch {
       say(`Could not cancel job ${id}: the server did not answer.`, "error");
     } finally {
+      button.disabled = false;
+    }
+  }
+
+  // ---- pausing and resuming a schedule: declared again, with `paused` flipped
+
+  function sayOfSchedules(text, kind) {
+    const message = $("schedules-message");
+    message.textContent = text;
+    message.dataset.kind = kind;
+  }
+
+  // The body of PUT api/v1/schedules/{name}: the schedule's definition as the list gave it.
+  function definition(schedule, paused) {
+    return {
+      name: schedule.job_name,
+      args: schedule.args,
+      cron: schedule.cron,
+      every: schedule.every,
+      tz: schedule.tz,
+      priority: schedule.priority,
+      timeout: schedule.timeout,
+      retry: schedule.retry,
+      overlap: schedule.overlap,
+      misfire: schedule.misfire,
+      paused,
+    };
+  }
+
+  async function toggle(schedule, button) {
+    const name = schedule.name;
+    const paused = !schedule.paused;
+    const verb = paused ? "pause" : "resume";
+    const headers = changeHeaders(`${verb} schedule ${name}`, sayOfSchedules);
+    if (headers === null) return;
+    headers.set("Content-Type", "application/json");
+    state.toggling.add(name);
+    button.disabled = true;
+    try {
+      const url = `api/v1/schedules/${encodeURIComponent(name)}`;
+      const init = { method: "PUT", headers, body: JSON.stringify(definition(schedule, paused)) };
+      const [response, body] = await request(url, init, async (answer) => [
+        answer,
+        await answer.json().catch(() => ({})),
+      ]);
+      if (response.ok) {
+        const again = response.status === 201 ? " (it had been deleted: declared again)" : "";
+        sayOfSchedules(`Schedule ${name} ${paused ? "paused" : "resumed"}${again}.`, "ok");
+        const row = state.scheduleRows.get(name);
+        state.toggling.delete(name);
+        if (row !== undefined && body?.name === name) updateScheduleRow(row, body);
+      } else if (response.status === 401) {
+        const refused = `enter a valid API token to ${verb} schedules`;
+        sayOfSchedules(`The server refused the token: ${refused}.`, "error");
+        askForToken();
+      } else {
+        const detail = typeof body?.message === "string" ? `: ${body.message}` : "";
+        const failed = `Could not ${verb} schedule ${name} (HTTP ${response.status})${detail}.`;
+        sayOfSchedules(failed, "error");
+      }
+    } catch {
+      sayOfSchedules(`Could not ${verb} schedule ${name}: the server did not answer.`, "error");
+    } finally {
+      state.toggling.delete(name);
       button.disabled = false;
     }
   }
@@ -551,7 +730,7 @@
   } else {
     state.info = first.info;
     showInfo(first.info);
-    show(first.stats, first.jobs, first.scheduled ?? []);
+    show(first.stats, first.jobs, first.scheduled ?? [], first.schedules ?? []);
     setTimeout(tick, POLL_MS);
   }
 })();
