@@ -252,13 +252,7 @@ class Intake(Later):
         as for any submit)."""
         self._admit_later(job, due)
         if self._journal is not None:
-            assert isinstance(job, RecordedJob)
-            try:
-                await self._journal.write_accepted(job)
-            except BaseException:
-                self._revoke(job)
-                raise
-            self._schedule_reserved(job)
+            await self._write_accepted(job)
         elif self._runtime.yield_due():
             await self._runtime.schedule_point()
 
@@ -266,13 +260,7 @@ class Intake(Later):
         """``submit_nowait`` of a job due at ``due`` (see :meth:`_accept_later`)."""
         self._admit_later(job, due)
         if self._journal is not None:
-            assert isinstance(job, RecordedJob)
-            try:
-                self._journal.write_accepted_now(job)
-            except BaseException:
-                self._revoke(job)
-                raise
-            self._schedule_reserved(job)
+            self._write_accepted_now(job)
 
     def _new_job(
         self,
@@ -388,7 +376,8 @@ class Intake(Later):
         return True
 
     async def _write_accepted(self, job: JobHandle[Any]) -> None:
-        """Write a reserved job to the store, then let the workers have it.
+        """Write a reserved job to the store, then let the workers (or, for a scheduled job,
+        the timer) have it.
 
         The wait for the write is shielded (``Store.wait``): once it has begun, ``submit``
         finishes (a cancellation is delivered at the caller's next checkpoint), so "returned"
@@ -416,9 +405,13 @@ class Intake(Later):
         self._place_reserved(job)
 
     def _place_reserved(self, job: JobHandle[Any]) -> None:
-        if job._status is _QUEUED:  # not cancelled while it was being written
+        """A reserved job is on record: place it, or schedule it (unless it was cancelled while
+        it was being written)."""
+        if job._status is _QUEUED:
             self._bounded_waiting -= 1  # its reservation; _place counts it again if it waits
             self._place(job, bounded=True)
+        elif job._status is _SCHEDULED:
+            self._schedule_reserved(job)
 
     def _revoke(self, job: JobHandle[Any]) -> None:
         """Undo the acceptance of a job whose ``submit`` was cancelled in the same instant.

@@ -176,18 +176,12 @@ class MemoryBook:
 
     async def declare_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
         current = self._schedules.get(record.name)
-        if current is not None:
-            if current.definition() == record.definition():
-                return dataclasses.replace(current)
-            record = dataclasses.replace(
-                record,
-                runs=current.runs,
-                skipped=current.skipped,
-                last_run=current.last_run,
-                last_job_id=current.last_job_id,
-            )
-        self._schedules[record.name] = record
-        return dataclasses.replace(record)
+        kept = record.declared_over(current)
+        if kept is None:
+            assert current is not None
+            return dataclasses.replace(current)
+        self._schedules[kept.name] = kept
+        return dataclasses.replace(kept)
 
     async def remove_schedule(self, name: str) -> bool:
         return self._schedules.pop(name, None) is not None
@@ -196,7 +190,7 @@ class MemoryBook:
         self, before: ScheduleRecord, after: ScheduleRecord, job: JobRecord | None
     ) -> ScheduleRecord | None:
         current = self._schedules.get(before.name)
-        if current is None or current != before:
+        if current is None or current.position() != before.position():
             return None if current is None else dataclasses.replace(current)
         self._schedules[after.name] = dataclasses.replace(after)
         return after

@@ -16,7 +16,6 @@ job together), or fails as a whole while ``failing`` is set.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from collections.abc import Callable
 from typing import Any
 
@@ -146,18 +145,12 @@ class MemoryStore:
     async def declare_schedule(self, record: ScheduleRecord) -> ScheduleRecord:
         self._step()
         current = self.schedules.get(record.name)
-        if current is not None:
-            if current.definition() == record.definition():
-                return copy.deepcopy(current)
-            record = dataclasses.replace(
-                record,
-                runs=current.runs,
-                skipped=current.skipped,
-                last_run=current.last_run,
-                last_job_id=current.last_job_id,
-            )
-        self.schedules[record.name] = copy.deepcopy(record)
-        return record
+        kept = record.declared_over(current)
+        if kept is None:
+            assert current is not None
+            return copy.deepcopy(current)
+        self.schedules[kept.name] = copy.deepcopy(kept)
+        return kept
 
     async def remove_schedule(self, name: str) -> bool:
         self._step()
@@ -170,11 +163,7 @@ class MemoryStore:
         current = self.schedules.get(before.name)
         if current is None:
             return None
-        if (current.definition(), current.anchor, current.handled_until) != (
-            before.definition(),
-            before.anchor,
-            before.handled_until,
-        ):
+        if current.position() != before.position():
             return copy.deepcopy(current)
         self.schedules[after.name] = copy.deepcopy(after)
         if job is not None:

@@ -28,6 +28,7 @@ the writes fare (the HTTP service's metrics show them).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
@@ -126,6 +127,29 @@ class ScheduleRecord:
             self.overlap,
             self.misfire,
             self.paused,
+        )
+
+    def position(self) -> tuple[Any, ...]:
+        """What a tick's step is conditional on (``ScheduleBook.fire``): the definition, the
+        anchor and ``handled_until``. Every other change of a kept schedule changes one of
+        them."""
+        return (self.definition(), self.anchor, self.handled_until)
+
+    def declared_over(self, current: ScheduleRecord | None) -> ScheduleRecord | None:
+        """What a book keeps when this record is declared while ``current`` is kept: ``None``
+        when ``current`` has the same definition (it stays as it is), else this record with
+        ``current``'s counters and last run (``runs``, ``skipped``, ``last_run``,
+        ``last_job_id``)."""
+        if current is None:
+            return self
+        if current.definition() == self.definition():
+            return None
+        return dataclasses.replace(
+            self,
+            runs=current.runs,
+            skipped=current.skipped,
+            last_run=current.last_run,
+            last_job_id=current.last_job_id,
         )
 
 

@@ -15,9 +15,8 @@ declaration's arguments with a tuple are the same definition as the list JSON ke
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
-from typing import Any, Final
+from typing import Final
 
 from ._base import JobRecord, ScheduleRecord
 from ._sqlite_schema import (
@@ -70,19 +69,12 @@ class Declare(ScheduleStep):
     def apply(self, db: sqlite3.Connection) -> None:
         record = stored_form(self.record)
         current = _read(db, record.name)
-        if current is not None:
-            if current.definition() == record.definition():
-                self.result = current
-                return
-            record = dataclasses.replace(
-                record,
-                runs=current.runs,
-                skipped=current.skipped,
-                last_run=current.last_run,
-                last_job_id=current.last_job_id,
-            )
-        db.execute(PUT_SCHEDULE, schedule_values(record))
-        self.result = record
+        kept = record.declared_over(current)
+        if kept is None:
+            self.result = current
+            return
+        db.execute(PUT_SCHEDULE, schedule_values(kept))
+        self.result = kept
 
 
 class Remove(ScheduleStep):
@@ -119,15 +111,10 @@ class Fire(ScheduleStep):
     def apply(self, db: sqlite3.Connection) -> None:
         current = _read(db, self.before.name)
         self.result = current
-        if current is None or _position(current) != _position(stored_form(self.before)):
+        if current is None or current.position() != stored_form(self.before).position():
             return
         db.execute(PUT_SCHEDULE, schedule_values(self.after))
         if self.job is not None:
             db.execute(INSERT, insert_values(self.job))
         self.result = self.after
         self.fired = True
-
-
-def _position(record: ScheduleRecord) -> tuple[Any, ...]:
-    """What makes a schedule's state exact: its definition, anchor and ``handled_until``."""
-    return (record.definition(), record.anchor, record.handled_until)
