@@ -208,6 +208,10 @@ class Link(SharedEnds):
             ended,
             sum(1 for job in self._live.values() if job._cancel_reason is LOST),
         )
+        # A trip, even with nothing to send: it adopts the new epoch and claims for the idle
+        # workers, which registers them in the new run (the register was lost with the rest;
+        # an idle process would otherwise never be woken for a job again).
+        self._trip_due = True
         self._wake_link()
 
     async def _adopt_epoch(self) -> None:

@@ -88,6 +88,28 @@ async def test_flushall_ends_every_handle_with_store_error_and_the_pool_goes_on(
     assert (stats.total_submitted, stats.total_completed, stats.scheduled_tasks) == (2, 2, 0)
 
 
+async def test_an_idle_worker_process_serves_the_new_run_of_the_queue_after_flushall(
+    redis_url: str,
+) -> None:
+    """A pool whose workers were idle (registered in Redis, and flushed with it) learns of the
+    loss at its next call (its lease renewal, or a tick) and claims in the new run, which
+    registers its workers again: a job another process submits then runs there."""
+    url = queue_url(redis_url)
+    async with (
+        open_job_pool(0, 10, store=url, registry=registry) as front,
+        open_job_pool(1, 10, store=url, registry=registry) as worker,
+    ):
+        assert await (await front.submit(double, 1)).result() == 2  # the worker is idle again
+        lost = front._queue.epoch  # type: ignore[attr-defined]
+        async with coredis.Redis.from_url(redis_url) as client:
+            await client.flushall()
+        with anyio.fail_after(WAIT):
+            await front.cluster_stats()  # the front end finds the loss and adopts the new run
+            assert front._queue.epoch != lost  # type: ignore[attr-defined]
+            assert await (await front.submit(double, 2)).result() == 4
+        assert worker.stats().total_completed == 2
+
+
 async def test_redis_restarted_without_persistence_ends_every_handle_with_store_error(
     tmp_path: Path,
 ) -> None:
