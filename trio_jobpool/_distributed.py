@@ -28,11 +28,12 @@ from ._job import (
     JobStatus,
     RecordedJob,
 )
-from ._link import ROOM, Link
+from ._link import ROOM
 from ._outbox import Submission
 from ._records import record_from_fields
 from ._retry import RetryPolicy
 from ._runtime import Slot
+from ._shared_schedules import SharedSchedules
 from ._stats import PoolStats
 from .stores._base import NamedStore
 from .stores._redis_queue import (
@@ -53,7 +54,7 @@ def _due(job: JobHandle[Any]) -> float:
     return job._due_m
 
 
-class DistributedPool(Link):
+class DistributedPool(SharedSchedules):
     """A :class:`JobPool` on a :class:`RedisStore` (created by ``open_job_pool``).
 
     Differences from a pool in one process (docs/distributed.md has them all):

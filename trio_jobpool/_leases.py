@@ -14,7 +14,8 @@ reported; it goes back to Redis and runs again.
 :class:`Leases` is the first of the classes that make up a distributed pool, on top of
 :class:`JobPool`: ``Leases`` (the state, fences) → ``SharedEnds`` (:mod:`._shared_ends`: how
 jobs end here, and handles of jobs that ran elsewhere) → ``Link`` (:mod:`._link`: the service
-tasks that talk to Redis) → ``DistributedPool`` (:mod:`._distributed`: the public API).
+tasks that talk to Redis) → ``SharedSchedules`` (:mod:`._shared_schedules`: periodic schedules
+kept in Redis) → ``DistributedPool`` (:mod:`._distributed`: the public API).
 """
 
 from __future__ import annotations

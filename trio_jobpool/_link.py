@@ -578,6 +578,7 @@ class Link(SharedEnds):
                         )
                         self._more = True
                         self._on_message("room")
+                        self._resubscribed()
                         self._wake_link()
                     delay = RECONNECT_DELAY
                     async for message in pubsub:
@@ -589,6 +590,10 @@ class Link(SharedEnds):
                     raise self._lost_error("cannot subscribe", exc) from exc
                 await anyio.sleep(delay)
                 delay = min(_MAX_RECONNECT_DELAY, delay * 2)
+
+    def _resubscribed(self) -> None:
+        """Hook: the listener subscribed again after a loss (the messages sent meanwhile are
+        lost). The periodic schedules read theirs again (``_shared_schedules.py``)."""
 
     def _on_message(self, data: str) -> None:
         if data == "new":  # a wake-up of this process's registered idle workers

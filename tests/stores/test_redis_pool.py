@@ -552,3 +552,19 @@ async def _core_cases_on(url: str) -> None:
     assert (stats.total_completed, stats.total_cancelled, stats.total_retried) == (8, 2, 1)
     assert board.started[:6] == ["blocker", "1", "3", "0", "2", "f"]
     assert sorted(board.started[6:]) == ["4", "f", "later"]  # (the retry of f, when due)
+    # A periodic schedule: kept under the queue's hash tag (one node), its declaration heard
+    # by every process (pub/sub reaches the subscribers of every node), its tick fired once.
+    async with (
+        open_job_pool(0, 10, store=url, registry=registry) as front,
+        open_job_pool(1, 10, store=url, registry=registry) as worker,
+    ):
+        await front.schedule("every", note, "ticked", every=1)
+        await until(lambda: "every" in worker._plans)
+        await board.wait_started("ticked")
+        [schedule] = await worker.schedules()
+        await front.unschedule("every")
+        await until(lambda: not worker._plans)
+        await front.join()
+    assert schedule.runs >= 1
+    assert schedule.last_job_id is not None
+    assert schedule.last_job_id.startswith("every@")

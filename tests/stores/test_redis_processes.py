@@ -34,12 +34,15 @@ STOP_TIMEOUT = 15.0  # seconds for it to stop gracefully once its stdin closes
 
 @contextlib.contextmanager
 def worker_processes(
-    url: str, count: int, max_workers: int, backend: str
+    url: str, count: int, max_workers: int, backend: str, schedule: str | None = None
 ) -> Iterator[list[subprocess.Popen[str]]]:
-    """``count`` worker processes on the queue ``url``, each ready (its pool open) on entry;
+    """``count`` worker processes on the queue ``url``, each ready (its pool open, and the
+    periodic ``schedule`` declared if given: see tests/stores/_redis_worker.py) on entry;
     stopped gracefully on exit (killed if they do not stop in time), and always waited for."""
     processes: list[subprocess.Popen[str]] = []
     command = [sys.executable, "-m", "tests.stores._redis_worker", url, str(max_workers), backend]
+    if schedule is not None:
+        command.append(schedule)
     try:
         for _ in range(count):
             processes.append(

@@ -1,16 +1,20 @@
-"""The book of periodic schedules (``ScheduleBook``) on every book a pool of one process has:
-the pool's own in memory (``MemoryBook``), the fake store's (tests/stores/fake_store.py) and
-SQLite's, through the same calls the pool makes; then what SQLite adds: a tick's step is one
-transaction, ordered with the store's other writes; and a tick that fired while its schedule
-was declared anew still runs.
+"""The book of periodic schedules (``ScheduleBook``) on every book a pool has: the pool's own
+in memory (``MemoryBook``), the fake store's (tests/stores/fake_store.py), SQLite's and the
+Redis queue's, through the same calls the pool makes; then what SQLite adds: a tick's step is
+one transaction, ordered with the store's other writes; what Redis adds: the step checks the
+overlap rule itself, and refuses a tick ahead of Redis's clock; and a tick that fired while its
+schedule was declared anew still runs.
 
-The pool-level contract over real restarts and ``kill -9`` is in test_sqlite_schedules.py."""
+The pool-level contract over real restarts and ``kill -9`` is in test_sqlite_schedules.py, and
+across real processes on Redis in test_redis_schedules.py."""
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import sqlite3
 import time
+import uuid
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,7 +23,11 @@ import pytest
 
 from tests._helpers import run_virtual
 from tests.durable_app import board, note, registry
-from trio_jobpool import JobStatus, SqliteStore, StoreError, open_job_pool
+from tests.stores._suite import invariant_holds
+from trio_jobpool import JobPool, JobStatus, SqliteStore, StoreError, open_job_pool
+from trio_jobpool._distributed import DistributedPool
+from trio_jobpool._job import RecordedJob
+from trio_jobpool._records import record_from_fields
 from trio_jobpool.stores import JobRecord
 from trio_jobpool.stores._base import ScheduleBook, ScheduleRecord
 
@@ -60,18 +68,29 @@ def step(record: ScheduleRecord, now: float, tick: float) -> tuple[ScheduleRecor
     return after, job
 
 
-def stored_job(store: object, job_id: str) -> JobRecord | None:
-    """The job ``job_id`` as the store has it (``None`` for a pool without a store)."""
+async def stored_job(pool: JobPool, job_id: str) -> JobRecord | None:
+    """The job ``job_id`` as the pool's store has it (``None`` for a pool without a store, or
+    if the store has no such job)."""
+    store = pool.store
     if isinstance(store, MemoryStore | SqliteStore):
         return store.load(job_id)
+    if isinstance(pool, DistributedPool):
+        fields = await pool._queue.job(job_id)
+        return record_from_fields(job_id, fields) if fields else None
     return None
 
 
-async def test_declare_fire_and_remove(local_pool_kwargs: dict[str, Any]) -> None:
-    async with open_job_pool(1, 10, **local_pool_kwargs) as pool:
+async def test_declare_fire_and_remove(pool_kwargs: dict[str, Any]) -> None:
+    # (no worker on Redis: the tick's job would be claimed, and the test reads it waiting)
+    workers = 0 if str(pool_kwargs.get("store", "")).startswith("redis") else 1
+    async with open_job_pool(workers, 10, **pool_kwargs) as pool:
         book: ScheduleBook = pool._book
         store = pool.store
-        assert (book is cast(object, store)) is (store is not None)  # a store keeps them
+        if isinstance(pool, DistributedPool):  # the queue keeps them, through the pool
+            assert (await pool.cluster_stats()).total_submitted == 0
+            pool.early_tolerance = 1e6  # the test's ticks are ahead of Redis's clock
+        else:
+            assert (book is cast(object, store)) is (store is not None)  # a store keeps them
         assert await book.load_schedules() == []
         now = time.time()
         first = declaration("b", now)
@@ -89,7 +108,7 @@ async def test_declare_fire_and_remove(local_pool_kwargs: dict[str, Any]) -> Non
         after, job = step(first, now + 61, now + 60)
         assert await book.fire(first, after, job) == after
         assert await book.load_schedules() == [declaration("a", now, args=[]), after]
-        inserted = stored_job(store, job.job_id)
+        inserted = await stored_job(pool, job.job_id)
         if store is not None:
             assert inserted is not None
             assert (inserted.status, inserted.name, inserted.args) == ("queued", "note", ["b"])
@@ -99,7 +118,7 @@ async def test_declare_fire_and_remove(local_pool_kwargs: dict[str, Any]) -> Non
         again, other = step(first, now + 62, now + 60)
         other.job_id = "b@again"
         assert await book.fire(first, again, other) == after
-        assert stored_job(store, "b@again") is None
+        assert await stored_job(pool, "b@again") is None
         assert other.seq == 0
         assert await book.load_schedules() == [declaration("a", now, args=[]), after]
 
@@ -112,20 +131,114 @@ async def test_declare_fire_and_remove(local_pool_kwargs: dict[str, Any]) -> Non
         # A step from the state before the replacement does nothing.
         stale, late = step(after, now + 121, now + 120)
         assert await book.fire(after, stale, late) == kept
-        assert stored_job(store, late.job_id) is None
+        assert await stored_job(pool, late.job_id) is None
 
         # Removed: fire finds nothing, and writes nothing.
         assert await book.remove_schedule("b") is True
         assert await book.remove_schedule("b") is False
         gone, orphan = step(kept, now + 101, now + 100)
         assert await book.fire(kept, gone, orphan) is None
-        assert stored_job(store, orphan.job_id) is None
+        assert await stored_job(pool, orphan.job_id) is None
         assert await book.load_schedules() == [declaration("a", now, args=[])]
         # A fire without a job (a skipped or paused tick) moves the state only.
         a = declaration("a", now, args=[])
         moved = dataclasses.replace(a, handled_until=now + 61, next_run=now + 120, skipped=1)
         assert await book.fire(a, moved, None) == moved
         assert await book.load_schedules() == [moved]
+
+
+# -- Redis ---------------------------------------------------------------------------------------
+
+
+ELSEWHERE = "registered-elsewhere"  # a job name the test's registry does not have
+
+
+@pytest.fixture
+def redis_store(redis_url: str) -> str:
+    """A queue of the test's own on the session's server."""
+    return f"{redis_url}/0?queue=b{uuid.uuid4().hex[:12]}&lease_timeout=5"
+
+
+async def waiting_ids(pool: DistributedPool) -> list[str]:
+    """The ids of the jobs waiting in Redis, in the order they will be claimed."""
+    members = await pool._queue.client.zrange(f"{pool._queue.prefix}:waiting", 0, -1)
+    return [str(member)[17:] for member in members]
+
+
+async def test_the_redis_book_checks_the_overlap_itself(redis_store: str) -> None:
+    """A shared book does not rely on the firing process to know every process's jobs: a tick
+    whose schedule's last job is live anywhere is skipped by the step itself, and so is a tick
+    whose own id is live; the job is submitted as a scheduled job coming due (behind the jobs of
+    its priority, counted in the cluster's totals) and its handle follows it here."""
+    async with open_job_pool(0, 10, store=redis_store, registry=registry) as pool:
+        assert isinstance(pool, DistributedPool)
+        book: ScheduleBook = pool._book
+        now = time.time() - 600  # every tick of the test has passed
+        # (a job this pool does not know: it fires nothing of this schedule itself)
+        kept = await book.declare_schedule(declaration("o", now, job_name=ELSEWHERE))
+        waiting = await pool.submit(note, "waiting", job_id="waiting")
+        after, job = step(kept, now + 61, now + 60)
+        assert await book.fire(kept, after, job) == after
+        assert isinstance(waiting, RecordedJob)
+        assert job.seq > waiting._record.seq
+        assert await waiting_ids(pool) == ["waiting", job.job_id]  # behind, at its priority
+        assert (await pool.aget(job.job_id)).status is JobStatus.QUEUED
+
+        # The next tick, with the last job still live (in Redis; this process knows nothing of
+        # it): skipped by the step, its state moved, nothing submitted.
+        skipped, second = step(after, now + 121, now + 120)
+        expected = dataclasses.replace(
+            skipped, runs=1, last_run=now + 60, last_job_id=job.job_id, skipped=1
+        )
+        assert await book.fire(after, skipped, second) == expected
+        assert await book.load_schedules() == [expected]
+        assert await stored_job(pool, second.job_id) is None
+
+        # With overlap "allow", fired anyway; a tick whose own id is live is skipped.
+        allowing = declaration("o", now + 130, job_name=ELSEWHERE, overlap="allow")
+        allowing = await book.declare_schedule(allowing)
+        assert allowing.last_job_id == job.job_id
+        fired, third = step(allowing, now + 181, now + 180)
+        assert await book.fire(allowing, fired, third) == fired
+        await pool.submit(note, "by hand", job_id="o@by-hand")
+        taken, fourth = step(fired, now + 241, now + 240)
+        fourth.job_id = taken.last_job_id = "o@by-hand"
+        assert await book.fire(fired, taken, fourth) == dataclasses.replace(
+            taken, runs=2, last_run=now + 180, last_job_id=third.job_id, skipped=2
+        )
+        assert await waiting_ids(pool) == ["waiting", job.job_id, third.job_id, "o@by-hand"]
+        stats = await pool.cluster_stats()
+        assert (stats.total_submitted, stats.queued_tasks) == (4, 4)
+        assert invariant_holds(stats)
+        for job_id in await waiting_ids(pool):
+            await pool.acancel(job_id)
+
+
+async def test_the_redis_book_refuses_a_tick_ahead_of_redis_clock(
+    redis_store: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A step whose tick is more than the tolerance (1 s) ahead of Redis's clock changes
+    nothing; the pool's timer waits for Redis's clock (and the pool warns, once)."""
+    async with open_job_pool(0, 10, store=redis_store, registry=registry) as pool:
+        assert isinstance(pool, DistributedPool)
+        book: ScheduleBook = pool._book
+        now = time.time()
+        kept = await book.declare_schedule(declaration("e", now - 60, job_name=ELSEWHERE))
+        with caplog.at_level("WARNING", logger="trio_jobpool.distributed"):
+            for ahead in (30, 20):  # (the second refusal is not warned again)
+                after, job = step(kept, now + ahead, now + ahead)
+                pool._ticker_resume = -math.inf
+                assert await book.fire(kept, after, job) == kept
+                assert pool._ticker_resume == pytest.approx(pool._now() + ahead, abs=0.5)
+        assert await book.load_schedules() == [kept]
+        assert await stored_job(pool, job.job_id) is None
+        warned = [r.getMessage() for r in caplog.records if "ahead of Redis" in r.getMessage()]
+        assert len(warned) == 1
+        assert "this host's clock is 30.0 s ahead of Redis's" in warned[0]
+        after, job = step(kept, now + 0.5, now + 0.5)  # within the tolerance: made
+        assert await book.fire(kept, after, job) == after
+        pool._ticker_resume = -math.inf
+        await pool.acancel(job.job_id)
 
 
 # -- SQLite ------------------------------------------------------------------------------------

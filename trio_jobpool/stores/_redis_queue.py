@@ -20,6 +20,10 @@ Each step is one Lua script (atomic on the server, one round trip, a batch of jo
 * ``cancel``: end a waiting or retrying job at once; for a running one, tell its process
   (pub/sub).
 * ``fetch``, ``stats``: read jobs, and the queue's counters.
+* the queue's periodic schedules (``load_schedules``, ``declare_schedule``,
+  ``remove_schedule``, ``restore_schedules``, and ``fire_schedule``, a tick's step with its
+  job): the distributed pool's ``ScheduleBook`` is these, through its own handling of a lost
+  Redis (``_shared_schedules.py``); how a schedule is stored is in ``_redis_book.py``.
 
 The scripts' Lua source, and the keys they keep for queue ``q`` (all under the hash tag
 ``{q}``), are in ``_redis_scripts.py``.
@@ -33,14 +37,25 @@ has it, or has a newer one: the script refuses with an error that :class:`RedisQ
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
+import math
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from . import _redis_scripts as scripts
+from ._base import JobRecord, ScheduleRecord
+from ._redis_book import (
+    declaration_fields,
+    definition_text,
+    position,
+    schedule_from_fields,
+    state_fields,
+    step_fields,
+)
 
 if TYPE_CHECKING:
     import coredis
@@ -50,6 +65,7 @@ __all__ = [
     "FULL",
     "MAX_PRIORITY",
     "Claimed",
+    "Fired",
     "NewJob",
     "Fields",
     "QueueLost",
@@ -57,6 +73,7 @@ __all__ = [
     "RedisQueue",
     "never_sent",
     "redis_errors",
+    "schedule_message",
 ]
 
 
@@ -151,6 +168,19 @@ class Claimed:
         return max(self.submitted_at, self.retry_at or 0.0, self.scheduled_for or 0.0)
 
 
+class Fired(NamedTuple):
+    """What a tick's step (:meth:`RedisQueue.fire_schedule`) did."""
+
+    kept: ScheduleRecord | None
+    """The schedule kept: ``after`` if the step was made (with the tick's job submitted, or
+    skipped: then ``after`` with the run counted as skipped), the schedule as Redis has it if
+    not, ``None`` if it was removed."""
+    seq: int = 0
+    """The submission number of the tick's job, if it was submitted."""
+    early_ms: int = 0
+    """If the step was refused because its tick is ahead of Redis's clock: by how much (ms)."""
+
+
 @dataclass(frozen=True, slots=True)
 class QueueStats:
     """What :meth:`RedisQueue.stats` reads: the queue's counters and its processes' stats."""
@@ -186,6 +216,11 @@ class RedisQueue:
         self._cancel = client.register_script(scripts.CANCEL)
         self._fetch = client.register_script(scripts.FETCH)
         self._stats = client.register_script(scripts.STATS)
+        self._load_schedules = client.register_script(scripts.LOAD_SCHEDULES)
+        self._declare_schedule = client.register_script(scripts.DECLARE_SCHEDULE)
+        self._remove_schedule = client.register_script(scripts.REMOVE_SCHEDULE)
+        self._restore_schedules = client.register_script(scripts.RESTORE_SCHEDULES)
+        self._fire_schedule = client.register_script(scripts.FIRE_SCHEDULE)
 
     async def open_epoch(self) -> str:
         """Learn the queue's epoch (making one if the queue has none: it is new, or Redis lost
@@ -256,9 +291,10 @@ class RedisQueue:
 
     @property
     def events(self) -> str:
-        """The pub/sub channel of every process: ``room``, ``cancel:<id>`` and ``due:<ms>``
-        (a job was scheduled, due in that many milliseconds, earlier than every scheduled job
-        before it)."""
+        """The pub/sub channel of every process: ``room``, ``cancel:<id>``, ``due:<ms>`` (a
+        job was scheduled, due in that many milliseconds, earlier than every scheduled job
+        before it), and ``schedule:<JSON>`` and ``unschedule:<JSON>`` (a periodic schedule
+        was declared or removed: :func:`schedule_message`)."""
         return f"{self.prefix}:events"
 
     def events_of(self, submitter: str) -> str:
@@ -411,6 +447,126 @@ class RedisQueue:
         processes = [json.loads(text) for text in reply[4] if text]
         waiting, retrying, running, scheduled = map(int, (*reply[1:4], reply[5]))
         return QueueStats(counters, waiting, retrying, running, processes, scheduled)
+
+    # -- periodic schedules (the pool's book; see _redis_book.py for how one is kept) --------
+
+    async def load_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule of the queue, sorted by name."""
+        rows: list[Any] = await self._run(self._load_schedules, [], read_only=True)
+        return sorted(_schedules(rows), key=lambda record: record.name)
+
+    async def declare_schedule(self, record: ScheduleRecord, owner: str) -> ScheduleRecord:
+        """Keep ``record`` unless a schedule of its name has the same definition; return the
+        schedule kept (a replaced one keeps its counters and last run). A schedule written is
+        announced to every process (``owner`` names this one)."""
+        argv = [
+            owner,
+            record.name,
+            definition_text(record),
+            json.dumps(declaration_fields(record)),
+            json.dumps(state_fields(record)),
+        ]
+        reply: list[Any] = await self._run(self._declare_schedule, argv)
+        return schedule_from_fields(record.name, _pairs(reply[1]))
+
+    async def remove_schedule(self, name: str, owner: str) -> bool:
+        """Remove the schedule ``name`` (announced); ``False`` if there was none."""
+        return bool(await self._run(self._remove_schedule, [owner, name]))
+
+    async def restore_schedules(
+        self, records: Sequence[ScheduleRecord], owner: str
+    ) -> list[ScheduleRecord]:
+        """Put back each of ``records`` unless the queue has a schedule of its name (after
+        Redis lost the queue: see docs/distributed.md); return the schedules kept."""
+        if not records:
+            return []
+        argv = [owner]
+        for record in records:
+            argv += [
+                record.name,
+                json.dumps(declaration_fields(record)),
+                json.dumps(state_fields(record)),
+            ]
+        return _schedules(await self._run(self._restore_schedules, argv))
+
+    async def fire_schedule(
+        self,
+        before: ScheduleRecord,
+        after: ScheduleRecord,
+        job: JobRecord | None,
+        owner: str,
+        ahead_ms: int,
+    ) -> Fired:
+        """A tick's step, all in one script: if the schedule is still ``before`` (its
+        definition, anchor and ``handled_until``), move it to ``after`` and submit ``job`` (a
+        tick's, whose submitter is ``owner``), unless ``after.overlap`` is ``"skip"`` and
+        ``before.last_job_id`` is live, or the job's own id is: then the tick is counted as
+        skipped instead. The step is refused while its tick (``after.last_run`` with a job,
+        else ``before.next_run``, on the caller's clock) is more than ``ahead_ms`` ahead of
+        Redis's clock. See :class:`Fired`."""
+        skipped = None
+        job_json = ""
+        if job is not None:
+            tick = after.last_run if after.last_run is not None else before.next_run
+            skipped = _skipped(before, after)
+            options = {"timeout": job.timeout, "retry": job.retry}
+            settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
+            job_json = json.dumps(
+                [job.job_id, job.name, json.dumps(job.args), str(job.priority), settings,
+                 repr(float(tick))]
+            )  # fmt: skip
+        else:
+            tick = before.next_run
+        argv = [
+            owner,
+            before.name,
+            *position(before),
+            json.dumps(step_fields(after)),
+            "" if skipped is None else json.dumps(step_fields(skipped)),
+            job_json,
+            before.last_job_id or "",
+            "1" if after.overlap == "skip" else "0",
+            math.floor(tick * 1000),
+            ahead_ms,
+        ]
+        reply: list[Any] = await self._run(self._fire_schedule, argv)
+        outcome = str(reply[0])
+        if outcome == "gone":
+            return Fired(None)
+        if outcome == "kept":
+            return Fired(schedule_from_fields(before.name, _pairs(reply[1])))
+        if outcome == "early":
+            return Fired(before, early_ms=max(1, int(reply[1])))
+        if outcome == "skipped":
+            assert skipped is not None
+            return Fired(skipped)
+        return Fired(after, seq=int(reply[1]))
+
+
+def schedule_message(payload: str) -> tuple[str, ScheduleRecord | str]:
+    """The process that sent a ``schedule:`` or ``unschedule:`` message (:attr:`events`) and
+    what it says: the schedule declared (its fields), or the name of the one removed. Takes
+    the message without its ``schedule:``/``unschedule:``."""
+    data = json.loads(payload)
+    if len(data) == 2:
+        return str(data[0]), str(data[1])
+    return str(data[0]), schedule_from_fields(str(data[1]), _pairs(data[2]))
+
+
+def _skipped(before: ScheduleRecord, after: ScheduleRecord) -> ScheduleRecord:
+    """``after`` with its tick counted as skipped, not run (a shared book's overlap rule)."""
+    return dataclasses.replace(
+        after,
+        runs=before.runs,
+        last_run=before.last_run,
+        last_job_id=before.last_job_id,
+        skipped=after.skipped + 1,
+    )
+
+
+def _schedules(rows: list[Any]) -> list[ScheduleRecord]:
+    """Schedules as the scripts return them: a list of [name, fields]."""
+    return [schedule_from_fields(str(name), _pairs(fields)) for name, fields in rows]
 
 
 def _flat(fields: Fields) -> list[str | int | float]:

@@ -11,9 +11,11 @@ waiting set, scored by their due time in milliseconds of server time),
 ``{q}:stats`` (counters), ``{q}:settings`` (how long ended jobs are kept), ``{q}:processes``
 and ``{q}:seen`` (each process's stats, and when it was last seen), ``{q}:idle`` (per process,
 how many of its workers wait for a job and have not been woken), ``{q}:full`` (a submit found no
-room), ``{q}:reaper`` (who reaps, for how long), and the channels ``{q}:events`` (every process:
-room in the queue, cancels, a nearer due time) and ``{q}:events:<process>`` (the ends of the jobs
-it submitted, those of them deferred elsewhere, and its wake-ups).
+room), ``{q}:reaper`` (who reaps, for how long), ``{q}:schedule:<name>`` (a hash per periodic
+schedule, see ``_redis_book.py``) and ``{q}:schedules`` (their names), and the channels
+``{q}:events`` (every process: room in the queue, cancels, a nearer due time, a schedule declared
+or removed) and ``{q}:events:<process>`` (the ends of the jobs it submitted, those of them
+deferred elsewhere, and its wake-ups).
 
 Due jobs: a retry waits in ``{q}:retrying`` and goes back to its own place in the waiting set
 when due; a scheduled job waits in ``{q}:scheduled`` and, when due, *enters* the waiting set
@@ -31,6 +33,13 @@ script that adds to the waiting set (or leaves jobs in it) then calls ``wake``, 
 registered workers up to the number of waiting jobs, one message ``new`` to each process woken.
 So a job costs one wake-up message and one claim, however many processes are idle.
 
+Periodic schedules: a tick's step (:data:`FIRE_SCHEDULE`) is one script that checks that the
+schedule is still in the state its caller planned from, writes the next state and submits the
+tick's job, entering the waiting set as a scheduled job that came due does. A declaration or a
+removal is announced to every process (``schedule:`` and ``unschedule:`` on ``{q}:events``), so
+that each keeps its copy of the schedules without reading them again. See docs/distributed.md,
+"Periodic schedules".
+
 Every script but :data:`OPEN` begins with the shared library ``_LIB`` and is called with
 ``KEYS[1]`` the prefix ``{q}`` and ``KEYS[2]`` the epoch its caller knows: unless that is the
 queue's ``{q}:epoch``, it touches nothing and answers an error whose text holds
@@ -44,14 +53,19 @@ from typing import Final
 
 __all__ = [
     "CANCEL",
+    "DECLARE_SCHEDULE",
     "END_AND_CLAIM",
     "FETCH",
+    "FIRE_SCHEDULE",
     "GIVE_BACK",
+    "LOAD_SCHEDULES",
     "LOST_CODE",
     "OPEN",
     "PROGRESS",
     "REAP",
+    "REMOVE_SCHEDULE",
     "RENEW",
+    "RESTORE_SCHEDULES",
     "RETRY",
     "STATS",
     "SUBMIT",
@@ -755,5 +769,162 @@ return {
   processes,
   redis.call('ZCARD', prefix .. ':scheduled'),
 }
+"""
+)
+
+
+# What the scripts of periodic schedules share (after _LIB): a schedule's hash (its fields are
+# text, copied and compared as they are; see _redis_book.py), and the announcement of its
+# declaration to every process: schedule:[declaring process, name, its fields as a flat list].
+_SCHEDULES: Final = (
+    _LIB
+    + """
+local function schedule_key(name)
+  return prefix .. ':schedule:' .. name
+end
+
+local function schedule_row(name)
+  return redis.call('HGETALL', schedule_key(name))
+end
+
+local function announce_schedule(owner, name)
+  publish('schedule:' .. cjson.encode({owner, name, schedule_row(name)}))
+end
+
+-- Whether the job id is live (it has not ended): for a schedule's overlap, and a tick's id.
+local LIVE = {queued = true, running = true, retrying = true, scheduled = true}
+local function live(id)
+  return LIVE[redis.call('HGET', job_key(id), 'status') or ''] == true
+end
+"""
+)
+
+# No ARGV. Every schedule: a list of [name, its fields as a flat list].
+LOAD_SCHEDULES: Final = (
+    _SCHEDULES
+    + """
+local out = {}
+for i, name in ipairs(redis.call('SMEMBERS', prefix .. ':schedules')) do
+  out[i] = {name, schedule_row(name)}
+end
+return out
+"""
+)
+
+# ARGV: the declaring process, the name, the declaration's definition (canonical text), the
+# fields a declaration writes (JSON list), the counters and last run of a new schedule (JSON
+# list). A schedule of that name with the same definition is kept as it is (0); else the
+# declaration is written, a replaced schedule keeping its counters and last run, and announced
+# (1). Returns that and the fields of the schedule kept.
+DECLARE_SCHEDULE: Final = (
+    _SCHEDULES
+    + """
+local owner, name = ARGV[1], ARGV[2]
+local key = schedule_key(name)
+local current = redis.call('HGET', key, 'definition')
+if current == ARGV[3] then
+  return {0, schedule_row(name)}
+end
+redis.call('HSET', key, unpack(cjson.decode(ARGV[4])))
+if not current then
+  redis.call('HSET', key, unpack(cjson.decode(ARGV[5])))
+  redis.call('SADD', prefix .. ':schedules', name)
+end
+announce_schedule(owner, name)
+return {1, schedule_row(name)}
+"""
+)
+
+# ARGV: the removing process, the name. Returns 1 if there was such a schedule (its removal is
+# announced: unschedule:[process, name]), else 0.
+REMOVE_SCHEDULE: Final = (
+    _SCHEDULES
+    + """
+if redis.call('DEL', schedule_key(ARGV[2])) == 0 then
+  return 0
+end
+redis.call('SREM', prefix .. ':schedules', ARGV[2])
+publish('unschedule:' .. cjson.encode({ARGV[1], ARGV[2]}))
+return 1
+"""
+)
+
+# ARGV: the restoring process, then per schedule its name, the fields a declaration writes and
+# its counters and last run (JSON lists): after Redis lost the queue, a process puts back the
+# schedules it has copies of, each unless the queue has one of that name already (another
+# process restored it first, or it was declared anew). Each one written is announced. Returns
+# [name, fields] of each schedule kept.
+RESTORE_SCHEDULES: Final = (
+    _SCHEDULES
+    + """
+local out = {}
+for i = 2, #ARGV, 3 do
+  local name = ARGV[i]
+  local key = schedule_key(name)
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, unpack(cjson.decode(ARGV[i + 1])))
+    redis.call('HSET', key, unpack(cjson.decode(ARGV[i + 2])))
+    redis.call('SADD', prefix .. ':schedules', name)
+    announce_schedule(ARGV[1], name)
+  end
+  out[#out+1] = {name, schedule_row(name)}
+end
+return out
+"""
+)
+
+# A tick's step. ARGV: 1 the firing process, 2 the name, 3-5 the state it planned from (its
+# definition's text, anchor and handled_until), 6 the fields of the step (JSON list), 7 those
+# of the step with its tick skipped instead ('' without a job), 8 the tick's job ('': none) as
+# JSON [id, name, args (JSON text), priority (text), options (JSON text or ''), the tick
+# (seconds, text)], 9 the id of the schedule's last job ('': none), 10 '1' if a tick is skipped
+# while that job is live (overlap "skip"), 11 the step's tick (ms, the caller's clock), 12 how
+# far (ms) that may be ahead of the server's clock.
+# Unless the schedule is still in that state: nothing, and 'gone' (no such schedule) or 'kept'
+# with its fields. If the tick is further ahead of the server's clock than allowed: nothing,
+# and 'early' with how far ahead (ms). Else the step is written, and with a job: it is skipped
+# ('skipped': the fields of ARGV 7) if the last job is live (overlap) or its own id is, else
+# the job is submitted, entering the waiting set behind the jobs of its priority and beyond the
+# bound as a scheduled job that came due (registered idle workers are woken), and 'fired' with
+# its submission number; without a job, 'moved'.
+FIRE_SCHEDULE: Final = (
+    _SCHEDULES
+    + """
+local owner, name = ARGV[1], ARGV[2]
+local key = schedule_key(name)
+local kept = redis.call('HMGET', key, 'definition', 'anchor', 'handled_until')
+if not kept[1] then
+  return {'gone'}
+end
+if kept[1] ~= ARGV[3] or kept[2] ~= ARGV[4] or kept[3] ~= ARGV[5] then
+  return {'kept', schedule_row(name)}
+end
+local now = now_ms()
+local ahead = tonumber(ARGV[11]) - now
+if ahead > tonumber(ARGV[12]) then
+  return {'early', ahead}
+end
+local fields, outcome, seq = ARGV[6], 'moved', 0
+if ARGV[8] ~= '' then
+  local job = cjson.decode(ARGV[8])
+  local id = job[1]
+  if (ARGV[10] == '1' and ARGV[9] ~= '' and live(ARGV[9])) or live(id) then
+    fields, outcome = ARGV[7], 'skipped'
+  else
+    seq = redis.call('INCR', prefix .. ':seq')
+    local job_hash = job_key(id)
+    redis.call('DEL', job_hash)  -- an ended job of the same id, still kept: this one replaces it
+    redis.call('HSET', job_hash, 'name', job[2], 'args', job[3], 'priority', job[4],
+               'options', job[5], 'status', 'queued', 'attempts', 0, 'crashes', 0,
+               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000, 'submitter', owner,
+               'scheduled_for', job[6])
+    redis.call('ZADD', prefix .. ':waiting', job[4], member(seq, id))
+    count('submitted')
+    wake()
+    outcome = 'fired'
+  end
+end
+redis.call('HSET', key, unpack(cjson.decode(fields)))
+return {outcome, seq}
 """
 )
