@@ -155,7 +155,7 @@ async def test_a_tick_fired_while_the_last_job_runs_in_another_process_is_skippe
     redis_url: str,
 ) -> None:
     """``overlap="skip"``: the schedule's job runs in pool A; the next ticks are fired by pool
-    B (a front end, whose clock A's trails by 0.4 s so that B's timer is always first), which
+    B (a front end, whose clock A's trails by 0.5 s so that B's timer is always first), which
     knows nothing of the job: the step in Redis skips them. Once the job ends, the next tick
     runs."""
     url = queue_url(redis_url)
@@ -163,7 +163,7 @@ async def test_a_tick_fired_while_the_last_job_runs_in_another_process_is_skippe
         open_job_pool(1, 10, store=url, registry=registry) as a,
         open_job_pool(0, 10, store=url, registry=registry) as b,
     ):
-        pool_of(a)._wall_offset -= 0.4
+        pool_of(a)._wall_offset -= 0.5
         steps: list[tuple[bool, ScheduleRecord, ScheduleRecord | None]] = []
         fire = pool_of(b)._fire_shared
 
@@ -265,9 +265,9 @@ async def test_a_listener_that_was_away_reads_the_schedules_again(redis_url: str
 async def test_redis_losing_its_data_loses_no_schedule_a_process_has(
     redis_url: str, log: Path
 ) -> None:
-    """FLUSHALL under two pools whose schedule fires every second: the pools put it back
-    (once: the second finds it there), its counters as they knew them, and it goes on ticking
-    in the new run of the queue; no tick fires twice."""
+    """FLUSHALL under two pools whose schedule fires every second: the pools put it back (the
+    second to try finds it there), with its anchor and its counters as they knew them, and it
+    goes on ticking in the new run of the queue; no tick fires twice."""
     url = queue_url(redis_url, lease_timeout=1.0) + "&timeout=1.0"
     prefix = prefix_of(url)
     async with (
@@ -282,12 +282,15 @@ async def test_redis_losing_its_data_loses_no_schedule_a_process_has(
         await client.flushall()
         with anyio.fail_after(20):
             await board.event(f"ticks:{board.calls['tick'] + 3}").wait()
+        stats = await a.cluster_stats()  # the new run's counters (read first: ticks go on)
         [after] = await a.schedules()
         assert await client.smembers(f"{prefix}:schedules") == {"t"}
-        stats = await a.cluster_stats()  # the new run's counters
-    assert after.runs >= before.runs + 3
-    assert (after.next_run - before.next_run) % 1 == pytest.approx(0, abs=1e-6)  # same ticks
-    assert 1 <= stats.total_submitted <= after.runs - before.runs
+    # the counters went on from those of the copy put back (a copy may lag one step behind:
+    # the other pool's step of the same tick)
+    assert after.runs >= before.runs - 1 + stats.total_submitted
+    assert stats.total_submitted >= 3  # counted in the new run of the queue
+    moved = after.next_run - before.next_run
+    assert moved == pytest.approx(round(moved), abs=1e-6)  # on the same ticks (its anchor kept)
     ran = [job_id for _, job_id, _ in ticks_logged(log)]
     assert len(ran) == len(set(ran))  # no tick ran twice
     assert ran == sorted(ran, key=tick_time)
