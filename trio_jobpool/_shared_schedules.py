@@ -73,13 +73,16 @@ class SharedSchedules(Link):
         self._early_warned = False
 
     def _schedule_book(self) -> ScheduleBook:
+        """The queue in Redis (through this pool: the queue is not open yet when this is
+        called, and a lost Redis is the pool's to handle)."""
         return _QueueBook(self)
 
     # -- the book: the queue's scripts, with the link's handling of a lost Redis ---------------
 
     async def _book_call(self, what: str, call: Callable[..., Awaitable[T]], *args: Any) -> T:
         """``await call(*args)``; if Redis lost the queue, in its new epoch (after putting
-        the schedules back).
+        the schedules back). Cancelled while the call is under way, the step may or may not have
+        been made (as when its answer is lost): the next step finds out.
 
         Raises:
             StoreError: Redis cannot be reached (or keeps losing the queue). A step whose
