@@ -13,7 +13,7 @@ decode (Lua's JSON encoder keeps 14 digits of a number, too few for a wall-clock
 * ``runs``, ``skipped``: integers; ``last_job_id``: the id, empty for none.
 
 The step that fires a tick compares ``definition``, ``anchor`` and ``handled_until`` with those
-of the state the pool planned from (:func:`position`): every other change of a schedule (a
+of the state the pool planned from (:func:`position_text`): every other change of a schedule (a
 declaration, another process's step) changes one of them.
 """
 
@@ -28,7 +28,7 @@ from ._base import ScheduleRecord
 __all__ = [
     "declaration_fields",
     "definition_text",
-    "position",
+    "position_text",
     "schedule_from_fields",
     "state_fields",
     "step_fields",
@@ -73,8 +73,9 @@ def definition_text(record: ScheduleRecord) -> str:
     return json.dumps(_canonical(_declared(record)), sort_keys=True, separators=(",", ":"))
 
 
-def position(record: ScheduleRecord) -> tuple[str, str, str]:
-    """What a tick's step compares: the definition's text, the anchor, ``handled_until``."""
+def position_text(record: ScheduleRecord) -> tuple[str, str, str]:
+    """``record.position()`` as the text a tick's step compares: the definition's canonical
+    JSON, the anchor, ``handled_until``."""
     return definition_text(record), _text(record.anchor), _text(record.handled_until)
 
 

@@ -51,7 +51,7 @@ from ._base import JobRecord, ScheduleRecord
 from ._redis_book import (
     declaration_fields,
     definition_text,
-    position,
+    position_text,
     schedule_from_fields,
     state_fields,
     step_fields,
@@ -520,7 +520,7 @@ class RedisQueue:
         argv = [
             owner,
             before.name,
-            *position(before),
+            *position_text(before),
             json.dumps(step_fields(after)),
             "" if skipped is None else json.dumps(step_fields(skipped)),
             job_json,
