@@ -54,7 +54,10 @@ html_static_path: list[str] = []
 # No intersphinx (the build must work offline), so names of the standard library and of the
 # dependencies in signatures and docstrings resolve to nothing: they are shown as code, unlinked.
 nitpick_ignore_regex = [
-    (r"py:.*", r"(collections\.abc|contextlib|typing|os|random|sqlite3|outcome|trio|anyio)\..*"),
+    (
+        r"py:.*",
+        r"(collections\.abc|contextlib|datetime|typing|os|random|sqlite3|outcome|trio|anyio)\..*",
+    ),
     # The type variables of generic signatures (``JobHandle[T]``).
     (r"py:.*", r"(trio_jobpool\.[\w.]*\.)?(T|Ts|F)"),
     # The protocol every store has (a ``url``), the type of ``JobPool.store``; its docstring

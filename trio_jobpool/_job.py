@@ -319,9 +319,9 @@ class JobHandle(Generic[T]):
 
     @property
     def scheduled_for(self) -> float | None:
-        """When the job is (or was last) due, as wall-clock seconds: the time given by
-        ``delay=``/``at=`` at submit, or the latest :class:`Defer`; ``None`` for a job that
-        was never scheduled."""
+        """The time the job is (or was last) due, in wall-clock seconds, set by ``delay=`` or
+        ``at=`` at submit or by the latest :class:`Defer`; ``None`` for a job that was never
+        scheduled."""
         due = self._due_m
         return None if due is None else self._owner._wall(due)
 
