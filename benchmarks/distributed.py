@@ -6,6 +6,7 @@ and trio_jobpool's scaling from 1 to 8 worker processes.
     python benchmarks/distributed.py --body redis        # jobs that do one Redis command each
     python benchmarks/distributed.py --scaling           # trio_jobpool, P = 1, 2, 4, 8
     python benchmarks/distributed.py --rounds 5 --only-impls jobpool-trio,saq --procs 2
+    python benchmarks/distributed.py --lag               # jobs due at one instant (issue #16)
     python benchmarks/distributed.py --render benchmarks/results/distributed.json
 
 Issue #5: N jobs through P worker processes (concurrency 10 each) on one redis-server, for
@@ -83,6 +84,20 @@ still there (``keep_ended``, 3600 s by default); with the growth of ``mem_client
 N beside it, the connections' buffers (noise, not the jobs'). The report states the issue's two
 goals and whether the medians meet them: commands per job within 10% (``FLAT``) of the smallest
 P's at every P; jobs/s never lower at a larger P than at the next smaller one.
+
+Method of ``--lag`` (issue #16: jobs falling due in the same second), for each measurement
+(one variant of ``LAG_IMPLS``: trio_jobpool on Trio and asyncio, arq at its default
+``poll_delay`` 0.5 s and at 0.01 s, saq and streaq at their defaults):
+
+1. A fresh ``redis-server`` as above; one worker process (10 workers) started, told "go"
+   (trio_jobpool: until its pool is open), then left idle ``LAG_SETTLE_S`` (1 s).
+2. A producer submits N jobs (``--jobs``, default 10,000; body ``stamp``: the job appends
+   ``time.time()`` to a list) from 50 concurrent tasks, all due at one wall-clock instant T =
+   the submits' start + ``--lead`` (default 2 s + N / 1,500 jobs/s): trio_jobpool
+   ``submit(at=)``, arq ``_defer_until``, saq ``scheduled=``, streaq
+   ``enqueue().start(schedule=)``. "slack" = T - the submits' end (below 1 s: a problem).
+3. Once the worker ran N jobs, SIGTERM; its final report carries the starts. lag = start - T:
+   p50, p99, max (the last job's start) and min; a job started before T is a problem.
 
 Every (implementation, P) runs once per round, in an order rotated from round to round; each
 measurement has a hard timeout (``--timeout``, default 120 s), each process a watchdog of its
@@ -1241,7 +1256,8 @@ def main_lag(args: argparse.Namespace) -> int:
         "records": records,
     }
     print()
-    write_report(results, "distributed-lag" + ("-quick" if args.quick else ""))
+    name = "distributed-lag" + ("" if args.n == N else f"-n{args.n}")
+    write_report(results, name + ("-quick" if args.quick else ""))
     return 1 if any("error" in r or r.get("problems") for r in records) else 0
 
 

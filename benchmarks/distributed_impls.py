@@ -288,7 +288,6 @@ async def _jobpool_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -
     async with open_job_pool(
         0, JOBPOOL_QUEUE_SIZE, store=store, registry=_registry(), max_pending=None
     ) as producer:
-
         at = _due_datetime()
 
         async def submit(i: int) -> None:
@@ -790,13 +789,14 @@ def work(args: argparse.Namespace) -> int:
     stop = threading.Event()
     reporter = threading.Thread(target=_reporter, args=(stop,), daemon=True)
     reporter.start()
+    final: dict[str, Any] = {}
     try:
         final = impl.work(args)
-    finally:
+    finally:  # (also when the worker's stop fails: arq's can raise CancelledError on SIGTERM)
         stop.set()
         reporter.join(timeout=1.0)
-    starts = {"starts": STARTS} if args.body == "stamp" else {}
-    emit({"final": True, **Tally.line(), **final, **starts})
+        starts = {"starts": STARTS} if args.body == "stamp" else {}
+        emit({"final": True, **Tally.line(), **final, **starts})
     return 0
 
 
