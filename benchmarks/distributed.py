@@ -6,6 +6,7 @@ and trio_jobpool's scaling from 1 to 8 worker processes.
     python benchmarks/distributed.py --body redis        # jobs that do one Redis command each
     python benchmarks/distributed.py --scaling           # trio_jobpool, P = 1, 2, 4, 8
     python benchmarks/distributed.py --rounds 5 --only-impls jobpool-trio,saq --procs 2
+    python benchmarks/distributed.py --lag               # jobs due at one instant (issue #16)
     python benchmarks/distributed.py --render benchmarks/results/distributed.json
 
 Issue #5: N jobs through P worker processes (concurrency 10 each) on one redis-server, for
@@ -83,6 +84,20 @@ still there (``keep_ended``, 3600 s by default); with the growth of ``mem_client
 N beside it, the connections' buffers (noise, not the jobs'). The report states the issue's two
 goals and whether the medians meet them: commands per job within 10% (``FLAT``) of the smallest
 P's at every P; jobs/s never lower at a larger P than at the next smaller one.
+
+Method of ``--lag`` (issue #16: jobs falling due in the same second), for each measurement
+(one variant of ``LAG_IMPLS``: trio_jobpool on Trio and asyncio, arq at its default
+``poll_delay`` 0.5 s and at 0.01 s, saq and streaq at their defaults):
+
+1. A fresh ``redis-server`` as above; one worker process (10 workers) started, told "go"
+   (trio_jobpool: until its pool is open), then left idle ``LAG_SETTLE_S`` (1 s).
+2. A producer submits N jobs (``--jobs``, default 10,000; body ``stamp``: the job appends
+   ``time.time()`` to a list) from 50 concurrent tasks, all due at one wall-clock instant T =
+   the submits' start + ``--lead`` (default 2 s + N / 1,500 jobs/s): trio_jobpool
+   ``submit(at=)``, arq ``_defer_until``, saq ``scheduled=``, streaq
+   ``enqueue().start(schedule=)``. "slack" = T - the submits' end (below 1 s: a problem).
+3. Once the worker ran N jobs, SIGTERM; its final report carries the starts. lag = start - T:
+   p50, p99, max (the last job's start) and min; a job started before T is a problem.
 
 Every (implementation, P) runs once per round, in an order rotated from round to round; each
 measurement has a hard timeout (``--timeout``, default 120 s), each process a watchdog of its
@@ -1007,6 +1022,245 @@ def _progress(step: int, total: int, record: dict[str, Any]) -> str:
     return f"[{step:>3}/{total}] {where} {value}  ({record['measurement_s']:.1f} s)"
 
 
+# -- --lag: jobs falling due in the same second (issue #16) -------------------------------------
+
+LAG_SETTLE_S = 1.0  # --lag: seconds from "go" (a jobpool worker: its pool open) to the submits
+LAG_MIN_SLACK_S = 1.0  # --lag: a due time less than this after the submits' end is a problem
+# --lag's variants: (the implementation run, the worker's extra arguments, its poll settings).
+LAG_IMPLS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "jobpool-trio": (
+        "jobpool-trio",
+        (),
+        "no poll: each process's timer for the earliest due time (told of a nearer one by "
+        "pub/sub `due:<ms>`) moves due jobs into the queue by one Lua call",
+    ),
+    "jobpool-asyncio": ("jobpool-asyncio", (), "as `jobpool-trio`, under asyncio"),
+    "arq": (
+        "arq",
+        ("--arq-poll-delay", "0.5"),
+        "`poll_delay` 0.5 s (its default): each poll starts the jobs whose score is due",
+    ),
+    "arq-poll-0.01": ("arq", ("--arq-poll-delay", "0.01"), "`poll_delay` 0.01 s"),
+    "saq": (
+        "saq",
+        (),
+        'its defaults: `timers["schedule"]` 1 s, a script that moves due jobs to the queue '
+        "behind a 1 s lock (`SETEX`), so a smaller timer would not run it more often",
+    ),
+    "streaq": (
+        "streaq",
+        (),
+        "its worker's `schedule_delayed_tasks` loop: every 0.5 s (fixed in its code)",
+    ),
+}
+
+
+def lag_lead(n: int) -> float:
+    """Seconds from the start of the submits to the due time: 2 s + time for the submits at
+    1,500 jobs/s (arq submitted 500 deferred jobs at about 1,400 jobs/s in a --quick run)."""
+    return 2.0 + n / 1500
+
+
+def measure_lag(
+    name: str, n: int, timeout: float, env: dict[str, str], snapshot_dir: str, lead: float
+) -> dict[str, Any]:
+    """One --lag measurement: one worker process (CONCURRENCY workers) running and idle, then
+    a producer submits N jobs all due at one wall-clock instant; lags from the jobs' starts."""
+    impl, extra, _ = LAG_IMPLS[name]
+    due: dict[str, Any] = {}
+
+    def run(
+        record: dict[str, Any], children: Children, url: str, queue_name: str, deadline: float,
+        budget: str,
+    ) -> None:  # fmt: skip
+        worker = children.spawn(
+            "worker0", "work", impl, url, queue_name, str(CONCURRENCY), budget,
+            "--body", "stamp", *extra,
+        )  # fmt: skip
+        children.pump(lambda: worker.find("ready") is not None, deadline, "worker ready")
+        worker.send("go")
+        if impl in JOBPOOLS:
+            children.pump(lambda: worker.find("open") is not None, deadline, "worker's pool")
+        time.sleep(LAG_SETTLE_S)  # (the peers connect meanwhile; say nothing when done)
+        producer = children.spawn(
+            "producer", "produce", impl, url, queue_name, str(n), str(ENQUEUE_TASKS), budget,
+            "--body", "stamp", "--lead", f"{lead:.3f}",
+        )  # fmt: skip
+        children.pump(lambda: producer.find("enqueued") is not None, deadline, "submits")
+        enqueued = producer.find("enqueued")
+        assert enqueued is not None
+        due.update(enqueued)
+        record["enqueue_jobs_per_s"] = n / enqueued["seconds"]
+        record["slack_s"] = enqueued["due"] - enqueued["submitted_at"]
+        children.pump(lambda: worker.tally["count"] >= n, deadline, "all jobs run")
+        producer.send("skip")  # (no check of the store: the producer exits)
+
+    record = _in_fresh_processes(name, 1, n, timeout, env, snapshot_dir, "stamp", run)
+    starts: list[float] = []
+    for final in record.get("worker_finals", []):
+        starts += final.pop("starts", [])
+    if starts and due:
+        lags = sorted(s - due["due"] for s in starts)
+        record["lag_p50_s"] = statistics.median(lags)
+        record["lag_p99_s"] = lags[min(len(lags) - 1, int(0.99 * len(lags)))]
+        record["lag_max_s"] = lags[-1]  # = the last job's start - the due time
+        record["lag_min_s"] = lags[0]
+        record["start_spread_s"] = lags[-1] - lags[0]
+        early = sum(1 for lag in lags if lag < 0)
+        problems = record.setdefault("problems", [])
+        if early:
+            problems.append(f"{early} jobs started before their due time")
+        if record["slack_s"] < LAG_MIN_SLACK_S:
+            problems.append(f"due only {record['slack_s']:.2f} s after the submits ended")
+        if not problems:
+            del record["problems"]
+    return record
+
+
+LAG_METRICS = (
+    "lag_p50_s",
+    "lag_p99_s",
+    "lag_max_s",
+    "lag_min_s",
+    "start_spread_s",
+    "enqueue_jobs_per_s",
+    "slack_s",
+)
+
+
+def summarise_lag(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per variant: the lag metrics' medians, min, max; p50/p99 ratios to trio_jobpool's."""
+    rows: dict[str, Any] = {}
+    for name in LAG_IMPLS:
+        mine = [r for r in records if r["impl"] == name]
+        if not mine:
+            continue
+        ok = [r for r in mine if "lag_p50_s" in r]
+        rows[name] = {
+            "runs": len(ok),
+            "errors": [r["error"] for r in mine if "error" in r],
+            "problems": sorted({p for r in mine for p in r.get("problems", [])}),
+            **{m: _stats([r[m] for r in ok if m in r]) for m in LAG_METRICS},
+        }
+    base = rows.get("jobpool-trio")
+    for row in rows.values():
+        for q in ("p50", "p99", "max"):
+            mine, theirs = _median(row, f"lag_{q}_s"), _median(base, f"lag_{q}_s")
+            row[f"ratio_{q}"] = mine / theirs if mine is not None and theirs else None
+    return {"rows": rows}
+
+
+def _lag_ms(figure: dict[str, Any] | None) -> str:
+    if figure is None:
+        return ""
+    text = f"{figure['median'] * 1000:,.1f}"
+    if len(figure["values"]) > 1:
+        text += f" ({figure['min'] * 1000:,.1f}{DASH}{figure['max'] * 1000:,.1f})"
+    return text
+
+
+def render_lag(results: dict[str, Any]) -> str:
+    """The --lag report."""
+    config, rows = results["config"], results["summary"]["rows"]
+    lines = [
+        "# Due lag on Redis: jobs falling due in the same instant (issue #16)",
+        "",
+        f"One worker process ({config['concurrency']} workers) per implementation runs idle on "
+        "a fresh redis-server; then a producer submits "
+        f"{config['n']:,} no-op jobs from {config['enqueue_tasks']} concurrent tasks, all due at "
+        f"one wall-clock instant T = the submits' start + {config['lead_s']:.1f} s "
+        "(trio_jobpool `submit(at=)`, arq `_defer_until`, saq `scheduled=`, streaq "
+        "`enqueue().start(schedule=)`). Each job stamps its start (`time.time()`); lag = start "
+        f"- T. {config['rounds']} round(s), the variants rotated from round to round; medians "
+        f"(min{DASH}max) over the rounds of each round's p50, p99 and max (= the last job's "
+        "start - T). Ratios: the variant's median over `jobpool-trio`'s. Method: "
+        "`benchmarks/distributed.py --lag`.",
+        "",
+        f"Machine: {_machine_line(results['machine'])}.",
+        "",
+    ]
+    load = _load_line(results)
+    if load:
+        lines += [load, ""]
+    lines += ["Poll settings:", ""]
+    lines += [f"- `{name}`: {LAG_IMPLS[name][2]}." for name in rows]
+    lines += [
+        "",
+        "| implementation | p50 ms | p99 ms | max ms (last start) | p50 vs jobpool-trio "
+        "| p99 vs jobpool-trio | first start ms | enqueue jobs/s | T - submits' end s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, row in rows.items():
+        lines.append(
+            f"| `{name}` | {_lag_ms(row['lag_p50_s']) or 'error'} | {_lag_ms(row['lag_p99_s'])} "
+            f"| {_lag_ms(row['lag_max_s'])} | {_ratio(row['ratio_p50'])} "
+            f"| {_ratio(row['ratio_p99'])} | {_lag_ms(row['lag_min_s'])} "
+            f"| {_spread(row['enqueue_jobs_per_s'])} | {_spread(row['slack_s'], 1)} |"
+        )
+    problems = [
+        f"- {name}: {text}"
+        for name, row in rows.items()
+        for text in row["problems"] + [e.strip().splitlines()[-1] for e in row["errors"]]
+    ]
+    if problems:
+        lines += ["", "Problems:", "", *problems]
+    return "\n".join(lines) + "\n"
+
+
+def main_lag(args: argparse.Namespace) -> int:
+    names = _pick(args.only_impls, list(LAG_IMPLS))
+    rounds = args.rounds
+    lead = args.lead if args.lead is not None else lag_lead(args.n)
+    steps = plan(names, [1], rounds)
+    machine = _machine()
+    print(f"{len(steps)} measurements (lag) of {args.n:,} jobs due {lead:.1f} s after the start")
+    started = time.monotonic()
+    records = []
+    with _snapshot() as (env, copy):
+        source = source_digest(Path(copy) / "trio_jobpool")
+        for step, (round_, name, _) in enumerate(steps, 1):
+            record = measure_lag(name, args.n, args.timeout, env, copy, lead)
+            record["round"] = round_
+            records.append(record)
+            if "lag_p50_s" in record:
+                value = (
+                    f"p50 {record['lag_p50_s'] * 1000:8.1f} ms  p99 "
+                    f"{record['lag_p99_s'] * 1000:8.1f} ms  max {record['lag_max_s'] * 1000:8.1f}"
+                    f" ms  (slack {record['slack_s']:.1f} s)"
+                )
+                if record.get("problems"):
+                    value += "  PROBLEMS: " + "; ".join(record["problems"])
+            else:
+                value = "ERROR: " + record.get("error", "?").strip().splitlines()[0]
+            print(f"[{step:>3}/{len(steps)}] {name:<16} {value}", flush=True)
+    results = {
+        "machine": machine,
+        "config": {
+            "mode": "lag",
+            "body": "stamp",
+            "quick": args.quick,
+            "rounds": rounds,
+            "n": args.n,
+            "impls": names,
+            "concurrency": CONCURRENCY,
+            "enqueue_tasks": ENQUEUE_TASKS,
+            "lead_s": lead,
+            "timeout_s": args.timeout,
+        },
+        "peer_settings": {name: LAG_IMPLS[name][2] for name in names},
+        "source": source,
+        "source_changed": source_digest(PACKAGE) != source,
+        "duration_s": time.monotonic() - started,
+        "loadavg_end": os.getloadavg(),
+        "summary": summarise_lag(records),
+        "records": records,
+    }
+    print()
+    name = "distributed-lag" + ("" if args.n == N else f"-n{args.n}")
+    write_report(results, name + ("-quick" if args.quick else ""))
+    return 1 if any("error" in r or r.get("problems") for r in records) else 0
+
+
 def _pick(text: str | None, known: list[str]) -> list[str]:
     if not text:
         return known
@@ -1038,10 +1292,20 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="trio_jobpool only: idle worker processes, a front end submitting during the run",
     )
+    parser.add_argument(
+        "--lag",
+        action="store_true",
+        help="N jobs due at one instant: lag from due time to start (issue #16)",
+    )
+    parser.add_argument("--jobs", type=int, dest="n", help="the same as --n")
+    parser.add_argument(
+        "--lead", type=float, help="--lag: seconds from the submits' start to the due time"
+    )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds per measurement")
     parser.add_argument("--render", metavar="JSON", help="measure nothing: re-render a run")
     args = parser.parse_args(argv)
-    args.impls = _pick(args.only_impls, JOBPOOLS if args.scaling else list(IMPLS))
+    if not args.lag:
+        args.impls = _pick(args.only_impls, JOBPOOLS if args.scaling else list(IMPLS))
     procs = args.procs or (SCALING_PROCS if args.scaling else "1,2")
     args.procs_list = [int(p) for p in procs.split(",") if p.strip()]
     if args.rounds is None:
@@ -1063,8 +1327,9 @@ def stem(scaling: bool, body: str, quick: bool) -> str:
 
 
 def write_report(results: dict[str, Any], stem: str) -> None:
-    scaling = results["config"].get("mode") == "scaling"
-    markdown = render_scaling(results) if scaling else render_markdown(results)
+    mode = results["config"].get("mode")
+    renderers = {"scaling": render_scaling, "lag": render_lag}
+    markdown = renderers.get(mode, render_markdown)(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown)
@@ -1084,9 +1349,12 @@ def main(argv: list[str]) -> int:
     if args.render:
         saved = Path(args.render)
         results = json.loads(saved.read_text())
-        results["summary"] = summarise(results["records"])
+        lag = results["config"].get("mode") == "lag"
+        results["summary"] = (summarise_lag if lag else summarise)(results["records"])
         write_report(results, saved.stem)
         return 0
+    if args.lag:
+        return main_lag(args)
     steps = plan(args.impls, args.procs_list, args.rounds)
     machine = _machine()
     where = f"{machine['cpu']}, {machine['cores']} cores"

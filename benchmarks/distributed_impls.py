@@ -74,6 +74,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import datetime
 import importlib
 import json
 import os
@@ -96,7 +97,11 @@ REPORT_INTERVAL = 0.02  # seconds between two tally lines of a worker
 JOBPOOL_QUEUE_SIZE = 100  # the worker pools' queue_size (they claim for idle workers only)
 LIST_KEY = "coredis-loop:{queue}"  # the coredis loops' list
 COUNT_KEY = "bench:{queue}:count"  # the redis body's counter
-BODIES = {"noop": "noop", "redis": "incr"}  # --body: the job's registered name
+BODIES = {"noop": "noop", "redis": "incr", "stamp": "stamp"}  # --body: the registered name
+# --lag (``produce --lead L``): every job is due at DUE_AT (wall clock, epoch seconds), set to
+# L seconds after the producer starts submitting; None: the jobs are due at once.
+DUE_AT: float | None = None
+STARTS: list[float] = []  # the stamp body's start times (wall clock), in this process
 
 # Settings of the peers that differ from their defaults, and why (reported with the results).
 ARQ_POLL_DELAY = 0.01
@@ -201,6 +206,19 @@ async def incr(i: int) -> None:
     Tally.tick(started)
 
 
+async def stamp(i: int) -> None:
+    """The lag body: its start on the wall clock (the due time's clock), then the tally."""
+    STARTS.append(time.time())
+    Tally.tick()
+
+
+def _due_datetime() -> datetime.datetime | None:
+    """DUE_AT as an aware datetime (None: not a --lag run)."""
+    if DUE_AT is None:
+        return None
+    return datetime.datetime.fromtimestamp(DUE_AT, tz=datetime.UTC)
+
+
 async def _until_signal() -> None:
     with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
         async for _ in signals:
@@ -248,6 +266,7 @@ def _registry() -> Any:
     registry = JobRegistry()
     registry.register(noop, name="noop")
     registry.register(incr, name="incr")
+    registry.register(stamp, name="stamp")
     return registry
 
 
@@ -269,9 +288,10 @@ async def _jobpool_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -
     async with open_job_pool(
         0, JOBPOOL_QUEUE_SIZE, store=store, registry=_registry(), max_pending=None
     ) as producer:
+        at = _due_datetime()
 
         async def submit(i: int) -> None:
-            await producer.submit(job, i)
+            await producer.submit(job, i, at=at)
 
         return await _fan_out(submit, n, tasks)
 
@@ -376,6 +396,11 @@ async def _saq_incr(ctx: Any, *, i: int) -> None:
     Tally.tick(started)
 
 
+async def _saq_stamp(ctx: Any, *, i: int) -> None:
+    STARTS.append(time.time())
+    Tally.tick()
+
+
 async def _saq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     from saq import Queue
 
@@ -384,7 +409,10 @@ async def _saq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> fl
     try:
 
         async def submit(i: int) -> None:
-            await q.enqueue(job, i=i)
+            if DUE_AT is None:
+                await q.enqueue(job, i=i)
+            else:  # (saq's scheduled: epoch seconds)
+                await q.enqueue(job, i=i, scheduled=DUE_AT)
 
         return await _fan_out(submit, n, tasks)
     finally:
@@ -418,7 +446,7 @@ def _saq_worker(args: argparse.Namespace) -> dict[str, Any]:
         queue = Queue.from_url(args.url, name=args.queue)
         worker: Worker[Any] = Worker(
             queue,
-            functions=[("noop", _saq_noop), ("incr", _saq_incr)],
+            functions=[("noop", _saq_noop), ("incr", _saq_incr), ("stamp", _saq_stamp)],
             concurrency=args.concurrency,
         )
         await queue.connect()
@@ -448,6 +476,11 @@ async def _arq_incr(ctx: dict[str, Any], i: int) -> None:
     Tally.tick(started)
 
 
+async def _arq_stamp(ctx: dict[str, Any], i: int) -> None:
+    STARTS.append(time.time())
+    Tally.tick()
+
+
 async def _arq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> float:
     from arq import create_pool
     from arq.connections import RedisSettings
@@ -456,7 +489,7 @@ async def _arq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) -> fl
     try:
 
         async def submit(i: int) -> None:
-            await pool.enqueue_job(job, i)
+            await pool.enqueue_job(job, i, _defer_until=_due_datetime())
 
         return await _fan_out(submit, n, tasks)
     finally:
@@ -488,11 +521,15 @@ def _arq_worker(args: argparse.Namespace) -> dict[str, Any]:
     from arq.worker import func, run_worker
 
     settings: dict[str, Any] = {
-        "functions": [func(_arq_noop, name="noop"), func(_arq_incr, name="incr")],
+        "functions": [
+            func(_arq_noop, name="noop"),
+            func(_arq_incr, name="incr"),
+            func(_arq_stamp, name="stamp"),
+        ],
         "redis_settings": RedisSettings.from_dsn(args.url),
         "queue_name": args.queue,
         "max_jobs": args.concurrency,
-        "poll_delay": ARQ_POLL_DELAY,
+        "poll_delay": ARQ_POLL_DELAY if args.arq_poll_delay is None else args.arq_poll_delay,
     }
     worker = run_worker(settings)  # until SIGTERM / SIGINT (its own handlers)
     return {"completed": worker.jobs_complete, "failed": worker.jobs_failed}
@@ -515,9 +552,14 @@ def _streaq_worker_object(url: str, queue: str, concurrency: int) -> tuple[Any, 
         await worker.redis.incr(JOB_KEY)
         Tally.tick(started)
 
+    async def streaq_stamp(i: int) -> None:
+        STARTS.append(time.time())
+        Tally.tick()
+
     tasks = {
         "noop": worker.task(name="noop")(streaq_noop),
         "incr": worker.task(name="incr")(streaq_incr),
+        "stamp": worker.task(name="stamp")(streaq_stamp),
     }
     return worker, tasks
 
@@ -528,7 +570,10 @@ async def _streaq_enqueue(url: str, queue: str, n: int, tasks: int, job: str) ->
     async with worker:
 
         async def submit(i: int) -> None:
-            await task.enqueue(i)
+            if DUE_AT is None:
+                await task.enqueue(i)
+            else:
+                await task.enqueue(i).start(schedule=_due_datetime())
 
         return await _fan_out(submit, n, tasks)
 
@@ -584,7 +629,11 @@ async def _coredis_check(url: str, queue: str, n: int) -> dict[str, Any]:
         return await _poll(read)
 
 
-FUNCTIONS: dict[str, Callable[..., Awaitable[None]]] = {"noop": noop, "incr": incr}
+FUNCTIONS: dict[str, Callable[..., Awaitable[None]]] = {
+    "noop": noop,
+    "incr": incr,
+    "stamp": stamp,
+}
 
 
 def _coredis_worker(batch: int) -> Callable[[argparse.Namespace], dict[str, Any]]:
@@ -711,10 +760,13 @@ LIMITS = [name for name, impl in IMPLS.items() if impl.kind == "limit"]
 
 
 def produce(args: argparse.Namespace) -> int:
+    global DUE_AT
     impl = IMPLS[args.impl]
     job = BODIES[args.body]
+    if args.lead is not None:
+        DUE_AT = time.time() + args.lead
     seconds = impl.run(lambda: impl.enqueue(args.url, args.queue, args.n, args.tasks, job))
-    emit({"enqueued": args.n, "seconds": seconds})
+    emit({"enqueued": args.n, "seconds": seconds, "due": DUE_AT, "submitted_at": time.time()})
     command = sys.stdin.readline().strip()  # the harness: "check" once the workers are done
     if command != "check":
         return 0
@@ -737,12 +789,14 @@ def work(args: argparse.Namespace) -> int:
     stop = threading.Event()
     reporter = threading.Thread(target=_reporter, args=(stop,), daemon=True)
     reporter.start()
+    final: dict[str, Any] = {}
     try:
         final = impl.work(args)
-    finally:
+    finally:  # (also when the worker's stop fails: arq's can raise CancelledError on SIGTERM)
         stop.set()
         reporter.join(timeout=1.0)
-    emit({"final": True, **Tally.line(), **final})
+        starts = {"starts": STARTS} if args.body == "stamp" else {}
+        emit({"final": True, **Tally.line(), **final, **starts})
     return 0
 
 
@@ -775,6 +829,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         sub.add_argument("n", type=int)
         sub.add_argument("tasks", type=int)
     w.add_argument("concurrency", type=int)
+    w.add_argument(
+        "--arq-poll-delay", type=float, help=f"arq's poll_delay (default {ARQ_POLL_DELAY} s)"
+    )
+    p.add_argument(
+        "--lead", type=float, help="--lag: every job is due this many seconds after the start"
+    )
     for sub in (p, w, f):
         sub.add_argument("deadline", type=float)
         sub.add_argument("--body", choices=list(BODIES), default="noop")
