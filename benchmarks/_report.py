@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from impls import BY_NAME, IMPLS, LIMIT, peer_of
-from workloads import D_TARGET, WORKLOADS, Metric
+from workloads import D_TARGET, S1_GOAL_BYTES, S2_GOAL_RATIO, WORKLOADS, Metric
 
 __all__ = [
     "durable_verdicts",
@@ -26,6 +26,7 @@ __all__ = [
 ]
 
 TIMES = "\N{MULTIPLICATION SIGN}"
+_US = "\N{MICRO SIGN}s"
 DASH = "\N{EN DASH}"
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -146,10 +147,11 @@ def _add_ratios(rows: dict[str, Any], primary: str) -> None:
         row["ratio_to_memory"] = None if mine is None or not twin else mine / twin
 
 
-def subset(results: dict[str, Any], durable: bool) -> dict[str, Any] | None:
-    """The part of a run's results for the durable workloads (or for the others); ``None`` if
-    the run measured none of them."""
-    keys = [key for key in results["config"]["workloads"] if WORKLOADS[key].durable == durable]
+def subset(results: dict[str, Any], section: str) -> dict[str, Any] | None:
+    """The part of a run's results for the workloads of one section (``Workload.section``:
+    the in-memory ones, the durable ones, the later-job ones); ``None`` if the run measured
+    none of them."""
+    keys = [key for key in results["config"]["workloads"] if WORKLOADS[key].section == section]
     if not keys:
         return None
     config = {**results["config"], "workloads": keys}
@@ -287,6 +289,119 @@ def _durable_detail_table(key: str, rows: dict[str, Any]) -> list[str]:
     return lines
 
 
+# -- later jobs (issue #16) --------------------------------------------------------------------
+
+
+def _per_round_ratios(
+    records: list[dict[str, Any]], impl: str, key: str, reference: str, metric: str
+) -> list[float]:
+    """``key``'s figure over ``reference``'s, for ``impl``, each within one round."""
+    by_round: dict[int, dict[str, float]] = {}
+    for record in records:
+        if record["impl"] == impl and record["workload"] in (key, reference):
+            value = record.get("metrics", {}).get(metric)
+            if value is not None:
+                by_round.setdefault(record.get("round", 0), {})[record["workload"]] = value
+    return [got[key] / got[reference] for got in by_round.values() if len(got) == 2]
+
+
+def _median_of(rows: dict[str, Any] | None, impl: str, metric: str) -> float | None:
+    figure = (rows or {}).get(impl, {}).get("metrics", {}).get(metric)
+    return None if figure is None else float(figure["median"])
+
+
+def _later_summary(results: dict[str, Any]) -> list[str]:
+    """The later-job workloads against the goals of issue #16, one table per goal."""
+    summary, records = results["summary"], results["records"]
+    impls = [impl for impl in IMPLS if any(impl.name in summary.get(k, {}) for k in summary)]
+    out: list[str] = []
+    if "S1" in summary and "S1W" in summary:
+        out += [
+            f"Memory (S1 beside S1W, W4's driver at the same n): goal, a scheduled job costs at "
+            f"most a waiting job + {S1_GOAL_BYTES} B.",
+            "",
+            "| backend | scheduled B/job | waiting B/job | scheduled minus waiting | goal |",
+            "| --- | --- | --- | --- | --- |",
+        ]
+        for impl in impls:
+            mine = _median_of(summary["S1"], impl.name, "bytes_per_job")
+            theirs = _median_of(summary["S1W"], impl.name, "bytes_per_job")
+            if mine is None or theirs is None:
+                continue
+            extra = mine - theirs
+            verdict = "met" if extra <= S1_GOAL_BYTES else "**missed**"
+            out.append(
+                f"| {impl.backend} | {mine:,.1f} | {theirs:,.1f} | {extra:+,.1f} B | "
+                f"{verdict} (≤ +{S1_GOAL_BYTES}) |"
+            )
+        out.append("")
+    if "S2" in summary and "S2W" in summary:
+        out += [
+            f"Submit cost (S2 beside S2W): goal, `submit(delay=)` at most {TIMES}{S2_GOAL_RATIO} "
+            f"a plain `submit`; per round: the median (min{DASH}max) of the ratios each within one "
+            "round.",
+            "",
+            f"| backend | submit(delay=) {_US}/call | submit() {_US}/call | ratio of medians | "
+            "per round | goal |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for impl in impls:
+            mine = _median_of(summary["S2"], impl.name, "submit_us_per_job")
+            theirs = _median_of(summary["S2W"], impl.name, "submit_us_per_job")
+            if mine is None or not theirs:
+                continue
+            ratios = _per_round_ratios(records, impl.name, "S2", "S2W", "submit_us_per_job")
+            per_round = statistics.median(ratios) if ratios else mine / theirs
+            spread = f" ({min(ratios):.2f}{DASH}{max(ratios):.2f})" if len(ratios) > 1 else ""
+            verdict = "met" if per_round <= S2_GOAL_RATIO else "**missed**"
+            out.append(
+                f"| {impl.backend} | {mine:.2f} | {theirs:.2f} | {TIMES}{mine / theirs:.2f} | "
+                f"{TIMES}{per_round:.2f}{spread} | {verdict} (≤ {TIMES}{S2_GOAL_RATIO}) |"
+            )
+        out.append("")
+    if "S3" in summary:
+        n = results["config"]["n"]["S3"]
+        out += [
+            f"Due lag (S3, {n:,} jobs due at one instant, 10 workers): from the due time to "
+            "each job's start as its body saw it; the first start shows the timer and the "
+            "hand-over of the whole burst, the rest is the pool draining it; no goal in memory "
+            "(the issue's is against arq and saq on Redis).",
+            "",
+            "| backend | p50 ms | p99 ms | max ms | first start ms | pool's own p50 / p99 ms |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for impl in impls:
+            row = summary["S3"].get(impl.name)
+            if row is None:
+                continue
+            metrics = {metric.key: metric for metric in WORKLOADS["S3"].metrics}
+            cells = [impl.backend] + [
+                _cell(row, metrics[key], spread=True)
+                for key in ("p50_ms", "p99_ms", "max_ms", "first_ms")
+            ]
+            cells.append(
+                f"{_cell(row, metrics['pool_p50_ms'])} / {_cell(row, metrics['pool_p99_ms'])}"
+            )
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
+def _later_detail_table(key: str, rows: dict[str, Any]) -> list[str]:
+    workload = WORKLOADS[key]
+    head = ["implementation", f"{workload.primary.label} (min{DASH}max)"]
+    head += [metric.label for metric in workload.metrics[1:]]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for impl in IMPLS:
+        row = rows.get(impl.name)
+        if row is None:
+            continue
+        cells = [impl.label, _cell(row, workload.primary, spread=True)]
+        cells += [_cell(row, metric) for metric in workload.metrics[1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return lines
+
+
 def _summary_table(summary: dict[str, Any]) -> list[str]:
     columns = [key for key in ("W1", "W1L", "W2", "W3", "W4", "W5") if key in summary]
     head = ["implementation"]
@@ -352,7 +467,8 @@ def render_markdown(results: dict[str, Any]) -> str:
     load_start = tuple(round(x, 2) for x in machine["loadavg"])
     load_end = tuple(round(x, 2) for x in results["loadavg_end"])
     durable = [key for key in summary if WORKLOADS[key].durable]
-    others = [key for key in summary if not WORKLOADS[key].durable]
+    later = [key for key in summary if WORKLOADS[key].later]
+    others = [key for key in summary if WORKLOADS[key].section == "results"]
     notes = [
         f"- Machine: {_machine_line(machine)}.",
         f"- Load average at start {load_start}, at end {load_end}.",
@@ -388,6 +504,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["## Summary", "", *_summary_table(summary), ""]
     if durable:
         out += ["## Durable store: summary", "", *_durable_summary_table(summary), ""]
+    if later:
+        out += ["## Later jobs: against the goals of issue #16", "", *_later_summary(results)]
     for key, rows in summary.items():
         workload = WORKLOADS[key]
         n = config["n"][key]
@@ -396,6 +514,8 @@ def render_markdown(results: dict[str, Any]) -> str:
             out += _flat_table(rows)
         elif workload.durable:
             out += _durable_detail_table(key, rows)
+        elif workload.later:
+            out += _later_detail_table(key, rows)
         else:
             out += _detail_table(key, rows)
         out.append("")

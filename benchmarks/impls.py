@@ -11,6 +11,12 @@ workload needs) yielding a pool with:
 * ``await pool.abort()`` - cancel everything now (teardown of the memory workload);
 * ``pool.counts()`` - ``{"completed": .., "cancelled": ..}`` for the sanity checks, or ``None``.
 
+The later-job workloads (S1-S3) run trio_jobpool only: they pass ``delay=`` or ``at=`` to
+``pool.submit`` (the pool's own), and S3 also uses:
+
+* ``await pool.wait_ended(handle)`` - returns once that job has ended;
+* ``pool.due_lags(handles)`` - per job, the pool's own start minus due time, in seconds.
+
 The durable workloads (D1-D3) run trio_jobpool only, in memory and on a SQLite store, through
 ``open_pool("durable", workers, queue)``, whose pool also has:
 

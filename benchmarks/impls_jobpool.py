@@ -62,6 +62,15 @@ class JobPoolAdapter:
     async def abort(self) -> None:
         await self.pool.stop(drain=False)
 
+    @staticmethod
+    async def wait_ended(handle: Any) -> None:
+        await handle.wait()
+
+    @staticmethod
+    def due_lags(handles: list[Any]) -> list[float]:
+        """Per job, the pool's own figure: the start of its attempt minus its due time."""
+        return [handle.started_at - handle.scheduled_for for handle in handles]
+
     async def hold_workers(self, count: int) -> None:
         gate = self._gate
         assert gate is not None, "hold_workers needs open_pool('durable', ...)"
@@ -88,6 +97,8 @@ class JobPoolAdapter:
             "timed_out": stats.total_timed_out,
             "queued": stats.queued_tasks,
             "active": stats.active_workers,
+            # (a version before later jobs, measured side by side by ab.py, has none)
+            "scheduled": getattr(stats, "scheduled_tasks", 0),
         }
 
 

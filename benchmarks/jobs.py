@@ -33,10 +33,14 @@ class Jobs:
     """``order.append(i)`` (its start), then one checkpoint (W3)."""
     blocker: Callable[[Any, list[int]], Awaitable[None]]
     """Notes that it started, then holds its worker until ``event`` is set."""
+    wall_stamped: Callable[[list[float], int], Awaitable[None]]
+    """``started[i] = time.time()`` (its start, on the wall clock that due times are given
+    in), then one checkpoint (S3)."""
 
 
 def _make(backend: str, checkpoint: Any, sleep: Any, event: Any) -> Jobs:
     clock = time.perf_counter
+    wall = time.time
 
     async def noop() -> None:
         await checkpoint()
@@ -56,7 +60,11 @@ def _make(backend: str, checkpoint: Any, sleep: Any, event: Any) -> Jobs:
         started.append(1)
         await release.wait()
 
-    return Jobs(backend, checkpoint, event, noop, sleep_1ms, stamped, record, blocker)
+    async def wall_stamped(started: list[float], i: int) -> None:
+        started[i] = wall()
+        await checkpoint()
+
+    return Jobs(backend, checkpoint, event, noop, sleep_1ms, stamped, record, blocker, wall_stamped)
 
 
 def trio_jobs() -> Jobs:

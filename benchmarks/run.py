@@ -4,13 +4,15 @@
     python benchmarks/run.py --quick          # small n, 1 round: a smoke test
     python benchmarks/run.py --rounds 3 --only W1,W3 --impls trio-loop,jobpool-trio
     python benchmarks/run.py --rounds 3 --only D1,D2,D3   # the durable store against memory
+    python benchmarks/run.py --rounds 5 --only S1,S1W,S2,S2W,S3   # later jobs (issue #16)
 
 Each measurement is one fresh process (``_one.py <impl> <workload> <n>``). Every round runs each
 selected workload through every implementation, in an order rotated from round to round, so
 that drift in the machine's load is spread over all of them. The report (markdown and JSON) goes
 to ``benchmarks/results/latest.*`` (``quick.*`` for ``--quick``, ``durable.*`` for a run of the
-durable workloads D1-D3 alone); ``--update-docs`` also puts the tables into
-``docs/performance.md`` (the durable workloads' into its "Durable store" section).
+durable workloads D1-D3 alone, ``later.*`` for the later-job workloads S1-S3 alone);
+``--update-docs`` also puts the tables into ``docs/performance.md`` (the durable workloads' into
+its "Durable store" section, the later jobs' into "Later jobs").
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent / "trio_jobpool"
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "performance.md"
-# Where --update-docs puts the report: the in-memory workloads' and the durable ones' (D1-D3)
-# each between their own markers, so a run of one group leaves the other's figures alone.
+# Where --update-docs puts the report: the in-memory workloads', the durable ones' (D1-D3) and
+# the later jobs' (S1-S3) each between their own markers (``Workload.section``), so a run of
+# one group leaves the others' figures alone.
 DOCS_MARKERS = {
-    False: ("<!-- results:begin -->", "<!-- results:end -->"),
-    True: ("<!-- durable:begin -->", "<!-- durable:end -->"),
+    section: (f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
+    for section in ("results", "durable", "later")
 }
 
 
@@ -152,8 +155,8 @@ def write_docs(results: dict[str, Any]) -> None:
     """Put the report of each group of workloads the run measured (below its title) between
     that group's markers in docs/performance.md."""
     text = DOCS.read_text()
-    for durable, (marker_begin, marker_end) in DOCS_MARKERS.items():
-        part = subset(results, durable)
+    for section, (marker_begin, marker_end) in DOCS_MARKERS.items():
+        part = subset(results, section)
         if part is None:
             continue
         begin, end = text.find(marker_begin), text.find(marker_end)
@@ -224,10 +227,12 @@ def main(argv: list[str]) -> int:
         "records": records,
     }
     print()
+    sections = {WORKLOADS[key].section for key in args.workloads}
     if args.quick:
         stem = "quick"
-    elif all(WORKLOADS[key].durable for key in args.workloads):
-        stem = "durable"  # a run of the durable workloads alone leaves the full run's report
+    elif len(sections) == 1 and sections != {"results"}:
+        # a run of the durable (or later-job) workloads alone leaves the full run's report
+        stem = sections.pop()
     else:
         stem = "latest"
     write_report(results, stem, args.update_docs)

@@ -9,6 +9,7 @@ This module imports no async library: the runner reads the registry (:data:`WORK
 
 from __future__ import annotations
 
+import datetime
 import functools
 import gc
 import math
@@ -20,7 +21,16 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["D_TARGET", "WORKLOADS", "Metric", "Workload", "count_inversions"]
+__all__ = [
+    "D_TARGET",
+    "S1_GOAL_BYTES",
+    "S2_GOAL_RATIO",
+    "WORKLOADS",
+    "Metric",
+    "Workload",
+    "count_inversions",
+    "lag_figures",
+]
 
 clock = time.perf_counter
 
@@ -31,6 +41,13 @@ W4_WORKERS = 10
 FLAT_SAMPLE_AT = 100_000
 D_WORKERS, D_QUEUE, D_SUBMITTERS = 10, 100, 16
 D_TARGET = 0.25  # the durable pool's throughput ÷ the in-memory pool's, at least
+S_SEED = 20_261_206
+S_HORIZON = 3600.0  # S1, S2: delays drawn uniformly from [0, S_HORIZON) seconds
+S_WORKERS = 10
+S3_AHEAD = 1.0  # S3: the common due time, seconds after the submit loop starts
+S1_GOAL_BYTES = 64  # issue #16: a scheduled job costs at most a waiting job + 64 B
+S2_GOAL_RATIO = 1.3  # issue #16: submit(delay=) costs at most 1.3x a plain submit
+LATER_IMPLS = ("jobpool-trio", "jobpool-asyncio")
 DURABLE_IMPLS = (
     "jobpool-trio",
     "jobpool-trio-sqlite",
@@ -68,7 +85,7 @@ def check_counts(pool: Any, problems: list[str], **expected: int) -> None:
             problems.append(f"{key}: expected {value}, pool says {counts[key]}")
     if "submitted" in counts:  # trio_jobpool: the stats invariant, once everything ended
         ended = counts["completed"] + counts["failed"] + counts["cancelled"] + counts["timed_out"]
-        total = ended + counts["queued"] + counts["active"]
+        total = ended + counts["queued"] + counts["active"] + counts.get("scheduled", 0)
         if counts["submitted"] != total or counts["queued"] or counts["active"]:
             problems.append(f"stats invariant broken after the pool stopped: {counts}")
 
@@ -367,6 +384,150 @@ async def d3_end_to_end(env: Any, n: int) -> dict[str, Any]:
     return {"jobs_per_s": n / elapsed, "us_per_job": elapsed / n * 1e6, "problems": problems}
 
 
+# -- later jobs (issue #16) --------------------------------------------------------------------
+
+
+def random_delays(n: int) -> list[float]:
+    """S1, S2: n delays drawn uniformly from the next hour, the same in every run."""
+    rng = random.Random(S_SEED)
+    return [rng.uniform(0.0, S_HORIZON) for _ in range(n)]
+
+
+async def _hold_workers(env: Any, pool: Any, count: int) -> Any:
+    """Submit ``count`` blocker jobs and return once all of them run; set the returned event
+    to let them end."""
+    jobs = env.jobs
+    release, started = jobs.Event(), []
+    for _ in range(count):
+        await pool.submit(jobs.blocker, release, started)
+    await wait_started(jobs, started, count)
+    return release
+
+
+async def s1_memory(env: Any, n: int) -> dict[str, Any]:
+    """W4 with every job scheduled: n no-op jobs submitted with ``delay=`` random in the next
+    hour (seeded) behind 10 busy workers: bytes per scheduled job (tracemalloc). S1W is W4's
+    driver at the same n, for the waiting job next to it."""
+    noop = env.jobs.noop
+    delays = random_delays(n)
+    problems: list[str] = []
+    async with env.open_pool("plain", S_WORKERS, None) as pool:
+        submit = pool.submit
+        release = await _hold_workers(env, pool, S_WORKERS)
+        gc.collect()
+        rss_before = rss_bytes()
+        tracemalloc.start()
+        traced_before = tracemalloc.get_traced_memory()[0]
+        overhead_before = tracemalloc.get_tracemalloc_memory()
+        for delay in delays:
+            await submit(noop, delay=delay)
+        traced_after = tracemalloc.get_traced_memory()[0]
+        overhead_after = tracemalloc.get_tracemalloc_memory()
+        rss_after = rss_bytes()
+        tracemalloc.stop()
+        counts = pool.counts()  # the earliest delays may have come due meanwhile
+        if counts["scheduled"] + counts["queued"] != n:
+            problems.append(f"{counts['scheduled']} jobs scheduled, {counts['queued']} due")
+        release.set()  # teardown: the pool's stop cancels the scheduled jobs
+        await pool.abort()
+    rss_growth = rss_after - rss_before - (overhead_after - overhead_before)
+    return {
+        "bytes_per_job": (traced_after - traced_before) / n,
+        "rss_bytes_per_job": rss_growth / n,
+        "problems": problems,
+    }
+
+
+async def _submit_cost(env: Any, n: int, *, delayed: bool) -> dict[str, Any]:
+    """n no-op jobs submitted behind 10 blocked workers into an unbounded queue, each with
+    ``delay=`` random in the next hour (S2) or none (S2W): the submit loop's wall time / n."""
+    noop = env.jobs.noop
+    delays = random_delays(n)
+    problems: list[str] = []
+    async with env.open_pool("plain", S_WORKERS, None) as pool:
+        submit = pool.submit
+        release = await _hold_workers(env, pool, S_WORKERS)
+        gc.collect()
+        if delayed:
+            start = clock()
+            for delay in delays:
+                await submit(noop, delay=delay)
+            elapsed = clock() - start
+        else:
+            start = clock()
+            for _delay in delays:  # the same loop, without the argument
+                await submit(noop)
+            elapsed = clock() - start
+        counts = pool.counts()  # (the earliest delays may have come due meanwhile)
+        if counts["scheduled"] + counts["queued"] != n:
+            problems.append(f"{counts['scheduled']} jobs scheduled, {counts['queued']} queued")
+        release.set()
+        await pool.abort()
+    return {"submit_us_per_job": elapsed / n * 1e6, "problems": problems}
+
+
+async def s2_submit_later(env: Any, n: int) -> dict[str, Any]:
+    """S2: ``submit(noop, delay=random in the next hour)``, µs per call."""
+    return await _submit_cost(env, n, delayed=True)
+
+
+async def s2_submit_plain(env: Any, n: int) -> dict[str, Any]:
+    """S2W: ``submit(noop)`` into the waiting room, µs per call (S2's reference)."""
+    return await _submit_cost(env, n, delayed=False)
+
+
+def lag_figures(due: float, starts: list[float]) -> dict[str, float]:
+    """The lag of jobs that all fell due at ``due`` and started at ``starts`` (the same clock,
+    seconds), in ms: p50, p99, max, and the first start's (the timer's own lag). Shared with
+    drivers of other pools (the distributed ones) that measure the same thing."""
+    lags = sorted(start - due for start in starts)
+    return {
+        "p50_ms": percentile(lags, 0.50) * 1e3,
+        "p99_ms": percentile(lags, 0.99) * 1e3,
+        "max_ms": lags[-1] * 1e3,
+        "first_ms": lags[0] * 1e3,
+    }
+
+
+async def s3_due_lag(env: Any, n: int) -> dict[str, Any]:
+    """S3: n no-op jobs submitted with the same ``at=`` (S3_AHEAD seconds after the submit loop
+    starts, wall clock), 10 workers: from the due time to each job's start, as the job body
+    sees it (``time.time()`` first thing in the body) and as the pool records it
+    (``started_at - scheduled_for``)."""
+    stamped = env.jobs.wall_stamped
+    starts = [0.0] * n
+    problems: list[str] = []
+    async with env.open_pool("plain", S_WORKERS, None) as pool:
+        submit = pool.submit
+        at = datetime.datetime.fromtimestamp(time.time() + S3_AHEAD, datetime.UTC)
+        due = at.timestamp()
+        start = clock()
+        handles = [await submit(stamped, starts, i, at=at) for i in range(n)]
+        submit_s = clock() - start
+        if time.time() >= due:
+            problems.append(f"the submit loop took {submit_s:.3f} s, past the due time")
+        # Jobs falling due together start in the order they were submitted: once the last has
+        # ended, the others have started; leaving the block drains them.
+        await pool.wait_ended(handles[-1])
+    check_counts(pool, problems, completed=n)
+    if starts.count(0.0):
+        problems.append(f"{starts.count(0.0)} jobs never started")
+        return {"p50_ms": math.nan, "problems": problems}
+    figures = lag_figures(due, starts)
+    if figures["first_ms"] < 0:
+        problems.append(f"a job started {-figures['first_ms']:.3f} ms before its due time")
+    pool_lags = sorted(pool.due_lags(handles))
+    if pool_lags[0] < 0:
+        problems.append(f"the pool started a job {-pool_lags[0] * 1e3:.3f} ms early")
+    return {
+        **figures,
+        "pool_p50_ms": percentile(pool_lags, 0.50) * 1e3,
+        "pool_p99_ms": percentile(pool_lags, 0.99) * 1e3,
+        "submit_us_per_job": submit_s / n * 1e6,
+        "problems": problems,
+    }
+
+
 # -- the registry ------------------------------------------------------------------------------
 
 
@@ -391,6 +552,12 @@ class Workload:
     # The durable target (D_TARGET) is about the no-op throughput, end to end (D3); D1 and D2
     # set a submit's wait for its commit against an in-memory enqueue of 2-3 µs: figures only.
     durable_target: bool = False
+    later: bool = False  # a later-job workload (issue #16): its own report section
+
+    @property
+    def section(self) -> str:
+        """Which part of docs/performance.md its report goes to (see run.py)."""
+        return "durable" if self.durable else "later" if self.later else "results"
 
     @property
     def primary(self) -> Metric:
@@ -521,6 +688,74 @@ WORKLOADS: dict[str, Workload] = {
             impls=DURABLE_IMPLS,
             durable=True,
             durable_target=True,
+        ),
+        Workload(
+            "S1",
+            "S1 scheduled memory",
+            f"no-op jobs submitted with delay= random in the next hour behind {S_WORKERS} busy "
+            "workers; tracemalloc and RSS",
+            s1_memory,
+            100_000,
+            10_000,
+            (Metric("bytes_per_job", "bytes/job", 0), Metric("rss_bytes_per_job", "RSS B/job", 0)),
+            impls=LATER_IMPLS,
+            later=True,
+        ),
+        Workload(
+            "S1W",
+            "S1W waiting memory (S1's reference)",
+            f"W4 at S1's n: no-op jobs queued behind {S_WORKERS} busy workers, unbounded queue",
+            w4_memory,
+            100_000,
+            10_000,
+            (Metric("bytes_per_job", "bytes/job", 0), Metric("rss_bytes_per_job", "RSS B/job", 0)),
+            impls=LATER_IMPLS,
+            later=True,
+        ),
+        Workload(
+            "S2",
+            "S2 scheduled submit",
+            f"submit(noop, delay=random in the next hour) behind {S_WORKERS} blocked workers; "
+            "the submit loop's wall time / n",
+            s2_submit_later,
+            100_000,
+            5_000,
+            (Metric("submit_us_per_job", f"{US}/submit", 2),),
+            impls=LATER_IMPLS,
+            later=True,
+        ),
+        Workload(
+            "S2W",
+            "S2W plain submit (S2's reference)",
+            f"submit(noop) into an unbounded queue behind {S_WORKERS} blocked workers; the "
+            "submit loop's wall time / n",
+            s2_submit_plain,
+            100_000,
+            5_000,
+            (Metric("submit_us_per_job", f"{US}/submit", 2),),
+            impls=LATER_IMPLS,
+            later=True,
+        ),
+        Workload(
+            "S3",
+            "S3 due lag",
+            f"no-op jobs all due at one instant (at=, {S3_AHEAD:g} s ahead), {S_WORKERS} "
+            "workers; due time to the start of each job, as its body sees it (time.time()) "
+            "and as the pool records it",
+            s3_due_lag,
+            10_000,
+            2_000,
+            (
+                Metric("p50_ms", "p50 ms", 1),
+                Metric("p99_ms", "p99 ms", 1),
+                Metric("max_ms", "max ms", 1),
+                Metric("first_ms", "first ms", 2),
+                Metric("pool_p50_ms", "pool p50 ms", 1),
+                Metric("pool_p99_ms", "pool p99 ms", 1),
+                Metric("submit_us_per_job", f"submit {US}/job", 2),
+            ),
+            impls=LATER_IMPLS,
+            later=True,
         ),
     )
 }
