@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import datetime
 import math
+import random
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -26,6 +27,8 @@ from trio_jobpool import (
     open_job_pool,
 )
 from trio_jobpool import JobPool as Pool
+from trio_jobpool._due_jobs import DueJobs
+from trio_jobpool._job import JobHandle, JobOwner
 
 from ._helpers import Boom, Gate, invariant_holds, run_virtual, settle
 
@@ -243,6 +246,59 @@ async def test_many_cancelled_scheduled_jobs_leave_the_rest_on_time() -> None:
         assert pool.stats().total_completed == 500
     expected = sorted((1 + i % 97, i) for i in range(2500, 3000))
     assert [(when, int(name)) for name, when in log.starts] == expected
+
+
+@virtual
+async def test_a_burst_falling_due_together_starts_in_submit_order() -> None:
+    # Every scheduled job is due at one instant: the timer takes them all in one pass
+    # (DueJobs.pop_due sorts them instead of popping each); cancelled ones never start.
+    log = Log()
+    async with open_job_pool(max_workers=1) as pool:
+        handles = [pool.submit_nowait(log.job(str(i)), delay=10) for i in range(300)]
+        for handle in handles[::7]:
+            handle.cancel()
+        await anyio.sleep(11)
+        assert pool.stats().scheduled_tasks == 0
+        await pool.join()
+        assert pool.histograms()["due_lag"].count == 300 - len(handles[::7])
+    assert log.starts == [(str(i), 10.0) for i in range(300) if i % 7]
+
+
+def test_due_jobs_pop_due_matches_a_sorted_reference() -> None:
+    # pop_due against the order it promises (due time, then push order), with ties, dead
+    # entries (cancelled: discard() was called) and due times that leave some entries or
+    # none in the heap, so that both of its ways (a pop each, one sort of all) run.
+    owner = cast("JobOwner", object())
+    for seed in range(40):
+        rng = random.Random(seed)
+        due_jobs = DueJobs()
+        jobs = []
+        for i in range(rng.choice([1, 5, 64, 300])):
+            job: JobHandle[Any] = JobHandle(owner, i, anyio.sleep, (), 5, math.inf, None)
+            job._status = JobStatus.SCHEDULED
+            due_jobs.push(job, float(rng.randrange(20)))
+            jobs.append(job)
+        for job in rng.sample(jobs, len(jobs) // 3):
+            job._status = JobStatus.CANCELLED
+            due_jobs.discard()
+
+        def due(job: JobHandle[Any]) -> float:
+            assert job._due_m is not None
+            return job._due_m
+
+        left = list(jobs)
+        for now in [*sorted(rng.sample(range(-1, 21), 4)), 20]:
+            expected = sorted(
+                (j for j in left if due(j) <= now and j._status is JobStatus.SCHEDULED),
+                key=lambda j: (due(j), j._seq),
+            )
+            assert due_jobs.pop_due(float(now)) == expected
+            left = [j for j in left if due(j) > now]
+            heap = due_jobs.heap
+            assert sorted(heap, key=id) == sorted(left, key=id)
+            assert all(not heap[i] < heap[(i - 1) // 2] for i in range(1, len(heap)))
+        assert len(due_jobs) == 0
+        assert due_jobs.earliest() == math.inf
 
 
 @virtual

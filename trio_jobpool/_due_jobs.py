@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import heapq
 import math
+import operator
 from typing import Any, Final
 
 from ._job import JobHandle, JobStatus
@@ -25,6 +26,7 @@ __all__ = ["DueJobs"]
 
 _SCHEDULED: Final = JobStatus.SCHEDULED
 _COMPACT_MIN_DEAD: Final = 1024
+_ORDER: Final = operator.attrgetter("_due_m", "_seq")  # JobHandle.__lt__'s order, as a key
 
 
 class DueJobs:
@@ -69,9 +71,29 @@ class DueJobs:
 
     def pop_due(self, now: float) -> list[JobHandle[Any]]:
         """Remove and return the live jobs due at or before ``now``, earliest first (and in
-        the order they were pushed among equal due times)."""
+        the order they were pushed among equal due times).
+
+        Due jobs are popped one by one, O(log n) comparisons each, every one a Python call
+        (``JobHandle.__lt__``). When every entry is due (a burst falling due together, with
+        nothing scheduled later), they are sorted at once instead, by a key that compares in
+        C: O(n log n) C comparisons, several times faster than n pops.
+        """
         heap = self.heap
-        due: list[JobHandle[Any]] = []
+        if not heap or heap[0]._due_m > now:  # type: ignore[operator]
+            return []
+        # Every entry is due if every leaf is (an entry is due no earlier than its parent).
+        # Usually the last leaf is not, and this costs one comparison; at most one per due
+        # leaf, fewer than the pops take.
+        for job in reversed(heap):
+            if job._due_m > now:
+                break
+        else:
+            self.heap = []
+            heap.sort(key=_ORDER)  # the heap's order
+            due = [job for job in heap if job._status is _SCHEDULED]
+            self._dead = 0
+            return due
+        due = []
         while heap and heap[0]._due_m <= now:  # type: ignore[operator]
             job = heapq.heappop(heap)
             if job._status is _SCHEDULED:

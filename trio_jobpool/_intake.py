@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import datetime
+import math
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar, TypeVarTuple
 
@@ -35,6 +36,7 @@ Ts = TypeVarTuple("Ts")
 _QUEUED: Final = JobStatus.QUEUED
 _SCHEDULED: Final = JobStatus.SCHEDULED
 _CANCELLED: Final = JobStatus.CANCELLED
+_INF: Final = math.inf
 
 
 class Intake(Later):
@@ -140,7 +142,12 @@ class Intake(Later):
             due = self._due_of(delay, at)
             if due is not None:
                 await runtime.checkpoint_before()
-                await self._accept_later(job, due)
+                if self._journal is not None:
+                    await self._accept_later(job, due)
+                    return job
+                self._admit_later(job, due)  # in memory: _accept_later written out
+                if runtime.yield_due():
+                    await runtime.schedule_point()
                 return job
         await runtime.checkpoint_before()
         if self._journal is not None:
@@ -222,6 +229,11 @@ class Intake(Later):
     def _due_of(self, delay: float | None, at: datetime.datetime | None) -> float | None:
         """The due time (pool clock) of a submission given ``delay`` or ``at``; ``None``: now."""
         now = self._now()
+        # The common case first: a float or int delay (not a bool, an int subclass), finite
+        # and positive; everything else (and its errors) is due_time's.
+        if at is None and (type(delay) is float or type(delay) is int) and 0 < delay < _INF:
+            due = now + delay
+            return due if due > now else None
         return due_time(delay, at, now, self._wall(now))
 
     def _admit_later(self, job: JobHandle[Any], due: float) -> None:
