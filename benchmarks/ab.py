@@ -38,7 +38,7 @@ from typing import Any
 from _report import machine_info, source_digest
 from impls import BY_NAME
 from run import RESULTS, measure
-from workloads import WORKLOADS
+from workloads import WORKLOADS, Metric
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -61,12 +61,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="the workloads' small n")
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
     parser.add_argument("--name", default="ab", help="report name under benchmarks/results/")
+    parser.add_argument(
+        "--metric",
+        help="the figure to compare (a metric key of every workload given, e.g. cpu_us_per_job; "
+        "default: each workload's headline figure)",
+    )
     args = parser.parse_args(argv)
     args.workloads = [w.strip() for w in args.only.split(",") if w.strip()]
     args.impl_names = [i.strip() for i in args.impls.split(",") if i.strip()]
     for key in args.workloads:
         if key not in WORKLOADS:
             parser.error(f"unknown workload {key}; known: {', '.join(WORKLOADS)}")
+        if args.metric and args.metric not in {m.key for m in WORKLOADS[key].metrics}:
+            parser.error(f"{key} has no figure {args.metric}")
     for name in args.impl_names:
         if name not in BY_NAME:
             parser.error(f"unknown implementation {name}; known: {', '.join(BY_NAME)}")
@@ -133,13 +140,23 @@ def plan(args: argparse.Namespace) -> list[tuple[int, str, str, list[str]]]:
     return steps
 
 
-def summarise(records: list[dict[str, Any]], labels: list[str]) -> list[dict[str, Any]]:
-    """Per (workload, implementation): each version's median, min, max of the headline
-    figure, and its ratios to the first version's (of the medians; per round)."""
+def _metric(key: str, chosen: str | None) -> Metric:
+    """Workload ``key``'s figure named ``chosen``, or its headline figure."""
+    if chosen is None:
+        return WORKLOADS[key].primary
+    return next(metric for metric in WORKLOADS[key].metrics if metric.key == chosen)
+
+
+def summarise(
+    records: list[dict[str, Any]], labels: list[str], chosen: str | None = None
+) -> list[dict[str, Any]]:
+    """Per (workload, implementation): each version's median, min, max of the figure (the
+    headline one, or ``chosen``), and its ratios to the first version's (of the medians; per
+    round)."""
     rows = []
     seen = sorted({(r["workload"], r["impl"]) for r in records}, key=lambda p: (p[0], p[1]))
     for key, impl in seen:
-        metric = WORKLOADS[key].primary.key
+        metric = _metric(key, chosen).key
         by_round: dict[int, dict[str, float]] = {}
         for record in records:
             if (record["workload"], record["impl"]) == (key, impl) and "metrics" in record:
@@ -208,9 +225,9 @@ def render(results: dict[str, Any]) -> str:
         head += [f"{label} ÷ {labels[0]}", "per round", "higher"]
     out += ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for row in results["summary"]:
-        workload = WORKLOADS[row["workload"]]
-        digits = workload.primary.digits
-        cells = [row["workload"], BY_NAME[row["impl"]].label, workload.primary.label]
+        metric = _metric(row["workload"], row["metric"])
+        digits = metric.digits
+        cells = [row["workload"], BY_NAME[row["impl"]].label, metric.label]
         for label in labels:
             figure = row["versions"].get(label)
             cells.append(
@@ -275,7 +292,7 @@ def main(argv: list[str]) -> int:
                     record["error"] = f"imported trio_jobpool from {imported}, not {label}'s copy"
                 records.append(record)
                 done += 1
-                figure = record.get("metrics", {}).get(WORKLOADS[key].primary.key)
+                figure = record.get("metrics", {}).get(_metric(key, args.metric).key)
                 shown = "ERROR" if figure is None else f"{figure:,.3f}"
                 print(
                     f"[{done:>4}/{total}] r{round_} {key:<4} {impl:<16} {label:<10} {shown} "
@@ -292,7 +309,8 @@ def main(argv: list[str]) -> int:
         "duration_s": time.perf_counter() - started,
         "loadavg_end": os.getloadavg(),
         "round_load": round_load,
-        "summary": summarise(records, labels),
+        "metric": args.metric,
+        "summary": summarise(records, labels, args.metric),
         "records": records,
     }
     markdown = render(results)
