@@ -145,7 +145,7 @@ class Intake(Later):
                 if self._journal is not None:
                     await self._accept_later(job, due)
                     return job
-                self._admit_later(job, due)  # in memory: _accept_later written out
+                self._admit_later(job, due)
                 if runtime.yield_due():
                     await runtime.schedule_point()
                 return job
@@ -259,14 +259,12 @@ class Intake(Later):
         self._reserve_later(job, due)
 
     async def _accept_later(self, job: JobHandle[Any], due: float) -> None:
-        """``submit`` of a job due at ``due``: accepted without waiting for room; with a
-        journal, returns once it is on record (a cancellation is delivered after the write,
-        as for any submit)."""
+        """``submit`` of a job due at ``due`` to a pool with a journal: accepted without
+        waiting for room, and returns once it is on record (a cancellation is delivered after
+        the write, as for any submit). In memory, ``submit`` calls :meth:`_admit_later`
+        itself, without the coroutine of this method."""
         self._admit_later(job, due)
-        if self._journal is not None:
-            await self._write_accepted(job)
-        elif self._runtime.yield_due():
-            await self._runtime.schedule_point()
+        await self._write_accepted(job)
 
     def _accept_later_now(self, job: JobHandle[Any], due: float) -> None:
         """``submit_nowait`` of a job due at ``due`` (see :meth:`_accept_later`)."""
