@@ -5,10 +5,10 @@
 
 Per entry, in one process with the garbage collector off while timing (CPU time):
 
-* push: ``DueJobs.push`` (the handle gets its due time and sequence number and goes on the heap)
-  against the same with a tuple pushed, for due times drawn in the next hour;
-* pop: ``heappop`` until the heap is empty, for random due times and for equal ones (a burst),
-  and ``DueJobs.pop_due`` of a burst when every entry is due (one sort);
+* push: ``DueJobs.push`` (the handle gets its due time and sequence number and goes on the
+  heap) against the same pushing a tuple, for due times drawn in the next hour, and all equal;
+* pop: ``heappop`` until the heap is empty (what ``pop_due`` does when not every entry is due);
+* ``pop_due`` of a burst, every entry due (one sort: by a key for handles, of the tuples);
 * memory: tracemalloc's growth per entry while pushing (the sequence number's int included;
   the handle itself is not counted, it exists either way).
 """
@@ -42,20 +42,45 @@ def handles(n: int) -> list[JobHandle[Any]]:
     return made
 
 
-def push_handles(jobs: list[JobHandle[Any]], dues: list[float]) -> Any:
-    due_jobs = DueJobs()
+class TupleHeap:
+    """``DueJobs`` with ``(due, seq, job)`` tuples on its heap (as in
+    ``benchmarks/variants/due-tuples.diff``): push and pop_due, the parts measured here."""
+
+    def __init__(self) -> None:
+        self.heap: list[tuple[float, int, JobHandle[Any]]] = []
+        self._next_seq = 0
+
+    def push(self, job: JobHandle[Any], due: float) -> None:
+        job._due_m = due
+        job._seq = seq = self._next_seq
+        self._next_seq = seq + 1
+        heapq.heappush(self.heap, (due, seq, job))
+
+    def pop_due(self, now: float) -> list[JobHandle[Any]]:
+        heap = self.heap
+        if not heap or heap[0][0] > now:
+            return []
+        for entry in reversed(heap):
+            if entry[0] > now:
+                break
+        else:
+            self.heap = []
+            heap.sort()
+            return [entry[2] for entry in heap if entry[2]._status is SCHEDULED]
+        due = []
+        while heap and heap[0][0] <= now:
+            job = heapq.heappop(heap)[2]
+            if job._status is SCHEDULED:
+                due.append(job)
+        return due
+
+
+def pushed(kind: type[Any], jobs: list[JobHandle[Any]], dues: list[float]) -> Any:
+    """A ``DueJobs`` (or ``TupleHeap``) holding ``jobs`` due at ``dues``."""
+    heap = kind()
+    push = heap.push
     for job, due in zip(jobs, dues, strict=True):
-        due_jobs.push(job, due)
-    return due_jobs.heap
-
-
-def push_tuples(jobs: list[JobHandle[Any]], dues: list[float]) -> Any:
-    heap: list[tuple[float, int, JobHandle[Any]]] = []
-    push = heapq.heappush
-    for seq, (job, due) in enumerate(zip(jobs, dues, strict=True)):
-        job._due_m = due  # what a DueJobs.push of tuples would do
-        job._seq = seq
-        push(heap, (due, seq, job))
+        push(job, due)
     return heap
 
 
@@ -83,34 +108,29 @@ def main(n: int) -> None:
     equal = [5.0] * n
     results: dict[str, list[float]] = {}
     for round_ in range(5):
-        kinds = [("handles", push_handles), ("tuples", push_tuples)]
-        for kind, push in kinds if round_ % 2 else kinds[::-1]:
-            for name, dues in (("random", spread), ("equal", equal)):
-                seconds, heap = timed(functools.partial(push, handles(n), dues))
-                results.setdefault(f"push {name} {kind}", []).append(seconds)
-                seconds, _ = timed(functools.partial(drain, heap))
-                results.setdefault(f"pop {name} {kind}", []).append(seconds)
-            if kind == "handles":
-                burst = DueJobs()
-                for job in handles(n):
-                    burst.push(job, 5.0)
-                seconds, _ = timed(functools.partial(burst.pop_due, 5.0))
-            else:
-                seconds, _ = timed(push_tuples(handles(n), equal).sort)
-            results.setdefault(f"burst, one sort, {kind}", []).append(seconds)
+        kinds = [("handles", DueJobs), ("tuples", TupleHeap)]
+        for name, kind in kinds if round_ % 2 else kinds[::-1]:
+            for spread_name, dues in (("random", spread), ("equal", equal)):
+                seconds, heap = timed(functools.partial(pushed, kind, handles(n), dues))
+                results.setdefault(f"push, {spread_name} due times, {name}", []).append(seconds)
+                seconds, _ = timed(functools.partial(drain, heap.heap))
+                results.setdefault(f"pop, {spread_name} due times, {name}", []).append(seconds)
+            burst = pushed(kind, handles(n), equal)
+            seconds, _ = timed(functools.partial(burst.pop_due, 5.0))
+            results.setdefault(f"pop_due of a burst (one sort), {name}", []).append(seconds)
     print(f"n = {n:,}; CPU time per entry, best of 5 (alternated):")
     for name, values in results.items():
         print(f"  {name:40s} {min(values) / n * 1e6:6.3f} us")
-    for kind, push in (("handles", push_handles), ("tuples", push_tuples)):
+    for name, kind in (("handles", DueJobs), ("tuples", TupleHeap)):
         jobs = handles(n)
         gc.collect()
         tracemalloc.start()
         before = tracemalloc.get_traced_memory()[0]
-        kept = push(jobs, spread)
+        kept = pushed(kind, jobs, spread)
         grown = tracemalloc.get_traced_memory()[0] - before
         tracemalloc.stop()
         del kept
-        print(f"  memory per entry, {kind:8s} {grown / n:6.1f} B (the due floats excluded)")
+        print(f"  memory per entry, {name:8s} {grown / n:6.1f} B (the due floats excluded)")
 
 
 if __name__ == "__main__":

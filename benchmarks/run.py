@@ -63,6 +63,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=600, help="seconds per measurement")
     parser.add_argument("--update-docs", action="store_true", help="write docs/performance.md")
     parser.add_argument(
+        "--name", help="the report's name under benchmarks/results/ (default: see above)"
+    )
+    parser.add_argument(
         "--render", metavar="JSON", help="measure nothing: rewrite the report of a saved run"
     )
     args = parser.parse_args(argv)
@@ -228,7 +231,9 @@ def main(argv: list[str]) -> int:
     }
     print()
     sections = {WORKLOADS[key].section for key in args.workloads}
-    if args.quick:
+    if args.name:
+        stem = args.name
+    elif args.quick:
         stem = "quick"
     elif len(sections) == 1 and sections != {"results"}:
         # a run of the durable (or later-job) workloads alone leaves the full run's report
