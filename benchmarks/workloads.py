@@ -490,8 +490,9 @@ async def s2_submit_plain(env: Any, n: int) -> dict[str, Any]:
 
 def lag_figures(due: float, starts: list[float]) -> dict[str, float]:
     """The lag of jobs that all fell due at ``due`` and started at ``starts`` (the same clock,
-    seconds), in ms: p50, p99, max, and the first start's (the timer's own lag). Shared with
-    drivers of other pools (the distributed ones) that measure the same thing."""
+    seconds), in ms: p50, p99 (nearest rank), max, and the first start's (the timer's own lag
+    and the hand-over of the burst): the figures ``distributed.py --lag`` gives on Redis, for
+    any pool's driver."""
     lags = sorted(start - due for start in starts)
     return {
         "p50_ms": percentile(lags, 0.50) * 1e3,
