@@ -340,8 +340,14 @@ async def test_progress_reports_between_two_commits_are_one_write(
         job = await pool.submit(progress_burst, "p", 1000, job_id="p")
         await board.wait_started("p")
         await store.flush()
-        # The 1,000 reports came without a checkpoint: the writer took them as one write.
-        assert store.progress_rows == 1
+        # The 1,000 reports came without a checkpoint. On the loop (NORMAL) the writer took
+        # them as one write; the writer thread of FULL may commit while the burst goes on (the
+        # interpreter switches threads every 5 ms), and then the rest fold into the next one:
+        # a few writes, never one per report.
+        if synchronous == "NORMAL":
+            assert store.progress_rows == 1
+        else:
+            assert 1 <= store.progress_rows <= 10
         board.open()
         await job.wait()
     with sqlite3.connect(tmp_path / "jobs.db") as connection:
