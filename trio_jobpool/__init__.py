@@ -20,6 +20,7 @@ from ._errors import (
     StoreOutcomeUnknown,
 )
 from ._job import JobHandle, JobStatus, current_job
+from ._limits import KeyStats, Limit, Rate
 from ._open import open_job_pool
 from ._pool import JobPool
 from ._registry import JobRegistry
@@ -43,9 +44,12 @@ __all__ = [
     "JobRegistry",
     "JobStatus",
     "JobTimeout",
+    "KeyStats",
+    "Limit",
     "PoolClosed",
     "PoolStats",
     "QueueFull",
+    "Rate",
     "RedisStore",
     "RetryPolicy",
     "Schedule",

@@ -13,6 +13,7 @@ from ._errors import (
     JobNotSerializable,
     StoreError,
 )
+from ._flow_room import FlowRoom
 from ._job import (
     NO_CAUSE,
     SHUTDOWN,
@@ -58,9 +59,49 @@ class Attempts(PoolCore):
         if journal is not None:
             journal.attach(self._wall, self._commit_result)
 
+    def _use_flow(self) -> FlowRoom:
+        """The pool's :class:`FlowRoom`, made on first use: from then on it is the waiting
+        room (the jobs waiting so far move into it, in their order)."""
+        flow = self._flow
+        if flow is None:
+            config = self._config
+            flow = self._flow = FlowRoom(
+                self._now,
+                self._wake_watcher_at,
+                key_limit=config.key_limit,
+                fair=config.fair,
+                aging=config.aging,
+            )
+            plain, self._waiting = self._waiting, flow
+            assert not isinstance(plain, FlowRoom)
+            for job in plain.drain():
+                flow.push(job)
+        return flow
+
+    def _wake_watcher_at(self, when: float) -> None:
+        """Have the deadline watcher wake at ``when`` (pool clock) at the latest."""
+        if when < self._watch_target:
+            self._watch_target = self._watch_scope.deadline = when
+
+    def _dispatch_idle(self) -> None:
+        """Hand waiting jobs to idle workers while both remain (jobs became eligible)."""
+        while True:
+            slot = self._pop_idle()
+            if slot is None:
+                return
+            job = self._take()
+            if job is None:
+                self._idle.append(slot)
+                return
+            self._runtime.unpark(slot, job)
+
     def _place(self, job: JobHandle[Any], *, bounded: bool, slot: Slot | None = None) -> None:
         """Give a queued job to an idle worker (``slot``, else any), or to the waiting room."""
-        if slot is None and not self._starts_paused:
+        if (
+            slot is None
+            and not self._starts_paused
+            and (self._flow is None or self._flow.may_start(job))
+        ):
             slot = self._pop_idle()
         if slot is not None:
             self._start(job)
@@ -101,7 +142,7 @@ class Attempts(PoolCore):
         counters.queued -= 1
         counters.cancelled += 1
         if status is _QUEUED:
-            self._waiting.discard()
+            self._waiting.discard(job)
             if not job._attempts and job._due_m is None:
                 self._bounded_waiting -= 1
         elif job._scope is not None:  # retrying: stop its backoff timer
@@ -134,6 +175,11 @@ class Attempts(PoolCore):
                     self._resume_starts()
                 else:
                     target = self._resume_at
+            flow = self._flow
+            if flow is not None:
+                if flow.release_due(now):
+                    self._dispatch_idle()
+                target = min(target, flow.next_release())
             for job in list(self._running):
                 deadline = job._started_m + job._timeout  # type: ignore[operator]
                 if deadline <= now:
@@ -172,6 +218,7 @@ class Attempts(PoolCore):
                 offer is not None
                 and self._journal is None  # with a journal, an offer must be written first
                 and (job is None or offer._priority < job._priority)
+                and (self._flow is None or self._flow.may_start(offer.job))
             ):
                 self._offers.pop()
                 if not self._settle_offer(offer):
@@ -212,6 +259,8 @@ class Attempts(PoolCore):
         self._running.add(job)
         if deadline < self._watch_target:
             self._watch_target = self._watch_scope.deadline = deadline
+        if self._flow is not None:
+            self._flow.started(job, now)
 
     def _attempt_raised(self, job: JobHandle[Any], exc: Exception) -> None:
         """An attempt of the running ``job`` raised ``exc``: retry it, or end it."""
@@ -277,12 +326,15 @@ class Attempts(PoolCore):
         self._end(job, _COMPLETED, value, now)
 
     def _attempt_over(self, job: JobHandle[Any]) -> float:
-        """Count a running attempt out (its run time into the stats); return the time."""
+        """Count a running attempt out (its run time into the stats, its slot of its key
+        freed: jobs that this makes eligible go to idle workers); return the time."""
         self._counters.running -= 1
         self._running.discard(job)
         now = self._now()
         exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
         self._counters.record_exec(exec_time)
+        if self._flow is not None and self._flow.stopped(job):
+            self._dispatch_idle()
         return now
 
     def _schedule_retry(self, job: JobHandle[Any], exc: Exception, delay: float) -> None:
@@ -365,6 +417,8 @@ class Attempts(PoolCore):
         job._attempts -= 1
         job._status = _QUEUED
         self._journal.requeued(job)
+        if self._flow is not None:
+            self._flow.stopped(job)  # starts are paused: nothing to hand out now
         if not job._attempts:  # never started: no start time (a retry shows its failed one)
             job._started_m = None
             if job._due_m is None:  # and a first attempt waits within the bound again
@@ -403,15 +457,7 @@ class Attempts(PoolCore):
         self._resume_at = _INF
         assert self._journal is not None
         self._journal.retry_failed()
-        while True:
-            slot = self._pop_idle()
-            if slot is None:
-                return
-            job = self._take()
-            if job is None:
-                self._idle.append(slot)
-                return
-            self._runtime.unpark(slot, job)
+        self._dispatch_idle()
 
     def _recover(self, records: list[JobRecord]) -> None:
         """Take over the live jobs a store returned on opening, in their stored order
@@ -421,6 +467,8 @@ class Attempts(PoolCore):
         (first attempts) like any waiting job, so new submissions wait for it to drain.
         """
         wall_now = time.time()
+        if any(record.key is not None for record in records):
+            self._use_flow()
         for record in records:
             key = self._key(record.job_id)
             if type(key) is int and key >= self._next_id:

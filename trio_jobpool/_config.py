@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ._limits import Limit
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
 
@@ -27,3 +28,6 @@ class PoolConfig:
     retry: RetryPolicy | None
     history: int
     registry: JobRegistry | None
+    key_limit: Limit | None = None  # the limit of every key without its own
+    fair: bool = False  # round-robin across keys within one priority
+    aging: float | None = None  # seconds per level a waiting job's priority improves

@@ -94,6 +94,7 @@ class DistributedPool(SharedSchedules):
         retry: RetryPolicy | None = None,
         delay: float | None = None,
         at: datetime.datetime | None = None,
+        key: str | None = None,
     ) -> JobHandle[T]:
         """Submit a job to the shared queue; return once Redis has it (see the class).
 
@@ -111,6 +112,8 @@ class DistributedPool(SharedSchedules):
             StoreError: Redis cannot be reached.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if key is not None:
+            self._key_job(job, key)
         if delay is not None or at is not None:
             self._later(job, self._due_of(delay, at))
         await self._runtime.checkpoint_before()
@@ -139,6 +142,7 @@ class DistributedPool(SharedSchedules):
         retry: RetryPolicy | None = None,
         delay: float | None = None,
         at: datetime.datetime | None = None,
+        key: str | None = None,
     ) -> JobHandle[T]:
         """Hand a job to the link and return its handle at once (see the class).
 
@@ -148,6 +152,8 @@ class DistributedPool(SharedSchedules):
             PoolClosed, DuplicateJob (of a job this process knows), TypeError, ValueError.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if key is not None:
+            self._key_job(job, key)
         if delay is not None or at is not None:
             self._later(job, self._due_of(delay, at))
         assert isinstance(job, RecordedJob)

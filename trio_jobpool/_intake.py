@@ -20,6 +20,7 @@ from ._job import (
     RecordedJob,
 )
 from ._later import Later, due_time
+from ._limits import check_key
 from ._records import policy_to_json
 from ._registry import check_json
 from ._retry import RetryPolicy
@@ -52,6 +53,7 @@ class Intake(Later):
         retry: RetryPolicy | None = None,
         delay: float | None = None,
         at: datetime.datetime | None = None,
+        key: str | None = None,
     ) -> JobHandle[T]:
         """Submit ``fn(*args)`` as a job and return its handle once the pool has accepted it.
 
@@ -110,6 +112,10 @@ class Intake(Later):
                 the pool's clock (Trio's ``MockClock`` moves them). A due time that is not in
                 the future (``delay=0``) makes an ordinary submission.
             at: the same as an aware ``datetime``, converted to the pool's clock once, here.
+            key: the job's flow-control key (a non-empty ``str`` of at most 200 characters),
+                or ``None``. A key's limit (:meth:`set_limit`, ``open_job_pool(key_limit=)``)
+                holds its jobs ``queued`` without holding a worker or blocking other jobs; see
+                docs/flow-control.md.
 
         Returns:
             The job's :class:`JobHandle`. The job is live from this moment: ``scheduled``,
@@ -121,7 +127,9 @@ class Intake(Later):
                 ``bool`` is refused); ``timeout`` is not a number or ``None``; ``retry`` is not
                 a :class:`RetryPolicy` or ``None``.
             ValueError: ``job_id == ""``; ``timeout`` is negative or NaN; ``delay`` is
-                negative, NaN or infinite; ``at`` is naive; both ``delay`` and ``at`` given.
+                negative, NaN or infinite; ``at`` is naive; both ``delay`` and ``at`` given;
+                ``key`` is empty or longer than 200 characters (a ``key`` that is not a ``str``
+                is a ``TypeError``).
             JobNotRegistered: ``fn`` names no registered job.
             PoolClosed: the pool is closed, when called or while waiting for room.
             DuplicateJob: a live job has this id, when called or when the waiting submission's
@@ -137,6 +145,8 @@ class Intake(Later):
         Argument errors are raised before the checkpoint.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if key is not None:
+            self._key_job(job, key)
         runtime = self._runtime
         if delay is not None or at is not None:
             due = self._due_of(delay, at)
@@ -196,6 +206,7 @@ class Intake(Later):
         retry: RetryPolicy | None = None,
         delay: float | None = None,
         at: datetime.datetime | None = None,
+        key: str | None = None,
     ) -> JobHandle[T]:
         """Like :meth:`submit`, but never waits; synchronous.
 
@@ -206,6 +217,8 @@ class Intake(Later):
                 :meth:`submit`.
         """
         job = self._new_job(fn, args, job_id, priority, timeout, retry)
+        if key is not None:
+            self._key_job(job, key)
         if delay is not None or at is not None:
             due = self._due_of(delay, at)
             if due is not None:
@@ -225,6 +238,13 @@ class Intake(Later):
                 f"(queue_size + max_pending = {self._bound})"
             )
         return job
+
+    def _key_job(self, job: JobHandle[Any], key: object) -> None:
+        """Give the new ``job`` its flow-control ``key`` (checked); the pool's waiting room is
+        a :class:`FlowRoom` from now on (a distributed pool's keys are Redis's)."""
+        job._set_key(check_key(key, allow_none=False))  # type: ignore[arg-type]
+        if not self._shared_queue:
+            self._use_flow()
 
     def _due_of(self, delay: float | None, at: datetime.datetime | None) -> float | None:
         """The due time (pool clock) of a submission given ``delay`` or ``at``; ``None``: now."""
@@ -355,7 +375,11 @@ class Intake(Later):
         key = job._key
         if key in live:
             raise DuplicateJob(job.job_id)
-        slot = self._pop_idle() if self._idle else None
+        slot = (
+            self._pop_idle()
+            if self._idle and (self._flow is None or self._flow.may_start(job))
+            else None
+        )
         if slot is None and self._bounded_waiting >= self._bound:
             return False
         now = self._now()
@@ -447,7 +471,7 @@ class Intake(Later):
             counters.queued -= 1
             self._bounded_waiting -= 1
             if self._journal is None:  # with a journal it was only reserved, never queued
-                self._waiting.discard()
+                self._waiting.discard(job)
             self._wake_join()
             if self._offers.size:
                 self._admit_offers()

@@ -326,6 +326,12 @@ class JobHandle(Generic[T]):
         return None if due is None else self._owner._wall(due)
 
     @property
+    def key(self) -> str | None:
+        """The job's flow-control key, given at submit (``key=``); ``None`` for none."""
+        extra = self._extra
+        return None if extra is None else extra.key
+
+    @property
     def status(self) -> JobStatus:
         """The job's current :class:`JobStatus`."""
         return self._status
@@ -491,6 +497,13 @@ class JobHandle(Generic[T]):
             extra = self._extra = _Extra()
         extra.deferrals += 1
 
+    def _set_key(self, key: str) -> None:
+        """Give the job (not yet accepted) its flow-control key."""
+        extra = self._extra
+        if extra is None:
+            extra = self._extra = _Extra()
+        extra.key = key
+
     def _build_error(self, unbuilt: Unbuilt) -> BaseException:
         error: BaseException
         if self._status is JobStatus.TIMED_OUT:
@@ -504,16 +517,17 @@ class JobHandle(Generic[T]):
 
 
 class _Extra:
-    """What few jobs need: reported progress, an event for tasks waiting on the job, and how
-    many of its attempts ended with ``Defer``."""
+    """What few jobs need: reported progress, an event for tasks waiting on the job, how
+    many of its attempts ended with ``Defer``, and its flow-control key."""
 
-    __slots__ = ("deferrals", "done", "message", "progress")
+    __slots__ = ("deferrals", "done", "key", "message", "progress")
 
     def __init__(self) -> None:
         self.progress = 0.0
         self.message: str | None = None
         self.done: EventLike | None = None
         self.deferrals = 0
+        self.key: str | None = None
 
 
 class Unbuilt:
@@ -566,6 +580,10 @@ class RecordedJob(JobHandle[T]):
 
     def _count_deferral(self) -> None:
         self._record.deferrals += 1
+
+    def _set_key(self, key: str) -> None:
+        super()._set_key(key)
+        self._record.key = key
 
     def set_progress(self, fraction: float, message: str | None = None) -> None:
         super().set_progress(fraction, message)

@@ -187,7 +187,7 @@ class Link(SharedEnds):
                 continue
             # claimed, waiting here for a worker
             job._cancel_reason = LOST
-            self._waiting.discard()
+            self._waiting.discard(job)
             counters.queued -= 1
             self._release(job)
             self._end_gone(job)

@@ -9,6 +9,7 @@ once per pool, and handed to whatever needs it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
@@ -18,6 +19,7 @@ from ._distributed import DistributedPool
 from ._errors import StoreError
 from ._excgroups import lone_error
 from ._journal import Journal
+from ._limits import Limit
 from ._pool import JobPool
 from ._registry import JobRegistry
 from ._retry import RetryPolicy
@@ -49,6 +51,9 @@ def open_job_pool(
     store: object = None,
     registry: JobRegistry | None = None,
     shutdown_grace: float | None = 1.0,
+    key_limit: Limit | None = None,
+    fair: bool = False,
+    aging: float | None = None,
 ) -> AbstractAsyncContextManager[JobPool]:
     """Open a job pool for the duration of an ``async with`` block.
 
@@ -116,17 +121,28 @@ def open_job_pool(
             ample for the cleanup of a job that honours its cancellation (a ``finally`` that
             closes a connection or writes a line) and keeps the bound on a shutdown short:
             leaving the block takes at most ``shutdown_timeout + shutdown_grace``.
+        key_limit: a :class:`Limit` for every flow-control key without a limit of its own
+            (:meth:`JobPool.set_limit`); jobs without a key are never limited. See
+            docs/flow-control.md.
+        fair: ``True`` to take the eligible jobs of one priority round-robin across keys
+            (each key FIFO; jobs without a key together form one key) rather than in order of
+            submission.
+        aging: seconds (a finite number ``> 0``), or ``None``: a job that has waited
+            ``k·aging`` seconds is ordered as a job of priority ``priority - k`` entering now
+            (and ahead of it); ``None`` keeps priorities strict.
 
     Raises:
         ValueError: from the call itself (before any task starts): ``max_workers < 1``
             (``< 0`` on Redis), ``queue_size < 0``, ``max_pending < 0``, ``history < 0``, a
-            negative or NaN ``job_timeout`` / ``shutdown_timeout`` / ``shutdown_grace``, a
+            negative or NaN ``job_timeout`` / ``shutdown_timeout`` / ``shutdown_grace``, an
+            ``aging`` that is not a finite number ``> 0``, a
             store URL other than ``memory://``, ``sqlite:///…`` or ``redis://…`` (or bad
             settings in it), a store without a ``registry``, or a store with
             ``queue_size + max_pending < 1``.
         TypeError: from the call itself: a count that is not an ``int`` (or is a ``bool``), a
             timeout that is not a number or ``None``, a ``retry`` that is not a
-            :class:`RetryPolicy`, a ``registry`` that is not a :class:`JobRegistry`.
+            :class:`RetryPolicy`, a ``registry`` that is not a :class:`JobRegistry`, a
+            ``key_limit`` that is not a :class:`Limit`, a ``fair`` that is not a ``bool``.
         RuntimeError: when the block is entered outside Trio and asyncio.
         StoreError: when the block is entered and the store cannot be opened (in use by
             another pool, not an SQLite file, not writable; Redis not reachable).
@@ -143,6 +159,16 @@ def open_job_pool(
         raise TypeError(f"retry must be a RetryPolicy or None, got {retry!r}")
     if registry is not None and not isinstance(registry, JobRegistry):
         raise TypeError(f"registry must be a JobRegistry or None, got {registry!r}")
+    if key_limit is not None and not isinstance(key_limit, Limit):
+        raise TypeError(f"key_limit must be a Limit or None, got {key_limit!r}")
+    if not isinstance(fair, bool):
+        raise TypeError(f"fair must be a bool, got {fair!r}")
+    if aging is not None:
+        if isinstance(aging, bool) or not isinstance(aging, int | float):
+            raise TypeError(f"aging must be a number of seconds or None, got {aging!r}")
+        if not math.isfinite(aging) or aging <= 0:
+            raise ValueError(f"aging must be a finite number of seconds > 0, got {aging!r}")
+        aging = float(aging)
     if the_store is not None:
         if registry is None:
             raise ValueError(f"a pool on {the_store.url} needs a registry: it stores jobs by name")
@@ -161,6 +187,9 @@ def open_job_pool(
         retry=retry,
         history=history,
         registry=registry,
+        key_limit=key_limit,
+        fair=fair,
+        aging=aging,
     )
     if isinstance(the_store, RedisStore):
         return _distributed_pool(config, the_store)

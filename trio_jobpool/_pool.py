@@ -22,13 +22,13 @@ from ._errors import (
     JobNotFound,
     PoolClosed,
 )
+from ._flow_control import FlowControl
 from ._job import (
     CANCELLED,
     NO_CAUSE,
     JobHandle,
     JobStatus,
 )
-from ._periodic import Periodic
 from ._runtime import TaskGroupLike
 from ._stats import PoolStats, TimeHistogram
 from ._validate import check_count, seconds
@@ -44,7 +44,7 @@ _RUNNING: Final = JobStatus.RUNNING
 _CANCELLED: Final = JobStatus.CANCELLED
 
 
-class JobPool(Periodic):
+class JobPool(FlowControl):
     """A pool of workers running async jobs; obtain it from :func:`open_job_pool` (it is not
     meant to be constructed directly).
 
@@ -91,7 +91,7 @@ class JobPool(Periodic):
             counters = self._counters
             counters.queued -= 1
             counters.cancelled += 1
-            self._waiting.discard()
+            self._waiting.discard(job)
             bounded = not job._attempts and job._due_m is None
             self._end(job, _CANCELLED, NO_CAUSE, self._now())
             if bounded:

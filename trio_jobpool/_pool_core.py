@@ -25,6 +25,7 @@ from ._errors import (
     JobNotRegistered,
     PoolClosed,
 )
+from ._flow_room import FlowRoom
 from ._job import (
     JobHandle,
     JobStatus,
@@ -80,7 +81,10 @@ class PoolCore:
         # The last `history` ended jobs, oldest first, and the newest of them for each key.
         self._ended: deque[JobHandle[Any]] = deque()
         self._history: dict[str | int, JobHandle[Any]] = {}
-        self._waiting = WaitingJobs()
+        # The waiting room: plain until flow control is first used (see Attempts._use_flow),
+        # then a FlowRoom, which is also _flow.
+        self._waiting: WaitingJobs | FlowRoom = WaitingJobs()
+        self._flow: FlowRoom | None = None
         self._bounded_waiting = 0  # waiting jobs that count against the bound
         self._offers = Offers()
         self._idle: list[Slot] = []  # parked workers, most recently idle last

@@ -112,6 +112,8 @@ def job_from_record(
         record,
     )
     job._attempts = record.attempts
+    if record.key is not None:
+        job._set_key(record.key)
     job._submitted_m = job._ready_m = wall_to_monotonic(record.submitted_at)
     if record.scheduled_for is not None:  # handle.scheduled_for: when it is (was last) due
         job._due_m = wall_to_monotonic(record.scheduled_for)

@@ -237,7 +237,7 @@ class SharedEnds(Leases):
                 return
             # claimed, waiting here for a worker
             job._cancel_reason = reason
-            self._waiting.discard()
+            self._waiting.discard(job)
             counters = self._counters
             counters.queued -= 1
             counters.cancelled += 1

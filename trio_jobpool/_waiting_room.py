@@ -120,8 +120,9 @@ class PriorityBuckets(Generic[T]):
             del buckets[heapq.heappop(priorities)]
         return None
 
-    def discard(self) -> None:
-        """Note that one held item has just died in place; compact if the dead dominate."""
+    def discard(self, item: T | None = None) -> None:
+        """Note that one held item (``item``, unused here) has just died in place; compact if
+        the dead dominate."""
         self._dead += 1
         if self._dead >= _COMPACT_MIN_DEAD and self._dead * 2 > self.size:
             self._compact()

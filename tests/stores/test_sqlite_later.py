@@ -189,6 +189,7 @@ async def test_a_file_of_schema_2_is_upgraded_keeping_its_jobs(tmp_path: Path) -
         assert pool.get("done").status is JobStatus.COMPLETED  # read back
         assert await pool.get("done").result() == 2
         later = await pool.submit(double, 5, job_id="later", delay=3600)
+        await pool.set_limit("k", max_running=1)  # version 5's table of limits
     upgraded = rows(db)
     assert {job: row["status"] for job, row in upgraded.items()} == {
         "done": "completed",
@@ -206,7 +207,9 @@ async def test_a_file_of_schema_2_is_upgraded_keeping_its_jobs(tmp_path: Path) -
         )}  # fmt: skip
     finally:
         connection.close()
-    assert version == SCHEMA_VERSION == 4  # and 3 to 4: test_sqlite_schedules.py
+    assert version == SCHEMA_VERSION == 5  # and 3 to 4: test_sqlite_schedules.py
+    # version 5's columns, in the rows already there: no key, no deferral
+    assert {(row["key"], row["deferrals"]) for row in upgraded.values()} == {(None, 0)}
     assert indexes == {"jobs_by_id", "jobs_by_end"}
     async with open_job_pool(1, 10, store=url, registry=registry) as pool:  # kept, for later
         kept = pool.get("later")

@@ -265,7 +265,7 @@ async def test_a_file_of_schema_3_is_upgraded_and_then_keeps_schedules(tmp_path:
         (version,) = connection.execute("PRAGMA user_version").fetchone()
     finally:
         connection.close()
-    assert version == SCHEMA_VERSION == 4
+    assert version == SCHEMA_VERSION == 5
     [row] = table(db, "schedules")
     assert (row["job_name"], row["args"], row["cron"], row["priority"]) == (
         "note",

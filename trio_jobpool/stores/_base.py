@@ -79,6 +79,7 @@ class JobRecord:
     exec_time: float | None = None
     retry_at: float | None = None  # when a retrying job goes back to the queue
     scheduled_for: float | None = None  # when a job given delay/at or deferred is (was) due
+    key: str | None = None  # its flow-control key
     seq: int = 0  # the store's number for this job (submission order); 0: not stored yet
 
 

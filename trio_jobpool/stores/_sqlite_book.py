@@ -1,5 +1,5 @@
-"""The SQLite store's book of periodic schedules: the steps that read and write the
-``schedules`` table, each made inside one of the store's commits.
+"""The SQLite store's book of periodic schedules and of limits: the steps that read and write
+the ``schedules`` and ``limits`` tables, each made inside one of the store's commits.
 
 A step is queued like any write (``SqliteStore._run_step``): behind every write queued before
 it, in the same transaction as the writes around it or a later one, and its caller waits until
@@ -16,19 +16,30 @@ declaration's arguments with a tuple are the same definition as the list JSON ke
 from __future__ import annotations
 
 import sqlite3
-from typing import Final
+from typing import Any, Final
 
 from ._base import JobRecord, ScheduleRecord
 from ._sqlite_schema import (
+    DELETE_LIMIT,
     INSERT,
+    PUT_LIMIT,
     PUT_SCHEDULE,
     SCHEDULE_COLUMNS,
     insert_values,
+    limit_values,
     schedule_values,
     to_schedule,
 )
 
-__all__ = ["SCHEDULE_STEP", "Declare", "Fire", "Remove", "ScheduleStep", "stored_form"]
+__all__ = [
+    "SCHEDULE_STEP",
+    "Declare",
+    "Fire",
+    "PutLimit",
+    "Remove",
+    "ScheduleStep",
+    "stored_form",
+]
 
 SCHEDULE_STEP: Final = "-- a schedule step"
 """The statement of a queued write that is a :class:`ScheduleStep` (its values: the step)."""
@@ -88,6 +99,22 @@ class Remove(ScheduleStep):
 
     def apply(self, db: sqlite3.Connection) -> None:
         self.result = db.execute("DELETE FROM schedules WHERE name = ?", (self.name,)).rowcount > 0
+
+
+class PutLimit(ScheduleStep):
+    """Keep ``limit`` (a limit's JSON form) as ``key``'s own, or delete the key's (``None``)."""
+
+    __slots__ = ("key", "limit")
+
+    def __init__(self, key: str, limit: dict[str, Any] | None) -> None:
+        self.key = key
+        self.limit = limit
+
+    def apply(self, db: sqlite3.Connection) -> None:
+        if self.limit is None:
+            db.execute(DELETE_LIMIT, (self.key,))
+        else:
+            db.execute(PUT_LIMIT, limit_values(self.key, self.limit))
 
 
 class Fire(ScheduleStep):

@@ -20,7 +20,10 @@ brings a file of an earlier version up to :data:`SCHEMA_VERSION`, keeping its jo
 * version 2 → 3: the column ``scheduled_for`` (a job given ``delay=``/``at=`` or deferred:
   status ``scheduled``, live, due at that wall-clock time), ``NULL`` in the rows already there;
 * version 3 → 4: the table ``schedules`` (periodic schedules: one row per schedule, its
-  definition and its state; see ``_sqlite_book.py`` for the steps that write it), empty.
+  definition and its state; see ``_sqlite_book.py`` for the steps that write it), empty;
+* version 4 → 5: the columns ``key`` (a job's flow-control key, ``NULL`` for none) and
+  ``deferrals`` (its attempts that ended with ``Defer``, 0 in the rows already there), and the
+  table ``limits`` (one row per key with a limit of its own), empty.
 """
 
 from __future__ import annotations
@@ -36,10 +39,13 @@ __all__ = [
     "CHANGE",
     "COLUMNS",
     "COMPLETE",
+    "DELETE_LIMIT",
     "INSERT",
+    "LIMIT_ROWS",
     "LIVE_ROWS",
     "LIVE_SQL",
     "PROGRESS",
+    "PUT_LIMIT",
     "PUT_SCHEDULE",
     "SCHEDULE_COLUMNS",
     "SCHEMA_VERSION",
@@ -49,8 +55,10 @@ __all__ = [
     "complete_values",
     "create_schema",
     "insert_values",
+    "limit_values",
     "schedule_values",
     "to_record",
+    "to_limit",
     "to_schedule",
 ]
 
@@ -78,7 +86,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at REAL,
     exec_time REAL,
     retry_at REAL,
-    scheduled_for REAL
+    scheduled_for REAL,
+    key TEXT,
+    deferrals INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS jobs_by_id ON jobs (job_id, seq);
 -- Live jobs (no finished_at yet) in the order they run, then ended ones by age (prune).
@@ -105,20 +115,33 @@ CREATE TABLE IF NOT EXISTS schedules (
     runs INTEGER NOT NULL,
     skipped INTEGER NOT NULL
 );
+-- Flow-control limits (version 5): a key's own Limit, NULL for a part it does not limit.
+CREATE TABLE IF NOT EXISTS limits (
+    key TEXT PRIMARY KEY,
+    max_running INTEGER,
+    rate_count INTEGER,
+    rate_per REAL
+);
 """
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 # Indexes of version 1, dropped by the upgrade to version 2.
 _OLD_INDEXES: Final = ("jobs_live_id", "jobs_finished")
 # Columns added since version 1 (CREATE TABLE IF NOT EXISTS leaves an existing table as it is):
 # each is added to a file that lacks it, NULL in its rows (SQLite rewrites no row for that).
-_ADDED_COLUMNS: Final = (("scheduled_for", "REAL"),)  # version 3
+_ADDED_COLUMNS: Final = (
+    ("scheduled_for", "REAL"),  # version 3
+    ("key", "TEXT"),  # version 5
+    ("deferrals", "INTEGER NOT NULL DEFAULT 0"),  # version 5
+)
 
 # A job's fixed columns, then the ones that change as it runs (see _state).
-_FIXED: Final = ("job_id", "name", "args", "priority", "timeout", "retry", "submitted_at")
+_FIXED: Final = (
+    "job_id", "name", "args", "priority", "timeout", "retry", "submitted_at", "key",
+)  # fmt: skip
 _STATE: Final = (
     "status", "attempts", "crashes", "interrupted", "progress", "progress_message", "result",
     "error_type", "error_message", "error_traceback", "started_at", "finished_at", "exec_time",
-    "retry_at", "scheduled_for",
+    "retry_at", "scheduled_for", "deferrals",
 )  # fmt: skip
 COLUMNS: Final = ", ".join(_FIXED + _STATE)
 # A new job: its fixed columns, its status (queued, or scheduled) and its due time (NULL for a
@@ -153,6 +176,11 @@ PUT_SCHEDULE: Final = (
     f"VALUES ({', '.join('?' * len(_SCHEDULE_FIELDS))})"
 )
 LIVE_ROWS: Final = f"finished_at IS NULL AND status IN {LIVE_SQL}"
+PUT_LIMIT: Final = (
+    "INSERT OR REPLACE INTO limits (key, max_running, rate_count, rate_per) VALUES (?, ?, ?, ?)"
+)
+DELETE_LIMIT: Final = "DELETE FROM limits WHERE key = ?"
+LIMIT_ROWS: Final = "SELECT key, max_running, rate_count, rate_per FROM limits ORDER BY key"
 
 # A queued write: its statement (one of the above) and its values.
 Write = tuple[str, tuple[Any, ...]]
@@ -213,6 +241,7 @@ def _state(record: JobRecord) -> tuple[Any, ...]:
         record.exec_time,
         record.retry_at,
         record.scheduled_for,
+        record.deferrals,
     )
 
 
@@ -228,6 +257,7 @@ def insert_values(record: JobRecord) -> tuple[Any, ...]:
         _timeout_in(record.timeout),
         None if record.retry is None else json.dumps(record.retry),
         record.submitted_at,
+        record.key,
         record.status,
         record.scheduled_for,
     )
@@ -245,9 +275,9 @@ def complete_values(record: JobRecord) -> tuple[Any, ...]:
 
 def to_record(row: tuple[Any, ...]) -> JobRecord:
     """The job a row holds: its :data:`COLUMNS`, then its ``seq``."""
-    (job_id, name, args, priority, timeout, retry, submitted_at, status, attempts, crashes,
-     interrupted, progress, progress_message, result, error_type, error_message,
-     error_traceback, started_at, finished_at, exec_time, retry_at, scheduled_for,
+    (job_id, name, args, priority, timeout, retry, submitted_at, key, status, attempts,
+     crashes, interrupted, progress, progress_message, result, error_type, error_message,
+     error_traceback, started_at, finished_at, exec_time, retry_at, scheduled_for, deferrals,
      seq) = row  # fmt: skip
     return JobRecord(
         job_id=job_id,
@@ -272,8 +302,28 @@ def to_record(row: tuple[Any, ...]) -> JobRecord:
         exec_time=exec_time,
         retry_at=retry_at,
         scheduled_for=scheduled_for,
+        key=key,
+        deferrals=deferrals,
         seq=seq,
     )
+
+
+def limit_values(key: str, limit: dict[str, Any]) -> tuple[Any, ...]:
+    """The values of :data:`PUT_LIMIT` for a limit in its JSON form."""
+    rate = limit.get("rate")
+    return (
+        key,
+        limit.get("max_running"),
+        None if rate is None else rate["count"],
+        None if rate is None else rate["per"],
+    )
+
+
+def to_limit(row: tuple[Any, ...]) -> tuple[str, dict[str, Any]]:
+    """A key and its limit (JSON form) from a row of :data:`LIMIT_ROWS`."""
+    key, max_running, count, per = row
+    rate = None if count is None else {"count": count, "per": per}
+    return key, {"max_running": max_running, "rate": rate}
 
 
 def schedule_values(record: ScheduleRecord) -> tuple[Any, ...]:

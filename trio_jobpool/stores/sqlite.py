@@ -67,12 +67,13 @@ from .._errors import StoreError
 from .._runtime import Runtime, Slot, current_runtime
 from ._base import JobRecord, ScheduleRecord
 from ._file_lock import DatabaseLock
-from ._sqlite_book import SCHEDULE_STEP, Declare, Fire, Remove, ScheduleStep
+from ._sqlite_book import SCHEDULE_STEP, Declare, Fire, PutLimit, Remove, ScheduleStep
 from ._sqlite_schema import (
     CHANGE,
     COLUMNS,
     COMPLETE,
     INSERT,
+    LIMIT_ROWS,
     LIVE_ROWS,
     LIVE_SQL,
     PROGRESS,
@@ -83,6 +84,7 @@ from ._sqlite_schema import (
     complete_values,
     create_schema,
     insert_values,
+    to_limit,
     to_record,
     to_schedule,
 )
@@ -260,6 +262,7 @@ class SqliteStore:
                 f"SELECT {COLUMNS}, seq FROM jobs WHERE {LIVE_ROWS} ORDER BY priority, seq"
             ).fetchall()
             self._next_seq = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM jobs").fetchone()[0]
+            self._limits = dict(to_limit(row) for row in db.execute(LIMIT_ROWS))
             self._reader = sqlite3.connect(self.path, check_same_thread=False, timeout=5.0)
             self._file_lock.check()  # what SQLite opened is the file locked
         except sqlite3.Error as exc:
@@ -746,6 +749,28 @@ class SqliteStore:
             if job is not None and not stored:
                 job.seq = 0  # not on record
         return step.result
+
+    # -- limits (the LimitBook protocol of the pool) ---------------------------------------
+
+    def stored_limits(self) -> dict[str, dict[str, Any]]:
+        """The keys' own limits as the store holds them (read when it was opened, kept up to
+        date by :meth:`put_limit`), by key, in their JSON form."""
+        return dict(self._limits)
+
+    async def put_limit(self, key: str, limit: dict[str, Any] | None) -> None:
+        """Keep ``limit`` (JSON form: ``{"max_running": …, "rate": {"count": …, "per": …}}``)
+        as ``key``'s own, or remove the key's (``None``); durable before this returns, after
+        every write queued before it. As :meth:`wait`, a cancellation is delivered after the
+        commit.
+
+        Raises:
+            StoreError: the write failed: nothing was changed.
+        """
+        await self._run_step(PutLimit(key, limit))
+        if limit is None:
+            self._limits.pop(key, None)
+        else:
+            self._limits[key] = limit
 
     async def _run_step(self, step: ScheduleStep) -> None:
         """Queue ``step`` behind every write queued so far (at once, before any checkpoint)

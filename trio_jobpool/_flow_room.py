@@ -1,0 +1,475 @@
+"""The keyed waiting room: per-key limits, rate windows, fair turns and aging.
+
+A pool uses it instead of :class:`~trio_jobpool._waiting_room.WaitingJobs` once flow control is
+in use (a job with a key, a limit, ``fair`` or ``aging``); until then it costs nothing.
+
+Shape (see docs/flow-control.md and docs/design.md, "Flow control"):
+
+* Each key (jobs without a key form the key ``None``) has a :class:`KeyState`: a heap of its
+  waiting jobs, best first, and its running count and window of recent starts.
+* The *line* is a heap with one entry per **eligible** key (a key with waiting jobs, under its
+  limit): the key's best job (``fair=False``) or its turn (``fair=True``). A free worker takes
+  the key at the front of the line: O(log k) for k keys in line, plus O(log n) in the key.
+* A key at its limit is **parked**, out of the line: until one of its running jobs stops
+  (:meth:`FlowRoom.stopped`), or until its rate window frees a start (one heap of those times;
+  the pool's deadline watcher sleeps until the earliest, see :meth:`FlowRoom.next_release`).
+  So a key's backlog never delays another key's jobs (no head-of-line blocking).
+
+Invariants, between calls: a key is in the line only while it has waiting jobs and is under its
+limit now (a start re-checks it at once: :meth:`started`); a parked key has waiting jobs;
+``size`` is the number of live waiting jobs.
+
+Orders. Without aging a job ranks by ``(priority, order of entry)``; with ``aging=s`` by
+``priority·s + the time it entered the waiting room`` (a job that has waited ``k·s`` seconds
+ranks exactly as one of priority ``priority - k`` entering now, and ahead of it), which never
+changes while it waits: no re-sorting. With ``fair=True`` the line orders keys by the rank of
+their best job's priority and then by *turn*: a key takes a new turn (behind every key already
+in line) each time it enters the line, that is when it gets an eligible job and after each of its
+starts; with aging, a key's place ages from the moment it took its turn.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections import deque
+from collections.abc import Callable, Iterator
+from typing import Any, Final
+
+from ._job import JobHandle, JobStatus
+from ._limits import KeyStats, Limit
+
+__all__ = ["FlowRoom", "KeyState"]
+
+_QUEUED: Final = JobStatus.QUEUED
+_INF: Final = math.inf
+_COMPACT_MIN_DEAD = 64
+_COMPACT_MIN_STALE = 1024
+
+# A waiting job in its key's heap: (rank, order, job, epoch). ``order`` is unique, so the job is
+# never compared; ``epoch`` is the key's parking epoch when the job entered (-1: it entered a
+# parked key), which tells at its start whether a limit held it back (see FlowRoom.delayed).
+_Waiting = tuple[float, int, JobHandle[Any], int]
+
+
+class KeyState:
+    """One key's waiting jobs, running count, recent starts and place (see the module
+    docstring)."""
+
+    __slots__ = (
+        "dead",
+        "entry",
+        "epoch",
+        "forgetting",
+        "jobs",
+        "limit",
+        "max_running",
+        "name",
+        "parked",
+        "rate_per",
+        "release_at",
+        "running",
+        "since",
+        "waiting",
+        "window",
+    )
+
+    def __init__(self, name: str | None, limit: Limit | None) -> None:
+        self.name = name
+        self.running = 0  # its jobs started and not yet stopped (not counted for None)
+        self.waiting = 0  # its live jobs in ``jobs``
+        self.dead = 0  # its dead jobs still in ``jobs`` (cancelled while waiting)
+        self.jobs: list[_Waiting] = []
+        self.entry: list[Any] | None = None  # [rank, tie, self]: its entry in the line
+        self.since = 0.0  # when it took its current turn (fair, with aging)
+        self.parked = False
+        self.release_at = _INF  # parked: when its rate window frees a start (inf: at a stop)
+        self.epoch = 0  # how many times it was parked
+        self.forgetting = False  # in FlowRoom._forget
+        self.window: deque[float] | None = None  # its latest starts, oldest first (rate only)
+        self.limit: Limit | None = None
+        self.max_running: float = _INF
+        self.rate_per = 0.0
+        self.apply(limit)
+
+    def apply(self, limit: Limit | None) -> None:
+        """Take ``limit`` as the key's limit from now on. The starts already in the window
+        stay (the newest ones, as many as the new ``count``)."""
+        self.limit = limit
+        running = None if limit is None else limit.max_running
+        self.max_running = _INF if running is None else running
+        rate = None if limit is None else limit.rate
+        if rate is None:
+            self.window = None
+            return
+        self.rate_per = rate.per
+        self.window = deque(() if self.window is None else self.window, maxlen=rate.count)
+
+    def free_at(self, now: float) -> float:
+        """When the key may start a job: ``now`` or earlier if it may now, ``inf`` while it is
+        at its ``max_running``, else when its rate window frees a start."""
+        if self.running >= self.max_running:
+            return _INF
+        window = self.window
+        if window is not None and len(window) == window.maxlen:
+            return window[0] + self.rate_per
+        return now
+
+    def head(self) -> _Waiting:
+        """Its best live waiting job (dead ones on top are dropped). Only while ``waiting``."""
+        jobs = self.jobs
+        while jobs[0][2]._status is not _QUEUED:
+            heapq.heappop(jobs)
+            self.dead -= 1
+        return jobs[0]
+
+
+class FlowRoom:
+    """The waiting room of a pool with flow control (see the module docstring).
+
+    The pool calls :meth:`push`/:meth:`push_front` for a job that waits, :meth:`pop` (or
+    :meth:`peek`) when a worker is free, :meth:`may_start` before handing a job straight to an
+    idle worker, :meth:`started` for every start, :meth:`stopped` at the end of every attempt,
+    and :meth:`discard` when a waiting job is cancelled. ``stopped``, ``set_limit`` and
+    ``release_due`` return ``True`` when a key became eligible: the pool then hands jobs to its
+    idle workers.
+    """
+
+    def __init__(
+        self,
+        clock: Callable[[], float],
+        wake_at: Callable[[float], None],
+        *,
+        key_limit: Limit | None = None,
+        fair: bool = False,
+        aging: float | None = None,
+    ) -> None:
+        self._now = clock
+        self._wake_at = wake_at  # the pool's watcher must wake at this time (a rate release)
+        self._default = key_limit if key_limit is not None and key_limit.limits_anything else None
+        self._own: dict[str, Limit] = {}
+        self._fair = fair
+        self._aging = aging
+        self._keys: dict[str | None, KeyState] = {None: KeyState(None, None)}
+        self._line: list[list[Any]] = []
+        self._stale = 0  # entries in the line that no longer stand for their key
+        self._timers: list[tuple[float, int, KeyState]] = []  # rate releases
+        self._forget: list[tuple[float, int, KeyState]] = []  # idle keys whose window lapses
+        self._order = 0
+        self._turn = 0
+        self.size = 0
+        """The live waiting jobs."""
+        self.delayed = 0
+        """Jobs started that a limit held back while they waited (their key was parked at
+        some moment between their entry and their start)."""
+
+    def __len__(self) -> int:
+        return self.size
+
+    # -- limits ----------------------------------------------------------------------------
+
+    def limit_of(self, name: str) -> Limit | None:
+        """The limit that applies to the key ``name``: its own, else the pool's default."""
+        return self._own.get(name, self._default)
+
+    @property
+    def own_limits(self) -> dict[str, Limit]:
+        """The keys' own limits (a copy)."""
+        return dict(self._own)
+
+    def set_limit(self, name: str, limit: Limit | None) -> bool:
+        """Give the key ``name`` its own ``limit`` (``None`` or ``Limit()``: remove it, so the
+        default applies). Running jobs are not touched: a lowered ``max_running`` holds new
+        starts until the key is under it. ``True``: a job of the key became eligible."""
+        if limit is None or not limit.limits_anything:
+            self._own.pop(name, None)
+        else:
+            self._own[name] = limit
+        state = self._keys.get(name)
+        if state is None:
+            return False
+        state.apply(self.limit_of(name))
+        if not state.waiting:
+            self._maybe_forget(state)
+            return False
+        self._leave(state)
+        return self._enter_or_park(state, self._now())
+
+    # -- the waiting jobs ------------------------------------------------------------------
+
+    def push(self, job: JobHandle[Any]) -> None:
+        """``job`` waits, behind the jobs of its rank already waiting."""
+        self._order += 1
+        self._add(job, self._order)
+
+    def push_front(self, job: JobHandle[Any]) -> None:
+        """``job`` (taken, then returned) waits ahead of the jobs of its rank."""
+        self._order += 1
+        self._add(job, -self._order)
+
+    def _add(self, job: JobHandle[Any], order: int) -> None:
+        extra = job._extra
+        name = None if extra is None else extra.key
+        state = self._keys.get(name)
+        if state is None:
+            state = self._new_state(name)  # type: ignore[arg-type]  # None is always there
+        aging = self._aging
+        rank = job._priority if aging is None else job._priority * aging + job._ready_m
+        heapq.heappush(state.jobs, (rank, order, job, -1 if state.parked else state.epoch))
+        state.waiting += 1
+        self.size += 1
+        entry = state.entry
+        if entry is None:
+            if not state.parked:
+                self._enter_or_park(state, self._now())
+            return
+        if self._fair:
+            key_rank = self._key_rank(job, state)
+            if key_rank < entry[0]:
+                self._replace(state, [key_rank, entry[1], state])
+        elif rank < entry[0] or (rank == entry[0] and order < entry[1]):
+            self._replace(state, [rank, order, state])
+
+    def discard(self, job: JobHandle[Any]) -> None:
+        """The waiting ``job`` died in place (cancelled): it no longer counts."""
+        extra = job._extra
+        state = self._keys[None if extra is None else extra.key]
+        state.waiting -= 1
+        self.size -= 1
+        if state.waiting:
+            state.dead += 1
+            if state.dead > _COMPACT_MIN_DEAD and state.dead > state.waiting:
+                state.jobs = [
+                    item for item in state.jobs if item[2]._status is _QUEUED and item[2] is not job
+                ]
+                heapq.heapify(state.jobs)
+                state.dead = 0
+            return
+        state.jobs.clear()
+        state.dead = 0
+        self._leave(state)
+        self._maybe_forget(state)
+
+    def peek(self) -> JobHandle[Any] | None:
+        """The job :meth:`pop` would return, left in place."""
+        state = self._front()
+        return None if state is None else state.jobs[0][2]
+
+    def pop(self) -> JobHandle[Any] | None:
+        """Remove and return the best eligible job; ``None`` if none is eligible. Its key is
+        out of the line until :meth:`started` (which must follow at once) counts the start."""
+        state = self._front()
+        if state is None:
+            return None
+        heapq.heappop(self._line)
+        state.entry = None
+        _, _, job, epoch = heapq.heappop(state.jobs)
+        state.waiting -= 1
+        self.size -= 1
+        if epoch != state.epoch:
+            self.delayed += 1
+        return job
+
+    def _front(self) -> KeyState | None:
+        """The key at the front of the line, its entry true to its best job; ``None``: the
+        line is empty."""
+        line = self._line
+        fair = self._fair
+        while line:
+            entry = line[0]
+            state: KeyState = entry[2]
+            if state.entry is not entry:
+                heapq.heappop(line)
+                self._stale -= 1
+                continue
+            rank, order, job, _ = state.head()
+            if fair:
+                key_rank = self._key_rank(job, state)
+                if key_rank != entry[0]:  # its best job was cancelled: a lower rank now
+                    state.entry = [key_rank, entry[1], state]
+                    heapq.heapreplace(line, state.entry)
+                    continue
+            elif rank != entry[0] or order != entry[1]:
+                state.entry = [rank, order, state]
+                heapq.heapreplace(line, state.entry)
+                continue
+            return state
+        return None
+
+    # -- starts and stops ------------------------------------------------------------------
+
+    def may_start(self, job: JobHandle[Any]) -> bool:
+        """Whether ``job`` (not waiting here) may start now as far as its key goes: its key is
+        under its limit and has no job waiting (which would come first)."""
+        extra = job._extra
+        name = None if extra is None else extra.key
+        if name is None:
+            return True
+        state = self._keys.get(name)
+        if state is None:
+            limit = self.limit_of(name)
+            return limit is None or limit.max_running != 0
+        now = self._now()
+        return not state.waiting and state.free_at(now) <= now
+
+    def started(self, job: JobHandle[Any], now: float) -> None:
+        """``job`` starts at ``now`` (taken by :meth:`pop`, or handed straight to a worker):
+        count it against its key, and put the key back in the line, or park it."""
+        extra = job._extra
+        name = None if extra is None else extra.key
+        state = self._keys.get(name)
+        if state is None:
+            state = self._new_state(name)  # type: ignore[arg-type]
+        if name is not None:
+            state.running += 1
+            window = state.window
+            if window is not None:
+                window.append(now)
+        if state.waiting and state.entry is None and not state.parked:
+            self._enter_or_park(state, now)
+
+    def stopped(self, job: JobHandle[Any]) -> bool:
+        """An attempt of ``job`` that :meth:`started` counted is over (the job ended, or
+        retries, or was deferred, or goes back to wait). ``True``: its key, parked until a
+        stop, is eligible again."""
+        extra = job._extra
+        name = None if extra is None else extra.key
+        if name is None:
+            return False
+        state = self._keys.get(name)
+        if state is None:  # pragma: no cover - every start of a keyed job made its state
+            return False
+        state.running -= 1
+        if state.parked:
+            if state.release_at == _INF:
+                state.parked = False
+                return self._enter_or_park(state, self._now())
+        elif not state.waiting and not state.running:
+            self._maybe_forget(state)
+        return False
+
+    # -- rate releases ---------------------------------------------------------------------
+
+    def next_release(self) -> float:
+        """When (pool clock) the earliest parked key's rate window frees a start; ``inf``."""
+        timers = self._timers
+        while timers:
+            release, _, state = timers[0]
+            if state.parked and state.release_at == release:
+                return release
+            heapq.heappop(timers)
+        return _INF
+
+    def release_due(self, now: float) -> bool:
+        """Let the keys whose rate window has freed a start by ``now`` into the line (or park
+        them again, for their ``max_running``). ``True``: a key became eligible."""
+        timers = self._timers
+        released = False
+        while timers and timers[0][0] <= now:
+            release, _, state = heapq.heappop(timers)
+            if state.parked and state.release_at == release:
+                state.parked = False
+                state.release_at = _INF
+                released = self._enter_or_park(state, now) or released
+        return released
+
+    # -- views -----------------------------------------------------------------------------
+
+    def key_stats(self, name: str) -> KeyStats:
+        """The key's running and waiting jobs and its limit; O(1)."""
+        state = self._keys.get(name)
+        if state is None:
+            return KeyStats(name, 0, 0, self.limit_of(name))
+        return KeyStats(name, state.running, state.waiting, state.limit)
+
+    def parked_keys(self) -> Iterator[KeyStats]:
+        """The keys at their limit with jobs waiting (O(keys): for views)."""
+        for name, state in list(self._keys.items()):
+            if name is not None and state.parked:
+                yield KeyStats(name, state.running, state.waiting, state.limit)
+
+    def key_names(self) -> Iterator[str]:
+        """The keys with a state: jobs waiting or running, or recent starts (for views)."""
+        return (name for name in list(self._keys) if name is not None)
+
+    # -- the line --------------------------------------------------------------------------
+
+    def _key_rank(self, job: JobHandle[Any], state: KeyState) -> float:
+        """A key's rank in a fair line, its best waiting job being ``job``."""
+        aging = self._aging
+        return job._priority if aging is None else job._priority * aging + state.since
+
+    def _enter_or_park(self, state: KeyState, now: float) -> bool:
+        """Put ``state`` (waiting jobs, neither in line nor parked) in the line if it is under
+        its limit at ``now`` (``True``), else park it (``False``)."""
+        free = state.free_at(now)
+        if free > now:
+            state.parked = True
+            state.release_at = free
+            state.epoch += 1
+            if free < _INF:
+                self._order += 1
+                heapq.heappush(self._timers, (free, self._order, state))
+                self._wake_at(free)
+            return False
+        rank, order, job, _ = state.head()
+        if self._fair:
+            self._turn += 1
+            state.since = now
+            entry = [self._key_rank(job, state), self._turn, state]
+        else:
+            entry = [rank, order, state]
+        state.entry = entry
+        heapq.heappush(self._line, entry)
+        return True
+
+    def _replace(self, state: KeyState, entry: list[Any]) -> None:
+        state.entry = entry
+        heapq.heappush(self._line, entry)
+        self._stale += 1
+        self._compact_line()
+
+    def _leave(self, state: KeyState) -> None:
+        """Take ``state`` out of the line and unpark it (its entries go stale)."""
+        if state.entry is not None:
+            state.entry = None
+            self._stale += 1
+            self._compact_line()
+        state.parked = False
+        state.release_at = _INF
+
+    def _compact_line(self) -> None:
+        if self._stale > _COMPACT_MIN_STALE and self._stale * 2 > len(self._line):
+            self._line = [entry for entry in self._line if entry[2].entry is entry]
+            heapq.heapify(self._line)
+            self._stale = 0
+
+    # -- key states ------------------------------------------------------------------------
+
+    def _new_state(self, name: str) -> KeyState:
+        forget = self._forget
+        if forget:  # forget the idle keys whose rate window has lapsed (amortised O(1))
+            now = self._now()
+            while forget and forget[0][0] <= now:
+                _, _, old = heapq.heappop(forget)
+                old.forgetting = False
+                self._maybe_forget(old)
+        state = self._keys[name] = KeyState(name, self.limit_of(name))
+        return state
+
+    def _maybe_forget(self, state: KeyState) -> None:
+        """Drop an idle key's state (no job waiting or running), unless its rate window still
+        holds a start that counts: then once it lapses (see ``_new_state``)."""
+        if state.name is None or state.waiting or state.running:
+            return
+        window = state.window
+        if window:
+            lapses = window[-1] + state.rate_per
+            if lapses > self._now():
+                if not state.forgetting:  # one entry per key: the heap stays within the keys
+                    state.forgetting = True
+                    self._order += 1
+                    heapq.heappush(self._forget, (lapses, self._order, state))
+                return
+        if self._keys.get(state.name) is state:
+            del self._keys[state.name]
