@@ -10,6 +10,7 @@ service tasks of :mod:`._link`; leases and fencing are in :mod:`._leases`, how j
 from __future__ import annotations
 
 import datetime
+import functools
 import heapq
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any, Final, TypeVar, TypeVarTuple
@@ -28,6 +29,7 @@ from ._job import (
     JobStatus,
     RecordedJob,
 )
+from ._limits import KeyStats, Limit, check_key, limit_from_json
 from ._link import ROOM
 from ._outbox import Submission
 from ._records import record_from_fields
@@ -295,6 +297,66 @@ class DistributedPool(SharedSchedules):
         if not JobStatus(record.status).ended:
             self._apply_live(snapshot, record)  # its status (scheduled, ...) and due time
         return snapshot
+
+    # -- flow control: the limits are the queue's, in Redis ---------------------------------
+
+    async def _put_limit(self, key: str, limit: Limit) -> None:
+        """Keep ``limit`` in Redis as ``key``'s own (``Limit()``: remove it): every process's
+        next claim applies it.
+
+        Raises:
+            StoreError: Redis cannot be reached (it is unknown whether the limit was kept).
+        """
+        data = limit.to_json() if limit.limits_anything else None
+        try:
+            await self._read(functools.partial(self._queue.set_limit, key), data)
+        except redis_errors() as exc:
+            raise self._lost_error("cannot set the limit", exc) from exc
+        if data is None:
+            self._known_limits.pop(key, None)
+        else:
+            self._known_limits[key] = limit
+
+    async def limits(self) -> dict[str, Limit]:
+        """Every key's own limit, read from Redis (the queue's default is not listed).
+
+        Raises:
+            StoreError: Redis cannot be reached.
+        """
+        try:
+            stored = await self._read(lambda _: self._queue.limits(), None)
+        except redis_errors() as exc:
+            raise self._lost_error("cannot read the limits", exc) from exc
+        found = {key: limit_from_json(data) for key, data in sorted(stored.items()) if key}
+        self._known_limits = dict(found)
+        return found
+
+    def key_stats(self, key: str) -> KeyStats:
+        """The key's jobs this process runs (``running``) or holds claimed for a worker
+        (``waiting``), and its limit as this process last knew it (its own ``set_limit`` and
+        ``limits()`` calls, else its ``key_limit``). O(jobs this process holds: at most about
+        ``max_workers``). The queue's counts are in Redis (``{q}:krun``; see
+        docs/flow-control.md)."""
+        check_key(key, allow_none=False)
+        running = waiting = 0
+        for job in self._live.values():
+            if job.key == key:
+                if job._status is JobStatus.RUNNING:
+                    running += 1
+                elif job._status is JobStatus.QUEUED:
+                    waiting += 1
+        return KeyStats(key, running, waiting, self._limit_known(key))
+
+    def limited_keys(self) -> list[KeyStats]:
+        """The keys with a limit of their own, as this process last knew them, with its
+        counts (see :meth:`key_stats`)."""
+        return [self.key_stats(key) for key in sorted(self._known_limits)]
+
+    def _limit_known(self, key: str) -> Limit | None:
+        default = self._config.key_limit
+        if default is not None and not default.limits_anything:
+            default = None
+        return self._known_limits.get(key, default)
 
     async def cluster_stats(self) -> PoolStats:
         """Every process on this queue together, read from Redis in one round trip.

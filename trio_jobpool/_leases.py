@@ -41,6 +41,7 @@ from ._job import (
     JobStatus,
     RecordedJob,
 )
+from ._limits import Limit
 from ._outbox import Outbox
 from ._pool import JobPool
 from ._runtime import CancelScopeLike, EventLike, Runtime, TaskGroupLike
@@ -128,6 +129,9 @@ class Leases(JobPool):
         self._epoch_lost: str | None = None  # the epoch Redis lost, until a new one is adopted
         self._cancels_seen: set[str] = set()  # cancels for jobs a claim in flight may bring
         self._waiting_estimate = 0  # jobs waiting in Redis, as of the latest submit
+        # the keys' own limits as this process last set or read them (put back if Redis
+        # loses the queue; key_stats shows them)
+        self._known_limits: dict[str, Limit] = {}
         self._service_scope = anyio.CancelScope()
         self._link_scope = runtime.CancelScope()  # the link's wait; its deadline: a timer
         self._lost: BaseException | None = None  # the error while Redis is unreachable

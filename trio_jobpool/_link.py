@@ -99,6 +99,7 @@ class Link(SharedEnds):
         try:
             await self._queue.open_epoch()
             policy = await self._queue.eviction_policy()
+            await self._declare_default_limit()
         except redis_errors() as exc:
             raise self._lost_error("cannot open the queue", exc) from exc
         if policy is not None and policy != "noeviction":
@@ -219,9 +220,19 @@ class Link(SharedEnds):
         if self._epoch_lost is not None:
             await self._queue.open_epoch()
             await self._queue.keep_ended(self._redis.keep_ended)
+            await self._declare_default_limit()
+            for key, limit in list(self._known_limits.items()):  # what Redis lost with the rest
+                await self._queue.set_limit(key, limit.to_json())
             self._epoch_lost = None
             self._more = True
             self._due_at = math.inf  # the lost queue's; the next claim tells the new one's
+
+    async def _declare_default_limit(self) -> None:
+        """Make this pool's ``key_limit`` the queue's default (the last process to open with
+        one sets it; ``Limit()`` removes it; ``None`` leaves the queue's as it is)."""
+        default = self._config.key_limit
+        if default is not None:
+            await self._queue.set_limit("", default.to_json() if default.limits_anything else None)
 
     def _queued(self) -> bool:
         """Whether anything but fetches waits for the link."""
@@ -405,7 +416,15 @@ class Link(SharedEnds):
             if job._status is _SCHEDULED:  # due at _due_m: how long from now, on Redis's clock
                 delay_ms = max(0, math.ceil((job._due_m - now) * 1000))  # type: ignore[operator]
             jobs.append(
-                NewJob(record.job_id, record.name, record.args, record.priority, options, delay_ms)
+                NewJob(
+                    record.job_id,
+                    record.name,
+                    record.args,
+                    record.priority,
+                    options,
+                    delay_ms,
+                    record.key,
+                )
             )
         bound = None if math.isinf(self._bound) else int(self._bound)
         try:
@@ -465,6 +484,7 @@ class Link(SharedEnds):
                     timeout=c.options.get("timeout"),
                     retry=c.options.get("retry"),
                     submitted_at=c.submitted_at,
+                    key=c.key,
                     seq=c.seq,
                 )
                 job = self._job_from_record(record, key)

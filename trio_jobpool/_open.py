@@ -192,6 +192,11 @@ def open_job_pool(
         aging=aging,
     )
     if isinstance(the_store, RedisStore):
+        if fair or aging is not None:
+            raise ValueError(
+                "fair and aging are not available on a distributed pool: its order is the "
+                "Redis queue's (strict priority, FIFO within one; see docs/flow-control.md)"
+            )
         return _distributed_pool(config, the_store)
     return _local_pool(config, the_store)
 

@@ -141,6 +141,8 @@ class NewJob(NamedTuple):
     """``None``: queue it now (within the bound); else scheduled, due this many milliseconds
     from when Redis takes it (server time; ``0``: it enters the queue at once, beyond the
     bound)."""
+    key: str | None = None
+    """Its flow-control key (see the scripts' module: it waits in its key's set)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,6 +162,7 @@ class Claimed:
     retry_at: float | None  # when it came back from its latest retry, if it did
     scheduled_for: float | None  # when it was (last) due, if it was ever scheduled
     deferrals: int  # its attempts that ended with Defer (not failures for its retry policy)
+    key: str | None = None  # its flow-control key
 
     @property
     def ready_at(self) -> float:
@@ -221,6 +224,8 @@ class RedisQueue:
         self._remove_schedule = client.register_script(scripts.REMOVE_SCHEDULE)
         self._restore_schedules = client.register_script(scripts.RESTORE_SCHEDULES)
         self._fire_schedule = client.register_script(scripts.FIRE_SCHEDULE)
+        self._set_limit = client.register_script(scripts.SET_LIMIT)
+        self._limits = client.register_script(scripts.LIMITS)
 
     async def open_epoch(self) -> str:
         """Learn the queue's epoch (making one if the queue has none: it is new, or Redis lost
@@ -318,12 +323,12 @@ class RedisQueue:
             ValueError: a priority a sorted-set score cannot hold exactly.
         """
         batch = []
-        for job_id, name, args, priority, options, delay_ms in jobs:
+        for job_id, name, args, priority, options, delay_ms, key in jobs:
             if not -MAX_PRIORITY < priority < MAX_PRIORITY:
                 raise ValueError(f"priority {priority} is out of range for the Redis queue")
             settings = json.dumps(options) if any(v is not None for v in options.values()) else ""
             delay = -1 if delay_ms is None else max(0, delay_ms)
-            batch.append([job_id, name, json.dumps(args), priority, settings, delay])
+            batch.append([job_id, name, json.dumps(args), priority, settings, delay, key or ""])
         argv: list[str | int] = [-1 if bound is None else bound, submitter, json.dumps(batch)]
         reply: list[Any] = await self._run(self._submit, argv)
         return [int(seq) for seq in reply[0]], int(reply[1])
@@ -404,6 +409,22 @@ class RedisQueue:
         ]
         args = [owner, json.dumps(batch), max_crashes]
         return list(await self._run(self._give_back, args))
+
+    async def set_limit(self, key: str, limit: dict[str, Any] | None) -> None:
+        """Keep ``limit`` (JSON form, see ``Limit.to_json``) as ``key``'s own, or remove it
+        (``None``); the key ``""`` is the queue's default (``key_limit``). Takes effect for the
+        next claim of every process: the key's best waiting job is offered again under it."""
+        text = "" if limit is None else json.dumps(limit, separators=(",", ":"))
+        await self._run(self._set_limit, [key, text])
+
+    async def limits(self) -> dict[str, dict[str, Any]]:
+        """Every limit the queue keeps (JSON form), by key; the key ``""`` is the default."""
+        reply: Any = await self._run(self._limits, [], read_only=True)
+        if isinstance(reply, dict):
+            pairs = list(reply.items())
+        else:
+            pairs = list(zip(reply[::2], reply[1::2], strict=True))
+        return {str(key): json.loads(value) for key, value in pairs}
 
     async def keep_ended(self, seconds: float | None) -> None:
         """Let ended jobs expire ``seconds`` after their end (``None``: keep them)."""
@@ -592,7 +613,7 @@ def _pairs(value: Any) -> dict[str, str]:
 def _claimed(text: str) -> list[Claimed]:
     """The jobs a claim returned (one JSON text, see the scripts' ``claim``)."""
     return [
-        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:13])
+        Claimed(row[0], row[1], row[2], row[3], row[4] or {}, *row[5:14])
         for row in json.loads(text)
     ]
 

@@ -40,6 +40,21 @@ removal is announced to every process (``schedule:`` and ``unschedule:`` on ``{q
 that each keeps its copy of the schedules without reading them again. See docs/distributed.md,
 "Periodic schedules".
 
+Flow control (keys and their limits): a job with a key waits in its key's sorted set
+``{q}:kq:<key>`` (members and scores as in the waiting set); ``{q}:waiting`` holds at most one
+of them per key, the key's best (its *head*, noted in ``{q}:khead``), and only while the key is
+under its limit. So a claim pops eligible jobs only, O(log n), whatever the backlog of the keys
+at their limit (no scan). ``{q}:krun`` counts each key's running jobs (one more at each claim,
+one less when the job stops running: its end, a retry or deferral, a hand-back, a lapsed lease);
+``{q}:kwin:<key>`` is the list of a rate-limited key's latest starts (ms, newest first, at most
+``count``, expiring after ``per``); a key whose window holds ``count`` starts younger than
+``per`` is parked in ``{q}:krate`` (scored by when its window frees a start; ``promote_due`` lets
+it in again, and the earliest such time is announced and answered like a due time). A key at its
+``max_running`` leaves the waiting set until one of its jobs stops. ``{q}:limits`` holds each
+key's own limit (JSON) and, under the field ``""``, the queue's default (``key_limit``);
+``{q}:kwait`` the keys with jobs in their set, and ``{q}:kwaiting`` how many jobs those sets
+hold (the queue's waiting jobs are ``ZCARD {q}:waiting + {q}:kwaiting - HLEN {q}:khead``).
+
 Every script but :data:`OPEN` begins with the shared library ``_LIB`` and is called with
 ``KEYS[1]`` the prefix ``{q}`` and ``KEYS[2]`` the epoch its caller knows: unless that is the
 queue's ``{q}:epoch``, it touches nothing and answers an error whose text holds
@@ -58,6 +73,7 @@ __all__ = [
     "FETCH",
     "FIRE_SCHEDULE",
     "GIVE_BACK",
+    "LIMITS",
     "LOAD_SCHEDULES",
     "LOST_CODE",
     "OPEN",
@@ -67,6 +83,7 @@ __all__ = [
     "RENEW",
     "RESTORE_SCHEDULES",
     "RETRY",
+    "SET_LIMIT",
     "STATS",
     "SUBMIT",
 ]
@@ -148,13 +165,195 @@ local function room()
   end
 end
 
+-- The server's time (ms), read once per script.
+local clock_ms = nil
+local function clock()
+  if clock_ms == nil then
+    clock_ms = now_ms()
+  end
+  return clock_ms
+end
+
+-- Flow control (see the module). A key's limit: its own, else the queue's default (field ''),
+-- decoded once per script; false for none.
+local limits_read = {}
+local function limit_of(k)
+  local l = limits_read[k]
+  if l == nil then
+    local raw = redis.call('HGET', prefix .. ':limits', k)
+    if not raw then
+      raw = redis.call('HGET', prefix .. ':limits', '')
+    end
+    l = false
+    if raw then
+      l = cjson.decode(raw)
+      if l['max_running'] == cjson.null then
+        l['max_running'] = nil
+      end
+      if l['rate'] == cjson.null then
+        l['rate'] = nil
+      end
+    end
+    limits_read[k] = l
+  end
+  return l
+end
+
+-- A rate's window in ms, one more: the starts are ms of server time rounded down, so a start
+-- is never within ``per`` of the count-th before it.
+local function window_ms(rate)
+  return math.ceil(rate['per'] * 1000) + 1
+end
+
+-- When key k may start a job: now if it may now, nil while it runs its max_running, else
+-- when its window of starts frees one (ms).
+local function key_free_at(k, now)
+  local l = limit_of(k)
+  if not l then
+    return now
+  end
+  if l['max_running'] then
+    if tonumber(redis.call('HGET', prefix .. ':krun', k) or '0') >= l['max_running'] then
+      return nil
+    end
+  end
+  local rate = l['rate']
+  if rate then
+    local win = prefix .. ':kwin:' .. k
+    if redis.call('LLEN', win) >= rate['count'] then
+      local free = tonumber(redis.call('LINDEX', win, rate['count'] - 1)) + window_ms(rate)
+      if free > now then
+        return free
+      end
+    end
+  end
+  return now
+end
+
+-- Put key k's best waiting job in the waiting set, unless one is there already, if k may
+-- start a job now; else leave k parked (for its window: in {q}:krate, the earliest of which
+-- is announced as a due time).
+local function key_offer(k)
+  if redis.call('HEXISTS', prefix .. ':khead', k) == 1 then
+    return
+  end
+  local head = redis.call('ZRANGE', prefix .. ':kq:' .. k, 0, 0, 'WITHSCORES')
+  if #head == 0 then
+    return
+  end
+  local now = clock()
+  local free = key_free_at(k, now)
+  if free == nil then
+    return  -- at its max_running: the stop of one of its jobs offers it again
+  end
+  if free > now then
+    if not redis.call('ZSCORE', prefix .. ':krate', k) then
+      redis.call('ZADD', prefix .. ':krate', free, k)
+      if redis.call('ZRANGE', prefix .. ':krate', 0, 0)[1] == k then
+        publish('due:' .. (free - now))
+      end
+    end
+    return
+  end
+  redis.call('ZREM', prefix .. ':krate', k)
+  redis.call('ZADD', prefix .. ':waiting', head[2], head[1])
+  redis.call('HSET', prefix .. ':khead', k, head[1])
+end
+
+-- Take key k's head out of the waiting set (its limit changed: offer it again after).
+local function key_withdraw(k)
+  local head = redis.call('HGET', prefix .. ':khead', k)
+  if head then
+    redis.call('ZREM', prefix .. ':waiting', head)
+    redis.call('HDEL', prefix .. ':khead', k)
+  end
+  redis.call('ZREM', prefix .. ':krate', k)
+end
+
+-- A job of key k starts waiting: score its priority, m its member.
+local function key_add(k, score, m)
+  local kq = prefix .. ':kq:' .. k
+  if redis.call('ZADD', kq, score, m) == 1 then
+    redis.call('INCR', prefix .. ':kwaiting')
+    redis.call('SADD', prefix .. ':kwait', k)
+  end
+  local head = redis.call('HGET', prefix .. ':khead', k)
+  if head then
+    local best = redis.call('ZRANGE', kq, 0, 0)[1]
+    if best ~= head then  -- it goes before the key's head: it takes the head's place
+      redis.call('ZREM', prefix .. ':waiting', head)
+      redis.call('ZADD', prefix .. ':waiting', score, best)
+      redis.call('HSET', prefix .. ':khead', k, best)
+    end
+  else
+    key_offer(k)
+  end
+end
+
+-- A waiting job of key k (member m) leaves: claimed (popped already) or cancelled. If it was
+-- the key's head, the key is out of the waiting set until offered again.
+local function key_remove(k, m)
+  local kq = prefix .. ':kq:' .. k
+  if redis.call('ZREM', kq, m) == 1 then
+    redis.call('DECR', prefix .. ':kwaiting')
+    if redis.call('ZCARD', kq) == 0 then
+      redis.call('SREM', prefix .. ':kwait', k)
+    end
+  end
+  if redis.call('HGET', prefix .. ':khead', k) == m then
+    redis.call('HDEL', prefix .. ':khead', k)
+    redis.call('ZREM', prefix .. ':waiting', m)
+  end
+end
+
+-- A job of key k was claimed at now: count it running and its start in the window; offer the
+-- key's next job.
+local function key_started(k, now)
+  redis.call('HINCRBY', prefix .. ':krun', k, 1)
+  local l = limit_of(k)
+  if l and l['rate'] then
+    local win = prefix .. ':kwin:' .. k
+    redis.call('LPUSH', win, now)
+    redis.call('LTRIM', win, 0, l['rate']['count'] - 1)
+    redis.call('PEXPIRE', win, window_ms(l['rate']))
+  end
+  key_offer(k)
+end
+
+-- A running job of key k stopped running (ended, retrying, deferred, handed back, lapsed): its
+-- slot is free; offer the key's next job. Called once per claim of the job, by the script that
+-- takes it from its holder (the checks of its owner and lease make that one script).
+local function key_stopped(k)
+  if redis.call('HINCRBY', prefix .. ':krun', k, -1) <= 0 then
+    redis.call('HDEL', prefix .. ':krun', k)
+  end
+  key_offer(k)
+end
+
+-- The waiting jobs (the bound counts them): the waiting set, and the keys' sets but their
+-- heads (which are in both).
+local function waiting_count()
+  return redis.call('ZCARD', prefix .. ':waiting')
+    + tonumber(redis.call('GET', prefix .. ':kwaiting') or '0')
+    - redis.call('HLEN', prefix .. ':khead')
+end
+
+-- A job waits (score: its priority; m: its member): in the waiting set, or in its key's set.
+local function queue_job(k, score, m)
+  if k then
+    key_add(k, score, m)
+  else
+    redis.call('ZADD', prefix .. ':waiting', score, m)
+  end
+end
+
 -- Put a job back in the waiting set, in the place its priority and number give it (its
 -- submission number, or the place it took when it came due after being scheduled).
 local function requeue(id)
   local key = job_key(id)
-  local job = redis.call('HMGET', key, 'priority', 'seq', 'place')
+  local job = redis.call('HMGET', key, 'priority', 'seq', 'place', 'key')
   redis.call('HSET', key, 'status', 'queued')
-  redis.call('ZADD', prefix .. ':waiting', job[1], member(job[3] or job[2], id))
+  queue_job(job[4], job[1], member(job[3] or job[2], id))
 end
 
 -- A scheduled job that is due enters the waiting set behind every job of its priority
@@ -162,9 +361,9 @@ end
 local function enter(id)
   local key = job_key(id)
   local place = redis.call('INCR', prefix .. ':seq')
-  local priority = redis.call('HGET', key, 'priority')
+  local job = redis.call('HMGET', key, 'priority', 'key')
   redis.call('HSET', key, 'status', 'queued', 'place', place)
-  redis.call('ZADD', prefix .. ':waiting', priority, member(place, id))
+  queue_job(job[2], job[1], member(place, id))
 end
 
 -- When a job given a delay (ms, > 0) at now is due: now_ms() rounds the server's time down,
@@ -214,6 +413,10 @@ local function release(id, flat)
   end
   redis.call('HDEL', key, 'owner')
   redis.call('ZREM', prefix .. ':leases', id)
+  local k = redis.call('HGET', key, 'key')
+  if k then
+    key_stopped(k)
+  end
 end
 
 -- How long an ended job stays readable (ms; 0: until deleted), as the queue's settings say.
@@ -313,13 +516,16 @@ end
 -- the leases, counters and announcements once per call (end_and_claim runs once per trip of
 -- every busy process).
 local function end_jobs(owner, ends, now)
-  local done, ended, counts, by = {}, {}, {}, {}
+  local done, ended, counts, by, stopped = {}, {}, {}, {}, {}
   local finished_at = now / 1000
   for _, e in ipairs(cjson.decode(ends)) do
     local id, status, fields = e[1], e[2], e[3]
     local key = job_key(id)
-    local job = redis.call('HMGET', key, 'owner', 'status', 'submitter', 'ended_by')
+    local job = redis.call('HMGET', key, 'owner', 'status', 'submitter', 'ended_by', 'key')
     if job[1] == owner and job[2] == 'running' then
+      if job[5] then
+        stopped[#stopped+1] = job[5]
+      end
       -- the fields its holder sent, then the end's own (never among them)
       fields[#fields+1] = 'status'
       fields[#fields+1] = status
@@ -348,6 +554,9 @@ local function end_jobs(owner, ends, now)
   end
   for who, ids in pairs(by) do
     redis.call('PUBLISH', prefix .. ':events:' .. who, 'ended:' .. cjson.encode(ids))
+  end
+  for _, k in ipairs(stopped) do
+    key_stopped(k)
   end
   return done
 end
@@ -382,15 +591,41 @@ local function promote_set(name, now, scheduled)
   return tonumber(first[2])
 end
 
--- Let in the retries and scheduled jobs that are due (promote_set); return when the next of
--- either is due (ms), or nil.
+-- Offer again the keys whose window has freed a start by now ({q}:krate), at most PROMOTE;
+-- return when the next of them frees one (ms), or nil.
+local function promote_keys(now)
+  local set = prefix .. ':krate'
+  local first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  elseif tonumber(first[2]) > now then
+    return tonumber(first[2])
+  end
+  local due = redis.call('ZRANGEBYSCORE', set, '-inf', now, 'LIMIT', 0, PROMOTE)
+  zrem_all(set, due)
+  for _, k in ipairs(due) do
+    key_offer(k)
+  end
+  first = redis.call('ZRANGE', set, 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    return nil
+  end
+  return tonumber(first[2])
+end
+
+local function earliest(a, b)
+  if a == nil or (b ~= nil and b < a) then
+    return b
+  end
+  return a
+end
+
+-- Let in the retries and scheduled jobs that are due (promote_set), and the keys whose window
+-- freed a start; return when the next of any of them is due (ms), or nil.
 local function promote_due(now)
   local retry = promote_set(':retrying', now, false)
   local scheduled = promote_set(':scheduled', now, true)
-  if retry == nil or (scheduled ~= nil and scheduled < retry) then
-    return scheduled
-  end
-  return retry
+  return earliest(earliest(retry, scheduled), promote_keys(now))
 end
 
 -- Put due retries back in their place and let due scheduled jobs in (promote_due), pop up to
@@ -402,32 +637,50 @@ local function claim(owner, count, lease, now)
   local soonest = promote_due(now)
   local out = {}
   if count > 0 then
-    local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count)
     local ids = {}
-    for i = 1, #popped, 2 do
-      local id = string.sub(popped[i], 18)
-      local key = job_key(id)
-      local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
-                             'seq', 'interrupted', 'retry_at', 'submitted_at', 'attempts',
-                             'scheduled_for', 'deferrals')
-      local attempts = tonumber(job[10] or '0') + 1
-      redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'owner', owner,
-                 'started_at', now / 1000)
-      ids[#ids+1] = id
-      out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
-        .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
-        .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
-        .. ',' .. (job[8] or 'null') .. ',' .. (job[11] or 'null') .. ',' .. (job[12] or '0')
-        .. ']'
+    -- A keyed job's claim offers its key's next job, which may go before the jobs popped
+    -- with it: those go back (as they were), and the claim pops again for the workers left
+    -- (bounded by count).
+    local more = true
+    while more and #out < count do
+      more = false
+      local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count - #out)
+      for i = 1, #popped, 2 do
+        if more then  -- after a keyed job: back to the waiting set, unclaimed
+          redis.call('ZADD', prefix .. ':waiting', popped[i + 1], popped[i])
+        else
+          local id = string.sub(popped[i], 18)
+          local key = job_key(id)
+          local job = redis.call('HMGET', key, 'name', 'args', 'priority', 'options', 'crashes',
+                                 'seq', 'interrupted', 'retry_at', 'submitted_at', 'attempts',
+                                 'scheduled_for', 'deferrals', 'key')
+          local attempts = tonumber(job[10] or '0') + 1
+          redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'owner', owner,
+                     'started_at', now / 1000)
+          if job[13] then
+            key_remove(job[13], popped[i])
+            key_started(job[13], now)
+            more = true
+          end
+          ids[#ids+1] = id
+          out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
+            .. ',' .. job[3] .. ',' .. (job[4] ~= '' and job[4] or 'null') .. ',' .. attempts
+            .. ',' .. job[5] .. ',' .. job[6] .. ',' .. (job[7] or '0') .. ',' .. job[9]
+            .. ',' .. (job[8] or 'null') .. ',' .. (job[11] or 'null') .. ',' .. (job[12] or '0')
+            .. ',' .. (job[13] and cjson.encode(job[13]) or 'null') .. ']'
+        end
+      end
     end
     zadd_all(prefix .. ':leases', now + lease, ids)
-    if #popped > 0 then
+    if #ids > 0 then
       room()
     end
   end
   register_idle(owner, count - #out)
   wake()
   local due_in = -1
+  soonest = earliest(soonest, tonumber((redis.call('ZRANGE', prefix .. ':krate', 0, 0,
+                                                   'WITHSCORES'))[2]))
   if soonest then
     due_in = math.max(0, soonest - now)
   end
@@ -437,24 +690,26 @@ end
 
 # ARGV: the bound on waiting jobs (-1: none), the submitter (whose channel hears of the ends),
 # then a JSON list of [id, name, args (JSON text), priority, options (JSON text, or "" for
-# none), delay] per job: delay is -1 for a job to queue now, else the ms from now (server
-# time) until it is due: such a job is scheduled (never refused for want of room; with a delay
-# of 0, it enters the waiting set at once, beyond the bound). Returns (per job its number, -1
+# none), delay, key ("" for none)] per job: delay is -1 for a job to queue now, else the ms
+# from now (server time) until it is due: such a job is scheduled (never refused for want of
+# room; with a delay of 0, it enters the waiting set at once, beyond the bound). A job with a
+# key waits in its key's set (see the module). Returns (per job its number, -1
 # if a live job has its id, -2 if there was no room; the number of waiting jobs after). One
 # HGET and one HSET per job (and a DEL if an ended job had its id); the submission counter,
 # the waiting set and the counters once per call.
 SUBMIT: Final = (
     _LIB
     + """
-local now = now_ms()
+local now = clock()
 local bound = tonumber(ARGV[1])
-local waiting = redis.call('ZCARD', prefix .. ':waiting')
+local waiting = waiting_count()
 local seq_key = prefix .. ':seq'
 local first_seq = tonumber(redis.call('GET', seq_key) or '0')
 local seq = first_seq
-local out, members, later = {}, {}, {}
+local out, members, later, keyed = {}, {}, {}, {}
 for _, job in ipairs(cjson.decode(ARGV[3])) do
   local id, name, args, priority, options, delay = job[1], job[2], job[3], job[4], job[5], job[6]
+  local k = job[7]
   local key = job_key(id)
   local status = redis.call('HGET', key, 'status')
   if status == 'queued' or status == 'running' or status == 'retrying'
@@ -472,14 +727,21 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
                'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
                'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
                'submitter', ARGV[2])
+    if k ~= '' then
+      redis.call('HSET', key, 'key', k)
+    end
     if delay > 0 then
       later[#later+1] = {id, seq, due_after(now, delay)}
     else
       if delay == 0 then  -- due already: it entered as it came, at the end of its priority
         redis.call('HSET', key, 'scheduled_for', now / 1000)
       end
-      members[#members+1] = priority
-      members[#members+1] = member(seq, id)
+      if k ~= '' then
+        keyed[#keyed+1] = {k, priority, member(seq, id)}
+      else
+        members[#members+1] = priority
+        members[#members+1] = member(seq, id)
+      end
       waiting = waiting + 1
     end
     out[#out+1] = seq
@@ -490,6 +752,9 @@ if seq > first_seq then
   for i = 1, #members, 2 * SLICE do  -- (score, member) pairs
     local last = math.min(i + 2 * SLICE - 1, #members)
     redis.call('ZADD', prefix .. ':waiting', unpack(members, i, last))
+  end
+  for _, q in ipairs(keyed) do
+    key_add(q[1], q[2], q[3])
   end
   schedule_all(later, now)
   redis.call('HINCRBY', prefix .. ':stats', 'submitted', seq - first_seq)
@@ -504,7 +769,7 @@ return {out, waiting}
 END_AND_CLAIM: Final = (
     _LIB
     + """
-local now = now_ms()
+local now = clock()
 local done = end_jobs(ARGV[1], ARGV[4], now)
 local claimed, due_in = claim(ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), now)
 return {done, claimed, due_in}
@@ -520,7 +785,7 @@ return {done, claimed, due_in}
 RETRY: Final = (
     _LIB
     + """
-local owner, now = ARGV[1], now_ms()
+local owner, now = ARGV[1], clock()
 local done, cancelled, entered, later, by = {}, {}, 0, {}, {}
 for _, r in ipairs(cjson.decode(ARGV[2])) do
   local id, due, deferred = r[1], now + r[2], r[4] == 1
@@ -552,9 +817,7 @@ for _, r in ipairs(cjson.decode(ARGV[2])) do
     done[#done+1] = id
   end
 end
-if entered > 0 then
-  wake()
-end
+wake()
 schedule_all(later, now)
 for who, ids in pairs(by) do
   redis.call('PUBLISH', prefix .. ':events:' .. who, 'scheduled:' .. cjson.encode(ids))
@@ -588,7 +851,7 @@ return 0
 GIVE_BACK: Final = (
     _LIB
     + """
-local owner, now, max_crashes = ARGV[1], now_ms(), tonumber(ARGV[3])
+local owner, now, max_crashes = ARGV[1], clock(), tonumber(ARGV[3])
 local done, cancelled = {}, {}
 for _, g in ipairs(cjson.decode(ARGV[2])) do
   local id = g[1]
@@ -626,7 +889,7 @@ return done
 RENEW: Final = (
     _LIB
     + """
-local owner, now = ARGV[1], now_ms()
+local owner, now = ARGV[1], clock()
 local until_ms = now + tonumber(ARGV[2])
 redis.call('HSET', prefix .. ':processes', owner, ARGV[3])
 redis.call('ZADD', prefix .. ':seen', now, owner)
@@ -650,7 +913,7 @@ return {lost, cancel}
 REAP: Final = (
     _LIB
     + """
-local max_crashes, now = tonumber(ARGV[1]), now_ms()
+local max_crashes, now = tonumber(ARGV[1]), clock()
 if tonumber(ARGV[2]) > 0 and not redis.call('SET', prefix .. ':reaper', 1, 'NX', 'PX', ARGV[2]) then
   return {0, 0}
 end
@@ -715,9 +978,16 @@ CANCEL: Final = (
     _LIB
     + """
 local id = ARGV[1]
-local job = redis.call('HMGET', job_key(id), 'status', 'seq', 'place')
+local job = redis.call('HMGET', job_key(id), 'status', 'seq', 'place', 'key')
 if job[1] == 'queued' then
-  redis.call('ZREM', prefix .. ':waiting', member(job[3] or job[2], id))  -- (see requeue)
+  local m = member(job[3] or job[2], id)  -- (see requeue)
+  if job[4] then
+    key_remove(job[4], m)
+    key_offer(job[4])
+    wake()
+  else
+    redis.call('ZREM', prefix .. ':waiting', m)
+  end
   room()
 elseif job[1] == 'retrying' then
   redis.call('ZREM', prefix .. ':retrying', id)
@@ -732,9 +1002,42 @@ else
   return 'not live'
 end
 redis.call('HSET', job_key(id), 'error_message', 'cancelled')
-finish(id, 'cancelled', now_ms())
+finish(id, 'cancelled', clock())
 announce({id})
 return 'cancelled'
+"""
+)
+
+# ARGV: the key ("": the queue's default, key_limit), the limit as JSON ("" to remove it). The
+# key's jobs are offered again under the new limit (for the default: every key with jobs
+# waiting); a lowered limit stops nothing that runs. Returns 1.
+SET_LIMIT: Final = (
+    _LIB
+    + """
+local k, limit = ARGV[1], ARGV[2]
+if limit == '' then
+  redis.call('HDEL', prefix .. ':limits', k)
+else
+  redis.call('HSET', prefix .. ':limits', k, limit)
+end
+local keys = {k}
+if k == '' then
+  keys = redis.call('SMEMBERS', prefix .. ':kwait')
+end
+for _, key in ipairs(keys) do
+  key_withdraw(key)
+  key_offer(key)
+end
+wake()
+return 1
+"""
+)
+
+# No ARGV. Every limit: the flat list of the hash {q}:limits (key, JSON; "" for the default).
+LIMITS: Final = (
+    _LIB
+    + """
+return redis.call('HGETALL', prefix .. ':limits')
 """
 )
 
@@ -755,7 +1058,7 @@ return out
 STATS: Final = (
     _LIB
     + """
-local now = now_ms()
+local now = clock()
 local seen = redis.call('ZRANGEBYSCORE', prefix .. ':seen', now - tonumber(ARGV[1]), '+inf')
 local processes = {}
 if #seen > 0 then
@@ -763,7 +1066,7 @@ if #seen > 0 then
 end
 return {
   redis.call('HGETALL', prefix .. ':stats'),
-  redis.call('ZCARD', prefix .. ':waiting'),
+  waiting_count(),
   redis.call('ZCARD', prefix .. ':retrying'),
   redis.call('ZCARD', prefix .. ':leases'),
   processes,
@@ -899,7 +1202,7 @@ end
 if kept[1] ~= ARGV[3] or kept[2] ~= ARGV[4] or kept[3] ~= ARGV[5] then
   return {'kept', schedule_row(name)}
 end
-local now = now_ms()
+local now = clock()
 local ahead = tonumber(ARGV[11]) - now
 if ahead > tonumber(ARGV[12]) then
   return {'early', ahead}
