@@ -23,6 +23,13 @@ from trio_jobpool import JobStatus, KeyStats, Limit, Rate, open_job_pool
 pytestmark = pytest.mark.anyio
 
 
+@pytest.fixture
+def log(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "jobs.log"
+    monkeypatch.setenv("JOBPOOL_TEST_LOG", str(path))  # inherited by the worker processes
+    return path
+
+
 def most_at_once(
     rows: list[tuple[int, str, str, float]], items: set[str], dead: dict[int, float]
 ) -> int:
