@@ -79,6 +79,16 @@ EXPECTED: dict[str, list[str]] = {
         r'^  \{"total_submitted": 2, "total_completed": 1, "total_failed": 1,',
         r"^lifespan ended: the pool was drained and closed$",
     ],
+    "flow_control.py": [
+        r"^waiting: acme 28 builds$",
+        r"^48 jobs completed, \d+ held back$",
+        # each tenant at most 2 at once; the small tenants start within seconds of the flood
+        r"^tenant:acme +first start at +0 s, at most 2 at once$",
+        r"^tenant:beta +first start at +1 s, at most 2 at once$",
+        r"^tenant:gamma +first start at +1 s, at most 2 at once$",
+        r"^api:github starts at \(s\): 0 0 0 0 0 6\d( \d+){6}$",
+        r"^api:github: at most 5 starts in any 60 s$",
+    ],
     "schedules.py": [
         r"^nightly next runs at 02:30 Berlin \(CET\)$",
         r"^webhook is scheduled, due in 10 min$",

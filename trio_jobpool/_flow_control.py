@@ -138,7 +138,7 @@ class FlowControl(Periodic):
 
     @property
     def delayed_starts(self) -> int:
-        """How many jobs started after a limit held them back: at some moment while they
-        waited, their key was at its limit (a counter, since the pool opened)."""
+        """The number of jobs that started after a limit held them back (their key was at its
+        limit at some moment while they waited), counted since the pool opened."""
         flow = self._flow
         return 0 if flow is None else flow.delayed
