@@ -548,10 +548,11 @@ def test_aging_lets_a_low_priority_job_through_a_stream_of_urgent_ones(backend: 
 async def test_keys_with_nothing_left_are_forgotten_but_keep_their_limits() -> None:
     async with open_job_pool(max_workers=2, queue_size=10_000) as pool:
         await pool.set_limit("kept", max_running=1)
-        for index in range(2000):
+        for index in range(10_000):
             await pool.submit(anyio.lowlevel.checkpoint, key=f"tenant-{index}")
         await pool.join()
         flow: Any = pool._flow
-        assert set(flow._keys) == {None}
+        # idle keys are kept up to a bound (a tenant's next job finds its state), no more
+        assert len(flow._keys) <= 4096 + 1
         assert pool.key_stats("kept").limit == Limit(max_running=1)
         assert [stats.key for stats in pool.limited_keys()] == ["kept"]

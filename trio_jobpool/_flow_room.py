@@ -45,6 +45,9 @@ _QUEUED: Final = JobStatus.QUEUED
 _INF: Final = math.inf
 _COMPACT_MIN_DEAD = 64
 _COMPACT_MIN_STALE = 1024
+# Idle keys (nothing waiting or running) keep their state while the pool has at most this many
+# keys: a key that comes back soon (a tenant's next job) finds it; beyond, idle keys are dropped.
+_KEPT_KEYS = 4096
 
 # A waiting job in its key's heap: (rank, order, job, epoch). ``order`` is unique, so the job is
 # never compared; ``epoch`` is the key's parking epoch when the job entered (-1: it entered a
@@ -105,15 +108,16 @@ class KeyState:
         self.rate_per = rate.per
         self.window = deque(() if self.window is None else self.window, maxlen=rate.count)
 
-    def free_at(self, now: float) -> float:
-        """When the key may start a job: ``now`` or earlier if it may now, ``inf`` while it is
-        at its ``max_running``, else when its rate window frees a start."""
+    def free_at(self) -> float:
+        """When the key may start a job (pool clock): ``-inf`` if its limit allows a start at
+        any time now, ``inf`` while it is at its ``max_running``, else when its rate window
+        frees a start (which may have passed). No clock is read."""
         if self.running >= self.max_running:
             return _INF
         window = self.window
         if window is not None and len(window) == window.maxlen:
             return window[0] + self.rate_per
-        return now
+        return -_INF
 
     def head(self) -> _Waiting:
         """Its best live waiting job (dead ones on top are dropped). Only while ``waiting``."""
@@ -193,7 +197,7 @@ class FlowRoom:
             self._maybe_forget(state)
             return False
         self._leave(state)
-        return self._enter_or_park(state, self._now())
+        return self._enter_or_park(state)
 
     # -- the waiting jobs ------------------------------------------------------------------
 
@@ -221,7 +225,7 @@ class FlowRoom:
         entry = state.entry
         if entry is None:
             if not state.parked:
-                self._enter_or_park(state, self._now())
+                self._enter_or_park(state)
             return
         if self._fair:
             key_rank = self._key_rank(job, state)
@@ -309,8 +313,10 @@ class FlowRoom:
         if state is None:
             limit = self.limit_of(name)
             return limit is None or limit.max_running != 0
-        now = self._now()
-        return not state.waiting and state.free_at(now) <= now
+        if state.waiting:
+            return False
+        free = state.free_at()
+        return free == -_INF or (free < _INF and free <= self._now())
 
     def started(self, job: JobHandle[Any], now: float) -> None:
         """``job`` starts at ``now`` (taken by :meth:`pop`, or handed straight to a worker):
@@ -343,7 +349,7 @@ class FlowRoom:
         if state.parked:
             if state.release_at == _INF:
                 state.parked = False
-                return self._enter_or_park(state, self._now())
+                return self._enter_or_park(state)
         elif not state.waiting and not state.running:
             self._maybe_forget(state)
         return False
@@ -399,23 +405,28 @@ class FlowRoom:
         aging = self._aging
         return job._priority if aging is None else job._priority * aging + state.since
 
-    def _enter_or_park(self, state: KeyState, now: float) -> bool:
+    def _enter_or_park(self, state: KeyState, now: float | None = None) -> bool:
         """Put ``state`` (waiting jobs, neither in line nor parked) in the line if it is under
-        its limit at ``now`` (``True``), else park it (``False``)."""
-        free = state.free_at(now)
-        if free > now:
-            state.parked = True
-            state.release_at = free
-            state.epoch += 1
-            if free < _INF:
-                self._order += 1
-                heapq.heappush(self._timers, (free, self._order, state))
-                self._wake_at(free)
-            return False
+        its limit now (``True``), else park it (``False``). ``now``: the pool's clock, if the
+        caller has read it (else it is read only if needed)."""
+        free = state.free_at()
+        if free != -_INF:
+            if free < _INF and now is None:
+                now = self._now()
+            if free == _INF or free > now:  # type: ignore[operator]
+                state.parked = True
+                state.release_at = free
+                state.epoch += 1
+                if free < _INF:
+                    self._order += 1
+                    heapq.heappush(self._timers, (free, self._order, state))
+                    self._wake_at(free)
+                return False
         rank, order, job, _ = state.head()
         if self._fair:
             self._turn += 1
-            state.since = now
+            if self._aging is not None:  # its place ages from now (see _key_rank)
+                state.since = self._now() if now is None else now
             entry = [self._key_rank(job, state), self._turn, state]
         else:
             entry = [rank, order, state]
@@ -458,9 +469,10 @@ class FlowRoom:
         return state
 
     def _maybe_forget(self, state: KeyState) -> None:
-        """Drop an idle key's state (no job waiting or running), unless its rate window still
-        holds a start that counts: then once it lapses (see ``_new_state``)."""
-        if state.name is None or state.waiting or state.running:
+        """Drop an idle key's state (no job waiting or running) once the pool has more than
+        ``_KEPT_KEYS`` keys, unless its rate window still holds a start that counts: then once
+        it lapses (see ``_new_state``)."""
+        if state.name is None or state.waiting or state.running or len(self._keys) <= _KEPT_KEYS:
             return
         window = state.window
         if window:

@@ -243,7 +243,7 @@ class Intake(Later):
         """Give the new ``job`` its flow-control ``key`` (checked); the pool's waiting room is
         a :class:`FlowRoom` from now on (a distributed pool's keys are Redis's)."""
         job._set_key(check_key(key, allow_none=False))  # type: ignore[arg-type]
-        if not self._shared_queue:
+        if self._flow is None and not self._shared_queue:
             self._use_flow()
 
     def _due_of(self, delay: float | None, at: datetime.datetime | None) -> float | None:
