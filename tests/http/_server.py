@@ -1,7 +1,8 @@
 """The server of the tests that need a real one (browser, fuzzing, load): tests/http/_served.py.
 
 Run as ``python _server.py [--backend trio|asyncio] [--token TOKEN] [--port PORT] [--workers N]
-[--queue-size N] [--submit-wait S]``: opens a pool with the jobs below on that backend, serves
+[--queue-size N] [--submit-wait S] [--key-limit N]``: opens a pool with the jobs below on that
+backend (with ``--key-limit``, ``key_limit=Limit(max_running=N)``), serves
 ``create_app(pool, registry, token=..., submit_wait=...)`` with Hypercorn's worker of the same
 backend on 127.0.0.1 (on PORT, or by default on a port the system picks), and prints
 ``READY http://127.0.0.1:<port>/`` once it listens.
@@ -24,7 +25,7 @@ from hypercorn.config import Config
 from hypercorn.typing import Framework
 
 import trio_jobpool
-from trio_jobpool import JobRegistry, open_job_pool
+from trio_jobpool import JobRegistry, Limit, open_job_pool
 from trio_jobpool.http import create_app
 
 registry = JobRegistry()
@@ -74,8 +75,12 @@ async def main(arguments: argparse.Namespace) -> None:
     config = Config()
     config.bind = [f"fd://{listener.detach()}"]
     config.accesslog = None
+    key_limit = None if arguments.key_limit is None else Limit(max_running=arguments.key_limit)
     async with open_job_pool(
-        max_workers=arguments.workers, queue_size=arguments.queue_size, registry=registry
+        max_workers=arguments.workers,
+        queue_size=arguments.queue_size,
+        registry=registry,
+        key_limit=key_limit,
     ) as pool:
         app = create_app(pool, registry, token=arguments.token, submit_wait=arguments.submit_wait)
         stop = anyio.Event()
@@ -114,5 +119,8 @@ if __name__ == "__main__":
     parser.add_argument("--queue-size", type=int, default=100, help="queue_size (default: 100)")
     parser.add_argument("--submit-wait", type=float, default=0.25, help="the app's submit_wait")
     parser.add_argument("--backend", choices=["trio", "asyncio"], default="trio")
+    parser.add_argument(
+        "--key-limit", type=int, default=None, help="the max_running of the pool's key_limit"
+    )
     arguments = parser.parse_args()
     anyio.run(main, arguments, backend=arguments.backend)

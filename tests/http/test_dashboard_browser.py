@@ -494,6 +494,96 @@ def test_the_schedules_panel_and_its_pause_toggle(driver: WebDriver, server: Ser
     assert console_errors(driver) == []
 
 
+def key_rows(driver: WebDriver) -> list[dict[str, str]]:
+    """The rows of the limited keys panel, as shown."""
+    rows: list[dict[str, str]] = driver.execute_script(
+        """
+        return [...document.querySelectorAll("#keys tr")].map((row) => ({
+            key: row.dataset.key,
+            shown_key: row.querySelector(".key").textContent,
+            running: row.querySelector(".running").textContent,
+            waiting: row.querySelector(".waiting").textContent,
+            limit: row.querySelector(".limit .text").textContent,
+            default: row.querySelector(".limit .default").textContent,
+            held: row.dataset.waiting,
+        }));
+        """
+    )
+    return rows
+
+
+def keys_show(driver: WebDriver, expected: list[tuple[str, ...]]) -> Callable[[], bool]:
+    """A condition: the panel's rows are ``expected``: (key, running, waiting, limit, default,
+    held) each, in order."""
+    fields = ("key", "running", "waiting", "limit", "default", "held")
+    return lambda: [tuple(row[f] for f in fields) for row in key_rows(driver)] == expected
+
+
+def test_the_limited_keys_panel(driver: WebDriver, tmp_path: Path) -> None:
+    """The panel lists the keys with a limit of their own and the keys held at the pool's
+    ``key_limit`` (here 1), sorted: the key as text, its running and waiting jobs, its limit
+    (the pool's marked as such); it follows a deleted limit, and says "No limited keys." when
+    there are none. Its own server, with ``--key-limit 1``."""
+    _require_chromium()
+    with checked_server(tmp_path, token=TOKEN, options=("--key-limit", "1")) as keyed:
+        open_dashboard(driver, keyed)
+
+        def empty() -> bool:
+            return driver.find_element(By.ID, "keys-empty").is_displayed()
+
+        wait_for(driver, "no limited keys", empty)
+        assert not driver.find_element(By.ID, "keys-table").is_displayed()
+        tenant = "tenant <b>&amp;"
+        tenant_path = f"api/v1/limits/{urllib.parse.quote(tenant, safe='')}"
+        keyed.api("PUT", tenant_path, {"max_running": 2})
+        keyed.api("PUT", "api/v1/limits/api", {"rate": {"count": 10, "per": 60}})
+        jobs = [(f"t{n}", tenant) for n in range(3)] + [(f"p{n}", "pooled") for n in range(2)]
+        for job_id, key in jobs:
+            keyed.api("POST", "api/v1/jobs", {"name": "blocker", "job_id": job_id, "key": key})
+        try:
+            wait_for(
+                driver,
+                "three limited keys",
+                keys_show(
+                    driver,
+                    [
+                        ("api", "0", "0", "10 starts per 1 min", "", "false"),
+                        ("pooled", "1", "1", "at most 1 running", "(the pool's key_limit)", "true"),
+                        (tenant, "2", "1", "at most 2 running", "", "true"),
+                    ],
+                ),
+            )
+            assert not driver.find_element(By.ID, "keys-empty").is_displayed()
+            assert driver.find_elements(By.CSS_SELECTOR, "#keys b") == []  # the key is text
+            # Its own limit deleted, the tenant is held at the pool's (1), its 2 still running.
+            assert keyed.api("DELETE", tenant_path)["removed"] is True
+            wait_for(
+                driver,
+                "the tenant at the pool's limit",
+                keys_show(
+                    driver,
+                    [
+                        ("api", "0", "0", "10 starts per 1 min", "", "false"),
+                        ("pooled", "1", "1", "at most 1 running", "(the pool's key_limit)", "true"),
+                        (tenant, "2", "1", "at most 1 running", "(the pool's key_limit)", "true"),
+                    ],
+                ),
+            )
+        finally:
+            for job_id, _ in jobs:
+                keyed.call("POST", f"api/v1/jobs/{job_id}/cancel")
+        # Nothing held back any more: only the key with a limit of its own is listed.
+        wait_for(
+            driver,
+            "only the key with a limit",
+            keys_show(driver, [("api", "0", "0", "10 starts per 1 min", "", "false")]),
+        )
+        keyed.api("DELETE", "api/v1/limits/api")
+        wait_for(driver, "no limited keys", empty)
+        assert not driver.find_element(By.ID, "keys-table").is_displayed()
+        assert console_errors(driver) == []
+
+
 def test_disconnected_state_and_recovery(driver: WebDriver, tmp_path: Path) -> None:
     _require_chromium()
     port = free_port()

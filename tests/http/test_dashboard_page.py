@@ -11,7 +11,7 @@ import anyio
 import httpx
 import pytest
 
-from trio_jobpool import JobRegistry, open_job_pool
+from trio_jobpool import JobRegistry, Rate, open_job_pool
 from trio_jobpool.http import create_app
 from trio_jobpool.http._dashboard import FIRST_JOBS, NEXT_DUE, dashboard_bytes
 
@@ -153,6 +153,41 @@ async def test_the_first_round_holds_the_schedules() -> None:
             hourly = next(s for s in data["schedules"] if s["name"] == "hourly")
             assert (hourly["job_name"], hourly["args"], hourly["every"]) == ("echo", ["y"], 3600)
             assert (hourly["paused"], hourly["priority"]) == (True, 2)
+
+
+async def test_the_first_round_holds_the_limits() -> None:
+    """As ``GET api/v1/limits`` gives them: the keys' own limits and the limited keys with
+    their counts; a key (set in code) that would end the data block stays inside it."""
+    registry = JobRegistry()
+
+    @registry.job(name="echo")
+    async def echo(value: str) -> str:
+        await anyio.lowlevel.checkpoint()
+        return value
+
+    async with open_job_pool(2, 10, registry=registry) as pool:
+        app = create_app(pool, registry)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+            data = first_round((await client.get("/")).text)
+            assert data["limits"] == {"limits": {}, "keys": []}
+            await pool.set_limit(NASTY_ID, max_running=0)
+            await pool.set_limit("api", rate=Rate(10, 60))
+            held = await pool.submit(echo, "held", key=NASTY_ID)
+            page = (await client.get("/")).text
+            assert "</script><script>alert" not in page
+            data = first_round(page)
+            api = (await client.get("/api/v1/limits")).json()
+            assert data["limits"] == api
+            assert [k["key"] for k in data["limits"]["keys"]] == sorted([NASTY_ID, "api"])
+            nasty = next(k for k in data["limits"]["keys"] if k["key"] == NASTY_ID)
+            assert (nasty["running"], nasty["waiting"], nasty["limit"]) == (
+                0,
+                1,
+                {"max_running": 0, "rate": None},
+            )
+            await pool.set_limit(NASTY_ID)
+            await held.wait()
 
 
 def test_the_shipped_page_has_an_empty_data_block() -> None:

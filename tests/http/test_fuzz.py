@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 
 ACCEPTED: dict[str, list[str]] = {}  # by server: ids of the jobs it answered 202 for
 DECLARED: dict[str, set[str]] = {}  # by server: names of the schedules it declared (200, 201)
+LIMITED: dict[str, dict[str, bool]] = {}  # by server: key -> set (True) or deleted, its last 200
 
 
 @pytest.fixture(scope="module", params=["trio", "asyncio"])
@@ -56,7 +57,7 @@ def test_every_operation_answers_as_documented(
     # (schemathesis's own pytest plugin does not work with pytest 9 yet: its strategies,
     # driven by hypothesis here)
     operations = [result.ok() for result in api_schema.get_all_operations()]
-    assert len(operations) == 13
+    assert len(operations) == 17
     for operation in operations:
         # (a job id in a path cannot be invalid: any string is one)
         if mode is GenerationMode.NEGATIVE and not (operation.query or operation.body):
@@ -70,6 +71,7 @@ def test_every_operation_answers_as_documented(
         )
         @given(case=operation.as_strategy(generation_mode=mode))
         def check(case: schemathesis.Case[Any]) -> None:  # (as_strategy gives Case[Any])
+            _cap_wait(case)
             response = case.call_and_validate(timeout=15)
             assert response.status_code < 500
             submit = case.method == "POST" and case.path == "/api/v1/jobs"
@@ -78,6 +80,10 @@ def test_every_operation_answers_as_documented(
             declare = case.method == "PUT" and case.path == "/api/v1/schedules/{name}"
             if declare and response.status_code in (200, 201):
                 DECLARED.setdefault(fuzz_server.url, set()).add(response.json()["name"])
+            limited = case.path == "/api/v1/limits/{key}" and case.method in ("PUT", "DELETE")
+            if limited and response.status_code == 200:
+                keys = LIMITED.setdefault(fuzz_server.url, {})
+                keys[response.json()["key"]] = case.method == "PUT"
 
         try:
             check()
@@ -108,6 +114,29 @@ def test_nothing_accepted_was_lost(fuzz_server: Server) -> None:
     for name in declared - listed:
         status, _ = fuzz_server.call("GET", f"api/v1/schedules/{_quote(name)}")
         assert status == 404, name  # deleted by a DELETE the fuzzing drew
+    # Valid limits were drawn and set: a key whose last answered request set its limit has
+    # it, one whose last deleted it has none.
+    limited = LIMITED.get(fuzz_server.url, {})
+    assert any(limited.values()), "the fuzzing never had a limit set"
+    kept = set(fuzz_server.api("GET", "api/v1/limits")["limits"])
+    assert kept == {key for key, is_set in limited.items() if is_set}
+
+
+MAX_WAIT = 1.0  # seconds: the longest ?wait sent (see _cap_wait)
+
+
+def _cap_wait(case: schemathesis.Case[Any]) -> None:
+    """Send a valid ``?wait`` of ``GET /api/v1/jobs/{job_id}`` above ``MAX_WAIT`` as
+    ``MAX_WAIT``, as tests/http/_fuzz_hooks.py does for the command line: a drawn id may be a
+    job's that stays live (a ``blocker``, a scheduled job, a job of a key held at its limit),
+    and the request would then take the whole wait, up to 60 s, past its timeout. Still a
+    valid request, answered as documented; an invalid one is sent as drawn."""
+    query = case.query
+    if case.operation.label != "GET /api/v1/jobs/{job_id}" or not isinstance(query, dict):
+        return
+    wait = query.get("wait")
+    if isinstance(wait, int | float) and not isinstance(wait, bool) and MAX_WAIT < wait <= 60:
+        query["wait"] = MAX_WAIT
 
 
 def _quote(job_id: str) -> str:
@@ -201,5 +230,5 @@ def test_schemathesis_cli_with_every_check(tmp_path: Path) -> None:
             _, errors = serve.communicate()
     report = run.stdout[-6000:] + run.stderr[-2000:]
     assert run.returncode == 0, report
-    assert "13 passed" in run.stdout or "Tested: 13" in run.stdout, report
+    assert "17 passed" in run.stdout or "Tested: 17" in run.stdout, report
     assert "Traceback" not in errors, errors

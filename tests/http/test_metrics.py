@@ -18,8 +18,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from trio_jobpool import TIME_BUCKETS, JobRegistry, open_job_pool
-from trio_jobpool.http import create_app
+from trio_jobpool import TIME_BUCKETS, JobRegistry, Limit, Rate, open_job_pool
+from trio_jobpool.http import create_app, pool_registry
 
 from .test_app import Jobs, served
 
@@ -142,6 +142,46 @@ def test_each_pool_has_a_registry_of_its_own() -> None:
     anyio.run(main)
 
 
+async def test_pool_registry_alone_has_the_keys_of_limited_keys() -> None:
+    """The key gauges and the delayed starts come from the pool at each scrape (no app
+    needed): one series per key of ``pool.limited_keys()`` (its own limit, or held at the
+    pool's ``key_limit``), ``jobpool_key_max_running`` only where the limit has one."""
+    jobs = Jobs()
+    async with open_job_pool(
+        4, 20, registry=jobs.registry, key_limit=Limit(max_running=1), shutdown_timeout=0
+    ) as pool:
+        registry = pool_registry(pool)
+
+        def scraped() -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
+            found: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
+            text = prometheus_client.generate_latest(registry).decode()
+            for family in text_string_to_metric_families(text):
+                for sample in family.samples:
+                    labels = tuple(sorted(sample.labels.items()))
+                    found.setdefault(sample.name, {})[labels] = sample.value
+            return found
+
+        assert "jobpool_key_running" not in scraped()
+        assert scraped()["jobpool_delayed_starts_total"] == {(): 0.0}
+        await pool.set_limit("api", rate=Rate(100, 60))
+        for key in ("held", "held", "free"):
+            await pool.submit(jobs.block, key, key=key)
+        await anyio.wait_all_tasks_blocked()
+        samples = scraped()
+        assert samples["jobpool_key_running"] == {
+            (("key", "api"),): 0.0,
+            (("key", "held"),): 1.0,
+        }
+        assert samples["jobpool_key_waiting"] == {
+            (("key", "api"),): 0.0,
+            (("key", "held"),): 1.0,
+        }
+        assert samples["jobpool_key_max_running"] == {(("key", "held"),): 1.0}
+        await pool.set_limit("held", max_running=2)  # releases the held job: a delayed start
+        assert scraped()["jobpool_delayed_starts_total"] == {(): 1.0}
+        jobs.release.set()
+
+
 async def test_refused_submissions_are_counted_by_reason() -> None:
     async with served(max_workers=1, queue_size=0, submit_wait=0.01, token="tok") as (
         _,
@@ -219,6 +259,7 @@ def test_the_alert_rules_are_well_formed() -> None:
         "HighJobFailureRate",
         "HighWorkerUtilization",
         "ScheduleSkippingTicks",
+        "KeyAtLimit",
     }
     for rule in rules:
         assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
@@ -237,6 +278,8 @@ async def test_the_alert_rules_use_only_metrics_the_app_exports() -> None:
         # A schedule, so that the schedule counters have a series each.
         body = {"name": "add", "args": [1, 1], "every": 3600}
         assert (await client.put("/api/v1/schedules/s", json=body)).status_code == 201
+        # A key with a limit of its own, so that the key gauges have a series each.
+        assert (await client.put("/api/v1/limits/k", json={"max_running": 1})).status_code == 200
         exported = set(await scrape(client)) | {"jobpool_http_rejected_total"}
         families = {n.removesuffix(s) for n in exported for s in ("_bucket", "_sum", "_count")}
     used = set()

@@ -87,12 +87,16 @@ async def test_405_lists_every_method_of_the_path() -> None:
     names exactly the documented methods (and HEAD with GET)."""
     async with client_of("") as client:
         document = (await client.get("/openapi.json")).json()
-        assert len(document["paths"]) == 10
+        assert len(document["paths"]) == 12
         for path, operations in document["paths"].items():
             allowed = {method.upper() for method in operations}
             if "GET" in allowed:
                 allowed.add("HEAD")
-            url = path.replace("{job_id}", "some-job").replace("{name}", "some-schedule")
+            url = (
+                path.replace("{job_id}", "some-job")
+                .replace("{name}", "some-schedule")
+                .replace("{key}", "some-key")
+            )
             for method in sorted({"GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"} - allowed):
                 response = await client.request(method, url, headers=AUTH)
                 assert response.status_code == 405, (method, path, response.text)

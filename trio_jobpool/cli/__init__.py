@@ -6,8 +6,8 @@ Subcommands:
   display needs the ``[cli]`` extra, i.e. ``rich``; ``--no-live`` needs nothing more).
 * ``serve``: serve a registry's jobs over HTTP (``trio_jobpool.http``) with Hypercorn on Trio.
 * ``worker``: run the jobs of a shared store (Redis) until stopped.
-* ``submit``, ``status``, ``cancel``, ``stats``, ``schedules list|set|delete``: talk to a
-  running ``serve`` over HTTP.
+* ``submit``, ``status``, ``cancel``, ``stats``, ``schedules list|set|delete``,
+  ``limits list|set|delete``: talk to a running ``serve`` over HTTP.
 * ``prune``: delete old ended jobs from an SQLite store.
 
 Without a command, ``trio-jobpool`` prints its help on stdout and exits 0. Exit codes
@@ -17,12 +17,13 @@ bad input (a job that did not complete, 404, 409, 429, 503; a store in use, a po
 be reached or answered 5xx; 130 interrupted.
 
 The package, top to bottom (``[tool.importlinter]`` in pyproject.toml checks it): this module
-parses the arguments and calls a command module: ``_schedules`` (schedules, over
-``_client``'s ``Client``), ``_client`` (submit, status, cancel, stats), ``_serve``, ``_worker``
-(worker, prune), ``_demo``; ``serve`` and ``worker`` share ``_running`` (the registry and the
-app's schedules, the pool until a signal); all of them use ``_errors`` (:class:`CliError`, the
-exit codes) and ``_output``. No module imports one above it, and none imports a private module
-of ``trio_jobpool``: the command line is built on the public API and :mod:`trio_jobpool.http`.
+parses the arguments and calls a command module: ``_schedules`` (schedules) and ``_limits``
+(limits), over ``_client``'s ``Client``; ``_client`` (submit, status, cancel, stats),
+``_serve``, ``_worker`` (worker, prune), ``_demo``; ``serve`` and ``worker`` share
+``_running`` (the registry and the app's schedules, the pool until a signal); all of them use
+``_errors`` (:class:`CliError`, the exit codes) and ``_output``. No module imports one above
+it, and none imports a private module of ``trio_jobpool``: the command line is built on the
+public API and :mod:`trio_jobpool.http`.
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ from trio_jobpool import __version__
 from ._client import Client, cancel, parse_args_json, stats, status, submit
 from ._demo import DemoConfig, run_demo
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CliError
+from ._limits import delete_limit, list_limits, set_limit
 from ._output import DOCS_URL, write_line
 from ._running import WorkerOptions
 from ._schedules import delete_schedule, list_schedules, set_schedule
@@ -175,6 +177,23 @@ def _max_pending(text: str) -> int | None:
     return _int_at_least(0)(text)
 
 
+def _rate(text: str) -> tuple[int, float]:
+    """An argparse ``type``: ``COUNT/PER``, at most COUNT starts in any PER seconds (``10/60``,
+    ``100/1m``, ``5000/1h``: PER a duration as :func:`parse_duration` reads it): ``(count,
+    per)``."""
+    count_text, slash, per_text = text.partition("/")
+    if not slash:
+        raise argparse.ArgumentTypeError(
+            f"not a rate: {text!r} (COUNT/PER: at most COUNT starts in any PER seconds, e.g. "
+            "10/60 or 100/1m)"
+        )
+    count = _int_at_least(1)(count_text.strip())
+    per = _duration(per_text)
+    if per <= 0:
+        raise argparse.ArgumentTypeError(f"the PER of a rate must be > 0, got {per_text!r}")
+    return count, per
+
+
 def _port(text: str) -> int:
     """An argparse ``type``: a TCP port, 0 (any free port) to 65535."""
     value = _int_at_least(0)(text)
@@ -202,6 +221,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_cancel(commands)
     _add_stats(commands)
     _add_schedules(commands)
+    _add_limits(commands)
     _add_prune(commands)
     return parser
 
@@ -510,6 +530,15 @@ def _add_submit(commands: _Commands) -> None:
         metavar="SECONDS",
         help="per attempt (default: the pool's; 90, 90s, 15m, ...)",
     )
+    submit.add_argument(
+        "--key",
+        default=None,
+        metavar="KEY",
+        help=(
+            "the job's flow-control key (a tenant, an API): the key's limit ('limits set') "
+            "holds its jobs queued without holding a worker"
+        ),
+    )
     later = submit.add_mutually_exclusive_group()
     later.add_argument(
         "--delay",
@@ -704,6 +733,77 @@ def _add_schedules_set(actions: _Commands) -> None:
     declare.set_defaults(handler=_schedules_set_command)
 
 
+def _add_limits(commands: _Commands) -> None:
+    """``limits list|set|delete``: a command with commands of its own."""
+    limits = _command(
+        commands,
+        "limits",
+        help="list, set or delete the flow-control limits of a running server's keys",
+        description=(
+            "The flow-control limits of a running 'trio-jobpool serve': list the keys with a "
+            "limit of their own and the keys at their limit with jobs waiting, set a key's "
+            "limit (at most N of its jobs running at once, at most COUNT starts in any PER "
+            "seconds), or delete a key's limit. Jobs get a key with 'submit --key KEY'."
+        ),
+    )
+    actions = limits.add_subparsers(dest="action", metavar="ACTION", required=True)
+    listing = _command(
+        actions,
+        "list",
+        help="the limited keys as a table",
+        description=(
+            "Show the keys with a limit of their own and the keys now at their limit with jobs "
+            "waiting: each key's running and waiting jobs and its limit (the pool's default "
+            "limit, key_limit, marked as such)."
+        ),
+    )
+    listing.add_argument("--json", action="store_true", help="print the JSON the server sent")
+    _add_client_options(listing, token=False)
+    listing.set_defaults(handler=_limits_list_command)
+    declare = _command(
+        actions,
+        "set",
+        help="set a key's limit",
+        description=(
+            "Set the limit of the key KEY on a running server: --max-running, --rate or both. "
+            "The limit replaces the key's own limit whole: a part left out is unlimited. "
+            "Takes effect at once: a raised limit starts the key's waiting jobs on idle "
+            "workers; a lowered one cancels nothing. Prints the limit set and the key's "
+            "running and waiting jobs."
+        ),
+    )
+    declare.add_argument("key", metavar="KEY", help="the flow-control key")
+    declare.add_argument(
+        "--max-running",
+        type=_int_at_least(0),
+        default=None,
+        metavar="N",
+        help="at most N of the key's jobs running at once (0 holds them all)",
+    )
+    declare.add_argument(
+        "--rate",
+        type=_rate,
+        default=None,
+        metavar="COUNT/PER",
+        help="at most COUNT starts of the key in any PER seconds: 10/60, 100/1m, 5000/1h",
+    )
+    _add_client_options(declare, token=True)
+    declare.set_defaults(handler=_limits_set_command)
+    delete = _command(
+        actions,
+        "delete",
+        help="delete a key's limit",
+        description=(
+            "Delete the limit of the key KEY on a running server (the pool's default limit, "
+            "key_limit, applies to it again). A key without a limit of its own is not an "
+            "error: it prints 'no limit of its own: KEY' and exits 0."
+        ),
+    )
+    delete.add_argument("key", metavar="KEY", help="the flow-control key")
+    _add_client_options(delete, token=True)
+    delete.set_defaults(handler=_limits_delete_command)
+
+
 def _add_prune(commands: _Commands) -> None:
     prune = _command(
         commands,
@@ -787,6 +887,7 @@ def _submit_command(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         delay=args.delay,
         at=args.at,
+        key=args.key,
         wait=args.wait,
     )
 
@@ -827,6 +928,26 @@ def _schedules_set_command(args: argparse.Namespace) -> int:
 
 def _schedules_delete_command(args: argparse.Namespace) -> int:
     return delete_schedule(Client(args.url, token=args.token), args.name)
+
+
+def _limits_list_command(args: argparse.Namespace) -> int:
+    return list_limits(Client(args.url), as_json=args.json)
+
+
+def _limits_set_command(args: argparse.Namespace) -> int:
+    if args.max_running is None and args.rate is None:
+        raise CliError(
+            EXIT_BAD_INPUT,
+            "give --max-running N, --rate COUNT/PER or both ('limits delete KEY' removes a "
+            "key's limit)",
+        )
+    return set_limit(
+        Client(args.url, token=args.token), args.key, max_running=args.max_running, rate=args.rate
+    )
+
+
+def _limits_delete_command(args: argparse.Namespace) -> int:
+    return delete_limit(Client(args.url, token=args.token), args.key)
 
 
 def _prune_command(args: argparse.Namespace) -> int:

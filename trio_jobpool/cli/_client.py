@@ -172,11 +172,13 @@ def submit(
     timeout: float | None = None,
     delay: float | None = None,
     at: str | None = None,
+    key: str | None = None,
     wait: bool = False,
 ) -> int:
     """``submit``: print the new job's id; with ``wait``, its result once it has ended. A job
     the server scheduled (``delay``, ``at``: an RFC 3339 time, which the server checks) is
-    also reported on stderr with its due time: stdout keeps only the id, for scripts."""
+    also reported on stderr with its due time: stdout keeps only the id, for scripts.
+    ``key``: the job's flow-control key (the server checks it: 422, exit 2)."""
     body: dict[str, Any] = {"name": name, "args": args}
     if priority is not None:
         body["priority"] = priority
@@ -188,6 +190,8 @@ def submit(
         body["delay"] = delay
     if at is not None:
         body["at"] = at
+    if key is not None:
+        body["key"] = key
     answer = client.request("POST", "/api/v1/jobs", body)
     new_id = str(answer["job_id"])
     if answer.get("status") == "scheduled":

@@ -36,10 +36,11 @@ def dashboard_bytes(name: str) -> bytes:
 
 def dashboard_page(first_round: str) -> bytes:
     """``index.html`` with the JSON text ``first_round`` (an object with the keys ``info``,
-    ``stats``, ``jobs``, ``scheduled`` and ``schedules``: the answers of ``pool/info``,
-    ``pool/stats``, the ``jobs`` of ``GET api/v1/jobs?limit=25`` and of
+    ``stats``, ``jobs``, ``scheduled``, ``schedules`` and ``limits``: the answers of
+    ``pool/info``, ``pool/stats``, the ``jobs`` of ``GET api/v1/jobs?limit=25`` and of
     ``GET api/v1/jobs?status=scheduled&limit=5`` (``[]`` when the stats count no scheduled
-    job), the ``schedules`` of ``GET api/v1/schedules``) in its data block."""
+    job), the ``schedules`` of ``GET api/v1/schedules``, and the answer of
+    ``GET api/v1/limits``) in its data block."""
     page = dashboard_bytes("index.html")
     data = first_round.translate(_ESCAPES).encode()
     return page.replace(_SLOT, _SLOT.replace(b">null<", b">" + data + b"<"), 1)

@@ -19,10 +19,12 @@ from typing import Any, Final, NoReturn, TypedDict
 
 from starlette.requests import ClientDisconnect, Request
 
-from trio_jobpool import JobRegistry, RetryPolicy
+from trio_jobpool import JobRegistry, Limit, Rate, RetryPolicy
 
 __all__ = [
+    "MAX_COUNT",
     "MAX_JOB_ID",
+    "MAX_KEY",
     "MAX_PRIORITY",
     "MAX_SCHEDULE_NAME",
     "MISFIRES",
@@ -33,6 +35,8 @@ __all__ = [
     "Submission",
     "float_param",
     "int_param",
+    "parse_key",
+    "parse_limit",
     "parse_resize",
     "parse_schedule",
     "parse_schedule_name",
@@ -45,6 +49,11 @@ MAX_JOB_ID: Final = 200
 """The longest ``job_id`` a client may give, in characters."""
 MAX_PRIORITY: Final = 2**53 - 1
 """The largest magnitude of a priority (what every store, and JavaScript, holds exactly)."""
+MAX_KEY: Final = 200
+"""The longest flow-control key a client may give, in characters (the pool's own bound)."""
+MAX_COUNT: Final = MAX_PRIORITY
+"""The largest ``max_running`` and rate ``count`` a client may give (held exactly by every
+store, and by JavaScript)."""
 MAX_SCHEDULE_NAME: Final = MAX_JOB_ID - len("@2027-01-12T01:30:00Z")
 """The longest schedule name a client may give: its ticks' job ids (``name@tick``) are then
 at most ``MAX_JOB_ID`` characters, ids a client can name too."""
@@ -54,8 +63,10 @@ MISFIRES: Final = ("skip", "once")
 """The values of a schedule's ``misfire`` (``JobPool.schedule``)."""
 
 _SUBMIT_FIELDS: Final = frozenset(
-    {"name", "args", "priority", "job_id", "timeout", "retry", "delay", "at"}
+    {"name", "args", "priority", "job_id", "timeout", "retry", "delay", "at", "key"}
 )
+_LIMIT_FIELDS: Final = frozenset({"max_running", "rate"})
+_RATE_FIELDS: Final = frozenset({"count", "per"})
 _RETRY_FIELDS: Final = frozenset({"max_attempts", "backoff", "max_backoff", "jitter"})
 _SCHEDULE_FIELDS: Final = frozenset(
     {
@@ -171,6 +182,7 @@ class SubmitOptions(TypedDict):
     retry: RetryPolicy | None
     delay: float | None
     at: datetime.datetime | None
+    key: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,10 +219,21 @@ def parse_submission(body: object, registry: JobRegistry) -> Submission:
     at = _date_time(fields, "at")
     if delay is not None and at is not None:
         _invalid("give 'delay' or 'at', not both")
+    key = fields.get("key")
+    if key is not None:
+        if not isinstance(key, str):
+            _invalid(f"'key' must be a string or null, got {json.dumps(key)[:100]}")
+        key = _key(key, "'key'")
     if name not in registry:
         raise ApiError(400, "unknown_job_name", f"no job is registered as {name!r}")
     options = SubmitOptions(
-        job_id=job_id, priority=priority, timeout=timeout, retry=retry, delay=delay, at=at
+        job_id=job_id,
+        priority=priority,
+        timeout=timeout,
+        retry=retry,
+        delay=delay,
+        at=at,
+        key=key,
     )
     return Submission(name, tuple(args), options)
 
@@ -325,6 +348,58 @@ def _word(fields: dict[str, Any], name: str, allowed: tuple[str, ...]) -> str:
             f"{name!r} must be one of {', '.join(map(repr, allowed))}, got {json.dumps(value)}"
         )
     return str(value)
+
+
+def parse_key(key: str) -> str:
+    """A flow-control key from a path (``/api/v1/limits/{key}``), as a submission's ``key`` is
+    checked (422 ``invalid``)."""
+    return _key(key, "a key")
+
+
+def _key(key: str, what: str) -> str:
+    """``key`` if it is a key a client may give: 1 to ``MAX_KEY`` characters, no ``/``, no
+    control characters and no lone surrogates, not ``.`` or ``..`` (the characters of a job id):
+    every key a submission gives is then one segment of a URL, its limit's
+    ``/api/v1/limits/{key}``. Else 422 ``invalid`` naming ``what``."""
+    if not 1 <= len(key) <= MAX_KEY:
+        _invalid(f"{what} must be a string of 1 to {MAX_KEY} characters")
+    if not _JOB_ID.fullmatch(key) or key in (".", ".."):
+        _invalid(
+            f"{what} must not contain '/', control characters or lone surrogates, "
+            "nor be '.' or '..'"
+        )
+    return key
+
+
+def parse_limit(body: object) -> Limit:
+    """The :class:`Limit` of a ``PUT /api/v1/limits/{key}`` body, ``{"max_running": 2, "rate":
+    {"count": 10, "per": 60}}`` (422 ``invalid``, naming the field): ``max_running`` an integer
+    within 0 and ``MAX_COUNT`` or ``null``; ``rate`` ``null`` or an object of exactly ``count``
+    (an integer within 1 and ``MAX_COUNT``) and ``per`` (seconds, a number ``> 0``). ``null``
+    is the same as leaving a field out; at least one of them must be given (a limit of
+    neither limits nothing: ``DELETE`` removes a key's limit)."""
+    fields = _object(body, _LIMIT_FIELDS, "the body")
+    max_running = None
+    if fields.get("max_running") is not None:
+        max_running = _int(fields, "max_running", 0, 0, MAX_COUNT)
+    rate = None
+    if fields.get("rate") is not None:
+        given = _object(fields["rate"], _RATE_FIELDS, "'rate'")
+        if "count" not in given or "per" not in given:
+            _invalid("'rate' must have both 'count' and 'per'")
+        count = _int(given, "count", 0, 1, MAX_COUNT)
+        per = given["per"]
+        if type(per) not in (int, float) or not 0 < per < math.inf:
+            _invalid(f"'per' must be a number of seconds > 0, got {json.dumps(per)[:100]}")
+        try:
+            rate = Rate(count, float(per))
+        except OverflowError:  # an int of hundreds of digits
+            _invalid("'per' is too large")
+    if max_running is None and rate is None:
+        _invalid(
+            "give 'max_running', 'rate' or both (DELETE /api/v1/limits/{key} removes a key's limit)"
+        )
+    return Limit(max_running=max_running, rate=rate)
 
 
 def parse_resize(body: object, low: int, high: int) -> int:

@@ -12,7 +12,16 @@ from typing import Any
 
 from trio_jobpool import PoolStats, __version__
 
-from ._input import MAX_JOB_ID, MAX_PRIORITY, MAX_SCHEDULE_NAME, MISFIRES, OVERLAPS, time_zones
+from ._input import (
+    MAX_COUNT,
+    MAX_JOB_ID,
+    MAX_KEY,
+    MAX_PRIORITY,
+    MAX_SCHEDULE_NAME,
+    MISFIRES,
+    OVERLAPS,
+    time_zones,
+)
 
 __all__ = ["openapi_document"]
 
@@ -20,6 +29,26 @@ Schema = dict[str, Any]
 
 _NUMBER_OR_NULL: Schema = {"type": ["number", "null"]}
 _SECONDS: Schema = {"type": ["number", "null"], "minimum": 0}
+
+# One segment of a URL path: no "/", no control characters (a job id, a schedule's name, a key).
+_SEGMENT = "^[^/\\u0000-\\u001f\\u007f]+$"
+_KEY: Schema = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": MAX_KEY,
+    "pattern": _SEGMENT,
+    "not": {"enum": [".", ".."]},
+}
+_MAX_RUNNING: Schema = {
+    "type": ["integer", "null"],
+    "minimum": 0,
+    "maximum": MAX_COUNT,
+    "description": "at most this many of the key's jobs run at once (0: none); null: no bound",
+}
+_RATE_OR_NULL: Schema = {
+    "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Rate"}],
+    "description": "at most count starts of the key in any window of per seconds; null: none",
+}
 
 _ALL: list[str] = []  # "required": every property; the loop after _SCHEMAS fills it in
 
@@ -61,7 +90,7 @@ _SCHEMAS: dict[str, Schema] = {
                 "type": ["string", "null"],
                 "minLength": 1,
                 "maxLength": MAX_JOB_ID,
-                "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
+                "pattern": _SEGMENT,
                 "not": {"enum": [".", ".."]},
             },
             "timeout": {**_SECONDS, "description": "seconds per attempt; null: the pool's"},
@@ -79,6 +108,14 @@ _SCHEMAS: dict[str, Schema] = {
                 "description": (
                     "run no earlier than this RFC 3339 time, with its offset (Z or +01:00); a "
                     "time not in the future submits at once. Not with delay"
+                ),
+            },
+            "key": {
+                **_KEY,
+                "type": ["string", "null"],
+                "description": (
+                    "the job's flow-control key (a tenant, an API): its limit "
+                    "(PUT /api/v1/limits/{key}) holds its jobs queued without holding a worker"
                 ),
             },
         },
@@ -107,6 +144,7 @@ _SCHEMAS: dict[str, Schema] = {
             "job_id": {"type": "string"},
             "name": {"type": "string"},
             "priority": {"type": "integer"},
+            "key": {"type": ["string", "null"], "description": "its flow-control key"},
             "status": {
                 "enum": [
                     "scheduled",
@@ -290,6 +328,82 @@ _SCHEMAS: dict[str, Schema] = {
         "required": ["message", "name"],
         "properties": {"message": {"const": "schedule deleted"}, "name": {"type": "string"}},
     },
+    "Rate": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "per"],
+        "properties": {
+            "count": {"type": "integer", "minimum": 1, "maximum": MAX_COUNT},
+            "per": {"type": "number", "exclusiveMinimum": 0, "description": "seconds"},
+        },
+    },
+    "LimitDefinition": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {"max_running": _MAX_RUNNING, "rate": _RATE_OR_NULL},
+        # at least one of them (null is not given)
+        "anyOf": [
+            {"required": ["max_running"], "properties": {"max_running": {"type": "integer"}}},
+            {"required": ["rate"], "properties": {"rate": {"type": "object"}}},
+        ],
+    },
+    "Limit": {
+        "type": "object",
+        "required": _ALL,
+        "properties": {"max_running": _MAX_RUNNING, "rate": _RATE_OR_NULL},
+    },
+    "KeyStats": {
+        "type": "object",
+        "required": _ALL,
+        "properties": {
+            "key": {"type": "string"},
+            "running": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "its jobs running now (in this process)",
+            },
+            "waiting": {
+                "type": "integer",
+                "minimum": 0,
+                "description": "its jobs queued now (in this process)",
+            },
+            "limit": {
+                "oneOf": [{"type": "null"}, {"$ref": "#/components/schemas/Limit"}],
+                "description": "the limit that applies: its own, else the pool's key_limit",
+            },
+        },
+    },
+    "LimitList": {
+        "type": "object",
+        "required": ["limits", "keys"],
+        "properties": {
+            "limits": {
+                "type": "object",
+                "additionalProperties": {"$ref": "#/components/schemas/Limit"},
+                "description": "every key's own limit, by key",
+            },
+            "keys": {
+                "type": "array",
+                "items": {"$ref": "#/components/schemas/KeyStats"},
+                "description": (
+                    "the keys with a limit of their own, and the keys at their limit with "
+                    "jobs waiting, sorted by key"
+                ),
+            },
+        },
+    },
+    "LimitDeleted": {
+        "type": "object",
+        "required": ["message", "key", "removed"],
+        "properties": {
+            "message": {"enum": ["limit deleted", "the key had no limit of its own"]},
+            "key": {"type": "string"},
+            "removed": {
+                "type": "boolean",
+                "description": "whether the key had a limit of its own",
+            },
+        },
+    },
 }
 
 for _schema in _SCHEMAS.values():
@@ -307,7 +421,8 @@ _ERRORS = {
     415: "the body is not declared JSON (Content-Type: application/json)",
     422: (
         "a field or parameter is missing, of the wrong type or out of range (the message "
-        "names it); delay with at; a bad cron expression, zone, or cron with every"
+        "names it); delay with at; a bad cron expression, zone, or cron with every; a "
+        "limit of neither max_running nor rate; a key a path cannot hold"
     ),
     429: "the queue is full; try again after Retry-After seconds",
     503: "the pool is closed, its store cannot be reached, or too many bodies are being read",
@@ -352,6 +467,14 @@ _SCHEDULE_PARAMETER: Schema = {
     "required": True,
     "description": "the schedule's name",
     "schema": {"type": "string", "minLength": 1},
+}
+
+_KEY_PARAMETER: Schema = {
+    "name": "key",
+    "in": "path",
+    "required": True,
+    "description": "the flow-control key",
+    "schema": _KEY,
 }
 
 
@@ -479,7 +602,7 @@ _PATHS: dict[str, Any] = {
                         "type": "string",
                         "minLength": 1,
                         "maxLength": MAX_SCHEDULE_NAME,
-                        "pattern": "^[^/\\u0000-\\u001f\\u007f]+$",
+                        "pattern": _SEGMENT,
                         "not": {"enum": [".", ".."]},
                     },
                 }
@@ -507,6 +630,48 @@ _PATHS: dict[str, Any] = {
             "responses": {
                 "200": _json("ScheduleDeleted", "removed"),
                 **_errors(401, 403, 404, 503),
+            },
+            "security": [{"bearer": []}],
+        },
+    },
+    "/api/v1/limits": {
+        "get": {
+            "summary": (
+                "The keys' own limits, and the keys with a limit or held at one, with their "
+                "running and waiting jobs"
+            ),
+            "operationId": "listLimits",
+            "responses": {"200": _json("LimitList", "the limits and the keys"), **_errors(503)},
+        }
+    },
+    "/api/v1/limits/{key}": {
+        "get": {
+            "summary": "A key's running and waiting jobs, and the limit that applies to it",
+            "operationId": "getKeyStats",
+            "parameters": [_KEY_PARAMETER],
+            "responses": {"200": _json("KeyStats", "the key's stats"), **_errors(422)},
+        },
+        "put": {
+            "summary": "Set a key's limit (replacing its own limit, if it has one)",
+            "operationId": "setLimit",
+            "parameters": [_KEY_PARAMETER],
+            "requestBody": _body("LimitDefinition"),
+            "responses": {
+                "200": _json("KeyStats", "set: the key's stats, with the limit set"),
+                **_errors(400, 401, 403, 408, 413, 415, 422, 503),
+            },
+            "security": [{"bearer": []}],
+        },
+        "delete": {
+            "summary": (
+                "Remove a key's own limit (the pool's key_limit applies again); a key without "
+                "one is answered 200 too"
+            ),
+            "operationId": "deleteLimit",
+            "parameters": [_KEY_PARAMETER],
+            "responses": {
+                "200": _json("LimitDeleted", "removed, or there was none"),
+                **_errors(401, 403, 422, 503),
             },
             "security": [{"bearer": []}],
         },

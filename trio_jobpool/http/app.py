@@ -42,6 +42,8 @@ from trio_jobpool import (
     JobPool,
     JobRegistry,
     JobStatus,
+    KeyStats,
+    Limit,
     PoolClosed,
     PoolStats,
     QueueFull,
@@ -59,6 +61,8 @@ from ._input import (
     ApiError,
     float_param,
     int_param,
+    parse_key,
+    parse_limit,
     parse_resize,
     parse_schedule,
     parse_schedule_name,
@@ -256,6 +260,12 @@ def _routes(api: _Api, dashboard: bool) -> list[BaseRoute]:
             "GET": api.schedule,
             "PUT": api.declare_schedule,
             "DELETE": api.delete_schedule,
+        },
+        "/api/v1/limits": {"GET": api.list_limits},
+        "/api/v1/limits/{key}": {
+            "GET": api.key_limit,
+            "PUT": api.set_limit,
+            "DELETE": api.delete_limit,
         },
         "/healthz": {"GET": api.health},
         "/metrics": {"GET": api.metrics},
@@ -565,6 +575,73 @@ class _Api:
             raise ApiError(404, "not_found", f"no schedule {name!r}") from None
         return _json(200, {"message": "schedule deleted", "name": name})
 
+    # -- flow control: the limits of keys ---------------------------------------------------------
+
+    async def list_limits(self, request: Request) -> Response:
+        """``GET /api/v1/limits``: :meth:`_limits` (every key's own limit, and the keys of
+        :meth:`JobPool.limited_keys` with their counts)."""
+        return _json(200, await self._limits())
+
+    async def _limits(self) -> dict[str, Any]:
+        """``{"limits": {key: limit}, "keys": [key stats]}``: ``limits`` is ``await
+        pool.limits()`` (the keys' own limits, sorted by key; the pool's ``key_limit`` is not
+        one); ``keys`` is ``pool.limited_keys()`` (the keys with a limit of their own and
+        those at their limit with jobs waiting), and ``pool.key_stats(key)`` of any key of
+        ``limits`` it lacks, sorted by key: so every key of ``limits`` has its running and
+        waiting jobs there. Bounded by the keys given limits and those held back, never one
+        entry per key ever seen.
+
+        Raises:
+            StoreError: a distributed pool's Redis does not answer (503).
+        """
+        pool = self.pool
+        limits = await pool.limits()
+        keys = {stats.key: stats for stats in pool.limited_keys()}
+        for key in limits:
+            if key not in keys:
+                keys[key] = pool.key_stats(key)
+        return {
+            "limits": {key: limit.to_json() for key, limit in limits.items()},
+            "keys": [_key_json(keys[key]) for key in sorted(keys)],
+        }
+
+    async def key_limit(self, request: Request) -> Response:
+        """``GET /api/v1/limits/{key}``: ``pool.key_stats(key)``: the key's running and
+        waiting jobs and the limit that applies to it (its own, else the pool's ``key_limit``;
+        ``null``: none). Any valid key has stats (zeros for a key never seen): never 404."""
+        key = parse_key(request.path_params["key"])
+        return _json(200, _key_json(self.pool.key_stats(key)))
+
+    async def set_limit(self, request: Request) -> Response:
+        """``PUT /api/v1/limits/{key}``: ``pool.set_limit(key, max_running=..., rate=...)``,
+        which replaces the key's own limit (the parts not given are unlimited). 200 with the
+        key's stats afterwards (:meth:`key_limit`), whose ``limit`` is the one just set.
+
+        The key and the body are checked first (422 ``invalid`` naming the field), so a
+        refused request changes nothing. Cancelled (the client gone) while a store writes the
+        limit, the limit may or may not have been set."""
+        key = parse_key(request.path_params["key"])
+        limit = parse_limit(await self._body(request))
+        try:
+            await self.pool.set_limit(key, max_running=limit.max_running, rate=limit.rate)
+        except PoolClosed as exc:
+            raise ApiError(503, "pool_closed", str(exc)) from None
+        return _json(200, _key_json(self.pool.key_stats(key)))
+
+    async def delete_limit(self, request: Request) -> Response:
+        """``DELETE /api/v1/limits/{key}``: ``pool.set_limit(key)``, which removes the key's
+        own limit (the pool's ``key_limit`` applies to it again). Idempotent: a key without a
+        limit of its own is answered 200 too, with ``"removed": false`` (whether it had one
+        as ``pool.limits()`` read it just before)."""
+        key = parse_key(request.path_params["key"])
+        had = key in await self.pool.limits()
+        try:
+            await self.pool.set_limit(key)
+        except PoolClosed as exc:
+            raise ApiError(503, "pool_closed", str(exc)) from None
+        message = "limit deleted" if had else "the key had no limit of its own"
+        return _json(200, {"message": message, "key": key, "removed": had})
+
     # -- the pool ------------------------------------------------------------------------------
 
     async def stats(self, request: Request) -> Response:
@@ -670,7 +747,7 @@ class _Api:
     async def page(self, request: Request) -> Response:
         """``GET /``: the dashboard, with the answers of its first round in it
         (:func:`dashboard_page`): ``pool/info``, ``pool/stats``, the first jobs, the next
-        scheduled ones and the periodic schedules."""
+        scheduled ones, the periodic schedules and the limits of keys."""
         pool = self.pool
         jobs = [await _job_json(job) for job in pool.recent_jobs(FIRST_JOBS)]
         stats = pool.stats()
@@ -682,6 +759,7 @@ class _Api:
             "jobs": jobs,
             "scheduled": [await _job_json(job) for job in due],
             "schedules": [_schedule_json(schedule) for schedule in schedules],
+            "limits": await self._limits(),
         }
         page = dashboard_page(_ENCODER.encode(first))
         return _dashboard_file(page, "text/html; charset=utf-8")
@@ -721,6 +799,7 @@ async def _job_json(handle: JobHandle[Any]) -> dict[str, Any]:
         "job_id": handle.job_id,
         "name": handle.name,
         "priority": handle.priority,
+        "key": handle.key,
         "status": status.value,
         "attempts": handle.attempts,
         "progress": handle.progress,
@@ -761,6 +840,22 @@ def _schedule_json(schedule: Schedule) -> dict[str, Any]:
         "runs": schedule.runs,
         "skipped": schedule.skipped,
     }
+
+
+def _key_json(stats: KeyStats) -> dict[str, Any]:
+    """A key's stats as the API gives them (docs/service.md): every field of ``KeyStats``,
+    ``limit`` as ``Limit.to_json()`` gives it (``null``: no limit applies)."""
+    return {
+        "key": stats.key,
+        "running": stats.running,
+        "waiting": stats.waiting,
+        "limit": _limit_json(stats.limit),
+    }
+
+
+def _limit_json(limit: Limit | None) -> dict[str, Any] | None:
+    """``{"max_running": 2, "rate": {"count": 10, "per": 60.0}}`` (either part ``null``)."""
+    return None if limit is None else limit.to_json()
 
 
 def _retry_json(policy: RetryPolicy | None) -> dict[str, Any] | None:

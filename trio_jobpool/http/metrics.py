@@ -29,6 +29,13 @@ Metric names (``jobpool_`` prefix), all of this process's pool:
   pool, from ``pool.cluster_stats()`` when the app renders them (a distributed pool's shared
   queue, which every process reports alike; equal to the gauges above for a pool of one
   process);
+* gauges ``jobpool_key_running{key}``, ``jobpool_key_waiting{key}`` and
+  ``jobpool_key_max_running{key}``, one series each per key of ``pool.limited_keys()``: the keys
+  with a limit of their own, and the keys now at their limit with jobs waiting (so bounded by
+  the keys given limits and those held back, never one series per key ever seen);
+  ``jobpool_key_max_running`` only for a key whose limit has a ``max_running``; and the counter
+  ``jobpool_delayed_starts_total`` (``pool.delayed_starts``: jobs that started after a limit
+  held them back);
 * with an SQLite store: the gauge ``jobpool_store_failing`` (1 from a failed commit to the next
   one that succeeds: a full disk, a deleted database; jobs stay queued meanwhile and submits
   are refused) and the counter ``jobpool_store_failed_commits_total``;
@@ -119,6 +126,7 @@ class PoolCollector(Collector):
         histograms = self._pool.histograms()
         for name, key, help_text in _HISTOGRAMS:
             yield _histogram(f"jobpool_{name}", help_text, histograms[key])
+        yield from _key_metrics(self._pool)
         store = self._pool.store
         if isinstance(store, SqliteStore):
             yield GaugeMetricFamily(
@@ -140,6 +148,41 @@ class PoolCollector(Collector):
             for reason, count in sorted(self._rejections.items()):
                 rejected.add_metric([reason], count)
             yield rejected
+
+
+def _key_metrics(pool: JobPool) -> Iterable[Metric]:
+    """The gauges of the keys of ``pool.limited_keys()`` (O(those keys)) and the counter of
+    delayed starts."""
+    running = GaugeMetricFamily(
+        "jobpool_key_running",
+        "Jobs of a key running now, for each key with a limit of its own or at its limit.",
+        labels=["key"],
+    )
+    waiting = GaugeMetricFamily(
+        "jobpool_key_waiting",
+        "Jobs of a key waiting (queued) now, for each key with a limit of its own or at its limit.",
+        labels=["key"],
+    )
+    max_running = GaugeMetricFamily(
+        "jobpool_key_max_running",
+        "The max_running of the limit that applies to a key, for each key with a limit of its "
+        "own or at its limit whose limit has one.",
+        labels=["key"],
+    )
+    for stats in pool.limited_keys():
+        running.add_metric([stats.key], stats.running)
+        waiting.add_metric([stats.key], stats.waiting)
+        limit = stats.limit
+        if limit is not None and limit.max_running is not None:
+            max_running.add_metric([stats.key], limit.max_running)
+    yield running
+    yield waiting
+    yield max_running
+    yield CounterMetricFamily(
+        "jobpool_delayed_starts_total",
+        "Jobs that started after a limit of their key held them back.",
+        value=pool.delayed_starts,
+    )
 
 
 def _histogram(name: str, help_text: str, histogram: TimeHistogram) -> HistogramMetricFamily:

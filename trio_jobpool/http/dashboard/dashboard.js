@@ -26,6 +26,7 @@
     rows: new Map(), // row key -> <tr> of the recent jobs
     dueRows: new Map(), // row key -> <tr> of the next due jobs
     scheduleRows: new Map(), // schedule name -> <tr> of the schedules
+    keyRows: new Map(), // key -> <tr> of the limited keys
     toggling: new Set(), // names of the schedules whose toggle's PUT is under way
   };
 
@@ -58,12 +59,13 @@
         state.info = await getJSON("api/v1/jobs/pool/info");
         showInfo(state.info);
       }
-      // The schedules are the store's: a store that does not answer them (503) leaves the
-      // panel as it was, not the page disconnected (null: not shown anew).
-      const [stats, list, schedules] = await Promise.all([
+      // The schedules and the limits are the store's: a store that does not answer them
+      // (503) leaves their panel as it was, not the page disconnected (null: not shown anew).
+      const [stats, list, schedules, limits] = await Promise.all([
         getJSON("api/v1/jobs/pool/stats"),
         getJSON(`api/v1/jobs?limit=${JOBS_LIMIT}`),
         getJSON("api/v1/schedules").catch(() => null),
+        getJSON("api/v1/limits").catch(() => null),
       ]);
       // The next due jobs only while there are any: a pool that schedules nothing is asked
       // nothing more (the list walks every scheduled job).
@@ -71,7 +73,7 @@
         stats.scheduled_tasks > 0
           ? (await getJSON(`api/v1/jobs?status=scheduled&limit=${DUE_LIMIT}`)).jobs
           : [];
-      show(stats, list.jobs, due, schedules?.schedules ?? null);
+      show(stats, list.jobs, due, schedules?.schedules ?? null, limits);
     } catch (error) {
       state.info = null; // the server may come back with another configuration
       setConnection(false, error);
@@ -79,7 +81,7 @@
     setTimeout(tick, POLL_MS);
   }
 
-  function show(stats, jobs, due, schedules) {
+  function show(stats, jobs, due, schedules, limits) {
     setConnection(true);
     showStats(stats);
     record(stats);
@@ -87,6 +89,7 @@
     showJobs(jobs);
     showDue(due);
     if (schedules !== null) showSchedules(schedules);
+    if (limits !== null) showKeys(limits);
   }
 
   function tick() {
@@ -152,10 +155,25 @@
   // A period in seconds: "every 90 s", "every 15 min", "every 6 h", "every 1 d" when it is a
   // whole number of the unit.
   function period(seconds) {
+    return `every ${span(seconds)}`;
+  }
+
+  // Seconds as "90 s", "15 min", "6 h", "1 d" (the largest unit they are a whole number of).
+  function span(seconds) {
     for (const [unit, size] of [["d", 86400], ["h", 3600], ["min", 60]]) {
-      if (seconds >= size && seconds % size === 0) return `every ${seconds / size} ${unit}`;
+      if (seconds >= size && seconds % size === 0) return `${seconds / size} ${unit}`;
     }
-    return `every ${seconds} s`;
+    return `${seconds} s`;
+  }
+
+  // A key's limit (Limit.to_json()): "at most 2 running", "10 starts per 1 min", both joined
+  // by " · "; "none" for no limit.
+  function limitText(limit) {
+    if (limit === null || limit === undefined) return "none";
+    const parts = [];
+    if (isNumber(limit.max_running)) parts.push(`at most ${limit.max_running} running`);
+    if (limit.rate) parts.push(`${count(limit.rate.count)} starts per ${span(limit.rate.per)}`);
+    return parts.join(" · ") || "none";
   }
 
   function ahead(seconds) {
@@ -495,6 +513,57 @@
     button.disabled = state.toggling.has(schedule.name);
   }
 
+  // ---- the limited keys: a row per key (GET api/v1/limits: its "keys", sorted by key)
+
+  function showKeys(limits) {
+    const keys = Array.isArray(limits.keys) ? limits.keys : [];
+    const own = limits.limits ?? {};
+    const body = $("keys");
+    const rows = state.keyRows;
+    const seen = new Set();
+    keys.forEach((stats, index) => {
+      seen.add(stats.key);
+      let row = rows.get(stats.key);
+      if (row === undefined) {
+        row = makeKeyRow(stats.key);
+        rows.set(stats.key, row);
+      }
+      updateKeyRow(row, stats, Object.hasOwn(own, stats.key));
+      if (body.children[index] !== row) body.insertBefore(row, body.children[index] ?? null);
+    });
+    for (const [key, row] of rows) {
+      if (!seen.has(key)) {
+        row.remove();
+        rows.delete(key);
+      }
+    }
+    $("keys-table").hidden = keys.length === 0;
+    $("keys-empty").hidden = keys.length > 0;
+  }
+
+  function makeKeyRow(key) {
+    const row = element("tr");
+    row.dataset.key = key;
+    const keyCell = element("th", "key", row);
+    keyCell.scope = "row";
+    for (const cell of ["running", "waiting", "limit"]) element("td", cell, row);
+    element("span", "text", row.querySelector(".limit"));
+    element("span", "default", row.querySelector(".limit"));
+    return row;
+  }
+
+  // `ownLimit`: the key's limit is its own (else the pool's key_limit, said after it).
+  function updateKeyRow(row, stats, ownLimit) {
+    const part = (selector) => row.querySelector(selector);
+    row.dataset.waiting = String(stats.waiting > 0);
+    setText(part(".key"), stats.key);
+    setText(part(".running"), count(stats.running));
+    setText(part(".waiting"), count(stats.waiting));
+    setText(part(".limit .text"), limitText(stats.limit));
+    const fromPool = !ownLimit && stats.limit !== null;
+    setText(part(".limit .default"), fromPool ? "(the pool's key_limit)" : "");
+  }
+
   // The id cell of a job's row: the id, which a click copies.
   function jobId(id, row) {
     const idCell = element("th", "id", row);
@@ -730,7 +799,8 @@
   } else {
     state.info = first.info;
     showInfo(first.info);
-    show(first.stats, first.jobs, first.scheduled ?? [], first.schedules ?? []);
+    const [scheduled, schedules] = [first.scheduled ?? [], first.schedules ?? []];
+    show(first.stats, first.jobs, scheduled, schedules, first.limits ?? null);
     setTimeout(tick, POLL_MS);
   }
 })();
