@@ -200,6 +200,7 @@ def record_from_fields(job_id: str, fields: dict[str, str]) -> JobRecord:
         exec_time=number("exec_time"),
         retry_at=number("retry_at"),
         scheduled_for=number("scheduled_for"),
+        key=fields.get("key") or None,  # "" or absent: no key
         seq=int(fields.get("seq") or 0),
     )
 

@@ -14,6 +14,7 @@ import coredis
 import pytest
 
 from tests.servers import redis_cluster
+from trio_jobpool import JobRegistry, open_job_pool
 from trio_jobpool.stores._redis_queue import NewJob, RedisQueue
 
 pytestmark = pytest.mark.anyio
@@ -179,3 +180,26 @@ async def test_flow_control_works_on_a_cluster(tmp_path: Path) -> None:
             assert json.dumps(limits["k"], sort_keys=True) == json.dumps(
                 {"max_running": 1, "rate": {"count": 5, "per": 60}}, sort_keys=True
             )
+
+
+async def test_a_job_read_back_from_redis_keeps_its_key(redis_url: str, redis_prefix: str) -> None:
+    """``aget`` of a keyed job this process has no handle of (another process ran it, or it
+    ended) reads its key back from the job's hash; a job without a key reads back ``None``."""
+    registry = JobRegistry()
+
+    @registry.job(name="double")
+    async def double(value: int) -> int:
+        await anyio.lowlevel.checkpoint()
+        return 2 * value
+
+    store = f"{redis_url}/0?queue={redis_prefix.strip('{}')}"
+    async with (
+        open_job_pool(1, 10, store=store, registry=registry) as runner,
+        open_job_pool(0, 10, store=store, registry=registry) as reader,
+    ):
+        keyed = await runner.submit(double, 2, job_id="keyed", key="tenant:1")
+        plain = await runner.submit(double, 3, job_id="plain")
+        assert (await keyed.result(), await plain.result()) == (4, 6)
+        read = await reader.aget("keyed")
+        assert (read.status.value, read.key) == ("completed", "tenant:1")
+        assert (await reader.aget("plain")).key is None
