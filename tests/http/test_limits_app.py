@@ -7,6 +7,7 @@ keys of ``pool.limited_keys()``). The rate test runs in virtual time (tests/_hel
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -410,3 +411,46 @@ async def test_a_durable_pool_keeps_a_limit_set_over_http(tmp_path: Path) -> Non
         assert (await client.get("/api/v1/limits")).json()["limits"] == {
             "tenant:1": limit(2, 10, 60)
         }
+
+
+async def test_a_distributed_pools_limits_are_the_queues(redis_url: str) -> None:
+    """Two apps over one Redis queue, a front with no workers and a runner: a limit set
+    through the front holds the runner's claims (a key at ``max_running`` 0 keeps its job
+    queued while an unkeyed job submitted after it runs), the runner's app lists the limit
+    (read from Redis), and deleting it through the runner's app lets the job run."""
+    store = f"{redis_url}/0?queue=limits{uuid.uuid4().hex[:12]}"
+    jobs = Jobs()
+    async with (
+        open_job_pool(1, 10, store=store, registry=jobs.registry) as runner,
+        open_job_pool(0, 10, store=store, registry=jobs.registry) as front,
+    ):
+        apps = [create_app(pool, jobs.registry) for pool in (front, runner)]
+        async with (
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=apps[0]), base_url="http://front"
+            ) as client,
+            httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=apps[1]), base_url="http://runner"
+            ) as other,
+        ):
+            assert (await client.put("/api/v1/limits/k", json={"max_running": 0})).json() == {
+                "key": "k",
+                "running": 0,
+                "waiting": 0,
+                "limit": limit(0),
+            }
+            listed = (await other.get("/api/v1/limits")).json()
+            assert listed["limits"] == {"k": limit(0)}
+            assert [k["key"] for k in listed["keys"]] == ["k"]
+            body = {"name": "add", "args": [1, 1], "job_id": "held", "key": "k"}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+            body = {"name": "add", "args": [2, 2], "job_id": "free"}
+            assert (await client.post("/api/v1/jobs", json=body)).status_code == 202
+            free = (await client.get("/api/v1/jobs/free", params={"wait": 10})).json()
+            assert (free["status"], free["result"]) == ("completed", 4)
+            assert (await client.get("/api/v1/jobs/held")).json()["status"] == "queued"
+            deleted = (await other.delete("/api/v1/limits/k")).json()
+            assert deleted["removed"] is True
+            held = (await client.get("/api/v1/jobs/held", params={"wait": 10})).json()
+            assert (held["status"], held["result"], held["key"]) == ("completed", 2, "k")
+            assert (await client.get("/api/v1/limits")).json() == {"limits": {}, "keys": []}
