@@ -207,13 +207,16 @@ end
 
 -- When key k may start a job: now if it may now, nil while it runs its max_running, else
 -- when its window of starts frees one (ms).
-local function key_free_at(k, now)
+local function key_free_at(k, now, running)
   local l = limit_of(k)
   if not l then
     return now
   end
   if l['max_running'] then
-    if tonumber(redis.call('HGET', prefix .. ':krun', k) or '0') >= l['max_running'] then
+    if running == nil then
+      running = tonumber(redis.call('HGET', prefix .. ':krun', k) or '0')
+    end
+    if running >= l['max_running'] then
       return nil
     end
   end
@@ -232,19 +235,21 @@ end
 
 -- Put key k's best waiting job in the waiting set, unless one is there already, if k may
 -- start a job now; else leave k parked (for its window: in {q}:krate, the earliest of which
--- is announced as a due time).
-local function key_offer(k)
-  if redis.call('HEXISTS', prefix .. ':khead', k) == 1 then
-    return
+-- is announced as a due time). Returns the (score, member) put in the waiting set, if any.
+-- no_head: the caller knows k has no head in the waiting set; running: its running count, if
+-- the caller has it.
+local function key_offer(k, no_head, running)
+  if not no_head and redis.call('HEXISTS', prefix .. ':khead', k) == 1 then
+    return nil
   end
   local head = redis.call('ZRANGE', prefix .. ':kq:' .. k, 0, 0, 'WITHSCORES')
   if #head == 0 then
-    return
+    return nil
   end
   local now = clock()
-  local free = key_free_at(k, now)
+  local free = key_free_at(k, now, running)
   if free == nil then
-    return  -- at its max_running: the stop of one of its jobs offers it again
+    return nil  -- at its max_running: the stop of one of its jobs offers it again
   end
   if free > now then
     if not redis.call('ZSCORE', prefix .. ':krate', k) then
@@ -253,11 +258,15 @@ local function key_offer(k)
         publish('due:' .. (free - now))
       end
     end
-    return
+    return nil
   end
-  redis.call('ZREM', prefix .. ':krate', k)
+  local l = limit_of(k)
+  if l and l['rate'] then
+    redis.call('ZREM', prefix .. ':krate', k)  -- (a parked key let in by a stop)
+  end
   redis.call('ZADD', prefix .. ':waiting', head[2], head[1])
   redis.call('HSET', prefix .. ':khead', k, head[1])
+  return {tonumber(head[2]), head[1]}
 end
 
 -- Take key k's head out of the waiting set (its limit changed: offer it again after).
@@ -290,9 +299,9 @@ local function key_add(k, score, m)
   end
 end
 
--- A waiting job of key k (member m) leaves: claimed (popped already) or cancelled. If it was
--- the key's head, the key is out of the waiting set until offered again.
-local function key_remove(k, m)
+-- A waiting job of key k (member m) leaves: claimed (popped: then it was the key's head) or
+-- cancelled. If it was the key's head, the key is out of the waiting set until offered again.
+local function key_remove(k, m, popped)
   local kq = prefix .. ':kq:' .. k
   if redis.call('ZREM', kq, m) == 1 then
     redis.call('DECR', prefix .. ':kwaiting')
@@ -300,16 +309,19 @@ local function key_remove(k, m)
       redis.call('SREM', prefix .. ':kwait', k)
     end
   end
-  if redis.call('HGET', prefix .. ':khead', k) == m then
+  if popped then
+    redis.call('HDEL', prefix .. ':khead', k)
+  elseif redis.call('HGET', prefix .. ':khead', k) == m then
     redis.call('HDEL', prefix .. ':khead', k)
     redis.call('ZREM', prefix .. ':waiting', m)
   end
 end
 
--- A job of key k was claimed at now: count it running and its start in the window; offer the
--- key's next job.
+-- A job of key k was claimed at now (its head, popped and removed: key_remove): count it
+-- running and its start in the window; offer the key's next job. Returns what key_offer put
+-- in the waiting set.
 local function key_started(k, now)
-  redis.call('HINCRBY', prefix .. ':krun', k, 1)
+  local running = redis.call('HINCRBY', prefix .. ':krun', k, 1)
   local l = limit_of(k)
   if l and l['rate'] then
     local win = prefix .. ':kwin:' .. k
@@ -317,17 +329,19 @@ local function key_started(k, now)
     redis.call('LTRIM', win, 0, l['rate']['count'] - 1)
     redis.call('PEXPIRE', win, window_ms(l['rate']))
   end
-  key_offer(k)
+  return key_offer(k, true, running)
 end
 
 -- A running job of key k stopped running (ended, retrying, deferred, handed back, lapsed): its
 -- slot is free; offer the key's next job. Called once per claim of the job, by the script that
 -- takes it from its holder (the checks of its owner and lease make that one script).
 local function key_stopped(k)
-  if redis.call('HINCRBY', prefix .. ':krun', k, -1) <= 0 then
+  local running = redis.call('HINCRBY', prefix .. ':krun', k, -1)
+  if running <= 0 then
     redis.call('HDEL', prefix .. ':krun', k)
+    running = 0
   end
-  key_offer(k)
+  key_offer(k, false, running)
 end
 
 -- The waiting jobs (the bound counts them): the waiting set, and the keys' sets but their
@@ -639,14 +653,20 @@ local function claim(owner, count, lease, now)
   if count > 0 then
     local ids = {}
     -- A keyed job's claim offers its key's next job, which may go before the jobs popped
-    -- with it: those go back (as they were), and the claim pops again for the workers left
-    -- (bounded by count).
+    -- with it: from the first of those it goes before, they go back (as they were), and the
+    -- claim pops again for the workers left (bounded by count). best: the best job offered
+    -- so far in this pop, {score, member}.
     local more = true
     while more and #out < count do
       more = false
+      local best = nil
       local popped = redis.call('ZPOPMIN', prefix .. ':waiting', count - #out)
       for i = 1, #popped, 2 do
-        if more then  -- after a keyed job: back to the waiting set, unclaimed
+        if not more and best then
+          local score = tonumber(popped[i + 1])
+          more = best[1] < score or (best[1] == score and best[2] < popped[i])
+        end
+        if more then  -- an offered job goes first: back to the waiting set, unclaimed
           redis.call('ZADD', prefix .. ':waiting', popped[i + 1], popped[i])
         else
           local id = string.sub(popped[i], 18)
@@ -658,9 +678,14 @@ local function claim(owner, count, lease, now)
           redis.call('HSET', key, 'attempts', attempts, 'status', 'running', 'owner', owner,
                      'started_at', now / 1000)
           if job[13] then
-            key_remove(job[13], popped[i])
-            key_started(job[13], now)
-            more = true
+            key_remove(job[13], popped[i], true)
+            local offered = key_started(job[13], now)
+            if offered then
+              if not best or offered[1] < best[1]
+                  or (offered[1] == best[1] and offered[2] < best[2]) then
+                best = offered
+              end
+            end
           end
           ids[#ids+1] = id
           out[#out+1] = '[' .. cjson.encode(id) .. ',' .. cjson.encode(job[1]) .. ',' .. job[2]
@@ -669,6 +694,9 @@ local function claim(owner, count, lease, now)
             .. ',' .. (job[8] or 'null') .. ',' .. (job[11] or 'null') .. ',' .. (job[12] or '0')
             .. ',' .. (job[13] and cjson.encode(job[13]) or 'null') .. ']'
         end
+      end
+      if best then
+        more = true  -- jobs were offered: the workers left may take them
       end
     end
     zadd_all(prefix .. ':leases', now + lease, ids)
@@ -723,12 +751,16 @@ for _, job in ipairs(cjson.decode(ARGV[3])) do
     if status then  -- an ended job of the same id, still kept: this one replaces it
       redis.call('DEL', key)
     end
-    redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
-               'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
-               'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
-               'submitter', ARGV[2])
     if k ~= '' then
-      redis.call('HSET', key, 'key', k)
+      redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
+                 'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
+                 'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
+                 'submitter', ARGV[2], 'key', k)
+    else
+      redis.call('HSET', key, 'name', name, 'args', args, 'priority', priority,
+                 'options', options, 'status', 'queued', 'attempts', 0, 'crashes', 0,
+                 'interrupted', 0, 'seq', seq, 'submitted_at', now / 1000,
+                 'submitter', ARGV[2])
     end
     if delay > 0 then
       later[#later+1] = {id, seq, due_after(now, delay)}
