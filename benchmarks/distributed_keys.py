@@ -61,6 +61,7 @@ from typing import Any
 import redis
 from _report import source_digest
 from distributed import (
+    ARROW,
     CONCURRENCY,
     DASH,
     ENQUEUE_TASKS,
@@ -378,6 +379,11 @@ def _med(cell: dict[str, Any] | None, metric: str, digits: int = 0) -> str:
     return _num(cell[metric]["median"], digits)
 
 
+def _pair(a: dict[str, Any] | None, b: dict[str, Any] | None, metric: str, digits: int = 0) -> str:
+    """A metric's medians without and with keys: ``a -> b``."""
+    return f"{_med(a, metric, digits)} {ARROW} {_med(b, metric, digits)}"
+
+
 def _backend(impl: str) -> str:
     return {"jobpool-trio": "Trio", "jobpool-asyncio": "asyncio"}.get(impl, impl)
 
@@ -423,20 +429,20 @@ def render(results: dict[str, Any]) -> str:
         "## Keys that never bind: 100 keys at max_running=2 against no keys",
         "",
         "| backend | P | no key jobs/s | 100 keys jobs/s | keyed / plain (of medians) "
-        "| keyed / plain per round | Redis commands/job no key | with keys "
-        "| script calls/job no key | with keys | Redis CPU µs/job no key | with keys "
-        "| worker CPU µs/job no key | with keys | front end CPU µs/job no key | with keys |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| keyed / plain per round | submit jobs/s no key | with keys |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     pairs = sorted(
         {(c["impl"], c["procs"]) for c in cells.values() if not c["variant"].startswith("bind")}
     )
     order = {name: k for k, name in enumerate(JOBPOOLS)}
     pairs.sort(key=lambda ip: (order.get(ip[0], 99), ip[1]))
+    both = []
     for impl, procs in pairs:
         a = cells.get(cell_name(impl, "plain", procs))
         b = cells.get(cell_name(impl, "keyed", procs))
         ratio = ratios.get(cell_name(impl, "keyed", procs), {})
+        both.append((impl, procs, a, b, ratio))
         lines.append(
             "| "
             + " | ".join(
@@ -446,16 +452,43 @@ def render(results: dict[str, Any]) -> str:
                     _spread(a and a["jobs_per_s"]) or "error",
                     _spread(b and b["jobs_per_s"]) or "error",
                     *_ratio_cells(ratio.get("jobs_per_s")),
-                    _med(a, "redis_commands_per_job", 2),
-                    _med(b, "redis_commands_per_job", 2),
-                    _med(a, "script_calls_per_job", 3),
-                    _med(b, "script_calls_per_job", 3),
-                    _med(a, "redis_cpu_us_per_job"),
-                    _med(b, "redis_cpu_us_per_job"),
-                    _med(a, "worker_cpu_us_per_job"),
-                    _med(b, "worker_cpu_us_per_job"),
-                    _med(a, "front_cpu_us_per_job"),
-                    _med(b, "front_cpu_us_per_job"),
+                    _spread(a and a["submit_jobs_per_s"]),
+                    _spread(b and b["submit_jobs_per_s"]),
+                ]
+            )
+            + " |"
+        )
+    lines += [
+        "",
+        "What a job costs, no key " + ARROW + " 100 keys (medians; the ratios: keyed / plain "
+        "in each round, median (min" + DASH + "max)). The ceiling is 1 s / the Redis CPU per "
+        "job: the jobs/s at which one Redis core would be busy all the time.",
+        "",
+        "| backend | P | Redis commands/job | script calls/job | Redis CPU µs/job "
+        "| Redis CPU keyed / plain | Redis ceiling jobs/s | worker CPU µs/job "
+        "| worker CPU keyed / plain | front end CPU µs/job |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for impl, procs, a, b, ratio in both:
+        ceilings = [
+            _num(1e6 / c["redis_cpu_us_per_job"]["median"]) if c and c["redis_cpu_us_per_job"]
+            else ""
+            for c in (a, b)
+        ]  # fmt: skip
+        lines.append(
+            "| "
+            + " | ".join(
+                [
+                    _backend(impl),
+                    str(procs),
+                    _pair(a, b, "redis_commands_per_job", 2),
+                    _pair(a, b, "script_calls_per_job", 3),
+                    _pair(a, b, "redis_cpu_us_per_job"),
+                    _ratio_cells(ratio.get("redis_cpu_us_per_job"))[1],
+                    f"{ceilings[0]} {ARROW} {ceilings[1]}",
+                    _pair(a, b, "worker_cpu_us_per_job"),
+                    _ratio_cells(ratio.get("worker_cpu_us_per_job"))[1],
+                    _pair(a, b, "front_cpu_us_per_job"),
                 ]
             )
             + " |"
@@ -490,7 +523,7 @@ def _command_table(cells: dict[str, Any], pairs: list[tuple[str, int]]) -> list[
     shown = [n for n in names if any(abs(diff(n, a, b)) >= 0.05 for _, _, a, b in columns)]
     shown.sort(key=lambda n: -max(abs(diff(n, a, b)) for _, _, a, b in columns))
     lines = [
-        "Redis commands per job by command, no key " + "\N{RIGHTWARDS ARROW}" + " 100 keys "
+        "Redis commands per job by command, no key " + ARROW + " 100 keys "
         "(medians; those that differ by 0.05 per job or more somewhere):",
         "",
         "| command | " + " | ".join(f"{_backend(i)} P={p}" for i, p, _, _ in columns) + " |",
@@ -498,14 +531,13 @@ def _command_table(cells: dict[str, Any], pairs: list[tuple[str, int]]) -> list[
     ]
     for name in shown:
         row = [
-            f"{a['calls_per_job'].get(name, 0.0):.2f} \N{RIGHTWARDS ARROW} "
+            f"{a['calls_per_job'].get(name, 0.0):.2f} {ARROW} "
             f"{b['calls_per_job'].get(name, 0.0):.2f} ({diff(name, a, b):+.2f})"
             for _, _, a, b in columns
         ]
         lines.append(f"| `{name.upper()}` | " + " | ".join(row) + " |")
     total = [
-        f"{sum(a['calls_per_job'].values()):.2f} \N{RIGHTWARDS ARROW} "
-        f"{sum(b['calls_per_job'].values()):.2f}"
+        f"{sum(a['calls_per_job'].values()):.2f} {ARROW} {sum(b['calls_per_job'].values()):.2f}"
         for _, _, a, b in columns
     ]
     lines.append("| all | " + " | ".join(total) + " |")
@@ -532,7 +564,7 @@ def _bind_section(
         "next one (bind-limited).",
         "",
         "| backend | variant | P | jobs/s | limited / free (of medians) | limited / free per round "
-        "| share of the bound | most at once, one key | most at once, all keys "
+        "| share of the bound | most at once, one key: max (median) | most at once, all keys "
         "| keys over their limit | hold ms (actual) | hand-over ms median | hand-over ms p99 "
         "| Redis commands/job | Redis CPU µs/job | worker CPU µs/job | jobs per process (last) |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -553,7 +585,7 @@ def _bind_section(
                     _spread(c["jobs_per_s"]) or "error",
                     *(_ratio_cells(ratio.get("jobs_per_s")) if limited else ["", ""]),
                     _spread(c["share_of_bound"], 2) if limited else "",
-                    f"{most['max']:.0f} (max of {most['median']:.0f} median)" if most else "",
+                    f"{most['max']:.0f} (median {most['median']:.0f})" if most else "",
                     _spread(c["most_at_once"]),
                     _med(c, "keys_over_limit") if limited else "",
                     _med(c, "hold_ms_median", 2),
