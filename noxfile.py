@@ -180,7 +180,8 @@ def bench_distributed(session: nox.Session) -> None:
     """The distributed pool against saq, arq and streaq on one redis-server (not default).
 
     ``nox -s bench-distributed -- --body redis`` for jobs that do one Redis command, ``--
-    --scaling`` for trio_jobpool on 1 to 8 worker processes (see benchmarks/distributed.py).
+    --scaling`` for trio_jobpool on 1 to 8 worker processes, ``-- --keys`` for jobs with
+    flow-control keys against none (see benchmarks/distributed.py).
     ``redis`` is the harness's own client (INFO, the redis body's counter); ``pytest`` is
     imported by tests/servers.py, which starts the redis-servers.
     """

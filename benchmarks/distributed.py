@@ -7,6 +7,7 @@ and trio_jobpool's scaling from 1 to 8 worker processes.
     python benchmarks/distributed.py --scaling           # trio_jobpool, P = 1, 2, 4, 8
     python benchmarks/distributed.py --rounds 5 --only-impls jobpool-trio,saq --procs 2
     python benchmarks/distributed.py --lag               # jobs due at one instant (issue #16)
+    python benchmarks/distributed.py --keys              # flow-control keys against none (#17)
     python benchmarks/distributed.py --render benchmarks/results/distributed.json
 
 Issue #5: N jobs through P worker processes (concurrency 10 each) on one redis-server, for
@@ -99,6 +100,9 @@ Method of ``--lag`` (issue #16: jobs falling due in the same second), for each m
 3. Once the worker ran N jobs, SIGTERM; its final report carries the starts. lag = start - T:
    p50, p99, max (the last job's start) and min; a job started before T is a problem.
 
+Method of ``--keys`` (issue #17: flow-control keys, trio_jobpool only): in
+``distributed_keys.py``'s docstring.
+
 Every (implementation, P) runs once per round, in an order rotated from round to round; each
 measurement has a hard timeout (``--timeout``, default 120 s), each process a watchdog of its
 own; every wait of the harness is bounded by that timeout. The default mode's report gives
@@ -135,7 +139,16 @@ from typing import Any
 
 import redis
 from _report import machine_info, source_digest
-from distributed_impls import BODIES, IMPLS, JOBPOOLS, LIMITS, PEER_SETTINGS, PEERS, count_key
+from distributed_impls import (
+    BODIES,
+    IMPLS,
+    JOBPOOL_BODIES,
+    JOBPOOLS,
+    LIMITS,
+    PEER_SETTINGS,
+    PEERS,
+    count_key,
+)
 from run import snapshot
 
 HERE = Path(__file__).resolve().parent
@@ -154,6 +167,8 @@ ENQUEUE_TASKS = 50  # concurrent producer tasks
 STOP_TIMEOUT = 15.0  # seconds a worker may take to stop after SIGTERM (then SIGKILL)
 TARGET = 5.0  # trio_jobpool's jobs/s over the best peer's
 SCALING_PROCS = "1,2,4,8"  # --scaling: worker processes
+KEYS_PROCS = "1,4"  # --keys: worker processes of the plain and keyed variants
+KEYS_ROUNDS = 5  # --keys: rounds
 SETTLE_S = 0.3  # --scaling: seconds from the last worker's pool open to the front end's "go"
 FLAT = 0.10  # --scaling: the largest departure of commands/job from the smallest P's
 TIMES = "\N{MULTIPLICATION SIGN}"
@@ -1285,7 +1300,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--procs", help=f"worker processes, e.g. 1,2 (default; --scaling: {SCALING_PROCS})"
     )
     parser.add_argument(
-        "--body", choices=list(BODIES), default="noop", help="the job's body (default noop)"
+        "--body",
+        choices=[b for b in BODIES if b not in JOBPOOL_BODIES],
+        default="noop",
+        help="the job's body (default noop)",
     )
     parser.add_argument(
         "--scaling",
@@ -1297,6 +1315,21 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         action="store_true",
         help="N jobs due at one instant: lag from due time to start (issue #16)",
     )
+    parser.add_argument(
+        "--keys",
+        action="store_true",
+        help="trio_jobpool only: jobs with flow-control keys against none (issue #17)",
+    )
+    parser.add_argument(
+        "--hold-ms", type=float, default=5.0, help="--keys: the bind variants' job sleep (ms)"
+    )
+    parser.add_argument("--bind-n", type=int, help="--keys: jobs of the bind variants")
+    parser.add_argument(
+        "--bind-concurrency", type=int, help="--keys: workers per process in the bind variants"
+    )
+    parser.add_argument(
+        "--no-bind", action="store_true", help="--keys: only plain and keyed (no bind variants)"
+    )
     parser.add_argument("--jobs", type=int, dest="n", help="the same as --n")
     parser.add_argument(
         "--lead", type=float, help="--lag: seconds from the submits' start to the due time"
@@ -1305,11 +1338,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--render", metavar="JSON", help="measure nothing: re-render a run")
     args = parser.parse_args(argv)
     if not args.lag:
-        args.impls = _pick(args.only_impls, JOBPOOLS if args.scaling else list(IMPLS))
-    procs = args.procs or (SCALING_PROCS if args.scaling else "1,2")
+        jobpool_only = args.scaling or args.keys
+        args.impls = _pick(args.only_impls, JOBPOOLS if jobpool_only else list(IMPLS))
+    procs = args.procs or (SCALING_PROCS if args.scaling else KEYS_PROCS if args.keys else "1,2")
     args.procs_list = [int(p) for p in procs.split(",") if p.strip()]
     if args.rounds is None:
-        args.rounds = 1 if args.quick else 3
+        args.rounds = 1 if args.quick else KEYS_ROUNDS if args.keys else 3
     if args.n is None:
         args.n = QUICK_N if args.quick else N
     if args.rounds < 1 or args.n < 1 or not args.procs_list or min(args.procs_list) < 1:
@@ -1326,10 +1360,13 @@ def stem(scaling: bool, body: str, quick: bool) -> str:
     return "-".join(parts)
 
 
-def write_report(results: dict[str, Any], stem: str) -> None:
+def write_report(
+    results: dict[str, Any], stem: str, render: Callable[[dict[str, Any]], str] | None = None
+) -> None:
+    """Write ``<stem>.json`` and ``<stem>.md`` (by ``render``, else the mode's renderer)."""
     mode = results["config"].get("mode")
     renderers = {"scaling": render_scaling, "lag": render_lag}
-    markdown = renderers.get(mode, render_markdown)(results)
+    markdown = (render or renderers.get(mode, render_markdown))(results)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / f"{stem}.json").write_text(json.dumps(results, indent=1) + "\n")
     (RESULTS / f"{stem}.md").write_text(markdown)
@@ -1349,12 +1386,23 @@ def main(argv: list[str]) -> int:
     if args.render:
         saved = Path(args.render)
         results = json.loads(saved.read_text())
-        lag = results["config"].get("mode") == "lag"
+        mode = results["config"].get("mode")
+        if mode == "keys":
+            import distributed_keys
+
+            results["summary"] = distributed_keys.summarise(results["records"])
+            write_report(results, saved.stem, distributed_keys.render)
+            return 0
+        lag = mode == "lag"
         results["summary"] = (summarise_lag if lag else summarise)(results["records"])
         write_report(results, saved.stem)
         return 0
     if args.lag:
         return main_lag(args)
+    if args.keys:
+        import distributed_keys  # (it imports this module: not at the top)
+
+        return distributed_keys.main_keys(args)
     steps = plan(args.impls, args.procs_list, args.rounds)
     machine = _machine()
     where = f"{machine['cpu']}, {machine['cores']} cores"

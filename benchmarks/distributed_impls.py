@@ -3,6 +3,7 @@
     python benchmarks/distributed_impls.py produce IMPL URL QUEUE N TASKS DEADLINE [--body B]
     python benchmarks/distributed_impls.py work IMPL URL QUEUE CONCURRENCY DEADLINE [--body B]
     python benchmarks/distributed_impls.py front IMPL URL QUEUE N TASKS DEADLINE [--body B]
+        [--keys K] [--limit M]
 
 The harness (``distributed.py``) starts these; they talk to it by lines on stdin and stdout
 (stdout lines of the protocol start with ``@@`` and carry JSON):
@@ -27,11 +28,20 @@ The harness (``distributed.py``) starts these; they talk to it by lines on stdin
   ``@@{"submitted": N, "seconds": ...}``; on a ``check`` line it polls ``cluster_stats()``
   (every 5 ms) until all N jobs are done and prints ``@@{"confirmed": ..., "at": ...,
   "cpu": ...}``, ``cpu`` being the CPU seconds it used from "go" to the confirmation. It leaves
-  its pool on SIGTERM.
+  its pool on SIGTERM. With ``--keys K`` (``distributed.py --keys``, issue #17) job ``i`` is
+  submitted with ``key=key_name(i % K)`` (``"k0"`` .. ``"k<K-1>"``), and with ``--limit M`` it
+  first calls ``set_limit(key, max_running=M)`` on each of the K keys, before it says "ready"
+  (so those calls are outside every count the harness takes).
 
 The job bodies (``--body``, the same name in every process of a measurement):
 
 * ``noop``: the tally only (in memory: no Redis command).
+* ``hold`` (trio_jobpool only: ``--keys`` mode): ``await anyio.sleep(HOLD_S)`` (``work
+  --hold-ms``, default 5 ms) between two stamps of the monotonic clock; the process keeps
+  ``(i, start, end)`` of every job and sends them in its final report (``"spans"``), so that the
+  harness can check that no key ran more jobs at once than its limit (the job's body runs
+  inside its claim: from the claim script to the end script, so a body overlapping another of
+  its key means Redis let the key run both).
 * ``redis``: ``INCR bench:<QUEUE>:count`` through the worker process's own Redis client, then
   the tally: arq's ``ctx["redis"]``; saq's ``ctx["worker"].queue.redis`` (saq 0.26 puts
   ``worker`` and ``job`` in a job's context, not ``queue``); streaq's ``worker.redis`` (the
@@ -89,7 +99,17 @@ from typing import Any
 
 import anyio
 
-__all__ = ["BODIES", "IMPLS", "JOBPOOLS", "LIMITS", "PEERS", "PEER_SETTINGS", "count_key"]
+__all__ = [
+    "BODIES",
+    "IMPLS",
+    "JOBPOOLS",
+    "JOBPOOL_BODIES",
+    "LIMITS",
+    "PEERS",
+    "PEER_SETTINGS",
+    "count_key",
+    "key_name",
+]
 
 CHECK_INTERVAL = 0.005  # seconds between two polls of a store for "all done"
 CHECK_TIMEOUT = 30.0  # seconds the check waits for the store to confirm
@@ -97,11 +117,14 @@ REPORT_INTERVAL = 0.02  # seconds between two tally lines of a worker
 JOBPOOL_QUEUE_SIZE = 100  # the worker pools' queue_size (they claim for idle workers only)
 LIST_KEY = "coredis-loop:{queue}"  # the coredis loops' list
 COUNT_KEY = "bench:{queue}:count"  # the redis body's counter
-BODIES = {"noop": "noop", "redis": "incr", "stamp": "stamp"}  # --body: the registered name
+BODIES = {"noop": "noop", "redis": "incr", "stamp": "stamp", "hold": "hold"}  # registered names
+JOBPOOL_BODIES = ("hold",)  # bodies only trio_jobpool's processes have (the --keys mode's)
 # --lag (``produce --lead L``): every job is due at DUE_AT (wall clock, epoch seconds), set to
 # L seconds after the producer starts submitting; None: the jobs are due at once.
 DUE_AT: float | None = None
 STARTS: list[float] = []  # the stamp body's start times (wall clock), in this process
+HOLD_S = 0.005  # the hold body's sleep (``work --hold-ms``)
+SPANS: list[tuple[int, float, float]] = []  # the hold body's (i, start, end), monotonic clock
 
 # Settings of the peers that differ from their defaults, and why (reported with the results).
 ARQ_POLL_DELAY = 0.01
@@ -212,6 +235,19 @@ async def stamp(i: int) -> None:
     Tally.tick()
 
 
+async def hold(i: int) -> None:
+    """The --keys mode's body: HOLD_S seconds of sleep between two stamps, kept in SPANS."""
+    started = time.monotonic()
+    await anyio.sleep(HOLD_S)
+    SPANS.append((i, started, time.monotonic()))
+    Tally.tick(started)
+
+
+def key_name(k: int) -> str:
+    """The flow-control key number ``k`` (``front --keys``: job ``i`` has ``key_name(i % K)``)."""
+    return f"k{k}"
+
+
 def _due_datetime() -> datetime.datetime | None:
     """DUE_AT as an aware datetime (None: not a --lag run)."""
     if DUE_AT is None:
@@ -267,6 +303,7 @@ def _registry() -> Any:
     registry.register(noop, name="noop")
     registry.register(incr, name="incr")
     registry.register(stamp, name="stamp")
+    registry.register(hold, name="hold")
     return registry
 
 
@@ -324,21 +361,31 @@ async def _jobpool_check(url: str, queue: str, n: int) -> dict[str, Any]:
         return await _poll(_jobpool_reader(pool, n))
 
 
-async def _jobpool_front(url: str, queue: str, n: int, tasks: int, job: str) -> None:
-    """The scaling mode's front end (see the module's docstring, ``front``)."""
+async def _jobpool_front(
+    url: str, queue: str, n: int, tasks: int, job: str, keys: int = 0, limit: int = 0
+) -> None:
+    """The scaling mode's front end (see the module's docstring, ``front``); with ``keys``,
+    job i has the key ``key_name(i % keys)``, each limited to ``limit`` running jobs (0: no
+    limit set)."""
     from trio_jobpool import open_job_pool
 
     store = _jobpool_store(url, queue)
     async with open_job_pool(
         0, JOBPOOL_QUEUE_SIZE, store=store, registry=_registry(), max_pending=None
     ) as pool:
+        if keys and limit:
+            for k in range(keys):
+                await pool.set_limit(key_name(k), max_running=limit)
         emit({"ready": os.getpid()})
         if (await anyio.to_thread.run_sync(sys.stdin.readline)).strip() != "go":
             return
         cpu = time.process_time()
 
         async def submit(i: int) -> None:
-            await pool.submit(job, i)
+            if keys:
+                await pool.submit(job, i, key=key_name(i % keys))
+            else:
+                await pool.submit(job, i)
 
         emit({"submitted": n, "seconds": await _fan_out(submit, n, tasks)})
         if (await anyio.to_thread.run_sync(sys.stdin.readline)).strip() != "check":
@@ -775,8 +822,11 @@ def produce(args: argparse.Namespace) -> int:
 
 
 def work(args: argparse.Namespace) -> int:
-    global JOB_REDIS, JOB_KEY
+    global JOB_REDIS, JOB_KEY, HOLD_S
     impl = IMPLS[args.impl]
+    if args.body in JOBPOOL_BODIES and impl.kind != "jobpool":
+        raise ValueError(f"body {args.body}: trio_jobpool only, not {args.impl}")
+    HOLD_S = args.hold_ms / 1000
     for module in impl.imports:
         importlib.import_module(module)
     JOB_KEY = count_key(args.queue)
@@ -795,8 +845,12 @@ def work(args: argparse.Namespace) -> int:
     finally:  # (also when the worker's stop fails: arq's can raise CancelledError on SIGTERM)
         stop.set()
         reporter.join(timeout=1.0)
-        starts = {"starts": STARTS} if args.body == "stamp" else {}
-        emit({"final": True, **Tally.line(), **final, **starts})
+        extra: dict[str, Any] = {}
+        if args.body == "stamp":
+            extra["starts"] = STARTS
+        elif args.body == "hold":
+            extra["spans"] = SPANS
+        emit({"final": True, **Tally.line(), **final, **extra})
     return 0
 
 
@@ -804,7 +858,10 @@ def front(args: argparse.Namespace) -> int:
     impl = IMPLS[args.impl]
     if impl.kind != "jobpool":
         raise ValueError(f"front: trio_jobpool only, not {args.impl}")
-    impl.run(lambda: _jobpool_front(args.url, args.queue, args.n, args.tasks, BODIES[args.body]))
+    job = BODIES[args.body]
+    impl.run(
+        lambda: _jobpool_front(args.url, args.queue, args.n, args.tasks, job, args.keys, args.limit)
+    )
     return 0
 
 
@@ -832,9 +889,14 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     w.add_argument(
         "--arq-poll-delay", type=float, help=f"arq's poll_delay (default {ARQ_POLL_DELAY} s)"
     )
+    w.add_argument(
+        "--hold-ms", type=float, default=HOLD_S * 1000, help="the hold body's sleep (ms)"
+    )
     p.add_argument(
         "--lead", type=float, help="--lag: every job is due this many seconds after the start"
     )
+    f.add_argument("--keys", type=int, default=0, help="job i gets key k<i %% KEYS> (0: no key)")
+    f.add_argument("--limit", type=int, default=0, help="max_running of each key (0: no limit)")
     for sub in (p, w, f):
         sub.add_argument("deadline", type=float)
         sub.add_argument("--body", choices=list(BODIES), default="noop")
