@@ -213,9 +213,9 @@ async def w3_priorities(env: Any, n: int) -> dict[str, Any]:
         start = clock()
         for i in range(n):
             await submit(record, order, i, priority=priorities[i])
-        released = clock()
+        released, cpu_released = clock(), cpu_clock()
         release.set()
-    drained = clock()
+    drained, cpu_drained = clock(), cpu_clock()
     check_counts(pool, problems, completed=n + 1)
     inversions, fifo_breaks = count_inversions(order, priorities)
     if len(order) != n or len(set(order)) != n:
@@ -224,6 +224,7 @@ async def w3_priorities(env: Any, n: int) -> dict[str, Any]:
         problems.append(f"{inversions} priority inversions, {fifo_breaks} FIFO breaks")
     return {
         "drain_us_per_job": (drained - released) / n * 1e6,
+        "drain_cpu_us_per_job": (cpu_drained - cpu_released) / n * 1e6,
         "submit_us_per_job": (released - start) / n * 1e6,
         "inversions": inversions,
         "fifo_breaks": fifo_breaks,
@@ -625,6 +626,7 @@ WORKLOADS: dict[str, Workload] = {
                 Metric("submit_us_per_job", f"submit {US}/job", 2),
                 Metric("inversions", "inversions", 0),
                 Metric("fifo_breaks", "FIFO breaks", 0),
+                Metric("drain_cpu_us_per_job", f"drain CPU {US}/job", 2),
             ),
         ),
         Workload(
