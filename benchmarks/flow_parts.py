@@ -20,6 +20,12 @@ Printed: per backend and variant, the median over rounds of the CPU time per job
 submits and of the drain, and the median of the per-round ratios to ``plain``. ``--no-gc``
 turns the cyclic garbage collector off for the timed parts (it is collected before each
 measurement either way), which shows what the collector's passes over the waiting jobs cost.
+``--profile submit`` (or ``drain``) runs that part of every measurement under cProfile and prints
+the 25 functions with the most time of their own, per measurement, to stderr (the times are then
+not comparable with the others; the shares are what to read), for example::
+
+    python benchmarks/flow_parts.py --rounds 1 --backends trio --variants keys --no-gc \
+        --profile drain
 Only trio_jobpool's public API is used (``Limit`` is imported from the version on the path).
 """
 
@@ -27,9 +33,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import functools
 import gc
 import os
+import pstats
 import statistics
 import sys
 import time
@@ -43,9 +51,11 @@ WORKERS = 10
 
 
 async def _one(
-    variant: str, n: int, checkpoint: Any, event: Any, collect: bool
+    variant: str, n: int, checkpoint: Any, event: Any, collect: bool, profile: str | None
 ) -> tuple[float, float]:
     from trio_jobpool import Limit, open_job_pool
+
+    profiler = cProfile.Profile() if profile else None
 
     tenants = tenant_keys(n)
     names = [f"tenant:{k}" for k in range(W6_KEYS)]
@@ -72,6 +82,8 @@ async def _one(
         gc.collect()
         if not collect:
             gc.disable()
+        if profiler is not None and profile == "submit":
+            profiler.enable()
         start = cpu()
         if variant in ("keys", "fair"):
             for k in tenants:
@@ -80,30 +92,39 @@ async def _one(
             for _k in tenants:
                 submit(body)
         submitted = cpu()
+        if profiler is not None:
+            profiler.disable()
+            if profile == "drain":
+                profiler.enable()
         release.set()
     drained = cpu()
     gc.enable()
+    if profiler is not None:
+        profiler.disable()
+        print(f"-- {variant}: the {profile} under cProfile", file=sys.stderr)
+        pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(25)
     if pool.stats().total_completed != n + WORKERS:
         raise RuntimeError(f"{pool.stats().total_completed} jobs completed, expected {n + WORKERS}")
     return (submitted - start) / n * 1e6, (drained - submitted) / n * 1e6
 
 
-def measure(backend: str, variant: str, n: int, collect: bool) -> tuple[float, float]:
+def measure(
+    backend: str, variant: str, n: int, collect: bool, profile: str | None = None
+) -> tuple[float, float]:
     if backend == "trio":
         import trio
 
-        return trio.run(  # type: ignore[no-any-return]
-            _one, variant, n, trio.lowlevel.checkpoint, trio.Event, collect
-        )
+        return trio.run(_one, variant, n, trio.lowlevel.checkpoint, trio.Event, collect, profile)
     import anyio
 
-    return anyio.run(  # type: ignore[no-any-return]
+    return anyio.run(
         _one,
         variant,
         n,
         functools.partial(asyncio.sleep, 0),
         anyio.Event,
         collect,
+        profile,
         backend="asyncio",
     )
 
@@ -115,6 +136,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--backends", default="trio,asyncio")
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--no-gc", action="store_true", help="no cyclic GC in the timed parts")
+    parser.add_argument("--profile", choices=("submit", "drain"), help="that part under cProfile")
     args = parser.parse_args(argv)
     variants = args.variants.split(",")
     backends = args.backends.split(",")
@@ -124,7 +146,7 @@ def main(argv: list[str]) -> int:
         for backend in backends:
             for variant in variants[turn:] + variants[:turn]:
                 figures[backend, variant, round_] = measure(
-                    backend, variant, args.n, not args.no_gc
+                    backend, variant, args.n, not args.no_gc, args.profile
                 )
         print(f"round {round_ + 1}/{args.rounds}", end="\r", flush=True, file=sys.stderr)
     print(

@@ -17,7 +17,7 @@ import os
 import random
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,7 @@ def check_stored(pool: Any, problems: list[str], **expected: int) -> None:
         problems.append(f"the store holds {stored}, expected {expected}")
 
 
-def percentile(ordered: list[float], fraction: float) -> float:
+def percentile(ordered: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
