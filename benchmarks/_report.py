@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any
 
 from impls import BY_NAME, IMPLS, LIMIT, peer_of
-from workloads import D_TARGET, S1_GOAL_BYTES, S2_GOAL_RATIO, WORKLOADS, Metric
+from workloads import (
+    D_TARGET,
+    S1_GOAL_BYTES,
+    S2_GOAL_RATIO,
+    W6_GOAL_RATIO,
+    W6_KEYS,
+    WORKLOADS,
+    Metric,
+)
 
 __all__ = [
     "durable_verdicts",
@@ -394,6 +402,98 @@ def _later_summary(results: dict[str, Any]) -> list[str]:
     return out
 
 
+# -- flow control (issue #17) ------------------------------------------------------------------
+
+
+def _ratio_cell(ratios: list[float]) -> str:
+    """The median (min-max) of per-round ratios."""
+    if not ratios:
+        return ""
+    spread = f" ({min(ratios):.2f}{DASH}{max(ratios):.2f})" if len(ratios) > 1 else ""
+    return f"{TIMES}{statistics.median(ratios):.3f}{spread}"
+
+
+def _flow_summary(results: dict[str, Any]) -> list[str]:
+    """The flow-control workloads against the goal of issue #17 (W6 at most 1.5x W1's µs per
+    job), what the keys cost (against W6N), and the fairness figures."""
+    summary, records = results["summary"], results["records"]
+    impls = [impl for impl in IMPLS if any(impl.name in summary.get(k, {}) for k in summary)]
+    keyed = [key for key in ("W6", "W6F", "W6Q", "W6N") if key in summary]
+    out: list[str] = []
+    if keyed:
+        out += [
+            f"Throughput: goal, W6's {_US} per job at most {TIMES}{W6_GOAL_RATIO} W1's (W6R, "
+            f"the same run). Per round: the median (min{DASH}max) of the ratios each within one "
+            "round, of wall time and of the process's CPU time; against W6N (W6's jobs without "
+            "keys): what the keys themselves cost.",
+            "",
+            f"| backend | workload | {_US}/job | CPU {_US}/job | {TIMES} W1 per round, wall | "
+            f"{TIMES} W1 per round, CPU | {TIMES} W6N per round, CPU | goal |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        ]
+        for impl in impls:
+            for key in ["W6R", *keyed]:
+                row = summary.get(key, {}).get(impl.name)
+                if row is None:
+                    continue
+                metrics = {metric.key: metric for metric in WORKLOADS[key].metrics}
+                cells = [impl.backend, f"{key} ({WORKLOADS[key].title.split(' ', 1)[1]})"]
+                cells += [
+                    _cell(row, metrics["us_per_job"], spread=True),
+                    _cell(row, metrics["cpu_us_per_job"], spread=True),
+                ]
+                verdicts = []
+                for metric in ("us_per_job", "cpu_us_per_job"):
+                    ratios = (
+                        []
+                        if key == "W6R"
+                        else _per_round_ratios(records, impl.name, key, "W6R", metric)
+                    )
+                    cells.append(_ratio_cell(ratios))
+                    if ratios:
+                        verdicts.append(statistics.median(ratios) <= W6_GOAL_RATIO)
+                plain = (
+                    []
+                    if key in ("W6R", "W6N")
+                    else _per_round_ratios(records, impl.name, key, "W6N", "cpu_us_per_job")
+                )
+                cells.append(_ratio_cell(plain))
+                if key in ("W6", "W6F") and verdicts:
+                    met = "met" if all(verdicts) else "**missed**"
+                    cells.append(f"{met} (≤ {TIMES}{W6_GOAL_RATIO})")
+                else:
+                    cells.append("")
+                out.append("| " + " | ".join(cells) + " |")
+        out += [
+            "",
+            f"Fairness: the most starts (of other keys' jobs) between two consecutive starts of "
+            f"one key, over all {W6_KEYS:,} keys and the whole run (median, min{DASH}max over "
+            "rounds); its 99th percentile over every such pair; the most over the pairs that "
+            "begin after the submit loop returned (then every key with jobs left has one "
+            "waiting); and the starts that a key's limit held back (`delayed_starts`).",
+            "",
+            "| backend | workload | max starts between two of one key | p99 | max after the "
+            "submit loop | delayed starts |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for impl in impls:
+            for key in keyed:
+                row = summary[key].get(impl.name)
+                if row is None:
+                    continue
+                metrics = {metric.key: metric for metric in WORKLOADS[key].metrics}
+                cells = [impl.backend, f"{key} ({WORKLOADS[key].title.split(' ', 1)[1]})"]
+                cells += [
+                    _cell(row, metrics["max_gap"], spread=True),
+                    _cell(row, metrics["p99_gap"], spread=True),
+                    _cell(row, metrics["max_gap_drain"], spread=True),
+                    _cell(row, metrics["delayed"], spread=True),
+                ]
+                out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return out
+
+
 def _later_detail_table(key: str, rows: dict[str, Any]) -> list[str]:
     workload = WORKLOADS[key]
     head = ["implementation", f"{workload.primary.label} (min{DASH}max)"]
@@ -475,6 +575,7 @@ def render_markdown(results: dict[str, Any]) -> str:
     load_end = tuple(round(x, 2) for x in results["loadavg_end"])
     durable = [key for key in summary if WORKLOADS[key].durable]
     later = [key for key in summary if WORKLOADS[key].later]
+    flow = [key for key in summary if WORKLOADS[key].flow]
     others = [key for key in summary if WORKLOADS[key].section == "results"]
     notes = [
         f"- Machine: {_machine_line(machine)}.",
@@ -513,6 +614,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         out += ["## Durable store: summary", "", *_durable_summary_table(summary), ""]
     if later:
         out += ["## Later jobs: against the goals of issue #16", "", *_later_summary(results)]
+    if flow:
+        out += ["## Flow control: against the goals of issue #17", "", *_flow_summary(results)]
     for key, rows in summary.items():
         workload = WORKLOADS[key]
         n = config["n"][key]
@@ -521,7 +624,7 @@ def render_markdown(results: dict[str, Any]) -> str:
             out += _flat_table(rows)
         elif workload.durable:
             out += _durable_detail_table(key, rows)
-        elif workload.later:
+        elif workload.later or workload.flow:
             out += _later_detail_table(key, rows)
         else:
             out += _detail_table(key, rows)
@@ -542,6 +645,8 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
         if durable:
             text += ", every job of a durable pool ended `completed` on disk"
+        if flow:
+            text += ", no key ran two jobs at once"
         out.append(text + ", and no pool started a job out of priority order.")
     out.append("")
     return "\n".join(out)

@@ -3,6 +3,8 @@
     python benchmarks/ab.py before=9145353 after=HEAD --only W1 --rounds 20
     python benchmarks/ab.py before=9145353 after=HEAD --only W4 --rounds 3
     python benchmarks/ab.py main=main tuples=/tmp/bench-tuples --only S2,S3 --rounds 10
+    python benchmarks/ab.py before=43fce5b after=HEAD --only W1,W3 --rounds 30 \
+        --metric W1=us_per_job,W1=cpu_us_per_job,W3=drain_us_per_job,W3=drain_cpu_us_per_job
 
 Each version is ``LABEL=REF``: a git commit-ish of this repository (its ``trio_jobpool/`` is
 exported with ``git archive``) or a directory holding a ``trio_jobpool/`` (copied at the start,
@@ -17,6 +19,8 @@ too, so a change in the machine's load lands on all versions alike. The report g
 and version, the median (min-max) of the headline figure, the ratio of the medians to the first
 version's, and the median (min-max) of the per-round ratios (each within one round), which is
 the steadier figure on a busy machine, with the number of rounds where the version was slower.
+``--metric`` picks the figures (one row each): a metric key for every workload given, or
+``KEY=metric`` for one workload; several, comma-separated.
 It goes to ``benchmarks/results/<name>.md`` and ``.json`` (``--name``, default ``ab``), and the
 load average is noted at the start, at the end and per round.
 """
@@ -63,8 +67,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--name", default="ab", help="report name under benchmarks/results/")
     parser.add_argument(
         "--metric",
-        help="the figure to compare (a metric key of every workload given, e.g. cpu_us_per_job; "
-        "default: each workload's headline figure)",
+        help="the figures to compare, comma-separated, one report row each: a metric key of "
+        "every workload given (e.g. cpu_us_per_job), or KEY=metric for workload KEY alone "
+        "(e.g. W1=cpu_us_per_job,W3=drain_cpu_us_per_job); default: each workload's headline "
+        "figure",
     )
     args = parser.parse_args(argv)
     args.workloads = [w.strip() for w in args.only.split(",") if w.strip()]
@@ -72,8 +78,19 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     for key in args.workloads:
         if key not in WORKLOADS:
             parser.error(f"unknown workload {key}; known: {', '.join(WORKLOADS)}")
-        if args.metric and args.metric not in {m.key for m in WORKLOADS[key].metrics}:
-            parser.error(f"{key} has no figure {args.metric}")
+    args.metrics = {}
+    for item in (args.metric or "").split(","):
+        key, eq, metric = item.strip().rpartition("=")
+        if not metric:
+            continue
+        for workload in [key] if eq else args.workloads:
+            if workload not in args.workloads:
+                parser.error(f"--metric {item}: {workload} is not among --only")
+            if metric not in {m.key for m in WORKLOADS[workload].metrics}:
+                parser.error(f"{workload} has no figure {metric}")
+            chosen = args.metrics.setdefault(workload, [])
+            if metric not in chosen:
+                chosen.append(metric)
     for name in args.impl_names:
         if name not in BY_NAME:
             parser.error(f"unknown implementation {name}; known: {', '.join(BY_NAME)}")
@@ -147,16 +164,22 @@ def _metric(key: str, chosen: str | None) -> Metric:
     return next(metric for metric in WORKLOADS[key].metrics if metric.key == chosen)
 
 
+def _figures(key: str, chosen: dict[str, list[str]] | None) -> list[str]:
+    """The figures of workload ``key`` to compare: those chosen for it, or its headline one."""
+    return (chosen or {}).get(key) or [WORKLOADS[key].primary.key]
+
+
 def summarise(
-    records: list[dict[str, Any]], labels: list[str], chosen: str | None = None
+    records: list[dict[str, Any]],
+    labels: list[str],
+    chosen: dict[str, list[str]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per (workload, implementation): each version's median, min, max of the figure (the
-    headline one, or ``chosen``), and its ratios to the first version's (of the medians; per
-    round)."""
+    """Per (workload, implementation, figure): each version's median, min, max of the figure
+    (the headline one, or those ``chosen`` for the workload), and its ratios to the first
+    version's (of the medians; per round)."""
     rows = []
     seen = sorted({(r["workload"], r["impl"]) for r in records}, key=lambda p: (p[0], p[1]))
-    for key, impl in seen:
-        metric = _metric(key, chosen).key
+    for (key, impl), metric in [(pair, m) for pair in seen for m in _figures(pair[0], chosen)]:
         by_round: dict[int, dict[str, float]] = {}
         for record in records:
             if (record["workload"], record["impl"]) == (key, impl) and "metrics" in record:
@@ -292,7 +315,7 @@ def main(argv: list[str]) -> int:
                     record["error"] = f"imported trio_jobpool from {imported}, not {label}'s copy"
                 records.append(record)
                 done += 1
-                figure = record.get("metrics", {}).get(_metric(key, args.metric).key)
+                figure = record.get("metrics", {}).get(_figures(key, args.metrics)[0])
                 shown = "ERROR" if figure is None else f"{figure:,.3f}"
                 print(
                     f"[{done:>4}/{total}] r{round_} {key:<4} {impl:<16} {label:<10} {shown} "
@@ -309,8 +332,8 @@ def main(argv: list[str]) -> int:
         "duration_s": time.perf_counter() - started,
         "loadavg_end": os.getloadavg(),
         "round_load": round_load,
-        "metric": args.metric,
-        "summary": summarise(records, labels, args.metric),
+        "metrics": args.metrics,
+        "summary": summarise(records, labels, args.metrics),
         "records": records,
     }
     markdown = render(results)

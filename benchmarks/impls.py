@@ -27,6 +27,11 @@ The durable workloads (D1-D3) run trio_jobpool only, in memory and on a SQLite s
 
 and ``Env.gather(fns)`` runs async functions concurrently (one task each) until all return.
 
+The flow-control workloads (W6, issue #17) run trio_jobpool only: they pass ``key=`` to
+``pool.submit`` into ``open_pool("keys", ...)`` (every key ``max_running=1``) or
+``open_pool("keys-fair", ...)`` (the same with ``fair=True``), and read
+``pool.counts()["delayed"]`` (the pool's ``delayed_starts``). No other pool here has keys.
+
 Leaving the block drains the pool: it returns once every accepted job has ended. A pool that
 cannot do what a workload needs raises :class:`NotSupported` (reported as n/a).
 

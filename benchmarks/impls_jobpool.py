@@ -11,6 +11,11 @@ The durable workloads open their pool with ``open_pool("durable", ...)``: the sa
 holds a worker (``"hold"``). The ``-sqlite`` variants add ``store="sqlite:///<tmp>/jobs.db"``: a
 fresh file in a new temporary directory (under ``$JOBPOOL_BENCH_DIR`` if set, else the system's
 temporary directory), with the store's defaults (WAL, ``synchronous=NORMAL``).
+
+The flow-control workloads (W6) open ``open_pool("keys", ...)``: the same settings plus
+``key_limit=Limit(max_running=1)`` (every key at most one job running), and
+``open_pool("keys-fair", ...)`` also ``fair=True``. ``Limit`` is imported only then, so a version
+of trio_jobpool from before flow control still runs every other workload (``ab.py``).
 """
 
 from __future__ import annotations
@@ -99,6 +104,8 @@ class JobPoolAdapter:
             "active": stats.active_workers,
             # (a version before later jobs, measured side by side by ab.py, has none)
             "scheduled": getattr(stats, "scheduled_tasks", 0),
+            # starts that a key's limit held back (none before flow control)
+            "delayed": getattr(self.pool, "delayed_starts", 0),
         }
 
 
@@ -132,6 +139,10 @@ def _make_open_pool(jobs: Jobs, store: str | None) -> Callable[..., Any]:
             sizes["max_pending"] = None
         else:
             sizes.update(queue_size=queue, max_pending=0)
+        if kind in ("keys", "keys-fair"):
+            from trio_jobpool import Limit
+
+            sizes.update(key_limit=Limit(max_running=1), fair=kind == "keys-fair")
         if kind != "durable":
             async with open_job_pool(**sizes) as pool:
                 yield JobPoolAdapter(pool)

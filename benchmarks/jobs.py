@@ -36,6 +36,9 @@ class Jobs:
     wall_stamped: Callable[[list[float], int], Awaitable[None]]
     """``started[i] = time.time()`` (its start, on the wall clock that due times are given
     in), then one checkpoint (S3)."""
+    keyed: Callable[[list[int], int], Awaitable[None]]
+    """``events.append(k)`` (its start), one checkpoint, then ``events.append(~k)`` (its end):
+    the order of starts and ends of the jobs of keys ``k`` (W6)."""
 
 
 def _make(backend: str, checkpoint: Any, sleep: Any, event: Any) -> Jobs:
@@ -64,7 +67,14 @@ def _make(backend: str, checkpoint: Any, sleep: Any, event: Any) -> Jobs:
         started[i] = wall()
         await checkpoint()
 
-    return Jobs(backend, checkpoint, event, noop, sleep_1ms, stamped, record, blocker, wall_stamped)
+    async def keyed(events: list[int], k: int) -> None:
+        events.append(k)
+        await checkpoint()
+        events.append(~k)
+
+    return Jobs(
+        backend, checkpoint, event, noop, sleep_1ms, stamped, record, blocker, wall_stamped, keyed
+    )
 
 
 def trio_jobs() -> Jobs:

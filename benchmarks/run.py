@@ -5,14 +5,16 @@
     python benchmarks/run.py --rounds 3 --only W1,W3 --impls trio-loop,jobpool-trio
     python benchmarks/run.py --rounds 3 --only D1,D2,D3   # the durable store against memory
     python benchmarks/run.py --rounds 5 --only S1,S1W,S2,S2W,S3   # later jobs (issue #16)
+    python benchmarks/run.py --rounds 15 --only W6R,W6N,W6,W6F,W6Q   # flow control (#17)
 
 Each measurement is one fresh process (``_one.py <impl> <workload> <n>``). Every round runs each
 selected workload through every implementation, in an order rotated from round to round, so
 that drift in the machine's load is spread over all of them. The report (markdown and JSON) goes
 to ``benchmarks/results/latest.*`` (``quick.*`` for ``--quick``, ``durable.*`` for a run of the
-durable workloads D1-D3 alone, ``later.*`` for the later-job workloads S1-S3 alone);
-``--update-docs`` also puts the tables into ``docs/performance.md`` (the durable workloads' into
-its "Durable store" section, the later jobs' into "Later jobs").
+durable workloads D1-D3 alone, ``later.*`` for the later-job workloads S1-S3 alone, ``flow.*``
+for the flow-control workloads W6* alone); ``--update-docs`` also puts the tables into
+``docs/performance.md`` (the durable workloads' into its "Durable store" section, the later
+jobs' into "Later jobs", the flow-control ones' into "Flow control").
 """
 
 from __future__ import annotations
@@ -43,12 +45,12 @@ HERE = Path(__file__).resolve().parent
 PACKAGE = HERE.parent / "trio_jobpool"
 RESULTS = HERE / "results"
 DOCS = HERE.parent / "docs" / "performance.md"
-# Where --update-docs puts the report: the in-memory workloads', the durable ones' (D1-D3) and
-# the later jobs' (S1-S3) each between their own markers (``Workload.section``), so a run of
-# one group leaves the others' figures alone.
+# Where --update-docs puts the report: the in-memory workloads', the durable ones' (D1-D3), the
+# later jobs' (S1-S3) and flow control's (W6*) each between their own markers
+# (``Workload.section``), so a run of one group leaves the others' figures alone.
 DOCS_MARKERS = {
     section: (f"<!-- {section}:begin -->", f"<!-- {section}:end -->")
-    for section in ("results", "durable", "later")
+    for section in ("results", "durable", "later", "flow")
 }
 
 
@@ -236,7 +238,8 @@ def main(argv: list[str]) -> int:
     elif args.quick:
         stem = "quick"
     elif len(sections) == 1 and sections != {"results"}:
-        # a run of the durable (or later-job) workloads alone leaves the full run's report
+        # a run of the durable (later-job, flow-control) workloads alone leaves the full run's
+        # report
         stem = sections.pop()
     else:
         stem = "latest"

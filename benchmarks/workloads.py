@@ -17,7 +17,7 @@ import os
 import random
 import time
 import tracemalloc
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +25,15 @@ __all__ = [
     "D_TARGET",
     "S1_GOAL_BYTES",
     "S2_GOAL_RATIO",
+    "W6_GOAL_RATIO",
+    "W6_KEYS",
     "WORKLOADS",
     "Metric",
     "Workload",
     "count_inversions",
     "lag_figures",
+    "tenant_figures",
+    "tenant_keys",
 ]
 
 clock = time.perf_counter
@@ -51,6 +55,11 @@ S3_AHEAD = 1.0  # S3: the common due time, seconds after the submit loop starts
 S1_GOAL_BYTES = 64  # issue #16: a scheduled job costs at most a waiting job + 64 B
 S2_GOAL_RATIO = 1.3  # issue #16: submit(delay=) costs at most 1.3x a plain submit
 LATER_IMPLS = ("jobpool-trio", "jobpool-asyncio")
+W6_KEYS = 1_000  # W6: the tenants, one flow-control key each
+W6_SEED = 20_261_207  # W6: each job's tenant, drawn uniformly at random
+W6_WORKERS = 10
+W6_GOAL_RATIO = 1.5  # issue #17: W6's µs per job at most 1.5x W1's
+FLOW_IMPLS = ("jobpool-trio", "jobpool-asyncio")
 DURABLE_IMPLS = (
     "jobpool-trio",
     "jobpool-trio-sqlite",
@@ -103,7 +112,7 @@ def check_stored(pool: Any, problems: list[str], **expected: int) -> None:
         problems.append(f"the store holds {stored}, expected {expected}")
 
 
-def percentile(ordered: list[float], fraction: float) -> float:
+def percentile(ordered: Sequence[float], fraction: float) -> float:
     """Nearest-rank percentile of an already sorted list."""
     rank = max(1, math.ceil(fraction * len(ordered)))
     return ordered[rank - 1]
@@ -213,9 +222,9 @@ async def w3_priorities(env: Any, n: int) -> dict[str, Any]:
         start = clock()
         for i in range(n):
             await submit(record, order, i, priority=priorities[i])
-        released = clock()
+        released, cpu_released = clock(), cpu_clock()
         release.set()
-    drained = clock()
+    drained, cpu_drained = clock(), cpu_clock()
     check_counts(pool, problems, completed=n + 1)
     inversions, fifo_breaks = count_inversions(order, priorities)
     if len(order) != n or len(set(order)) != n:
@@ -224,6 +233,7 @@ async def w3_priorities(env: Any, n: int) -> dict[str, Any]:
         problems.append(f"{inversions} priority inversions, {fifo_breaks} FIFO breaks")
     return {
         "drain_us_per_job": (drained - released) / n * 1e6,
+        "drain_cpu_us_per_job": (cpu_drained - cpu_released) / n * 1e6,
         "submit_us_per_job": (released - start) / n * 1e6,
         "inversions": inversions,
         "fifo_breaks": fifo_breaks,
@@ -541,6 +551,115 @@ async def s3_due_lag(env: Any, n: int) -> dict[str, Any]:
     }
 
 
+# -- flow control (issue #17) ------------------------------------------------------------------
+
+
+def tenant_keys(n: int) -> list[int]:
+    """W6: each of n jobs' tenant, 0 to W6_KEYS - 1, drawn uniformly at random, the same in
+    every run. (Not round-robin: in a strict cycle the order of submission is already a fair
+    round-robin, and ``fair=True`` could not be told from FIFO.)"""
+    rng = random.Random(W6_SEED)
+    return [rng.randrange(W6_KEYS) for _ in range(n)]
+
+
+def tenant_figures(events: list[int], keys: int, drain_from: int = 0) -> dict[str, int]:
+    """From the starts (``k``) and ends (``~k``) of jobs of keys ``0..keys-1`` in the order they
+    happened: ``max_gap``, the most starts (of other keys' jobs) between two consecutive starts
+    of one key, over all keys; ``p99_gap`` (nearest rank over every such pair);
+    ``max_gap_drain``, ``max_gap`` over the pairs whose first start is at ``events[drain_from]``
+    or later (once every job was submitted, a key with jobs left always has one waiting);
+    ``overlaps``, starts of a key that had a job running; ``starts``."""
+    last = [-1] * keys
+    running = [0] * keys
+    gaps: list[int] = []
+    starts = overlaps = max_gap_drain = 0
+    drain_starts = sum(1 for event in events[:drain_from] if event >= 0)
+    for event in events:
+        if event >= 0:
+            if running[event]:
+                overlaps += 1
+            running[event] += 1
+            previous = last[event]
+            if previous >= 0:
+                gap = starts - previous - 1
+                gaps.append(gap)
+                if previous >= drain_starts and gap > max_gap_drain:
+                    max_gap_drain = gap
+            last[event] = starts
+            starts += 1
+        else:
+            running[~event] -= 1
+    gaps.sort()
+    return {
+        "max_gap": gaps[-1] if gaps else 0,
+        "p99_gap": int(percentile(gaps, 0.99)) if gaps else 0,
+        "max_gap_drain": max_gap_drain,
+        "overlaps": overlaps,
+        "starts": starts,
+    }
+
+
+async def _tenants(env: Any, n: int, *, kind: str, queue: int | None) -> dict[str, Any]:
+    """n jobs of W6_KEYS tenants (``tenant_keys``), W6_WORKERS workers, a queue of ``queue``
+    (``None``: unbounded): the submit loop + drain, wall and CPU time / n; each job records its
+    start and end (``Jobs.keyed``) for the fairness figures. ``kind``: ``"plain"`` submits
+    without ``key=`` (W6N), ``"keys"`` and ``"keys-fair"`` with ``key="tenant:<k>"`` into a pool
+    whose every key has ``max_running=1``, the second with ``fair=True``."""
+    body = env.jobs.keyed
+    tenants = tenant_keys(n)
+    names = [f"tenant:{k}" for k in range(W6_KEYS)]
+    events: list[int] = []
+    problems: list[str] = []
+    async with env.open_pool(kind, W6_WORKERS, queue) as pool:
+        submit = pool.submit
+        if kind == "plain":
+            start, cpu_start = clock(), cpu_clock()
+            for k in tenants:
+                await submit(body, events, k)
+        else:
+            start, cpu_start = clock(), cpu_clock()
+            for k in tenants:
+                await submit(body, events, k, key=names[k])
+        submitted = len(events)
+    elapsed, cpu = clock() - start, cpu_clock() - cpu_start
+    check_counts(pool, problems, completed=n)
+    figures = tenant_figures(events, W6_KEYS, submitted)
+    if figures["starts"] != n or len(events) != 2 * n:
+        problems.append(f"{figures['starts']} starts and {len(events) - figures['starts']} ends")
+    if kind != "plain" and figures["overlaps"]:
+        problems.append(f"{figures['overlaps']} starts of a key with max_running=1 already running")
+    return {
+        "us_per_job": elapsed / n * 1e6,
+        "cpu_us_per_job": cpu / n * 1e6,
+        "max_gap": figures["max_gap"],
+        "p99_gap": figures["p99_gap"],
+        "max_gap_drain": figures["max_gap_drain"],
+        "drain_starts": n - sum(1 for event in events[:submitted] if event >= 0),
+        "delayed": (pool.counts() or {}).get("delayed", 0),
+        "problems": problems,
+    }
+
+
+async def w6_tenants(env: Any, n: int) -> dict[str, Any]:
+    """W6: every key ``max_running=1``, unbounded queue."""
+    return await _tenants(env, n, kind="keys", queue=None)
+
+
+async def w6_tenants_fair(env: Any, n: int) -> dict[str, Any]:
+    """W6F: W6 with ``fair=True``."""
+    return await _tenants(env, n, kind="keys-fair", queue=None)
+
+
+async def w6_tenants_plain(env: Any, n: int) -> dict[str, Any]:
+    """W6N: W6's jobs and pool without keys (what the keys cost: W6 against W6N)."""
+    return await _tenants(env, n, kind="plain", queue=None)
+
+
+async def w6_tenants_w1_shape(env: Any, n: int) -> dict[str, Any]:
+    """W6Q: W6 in W1's shape: queue 100 (``max_pending=0``), so the submit loop waits."""
+    return await _tenants(env, n, kind="keys", queue=W1_QUEUE)
+
+
 # -- the registry ------------------------------------------------------------------------------
 
 
@@ -566,11 +685,14 @@ class Workload:
     # set a submit's wait for its commit against an in-memory enqueue of 2-3 µs: figures only.
     durable_target: bool = False
     later: bool = False  # a later-job workload (issue #16): its own report section
+    flow: bool = False  # a flow-control workload (issue #17): its own report section
 
     @property
     def section(self) -> str:
         """Which part of docs/performance.md its report goes to (see run.py)."""
-        return "durable" if self.durable else "later" if self.later else "results"
+        if self.durable:
+            return "durable"
+        return "later" if self.later else "flow" if self.flow else "results"
 
     @property
     def primary(self) -> Metric:
@@ -625,6 +747,7 @@ WORKLOADS: dict[str, Workload] = {
                 Metric("submit_us_per_job", f"submit {US}/job", 2),
                 Metric("inversions", "inversions", 0),
                 Metric("fifo_breaks", "FIFO breaks", 0),
+                Metric("drain_cpu_us_per_job", f"drain CPU {US}/job", 2),
             ),
         ),
         Workload(
@@ -775,6 +898,67 @@ WORKLOADS: dict[str, Workload] = {
             ),
             impls=LATER_IMPLS,
             later=True,
+        ),
+        Workload(
+            "W6R",
+            "W6R W1, as W6's reference",
+            "W1 as it is: no-op jobs, 10 workers, queue 100; submit loop + drain",
+            w1_throughput,
+            100_000,
+            5_000,
+            (Metric("us_per_job", f"{US}/job", 2), Metric("cpu_us_per_job", f"CPU {US}/job", 2)),
+            impls=FLOW_IMPLS,
+            flow=True,
+        ),
+        *(
+            Workload(
+                key,
+                title,
+                what,
+                driver,
+                100_000,
+                5_000,
+                (
+                    Metric("us_per_job", f"{US}/job", 2),
+                    Metric("cpu_us_per_job", f"CPU {US}/job", 2),
+                    Metric("max_gap", "max starts between two of one key", 0),
+                    Metric("p99_gap", "p99 of those", 0),
+                    Metric("max_gap_drain", "max of those after the submit loop", 0),
+                    Metric("drain_starts", "starts after the submit loop", 0),
+                    Metric("delayed", "starts delayed by a limit", 0),
+                ),
+                impls=FLOW_IMPLS,
+                flow=True,
+            )
+            for key, title, what, driver in (
+                (
+                    "W6",
+                    "W6 tenants",
+                    f"jobs of {W6_KEYS:,} keys (each job's key drawn at random, seeded), every key "
+                    f"max_running=1 (key_limit=), {W6_WORKERS} workers, unbounded queue; submit "
+                    "loop + drain; each job notes its start and end",
+                    w6_tenants,
+                ),
+                (
+                    "W6F",
+                    "W6F tenants, fair",
+                    "as W6, with fair=True",
+                    w6_tenants_fair,
+                ),
+                (
+                    "W6N",
+                    "W6N tenants without keys",
+                    "W6's jobs, bodies and pool, submitted without key= (no limits): W6 against "
+                    "it is what the keys cost",
+                    w6_tenants_plain,
+                ),
+                (
+                    "W6Q",
+                    "W6Q tenants in W1's shape",
+                    "as W6, with W1's queue of 100 (max_pending=0): the submit loop waits",
+                    w6_tenants_w1_shape,
+                ),
+            )
         ),
     )
 }
