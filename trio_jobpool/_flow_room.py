@@ -38,6 +38,7 @@ from typing import Any, Final
 
 from ._job import JobHandle, JobStatus
 from ._limits import KeyStats, Limit
+from ._waiting_room import WaitingJobs
 
 __all__ = ["FlowRoom", "KeyState"]
 
@@ -49,10 +50,79 @@ _COMPACT_MIN_STALE = 1024
 # keys: a key that comes back soon (a tenant's next job) finds it; beyond, idle keys are dropped.
 _KEPT_KEYS = 4096
 
-# A waiting job in its key's heap: (rank, order, job, epoch). ``order`` is unique, so the job is
-# never compared; ``epoch`` is the key's parking epoch when the job entered (-1: it entered a
-# parked key), which tells at its start whether a limit held it back (see FlowRoom.delayed).
-_Waiting = tuple[float, int, JobHandle[Any], int]
+# A waiting job's place: its ``_seq`` (unique, set when it enters: a job that waits is in no
+# heap of due jobs, the slot's other use), negative for a job put back in front. A keyed job's
+# ``_extra.epoch`` is its key's parking epoch when it entered (-1: it entered a parked key),
+# which tells at its start whether a limit held it back (see FlowRoom.delayed).
+
+
+class _FifoJobs(WaitingJobs):
+    """A key's waiting jobs without aging: a deque per priority, FIFO (the plain room's)."""
+
+    __slots__ = ()
+
+    def head(self) -> JobHandle[Any]:
+        """Its best live job (dead ones on top are dropped); only while it has one."""
+        job = self.peek()
+        assert job is not None
+        return job
+
+    def take(self) -> JobHandle[Any]:
+        """Remove and return :meth:`head`."""
+        job = self.pop()
+        assert job is not None
+        return job
+
+    def clear(self) -> None:
+        self._buckets.clear()
+        self._priorities.clear()
+        self.size = self._dead = 0
+
+
+class _AgedJobs:
+    """A key's waiting jobs with aging: a heap of ``(priority·aging + entry time, order,
+    job)``; lazy deletion of cancelled jobs, compacted once they are the majority."""
+
+    __slots__ = ("_aging", "_dead", "_heap", "size")
+
+    def __init__(self, aging: float) -> None:
+        self._aging = aging
+        self._heap: list[tuple[float, int, JobHandle[Any]]] = []
+        self._dead = 0
+        self.size = 0
+
+    def push(self, job: JobHandle[Any]) -> None:
+        rank = job._priority * self._aging + job._ready_m
+        heapq.heappush(self._heap, (rank, job._seq, job))
+        self.size += 1
+
+    push_front = push  # its order (negative) puts it ahead of its rank
+
+    def head(self) -> JobHandle[Any]:
+        heap = self._heap
+        while heap[0][2]._status is not _QUEUED:
+            heapq.heappop(heap)
+            self.size -= 1
+            if self._dead:
+                self._dead -= 1
+        return heap[0][2]
+
+    def take(self) -> JobHandle[Any]:
+        self.head()
+        self.size -= 1
+        return heapq.heappop(self._heap)[2]
+
+    def discard(self, item: JobHandle[Any] | None = None) -> None:
+        self._dead += 1
+        if self._dead > _COMPACT_MIN_DEAD and self._dead * 2 > self.size:
+            self._heap = [e for e in self._heap if e[2]._status is _QUEUED and e[2] is not item]
+            heapq.heapify(self._heap)
+            self.size = len(self._heap)
+            self._dead = 0
+
+    def clear(self) -> None:
+        self._heap.clear()
+        self.size = self._dead = 0
 
 
 class KeyState:
@@ -60,7 +130,6 @@ class KeyState:
     docstring)."""
 
     __slots__ = (
-        "dead",
         "entry",
         "epoch",
         "forgetting",
@@ -77,12 +146,11 @@ class KeyState:
         "window",
     )
 
-    def __init__(self, name: str | None, limit: Limit | None) -> None:
+    def __init__(self, name: str | None, limit: Limit | None, aging: float | None) -> None:
         self.name = name
         self.running = 0  # its jobs started and not yet stopped (not counted for None)
         self.waiting = 0  # its live jobs in ``jobs``
-        self.dead = 0  # its dead jobs still in ``jobs`` (cancelled while waiting)
-        self.jobs: list[_Waiting] = []
+        self.jobs: _FifoJobs | _AgedJobs = _FifoJobs() if aging is None else _AgedJobs(aging)
         self.entry: list[Any] | None = None  # [rank, tie, self]: its entry in the line
         self.since = 0.0  # when it took its current turn (fair, with aging)
         self.parked = False
@@ -119,14 +187,6 @@ class KeyState:
             return window[0] + self.rate_per
         return -_INF
 
-    def head(self) -> _Waiting:
-        """Its best live waiting job (dead ones on top are dropped). Only while ``waiting``."""
-        jobs = self.jobs
-        while jobs[0][2]._status is not _QUEUED:
-            heapq.heappop(jobs)
-            self.dead -= 1
-        return jobs[0]
-
 
 class FlowRoom:
     """The waiting room of a pool with flow control (see the module docstring).
@@ -154,7 +214,7 @@ class FlowRoom:
         self._own: dict[str, Limit] = {}
         self._fair = fair
         self._aging = aging
-        self._keys: dict[str | None, KeyState] = {None: KeyState(None, None)}
+        self._keys: dict[str | None, KeyState] = {None: KeyState(None, None, aging)}
         self._line: list[list[Any]] = []
         self._stale = 0  # entries in the line that no longer stand for their key
         self._timers: list[tuple[float, int, KeyState]] = []  # rate releases
@@ -212,14 +272,20 @@ class FlowRoom:
         self._add(job, -self._order)
 
     def _add(self, job: JobHandle[Any], order: int) -> None:
+        job._seq = order
         extra = job._extra
         name = None if extra is None else extra.key
         state = self._keys.get(name)
         if state is None:
             state = self._new_state(name)  # type: ignore[arg-type]  # None is always there
+        if name is not None:
+            extra.epoch = -1 if state.parked else state.epoch  # type: ignore[union-attr]
+        if order > 0:
+            state.jobs.push(job)
+        else:
+            state.jobs.push_front(job)
         aging = self._aging
         rank = job._priority if aging is None else job._priority * aging + job._ready_m
-        heapq.heappush(state.jobs, (rank, order, job, -1 if state.parked else state.epoch))
         state.waiting += 1
         self.size += 1
         entry = state.entry
@@ -241,23 +307,16 @@ class FlowRoom:
         state.waiting -= 1
         self.size -= 1
         if state.waiting:
-            state.dead += 1
-            if state.dead > _COMPACT_MIN_DEAD and state.dead > state.waiting:
-                state.jobs = [
-                    item for item in state.jobs if item[2]._status is _QUEUED and item[2] is not job
-                ]
-                heapq.heapify(state.jobs)
-                state.dead = 0
+            state.jobs.discard(job)
             return
         state.jobs.clear()
-        state.dead = 0
         self._leave(state)
         self._maybe_forget(state)
 
     def peek(self) -> JobHandle[Any] | None:
         """The job :meth:`pop` would return, left in place."""
         state = self._front()
-        return None if state is None else state.jobs[0][2]
+        return None if state is None else state.jobs.head()
 
     def pop(self) -> JobHandle[Any] | None:
         """Remove and return the best eligible job; ``None`` if none is eligible. Its key is
@@ -267,10 +326,10 @@ class FlowRoom:
             return None
         heapq.heappop(self._line)
         state.entry = None
-        _, _, job, epoch = heapq.heappop(state.jobs)
+        job = state.jobs.take()
         state.waiting -= 1
         self.size -= 1
-        if epoch != state.epoch:
+        if state.name is not None and job._extra.epoch != state.epoch:  # type: ignore[union-attr]
             self.delayed += 1
         return job
 
@@ -286,17 +345,19 @@ class FlowRoom:
                 heapq.heappop(line)
                 self._stale -= 1
                 continue
-            rank, order, job, _ = state.head()
+            job = state.jobs.head()
             if fair:
                 key_rank = self._key_rank(job, state)
                 if key_rank != entry[0]:  # its best job was cancelled: a lower rank now
                     state.entry = [key_rank, entry[1], state]
                     heapq.heapreplace(line, state.entry)
                     continue
-            elif rank != entry[0] or order != entry[1]:
-                state.entry = [rank, order, state]
-                heapq.heapreplace(line, state.entry)
-                continue
+            else:
+                rank = self._rank(job)
+                if rank != entry[0] or job._seq != entry[1]:  # its best job was cancelled
+                    state.entry = [rank, job._seq, state]
+                    heapq.heapreplace(line, state.entry)
+                    continue
             return state
         return None
 
@@ -400,6 +461,12 @@ class FlowRoom:
 
     # -- the line --------------------------------------------------------------------------
 
+    def _rank(self, job: JobHandle[Any]) -> float:
+        """A job's rank (lower first): its priority, with aging ``priority·aging + the time
+        it entered``."""
+        aging = self._aging
+        return job._priority if aging is None else job._priority * aging + job._ready_m
+
     def _key_rank(self, job: JobHandle[Any], state: KeyState) -> float:
         """A key's rank in a fair line, its best waiting job being ``job``."""
         aging = self._aging
@@ -422,14 +489,14 @@ class FlowRoom:
                     heapq.heappush(self._timers, (free, self._order, state))
                     self._wake_at(free)
                 return False
-        rank, order, job, _ = state.head()
+        job = state.jobs.head()
         if self._fair:
             self._turn += 1
             if self._aging is not None:  # its place ages from now (see _key_rank)
                 state.since = self._now() if now is None else now
             entry = [self._key_rank(job, state), self._turn, state]
         else:
-            entry = [rank, order, state]
+            entry = [self._rank(job), job._seq, state]
         state.entry = entry
         heapq.heappush(self._line, entry)
         return True
@@ -465,7 +532,7 @@ class FlowRoom:
                 _, _, old = heapq.heappop(forget)
                 old.forgetting = False
                 self._maybe_forget(old)
-        state = self._keys[name] = KeyState(name, self.limit_of(name))
+        state = self._keys[name] = KeyState(name, self.limit_of(name), self._aging)
         return state
 
     def _maybe_forget(self, state: KeyState) -> None:

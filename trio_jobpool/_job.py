@@ -229,7 +229,10 @@ class JobHandle(Generic[T]):
     )
     _seq: int
     """Set when the job is scheduled (see ``DueJobs.push``): its place among the jobs due at
-    the same time; ``-1`` while its record is being written (``Later._reserve_later``)."""
+    the same time; ``-1`` while its record is being written (``Later._reserve_later``). Also,
+    in a pool with flow control, its place in the waiting room while it waits there (set by
+    ``FlowRoom``): a waiting job is in no heap of due jobs (a due job leaves the heap before it
+    enters the waiting room, and a job that is scheduled again gets a new ``_seq``)."""
 
     def __init__(
         self,
@@ -520,7 +523,7 @@ class _Extra:
     """What few jobs need: reported progress, an event for tasks waiting on the job, how
     many of its attempts ended with ``Defer``, and its flow-control key."""
 
-    __slots__ = ("deferrals", "done", "key", "message", "progress")
+    __slots__ = ("deferrals", "done", "epoch", "key", "message", "progress")
 
     def __init__(self) -> None:
         self.progress = 0.0
@@ -528,6 +531,7 @@ class _Extra:
         self.done: EventLike | None = None
         self.deferrals = 0
         self.key: str | None = None
+        self.epoch = 0  # a keyed job's: its key's parking epoch when it entered the waiting room
 
 
 class Unbuilt:
