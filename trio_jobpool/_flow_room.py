@@ -388,10 +388,17 @@ class FlowRoom:
         if state is None:
             state = self._new_state(name)  # type: ignore[arg-type]
         if name is not None:
-            state.running += 1
+            running = state.running = state.running + 1
             window = state.window
             if window is not None:
                 window.append(now)
+            elif state.waiting and running >= state.max_running:
+                # at its max_running with jobs waiting (the common case of a limited key):
+                # parked until a stop, as _enter_or_park would
+                state.parked = True
+                state.release_at = _INF
+                state.epoch += 1
+                return
         if state.waiting and state.entry is None and not state.parked:
             self._enter_or_park(state, now)
 
