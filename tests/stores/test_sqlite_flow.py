@@ -4,47 +4,20 @@ it runs). The pool-level behaviour of keys is in tests/test_flow_control.py."""
 
 from __future__ import annotations
 
-import select
-import signal
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import anyio
 import pytest
 
 from tests.durable_app import registry
+from tests.stores._kill import kill_when_ready
 from tests.stores.test_sqlite_later import log_lines
 from trio_jobpool import JobHandle, JobStatus, KeyStats, Limit, Rate, open_job_pool
 
 pytestmark = pytest.mark.anyio
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _kill_when_ready(db: Path, log: Path, backend: str, until: Path) -> None:
-    """Run tests/stores/_flow_child.py until it is ready, then ``kill -9`` it. (Blocking:
-    called before the test has a pool of its own.)"""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.stores._flow_child", db, log, backend, until],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    assert child.stderr is not None
-    try:
-        readable, _, _ = select.select([child.stdout], [], [], 30)  # bounded
-        line = child.stdout.readline() if readable else ""
-        assert line == "ready\n", child.stderr.read() if child.poll() is not None else line
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-        child.stdout.close()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
 
 
 async def test_limits_and_keys_outlive_the_pool(tmp_path: Path) -> None:
@@ -84,7 +57,7 @@ async def test_a_key_limit_holds_across_a_kill(
 ) -> None:
     db, log, until = tmp_path / "jobs.db", tmp_path / "log.txt", tmp_path / "until"
     monkeypatch.setenv("JOBPOOL_TEST_LOG", str(log))
-    _kill_when_ready(db, log, anyio_backend, until)
+    kill_when_ready("tests.stores._flow_child", db, log, anyio_backend, until)
     child_events = [(event, item) for _, event, item, _ in log_lines(log)]
     assert child_events == [("start", "a")]
 

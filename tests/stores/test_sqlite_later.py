@@ -6,11 +6,7 @@ from __future__ import annotations
 
 import collections
 import os
-import select
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +15,7 @@ import anyio
 import pytest
 
 from tests.durable_app import double, registry
+from tests.stores._kill import kill_when_ready
 from tests.stores._later_child import DEFER, DELAYS
 from trio_jobpool import JobStatus, open_job_pool
 from trio_jobpool.stores._sqlite_schema import SCHEMA_VERSION
@@ -50,39 +47,15 @@ def log_lines(log: Path) -> list[tuple[int, str, str, float]]:
     return lines
 
 
-def kill_when_ready(db: Path, log: Path, backend: str, synchronous: str) -> float:
-    """Run tests/stores/_later_child.py until it is ready, then ``kill -9`` it; the wall-clock
-    time of the kill. (Blocking: called before the test has a pool of its own.)"""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.stores._later_child", db, log, backend, synchronous],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert child.stdout is not None
-    assert child.stderr is not None
-    try:
-        readable, _, _ = select.select([child.stdout], [], [], 30)  # bounded
-        line = child.stdout.readline() if readable else ""
-        assert line == "ready\n", child.stderr.read() if child.poll() is not None else line
-        child.send_signal(signal.SIGKILL)
-        killed_at = time.time()
-    finally:
-        child.wait(timeout=30)
-        child.stdout.close()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
-    return killed_at
-
-
 @pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
 async def test_scheduled_jobs_survive_a_kill_and_each_runs_once_at_its_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str, synchronous: str
 ) -> None:
     db, log = tmp_path / "jobs.db", tmp_path / "log.txt"
     monkeypatch.setenv("JOBPOOL_TEST_LOG", str(log))
-    killed_at = kill_when_ready(db, log, anyio_backend, synchronous)  # the child: same backend
+    killed_at = kill_when_ready(
+        "tests.stores._later_child", db, log, anyio_backend, synchronous
+    )  # the child: same backend
 
     at_kill = rows(db)
     assert {job: (row["status"], row["attempts"]) for job, row in at_kill.items()} == {

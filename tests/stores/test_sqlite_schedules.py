@@ -8,11 +8,7 @@ from __future__ import annotations
 
 import collections
 import os
-import select
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,6 +17,7 @@ import anyio
 import pytest
 
 from tests.durable_app import board, note, registry, tick
+from tests.stores._kill import kill_when_ready
 from trio_jobpool import JobPool, JobStatus, RetryPolicy, Schedule, open_job_pool
 from trio_jobpool._ticks import TickRule, tick_id
 from trio_jobpool.stores._sqlite_schema import SCHEMA_VERSION
@@ -51,27 +48,10 @@ def ticks_logged(log: Path) -> list[tuple[int, str, float]]:
 
 
 def run_and_kill(db: Path, log: Path, backend: str, synchronous: str, mode: str) -> None:
-    """Run tests/stores/_schedule_child.py in ``mode`` until it is ready, then ``kill -9`` it.
-    (Blocking: called before the test has a pool of its own.)"""
-    child = subprocess.Popen(
-        [sys.executable, "-m", "tests.stores._schedule_child", db, log, backend, synchronous, mode],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
+    """Run tests/stores/_schedule_child.py in ``mode`` until it is ready, then ``kill -9`` it."""
+    kill_when_ready(
+        "tests.stores._schedule_child", db, log, backend, synchronous, mode, ready_timeout=60
     )
-    assert child.stdout is not None
-    assert child.stderr is not None
-    try:
-        readable, _, _ = select.select([child.stdout], [], [], 60)  # bounded
-        line = child.stdout.readline() if readable else ""
-        assert line == "ready\n", child.stderr.read() if child.poll() is not None else line
-        child.send_signal(signal.SIGKILL)
-    finally:
-        child.wait(timeout=30)
-        child.stdout.close()
-        child.stderr.close()
-    assert child.returncode == -signal.SIGKILL
 
 
 @pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
