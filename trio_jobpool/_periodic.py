@@ -27,7 +27,7 @@ from ._journal import Journal
 from ._records import policy_from_json, policy_to_json
 from ._registry import check_json
 from ._retry import RetryPolicy
-from ._runtime import Runtime, TaskGroupLike
+from ._runtime import CancelScopeLike, Runtime, TaskGroupLike
 from ._schedules import MISFIRES, OVERLAPS, MemoryBook, Schedule, plan, rule_of
 from ._ticks import TickRule
 from ._validate import validate_timeout
@@ -69,6 +69,8 @@ class Periodic(Intake):
         self._unfirable: set[str] = set()  # stored schedules whose job is not registered here
         self._fire_failures = 0  # steps in a row the book could not make
         self._ticker_resume = -_INF  # no step before this time (pool clock): see _fire_failed
+        # the wait before the stored schedules are read again (see _load_stored_schedules)
+        self._load_scope: CancelScopeLike | None = None
 
     def _schedule_book(self) -> ScheduleBook:
         """Hook: where this pool keeps its schedules. Here: the store, if it keeps schedules,
@@ -281,8 +283,7 @@ class Periodic(Intake):
         """The timer of the schedules: load the stored ones, then sleep until the earliest next
         run, and let each due schedule take its step; ends when the pool closes."""
         if self._journal is not None or self._shared_queue:
-            for record in await self._book.load_schedules():
-                self._adopt_stored(record)
+            await self._load_stored_schedules()
         runtime = self._runtime
         while True:
             with self._ticker_scope:
@@ -299,6 +300,31 @@ class Periodic(Intake):
             )
             target = max(target, self._ticker_resume)
             self._ticker_scope.deadline = self._ticker_target = target
+
+    async def _load_stored_schedules(self) -> None:
+        """Adopt the schedules the store keeps. While it cannot read them (``StoreError``: the
+        store fails, Redis does not answer), log it and try again after a backoff (0.1 s,
+        doubled at each failure in a row, at most 10 s) until it can or the pool closes: a
+        store that fails as the pool opens does not end the pool (a declaration made meanwhile
+        is written by its own call, which raises the store's error to its caller)."""
+        failures = 0
+        while not self._closed:
+            try:
+                records = await self._book.load_schedules()
+            except StoreError as exc:
+                delay = min(_RETRY_MAX, _RETRY_FIRST * 2**failures)
+                failures += 1
+                logger.warning(
+                    "the stored schedules could not be read (%s); trying again in %g s", exc, delay
+                )
+                self._load_scope = scope = self._runtime.CancelScope()
+                if not self._closed:
+                    with scope:  # cancelled by close()
+                        await self._runtime.sleep(delay)
+                continue
+            for record in records:
+                self._adopt_stored(record)
+            return
 
     def _adopt_stored(self, record: ScheduleRecord) -> None:
         """Fire a stored schedule from here if its job is registered here (warn once if not)."""
@@ -400,3 +426,5 @@ class Periodic(Intake):
     def close(self) -> None:
         super().close()
         self._ticker_scope.cancel()  # a closed pool fires no tick: the timer ends
+        if self._load_scope is not None:
+            self._load_scope.cancel()

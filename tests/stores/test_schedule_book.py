@@ -447,3 +447,47 @@ def test_a_tick_the_store_cannot_take_is_tried_again_not_lost(
         run_virtual(backend, main)
     tries = [r.getMessage() for r in caplog.records if "could not be fired" in r.getMessage()]
     assert [t.rsplit("again in ", 1)[1] for t in tries] == ["0.1 s", "0.2 s", "0.4 s"]
+
+
+class _UnreadableAtFirst(MemoryStore):
+    """A store whose schedules cannot be read the first ``failures`` times."""
+
+    def __init__(self, failures: int) -> None:
+        super().__init__()
+        self.failures = failures
+
+    async def load_schedules(self) -> list[ScheduleRecord]:
+        if self.failures:
+            self.failures -= 1
+            raise StoreError("the store cannot be read")
+        return await super().load_schedules()
+
+
+@pytest.mark.parametrize("backend", ["trio", "asyncio"])
+def test_schedules_the_store_cannot_read_at_open_are_read_again_not_fatal(
+    backend: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """If the stored schedules cannot be read as the pool opens (the store fails, Redis does
+    not answer), the pool logs it and reads them again after a backoff (0.1, 0.2 … s) instead
+    of ending; once it can, the stored schedules fire. (In virtual time.)"""
+
+    async def main() -> None:
+        first = MemoryStore()
+        async with open_job_pool(1, 10, store=first, registry=registry) as pool:
+            await pool.schedule("s", note, "tick", every=10)
+        store = _UnreadableAtFirst(2)
+        store.schedules = first.schedules
+        store.rows = first.rows
+        with anyio.fail_after(1000):
+            async with open_job_pool(1, 10, store=store, registry=registry) as pool:
+                await anyio.sleep(0.5)  # the reads at 0, 0.1 fail; the one at 0.3 succeeds
+                assert store.failures == 0
+                await board.wait_started("tick")
+                await pool.unschedule("s")
+                await pool.join()
+        assert board.started == ["tick"]
+
+    with caplog.at_level("WARNING", logger="trio_jobpool"):
+        run_virtual(backend, main)
+    tries = [r.getMessage() for r in caplog.records if "could not be read" in r.getMessage()]
+    assert [t.rsplit("again in ", 1)[1] for t in tries] == ["0.1 s", "0.2 s"]
