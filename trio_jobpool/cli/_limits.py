@@ -15,6 +15,7 @@ from typing import Any
 
 from ._client import Client
 from ._errors import EXIT_UNREACHABLE, CliError
+from ._output import print_table
 
 __all__ = ["delete_limit", "limit_text", "list_limits", "set_limit"]
 
@@ -38,34 +39,11 @@ def list_limits(client: Client, *, as_json: bool = False) -> int:
     if not isinstance(keys, list) or not isinstance(own, dict):
         raise CliError(EXIT_UNREACHABLE, f"unexpected limits from {client.url}: {answer!r}")
     rows = [_row(stats, own) for stats in keys if isinstance(stats, dict)]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"limits ({client.url})")
-        if not rows:
-            print("  none")
-        for row in rows:
-            print(
-                "  "
-                + "  ".join(f"{label}: {cell}" for label, cell in zip(_COLUMNS, row, strict=True))
-            )
-        return 0
-    table = Table(title="limits", caption=client.url if rows else f"{client.url}: none")
-    for column in _COLUMNS:
-        right = column in ("running", "waiting")
-        table.add_column(column, justify="right" if right else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # no width to keep to: one line per key
-        console = Console(width=_UNBOUNDED)
-    console.print(table)
+    print_table("limits", client.url, _COLUMNS, rows, right=("running", "waiting"))
     return 0
 
 
 _COLUMNS = ("key", "running", "waiting", "limit")
-_UNBOUNDED = 1000  # columns of the table where the output is not a terminal
 
 
 def _row(stats: dict[str, Any], own: dict[str, Any]) -> tuple[str, ...]:

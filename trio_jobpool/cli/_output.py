@@ -8,7 +8,7 @@ import os
 import sys
 from typing import Final, TextIO
 
-__all__ = ["DOCS_URL", "write_line"]
+__all__ = ["DOCS_URL", "print_table", "write_line"]
 
 DOCS_URL: Final = "https://trio-jobpool.readthedocs.io/"
 """The documentation site: the one place the package names it (``[project.urls]`` in
@@ -35,3 +35,42 @@ def write_line(text: str, stream: TextIO | None = None) -> None:
                 os.dup2(devnull, out.fileno())
             finally:
                 os.close(devnull)
+
+
+_UNBOUNDED = 1000  # columns of a table where the output is not a terminal
+
+
+def print_table(
+    title: str,
+    source: str,
+    columns: tuple[str, ...],
+    rows: list[tuple[str, ...]],
+    right: tuple[str, ...] = (),
+) -> None:
+    """Print ``rows`` (one cell per column of ``columns``) as the table ``title`` read from
+    ``source`` (a URL), ``none`` when there is no row. With rich, a table whose ``right``
+    columns are right-justified; no cell is cut short: on a terminal the table wraps to its
+    width, elsewhere (a pipe, a file) each row takes one line. Without rich, a line
+    ``title (source)``, then one line per row of ``label: cell`` pairs."""
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        print(f"{title} ({source})")
+        if not rows:
+            print("  none")
+        for row in rows:
+            print(
+                "  "
+                + "  ".join(f"{label}: {cell}" for label, cell in zip(columns, row, strict=True))
+            )
+        return
+    table = Table(title=title, caption=source if rows else f"{source}: none")
+    for column in columns:
+        table.add_column(column, justify="right" if column in right else "left", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    console = Console()
+    if not console.is_terminal:  # no width to keep to: one line per row
+        console = Console(width=_UNBOUNDED)
+    console.print(table)

@@ -15,6 +15,7 @@ from typing import Any
 
 from ._client import Client, due_text
 from ._errors import EXIT_UNREACHABLE, CliError
+from ._output import print_table
 
 __all__ = ["delete_schedule", "list_schedules", "set_schedule"]
 
@@ -38,34 +39,11 @@ def list_schedules(client: Client, *, as_json: bool = False) -> int:
     if not isinstance(schedules, list):
         raise CliError(EXIT_UNREACHABLE, f"unexpected schedules from {client.url}: {answer!r}")
     rows = [_row(schedule) for schedule in schedules if isinstance(schedule, dict)]
-    try:
-        from rich.console import Console
-        from rich.table import Table
-    except ImportError:
-        print(f"schedules ({client.url})")
-        if not rows:
-            print("  none")
-        for row in rows:
-            print(
-                "  "
-                + "  ".join(f"{label}: {cell}" for label, cell in zip(_COLUMNS, row, strict=True))
-            )
-        return 0
-    table = Table(title="schedules", caption=client.url if rows else f"{client.url}: none")
-    for column in _COLUMNS:
-        right = column in ("runs", "skipped")
-        table.add_column(column, justify="right" if right else "left", overflow="fold")
-    for row in rows:
-        table.add_row(*row)
-    console = Console()
-    if not console.is_terminal:  # no width to keep to: one line per schedule
-        console = Console(width=_UNBOUNDED)
-    console.print(table)
+    print_table("schedules", client.url, _COLUMNS, rows, right=("runs", "skipped"))
     return 0
 
 
 _COLUMNS = ("name", "job", "when", "next run", "last job", "runs", "skipped")
-_UNBOUNDED = 1000  # columns of the table where the output is not a terminal
 
 
 def _row(schedule: dict[str, Any]) -> tuple[str, ...]:
