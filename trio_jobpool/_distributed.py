@@ -29,7 +29,7 @@ from ._job import (
     JobStatus,
     RecordedJob,
 )
-from ._limits import KeyStats, Limit, check_key, limit_from_json
+from ._limits import KeyStats, Limit, check_key, in_force, limit_from_json, stored_limit
 from ._link import ROOM
 from ._outbox import Submission
 from ._records import record_from_fields
@@ -307,7 +307,7 @@ class DistributedPool(SharedSchedules):
         Raises:
             StoreError: Redis cannot be reached (it is unknown whether the limit was kept).
         """
-        data = limit.to_json() if limit.limits_anything else None
+        data = stored_limit(limit)
         try:
             await self._read(functools.partial(self._queue.set_limit, key), data)
         except redis_errors() as exc:
@@ -353,10 +353,7 @@ class DistributedPool(SharedSchedules):
         return [self.key_stats(key) for key in sorted(self._known_limits)]
 
     def _limit_known(self, key: str) -> Limit | None:
-        default = self._config.key_limit
-        if default is not None and not default.limits_anything:
-            default = None
-        return self._known_limits.get(key, default)
+        return self._known_limits.get(key, in_force(self._config.key_limit))
 
     async def cluster_stats(self) -> PoolStats:
         """Every process on this queue together, read from Redis in one round trip.

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ._config import PoolConfig
 from ._journal import Journal
-from ._limits import KeyStats, Limit, Rate, check_key, limit_from_json
+from ._limits import KeyStats, Limit, Rate, check_key, limit_from_json, stored_limit
 from ._periodic import Periodic
 from ._runtime import Runtime, TaskGroupLike
 
@@ -91,9 +91,7 @@ class FlowControl(Periodic):
         """Hook: keep ``limit`` (``Limit()``: none) as ``key``'s and apply it. Here: in the
         store, if it keeps limits, then in this pool's waiting room."""
         if self._limit_book is not None:
-            await self._limit_book.put_limit(
-                key, limit.to_json() if limit.limits_anything else None
-            )
+            await self._limit_book.put_limit(key, stored_limit(limit))
         if self._use_flow().set_limit(key, limit):
             self._dispatch_idle()
 

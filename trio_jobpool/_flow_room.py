@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, Final
 
 from ._job import JobHandle, JobStatus
-from ._limits import KeyStats, Limit
+from ._limits import KeyStats, Limit, in_force
 from ._waiting_room import WaitingJobs
 
 __all__ = ["FlowRoom", "KeyState"]
@@ -210,7 +210,7 @@ class FlowRoom:
     ) -> None:
         self._now = clock
         self._wake_at = wake_at  # the pool's watcher must wake at this time (a rate release)
-        self._default = key_limit if key_limit is not None and key_limit.limits_anything else None
+        self._default = in_force(key_limit)
         self._own: dict[str, Limit] = {}
         self._fair = fair
         self._aging = aging
@@ -245,7 +245,8 @@ class FlowRoom:
         """Give the key ``name`` its own ``limit`` (``None`` or ``Limit()``: remove it, so the
         default applies). Running jobs are not touched: a lowered ``max_running`` holds new
         starts until the key is under it. ``True``: a job of the key became eligible."""
-        if limit is None or not limit.limits_anything:
+        limit = in_force(limit)
+        if limit is None:
             self._own.pop(name, None)
         else:
             self._own[name] = limit
@@ -284,8 +285,6 @@ class FlowRoom:
             state.jobs.push(job)
         else:
             state.jobs.push_front(job)
-        aging = self._aging
-        rank = job._priority if aging is None else job._priority * aging + job._ready_m
         state.waiting += 1
         self.size += 1
         entry = state.entry
@@ -297,7 +296,7 @@ class FlowRoom:
             key_rank = self._key_rank(job, state)
             if key_rank < entry[0]:
                 self._replace(state, [key_rank, entry[1], state])
-        elif rank < entry[0] or (rank == entry[0] and order < entry[1]):
+        elif (rank := self._rank(job)) < entry[0] or (rank == entry[0] and order < entry[1]):
             self._replace(state, [rank, order, state])
 
     def discard(self, job: JobHandle[Any]) -> None:
@@ -461,10 +460,6 @@ class FlowRoom:
         for name, state in list(self._keys.items()):
             if name is not None and state.parked:
                 yield KeyStats(name, state.running, state.waiting, state.limit)
-
-    def key_names(self) -> Iterator[str]:
-        """The keys with a state: jobs waiting or running, or recent starts (for views)."""
-        return (name for name in list(self._keys) if name is not None)
 
     # -- the line --------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["KeyStats", "Limit", "Rate", "check_key", "limit_from_json"]
+__all__ = ["KeyStats", "Limit", "Rate", "check_key", "in_force", "limit_from_json", "stored_limit"]
 
 KEY_MAX_LENGTH = 200
 """The longest key accepted, in characters: a key is a label (a tenant, an API), kept in every
@@ -115,6 +115,18 @@ class Limit:
         if self.rate is not None:
             parts.append(f"rate={self.rate}")
         return ", ".join(parts) or "no limit"
+
+
+def in_force(limit: Limit | None) -> Limit | None:
+    """``limit``, or ``None`` when it limits nothing (``None`` or ``Limit()``)."""
+    return limit if limit is not None and limit.limits_anything else None
+
+
+def stored_limit(limit: Limit | None) -> dict[str, Any] | None:
+    """What a store keeps of ``limit``: its JSON form, or ``None`` (remove it) when it limits
+    nothing."""
+    limit = in_force(limit)
+    return None if limit is None else limit.to_json()
 
 
 def limit_from_json(data: object) -> Limit:

@@ -58,6 +58,7 @@ from ._job import (
     RecordedJob,
 )
 from ._leases import RECONNECT_DELAY
+from ._limits import stored_limit
 from ._outbox import Submission
 from ._runtime import Slot, TaskGroupLike
 from ._shared_ends import SharedEnds
@@ -232,7 +233,7 @@ class Link(SharedEnds):
         one sets it; ``Limit()`` removes it; ``None`` leaves the queue's as it is)."""
         default = self._config.key_limit
         if default is not None:
-            await self._queue.set_limit("", default.to_json() if default.limits_anything else None)
+            await self._queue.set_limit("", stored_limit(default))
 
     def _queued(self) -> bool:
         """Whether anything but fetches waits for the link."""
