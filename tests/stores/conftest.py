@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.durable_app import board, registry
+from trio_jobpool.stores._redis_queue import RedisQueue
 
 from .fake_store import MemoryStore
 
@@ -59,3 +60,19 @@ def _clean_board() -> Iterator[None]:
     board.reset()
     yield
     board.reset()
+
+
+@pytest.fixture
+async def queue(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisQueue]:
+    """A Redis queue of the test's own on the session's server (its epoch opened), for the
+    tests of the queue's scripts; its keys are deleted afterwards."""
+    import coredis
+
+    async with coredis.Redis.from_url(redis_url, decode_responses=True) as client:
+        name = redis_prefix.strip("{}")
+        queue = RedisQueue(client, name)
+        await queue.open_epoch()
+        yield queue
+        keys = [key async for key in client.scan_iter(match=f"{{{name}}}*")]
+        if keys:
+            await client.delete(keys)

@@ -6,7 +6,6 @@ lapsed lease); rate windows; limits and the default; the waiting count; a Cluste
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -20,18 +19,6 @@ from trio_jobpool.stores._redis_queue import NewJob, RedisQueue
 pytestmark = pytest.mark.anyio
 
 LEASE = 60_000
-
-
-@pytest.fixture
-async def queue(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisQueue]:
-    async with coredis.Redis.from_url(redis_url, decode_responses=True) as client:
-        name = redis_prefix.strip("{}")
-        queue = RedisQueue(client, name)
-        await queue.open_epoch()
-        yield queue
-        keys = [key async for key in client.scan_iter(match=f"{{{name}}}*")]
-        if keys:
-            await client.delete(keys)
 
 
 def job(job_id: str, key: str | None = None, priority: int = 5) -> NewJob:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import anyio
@@ -14,18 +13,6 @@ from tests.servers import redis_cluster
 from trio_jobpool.stores._redis_queue import Fields, NewJob, QueueLost, RedisQueue
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-async def queue(redis_url: str, redis_prefix: str) -> AsyncIterator[RedisQueue]:
-    async with coredis.Redis.from_url(redis_url, decode_responses=True) as client:
-        name = redis_prefix.strip("{}")
-        queue = RedisQueue(client, name)
-        await queue.open_epoch()
-        yield queue
-        keys = [key async for key in client.scan_iter(match=f"{{{name}}}*")]
-        if keys:
-            await client.delete(keys)
 
 
 def job(job_id: str, priority: int = 5, delay_ms: int | None = None) -> NewJob:
