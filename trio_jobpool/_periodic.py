@@ -44,6 +44,11 @@ _RETRY_FIRST: Final = 0.1
 _RETRY_MAX: Final = 10.0
 
 
+def _retry_delay(failures: int) -> float:
+    """The backoff after ``failures`` failed steps in a row (0: the first failure)."""
+    return min(_RETRY_MAX, _RETRY_FIRST * 2**failures)
+
+
 class Periodic(Intake):
     """Periodic schedules (see the module docstring).
 
@@ -312,7 +317,7 @@ class Periodic(Intake):
             try:
                 records = await self._book.load_schedules()
             except StoreError as exc:
-                delay = min(_RETRY_MAX, _RETRY_FIRST * 2**failures)
+                delay = _retry_delay(failures)
                 failures += 1
                 logger.warning(
                     "the stored schedules could not be read (%s); trying again in %g s", exc, delay
@@ -381,7 +386,7 @@ class Periodic(Intake):
         """The book could not make a step (the store fails): log it, and let the timer try
         again after a backoff (0.1 s, doubled at each failure in a row, at most 10 s). Nothing
         of the step was made, or (Redis, an unknown outcome) the next try finds it made."""
-        delay = min(_RETRY_MAX, _RETRY_FIRST * 2**self._fire_failures)
+        delay = _retry_delay(self._fire_failures)
         self._fire_failures += 1
         self._ticker_resume = self._now() + delay
         logger.warning(
