@@ -46,7 +46,7 @@ _RETRY_MAX: Final = 10.0
 
 def _retry_delay(failures: int) -> float:
     """The backoff after ``failures`` failed steps in a row (0: the first failure)."""
-    return min(_RETRY_MAX, _RETRY_FIRST * 2**failures)
+    return min(_RETRY_MAX, _RETRY_FIRST * 2.0**failures)
 
 
 class Periodic(Intake):
