@@ -333,7 +333,7 @@ class Attempts(PoolCore):
         now = self._now()
         exec_time = job._exec_time = now - job._started_m  # type: ignore[operator]
         self._counters.record_exec(exec_time)
-        if self._flow is not None and self._flow.stopped(job):
+        if self._flow is not None and self._flow.stopped(job) and self._idle:
             self._dispatch_idle()
         return now
 

@@ -5,27 +5,38 @@ in use (a job with a key, a limit, ``fair`` or ``aging``); until then it costs n
 
 Shape (see docs/flow-control.md and docs/design.md, "Flow control"):
 
-* Each key (jobs without a key form the key ``None``) has a :class:`KeyState`: a heap of its
-  waiting jobs, best first, and its running count and window of recent starts.
-* The *line* is a heap with one entry per **eligible** key (a key with waiting jobs, under its
-  limit): the key's best job (``fair=False``) or its turn (``fair=True``). A free worker takes
-  the key at the front of the line: O(log k) for k keys in line, plus O(log n) in the key.
+* Each key (jobs without a key form the key ``None``) has a :class:`KeyState`: its running
+  count, its window of recent starts, and its *own queue* of waiting jobs, best first.
+* The *line* is a heap with one entry per **eligible** key with jobs in its own queue (a key
+  under its limit): the key's best job (``fair=False``) or its turn (``fair=True``).
 * A key at its limit is **parked**, out of the line: until one of its running jobs stops
   (:meth:`FlowRoom.stopped`), or until its rate window frees a start (one heap of those times;
   the pool's deadline watcher sleeps until the earliest, see :meth:`FlowRoom.next_release`).
   So a key's backlog never delays another key's jobs (no head-of-line blocking).
+* Without ``fair`` and ``aging`` (the common case), there is also the **shared order**: one
+  FIFO per priority, as in the plain waiting room, which holds the jobs without a key and every
+  keyed job that arrives while its key is not parked. A free worker takes the better of the
+  shared order's first job and the line's first key. A job that reaches the front of the shared
+  order while its key is parked is *set aside* into its key's own queue (each job at most once:
+  O(1) amortised), and a job that arrives while its key is parked goes straight there (unless
+  jobs of its key are still in the shared order: then behind them, to keep the key's order).
+  So a key that is under its limit when its jobs come up costs no heap operation at all, and
+  the line holds only the keys that have had jobs set aside.
 
-Invariants, between calls: a key is in the line only while it has waiting jobs and is under its
-limit now (a start re-checks it at once: :meth:`started`); a parked key has waiting jobs;
-``size`` is the number of live waiting jobs.
+Invariants, between calls: a key is in the line only while it has jobs in its own queue and is
+under its limit now (a start re-checks it at once: :meth:`started`); a key with waiting jobs
+that is not parked is under its limit now; a parked key has waiting jobs; ``size`` is the
+number of live waiting jobs.
 
-Orders. Without aging a job ranks by ``(priority, order of entry)``; with ``aging=s`` by
-``priority·s + the time it entered the waiting room`` (a job that has waited ``k·s`` seconds
-ranks exactly as one of priority ``priority - k`` entering now, and ahead of it), which never
-changes while it waits: no re-sorting. With ``fair=True`` the line orders keys by the rank of
-their best job's priority and then by *turn*: a key takes a new turn (behind every key already
-in line) each time it enters the line, that is when it gets an eligible job and after each of its
-starts; with aging, a key's place ages from the moment it took its turn.
+Orders. Without aging a job ranks by ``(priority, order of entry)``: the shared order and every
+own queue keep that order, and the line and the shared order are merged by it, so the best
+eligible job is always the one taken. With ``aging=s`` a job ranks by ``priority·s + the time
+it entered the waiting room`` (a job that has waited ``k·s`` seconds ranks exactly as one of
+priority ``priority - k`` entering now, and ahead of it), which never changes while it waits:
+no re-sorting. With ``fair=True`` the line orders keys by the rank of their best job's priority
+and then by *turn*: a key takes a new turn (behind every key already in line) each time it
+enters the line, that is when it gets an eligible job and after each of its starts; with aging,
+a key's place ages from the moment it took its turn.
 """
 
 from __future__ import annotations
@@ -50,10 +61,11 @@ _COMPACT_MIN_STALE = 1024
 # keys: a key that comes back soon (a tenant's next job) finds it; beyond, idle keys are dropped.
 _KEPT_KEYS = 4096
 
-# A waiting job's place: its ``_seq`` (unique, set when it enters: a job that waits is in no
-# heap of due jobs, the slot's other use), negative for a job put back in front. A keyed job's
-# ``_extra.epoch`` is its key's parking epoch when it entered (-1: it entered a parked key),
-# which tells at its start whether a limit held it back (see FlowRoom.delayed).
+# A waiting job's place is its ``_seq`` (a waiting job is in no heap of due jobs, the slot's
+# other use): ``2·n`` for the n-th entry into the room, negated for a job put back in front,
+# plus one while the job is in its key's own queue. So ``_seq`` orders the jobs of one
+# priority, its lowest bit tells where a job waits, and ``abs(_seq) <= key.unparked_at`` tells
+# at its start whether its key was parked at some moment while it waited (``delayed``).
 
 
 class _FifoJobs(WaitingJobs):
@@ -126,13 +138,14 @@ class _AgedJobs:
 
 
 class KeyState:
-    """One key's waiting jobs, running count, recent starts and place (see the module
+    """One key's running count, recent starts, own queue and place (see the module
     docstring)."""
 
     __slots__ = (
+        "aside",
         "entry",
-        "epoch",
         "forgetting",
+        "in_shared",
         "jobs",
         "limit",
         "max_running",
@@ -142,6 +155,7 @@ class KeyState:
         "release_at",
         "running",
         "since",
+        "unparked_at",
         "waiting",
         "window",
     )
@@ -149,13 +163,15 @@ class KeyState:
     def __init__(self, name: str | None, limit: Limit | None, aging: float | None) -> None:
         self.name = name
         self.running = 0  # its jobs started and not yet stopped (not counted for None)
-        self.waiting = 0  # its live jobs in ``jobs``
+        self.waiting = 0  # its live waiting jobs, in its own queue and in the shared order
+        self.aside = 0  # its live jobs in ``jobs``, its own queue
+        self.in_shared = 0  # its entries in the shared order, dead ones not yet dropped included
         self.jobs: _FifoJobs | _AgedJobs = _FifoJobs() if aging is None else _AgedJobs(aging)
         self.entry: list[Any] | None = None  # [rank, tie, self]: its entry in the line
         self.since = 0.0  # when it took its current turn (fair, with aging)
         self.parked = False
         self.release_at = _INF  # parked: when its rate window frees a start (inf: at a stop)
-        self.epoch = 0  # how many times it was parked
+        self.unparked_at = 0  # the room's 2·order + 1 when it was last unparked
         self.forgetting = False  # in FlowRoom._forget
         self.window: deque[float] | None = None  # its latest starts, oldest first (rate only)
         self.limit: Limit | None = None
@@ -188,6 +204,35 @@ class KeyState:
         return -_INF
 
 
+class _SharedJobs(WaitingJobs):
+    """The shared order: the plain room's FIFO per priority. A dead entry is dropped exactly
+    when ``_alive`` first finds it dead (at the front, or in a compaction); its key's
+    ``in_shared`` count is taken down then."""
+
+    __slots__ = ("_room",)
+
+    def __init__(self, room: FlowRoom) -> None:
+        super().__init__()
+        self._room = room
+
+    def pop_first(self) -> None:
+        """Remove the first job, which :meth:`peek` has just returned (so it is alive)."""
+        priorities = self._priorities
+        bucket = self._buckets[priorities[0]]
+        bucket.popleft()
+        self.size -= 1
+        if not bucket and len(priorities) > 1:
+            del self._buckets[heapq.heappop(priorities)]
+
+    def _alive(self, item: JobHandle[Any]) -> bool:
+        if item._status is _QUEUED:
+            return True
+        name = item._flow_key
+        if name is not None:
+            self._room._dropped_from_shared(name)
+        return False
+
+
 class FlowRoom:
     """The waiting room of a pool with flow control (see the module docstring).
 
@@ -195,8 +240,8 @@ class FlowRoom:
     :meth:`peek`) when a worker is free, :meth:`may_start` before handing a job straight to an
     idle worker, :meth:`started` for every start, :meth:`stopped` at the end of every attempt,
     and :meth:`discard` when a waiting job is cancelled. ``stopped``, ``set_limit`` and
-    ``release_due`` return ``True`` when a key became eligible: the pool then hands jobs to its
-    idle workers.
+    ``release_due`` return ``True`` when jobs of a key became eligible: the pool then hands jobs
+    to its idle workers.
     """
 
     def __init__(
@@ -214,6 +259,8 @@ class FlowRoom:
         self._own: dict[str, Limit] = {}
         self._fair = fair
         self._aging = aging
+        # The shared order, only where jobs rank by (priority, order of entry) alone.
+        self._shared = _SharedJobs(self) if not fair and aging is None else None
         self._keys: dict[str | None, KeyState] = {None: KeyState(None, None, aging)}
         self._line: list[list[Any]] = []
         self._stale = 0  # entries in the line that no longer stand for their key
@@ -244,7 +291,7 @@ class FlowRoom:
     def set_limit(self, name: str, limit: Limit | None) -> bool:
         """Give the key ``name`` its own ``limit`` (``None`` or ``Limit()``: remove it, so the
         default applies). Running jobs are not touched: a lowered ``max_running`` holds new
-        starts until the key is under it. ``True``: a job of the key became eligible."""
+        starts until the key is under it. ``True``: jobs of the key became eligible."""
         limit = in_force(limit)
         if limit is None:
             self._own.pop(name, None)
@@ -264,28 +311,61 @@ class FlowRoom:
 
     def push(self, job: JobHandle[Any]) -> None:
         """``job`` waits, behind the jobs of its rank already waiting."""
-        self._order += 1
-        self._add(job, self._order)
+        order = self._order = self._order + 1
+        name = job._flow_key
+        shared = self._shared
+        if shared is not None:
+            if name is None:
+                job._seq = order + order
+                shared.push(job)
+                self.size += 1
+                return
+            state = self._keys.get(name)
+            if state is None:
+                state = self._new_state(name)
+            state.waiting += 1
+            self.size += 1
+            if not state.parked and (
+                state.running >= state.max_running or state.window is not None
+            ):
+                self._park_if_limited(state, None)
+            if not state.parked or state.in_shared:
+                # under its limit; or parked, behind its jobs still in the shared order
+                job._seq = order + order
+                shared.push(job)
+                state.in_shared += 1
+                return
+            job._seq = order + order + 1
+            state.jobs.push(job)
+            state.aside += 1
+            return  # parked: not in the line
+        job._seq = order + order + 1
+        self._add(job)
 
     def push_front(self, job: JobHandle[Any]) -> None:
         """``job`` (taken, then returned) waits ahead of the jobs of its rank."""
-        self._order += 1
-        self._add(job, -self._order)
+        order = self._order = self._order + 1
+        shared = self._shared
+        if shared is not None and job._flow_key is None:
+            job._seq = -order - order
+            shared.push_front(job)
+            self.size += 1
+            return
+        job._seq = 1 - order - order  # a keyed job goes back in its key's own queue
+        self._add(job)
 
-    def _add(self, job: JobHandle[Any], order: int) -> None:
-        job._seq = order
-        extra = job._extra
-        name = None if extra is None else extra.key
+    def _add(self, job: JobHandle[Any]) -> None:
+        """``job`` (its ``_seq`` set, odd) waits in its key's own queue."""
+        name = job._flow_key
         state = self._keys.get(name)
         if state is None:
             state = self._new_state(name)  # type: ignore[arg-type]  # None is always there
-        if name is not None:
-            extra.epoch = -1 if state.parked else state.epoch  # type: ignore[union-attr]
-        if order > 0:
+        if job._seq > 0:
             state.jobs.push(job)
         else:
             state.jobs.push_front(job)
         state.waiting += 1
+        state.aside += 1
         self.size += 1
         entry = state.entry
         if entry is None:
@@ -296,41 +376,112 @@ class FlowRoom:
             key_rank = self._key_rank(job, state)
             if key_rank < entry[0]:
                 self._replace(state, [key_rank, entry[1], state])
-        elif (rank := self._rank(job)) < entry[0] or (rank == entry[0] and order < entry[1]):
-            self._replace(state, [rank, order, state])
+        elif (rank := self._rank(job)) < entry[0] or (rank == entry[0] and job._seq < entry[1]):
+            self._replace(state, [rank, job._seq, state])
 
     def discard(self, job: JobHandle[Any]) -> None:
         """The waiting ``job`` died in place (cancelled): it no longer counts."""
-        extra = job._extra
-        state = self._keys[None if extra is None else extra.key]
-        state.waiting -= 1
         self.size -= 1
-        if state.waiting:
-            state.jobs.discard(job)
-            return
-        state.jobs.clear()
-        self._leave(state)
-        self._maybe_forget(state)
+        name = job._flow_key
+        if not job._seq & 1:  # in the shared order, where it is dropped when it surfaces
+            self._shared.discard(job)  # type: ignore[union-attr]
+            if name is None:
+                return
+            state = self._keys[name]
+        else:
+            state = self._keys[name]
+            state.aside -= 1
+            if state.aside:
+                state.jobs.discard(job)
+            else:
+                state.jobs.clear()
+                self._drop_entry(state)
+        state.waiting -= 1
+        if not state.waiting:
+            self._leave(state)
+            self._maybe_forget(state)
 
     def peek(self) -> JobHandle[Any] | None:
         """The job :meth:`pop` would return, left in place."""
-        state = self._front()
-        return None if state is None else state.jobs.head()
+        best = self._best()
+        return best.jobs.head() if type(best) is KeyState else best  # type: ignore[return-value]
 
     def pop(self) -> JobHandle[Any] | None:
         """Remove and return the best eligible job; ``None`` if none is eligible. Its key is
         out of the line until :meth:`started` (which must follow at once) counts the start."""
-        state = self._front()
-        if state is None:
-            return None
+        shared = self._shared
+        if shared is not None:  # _best, written out for the common case
+            keys = self._keys
+            while True:
+                job = shared.peek()
+                if job is None:
+                    break
+                name = job._flow_key
+                if name is None:
+                    state = None
+                else:
+                    state = keys[name]
+                    if state.parked:
+                        self._set_aside(job, state)
+                        continue
+                if self._line:
+                    front = self._front()
+                    if front is not None and self._ahead(front, job):
+                        return self._take_from(front)
+                shared.pop_first()
+                self.size -= 1
+                if state is not None:
+                    state.in_shared -= 1
+                    state.waiting -= 1
+                    if job._seq <= state.unparked_at:
+                        self.delayed += 1
+                return job
+        front = self._front()
+        return None if front is None else self._take_from(front)
+
+    def _take_from(self, state: KeyState) -> JobHandle[Any]:
+        """Remove and return the best job of ``state``, the key at the front of the line."""
         heapq.heappop(self._line)
         state.entry = None
         job = state.jobs.take()
-        state.waiting -= 1
         self.size -= 1
-        if state.name is not None and job._extra.epoch != state.epoch:  # type: ignore[union-attr]
+        state.waiting -= 1
+        state.aside -= 1
+        if state.name is not None and abs(job._seq) <= state.unparked_at:
             self.delayed += 1
         return job
+
+    def _set_aside(self, job: JobHandle[Any], state: KeyState) -> None:
+        """Move ``job``, first in the shared order, into its parked key's own queue (behind
+        the key's jobs there: the shared order has brought them out in their order)."""
+        self._shared.pop_first()  # type: ignore[union-attr]
+        state.in_shared -= 1
+        job._seq += 1
+        state.jobs.push(job)
+        state.aside += 1
+
+    @staticmethod
+    def _ahead(front: KeyState, job: JobHandle[Any]) -> bool:
+        """Whether the best job of ``front`` (in line) comes before ``job`` (shared)."""
+        rank, seq, _ = front.entry  # type: ignore[misc]
+        priority = job._priority
+        return rank < priority or (rank == priority and seq < job._seq)  # type: ignore[no-any-return]
+
+    def _best(self) -> KeyState | JobHandle[Any] | None:
+        """Where the best eligible job is: the key at the front of the line (its entry true to
+        its best job), or the shared order's first job; ``None``: no job is eligible. The jobs
+        at the front of the shared order whose keys are parked are set aside first."""
+        shared = self._shared
+        if shared is not None:
+            keys = self._keys
+            while (job := shared.peek()) is not None:
+                name = job._flow_key
+                if name is not None and (state := keys[name]).parked:
+                    self._set_aside(job, state)
+                    continue
+                front = self._front()
+                return front if front is not None and self._ahead(front, job) else job
+        return self._front()
 
     def _front(self) -> KeyState | None:
         """The key at the front of the line, its entry true to its best job; ``None``: the
@@ -365,8 +516,7 @@ class FlowRoom:
     def may_start(self, job: JobHandle[Any]) -> bool:
         """Whether ``job`` (not waiting here) may start now as far as its key goes: its key is
         under its limit and has no job waiting (which would come first)."""
-        extra = job._extra
-        name = None if extra is None else extra.key
+        name = job._flow_key
         if name is None:
             return True
         state = self._keys.get(name)
@@ -381,41 +531,53 @@ class FlowRoom:
     def started(self, job: JobHandle[Any], now: float) -> None:
         """``job`` starts at ``now`` (taken by :meth:`pop`, or handed straight to a worker):
         count it against its key, and put the key back in the line, or park it."""
-        extra = job._extra
-        name = None if extra is None else extra.key
+        name = job._flow_key
+        if name is None:
+            if self._shared is None:
+                none = self._keys[None]
+                if none.aside and none.entry is None:
+                    self._enter_or_park(none, now)
+            return
         state = self._keys.get(name)
         if state is None:
-            state = self._new_state(name)  # type: ignore[arg-type]
-        if name is not None:
-            running = state.running = state.running + 1
-            window = state.window
-            if window is not None:
-                window.append(now)
-            elif state.waiting and running >= state.max_running:
-                # at its max_running with jobs waiting (the common case of a limited key):
-                # parked until a stop, as _enter_or_park would
-                state.parked = True
-                state.release_at = _INF
-                state.epoch += 1
-                return
-        if state.waiting and state.entry is None and not state.parked:
-            self._enter_or_park(state, now)
+            state = self._new_state(name)
+        running = state.running = state.running + 1
+        window = state.window
+        if window is not None:
+            window.append(now)
+        if not state.waiting or state.parked:
+            return
+        if window is None and running >= state.max_running:
+            # at its max_running with jobs waiting (the common case of a limited key)
+            if state.entry is not None:  # taken from the shared order while in line
+                self._drop_entry(state)
+            state.parked = True
+            state.release_at = _INF
+        elif state.entry is None:
+            if state.aside:
+                self._enter_or_park(state, now)
+            elif window is not None:
+                self._park_if_limited(state, now)
+        elif window is not None and self._park_if_limited(state, now):
+            self._drop_entry(state)  # taken from the shared order while in line
 
     def stopped(self, job: JobHandle[Any]) -> bool:
         """An attempt of ``job`` that :meth:`started` counted is over (the job ended, or
         retries, or was deferred, or goes back to wait). ``True``: its key, parked until a
         stop, is eligible again."""
-        extra = job._extra
-        name = None if extra is None else extra.key
+        name = job._flow_key
         if name is None:
             return False
         state = self._keys.get(name)
         if state is None:  # pragma: no cover - every start of a keyed job made its state
             return False
-        state.running -= 1
+        running = state.running = state.running - 1
         if state.parked:
             if state.release_at == _INF:
-                state.parked = False
+                state.parked = False  # _unpark, written out
+                state.unparked_at = self._order + self._order + 1
+                if not state.aside and state.window is None and running < state.max_running:
+                    return True  # _enter_or_park's answer, for jobs all in the shared order
                 return self._enter_or_park(state)
         elif not state.waiting and not state.running:
             self._maybe_forget(state)
@@ -435,14 +597,13 @@ class FlowRoom:
 
     def release_due(self, now: float) -> bool:
         """Let the keys whose rate window has freed a start by ``now`` into the line (or park
-        them again, for their ``max_running``). ``True``: a key became eligible."""
+        them again, for their ``max_running``). ``True``: jobs of a key became eligible."""
         timers = self._timers
         released = False
         while timers and timers[0][0] <= now:
             release, _, state = heapq.heappop(timers)
             if state.parked and state.release_at == release:
-                state.parked = False
-                state.release_at = _INF
+                self._unpark(state)
                 released = self._enter_or_park(state, now) or released
         return released
 
@@ -474,23 +635,38 @@ class FlowRoom:
         aging = self._aging
         return job._priority if aging is None else job._priority * aging + state.since
 
-    def _enter_or_park(self, state: KeyState, now: float | None = None) -> bool:
-        """Put ``state`` (waiting jobs, neither in line nor parked) in the line if it is under
-        its limit now (``True``), else park it (``False``). ``now``: the pool's clock, if the
-        caller has read it (else it is read only if needed)."""
+    def _park_if_limited(self, state: KeyState, now: float | None) -> bool:
+        """Park ``state`` (not parked) if it is at its limit now; ``True`` if it was. ``now``:
+        the pool's clock, if the caller has read it (else it is read only if needed)."""
         free = state.free_at()
-        if free != -_INF:
-            if free < _INF and now is None:
+        if free == -_INF:
+            return False
+        if free < _INF:
+            if now is None:
                 now = self._now()
-            if free == _INF or free > now:  # type: ignore[operator]
-                state.parked = True
-                state.release_at = free
-                state.epoch += 1
-                if free < _INF:
-                    self._order += 1
-                    heapq.heappush(self._timers, (free, self._order, state))
-                    self._wake_at(free)
+            if free <= now:
                 return False
+        state.parked = True
+        state.release_at = free
+        if free < _INF:
+            self._order += 1
+            heapq.heappush(self._timers, (free, self._order, state))
+            self._wake_at(free)
+        return True
+
+    def _unpark(self, state: KeyState) -> None:
+        state.parked = False
+        state.release_at = _INF
+        state.unparked_at = self._order + self._order + 1
+
+    def _enter_or_park(self, state: KeyState, now: float | None = None) -> bool:
+        """``state``, neither in line nor parked, with waiting jobs: park it if it is at its
+        limit now (``False``); else put it in the line if it has jobs in its own queue, and
+        return ``True`` (jobs of it are eligible). ``now`` as for :meth:`_park_if_limited`."""
+        if self._park_if_limited(state, now):
+            return False
+        if not state.aside:
+            return True  # its waiting jobs are all in the shared order
         job = state.jobs.head()
         if self._fair:
             self._turn += 1
@@ -509,14 +685,18 @@ class FlowRoom:
         self._stale += 1
         self._compact_line()
 
-    def _leave(self, state: KeyState) -> None:
-        """Take ``state`` out of the line and unpark it (its entries go stale)."""
+    def _drop_entry(self, state: KeyState) -> None:
+        """Take ``state`` out of the line (its entry goes stale), if it is there."""
         if state.entry is not None:
             state.entry = None
             self._stale += 1
             self._compact_line()
-        state.parked = False
-        state.release_at = _INF
+
+    def _leave(self, state: KeyState) -> None:
+        """Take ``state`` out of the line and unpark it."""
+        self._drop_entry(state)
+        if state.parked:
+            self._unpark(state)
 
     def _compact_line(self) -> None:
         if self._stale > _COMPACT_MIN_STALE and self._stale * 2 > len(self._line):
@@ -525,6 +705,14 @@ class FlowRoom:
             self._stale = 0
 
     # -- key states ------------------------------------------------------------------------
+
+    def _dropped_from_shared(self, name: str) -> None:
+        """A dead job of the key ``name`` has left the shared order."""
+        state = self._keys.get(name)
+        if state is not None:
+            state.in_shared -= 1
+            if not state.waiting and not state.running:
+                self._maybe_forget(state)
 
     def _new_state(self, name: str) -> KeyState:
         forget = self._forget
@@ -538,10 +726,16 @@ class FlowRoom:
         return state
 
     def _maybe_forget(self, state: KeyState) -> None:
-        """Drop an idle key's state (no job waiting or running) once the pool has more than
-        ``_KEPT_KEYS`` keys, unless its rate window still holds a start that counts: then once
-        it lapses (see ``_new_state``)."""
-        if state.name is None or state.waiting or state.running or len(self._keys) <= _KEPT_KEYS:
+        """Drop an idle key's state (no job waiting, running or dead in the shared order)
+        once the pool has more than ``_KEPT_KEYS`` keys, unless its rate window still holds a
+        start that counts: then once it lapses (see ``_new_state``)."""
+        if (
+            state.name is None
+            or state.waiting
+            or state.running
+            or state.in_shared
+            or len(self._keys) <= _KEPT_KEYS
+        ):
             return
         window = state.window
         if window:

@@ -212,6 +212,7 @@ class JobHandle(Generic[T]):
         "_due_m",
         "_exec_time",
         "_finished_m",
+        "_flow_key",
         "_fn",
         "_key",
         "_owner",
@@ -230,9 +231,10 @@ class JobHandle(Generic[T]):
     _seq: int
     """Set when the job is scheduled (see ``DueJobs.push``): its place among the jobs due at
     the same time; ``-1`` while its record is being written (``Later._reserve_later``). Also,
-    in a pool with flow control, its place in the waiting room while it waits there (set by
-    ``FlowRoom``): a waiting job is in no heap of due jobs (a due job leaves the heap before it
-    enters the waiting room, and a job that is scheduled again gets a new ``_seq``)."""
+    in a pool with flow control, its place in the waiting room while it waits there, and which
+    part of the room it is in (set by ``FlowRoom``): a waiting job is in no heap of due jobs (a
+    due job leaves the heap before it enters the waiting room, and a job that is scheduled
+    again gets a new ``_seq``)."""
 
     def __init__(
         self,
@@ -265,6 +267,7 @@ class JobHandle(Generic[T]):
         self._scope: CancelScopeLike | None = None
         self._cancel_reason: CancelReason | None = None
         self._due_m: float | None = None  # the latest due time (pool clock), once scheduled
+        self._flow_key: str | None = None  # its flow-control key (see _set_key)
 
     def __lt__(self, other: JobHandle[Any]) -> bool:
         """The order of scheduled jobs in their pool's timer heap: by due time, then by the
@@ -331,8 +334,7 @@ class JobHandle(Generic[T]):
     @property
     def key(self) -> str | None:
         """The job's flow-control key, given at submit (``key=``); ``None`` for none."""
-        extra = self._extra
-        return None if extra is None else extra.key
+        return self._flow_key
 
     @property
     def status(self) -> JobStatus:
@@ -502,10 +504,7 @@ class JobHandle(Generic[T]):
 
     def _set_key(self, key: str) -> None:
         """Give the job (not yet accepted) its flow-control key."""
-        extra = self._extra
-        if extra is None:
-            extra = self._extra = _Extra()
-        extra.key = key
+        self._flow_key = key
 
     def _build_error(self, unbuilt: Unbuilt) -> BaseException:
         error: BaseException
@@ -520,18 +519,16 @@ class JobHandle(Generic[T]):
 
 
 class _Extra:
-    """What few jobs need: reported progress, an event for tasks waiting on the job, how
-    many of its attempts ended with ``Defer``, and its flow-control key."""
+    """What few jobs need: reported progress, an event for tasks waiting on the job, and how
+    many of its attempts ended with ``Defer``."""
 
-    __slots__ = ("deferrals", "done", "epoch", "key", "message", "progress")
+    __slots__ = ("deferrals", "done", "message", "progress")
 
     def __init__(self) -> None:
         self.progress = 0.0
         self.message: str | None = None
         self.done: EventLike | None = None
         self.deferrals = 0
-        self.key: str | None = None
-        self.epoch = 0  # a keyed job's: its key's parking epoch when it entered the waiting room
 
 
 class Unbuilt:
