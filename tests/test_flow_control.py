@@ -183,6 +183,43 @@ def test_strict_priority_holds_among_eligible_jobs(backend: str) -> None:
     run_virtual(backend, main)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_key_keeps_its_order_when_its_jobs_wait_behind_its_limit(backend: str) -> None:
+    # k2 comes up while k is at its limit (it waits aside, and x goes first); k3 arrives
+    # while k2 is still behind x, k4 once k2 has been passed over: k's jobs still start in
+    # their order of entry, one at a time.
+    async def main() -> None:
+        log = Log()
+        first, second = Gate(), Gate()
+        async with open_job_pool(max_workers=2, queue_size=100) as pool:
+            await pool.set_limit("k", max_running=1)
+            await pool.submit(first.job)
+            await pool.submit(second.job)
+            await settle()
+            for name in ("k1", "k2"):
+                await pool.submit(log.job(name, 10), key="k")
+            await pool.submit(log.job("x"))
+            first.open()
+            await settle()
+            await pool.submit(log.job("k3", 10), key="k")
+            second.open()
+            await settle()
+            await pool.submit(log.job("k4", 10), key="k")
+            assert pool.key_stats("k") == KeyStats("k", 1, 3, Limit(max_running=1))
+            await anyio.sleep(45)
+            assert [(name, at) for name, _, at in log.starts] == [
+                ("k1", 0.0),
+                ("x", 0.0),
+                ("k2", 10.0),
+                ("k3", 20.0),
+                ("k4", 30.0),
+            ]
+            assert pool.delayed_starts == 3
+            assert invariant_holds(pool.stats())
+
+    run_virtual(backend, main)
+
+
 @pytest.mark.anyio
 async def test_key_limit_applies_to_every_key_without_its_own() -> None:
     gate = Gate()
