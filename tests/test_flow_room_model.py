@@ -17,10 +17,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from trio_jobpool import JobStatus, Limit
+from trio_jobpool import JobStatus, Limit, _flow_room
 from trio_jobpool._flow_room import FlowRoom
 from trio_jobpool._job import JobHandle
 
@@ -64,7 +65,10 @@ operation = st.one_of(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+# cap: how many jobs of a key the shared order holds (the room's _SHARED_PER_KEY); small caps
+# send keys' later jobs to their own queues while earlier ones are still shared.
+@pytest.mark.parametrize("cap", [1, 2, _flow_room._SHARED_PER_KEY])
+@settings(max_examples=2000, deadline=None)
 @given(
     initial=st.lists(st.sampled_from([None, 0, 1, 2]), min_size=2, max_size=2),
     program=st.lists(operation, max_size=80),
@@ -84,8 +88,14 @@ operation = st.one_of(
     ],
 )
 def test_every_take_is_the_best_eligible_job(
-    initial: list[int | None], program: list[tuple[Any, ...]]
+    cap: int, initial: list[int | None], program: list[tuple[Any, ...]]
 ) -> None:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_flow_room, "_SHARED_PER_KEY", cap)
+        _run(initial, program)
+
+
+def _run(initial: list[int | None], program: list[tuple[Any, ...]]) -> None:
     room = FlowRoom(lambda: 0.0, lambda when: None)
     model = Model()
     jobs: list[JobHandle[Any]] = []
@@ -184,3 +194,33 @@ def test_every_take_is_the_best_eligible_job(
         start(expected)
     assert room.pop() is None
     assert len(room) == 0
+
+
+def test_a_take_sets_aside_at_most_the_cap_of_jobs_of_one_key() -> None:
+    # 5,000 jobs of k submitted while k is under its limit, then one without a key: once k is
+    # at its limit, the take that reaches the unkeyed job has set aside only the jobs of k that
+    # the shared order held (the cap), not the 4,999 waiting.
+    room = FlowRoom(lambda: 0.0, lambda when: None)
+    room.set_limit("k", Limit(max_running=1))
+    jobs: list[JobHandle[Any]] = []
+    for index in range(5001):
+        job: JobHandle[Any] = JobHandle(None, index, _noop, (), 5, math.inf, None)  # type: ignore[arg-type]
+        job._flow_key = "k" if index < 5000 else None
+        jobs.append(job)
+        room.push(job)
+    first = room.pop()
+    assert first is jobs[0]
+    first._status = JobStatus.RUNNING
+    room.started(first, 0.0)
+    assert room.pop() is jobs[5000]
+    set_aside = [job for job in jobs[1:5000] if job._seq & 3 == 1]
+    assert len(set_aside) == _flow_room._SHARED_PER_KEY - 1
+    # and k's jobs still come out in their order
+    room.stopped(first)
+    order = []
+    while (taken := room.pop()) is not None:
+        order.append(taken._key)
+        taken._status = JobStatus.RUNNING
+        room.started(taken, 0.0)
+        room.stopped(taken)
+    assert order == list(range(1, 5000))

@@ -60,12 +60,17 @@ _COMPACT_MIN_STALE = 1024
 # Idle keys (nothing waiting or running) keep their state while the pool has at most this many
 # keys: a key that comes back soon (a tenant's next job) finds it; beyond, idle keys are dropped.
 _KEPT_KEYS = 4096
+# A key has at most this many jobs in the shared order; its later ones wait in its own queue
+# (and the key in the line) until it has fewer. So a take sets aside at most this many jobs of
+# one key, however many were submitted while the key was under its limit.
+_SHARED_PER_KEY = 1024
 
 # A waiting job's place is its ``_seq`` (a waiting job is in no heap of due jobs, the slot's
-# other use): ``2·n`` for the n-th entry into the room, negated for a job put back in front,
-# plus one while the job is in its key's own queue. So ``_seq`` orders the jobs of one
-# priority, its lowest bit tells where a job waits, and ``abs(_seq) <= key.unparked_at`` tells
-# at its start whether its key was parked at some moment while it waited (``delayed``).
+# other use): ``4·n`` for the n-th entry into the room (negated for a job put back in front) in
+# the shared order, ``4·n + 1`` once set aside from there into its key's own queue, ``4·n + 3``
+# for a job that entered its key's own queue directly. So ``_seq`` orders the jobs of one
+# priority, its two lowest bits tell where a job waits, and ``abs(_seq) <= key.unparked_at``
+# tells at its start whether its key was parked at some moment while it waited (``delayed``).
 
 
 class _FifoJobs(WaitingJobs):
@@ -89,6 +94,55 @@ class _FifoJobs(WaitingJobs):
         self._buckets.clear()
         self._priorities.clear()
         self.size = self._dead = 0
+
+
+class _MergedJobs:
+    """A key's own queue beside a shared order: the jobs set aside from the shared order (which
+    brings them out in their order) and the jobs that entered directly (in their order of
+    entry), each FIFO per priority; the better of the two heads is the key's best job."""
+
+    __slots__ = ("aside", "direct")
+
+    def __init__(self) -> None:
+        self.aside = _FifoJobs()
+        self.direct = _FifoJobs()
+
+    def push(self, job: JobHandle[Any]) -> None:
+        self.direct.push(job)
+
+    def push_front(self, job: JobHandle[Any]) -> None:
+        self.direct.push_front(job)
+
+    def put_aside(self, job: JobHandle[Any]) -> None:
+        self.aside.push(job)
+
+    def head(self) -> JobHandle[Any]:
+        """Its best live job; only while it has one."""
+        first = self.aside.peek()
+        other = self.direct.peek()
+        if first is None:
+            assert other is not None
+            return other
+        if other is None:
+            return first
+        if other._priority < first._priority or (
+            other._priority == first._priority and other._seq < first._seq
+        ):
+            return other
+        return first
+
+    def take(self) -> JobHandle[Any]:
+        """Remove and return :meth:`head`."""
+        job = self.head()
+        (self.aside if job._seq & 2 == 0 else self.direct).pop()
+        return job
+
+    def discard(self, job: JobHandle[Any]) -> None:
+        (self.aside if job._seq & 2 == 0 else self.direct).discard(job)
+
+    def clear(self) -> None:
+        self.aside.clear()
+        self.direct.clear()
 
 
 class _AgedJobs:
@@ -160,18 +214,22 @@ class KeyState:
         "window",
     )
 
-    def __init__(self, name: str | None, limit: Limit | None, aging: float | None) -> None:
+    def __init__(
+        self, name: str | None, limit: Limit | None, aging: float | None, merged: bool
+    ) -> None:
         self.name = name
         self.running = 0  # its jobs started and not yet stopped (not counted for None)
         self.waiting = 0  # its live waiting jobs, in its own queue and in the shared order
         self.aside = 0  # its live jobs in ``jobs``, its own queue
         self.in_shared = 0  # its entries in the shared order, dead ones not yet dropped included
-        self.jobs: _FifoJobs | _AgedJobs = _FifoJobs() if aging is None else _AgedJobs(aging)
+        self.jobs: _FifoJobs | _MergedJobs | _AgedJobs = (
+            _AgedJobs(aging) if aging is not None else _MergedJobs() if merged else _FifoJobs()
+        )
         self.entry: list[Any] | None = None  # [rank, tie, self]: its entry in the line
         self.since = 0.0  # when it took its current turn (fair, with aging)
         self.parked = False
         self.release_at = _INF  # parked: when its rate window frees a start (inf: at a stop)
-        self.unparked_at = 0  # the room's 2·order + 1 when it was last unparked
+        self.unparked_at = 0  # the room's 4·order + 3 when it was last unparked
         self.forgetting = False  # in FlowRoom._forget
         self.window: deque[float] | None = None  # its latest starts, oldest first (rate only)
         self.limit: Limit | None = None
@@ -261,7 +319,7 @@ class FlowRoom:
         self._aging = aging
         # The shared order, only where jobs rank by (priority, order of entry) alone.
         self._shared = _SharedJobs(self) if not fair and aging is None else None
-        self._keys: dict[str | None, KeyState] = {None: KeyState(None, None, aging)}
+        self._keys: dict[str | None, KeyState] = {None: KeyState(None, None, aging, False)}
         self._line: list[list[Any]] = []
         self._stale = 0  # entries in the line that no longer stand for their key
         self._timers: list[tuple[float, int, KeyState]] = []  # rate releases
@@ -316,30 +374,25 @@ class FlowRoom:
         shared = self._shared
         if shared is not None:
             if name is None:
-                job._seq = order + order
+                job._seq = 4 * order
                 shared.push(job)
                 self.size += 1
                 return
             state = self._keys.get(name)
             if state is None:
                 state = self._new_state(name)
-            state.waiting += 1
-            self.size += 1
             if not state.parked and (
                 state.running >= state.max_running or state.window is not None
             ):
                 self._park_if_limited(state, None)
-            if not state.parked or state.in_shared:
-                # under its limit; or parked, behind its jobs still in the shared order
-                job._seq = order + order
+            if not state.parked and state.in_shared < _SHARED_PER_KEY:
+                job._seq = 4 * order
                 shared.push(job)
                 state.in_shared += 1
+                state.waiting += 1
+                self.size += 1
                 return
-            job._seq = order + order + 1
-            state.jobs.push(job)
-            state.aside += 1
-            return  # parked: not in the line
-        job._seq = order + order + 1
+        job._seq = 4 * order + 3
         self._add(job)
 
     def push_front(self, job: JobHandle[Any]) -> None:
@@ -347,15 +400,16 @@ class FlowRoom:
         order = self._order = self._order + 1
         shared = self._shared
         if shared is not None and job._flow_key is None:
-            job._seq = -order - order
+            job._seq = -4 * order
             shared.push_front(job)
             self.size += 1
             return
-        job._seq = 1 - order - order  # a keyed job goes back in its key's own queue
+        job._seq = 3 - 4 * order  # a keyed job goes back in its key's own queue
         self._add(job)
 
     def _add(self, job: JobHandle[Any]) -> None:
-        """``job`` (its ``_seq`` set, odd) waits in its key's own queue."""
+        """``job`` (its ``_seq`` set: ``4·n + 3``, or negative for the front) waits in its
+        key's own queue."""
         name = job._flow_key
         state = self._keys.get(name)
         if state is None:
@@ -457,7 +511,7 @@ class FlowRoom:
         self._shared.pop_first()  # type: ignore[union-attr]
         state.in_shared -= 1
         job._seq += 1
-        state.jobs.push(job)
+        state.jobs.put_aside(job)  # type: ignore[union-attr]  # a _MergedJobs beside shared
         state.aside += 1
 
     @staticmethod
@@ -575,7 +629,7 @@ class FlowRoom:
         if state.parked:
             if state.release_at == _INF:
                 state.parked = False  # _unpark, written out
-                state.unparked_at = self._order + self._order + 1
+                state.unparked_at = 4 * self._order + 3
                 if not state.aside and state.window is None and running < state.max_running:
                     return True  # _enter_or_park's answer, for jobs all in the shared order
                 return self._enter_or_park(state)
@@ -657,7 +711,7 @@ class FlowRoom:
     def _unpark(self, state: KeyState) -> None:
         state.parked = False
         state.release_at = _INF
-        state.unparked_at = self._order + self._order + 1
+        state.unparked_at = 4 * self._order + 3
 
     def _enter_or_park(self, state: KeyState, now: float | None = None) -> bool:
         """``state``, neither in line nor parked, with waiting jobs: park it if it is at its
@@ -722,7 +776,9 @@ class FlowRoom:
                 _, _, old = heapq.heappop(forget)
                 old.forgetting = False
                 self._maybe_forget(old)
-        state = self._keys[name] = KeyState(name, self.limit_of(name), self._aging)
+        state = self._keys[name] = KeyState(
+            name, self.limit_of(name), self._aging, self._shared is not None
+        )
         return state
 
     def _maybe_forget(self, state: KeyState) -> None:
