@@ -14,14 +14,17 @@ Shape (see docs/flow-control.md and docs/design.md, "Flow control"):
   the pool's deadline watcher sleeps until the earliest, see :meth:`FlowRoom.next_release`).
   So a key's backlog never delays another key's jobs (no head-of-line blocking).
 * Without ``fair`` and ``aging`` (the common case), there is also the **shared order**: one
-  FIFO per priority, as in the plain waiting room, which holds the jobs without a key and every
-  keyed job that arrives while its key is not parked. A free worker takes the better of the
-  shared order's first job and the line's first key. A job that reaches the front of the shared
-  order while its key is parked is *set aside* into its key's own queue (each job at most once:
-  O(1) amortised), and a job that arrives while its key is parked goes straight there (unless
-  jobs of its key are still in the shared order: then behind them, to keep the key's order).
-  So a key that is under its limit when its jobs come up costs no heap operation at all, and
-  the line holds only the keys that have had jobs set aside.
+  FIFO per priority, as in the plain waiting room, which holds the jobs without a key and the
+  keyed jobs that arrive while their key is under its limit (or at it, behind jobs of the key
+  already there), at most ``_SHARED_PER_KEY`` of one key. A free worker takes the better of
+  the shared order's first job and the line's first key. A job that reaches the front of the
+  shared order while its key is parked is *set aside* into its key's own queue (each job at
+  most once: O(1) amortised, and at most ``_SHARED_PER_KEY`` of one key in one take); other
+  keyed jobs enter their key's own queue directly. A key's own queue keeps the jobs set aside
+  and those that entered directly apart, each in its order, and merges their heads, so a key's
+  jobs keep their order wherever they waited. So a key that is under its limit when its jobs
+  come up costs no heap operation at all, and the line holds only keys with jobs of their own
+  queue.
 
 Invariants, between calls: a key is in the line only while it has jobs in its own queue and is
 under its limit now (a start re-checks it at once: :meth:`started`); a key with waiting jobs
@@ -385,7 +388,10 @@ class FlowRoom:
                 state.running >= state.max_running or state.window is not None
             ):
                 self._park_if_limited(state, None)
-            if not state.parked and state.in_shared < _SHARED_PER_KEY:
+            shared_jobs = state.in_shared
+            if shared_jobs < _SHARED_PER_KEY and (shared_jobs or not state.parked):
+                # under its limit; or at it, behind its jobs already in the shared order
+                # (like them, set aside only if it comes up while the key is still parked)
                 job._seq = 4 * order
                 shared.push(job)
                 state.in_shared += 1
