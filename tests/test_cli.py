@@ -117,6 +117,25 @@ def test_demo_workload_is_seeded() -> None:
     assert {spec.priority for spec in specs} == {1, 5, 10}
 
 
+@pytest.mark.skipif(not hasattr(os, "pipe") or sys.platform == "win32", reason="POSIX pipes")
+def test_output_to_a_closed_pipe_is_dropped_and_the_command_ends_as_it_would() -> None:
+    # `trio-jobpool demo --no-live | head -1`: the reader is gone before the first line (its
+    # end of the pipe is closed at once), so every write fails with EPIPE; the demo still runs
+    # to its end and exits 0, with no BrokenPipeError traceback.
+    read_end, write_end = os.pipe()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "trio_jobpool", "demo", "--no-live", "--jobs", "10"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    os.close(write_end)
+    os.close(read_end)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert err == b""
+
+
 def test_help() -> None:
     result = run_cli("--help")
     assert result.returncode == 0

@@ -44,7 +44,7 @@ from ._client import Client, cancel, parse_args_json, stats, status, submit
 from ._demo import DemoConfig, run_demo
 from ._errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, CliError
 from ._limits import delete_limit, list_limits, set_limit
-from ._output import DOCS_URL, write_line
+from ._output import DOCS_URL, dropping_stdout, write_line
 from ._running import WorkerOptions
 from ._schedules import delete_schedule, list_schedules, set_schedule
 from ._serve import ServeOptions, run_serve
@@ -955,7 +955,14 @@ def _prune_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``trio-jobpool`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    """Run ``trio-jobpool`` with ``argv`` (default: ``sys.argv[1:]``); return the exit code.
+    Output that cannot be written (a closed pipe: ``trio-jobpool limits list | head -1``) is
+    dropped: it changes neither what the command does nor its exit code."""
+    with dropping_stdout():
+        return _main(argv)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Final, TextIO
+from collections.abc import Iterator
+from typing import Any, Final, TextIO, cast
 
-__all__ = ["DOCS_URL", "print_table", "write_line"]
+__all__ = ["DOCS_URL", "DroppingOutput", "dropping_stdout", "print_table", "write_line"]
 
 DOCS_URL: Final = "https://trio-jobpool.readthedocs.io/"
 """The documentation site: the one place the package names it (``[project.urls]`` in
@@ -28,13 +29,60 @@ def write_line(text: str, stream: TextIO | None = None) -> None:
     try:
         print(text, file=out, flush=True)
     except OSError:
-        # A stream without a file descriptor of its own (io.StringIO, a wrapper) stays as it is.
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(devnull, out.fileno())
-            finally:
-                os.close(devnull)
+        _to_devnull(out)
+
+
+def _to_devnull(stream: TextIO) -> None:
+    """Point ``stream``'s file descriptor at ``os.devnull``: it can no longer be written (see
+    :func:`write_line`). A stream without a file descriptor of its own (``io.StringIO``, a
+    wrapper) stays as it is."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, stream.fileno())
+        finally:
+            os.close(devnull)
+
+
+class DroppingOutput:
+    """``sys.stdout`` while a command runs (:func:`dropping_stdout`): what cannot be written,
+    because the reader of a pipe is gone (``trio-jobpool status JOB | head -1``) or the
+    terminal closed, is dropped as :func:`write_line` drops it, so the command ends as it
+    would have (its exit code is its own) instead of with a ``BrokenPipeError`` traceback.
+    Everything else is the stream's."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            return self._stream.write(text)
+        except OSError:
+            _to_devnull(self._stream)
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            _to_devnull(self._stream)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextlib.contextmanager
+def dropping_stdout() -> Iterator[None]:
+    """Run the block with ``sys.stdout`` wrapped in :class:`DroppingOutput` (flushed at the
+    end), then restore it."""
+    stream = sys.stdout
+    wrapped = DroppingOutput(stream)
+    sys.stdout = cast(TextIO, wrapped)
+    try:
+        yield
+    finally:
+        wrapped.flush()
+        sys.stdout = stream
 
 
 _UNBOUNDED = 1000  # columns of a table where the output is not a terminal
