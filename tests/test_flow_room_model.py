@@ -1,7 +1,8 @@
 """The keyed waiting room's order, checked against a model of the contract (API.md section 12):
 a free worker gets the best eligible job, by ``(priority, order of entry)``, where a job is
 eligible while its key runs fewer jobs than its ``max_running``; a job put back in front goes
-ahead of every job of its priority.
+ahead of every job of its priority; a start counts as delayed (``delayed_starts``) when its job
+waited at some moment while its key was at its limit.
 
 The room (``fair=False``, no aging) keeps keyed jobs in a shared order and sets aside those
 whose key is at its limit when they come up, so the interleavings that matter are those of
@@ -132,6 +133,9 @@ def _run(initial: list[int | None], program: list[tuple[Any, ...]]) -> None:
     for key, max_running in zip(KEYS, initial, strict=False):
         assert key is not None
         set_limit(key, max_running)
+    # delayed starts: a job that waited at some moment while its key was at its limit
+    held: set[int] = set()
+    delayed = 0
     for step in program:
         match step:
             case ("push", key, priority):
@@ -146,6 +150,7 @@ def _run(initial: list[int | None], program: list[tuple[Any, ...]]) -> None:
                 assert (None if taken is None else taken._key) == expected
                 if expected is not None:
                     del model.waiting[expected]
+                    delayed += expected in held
                     start(expected)
             case ("stop", pick) if running:
                 index = running[pick % len(running)]
@@ -162,6 +167,7 @@ def _run(initial: list[int | None], program: list[tuple[Any, ...]]) -> None:
                 stop(index)
                 jobs[index]._status = JobStatus.QUEUED
                 model.enter(index, jobs[index]._priority, front=True)
+                held.discard(index)  # it waits anew
                 room.push_front(jobs[index])
             case ("limit", key, max_running):
                 set_limit(key, max_running)
@@ -176,6 +182,8 @@ def _run(initial: list[int | None], program: list[tuple[Any, ...]]) -> None:
                     start(job._key)  # type: ignore[arg-type]
                 else:
                     job._status = JobStatus.CANCELLED  # never entered
+        held.update(i for i in model.waiting if not model.under_limit(keys[i]))
+        assert room.delayed == delayed
         assert len(room) == len(model.waiting)
         for key in KEYS[:2]:
             assert key is not None
@@ -224,3 +232,29 @@ def test_a_take_sets_aside_at_most_the_cap_of_jobs_of_one_key() -> None:
         room.started(taken, 0.0)
         room.stopped(taken)
     assert order == list(range(1, 5000))
+
+
+def test_a_job_put_back_after_its_key_was_released_is_not_counted_as_delayed() -> None:
+    # a starts (k at its limit, b waiting: k is parked), is put back before its code ran (the
+    # store could not write its start): k is released by that stop, so a never waited while k
+    # was parked, and its start is not a delayed one; b's is.
+    room = FlowRoom(lambda: 0.0, lambda when: None)
+    room.set_limit("k", Limit(max_running=1))
+    a: JobHandle[Any] = JobHandle(None, 0, _noop, (), 5, math.inf, None)  # type: ignore[arg-type]
+    b: JobHandle[Any] = JobHandle(None, 1, _noop, (), 5, math.inf, None)  # type: ignore[arg-type]
+    for job in (a, b):
+        job._flow_key = "k"
+        room.push(job)
+    for _ in range(2):
+        assert room.pop() is a
+        a._status = JobStatus.RUNNING
+        room.started(a, 0.0)
+        room.stopped(a)
+        a._status = JobStatus.QUEUED
+        room.push_front(a)
+    assert room.pop() is a
+    room.started(a, 0.0)
+    assert room.delayed == 0
+    room.stopped(a)
+    assert room.pop() is b
+    assert room.delayed == 1

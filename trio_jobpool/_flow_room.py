@@ -69,11 +69,12 @@ _KEPT_KEYS = 4096
 _SHARED_PER_KEY = 1024
 
 # A waiting job's place is its ``_seq`` (a waiting job is in no heap of due jobs, the slot's
-# other use): ``4·n`` for the n-th entry into the room (negated for a job put back in front) in
-# the shared order, ``4·n + 1`` once set aside from there into its key's own queue, ``4·n + 3``
-# for a job that entered its key's own queue directly. So ``_seq`` orders the jobs of one
-# priority, its two lowest bits tell where a job waits, and ``abs(_seq) <= key.unparked_at``
-# tells at its start whether its key was parked at some moment while it waited (``delayed``).
+# other use), for the n-th entry into the room: ``4·n`` in the shared order (``-4·n`` put back
+# in front), ``4·n + 1`` once set aside from there into its key's own queue, ``4·n + 3`` for a
+# job that entered its key's own queue directly (``-4·n - 1`` put back in front). So ``_seq``
+# orders the jobs of one priority, its two lowest bits tell where a job waits (mod 4), and
+# ``abs(_seq) <= key.unparked_at`` (``4·m + 3`` for the m-th entry, at the unpark) tells at
+# its start whether its key was parked at some moment while it waited (``delayed``).
 
 
 class _FifoJobs(WaitingJobs):
@@ -410,7 +411,7 @@ class FlowRoom:
             shared.push_front(job)
             self.size += 1
             return
-        job._seq = 3 - 4 * order  # a keyed job goes back in its key's own queue
+        job._seq = -4 * order - 1  # a keyed job goes back in its key's own queue
         self._add(job)
 
     def _add(self, job: JobHandle[Any]) -> None:
