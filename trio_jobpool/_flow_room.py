@@ -465,40 +465,27 @@ class FlowRoom:
     def peek(self) -> JobHandle[Any] | None:
         """The job :meth:`pop` would return, left in place."""
         best = self._best()
-        return best.jobs.head() if type(best) is KeyState else best  # type: ignore[return-value]
+        return best.jobs.head() if isinstance(best, KeyState) else best
 
     def pop(self) -> JobHandle[Any] | None:
         """Remove and return the best eligible job; ``None`` if none is eligible. Its key is
         out of the line until :meth:`started` (which must follow at once) counts the start."""
-        shared = self._shared
-        if shared is not None:  # _best, written out for the common case
-            keys = self._keys
-            while True:
-                job = shared.peek()
-                if job is None:
-                    break
-                name = job._flow_key
-                if name is None:
-                    state = None
-                else:
-                    state = keys[name]
-                    if state.parked:
-                        self._set_aside(job, state)
-                        continue
-                if self._line:
-                    front = self._front()
-                    if front is not None and self._ahead(front, job):
-                        return self._take_from(front)
-                shared.pop_first()
-                self.size -= 1
-                if state is not None:
-                    state.in_shared -= 1
-                    state.waiting -= 1
-                    if job._seq <= state.unparked_at:
-                        self.delayed += 1
-                return job
-        front = self._front()
-        return None if front is None else self._take_from(front)
+        best = self._best()
+        if best is None:
+            return None
+        if isinstance(best, KeyState):
+            return self._take_from(best)
+        job = best  # the shared order's first
+        self._shared.pop_first()  # type: ignore[union-attr]
+        self.size -= 1
+        name = job._flow_key
+        if name is not None:
+            state = self._keys[name]
+            state.in_shared -= 1
+            state.waiting -= 1
+            if job._seq <= state.unparked_at:
+                self.delayed += 1
+        return job
 
     def _take_from(self, state: KeyState) -> JobHandle[Any]:
         """Remove and return the best job of ``state``, the key at the front of the line."""
@@ -540,7 +527,7 @@ class FlowRoom:
                 if name is not None and (state := keys[name]).parked:
                     self._set_aside(job, state)
                     continue
-                front = self._front()
+                front = self._front() if self._line else None
                 return front if front is not None and self._ahead(front, job) else job
         return self._front()
 

@@ -20,7 +20,7 @@ from ._job import (
     RecordedJob,
 )
 from ._later import Later, due_time
-from ._limits import KEY_MAX_LENGTH, check_key
+from ._limits import check_key
 from ._records import policy_to_json
 from ._registry import check_json
 from ._retry import RetryPolicy
@@ -242,9 +242,7 @@ class Intake(Later):
     def _key_job(self, job: JobHandle[Any], key: object) -> None:
         """Give the new ``job`` its flow-control ``key`` (checked); the pool's waiting room is
         a :class:`FlowRoom` from now on (a distributed pool's keys are Redis's)."""
-        if type(key) is not str or not 0 < len(key) <= KEY_MAX_LENGTH:
-            check_key(key, allow_none=False)  # raises
-        job._set_key(key)  # type: ignore[arg-type]
+        job._set_key(check_key(key, allow_none=False))  # type: ignore[arg-type]
         if self._flow is None and not self._shared_queue:
             self._use_flow()
 
